@@ -1,0 +1,146 @@
+"""One catalog of the relay's errors.
+
+Every failure a user can see has a stable ``code`` (never renamed, safe to match on), a public
+``message`` (safe to show to anyone), and how it is said on each door: the SMTP reply and the
+HTTP status. Internal detail (paths, stack traces, ffmpeg's stderr) goes in ``detail`` and is
+logged, never shown.
+
+Exception tree::
+
+    RelayError                    code + public message + detail
+    ├── AuthError                 bad or missing token (HTTP 401)
+    ├── NotFound                  unknown id, or not yours (HTTP 404)
+    ├── IntakeError               refused at the door: SMTP 5xx/4xx, HTTP 4xx
+    │   └── TooLarge              over a size limit (552 5.3.4 / 413)
+    ├── MediaError                an item cannot be processed: the item ends `failed`
+    │   └── LimitExceeded         pixels, duration, time: refused before decoding
+    └── StorageError              the store cannot be reached (HTTP 503; jobs retry)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorSpec:
+    code: str
+    message: str
+    http_status: int = 400
+    smtp_reply: str = "554 5.6.0 Message refused"
+
+
+_SPECS = [
+    ErrorSpec("auth.invalid_token", "Missing or invalid bearer token.", 401),
+    ErrorSpec("not_found", "No such resource.", 404),
+    ErrorSpec("bad_request", "The request is malformed.", 400),
+    ErrorSpec("method_not_allowed", "Method not allowed on this resource.", 405),
+    ErrorSpec(
+        "smtp.unknown_recipient",
+        "No such secret address.",
+        404,
+        "550 5.1.1 No such recipient here",
+    ),
+    ErrorSpec(
+        "smtp.too_many_recipients",
+        "One message goes to one secret address.",
+        400,
+        "452 4.5.3 Too many recipients; send again to this one",
+    ),
+    ErrorSpec(
+        "smtp.message_too_large",
+        "The message is larger than this relay accepts.",
+        413,
+        "552 5.3.4 Message size exceeds fixed maximum message size",
+    ),
+    ErrorSpec("upload.too_large", "The upload is larger than this relay accepts.", 413),
+    ErrorSpec("upload.no_file", "The upload carries no file.", 400),
+    ErrorSpec(
+        "upload.unsupported_media_type",
+        "Send multipart/form-data with file parts, or a raw body with Content-Disposition.",
+        415,
+    ),
+    ErrorSpec("media.empty", "The file is empty.", 422),
+    ErrorSpec("media.unsupported", "This type of file is not accepted here.", 422),
+    ErrorSpec("media.corrupt", "The file is damaged or truncated and cannot be read.", 422),
+    ErrorSpec(
+        "media.too_many_pixels",
+        "The image has more pixels than this relay decodes.",
+        422,
+    ),
+    ErrorSpec("media.too_long", "The clip is longer than this relay accepts.", 422),
+    ErrorSpec("media.timeout", "Processing took longer than allowed.", 422),
+    ErrorSpec("media.failed", "Processing failed.", 500),
+    ErrorSpec("mail.unreadable", "The message could not be read as mail.", 422),
+    ErrorSpec(
+        "storage.unavailable",
+        "Storage is unavailable; try again later.",
+        503,
+        "451 4.3.0 Temporarily unable to store the message; try again later",
+    ),
+    ErrorSpec(
+        "server.unavailable",
+        "The relay cannot take this right now; try again later.",
+        503,
+        "451 4.3.0 Temporary failure; try again later",
+    ),
+    ErrorSpec("server.internal", "Internal error.", 500, "451 4.3.0 Internal error; try again later"),
+]
+
+CATALOG: dict[str, ErrorSpec] = {spec.code: spec for spec in _SPECS}
+
+
+class RelayError(Exception):
+    default_code = "server.internal"
+
+    def __init__(self, code: str | None = None, detail: str = "") -> None:
+        code = code or self.default_code
+        if code not in CATALOG:
+            raise ValueError(f"unknown error code {code!r}")
+        self.spec = CATALOG[code]
+        self.detail = detail
+        super().__init__(f"{code}: {detail or self.spec.message}")
+
+    @property
+    def code(self) -> str:
+        return self.spec.code
+
+    @property
+    def message(self) -> str:
+        return self.spec.message
+
+    def public(self) -> dict[str, str]:
+        return {"code": self.spec.code, "message": self.spec.message}
+
+
+class AuthError(RelayError):
+    default_code = "auth.invalid_token"
+
+
+class NotFound(RelayError):
+    default_code = "not_found"
+
+
+class IntakeError(RelayError):
+    default_code = "bad_request"
+
+
+class TooLarge(IntakeError):
+    default_code = "upload.too_large"
+
+
+class MediaError(RelayError):
+    default_code = "media.failed"
+
+
+class LimitExceeded(MediaError):
+    default_code = "media.too_many_pixels"
+
+
+class StorageError(RelayError):
+    default_code = "storage.unavailable"
+
+
+def public_error(code: str) -> dict[str, str]:
+    spec = CATALOG[code]
+    return {"code": spec.code, "message": spec.message}
