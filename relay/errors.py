@@ -84,7 +84,9 @@ _SPECS = [
         503,
         "451 4.3.0 Temporary failure; try again later",
     ),
-    ErrorSpec("server.internal", "Internal error.", 500, "451 4.3.0 Internal error; try again later"),
+    ErrorSpec(
+        "server.internal", "Internal error.", 500, "451 4.3.0 Internal error; try again later"
+    ),
 ]
 
 CATALOG: dict[str, ErrorSpec] = {spec.code: spec for spec in _SPECS}

@@ -1,0 +1,144 @@
+"""Composition root: settings → parts → one aiohttp application that also runs the SMTP door
+and the workers. Every resource starts and stops in ``cleanup_ctx``, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from relay import jobs
+from relay.config import Settings, parse_listen
+from relay.context import RELAY, Relay
+from relay.db import Database, queries
+from relay.intake import http as http_intake
+from relay.intake.accept import Acceptor
+from relay.intake.smtp import MailHandler, smtp_factory
+from relay.model import Limits
+from relay.pipeline import Pipeline
+from relay.spool import Spool
+from relay.storage import open_store
+from relay.web import api, pages
+from relay.workpool import WorkPool
+
+log = logging.getLogger("relay")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def build(settings: Settings) -> Relay:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.database_url)
+    spool = Spool(settings.spool_dir)
+    store = open_store(settings.storage_url)
+    pool = WorkPool(settings.workers)
+    limits = Limits(
+        max_pixels=settings.max_image_pixels,
+        max_duration=settings.max_duration_seconds,
+        timeout=settings.processing_timeout_seconds,
+    )
+    pipeline = Pipeline(
+        db, spool, store, pool, settings.data_dir / "work", limits, settings.job_lease_seconds
+    )
+    acceptor = Acceptor(db, settings.job_max_attempts, pipeline.wake)
+    return Relay(settings, db, spool, store, pool, pipeline, acceptor)
+
+
+async def start(relay: Relay) -> None:
+    """Migrate, check storage, and recover what a crash left behind."""
+    await asyncio.to_thread(relay.db.migrate)
+    await relay.store.check()
+    released = await relay.db.run(jobs.release_orphans, socket.gethostname(), _alive)
+    in_use = await relay.db.read(queries.spool_names_in_use)
+    removed = relay.spool.recover(in_use)
+    if released or removed:
+        log.info(
+            "recovered: %d job(s) of a dead process, %d unclaimed spool file(s)",
+            released,
+            len(removed),
+        )
+
+
+async def _relay_ctx(app: web.Application) -> AsyncIterator[None]:
+    relay = build(app[SETTINGS])
+    app[RELAY] = relay
+    try:
+        await start(relay)
+        yield
+    finally:
+        relay.pool.close()
+        relay.db.close()
+
+
+async def _smtp_ctx(app: web.Application) -> AsyncIterator[None]:
+    relay = app[RELAY]
+    settings = relay.settings
+    host, port = parse_listen(settings.smtp_listen)
+    handler = MailHandler(relay.db, relay.spool, relay.acceptor, settings.mail_domain)
+    server = await asyncio.get_running_loop().create_server(
+        lambda: smtp_factory(handler, settings.max_message_bytes, settings.smtp_hostname),
+        host,
+        port,
+    )
+    log.info("SMTP on %s:%d for *@%s", host, port, settings.mail_domain)
+    yield
+    server.close()
+    await server.wait_closed()
+
+
+async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
+    relay = app[RELAY]
+    tasks = [
+        asyncio.create_task(relay.pipeline.run_worker(n), name=f"worker-{n}")
+        for n in range(relay.settings.workers)
+    ]
+    yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+SETTINGS = web.AppKey("settings", Settings)
+
+
+def make_app(settings: Settings, *, smtp: bool = True, workers: bool = True) -> web.Application:
+    app = web.Application(middlewares=[api.errors_middleware], client_max_size=1 << 20)
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_relay_ctx)
+    if smtp:
+        app.cleanup_ctx.append(_smtp_ctx)
+    if workers:
+        app.cleanup_ctx.append(_workers_ctx)
+    api.setup_routes(app)
+    http_intake.setup_routes(app)
+    pages.setup_routes(app)
+    return app
+
+
+def serve(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    host, port = parse_listen(settings.http_listen)
+    app = make_app(settings)
+    print(
+        f"relay: HTTP on {host}:{port} ({settings.public_url}), SMTP on {settings.smtp_listen}, "
+        f"data in {settings.data_dir.resolve()}",
+        flush=True,
+    )
+    web.run_app(app, host=host, port=port, print=None, access_log=None)

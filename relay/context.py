@@ -1,0 +1,38 @@
+"""The running relay's parts, built once from settings in ``relay.app`` and shared by the doors,
+the pages and the workers through ``web.AppKey``s."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from aiohttp import web
+
+from relay.config import Settings
+from relay.db import Database
+from relay.intake.accept import Acceptor
+from relay.pipeline import Pipeline
+from relay.spool import Spool
+from relay.storage import Store
+from relay.workpool import WorkPool
+
+
+@dataclass(slots=True)
+class Relay:
+    settings: Settings
+    db: Database
+    spool: Spool
+    store: Store
+    pool: WorkPool
+    pipeline: Pipeline
+    acceptor: Acceptor
+
+    def media_url(self, key: str) -> str:
+        return self.store.url(key) or f"{self.settings.public_url}/media/{quote(key)}"
+
+    def page_url(self, post_id: str) -> str:
+        return f"{self.settings.public_url}/p/{post_id}"
+
+
+RELAY = web.AppKey("relay", Relay)
+USER = "relay.user_id"  # request key set by the auth check

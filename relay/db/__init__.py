@@ -1,0 +1,90 @@
+"""The database: one SQLAlchemy engine, used from the event loop through a small thread pool.
+
+SQLite (the default) runs in WAL mode with ``synchronous=FULL`` so a commit survives power loss,
+and write transactions start with ``BEGIN IMMEDIATE`` so two writers queue instead of failing on
+lock upgrade. PostgreSQL is used as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+
+from relay.db import migrations
+
+T = TypeVar("T")
+
+
+def normalise_url(url: str) -> str:
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            mode = "IMMEDIATE" if conn.get_execution_options().get("write", True) else "DEFERRED"
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+        return engine
+    return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+class Database:
+    def __init__(self, url: str, threads: int = 4) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.is_postgres = self.engine.dialect.name == "postgresql"
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="relay-db")
+
+    @contextmanager
+    def begin(self, write: bool = True) -> Iterator[Connection]:
+        with self.engine.connect().execution_options(write=write) as conn, conn.begin():
+            yield conn
+
+    def migrate(self) -> int:
+        with self.begin() as conn:
+            if self.is_postgres:  # several nodes may start at once
+                conn.execute(text("SELECT pg_advisory_xact_lock(7465)"))
+            return migrations.migrate(conn)
+
+    def ping(self) -> None:
+        with self.begin(write=False) as conn:
+            conn.execute(text("SELECT 1"))
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in one write transaction, off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._call, fn, args)
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, self._call, fn, args, False
+        )
+
+    def _call(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool = True) -> T:
+        with self.begin(write=write) as conn:
+            return fn(conn, *args)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self.engine.dispose()

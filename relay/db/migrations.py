@@ -1,0 +1,45 @@
+"""Versioned schema migrations.
+
+A new database gets the current schema in one step and is stamped with the latest version; an
+existing one runs each later step in order, in one transaction per step. To change the schema:
+edit ``schema.py`` and append a step here that brings a database of the previous version to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Connection, inspect, select
+
+from relay.db.schema import metadata, schema_version
+
+Step = Callable[[Connection], None]
+
+# (version, step): version 1 is the first schema, created whole from schema.py.
+STEPS: list[tuple[int, Step]] = []
+
+LATEST = max([1, *(version for version, _ in STEPS)])
+
+
+def current_version(conn: Connection) -> int | None:
+    if not inspect(conn).has_table(schema_version.name):
+        return None
+    return conn.execute(select(schema_version.c.version)).scalar()
+
+
+def migrate(conn: Connection) -> int:
+    """Bring the database to ``LATEST``; returns the version it was at (0 for a new one)."""
+    found = current_version(conn)
+    if found is None:
+        metadata.create_all(conn)
+        conn.execute(schema_version.insert().values(version=LATEST))
+        return 0
+    if found > LATEST:
+        raise RuntimeError(
+            f"database schema version {found} is newer than this relay ({LATEST}): upgrade the relay"
+        )
+    for version, step in STEPS:
+        if version > found:
+            step(conn)
+            conn.execute(schema_version.update().values(version=version))
+    return found

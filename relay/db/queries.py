@@ -1,0 +1,320 @@
+"""Reads and writes of users, credentials, posts, items and renditions.
+
+Each function takes an open ``Connection`` (one transaction) so callers can group them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, func, select, update
+
+from relay import auth
+from relay.db.schema import addresses, items, posts, renditions, tokens, users
+from relay.errors import CATALOG
+from relay.model import (
+    Item,
+    ItemStatus,
+    Kind,
+    Post,
+    PostStatus,
+    Rendition,
+    StoredObject,
+)
+
+
+class Conflict(Exception):
+    pass
+
+
+# --- users and credentials -------------------------------------------------------------------
+
+
+def add_user(conn: Connection, name: str) -> str:
+    if conn.execute(select(users.c.id).where(users.c.name == name)).first():
+        raise Conflict(f"user {name!r} exists")
+    user_id = auth.new_id()
+    conn.execute(users.insert().values(id=user_id, name=name, created_at=time.time()))
+    return user_id
+
+
+def user_id_by_name(conn: Connection, name: str) -> str | None:
+    return conn.execute(select(users.c.id).where(users.c.name == name)).scalar()
+
+
+def add_token(conn: Connection, user_id: str) -> str:
+    token = auth.new_token()
+    conn.execute(
+        tokens.insert().values(
+            id=auth.new_id(),
+            user_id=user_id,
+            token_hash=auth.digest(token),
+            hint=auth.hint(token),
+            created_at=time.time(),
+        )
+    )
+    return token
+
+
+def add_address(conn: Connection, user_id: str) -> str:
+    secret = auth.new_address_secret()
+    conn.execute(
+        addresses.insert().values(
+            id=auth.new_id(),
+            user_id=user_id,
+            secret_hash=auth.digest(secret),
+            hint=auth.hint(secret),
+            created_at=time.time(),
+        )
+    )
+    return secret
+
+
+def revoke(conn: Connection, table: Any, secret: str) -> bool:
+    column = table.c.token_hash if table is tokens else table.c.secret_hash
+    result = conn.execute(
+        update(table)
+        .where(column == auth.digest(secret), table.c.revoked_at.is_(None))
+        .values(revoked_at=time.time())
+    )
+    return result.rowcount > 0
+
+
+def _live_owner(conn: Connection, table: Any, column: Any, secret: str) -> str | None:
+    wanted = auth.digest(secret)
+    row = conn.execute(
+        select(table.c.user_id, column).where(column == wanted, table.c.revoked_at.is_(None))
+    ).first()
+    if row is None or not auth.same_digest(row[1], wanted):
+        return None
+    return row[0]
+
+
+def user_for_token(conn: Connection, token: str) -> str | None:
+    return _live_owner(conn, tokens, tokens.c.token_hash, token)
+
+
+def user_for_address(conn: Connection, secret: str) -> str | None:
+    return _live_owner(conn, addresses, addresses.c.secret_hash, secret)
+
+
+# --- posts and items ---------------------------------------------------------------------------
+
+
+def insert_post(conn: Connection, post: Post, spool_name: str | None = None) -> None:
+    conn.execute(
+        posts.insert().values(
+            id=post.id,
+            user_id=post.user_id,
+            title=post.title,
+            text=post.text,
+            status=post.status.value,
+            source=post.source,
+            spool_name=spool_name,
+            private=False,
+            created_at=post.created_at.timestamp() if post.created_at else time.time(),
+        )
+    )
+
+
+def update_post_text(conn: Connection, post_id: str, **values: Any) -> None:
+    conn.execute(update(posts).where(posts.c.id == post_id).values(**values))
+
+
+def insert_item(conn: Connection, item: Item, spool_name: str) -> None:
+    now = time.time()
+    conn.execute(
+        items.insert().values(
+            id=item.id,
+            post_id=item.post_id,
+            position=item.position,
+            filename=item.filename,
+            declared_mime=item.declared_mime,
+            spool_name=spool_name,
+            status=item.status.value,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+
+
+def item_row(conn: Connection, item_id: str) -> RowMapping | None:
+    return conn.execute(select(items).where(items.c.id == item_id)).mappings().first()
+
+
+def post_row(conn: Connection, post_id: str) -> RowMapping | None:
+    return conn.execute(select(posts).where(posts.c.id == post_id)).mappings().first()
+
+
+def set_item(conn: Connection, item_id: str, **values: Any) -> None:
+    conn.execute(
+        update(items).where(items.c.id == item_id).values(updated_at=time.time(), **values)
+    )
+
+
+def replace_renditions(conn: Connection, item_id: str, found: list[Rendition]) -> None:
+    conn.execute(renditions.delete().where(renditions.c.item_id == item_id))
+    for r in found:
+        conn.execute(
+            renditions.insert().values(
+                item_id=item_id,
+                name=r.name,
+                key=r.key,
+                mime=r.mime,
+                bytes=r.bytes,
+                width=r.width,
+                height=r.height,
+                duration=r.duration,
+            )
+        )
+
+
+def settle_post(conn: Connection, post_id: str) -> bool:
+    """Mark the post ready when none of its items is still open; True if this call did it."""
+    row = post_row(conn, post_id)
+    if row is None or row["status"] == PostStatus.READY or row["spool_name"] is not None:
+        return False  # a mail post still being unpacked has its spool_name set
+    open_items = conn.execute(
+        select(func.count())
+        .select_from(items)
+        .where(
+            items.c.post_id == post_id,
+            items.c.status.in_([ItemStatus.QUEUED.value, ItemStatus.PROCESSING.value]),
+        )
+    ).scalar()
+    if open_items:
+        return False
+    result = conn.execute(
+        update(posts)
+        .where(posts.c.id == post_id, posts.c.status != PostStatus.READY.value)
+        .values(status=PostStatus.READY.value, ready_at=time.time())
+    )
+    return result.rowcount > 0
+
+
+def _item_from_rows(row: RowMapping, rendition_rows: list[RowMapping]) -> Item:
+    error = None
+    if row["error_code"]:
+        spec = CATALOG.get(row["error_code"])
+        error = {
+            "code": row["error_code"],
+            "message": spec.message if spec else row["error_code"],
+        }
+    original = None
+    if row["original_key"]:
+        original = StoredObject(
+            key=row["original_key"],
+            mime=row["original_mime"],
+            bytes=row["original_bytes"],
+            sha256=row["original_sha256"],
+        )
+    return Item(
+        id=row["id"],
+        post_id=row["post_id"],
+        position=row["position"],
+        filename=row["filename"],
+        declared_mime=row["declared_mime"],
+        status=ItemStatus(row["status"]),
+        kind=Kind(row["kind"]) if row["kind"] else None,
+        error=error,
+        original=original,
+        progress=row["progress"],
+        renditions=[
+            Rendition(
+                name=r["name"],
+                key=r["key"],
+                mime=r["mime"],
+                bytes=r["bytes"],
+                width=r["width"],
+                height=r["height"],
+                duration=r["duration"],
+            )
+            for r in rendition_rows
+        ],
+    )
+
+
+def load_items(conn: Connection, post_ids: list[str]) -> dict[str, list[Item]]:
+    if not post_ids:
+        return {}
+    item_rows = (
+        conn.execute(select(items).where(items.c.post_id.in_(post_ids)).order_by(items.c.position))
+        .mappings()
+        .all()
+    )
+    by_item: dict[str, list[RowMapping]] = {row["id"]: [] for row in item_rows}
+    if by_item:
+        for r in (
+            conn.execute(
+                select(renditions)
+                .where(renditions.c.item_id.in_(list(by_item)))
+                .order_by(renditions.c.id)
+            )
+            .mappings()
+            .all()
+        ):
+            by_item[r["item_id"]].append(r)
+    found: dict[str, list[Item]] = {post_id: [] for post_id in post_ids}
+    for row in item_rows:
+        found[row["post_id"]].append(_item_from_rows(row, by_item[row["id"]]))
+    return found
+
+
+def _post_from_row(row: RowMapping, post_items: list[Item]) -> Post:
+    from datetime import UTC, datetime
+
+    return Post(
+        id=row["id"],
+        user_id=row["user_id"],
+        title=row["title"],
+        text=row["text"],
+        status=PostStatus(row["status"]),
+        source=row["source"],
+        created_at=datetime.fromtimestamp(row["created_at"], UTC),
+        items=post_items,
+    )
+
+
+def load_post(conn: Connection, post_id: str) -> Post | None:
+    row = post_row(conn, post_id)
+    if row is None:
+        return None
+    return _post_from_row(row, load_items(conn, [post_id])[post_id])
+
+
+def load_item(conn: Connection, item_id: str) -> tuple[Item, str] | None:
+    """The item and its post's owner."""
+    row = item_row(conn, item_id)
+    if row is None:
+        return None
+    rendition_rows = (
+        conn.execute(
+            select(renditions).where(renditions.c.item_id == item_id).order_by(renditions.c.id)
+        )
+        .mappings()
+        .all()
+    )
+    owner = conn.execute(select(posts.c.user_id).where(posts.c.id == row["post_id"])).scalar()
+    return _item_from_rows(row, list(rendition_rows)), owner
+
+
+def list_posts(
+    conn: Connection, user_id: str, limit: int = 50, before: float | None = None
+) -> list[Post]:
+    query = select(posts).where(posts.c.user_id == user_id)
+    if before is not None:
+        query = query.where(posts.c.created_at < before)
+    rows = conn.execute(query.order_by(posts.c.created_at.desc()).limit(limit)).mappings().all()
+    post_items = load_items(conn, [r["id"] for r in rows])
+    return [_post_from_row(r, post_items[r["id"]]) for r in rows]
+
+
+def spool_names_in_use(conn: Connection) -> set[str]:
+    names = set(
+        conn.execute(select(items.c.spool_name).where(items.c.spool_name.is_not(None))).scalars()
+    )
+    names.update(
+        conn.execute(select(posts.c.spool_name).where(posts.c.spool_name.is_not(None))).scalars()
+    )
+    return names

@@ -1,0 +1,158 @@
+"""The tables, as SQLAlchemy Core. Times are UNIX seconds (float) so that SQLite and PostgreSQL
+compare them the same way. A change here needs a step in ``migrations.py``."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+ID = String(32)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+)
+
+addresses = Table(
+    "addresses",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id"), nullable=False, index=True),
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("hint", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id"), nullable=False, index=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("hint", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+)
+
+posts = Table(
+    "posts",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id"), nullable=False),
+    Column("title", Text, nullable=False, default=""),
+    Column("text", Text, nullable=False, default=""),
+    Column("status", String(16), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("spool_name", String(64)),
+    Column("message_id", Text),
+    Column("sender", Text),
+    Column("private", Boolean, nullable=False, default=False),
+    Column("created_at", Float, nullable=False),
+    Column("ready_at", Float),
+    Index("ix_posts_user_created", "user_id", "created_at"),
+)
+
+items = Table(
+    "items",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("post_id", ID, ForeignKey("posts.id"), nullable=False, index=True),
+    Column("position", Integer, nullable=False),
+    Column("filename", Text, nullable=False),
+    Column("declared_mime", String(255)),
+    Column("spool_name", String(64)),
+    Column("kind", String(16)),
+    Column("status", String(16), nullable=False),
+    Column("progress", Float),
+    Column("error_code", String(64)),
+    Column("error_detail", Text),
+    Column("original_key", Text),
+    Column("original_mime", String(255)),
+    Column("original_bytes", Integer),
+    Column("original_sha256", String(64)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+renditions = Table(
+    "renditions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("item_id", ID, ForeignKey("items.id"), nullable=False, index=True),
+    Column("name", String(64), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("mime", String(255), nullable=False),
+    Column("bytes", Integer, nullable=False),
+    Column("width", Integer),
+    Column("height", Integer),
+    Column("duration", Float),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    Column("ref", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("max_attempts", Integer, nullable=False),
+    Column("run_at", Float, nullable=False),
+    Column("lease_until", Float),
+    Column("locked_by", String(64)),
+    Column("last_error", Text),
+    Column("created_at", Float, nullable=False),
+    Index("ix_jobs_claim", "status", "run_at"),
+)
+
+destinations = Table(
+    "destinations",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id"), nullable=False, index=True),
+    Column("type", String(32), nullable=False),
+    Column("url", Text),
+    Column("secret", Text),
+    Column("token", Text),
+    Column("config", Text, nullable=False, default="{}"),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("created_at", Float, nullable=False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("post_id", ID, ForeignKey("posts.id"), nullable=False, index=True),
+    Column("destination_id", ID, ForeignKey("destinations.id"), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("remote_url", Text),
+    Column("remote_id", Text),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("error_code", String(64)),
+    Column("error_message", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+schema_version = Table(
+    "relay_schema_version",
+    metadata,
+    Column("version", Integer, nullable=False),
+)

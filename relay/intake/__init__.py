@@ -1,0 +1,1 @@
+"""The doors: SMTP, HTTP uploads and tus. Each ends in ``Acceptor.accept``."""

@@ -1,0 +1,114 @@
+"""The HTTP upload door: ``POST /api/v1/uploads``.
+
+Bodies are streamed into the spool chunk by chunk (multipart parts or the raw body), never held
+whole, and the request is refused with 413 as soon as it passes the upload limit.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import unicodedata
+from pathlib import PurePosixPath
+
+from aiohttp import BodyPartReader, web
+from aiohttp.multipart import content_disposition_filename, parse_content_disposition
+
+from relay import metrics
+from relay.context import RELAY
+from relay.errors import IntakeError, TooLarge
+from relay.intake.accept import SpooledFile
+from relay.spool import SpoolWriter
+from relay.web.api import authenticate
+from relay.web.present import post_json
+
+CHUNK = 1 << 20
+FIELD_LIMIT = 64 * 1024
+
+
+def clean_filename(name: str | None, mime: str | None, position: int) -> str:
+    name = (name or "").replace("\\", "/")
+    name = PurePosixPath(name).name if name else ""
+    name = "".join(c for c in name if unicodedata.category(c)[0] != "C").strip(" .")
+    if not name:
+        ext = (mimetypes.guess_extension(mime or "") or ".bin") if mime else ".bin"
+        name = f"upload-{position + 1}{ext}"
+    return name[:200]
+
+
+async def _stream(writer: SpoolWriter, read_chunk) -> str:  # noqa: ANN001
+    try:
+        while chunk := await read_chunk():
+            writer.write(chunk)
+        return await writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+async def upload(request: web.Request) -> web.Response:
+    user_id = await authenticate(request)
+    relay = request.app[RELAY]
+    limit = relay.settings.max_upload_bytes
+    if request.content_length is not None and request.content_length > limit:
+        metrics.http_uploads.labels("too_large").inc()
+        raise TooLarge("upload.too_large", f"Content-Length {request.content_length}")
+    files: list[SpooledFile] = []
+    fields = {"title": "", "text": ""}
+    received = 0
+    try:
+        if request.content_type == "multipart/form-data":
+            reader = await request.multipart()
+            while (part := await reader.next()) is not None:
+                if not isinstance(part, BodyPartReader):
+                    await part.release()  # a nested multipart: not a form field we know
+                    continue
+                if part.name == "file" or part.filename is not None:
+                    writer = relay.spool.writer(limit=limit - received)
+                    name = await _stream(writer, lambda p=part: p.read_chunk(CHUNK))
+                    received += writer.size
+                    mime = part.headers.get("Content-Type")
+                    files.append(
+                        SpooledFile(
+                            name, clean_filename(part.filename, mime, len(files)), mime, writer.size
+                        )
+                    )
+                elif part.name in fields:
+                    raw = await part.read(decode=True)
+                    if len(raw) > FIELD_LIMIT:
+                        raise IntakeError("bad_request", f"{part.name} over {FIELD_LIMIT} bytes")
+                    fields[part.name] = raw.decode(part.get_charset("utf-8"), "replace").strip()
+                else:
+                    await part.release()
+        elif request.content_type in ("application/x-www-form-urlencoded", "text/plain") and (
+            "Content-Disposition" not in request.headers
+        ):
+            raise IntakeError("upload.unsupported_media_type")
+        else:
+            disposition, params = parse_content_disposition(
+                request.headers.get("Content-Disposition")
+            )
+            mime = request.headers.get("Content-Type")
+            filename = content_disposition_filename(params, "filename") if disposition else None
+            writer = relay.spool.writer(limit=limit)
+            name = await _stream(writer, lambda: request.content.read(CHUNK))
+            files.append(SpooledFile(name, clean_filename(filename, mime, 0), mime, writer.size))
+            fields["title"] = request.query.get("title", "").strip()
+            fields["text"] = request.query.get("text", "").strip()
+        if not files and not (fields["title"] or fields["text"]):
+            raise IntakeError("upload.no_file")
+        post = await relay.acceptor.accept(
+            user_id, title=fields["title"], text=fields["text"], files=files, source="http"
+        )
+    except BaseException as exc:
+        for spooled in files:
+            relay.spool.remove(spooled.spool_name)
+        outcome = exc.code if isinstance(exc, IntakeError) else "error"
+        metrics.http_uploads.labels(outcome).inc()
+        raise
+    metrics.http_uploads.labels("accepted").inc()
+    metrics.accepted_bytes.labels("http").inc(received)
+    return web.json_response(post_json(relay, post), status=202)
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_post("/api/v1/uploads", upload)

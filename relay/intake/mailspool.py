@@ -1,0 +1,47 @@
+"""Unpack a spooled message into spooled parts. Runs in a worker process: it parses hostile
+MIME, so it must not run on the event loop, and only names and short strings travel back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from relay.errors import MediaError
+from relay.intake.mail import parse_message
+from relay.spool import Spool
+
+
+@dataclass(slots=True)
+class UnpackedPart:
+    spool_name: str
+    filename: str
+    content_type: str
+
+
+@dataclass(slots=True)
+class Unpacked:
+    title: str = ""
+    text: str = ""
+    message_id: str | None = None
+    sender: str | None = None
+    parts: list[UnpackedPart] = field(default_factory=list)
+
+
+def unpack_to_spool(spool_root: str, name: str) -> Unpacked:
+    spool = Spool(Path(spool_root))
+    raw = spool.path(name).read_bytes()
+    try:
+        parsed = parse_message(raw)
+    except MediaError:
+        return Unpacked()
+    unpacked = Unpacked(
+        title=parsed.title,
+        text=parsed.text,
+        message_id=parsed.message_id,
+        sender=parsed.sender,
+    )
+    for part in parsed.parts:
+        unpacked.parts.append(
+            UnpackedPart(spool.put_bytes(part.payload), part.filename, part.content_type)
+        )
+    return unpacked

@@ -1,0 +1,150 @@
+"""A job queue in the relay's own database, so that a job is enqueued in the same transaction
+that creates its post (nothing acknowledged without its work recorded).
+
+A worker claims one due job and holds a lease on it; a lease that runs out (the worker died) makes
+the job claimable again, and that claim counts as an attempt. Failures retry with exponential
+backoff and jitter until ``max_attempts``; then the job is ``dead`` and its last error is kept.
+PostgreSQL claims with ``FOR UPDATE SKIP LOCKED``; SQLite serialises writers anyway.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, and_, or_, select, update
+
+from relay.db.schema import jobs
+
+QUEUED, RUNNING, DEAD = "queued", "running", "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: int
+    kind: str
+    ref: str
+    attempts: int
+    max_attempts: int
+
+    @property
+    def exhausted(self) -> bool:
+        return self.attempts >= self.max_attempts
+
+
+def enqueue(conn: Connection, kind: str, ref: str, max_attempts: int = 5, delay: float = 0) -> int:
+    now = time.time()
+    result = conn.execute(
+        jobs.insert().values(
+            kind=kind,
+            ref=ref,
+            status=QUEUED,
+            attempts=0,
+            max_attempts=max_attempts,
+            run_at=now + delay,
+            created_at=now,
+        )
+    )
+    return result.inserted_primary_key[0]
+
+
+def _due(now: float):  # noqa: ANN202 - a SQLAlchemy clause
+    return or_(
+        and_(jobs.c.status == QUEUED, jobs.c.run_at <= now),
+        and_(jobs.c.status == RUNNING, jobs.c.lease_until < now),
+    )
+
+
+def claim(
+    conn: Connection, worker: str, lease: float, kinds: list[str] | None = None
+) -> Job | None:
+    now = time.time()
+    query = select(jobs.c.id).where(_due(now)).order_by(jobs.c.run_at, jobs.c.id).limit(1)
+    if kinds:
+        query = query.where(jobs.c.kind.in_(kinds))
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    job_id = conn.execute(query).scalar()
+    if job_id is None:
+        return None
+    claimed = conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id, _due(now))
+        .values(
+            status=RUNNING,
+            attempts=jobs.c.attempts + 1,
+            lease_until=now + lease,
+            locked_by=worker,
+        )
+        .returning(jobs.c.id, jobs.c.kind, jobs.c.ref, jobs.c.attempts, jobs.c.max_attempts)
+    ).first()
+    return Job(*claimed) if claimed else None
+
+
+def extend(conn: Connection, job: Job, worker: str, lease: float) -> bool:
+    result = conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job.id, jobs.c.locked_by == worker, jobs.c.status == RUNNING)
+        .values(lease_until=time.time() + lease)
+    )
+    return result.rowcount > 0
+
+
+def complete(conn: Connection, job: Job) -> None:
+    conn.execute(jobs.delete().where(jobs.c.id == job.id))
+
+
+def backoff(attempts: int, base: float = 2.0, cap: float = 300.0) -> float:
+    """Seconds before the next try: exponential, capped, with full jitter on the upper half."""
+    ceiling = min(cap, base * 2 ** max(0, attempts - 1))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def retry_or_bury(conn: Connection, job: Job, error: str) -> bool:
+    """Schedule another try, or mark the job dead; True if it will run again."""
+    if job.exhausted:
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job.id)
+            .values(status=DEAD, last_error=error[:4000], lease_until=None)
+        )
+        return False
+    conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job.id)
+        .values(
+            status=QUEUED,
+            last_error=error[:4000],
+            lease_until=None,
+            locked_by=None,
+            run_at=time.time() + backoff(job.attempts),
+        )
+    )
+    return True
+
+
+def counts(conn: Connection) -> dict[str, int]:
+    from sqlalchemy import func
+
+    rows = conn.execute(select(jobs.c.status, func.count()).group_by(jobs.c.status)).all()
+    return {status: n for status, n in rows}
+
+
+def release_orphans(conn: Connection, host: str, alive: Callable[[int], bool]) -> int:
+    """Free jobs leased by processes of this host that no longer run (a crash or kill -9), so a
+    restart picks them up at once instead of waiting for their leases to run out."""
+    rows = conn.execute(
+        select(jobs.c.id, jobs.c.locked_by).where(
+            jobs.c.status == RUNNING, jobs.c.locked_by.like(f"{host}:%")
+        )
+    ).all()
+    dead = []
+    for job_id, locked_by in rows:
+        pid = locked_by.split(":")[1]
+        if not pid.isdigit() or not alive(int(pid)):
+            dead.append(job_id)
+    if dead:
+        conn.execute(update(jobs).where(jobs.c.id.in_(dead)).values(lease_until=0.0))
+    return len(dead)

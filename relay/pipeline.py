@@ -1,0 +1,329 @@
+"""The worker loop: claim a job, do it, record the outcome.
+
+``process_item``: sniff → pick the handler for the kind → run it under limits → store the
+served original and the renditions → mark the item ``ready`` (or ``failed`` with a code) and
+settle the post, all in one transaction. ``unpack_mail``: turn a spooled message into items.
+A ``MediaError`` is final for the item; anything else (storage down, a worker killed) is retried
+by the queue with backoff and becomes ``failed`` once the attempts run out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import mimetypes
+import os
+import shutil
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from sqlalchemy import Connection
+
+from handlers import handler_for
+from relay import detect, jobs, metrics
+from relay.db import Database, queries
+from relay.errors import MediaError, RelayError
+from relay.intake.accept import PROCESS_ITEM, UNPACK_MAIL
+from relay.model import HandlerInput, ItemStatus, Kind, Limits, Rendition, StoredObject
+from relay.spool import Spool
+from relay.storage import Store
+from relay.workpool import WorkPool
+
+log = logging.getLogger("relay.pipeline")
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+def safe_extension(filename: str, mime: str) -> str:
+    guessed = mimetypes.guess_extension(mime, strict=False) or ""
+    if mime == "image/jpeg":
+        guessed = ".jpg"
+    suffix = Path(filename).suffix.lower()
+    if not guessed and suffix[1:].isalnum() and 1 < len(suffix) <= 6:
+        guessed = suffix
+    return guessed or ".bin"
+
+
+def content_disposition(mime: str, filename: str) -> str:
+    disposition = "inline" if detect.served_inline(mime) else "attachment"
+    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "").replace("\\", "")
+    ascii_name = "".join(c if 32 <= ord(c) < 127 else "_" for c in ascii_name) or "file"
+    return f"{disposition}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
+
+
+def sha256_file(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(slots=True)
+class Outcome:
+    kind: Kind
+    original: StoredObject | None
+    renditions: list[Rendition]
+    error_code: str | None = None
+    error_detail: str | None = None
+
+
+class Pipeline:
+    def __init__(
+        self,
+        db: Database,
+        spool: Spool,
+        store: Store,
+        pool: WorkPool,
+        work_dir: Path,
+        limits: Limits,
+        lease: float = 300.0,
+    ) -> None:
+        self.db = db
+        self.spool = spool
+        self.store = store
+        self.pool = pool
+        self.work_dir = work_dir
+        self.limits = limits
+        self.lease = lease
+        self.wakeup = asyncio.Event()
+        self.worker_prefix = f"{socket.gethostname()}:{os.getpid()}"
+
+    def wake(self) -> None:
+        self.wakeup.set()
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    async def run_worker(self, number: int, idle_poll: float = 1.0) -> None:
+        worker = f"{self.worker_prefix}:{number}"
+        while True:
+            try:
+                job = await self.db.run(jobs.claim, worker, self.lease)
+            except Exception:
+                log.exception("claiming a job failed; retrying")
+                await asyncio.sleep(idle_poll)
+                continue
+            if job is None:
+                self.wakeup.clear()
+                try:
+                    await asyncio.wait_for(self.wakeup.wait(), idle_poll)
+                except TimeoutError:
+                    pass
+                continue
+            await self._run_job(job, worker)
+
+    async def _run_job(self, job: jobs.Job, worker: str) -> None:
+        keeper = asyncio.create_task(self._keep_lease(job, worker))
+        try:
+            if job.kind == PROCESS_ITEM:
+                await self.process_item(job)
+            elif job.kind == UNPACK_MAIL:
+                await self.unpack_mail(job)
+            else:
+                log.error("unknown job kind %s; dropping job %s", job.kind, job.id)
+                await self.db.run(jobs.complete, job)
+        except asyncio.CancelledError:
+            raise  # shutting down: the lease runs out and another worker takes the job
+        except Exception as exc:
+            log.warning("job %s (%s %s) failed: %r", job.id, job.kind, job.ref, exc)
+            metrics.job_retries.labels(job.kind).inc()
+            await self._give_up_or_retry(job, exc)
+        finally:
+            keeper.cancel()
+
+    async def _keep_lease(self, job: jobs.Job, worker: str) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            await self.db.run(jobs.extend, job, worker, self.lease)
+
+    async def _give_up_or_retry(self, job: jobs.Job, exc: Exception) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        if not job.exhausted:
+            await self.db.run(jobs.retry_or_bury, job, error)
+            return
+        code = exc.code if isinstance(exc, RelayError) else "media.failed"
+
+        def bury(conn: Connection) -> None:
+            jobs.retry_or_bury(conn, job, error)
+            if job.kind == PROCESS_ITEM:
+                self._fail_item(conn, job.ref, code, error)
+            elif job.kind == UNPACK_MAIL:
+                queries.update_post_text(conn, job.ref, spool_name=None)
+                queries.settle_post(conn, job.ref)
+
+        await self.db.run(bury)
+
+    def _fail_item(self, conn: Connection, item_id: str, code: str, detail: str) -> None:
+        row = queries.item_row(conn, item_id)
+        if row is None:
+            return
+        queries.set_item(
+            conn, item_id, status=ItemStatus.FAILED.value, error_code=code, error_detail=detail
+        )
+        queries.settle_post(conn, row["post_id"])
+
+    # --- process_item ---------------------------------------------------------------------------
+
+    async def process_item(self, job: jobs.Job) -> None:
+        row = await self.db.run(queries.item_row, job.ref)
+        if row is None or row["status"] in (ItemStatus.READY, ItemStatus.FAILED):
+            await self.db.run(jobs.complete, job)
+            return
+        await self.db.run(queries.set_item, job.ref, status=ItemStatus.PROCESSING.value)
+        source = self.spool.path(row["spool_name"])
+        started = time.monotonic()
+        workdir = self.work_dir / row["id"]
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True)
+        try:
+            outcome = await self._process(row, source, workdir)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        metrics.processing_seconds.labels(outcome.kind.value).observe(time.monotonic() - started)
+
+        def record(conn: Connection) -> None:
+            values: dict[str, object] = {"kind": outcome.kind.value, "spool_name": None}
+            if outcome.original is not None:
+                values.update(
+                    original_key=outcome.original.key,
+                    original_mime=outcome.original.mime,
+                    original_bytes=outcome.original.bytes,
+                    original_sha256=outcome.original.sha256,
+                )
+            if outcome.error_code:
+                values.update(
+                    status=ItemStatus.FAILED.value,
+                    error_code=outcome.error_code,
+                    error_detail=outcome.error_detail,
+                )
+            else:
+                values.update(status=ItemStatus.READY.value, progress=1.0)
+            queries.set_item(conn, row["id"], **values)
+            queries.replace_renditions(conn, row["id"], outcome.renditions)
+            queries.settle_post(conn, row["post_id"])
+            jobs.complete(conn, job)
+
+        await self.db.run(record)
+        self.spool.remove(row["spool_name"])
+        status = "failed" if outcome.error_code else "ready"
+        metrics.items_processed.labels(outcome.kind.value, status).inc()
+
+    async def _process(self, row, source: Path, workdir: Path) -> Outcome:  # noqa: ANN001
+        mime = await asyncio.to_thread(detect.sniff, source)
+        kind = detect.kind_of(mime)
+        size = source.stat().st_size
+        prefix = f"{row['post_id']}/{row['id']}"
+        filename = row["filename"]
+        if size == 0:
+            return Outcome(kind, None, [], "media.empty", "zero bytes")
+
+        def progress(fraction: float) -> None:
+            pass  # reported by long-running handlers (video) through the item row, later
+
+        job_input = HandlerInput(
+            source=source,
+            mime=mime,
+            filename=filename,
+            workdir=workdir,
+            limits=self.limits,
+            run_blocking=self.pool.run,
+            progress=progress,
+        )
+        try:
+            output = await asyncio.wait_for(
+                handler_for(kind).process(job_input), self.limits.timeout
+            )
+        except MediaError as exc:
+            # Keep the bytes (nothing acknowledged is lost) but serve nothing we could not check.
+            original = await self._put_original(
+                f"{prefix}/unchecked{safe_extension(filename, mime)}", source, mime, filename
+            )
+            return Outcome(kind, original, [], exc.code, exc.detail)
+        except TimeoutError:
+            return Outcome(kind, None, [], "media.timeout", f"over {self.limits.timeout}s")
+
+        served = output.served_original or source
+        served_mime = output.served_original_mime or mime
+        original = await self._put_original(
+            f"{prefix}/original{safe_extension(filename, served_mime)}",
+            served,
+            served_mime,
+            filename,
+        )
+        renditions = []
+        for r in output.renditions:
+            key = f"{prefix}/{r.name}{safe_extension(r.path.name, r.mime)}"
+            await self.store.put_file(key, r.path, r.mime, cache_control=IMMUTABLE)
+            renditions.append(
+                Rendition(
+                    name=r.name,
+                    key=key,
+                    mime=r.mime,
+                    bytes=r.path.stat().st_size,
+                    width=r.width,
+                    height=r.height,
+                    duration=r.duration,
+                )
+            )
+        return Outcome(kind, original, renditions)
+
+    async def _put_original(self, key: str, path: Path, mime: str, filename: str) -> StoredObject:
+        await self.store.put_file(
+            key,
+            path,
+            mime,
+            content_disposition=content_disposition(mime, filename),
+            cache_control=IMMUTABLE,
+        )
+        return StoredObject(
+            key=key,
+            mime=mime,
+            bytes=path.stat().st_size,
+            sha256=await asyncio.to_thread(sha256_file, path),
+        )
+
+    # --- unpack_mail ----------------------------------------------------------------------------
+
+    async def unpack_mail(self, job: jobs.Job) -> None:
+        from relay.intake.mailspool import unpack_to_spool
+
+        post = await self.db.run(queries.post_row, job.ref)
+        if post is None or post["spool_name"] is None:
+            await self.db.run(jobs.complete, job)
+            return
+        unpacked = await self.pool.run(unpack_to_spool, str(self.spool.root), post["spool_name"])
+
+        def record(conn: Connection) -> None:
+            from relay.auth import new_id
+            from relay.model import Item
+
+            queries.update_post_text(
+                conn,
+                post["id"],
+                title=unpacked.title,
+                text=unpacked.text,
+                message_id=unpacked.message_id,
+                sender=unpacked.sender,
+                spool_name=None,
+            )
+            for position, part in enumerate(unpacked.parts):
+                item = Item(
+                    id=new_id(),
+                    post_id=post["id"],
+                    position=position,
+                    filename=part.filename,
+                    declared_mime=part.content_type,
+                )
+                queries.insert_item(conn, item, part.spool_name)
+                jobs.enqueue(conn, PROCESS_ITEM, item.id, job.max_attempts)
+            queries.settle_post(conn, post["id"])
+            jobs.complete(conn, job)
+
+        await self.db.run(record)
+        self.spool.remove(post["spool_name"])
+        self.wake()

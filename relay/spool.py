@@ -1,0 +1,110 @@
+"""The spool: where bytes wait, durable, between the door and the pipeline.
+
+A file is written under ``tmp/``, fsynced, renamed into ``ready/`` and the folder fsynced; only
+then may its name be committed to the database, and only after that commit does a door answer.
+``recover`` runs at start-up: files in ``tmp/`` were never acknowledged, and files in ``ready/``
+that no row names belong to a door that crashed before its commit (so before its answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from pathlib import Path
+
+from relay.auth import new_id
+from relay.errors import TooLarge
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class SpoolWriter:
+    """Streams one file into the spool; ``write`` is cheap (page cache), ``commit`` is durable."""
+
+    def __init__(self, spool: Spool, limit: int | None = None, code: str = "upload.too_large"):
+        self.spool = spool
+        self.name = new_id()
+        self.limit = limit
+        self.code = code
+        self.size = 0
+        self._sha = hashlib.sha256()
+        self._tmp = spool.tmp / self.name
+        self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in commit/abort
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.limit is not None and self.size > self.limit:
+            self.abort()
+            raise TooLarge(self.code, f"over {self.limit} bytes")
+        self._sha.update(chunk)
+        self._file.write(chunk)
+
+    @property
+    def sha256(self) -> str:
+        return self._sha.hexdigest()
+
+    def commit_sync(self) -> str:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self._tmp, self.spool.path(self.name))
+        _fsync_dir(self.spool.ready)
+        return self.name
+
+    async def commit(self) -> str:
+        return await asyncio.to_thread(self.commit_sync)
+
+    def abort(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+class Spool:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp = root / "tmp"
+        self.ready = root / "ready"
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.ready.mkdir(parents=True, exist_ok=True)
+
+    def writer(self, limit: int | None = None, code: str = "upload.too_large") -> SpoolWriter:
+        return SpoolWriter(self, limit, code)
+
+    def put_bytes(self, data: bytes) -> str:
+        writer = self.writer()
+        writer.write(data)
+        return writer.commit_sync()
+
+    def path(self, name: str) -> Path:
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"bad spool name {name!r}")
+        return self.ready / name
+
+    def remove(self, name: str) -> None:
+        self.path(name).unlink(missing_ok=True)
+
+    def recover(self, in_use: set[str], grace: float = 0.0) -> list[str]:
+        """Remove what was never acknowledged; returns the names removed from ``ready/``.
+
+        ``grace`` spares files younger than that many seconds: another node sharing this spool
+        may be between its rename and its commit.
+        """
+        now = time.time()
+        for leftover in self.tmp.iterdir():
+            if now - leftover.stat().st_mtime >= grace:
+                leftover.unlink(missing_ok=True)
+        removed = []
+        for path in self.ready.iterdir():
+            if path.name not in in_use and now - path.stat().st_mtime >= grace:
+                path.unlink(missing_ok=True)
+                removed.append(path.name)
+        return removed

@@ -1,0 +1,74 @@
+"""Where originals and renditions live.
+
+``Store`` is the small core every backend implements; optional capabilities are their own small
+protocols (``LocalPaths`` lets the relay hand a file to the kernel with sendfile). One module per
+backend; ``tests/contract/`` is the conformance suite every backend passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+from urllib.parse import urlparse
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    key: str
+    size: int
+    content_type: str
+    content_disposition: str | None = None
+    cache_control: str | None = None
+
+
+class Store(Protocol):
+    async def put_file(
+        self,
+        key: str,
+        path: Path,
+        content_type: str,
+        *,
+        content_disposition: str | None = None,
+        cache_control: str | None = None,
+    ) -> None: ...
+
+    async def stat(self, key: str) -> ObjectInfo | None: ...
+
+    def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """The bytes of ``key`` from ``start`` up to, not including, ``end``."""
+        ...
+
+    async def delete(self, key: str) -> None: ...
+
+    def url(self, key: str) -> str | None:
+        """A URL where clients fetch the object directly, or None if the relay serves it."""
+        ...
+
+    async def check(self) -> None:
+        """Raise ``StorageError`` with what to fix when the store cannot be used."""
+        ...
+
+
+@runtime_checkable
+class LocalPaths(Protocol):
+    def local_path(self, key: str) -> Path: ...
+
+
+def valid_key(key: str) -> str:
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in key:
+        raise ValueError(f"bad storage key {key!r}")
+    if any(p.startswith(".") for p in parts):
+        raise ValueError(f"bad storage key {key!r}")
+    return key
+
+
+def open_store(url: str) -> Store:
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        from relay.storage.local import LocalStore
+
+        return LocalStore(Path(parsed.path))
+    raise ValueError(f"unsupported RELAY_STORAGE_URL scheme {parsed.scheme!r} (file:// here)")

@@ -1,0 +1,111 @@
+"""A folder on the relay's disk. Object metadata sits beside the tree in ``.meta/`` (JSON)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from relay.errors import StorageError
+from relay.storage import ObjectInfo, valid_key
+
+CHUNK = 256 * 1024
+
+
+class LocalStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._meta = root / ".meta"
+
+    def local_path(self, key: str) -> Path:
+        return self.root / valid_key(key)
+
+    def _meta_path(self, key: str) -> Path:
+        return self._meta / (valid_key(key) + ".json")
+
+    def _put_sync(self, key: str, source: Path, info: dict[str, str | None]) -> None:
+        target = self.local_path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(source, tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        meta = self._meta_path(key)
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        meta_tmp = meta.with_name(f".{meta.name}.tmp")
+        meta_tmp.write_text(json.dumps(info))
+        os.replace(meta_tmp, meta)
+        os.replace(tmp, target)
+
+    async def put_file(
+        self,
+        key: str,
+        path: Path,
+        content_type: str,
+        *,
+        content_disposition: str | None = None,
+        cache_control: str | None = None,
+    ) -> None:
+        info = {
+            "content_type": content_type,
+            "content_disposition": content_disposition,
+            "cache_control": cache_control,
+        }
+        try:
+            await asyncio.to_thread(self._put_sync, key, path, info)
+        except OSError as exc:
+            raise StorageError(detail=f"local store: {exc}") from exc
+
+    def _stat_sync(self, key: str) -> ObjectInfo | None:
+        try:
+            size = self.local_path(key).stat().st_size
+            meta = json.loads(self._meta_path(key).read_text())
+        except FileNotFoundError:
+            return None
+        return ObjectInfo(
+            key=key,
+            size=size,
+            content_type=meta.get("content_type") or "application/octet-stream",
+            content_disposition=meta.get("content_disposition"),
+            cache_control=meta.get("cache_control"),
+        )
+
+    async def stat(self, key: str) -> ObjectInfo | None:
+        return await asyncio.to_thread(self._stat_sync, key)
+
+    async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        path = self.local_path(key)
+        with open(path, "rb") as f:
+            f.seek(start)
+            left = None if end is None else max(0, end - start)
+            while left is None or left > 0:
+                chunk = await asyncio.to_thread(f.read, CHUNK if left is None else min(CHUNK, left))
+                if not chunk:
+                    return
+                if left is not None:
+                    left -= len(chunk)
+                yield chunk
+
+    async def delete(self, key: str) -> None:
+        self.local_path(key).unlink(missing_ok=True)
+        self._meta_path(key).unlink(missing_ok=True)
+
+    def url(self, key: str) -> str | None:
+        return None
+
+    async def check(self) -> None:
+        def probe() -> None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe_file = self.root / ".ready-probe"
+            probe_file.write_bytes(b"ok")
+            probe_file.unlink()
+
+        try:
+            await asyncio.to_thread(probe)
+        except OSError as exc:
+            raise StorageError(
+                detail=f"cannot write to {self.root}: {exc}; check RELAY_STORAGE_URL and permissions"
+            ) from exc

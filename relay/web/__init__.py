@@ -1,0 +1,1 @@
+"""What the relay serves over HTTP besides the upload doors: the API's reads, pages, media."""

@@ -1,0 +1,65 @@
+"""Posts and items as the JSON objects of shared/CONTRACT.md."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from relay.context import Relay
+from relay.model import Item, Post
+
+
+def item_json(relay: Relay, item: Item) -> dict[str, Any]:
+    original = None
+    if item.original is not None:
+        served = item.error is None  # a failed item's bytes are kept, not served
+        original = {
+            "url": relay.media_url(item.original.key) if served else None,
+            "mime": item.original.mime,
+            "bytes": item.original.bytes,
+            "sha256": item.original.sha256,
+        }
+    return {
+        "id": item.id,
+        "post_id": item.post_id,
+        "filename": item.filename,
+        "kind": item.kind.value if item.kind else None,
+        "status": item.status.value,
+        "progress": item.progress,
+        "error": item.error,
+        "original": original,
+        "renditions": [
+            {
+                "name": r.name,
+                "url": relay.media_url(r.key),
+                "mime": r.mime,
+                "bytes": r.bytes,
+                "width": r.width,
+                "height": r.height,
+                "duration": r.duration,
+            }
+            for r in item.renditions
+        ],
+    }
+
+
+def post_json(relay: Relay, post: Post) -> dict[str, Any]:
+    return {
+        "id": post.id,
+        "title": post.title,
+        "text": post.text,
+        "url": relay.page_url(post.id),
+        "status": post.status.value,
+        "source": post.source,
+        "created_at": post.created_at.isoformat() if post.created_at else None,
+        "items": [item_json(relay, item) for item in post.items],
+        "deliveries": [
+            {
+                "destination": d.destination_id,
+                "status": d.status.value,
+                "remote_url": d.remote_url,
+                "attempts": d.attempts,
+                "error": d.error,
+            }
+            for d in post.deliveries
+        ],
+    }

@@ -1,0 +1,60 @@
+"""The process pool that runs blocking media work (Pillow, pdfium, MIME parsing) off the event
+loop, each worker at low priority under an address-space limit, so that one hostile file can
+neither starve the doors nor take the relay's memory."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import resource
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from relay.errors import MediaError
+
+
+class WorkerDied(RuntimeError):
+    """Retried by the queue: a file that kills its worker every time ends ``failed``."""
+
+
+def _limit_worker(memory_bytes: int) -> None:
+    os.nice(10)
+    if memory_bytes:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+
+
+class WorkPool:
+    def __init__(self, workers: int, memory_bytes: int = 4 << 30) -> None:
+        self.workers = max(1, workers)
+        self.memory_bytes = memory_bytes
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _ensure(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("forkserver"),
+                initializer=_limit_worker,
+                initargs=(self.memory_bytes,),
+            )
+        return self._pool
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        pool = self._ensure()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+        except BrokenProcessPool as exc:
+            # A worker died (killed, or out of memory): start afresh for the next job.
+            self._pool = None
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise WorkerDied(f"worker process died: {exc}") from exc
+        except MemoryError as exc:
+            raise MediaError("media.too_many_pixels", "out of memory in worker") from exc
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
