@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -130,7 +131,15 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     return response
 
 
+OPENAPI = Path(__file__).resolve().parent.parent / "openapi.json"
+
+
+async def openapi(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(OPENAPI, headers={"Content-Type": "application/json"})
+
+
 def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/openapi.json", openapi)
     app.router.add_get("/api/v1/posts", list_posts)
     app.router.add_get("/api/v1/posts/{post_id}", get_post)
     app.router.add_get("/api/v1/items/{item_id}", get_item)

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from relay.db import Database, normalise_url
+from tests.server import RelayServer
+
+CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
+if not CORPORA.is_dir():
+    CORPORA = Path("/work/shared/corpora")
+
+
+@pytest.fixture(scope="session")
+def corpora() -> Path:
+    assert CORPORA.is_dir(), f"test corpora not found at {CORPORA}"
+    return CORPORA
+
+
+@pytest.fixture
+def start_relay(tmp_path: Path) -> Iterator:
+    """A factory: ``start_relay(**env)`` gives a running ``relay serve``; all stop at the end."""
+    started: list[RelayServer] = []
+
+    def start(data_dir: Path | None = None, **env: str) -> RelayServer:
+        server = RelayServer(data_dir or tmp_path / f"relay-{len(started)}", **env)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayServer]:
+    """One ``relay serve`` shared by a module's tests, with a user ``anna``."""
+    server = RelayServer(tmp_path_factory.mktemp("relay"))
+    server.start()
+    server.anna = server.add_user("anna")  # type: ignore[attr-defined]
+    yield server
+    server.stop()
+
+
+def _database_urls() -> list[str]:
+    urls = ["sqlite"]
+    if os.environ.get("RELAY_TEST_DATABASE_URL"):
+        urls.append("postgresql")
+    return urls
+
+
+@pytest.fixture(params=_database_urls())
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A migrated, empty database: SQLite, and PostgreSQL when RELAY_TEST_DATABASE_URL is set
+    (in a schema of its own, dropped afterwards)."""
+    if request.param == "sqlite":
+        db = Database(f"sqlite:///{tmp_path / 'test.db'}")
+        db.migrate()
+        yield db
+        db.close()
+        return
+    base = normalise_url(os.environ["RELAY_TEST_DATABASE_URL"])
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in base else "?"
+    db = Database(f"{base}{separator}options=-csearch_path%3D{schema}")
+    db.migrate()
+    yield db
+    db.close()
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()

@@ -1,0 +1,110 @@
+"""``RelayServer``: a real ``relay serve`` in a subprocess on free ports, for end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+TERMINAL = ("ready",)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RelayServer:
+    def __init__(self, data_dir: Path, **env: str) -> None:
+        self.data_dir = data_dir
+        self.http_port = free_port()
+        self.smtp_port = free_port()
+        self.env = {
+            **os.environ,
+            "RELAY_DATA_DIR": str(data_dir),
+            "RELAY_HTTP_LISTEN": f"127.0.0.1:{self.http_port}",
+            "RELAY_SMTP_LISTEN": f"127.0.0.1:{self.smtp_port}",
+            "RELAY_WORKERS": "2",
+            **env,
+        }
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = data_dir / "serve.log"
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "relay", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=60,
+        )
+
+    def add_user(self, name: str) -> dict[str, str]:
+        return json.loads(self.cli("user", "add", name, "--json").stdout)
+
+    def start(self) -> RelayServer:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log, "ab")  # noqa: SIM115 - owned by the child
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "relay", "serve"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"relay serve exited: {self.log.read_text()}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    with socket.create_connection(("127.0.0.1", self.smtp_port), timeout=1):
+                        return self
+            except (httpx.HTTPError, OSError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"relay serve did not come up: {self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.process = None
+
+    def kill(self) -> None:
+        """kill -9, the whole process group (workers included)."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+        self.process = None
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def wait_post(self, token: str, post_id: str, timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        with self.client(token) as client:
+            while True:
+                response = client.get(f"/api/v1/posts/{post_id}")
+                if response.status_code == 200 and response.json()["status"] == "ready":
+                    return response.json()
+                if time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"post {post_id} not ready: {response.text}\n{self.log.read_text()[-4000:]}"
+                    )
+                time.sleep(0.1)

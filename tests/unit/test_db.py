@@ -1,0 +1,146 @@
+"""The database layer and the job queue, on SQLite and (with RELAY_TEST_DATABASE_URL) PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from sqlalchemy import select, update
+
+from relay import jobs
+from relay.db import Database, migrations, queries
+from relay.db.schema import addresses, jobs as jobs_table, tokens
+from relay.model import Item, ItemStatus, Post, PostStatus
+
+
+def _user(db: Database, name: str = "anna") -> str:
+    with db.begin() as conn:
+        return queries.add_user(conn, name)
+
+
+def test_migrate_is_versioned_and_idempotent(database: Database) -> None:
+    with database.begin() as conn:
+        assert migrations.current_version(conn) == migrations.LATEST
+    assert database.migrate() == migrations.LATEST  # already there: nothing to do
+
+
+def test_tokens_and_addresses_are_stored_only_as_hashes(database: Database) -> None:
+    user_id = _user(database)
+    with database.begin() as conn:
+        token = queries.add_token(conn, user_id)
+        secret = queries.add_address(conn, user_id)
+        stored = [*conn.execute(select(tokens)).mappings(), *conn.execute(select(addresses)).mappings()]
+    assert len(token) >= 26 and len(secret) >= 32  # ≥ 128 random bits either way
+    for row in stored:
+        assert token not in str(dict(row)) and secret not in str(dict(row))
+    with database.begin() as conn:
+        assert queries.user_for_token(conn, token) == user_id
+        assert queries.user_for_address(conn, secret) == user_id
+        assert queries.user_for_token(conn, token + "x") is None
+        assert queries.revoke(conn, tokens, token)
+        assert queries.user_for_token(conn, token) is None
+        assert not queries.revoke(conn, tokens, token)
+
+
+def test_duplicate_user_is_refused(database: Database) -> None:
+    _user(database)
+    with pytest.raises(queries.Conflict):
+        _user(database)
+
+
+def _post_with_items(db: Database, user_id: str, n: int) -> Post:
+    post = Post(id=f"p{time.time_ns()}", user_id=user_id, title="t", text="")
+    with db.begin() as conn:
+        queries.insert_post(conn, post)
+        for i in range(n):
+            item = Item(id=f"{post.id}i{i}", post_id=post.id, position=i, filename=f"{i}.jpg",
+                        declared_mime=None)
+            queries.insert_item(conn, item, f"spool{i}")
+            post.items.append(item)
+    return post
+
+
+def test_post_is_ready_only_when_every_item_is_final(database: Database) -> None:
+    post = _post_with_items(database, _user(database), 2)
+    with database.begin() as conn:
+        queries.set_item(conn, post.items[0].id, status=ItemStatus.READY.value)
+        assert not queries.settle_post(conn, post.id)
+        queries.set_item(conn, post.items[1].id, status=ItemStatus.FAILED.value,
+                         error_code="media.corrupt")
+        assert queries.settle_post(conn, post.id)
+        assert not queries.settle_post(conn, post.id)  # once
+        loaded = queries.load_post(conn, post.id)
+    assert loaded.status == PostStatus.READY
+    assert loaded.items[1].error == {
+        "code": "media.corrupt",
+        "message": "The file is damaged or truncated and cannot be read.",
+    }
+
+
+def test_queue_claims_each_job_once(database: Database) -> None:
+    with database.begin() as conn:
+        for n in range(20):
+            jobs.enqueue(conn, "process_item", f"ref{n}")
+    claimed: list[str] = []
+    lock = threading.Lock()
+
+    def worker(name: str) -> None:
+        while True:
+            with database.begin() as conn:
+                job = jobs.claim(conn, name, lease=60)
+                if job is None:
+                    return
+                jobs.complete(conn, job)
+            with lock:
+                claimed.append(job.ref)
+
+    threads = [threading.Thread(target=worker, args=(f"host:1:{n}",)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(claimed) == sorted(f"ref{n}" for n in range(20))
+
+
+def test_expired_lease_is_claimed_again_as_a_new_attempt(database: Database) -> None:
+    with database.begin() as conn:
+        jobs.enqueue(conn, "process_item", "a", max_attempts=3)
+        first = jobs.claim(conn, "host:1:0", lease=60)
+        assert jobs.claim(conn, "host:1:1", lease=60) is None  # leased
+        conn.execute(update(jobs_table).values(lease_until=time.time() - 1))
+        again = jobs.claim(conn, "host:1:1", lease=60)
+    assert (first.ref, first.attempts) == ("a", 1)
+    assert (again.ref, again.attempts) == ("a", 2)
+
+
+def test_retry_backs_off_then_buries_with_the_error(database: Database) -> None:
+    with database.begin() as conn:
+        jobs.enqueue(conn, "process_item", "a", max_attempts=2)
+        job = jobs.claim(conn, "w", lease=60)
+        assert jobs.retry_or_bury(conn, job, "boom 1")
+        assert jobs.claim(conn, "w", lease=60) is None  # not due yet: backoff
+        conn.execute(update(jobs_table).values(run_at=time.time() - 1))
+        job = jobs.claim(conn, "w", lease=60)
+        assert job.attempts == 2 and job.exhausted
+        assert not jobs.retry_or_bury(conn, job, "boom 2")
+        row = conn.execute(select(jobs_table)).mappings().one()
+    assert (row["status"], row["last_error"]) == ("dead", "boom 2")
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    assert 1.0 <= jobs.backoff(1) <= 2.0
+    assert 8.0 <= jobs.backoff(4) <= 16.0
+    assert jobs.backoff(40) <= 300.0
+
+
+def test_orphaned_jobs_of_a_dead_process_are_released(database: Database) -> None:
+    with database.begin() as conn:
+        jobs.enqueue(conn, "process_item", "dead")
+        jobs.enqueue(conn, "process_item", "alive")
+        jobs.claim(conn, "host:111:0", lease=600)
+        jobs.claim(conn, "host:222:0", lease=600)
+        released = jobs.release_orphans(conn, "host", alive=lambda pid: pid == 222)
+        again = jobs.claim(conn, "host:333:0", lease=600)
+    assert released == 1
+    assert again.ref == "dead"
