@@ -8,6 +8,7 @@ lock upgrade. PostgreSQL is used as it is.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -72,18 +73,19 @@ class Database:
         with self.begin(write=False) as conn:
             conn.execute(text("SELECT 1"))
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(conn, *args)`` in one write transaction, off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._call, fn, args)
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(conn, *args, **kwargs)`` in one write transaction, off the event loop."""
+        call = functools.partial(self._call, True, fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
-    async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(
-            self._pool, self._call, fn, args, False
-        )
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Like ``run``, in a transaction that does not take SQLite's write lock."""
+        call = functools.partial(self._call, False, fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
-    def _call(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool = True) -> T:
+    def _call(self, write: bool, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         with self.begin(write=write) as conn:
-            return fn(conn, *args)
+            return fn(conn, *args, **kwargs)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

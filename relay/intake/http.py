@@ -79,9 +79,11 @@ async def upload(request: web.Request) -> web.Response:
                     fields[part.name] = raw.decode(part.get_charset("utf-8"), "replace").strip()
                 else:
                     await part.release()
-        elif request.content_type in ("application/x-www-form-urlencoded", "text/plain") and (
-            "Content-Disposition" not in request.headers
-        ):
+        elif request.content_type == "application/x-www-form-urlencoded":
+            form = await request.post()  # text alone; bounded by client_max_size
+            for name in fields:
+                fields[name] = str(form.get(name, "")).strip()
+        elif "Content-Disposition" not in request.headers and request.content_type == "text/plain":
             raise IntakeError("upload.unsupported_media_type")
         else:
             disposition, params = parse_content_disposition(

@@ -136,7 +136,7 @@ def test_upload_over_the_limit_is_refused_with_413(start_relay) -> None:
 
 def test_an_upload_without_a_file_is_refused(relay: RelayServer) -> None:
     with relay.client(relay.anna["token"]) as client:
-        response = client.post("/api/v1/uploads", files={"other": ("x", b"x")})
+        response = client.post("/api/v1/uploads", files={"other": (None, "x")})
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "upload.no_file"
 
