@@ -10,6 +10,7 @@ by the queue with backoff and becomes ``failed`` once the attempts run out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import mimetypes
 import os
@@ -110,10 +111,8 @@ class Pipeline:
                 continue
             if job is None:
                 self.wakeup.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wakeup.wait(), idle_poll)
-                except TimeoutError:
-                    pass
                 continue
             await self._run_job(job, worker)
 

@@ -36,7 +36,8 @@ def migrate(conn: Connection) -> int:
         return 0
     if found > LATEST:
         raise RuntimeError(
-            f"database schema version {found} is newer than this relay ({LATEST}): upgrade the relay"
+            f"database schema version {found} is newer than this relay ({LATEST}): "
+            "upgrade the relay"
         )
     for version, step in STEPS:
         if version > found:

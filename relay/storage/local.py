@@ -107,5 +107,6 @@ class LocalStore:
             await asyncio.to_thread(probe)
         except OSError as exc:
             raise StorageError(
-                detail=f"cannot write to {self.root}: {exc}; check RELAY_STORAGE_URL and permissions"
+                detail=f"cannot write to {self.root}: {exc}; "
+                "check RELAY_STORAGE_URL and permissions"
             ) from exc

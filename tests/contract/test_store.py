@@ -34,9 +34,13 @@ def test_put_stat_read(store: Store, tmp_path: Path) -> None:
     async def scenario() -> None:
         await store.check()
         assert await store.stat("p/i/original.jpg") is None
-        await store.put_file("p/i/original.jpg", src, "image/jpeg",
-                             content_disposition='inline; filename="a.jpg"',
-                             cache_control="public, max-age=60")
+        await store.put_file(
+            "p/i/original.jpg",
+            src,
+            "image/jpeg",
+            content_disposition='inline; filename="a.jpg"',
+            cache_control="public, max-age=60",
+        )
         info = await store.stat("p/i/original.jpg")
         assert (info.size, info.content_type) == (len(data), "image/jpeg")
         assert info.content_disposition == 'inline; filename="a.jpg"'

@@ -50,7 +50,7 @@ def test_post_page_unfurls(relay: RelayServer) -> None:
     assert head.meta["og:image"] == large["url"]
     assert httpx.get(head.meta["og:image"]).headers["content-type"] == "image/jpeg"
 
-    [oembed_link] = [l for l in head.links if l.get("type") == "application/json+oembed"]
+    [oembed_link] = [x for x in head.links if x.get("type") == "application/json+oembed"]
     oembed = httpx.get(oembed_link["href"])
     assert oembed.status_code == 200
     body = oembed.json()

@@ -13,8 +13,11 @@ def test_kill_9_after_250_then_restart_finishes_the_post(start_relay, tmp_path) 
     anna = server.add_user("anna")
     with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=30) as smtp:
         smtp.ehlo("phone")
-        smtp.sendmail("anna@example.se", [anna["address"]],
-                      iphone_mail(anna["address"], phone_jpeg(1200, 900)))
+        smtp.sendmail(
+            "anna@example.se",
+            [anna["address"]],
+            iphone_mail(anna["address"], phone_jpeg(1200, 900)),
+        )
     with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=30) as smtp:
         smtp.ehlo("phone")
         smtp.docmd("MAIL", "FROM:<anna@example.se>")
@@ -38,8 +41,10 @@ def test_kill_9_while_processing_then_restart(start_relay, tmp_path) -> None:
     anna = server.add_user("anna")
     with server.client(anna["token"]) as client:
         posts = [
-            client.post("/api/v1/uploads",
-                        files={"file": (f"{n}.jpg", phone_jpeg(3000, 2000), "image/jpeg")}).json()
+            client.post(
+                "/api/v1/uploads",
+                files={"file": (f"{n}.jpg", phone_jpeg(3000, 2000), "image/jpeg")},
+            ).json()
             for n in range(3)
         ]
     server.kill()  # mid-processing, most likely

@@ -83,12 +83,16 @@ def test_the_type_is_sniffed_not_taken_from_the_client(relay: RelayServer) -> No
     with relay.client(relay.anna["token"]) as client:
         response = client.post(
             "/api/v1/uploads",
-            files={"file": ("holiday.jpg", b"<html><script>alert(1)</script></html>", "image/jpeg")},
+            files={
+                "file": ("holiday.jpg", b"<html><script>alert(1)</script></html>", "image/jpeg")
+            },
         )
     post = relay.wait_post(relay.anna["token"], response.json()["id"])
     [item] = post["items"]
     assert item["kind"] == "file" and item["original"]["mime"] == "text/html"
-    assert httpx.get(item["original"]["url"]).headers["content-disposition"].startswith("attachment")
+    assert (
+        httpx.get(item["original"]["url"]).headers["content-disposition"].startswith("attachment")
+    )
 
 
 def test_bad_tokens_get_401_with_a_json_error(relay: RelayServer) -> None:
@@ -101,8 +105,11 @@ def test_bad_tokens_get_401_with_a_json_error(relay: RelayServer) -> None:
 def test_posts_and_items_are_read_only_by_their_owner(relay: RelayServer) -> None:
     other = relay.add_user("bertil")
     with relay.client(relay.anna["token"]) as client:
-        post = client.post("/api/v1/uploads", data={"text": "private thoughts"},
-                           files={"file": ("a.txt", b"hello", "text/plain")}).json()
+        post = client.post(
+            "/api/v1/uploads",
+            data={"text": "private thoughts"},
+            files={"file": ("a.txt", b"hello", "text/plain")},
+        ).json()
     item_id = post["items"][0]["id"]
     with relay.client(other["token"]) as client:
         assert client.get(f"/api/v1/posts/{post['id']}").status_code == 404
@@ -118,8 +125,11 @@ def test_upload_over_the_limit_is_refused_with_413(start_relay) -> None:
     server = start_relay(RELAY_MAX_UPLOAD_BYTES="100000")
     anna = server.add_user("anna")
     with server.client(anna["token"]) as client:
-        response = client.post("/api/v1/uploads", content=b"x" * 200_000,
-                               headers={"Content-Disposition": "attachment; filename=a.bin"})
+        response = client.post(
+            "/api/v1/uploads",
+            content=b"x" * 200_000,
+            headers={"Content-Disposition": "attachment; filename=a.bin"},
+        )
         assert response.status_code == 413
         assert response.json()["error"]["code"] == "upload.too_large"
 
@@ -127,8 +137,11 @@ def test_upload_over_the_limit_is_refused_with_413(start_relay) -> None:
             for _ in range(50):
                 yield b"y" * 10_000
 
-        response = client.post("/api/v1/uploads", content=chunks(),
-                               headers={"Content-Disposition": "attachment; filename=b.bin"})
+        response = client.post(
+            "/api/v1/uploads",
+            content=chunks(),
+            headers={"Content-Disposition": "attachment; filename=b.bin"},
+        )
         assert response.status_code == 413
         assert client.get("/api/v1/posts").json() == {"posts": []}
     assert not list((server.data_dir / "spool" / "ready").iterdir())
@@ -146,21 +159,33 @@ def test_corrupt_and_hostile_images_fail_with_a_code_and_others_go_on(relay: Rel
     import zlib
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
-    bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
+    bomb = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 1000))
+        + chunk(b"IEND", b"")
+    )
     truncated = phone_jpeg(800, 600)[:3000]
     good = phone_jpeg(800, 600, orientation=1)
     with relay.client(relay.anna["token"]) as client:
         response = client.post(
             "/api/v1/uploads",
-            files=[("file", ("bomb.png", bomb)), ("file", ("half.jpg", truncated)),
-                   ("file", ("good.jpg", good))],
+            files=[
+                ("file", ("bomb.png", bomb)),
+                ("file", ("half.jpg", truncated)),
+                ("file", ("good.jpg", good)),
+            ],
         )
     post = relay.wait_post(relay.anna["token"], response.json()["id"])
     outcome = [(i["status"], (i["error"] or {}).get("code")) for i in post["items"]]
-    assert outcome == [("failed", "media.too_many_pixels"), ("failed", "media.corrupt"),
-                       ("ready", None)]
+    assert outcome == [
+        ("failed", "media.too_many_pixels"),
+        ("failed", "media.corrupt"),
+        ("ready", None),
+    ]
     for item in post["items"][:2]:
         assert item["original"]["url"] is None  # kept, but not served unchecked

@@ -9,7 +9,9 @@ from relay.config import load_settings
 
 def test_flags_beat_env_beat_file_beat_defaults(tmp_path: Path, monkeypatch) -> None:
     config = tmp_path / "relay.toml"
-    config.write_text('workers = 7\nmail_domain = "Files.Example.org"\nsmtp_listen = "0.0.0.0:25"\n')
+    config.write_text(
+        'workers = 7\nmail_domain = "Files.Example.org"\nsmtp_listen = "0.0.0.0:25"\n'
+    )
     for name in list(__import__("os").environ):
         if name.startswith("RELAY_"):
             monkeypatch.delenv(name)

@@ -10,7 +10,8 @@ from sqlalchemy import select, update
 
 from relay import jobs
 from relay.db import Database, migrations, queries
-from relay.db.schema import addresses, jobs as jobs_table, tokens
+from relay.db.schema import addresses, tokens
+from relay.db.schema import jobs as jobs_table
 from relay.model import Item, ItemStatus, Post, PostStatus
 
 
@@ -30,7 +31,10 @@ def test_tokens_and_addresses_are_stored_only_as_hashes(database: Database) -> N
     with database.begin() as conn:
         token = queries.add_token(conn, user_id)
         secret = queries.add_address(conn, user_id)
-        stored = [*conn.execute(select(tokens)).mappings(), *conn.execute(select(addresses)).mappings()]
+        stored = [
+            *conn.execute(select(tokens)).mappings(),
+            *conn.execute(select(addresses)).mappings(),
+        ]
     assert len(token) >= 26 and len(secret) >= 32  # ≥ 128 random bits either way
     for row in stored:
         assert token not in str(dict(row)) and secret not in str(dict(row))
@@ -54,8 +58,13 @@ def _post_with_items(db: Database, user_id: str, n: int) -> Post:
     with db.begin() as conn:
         queries.insert_post(conn, post)
         for i in range(n):
-            item = Item(id=f"{post.id}i{i}", post_id=post.id, position=i, filename=f"{i}.jpg",
-                        declared_mime=None)
+            item = Item(
+                id=f"{post.id}i{i}",
+                post_id=post.id,
+                position=i,
+                filename=f"{i}.jpg",
+                declared_mime=None,
+            )
             queries.insert_item(conn, item, f"spool{i}")
             post.items.append(item)
     return post
@@ -66,8 +75,9 @@ def test_post_is_ready_only_when_every_item_is_final(database: Database) -> None
     with database.begin() as conn:
         queries.set_item(conn, post.items[0].id, status=ItemStatus.READY.value)
         assert not queries.settle_post(conn, post.id)
-        queries.set_item(conn, post.items[1].id, status=ItemStatus.FAILED.value,
-                         error_code="media.corrupt")
+        queries.set_item(
+            conn, post.items[1].id, status=ItemStatus.FAILED.value, error_code="media.corrupt"
+        )
         assert queries.settle_post(conn, post.id)
         assert not queries.settle_post(conn, post.id)  # once
         loaded = queries.load_post(conn, post.id)

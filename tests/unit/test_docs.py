@@ -11,7 +11,9 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 def test_every_setting_is_in_the_readme() -> None:
     missing = [
-        f"RELAY_{name.upper()}" for name in Settings.model_fields if f"`RELAY_{name.upper()}`" not in README
+        f"RELAY_{name.upper()}"
+        for name in Settings.model_fields
+        if f"`RELAY_{name.upper()}`" not in README
     ]
     assert missing == [], f"undocumented settings: {missing}"
 
