@@ -95,7 +95,7 @@ def _render_pdf_preview(
     source: Path, target: Path, max_pixels: int, wait: float
 ) -> _Preview | None:
     # A render stuck on a hostile PDF holds the lock; later ones give up instead of piling up.
-    if not _PDFIUM.acquire(timeout=wait):
+    if not _PDFIUM.acquire(timeout=min(wait, threading.TIMEOUT_MAX)):
         return None
     try:
         try:
@@ -112,9 +112,7 @@ def _render_pdf_preview(
         _PDFIUM.release()
 
 
-def _render_first_page(
-    pdf: pdfium.PdfDocument, target: Path, max_pixels: int
-) -> _Preview | None:
+def _render_first_page(pdf: pdfium.PdfDocument, target: Path, max_pixels: int) -> _Preview | None:
     if len(pdf) == 0:
         return None
     page = pdf[0]
