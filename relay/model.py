@@ -132,6 +132,9 @@ class HandlerInput:
     run_blocking: RunBlocking = run_in_thread
     """Runs a picklable blocking function off the event loop (a process pool in serve)."""
     progress: Callable[[float], None] = lambda fraction: None
+    """Reports the fraction done (0..1); cheap to call often, the caller throttles."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Handler settings from the relay's configuration, e.g. ``{"video_crf": 23}``."""
 
 
 @dataclass(slots=True)

@@ -17,8 +17,10 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import Connection
@@ -84,6 +86,7 @@ class Pipeline:
         work_dir: Path,
         limits: Limits,
         lease: float = 300.0,
+        options: dict[str, Any] | None = None,
     ) -> None:
         self.db = db
         self.spool = spool
@@ -92,6 +95,8 @@ class Pipeline:
         self.work_dir = work_dir
         self.limits = limits
         self.lease = lease
+        self.options = options or {}
+        self._background: set[asyncio.Task[None]] = set()
         self.wakeup = asyncio.Event()
         self.worker_prefix = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -221,8 +226,7 @@ class Pipeline:
         if size == 0:
             return Outcome(kind, None, [], "media.empty", "zero bytes")
 
-        def progress(fraction: float) -> None:
-            pass  # reported by long-running handlers (video) through the item row, later
+        progress = self._progress_reporter(row["id"])
 
         job_input = HandlerInput(
             source=source,
@@ -232,6 +236,7 @@ class Pipeline:
             limits=self.limits,
             run_blocking=self.pool.run,
             progress=progress,
+            options=self.options,
         )
         try:
             output = await asyncio.wait_for(
@@ -270,6 +275,25 @@ class Pipeline:
                 )
             )
         return Outcome(kind, original, renditions)
+
+    def _progress_reporter(self, item_id: str, every: float = 1.0) -> Callable[[float], None]:
+        """A callback that writes the fraction done to the item, at most once per ``every``
+        seconds, without making the handler wait for the database."""
+        last = [0.0]
+
+        def report(fraction: float) -> None:
+            now = time.monotonic()
+            if now - last[0] < every:
+                return
+            last[0] = now
+            value = max(0.0, min(1.0, float(fraction)))
+            task = asyncio.get_running_loop().create_task(
+                self.db.run(queries.set_item, item_id, progress=value)
+            )
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+        return report
 
     async def _put_original(self, key: str, path: Path, mime: str, filename: str) -> StoredObject:
         await self.store.put_file(
