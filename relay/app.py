@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -21,9 +22,12 @@ from relay.intake.accept import Acceptor
 from relay.intake.smtp import MailHandler, smtp_factory
 from relay.model import Limits
 from relay.pipeline import Pipeline
+from relay.publish.deliver import DELIVER, Publisher
+from relay.publish.net import Http
 from relay.spool import Spool
 from relay.storage import open_store
 from relay.web import api, pages
+from relay.web.present import post_json
 from relay.workpool import WorkPool
 
 log = logging.getLogger("relay")
@@ -43,7 +47,7 @@ def build(settings: Settings) -> Relay:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.database_url)
     spool = Spool(settings.spool_dir)
-    store = open_store(settings.storage_url)
+    store = open_store(settings.storage_url, settings)
     pool = WorkPool(settings.workers)
     limits = Limits(
         max_pixels=settings.max_image_pixels,
@@ -54,7 +58,17 @@ def build(settings: Settings) -> Relay:
         db, spool, store, pool, settings.data_dir / "work", limits, settings.job_lease_seconds
     )
     acceptor = Acceptor(db, settings.job_max_attempts, pipeline.wake)
-    return Relay(settings, db, spool, store, pool, pipeline, acceptor)
+    relay = Relay(settings, db, spool, store, pool, pipeline, acceptor)
+    publisher = Publisher(
+        db,
+        store,
+        Http(allow_private=settings.allow_private_destinations),
+        functools.partial(post_json, relay),
+        max_age=settings.delivery_max_age_seconds,
+    )
+    pipeline.register(DELIVER, publisher.deliver, publisher.give_up)
+    relay.publisher = publisher
+    return relay
 
 
 async def start(relay: Relay) -> None:
@@ -79,6 +93,7 @@ async def _relay_ctx(app: web.Application) -> AsyncIterator[None]:
         await start(relay)
         yield
     finally:
+        await relay.publisher.http.close()
         relay.pool.close()
         relay.db.close()
 

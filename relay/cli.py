@@ -202,7 +202,7 @@ def doctor(ctx: Context, as_json: bool) -> None:
     try:
         from relay.storage import open_store
 
-        asyncio.run(open_store(settings.storage_url).check())
+        asyncio.run(open_store(settings.storage_url, settings).check())
         checks["storage"] = (True, settings.storage_url)
     except Exception as exc:
         checks["storage"] = (False, f"{exc}; check RELAY_STORAGE_URL")
@@ -217,3 +217,129 @@ def doctor(ctx: Context, as_json: bool) -> None:
         for name, (good, detail) in checks.items():
             click.echo(f"{'ok  ' if good else 'FAIL'} {name:9} {detail}")
     sys.exit(0 if ok else 1)
+
+
+@main.group()
+def destination() -> None:
+    """Where a user's posts are cross-posted."""
+
+
+def _parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--set")
+        options[key.strip()] = value
+    return options
+
+
+@destination.command("add")
+@click.option("--user", "name", required=True)
+@click.option("--type", "type_", required=True, help="webhook, mastodon, bluesky, …")
+@click.option("--url", help="Endpoint or instance URL.")
+@click.option("--secret", help="Signing secret (webhook: whsec_…; made for you when omitted).")
+@click.option("--token", "token_", help="Access token or app password.")
+@click.option(
+    "--set",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Adapter option (e.g. handle=anna.bsky.social); repeatable.",
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def destination_add(
+    ctx: Context,
+    name: str,
+    type_: str,
+    url: str | None,
+    secret: str | None,
+    token_: str | None,
+    options: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Cross-post NAME's posts to a new destination."""
+    from relay.db import destinations
+    from relay.publish import registry
+    from relay.publish.webhook import new_secret
+
+    known = registry()
+    if type_ not in known:
+        raise click.ClickException(f"unknown type {type_!r}; known: {', '.join(sorted(known))}")
+    if type_ == "webhook":
+        if not url:
+            raise click.ClickException("a webhook needs --url")
+        secret = secret or new_secret()
+    config = _parse_options(options)
+    destination_id = _in_transaction(
+        ctx,
+        lambda conn: destinations.add_destination(
+            conn, _user_id(conn, name), type_, url, secret, token_, config
+        ),
+    )
+    result = {"id": destination_id, "type": type_}
+    if type_ == "webhook":
+        result["secret"] = secret  # the receiver needs it to verify signatures
+    _emit(as_json, result, "\n".join(f"{k}: {v}" for k, v in result.items()))
+
+
+@destination.command("list")
+@click.option("--user", "name", required=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def destination_list(ctx: Context, name: str, as_json: bool) -> None:
+    """NAME's destinations."""
+    from relay.db import destinations
+
+    rows = _in_transaction(
+        ctx, lambda conn: destinations.list_destinations(conn, _user_id(conn, name))
+    )
+    found = [{"id": r["id"], "type": r["type"], "url": r["url"]} for r in rows]
+    _emit(
+        as_json,
+        {"destinations": found},
+        "\n".join(f"{d['id']}  {d['type']:10} {d['url'] or ''}" for d in found) or "none",
+    )
+
+
+@destination.command("remove")
+@click.argument("destination_id")
+@click.pass_obj
+def destination_remove(ctx: Context, destination_id: str) -> None:
+    """Stop cross-posting to DESTINATION_ID (pending deliveries to it fail)."""
+    from relay.db import destinations
+
+    if not _in_transaction(ctx, destinations.remove_destination, destination_id):
+        raise click.ClickException("no such active destination")
+    click.echo(f"removed {destination_id}")
+
+
+@destination.command("test")
+@click.argument("destination_id")
+@click.pass_obj
+def destination_test(ctx: Context, destination_id: str) -> None:
+    """Send a harmless check (verify credentials) and print what the destination answered."""
+    import asyncio
+
+    from relay.db import destinations
+    from relay.errors import PublishError
+    from relay.publish import adapter_for
+    from relay.publish.deliver import destination_from_row
+    from relay.publish.net import Http
+
+    row = _in_transaction(ctx, destinations.destination_row, destination_id)
+    if row is None or not row["active"]:
+        raise click.ClickException("no such active destination")
+
+    async def check() -> str:
+        http = Http(allow_private=ctx.settings().allow_private_destinations)
+        try:
+            return await adapter_for(destination_from_row(row), http).check()
+        finally:
+            await http.close()
+
+    try:
+        click.echo(asyncio.run(check()))
+    except PublishError as exc:
+        raise click.ClickException(f"{exc.public()['message']} [{exc.code}: {exc.detail}]") from exc

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import (
@@ -38,8 +38,21 @@ class Settings(BaseSettings):
     database_url: str = ""
     storage_url: str = ""
     s3_endpoint_url: str | None = None
+    s3_public_url: str | None = None
+    # SigV4 presigned URLs live at most 7 days.
+    s3_presign_seconds: int = Field(default=3600, ge=1, le=604_800)
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    # boto3 >= 1.36 sends CRC checksums by default, which several S3-compatible servers reject.
+    s3_checksum: Literal["when_supported", "when_required"] = "when_required"
+    # S3 parts are 5 MiB at least (but the last).
+    s3_part_size_bytes: int = Field(default=16 * 1024 * 1024, ge=5 * 1024 * 1024)
+    s3_concurrency: int = Field(default=4, ge=1, le=64)
+    s3_region: str | None = None
     max_message_bytes: int = 52_428_800
     max_upload_bytes: int = 4_294_967_296
+    # An unfinished tus upload idle this long expires; the sweep runs every interval.
+    tus_expiry_seconds: float = Field(default=86400.0, gt=0)
+    tus_cleanup_interval_seconds: float = Field(default=600.0, gt=0)
     workers: int = 2
     allow_private_destinations: bool = False
     max_image_pixels: int = 80_000_000
@@ -47,6 +60,7 @@ class Settings(BaseSettings):
     processing_timeout_seconds: float = 600.0
     job_max_attempts: int = 5
     job_lease_seconds: float = 300.0
+    delivery_max_age_seconds: float = 86400.0
     smtp_hostname: str = ""
     log_level: str = "INFO"
 

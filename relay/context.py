@@ -4,6 +4,7 @@ the pages and the workers through ``web.AppKey``s."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
@@ -26,6 +27,7 @@ class Relay:
     pool: WorkPool
     pipeline: Pipeline
     acceptor: Acceptor
+    publisher: Any = None  # relay.publish.deliver.Publisher, set once built
 
     def media_url(self, key: str) -> str:
         return self.store.url(key) or f"{self.settings.public_url}/media/{quote(key)}"

@@ -14,7 +14,9 @@ Exception tree::
     │   └── TooLarge              over a size limit (552 5.3.4 / 413)
     ├── MediaError                an item cannot be processed: the item ends `failed`
     │   └── LimitExceeded         pixels, duration, time: refused before decoding
-    └── StorageError              the store cannot be reached (HTTP 503; jobs retry)
+    ├── StorageError              the store cannot be reached (HTTP 503; jobs retry)
+    └── PublishError              a destination did not take a post
+        └── TransientPublishError the destination may take it later: the delivery retries
 """
 
 from __future__ import annotations
@@ -60,6 +62,19 @@ _SPECS = [
         "Send multipart/form-data with file parts, or a raw body with Content-Disposition.",
         415,
     ),
+    ErrorSpec("tus.unsupported_version", "Send Tus-Resumable: 1.0.0.", 412),
+    ErrorSpec(
+        "tus.unsupported_media_type",
+        "PATCH bodies are Content-Type: application/offset+octet-stream.",
+        415,
+    ),
+    ErrorSpec("tus.offset_mismatch", "Upload-Offset is not the upload's offset; ask HEAD.", 409),
+    ErrorSpec("tus.locked", "Another request is writing to this upload; try again.", 423),
+    ErrorSpec("tus.expired", "The upload expired; start a new one.", 410),
+    ErrorSpec("tus.terminated", "The upload was terminated; start a new one.", 410),
+    ErrorSpec("tus.length_exceeded", "More bytes than the upload's Upload-Length.", 413),
+    ErrorSpec("tus.checksum_unsupported", "Checksum algorithms: sha1, md5, sha256.", 400),
+    ErrorSpec("tus.checksum_mismatch", "The chunk does not match Upload-Checksum.", 460),
     ErrorSpec("media.empty", "The file is empty.", 422),
     ErrorSpec("media.unsupported", "This type of file is not accepted here.", 422),
     ErrorSpec("media.corrupt", "The file is damaged or truncated and cannot be read.", 422),
@@ -84,6 +99,25 @@ _SPECS = [
         503,
         "451 4.3.0 Temporary failure; try again later",
     ),
+    ErrorSpec(
+        "publish.unreachable",
+        "The destination could not be reached; the relay tries again.",
+        502,
+    ),
+    ErrorSpec("publish.rate_limited", "The destination asked the relay to slow down.", 429),
+    ErrorSpec(
+        "publish.unauthorized",
+        "The destination refused the credentials; update the destination.",
+        401,
+    ),
+    ErrorSpec("publish.rejected", "The destination refused the post.", 422),
+    ErrorSpec(
+        "publish.private_address",
+        "The destination resolves to a private or loopback address, which is not allowed.",
+        400,
+    ),
+    ErrorSpec("publish.expired", "The post could not be delivered in time; delivery gave up.", 504),
+    ErrorSpec("publish.unknown_type", "No adapter for this destination type.", 400),
     ErrorSpec(
         "server.internal", "Internal error.", 500, "451 4.3.0 Internal error; try again later"
     ),
@@ -141,6 +175,26 @@ class LimitExceeded(MediaError):
 
 class StorageError(RelayError):
     default_code = "storage.unavailable"
+
+
+class PublishError(RelayError):
+    """A permanent refusal: retrying would get the same answer."""
+
+    default_code = "publish.rejected"
+
+    def __init__(self, code: str | None = None, detail: str = "", remote: str = "") -> None:
+        super().__init__(code, detail)
+        self.remote = remote  # what the destination said, shown to the post's owner
+
+    def public(self) -> dict[str, str]:
+        body = super().public()
+        if self.remote:
+            body["message"] = f"{body['message']} ({self.remote[:300]})"
+        return body
+
+
+class TransientPublishError(PublishError):
+    default_code = "publish.unreachable"
 
 
 def public_error(code: str) -> dict[str, str]:

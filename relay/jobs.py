@@ -102,7 +102,7 @@ def backoff(attempts: int, base: float = 2.0, cap: float = 300.0) -> float:
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
-def retry_or_bury(conn: Connection, job: Job, error: str) -> bool:
+def retry_or_bury(conn: Connection, job: Job, error: str, cap: float = 300.0) -> bool:
     """Schedule another try, or mark the job dead; True if it will run again."""
     if job.exhausted:
         conn.execute(
@@ -119,7 +119,7 @@ def retry_or_bury(conn: Connection, job: Job, error: str) -> bool:
             last_error=error[:4000],
             lease_until=None,
             locked_by=None,
-            run_at=time.time() + backoff(job.attempts),
+            run_at=time.time() + backoff(job.attempts, cap=cap),
         )
     )
     return True

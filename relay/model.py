@@ -75,6 +75,7 @@ class Item:
     original: StoredObject | None = None
     renditions: list[Rendition] = field(default_factory=list)
     progress: float | None = None
+    alt: str | None = None
 
 
 @dataclass(slots=True)
@@ -96,6 +97,7 @@ class Post:
     text: str
     status: PostStatus = PostStatus.PROCESSING
     source: str = "http"
+    private: bool = False
     created_at: datetime | None = None
     items: list[Item] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)

@@ -17,7 +17,7 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,11 +31,15 @@ from relay.db import Database, queries
 from relay.errors import MediaError, RelayError
 from relay.intake.accept import PROCESS_ITEM, UNPACK_MAIL
 from relay.model import HandlerInput, ItemStatus, Kind, Limits, Rendition, StoredObject
+from relay.publish.deliver import settle
 from relay.spool import Spool
 from relay.storage import Store
 from relay.workpool import WorkPool
 
 log = logging.getLogger("relay.pipeline")
+
+JobRunner = Callable[[jobs.Job], Awaitable[None]]
+GiveUp = Callable[[Connection, jobs.Job, str, str], None]
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -96,6 +100,9 @@ class Pipeline:
         self.limits = limits
         self.lease = lease
         self.options = options or {}
+        self.handlers: dict[str, tuple[JobRunner, GiveUp | None]] = {}
+        self.register(PROCESS_ITEM, self.process_item, self._fail_item)
+        self.register(UNPACK_MAIL, self.unpack_mail, self._unpacked_nothing)
         self._background: set[asyncio.Task[None]] = set()
         self.wakeup = asyncio.Event()
         self.worker_prefix = f"{socket.gethostname()}:{os.getpid()}"
@@ -124,13 +131,12 @@ class Pipeline:
     async def _run_job(self, job: jobs.Job, worker: str) -> None:
         keeper = asyncio.create_task(self._keep_lease(job, worker))
         try:
-            if job.kind == PROCESS_ITEM:
-                await self.process_item(job)
-            elif job.kind == UNPACK_MAIL:
-                await self.unpack_mail(job)
-            else:
+            found = self.handlers.get(job.kind)
+            if found is None:
                 log.error("unknown job kind %s; dropping job %s", job.kind, job.id)
                 await self.db.run(jobs.complete, job)
+            else:
+                await found[0](job)
         except asyncio.CancelledError:
             raise  # shutting down: the lease runs out and another worker takes the job
         except Exception as exc:
@@ -154,22 +160,29 @@ class Pipeline:
 
         def bury(conn: Connection) -> None:
             jobs.retry_or_bury(conn, job, error)
-            if job.kind == PROCESS_ITEM:
-                self._fail_item(conn, job.ref, code, error)
-            elif job.kind == UNPACK_MAIL:
-                queries.update_post_text(conn, job.ref, spool_name=None)
-                queries.settle_post(conn, job.ref)
+            give_up = self.handlers.get(job.kind, (None, None))[1]
+            if give_up is not None:
+                give_up(conn, job, code, error)
 
         await self.db.run(bury)
 
-    def _fail_item(self, conn: Connection, item_id: str, code: str, detail: str) -> None:
-        row = queries.item_row(conn, item_id)
+    def register(self, kind: str, run: JobRunner, give_up: GiveUp | None = None) -> None:
+        """Run jobs of ``kind`` with ``run``; ``give_up`` records the failure in the same
+        transaction that buries a job whose attempts ran out."""
+        self.handlers[kind] = (run, give_up)
+
+    def _fail_item(self, conn: Connection, job: jobs.Job, code: str, detail: str) -> None:
+        row = queries.item_row(conn, job.ref)
         if row is None:
             return
         queries.set_item(
-            conn, item_id, status=ItemStatus.FAILED.value, error_code=code, error_detail=detail
+            conn, job.ref, status=ItemStatus.FAILED.value, error_code=code, error_detail=detail
         )
-        queries.settle_post(conn, row["post_id"])
+        settle(conn, row["post_id"])
+
+    def _unpacked_nothing(self, conn: Connection, job: jobs.Job, code: str, detail: str) -> None:
+        queries.update_post_text(conn, job.ref, spool_name=None)
+        settle(conn, job.ref)
 
     # --- process_item ---------------------------------------------------------------------------
 
@@ -209,7 +222,7 @@ class Pipeline:
                 values.update(status=ItemStatus.READY.value, progress=1.0)
             queries.set_item(conn, row["id"], **values)
             queries.replace_renditions(conn, row["id"], outcome.renditions)
-            queries.settle_post(conn, row["post_id"])
+            settle(conn, row["post_id"])
             jobs.complete(conn, job)
 
         await self.db.run(record)
@@ -344,7 +357,7 @@ class Pipeline:
                 )
                 queries.insert_item(conn, item, part.spool_name)
                 jobs.enqueue(conn, PROCESS_ITEM, item.id, job.max_attempts)
-            queries.settle_post(conn, post["id"])
+            settle(conn, post["id"])
             jobs.complete(conn, job)
 
         await self.db.run(record)

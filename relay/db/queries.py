@@ -11,9 +11,20 @@ from typing import Any
 from sqlalchemy import Connection, RowMapping, func, select, update
 
 from relay import auth
-from relay.db.schema import addresses, items, posts, renditions, tokens, users
+from relay.db.schema import (
+    addresses,
+    deliveries,
+    items,
+    posts,
+    renditions,
+    tokens,
+    uploads,
+    users,
+)
 from relay.errors import CATALOG
 from relay.model import (
+    Delivery,
+    DeliveryStatus,
     Item,
     ItemStatus,
     Kind,
@@ -112,7 +123,7 @@ def insert_post(conn: Connection, post: Post, spool_name: str | None = None) -> 
             status=post.status.value,
             source=post.source,
             spool_name=spool_name,
-            private=False,
+            private=post.private,
             created_at=post.created_at.timestamp() if post.created_at else time.time(),
         )
     )
@@ -131,6 +142,7 @@ def insert_item(conn: Connection, item: Item, spool_name: str) -> None:
             position=item.position,
             filename=item.filename,
             declared_mime=item.declared_mime,
+            alt=item.alt,
             spool_name=spool_name,
             status=item.status.value,
             created_at=now,
@@ -220,6 +232,7 @@ def _item_from_rows(row: RowMapping, rendition_rows: list[RowMapping]) -> Item:
         error=error,
         original=original,
         progress=row["progress"],
+        alt=row["alt"],
         renditions=[
             Rendition(
                 name=r["name"],
@@ -261,6 +274,36 @@ def load_items(conn: Connection, post_ids: list[str]) -> dict[str, list[Item]]:
     return found
 
 
+def load_deliveries(conn: Connection, post_ids: list[str]) -> dict[str, list[Delivery]]:
+    found: dict[str, list[Delivery]] = {post_id: [] for post_id in post_ids}
+    if not post_ids:
+        return found
+    rows = conn.execute(
+        select(deliveries)
+        .where(deliveries.c.post_id.in_(post_ids))
+        .order_by(deliveries.c.created_at)
+    ).mappings()
+    for row in rows:
+        error = None
+        if row["error_code"]:
+            error = {
+                "code": row["error_code"],
+                "message": row["error_message"] or row["error_code"],
+            }
+        found[row["post_id"]].append(
+            Delivery(
+                id=row["id"],
+                post_id=row["post_id"],
+                destination_id=row["destination_id"],
+                status=DeliveryStatus(row["status"]),
+                remote_url=row["remote_url"],
+                attempts=row["attempts"],
+                error=error,
+            )
+        )
+    return found
+
+
 def _post_from_row(row: RowMapping, post_items: list[Item]) -> Post:
     from datetime import UTC, datetime
 
@@ -271,6 +314,7 @@ def _post_from_row(row: RowMapping, post_items: list[Item]) -> Post:
         text=row["text"],
         status=PostStatus(row["status"]),
         source=row["source"],
+        private=bool(row["private"]),
         created_at=datetime.fromtimestamp(row["created_at"], UTC),
         items=post_items,
     )
@@ -280,7 +324,9 @@ def load_post(conn: Connection, post_id: str) -> Post | None:
     row = post_row(conn, post_id)
     if row is None:
         return None
-    return _post_from_row(row, load_items(conn, [post_id])[post_id])
+    post = _post_from_row(row, load_items(conn, [post_id])[post_id])
+    post.deliveries = load_deliveries(conn, [post_id])[post_id]
+    return post
 
 
 def load_item(conn: Connection, item_id: str) -> tuple[Item, str] | None:
@@ -306,8 +352,13 @@ def list_posts(
     if before is not None:
         query = query.where(posts.c.created_at < before)
     rows = conn.execute(query.order_by(posts.c.created_at.desc()).limit(limit)).mappings().all()
-    post_items = load_items(conn, [r["id"] for r in rows])
-    return [_post_from_row(r, post_items[r["id"]]) for r in rows]
+    ids = [r["id"] for r in rows]
+    post_items = load_items(conn, ids)
+    post_deliveries = load_deliveries(conn, ids)
+    found = [_post_from_row(r, post_items[r["id"]]) for r in rows]
+    for post in found:
+        post.deliveries = post_deliveries[post.id]
+    return found
 
 
 def spool_names_in_use(conn: Connection) -> set[str]:
@@ -316,5 +367,13 @@ def spool_names_in_use(conn: Connection) -> set[str]:
     )
     names.update(
         conn.execute(select(posts.c.spool_name).where(posts.c.spool_name.is_not(None))).scalars()
+    )
+    # a tus upload between its last byte and its post (relay/intake/tus.py finishes it later)
+    names.update(
+        conn.execute(
+            select(uploads.c.spool_name).where(
+                uploads.c.spool_name.is_not(None), uploads.c.post_id.is_(None)
+            )
+        ).scalars()
     )
     return names

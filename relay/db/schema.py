@@ -4,6 +4,7 @@ compare them the same way. A change here needs a step in ``migrations.py``."""
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -76,6 +77,7 @@ items = Table(
     Column("position", Integer, nullable=False),
     Column("filename", Text, nullable=False),
     Column("declared_mime", String(255)),
+    Column("alt", Text),
     Column("spool_name", String(64)),
     Column("kind", String(16)),
     Column("status", String(16), nullable=False),
@@ -149,6 +151,25 @@ deliveries = Table(
     Column("error_message", Text),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+)
+
+# tus uploads (relay/intake/tus.py): a row from creation until expiry; a finished one keeps its
+# post_id so the upload URL leads to the post. BigInteger: PostgreSQL's Integer stops at 2 GiB.
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id"), nullable=False, index=True),
+    Column("length", BigInteger),  # NULL while deferred (Upload-Defer-Length)
+    Column("received", BigInteger, nullable=False, default=0),
+    Column("upload_metadata", Text, nullable=False, default=""),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False, index=True),
+    Column("locked_until", Float),
+    Column("locked_by", String(64)),
+    Column("spool_name", String(64)),  # set with the last byte, before the move into the spool
+    Column("post_id", ID),
+    Column("terminated_at", Float),
 )
 
 schema_version = Table(

@@ -19,6 +19,7 @@ from relay import jobs
 from relay.auth import new_id
 from relay.db import Database, queries
 from relay.model import Item, Post, PostStatus
+from relay.publish.deliver import settle
 
 UNPACK_MAIL = "unpack_mail"
 PROCESS_ITEM = "process_item"
@@ -47,15 +48,19 @@ class Acceptor:
         files: list[SpooledFile] | None = None,
         mail_spool_name: str | None = None,
         source: str = "http",
+        private: bool = False,
+        also: Callable[[Connection, Post], None] | None = None,
     ) -> Post:
         """Commit a post for spooled bytes: either files (one item each) or a raw message that
-        a job unpacks into items later."""
+        a job unpacks into items later. ``also`` runs in the same transaction (the tus door
+        marks its upload finished there, so a retry can never make a second post)."""
         post = Post(
             id=new_id(),
             user_id=user_id,
             title=title,
             text=text,
             source=source,
+            private=private,
             created_at=datetime.fromtimestamp(time.time(), UTC),
         )
         for position, spooled in enumerate(files or []):
@@ -68,18 +73,25 @@ class Acceptor:
                     declared_mime=spooled.declared_mime,
                 )
             )
-        if not post.items and mail_spool_name is None:
+        if await self.db.run(self._commit, post, files or [], mail_spool_name, also):
             post.status = PostStatus.READY  # text alone is ready at once
-        await self.db.run(self._commit, post, files or [], mail_spool_name)
         self.wake()
         return post
 
     def _commit(
-        self, conn: Connection, post: Post, files: list[SpooledFile], mail_spool_name: str | None
-    ) -> None:
+        self,
+        conn: Connection,
+        post: Post,
+        files: list[SpooledFile],
+        mail_spool_name: str | None,
+        also: Callable[[Connection, Post], None] | None = None,
+    ) -> bool:
+        if also is not None:
+            also(conn, post)
         queries.insert_post(conn, post, spool_name=mail_spool_name)
         for item, spooled in zip(post.items, files, strict=True):
             queries.insert_item(conn, item, spooled.spool_name)
             jobs.enqueue(conn, PROCESS_ITEM, item.id, self.max_attempts)
         if mail_spool_name is not None:
             jobs.enqueue(conn, UNPACK_MAIL, post.id, self.max_attempts)
+        return settle(conn, post.id)

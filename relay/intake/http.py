@@ -53,7 +53,7 @@ async def upload(request: web.Request) -> web.Response:
         metrics.http_uploads.labels("too_large").inc()
         raise TooLarge("upload.too_large", f"Content-Length {request.content_length}")
     files: list[SpooledFile] = []
-    fields = {"title": "", "text": ""}
+    fields = {"title": "", "text": "", "private": ""}
     received = 0
     try:
         if request.content_type == "multipart/form-data":
@@ -94,12 +94,17 @@ async def upload(request: web.Request) -> web.Response:
             writer = relay.spool.writer(limit=limit)
             name = await _stream(writer, lambda: request.content.read(CHUNK))
             files.append(SpooledFile(name, clean_filename(filename, mime, 0), mime, writer.size))
-            fields["title"] = request.query.get("title", "").strip()
-            fields["text"] = request.query.get("text", "").strip()
+            for name in fields:
+                fields[name] = request.query.get(name, "").strip()
         if not files and not (fields["title"] or fields["text"]):
             raise IntakeError("upload.no_file")
         post = await relay.acceptor.accept(
-            user_id, title=fields["title"], text=fields["text"], files=files, source="http"
+            user_id,
+            title=fields["title"],
+            text=fields["text"],
+            files=files,
+            source="http",
+            private=fields["private"].lower() in ("1", "true", "yes", "on"),
         )
     except BaseException as exc:
         for spooled in files:

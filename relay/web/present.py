@@ -22,6 +22,7 @@ def item_json(relay: Relay, item: Item) -> dict[str, Any]:
         "id": item.id,
         "post_id": item.post_id,
         "filename": item.filename,
+        "alt": item.alt,
         "kind": item.kind.value if item.kind else None,
         "status": item.status.value,
         "progress": item.progress,
@@ -50,6 +51,7 @@ def post_json(relay: Relay, post: Post) -> dict[str, Any]:
         "url": relay.page_url(post.id),
         "status": post.status.value,
         "source": post.source,
+        "private": post.private,
         "created_at": post.created_at.isoformat() if post.created_at else None,
         "items": [item_json(relay, item) for item in post.items],
         "deliveries": [

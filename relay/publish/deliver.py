@@ -1,0 +1,202 @@
+"""Deliveries: when a post becomes ready, one ``deliver`` job per destination; each job runs
+the destination's adapter once and records the outcome on the delivery.
+
+A transient failure (network, 5xx, 429) is retried by the job queue with backoff until the
+attempts or ``RELAY_DELIVERY_MAX_AGE_SECONDS`` run out; a permanent one (401, 4xx) stops at once.
+The delivery id is the idempotency key, so an adapter can make a retry after a lost answer land
+on the same remote post instead of a second one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection
+
+from relay import jobs
+from relay.db import Database, destinations, queries
+from relay.errors import PublishError, TransientPublishError
+from relay.model import DeliveryStatus, ItemStatus, Kind, Post
+from relay.publish import Destination, Media, Outgoing, adapter_for
+from relay.publish.net import Http
+from relay.storage import Store
+
+log = logging.getLogger("relay.publish")
+
+DELIVER = "deliver"
+
+
+ATTEMPTS = 25  # with backoff capped at 15 minutes, about 14 hours of tries
+BACKOFF_CAP = 900.0
+
+
+def settle(conn: Connection, post_id: str, max_attempts: int = ATTEMPTS) -> bool:
+    """Mark the post ready if all its items are done, and then schedule its deliveries."""
+    if not queries.settle_post(conn, post_id):
+        return False
+    for delivery_id in destinations.create_deliveries(conn, post_id):
+        jobs.enqueue(conn, DELIVER, delivery_id, max_attempts)
+    return True
+
+
+def destination_from_row(row: Any) -> Destination:
+    import json
+
+    return Destination(
+        id=row["id"],
+        user_id=row["user_id"],
+        type=row["type"],
+        url=row["url"],
+        secret=row["secret"],
+        token=row["token"],
+        config=json.loads(row["config"] or "{}"),
+    )
+
+
+# Which rendition stands for an item when an adapter sends media rather than links.
+_SENT_RENDITION = {Kind.IMAGE: ("large", "medium"), Kind.VIDEO: ("mp4",), Kind.AUDIO: ("audio",)}
+
+
+class Publisher:
+    def __init__(
+        self,
+        db: Database,
+        store: Store,
+        http: Http,
+        present: Callable[[Post], dict[str, Any]],
+        max_age: float,
+        timeout: float = 120.0,
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.http = http
+        self.present = present
+        self.max_age = max_age
+        self.timeout = timeout
+
+    def _media(self, post: Post, post_json: dict[str, Any]) -> list[Media]:
+        found = []
+        urls = {i["id"]: {r["name"]: r["url"] for r in i["renditions"]} for i in post_json["items"]}
+        for item in post.items:
+            if item.status != ItemStatus.READY or item.kind not in _SENT_RENDITION:
+                continue
+            by_name = {r.name: r for r in item.renditions}
+            chosen = next((by_name[n] for n in _SENT_RENDITION[item.kind] if n in by_name), None)
+            if chosen is None:
+                continue
+            found.append(
+                Media(
+                    item_id=item.id,
+                    kind=item.kind.value,
+                    mime=chosen.mime,
+                    bytes=chosen.bytes,
+                    url=urls[item.id][chosen.name],
+                    width=chosen.width,
+                    height=chosen.height,
+                    duration=chosen.duration,
+                    alt=item.alt or "",
+                    read=lambda key=chosen.key: self.store.read(key),
+                )
+            )
+        return found
+
+    async def deliver(self, job: jobs.Job) -> None:
+        delivery = await self.db.read(destinations.delivery_row, job.ref)
+        if delivery is None or delivery["status"] != DeliveryStatus.PENDING:
+            await self.db.run(jobs.complete, job)
+            return
+        row = await self.db.read(destinations.destination_row, delivery["destination_id"])
+        post = await self.db.read(queries.load_post, delivery["post_id"])
+        if row is None or not row["active"] or post is None:
+            await self._finish(job, error=PublishError("publish.rejected", "destination removed"))
+            return
+        post_json = self.present(post)
+        outgoing = Outgoing(
+            delivery_id=delivery["id"],
+            idempotency_key=delivery["id"],
+            attempt=delivery["attempts"] + 1,
+            post=post_json,
+            page_url=post_json["url"],
+            title=post.title,
+            text=post.text,
+            media=self._media(post, post_json),
+        )
+        try:
+            adapter = adapter_for(destination_from_row(row), self.http)
+            published = await asyncio.wait_for(adapter.publish(outgoing), self.timeout)
+        except TimeoutError:
+            error: PublishError = TransientPublishError("publish.unreachable", "timed out")
+        except PublishError as exc:
+            error = exc
+        except Exception as exc:  # an adapter bug must not lose the delivery: retry it
+            log.exception("adapter %s failed on delivery %s", row["type"], delivery["id"])
+            error = TransientPublishError("publish.unreachable", repr(exc))
+        else:
+            await self._finish(job, remote_url=published.remote_url, remote_id=published.remote_id)
+            return
+        too_old = time.time() - delivery["created_at"] > self.max_age
+        if isinstance(error, TransientPublishError) and not job.exhausted and not too_old:
+            await self._retry(job, error)
+        else:
+            if isinstance(error, TransientPublishError) and too_old:
+                error = PublishError("publish.expired", error.detail, error.remote)
+            await self._finish(job, error=error)
+
+    async def _retry(self, job: jobs.Job, error: PublishError) -> None:
+        log.info("delivery %s: %s; will retry", job.ref, error)
+
+        def record(conn: Connection) -> None:
+            destinations.set_delivery(
+                conn,
+                job.ref,
+                attempts=job.attempts,
+                error_code=error.code,
+                error_message=error.public()["message"],
+            )
+            jobs.retry_or_bury(conn, job, str(error), cap=BACKOFF_CAP)
+
+        await self.db.run(record)
+
+    async def _finish(
+        self,
+        job: jobs.Job,
+        *,
+        error: PublishError | None = None,
+        remote_url: str | None = None,
+        remote_id: str | None = None,
+    ) -> None:
+        def record(conn: Connection) -> None:
+            if error is None:
+                values: dict[str, Any] = dict(
+                    status=DeliveryStatus.DELIVERED.value,
+                    remote_url=remote_url,
+                    remote_id=remote_id,
+                    error_code=None,
+                    error_message=None,
+                )
+            else:
+                values = dict(
+                    status=DeliveryStatus.FAILED.value,
+                    error_code=error.code,
+                    error_message=error.public()["message"],
+                )
+            destinations.set_delivery(conn, job.ref, attempts=job.attempts, **values)
+            jobs.complete(conn, job)
+
+        if error is not None:
+            log.warning("delivery %s failed: %s", job.ref, error)
+        await self.db.run(record)
+
+    def give_up(self, conn: Connection, job: jobs.Job, code: str, detail: str) -> None:
+        destinations.set_delivery(
+            conn,
+            job.ref,
+            status=DeliveryStatus.FAILED.value,
+            attempts=job.attempts,
+            error_code="publish.unreachable",
+            error_message=detail[:300],
+        )

@@ -1,0 +1,135 @@
+"""Cross-posting to a Standard Webhooks endpoint: signed, once, with retries that show."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from standardwebhooks import Webhook
+
+from tests.media import phone_jpeg
+from tests.receivers import webhook_receiver
+from tests.server import RelayServer
+
+
+def _destination(server: RelayServer, url: str) -> tuple[str, str]:
+    added = json.loads(
+        server.cli("destination", "add", "--user", "anna", "--type", "webhook", "--url", url,
+                   "--json").stdout
+    )
+    assert added["secret"].startswith("whsec_")
+    return added["id"], added["secret"]
+
+
+def _upload(server: RelayServer, token: str, **data: str) -> dict:
+    with server.client(token) as client:
+        response = client.post(
+            "/api/v1/uploads",
+            files={"file": ("p.jpg", phone_jpeg(640, 480, orientation=1), "image/jpeg")},
+            data={"title": "Hej", **data},
+        )
+    assert response.status_code == 202
+    return response.json()
+
+
+def _settled_delivery(server: RelayServer, token: str, post_id: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        post = server.wait_post(token, post_id)
+        if post["deliveries"] and post["deliveries"][0]["status"] != "pending":
+            return post["deliveries"][0]
+        assert time.monotonic() < deadline, post["deliveries"]
+        time.sleep(0.2)
+
+
+def test_signed_delivery_once_per_post(start_relay) -> None:
+    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
+    anna = server.add_user("anna")
+    with webhook_receiver() as receiver:
+        destination_id, secret = _destination(server, receiver.url)
+        post = _upload(server, anna["token"])
+        delivery = _settled_delivery(server, anna["token"], post["id"])
+        assert delivery == {"destination": destination_id, "status": "delivered",
+                            "remote_url": None, "attempts": 1, "error": None}
+        [request] = receiver.requests
+        payload = Webhook(secret).verify(request.body, request.headers)
+        assert payload["type"] == "post.published"
+        assert payload["post"]["id"] == post["id"] and payload["post"]["status"] == "ready"
+        assert payload["post"]["items"][0]["renditions"]
+        assert request.headers["content-type"] == "application/json"
+        assert request.headers["webhook-signature"].startswith("v1,")
+        time.sleep(1.5)
+        assert len(receiver.requests) == 1  # once
+
+
+def test_transient_failures_retry_with_the_same_webhook_id(start_relay) -> None:
+    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
+    anna = server.add_user("anna")
+    with webhook_receiver() as receiver:
+        receiver.answers = [503, 500]
+        _, secret = _destination(server, receiver.url)
+        post = _upload(server, anna["token"])
+        delivery = _settled_delivery(server, anna["token"], post["id"])
+        assert (delivery["status"], delivery["attempts"]) == ("delivered", 3)
+        assert len({r.headers["webhook-id"] for r in receiver.requests}) == 1
+        for request in receiver.requests:
+            Webhook(secret).verify(request.body, request.headers)
+
+
+def test_permanent_failure_stops_and_says_why(start_relay) -> None:
+    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
+    anna = server.add_user("anna")
+    with webhook_receiver() as receiver:
+        receiver.answers = [401]
+        _destination(server, receiver.url)
+        post = _upload(server, anna["token"])
+        delivery = _settled_delivery(server, anna["token"], post["id"])
+        assert (delivery["status"], delivery["attempts"]) == ("failed", 1)
+        assert delivery["error"]["code"] == "publish.unauthorized"
+        time.sleep(2)
+        assert len(receiver.requests) == 1
+
+
+def test_private_addresses_are_refused_by_default(start_relay) -> None:
+    server = start_relay()  # RELAY_ALLOW_PRIVATE_DESTINATIONS unset
+    anna = server.add_user("anna")
+    with webhook_receiver() as receiver:
+        _destination(server, receiver.url)
+        post = _upload(server, anna["token"])
+        delivery = _settled_delivery(server, anna["token"], post["id"])
+        assert delivery["status"] == "failed"
+        assert delivery["error"]["code"] == "publish.private_address"
+        assert receiver.requests == []
+
+
+def test_private_posts_are_never_delivered_and_text_posts_are(start_relay) -> None:
+    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
+    anna = server.add_user("anna")
+    with webhook_receiver() as receiver:
+        _destination(server, receiver.url)
+        private = _upload(server, anna["token"], private="true")
+        assert server.wait_post(anna["token"], private["id"])["deliveries"] == []
+        with server.client(anna["token"]) as client:
+            text = client.post("/api/v1/uploads", data={"text": "bara text"}).json()
+        delivery = _settled_delivery(server, anna["token"], text["id"])
+        assert delivery["status"] == "delivered"
+        time.sleep(1)
+        assert [json.loads(r.body)["post"]["id"] for r in receiver.requests] == [text["id"]]
+
+
+def test_destination_cli_lists_tests_and_removes(start_relay) -> None:
+    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
+    server.add_user("anna")
+    with webhook_receiver() as receiver:
+        destination_id, _ = _destination(server, receiver.url)
+        listed = json.loads(server.cli("destination", "list", "--user", "anna", "--json").stdout)
+        assert [d["id"] for d in listed["destinations"]] == [destination_id]
+        checked = server.cli("destination", "test", destination_id)
+        assert "answered 200" in checked.stdout
+        assert json.loads(receiver.requests[0].body) == {"type": "relay.check"}
+        receiver.answers = [403]
+        failed = server.cli("destination", "test", destination_id, check=False)
+        assert failed.returncode != 0 and "publish.unauthorized" in failed.stderr
+        server.cli("destination", "remove", destination_id)
+        listed = json.loads(server.cli("destination", "list", "--user", "anna", "--json").stdout)
+        assert listed == {"destinations": []}
