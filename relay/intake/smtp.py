@@ -7,15 +7,18 @@ fails the reply is a temporary ``451`` so the sending server keeps the message a
 
 from __future__ import annotations
 
+import email.utils
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, syntax
 
 from relay import auth, metrics
 from relay.db import Database, queries
 from relay.errors import CATALOG
 from relay.intake.accept import Acceptor
+from relay.intake.smtpdata import CHUNK, DataReader
 from relay.spool import Spool
 
 log = logging.getLogger("relay.smtp")
@@ -27,12 +30,68 @@ TEMPORARY = CATALOG["server.unavailable"].smtp_reply
 
 
 class RelaySMTP(SMTP):
-    """aiosmtpd's protocol, saying its size refusals with the enhanced code ``5.3.4``."""
+    """aiosmtpd's protocol with a DATA phase that streams into the spool in large chunks
+    (``smtpdata.DataReader``), and size refusals said with the enhanced code ``5.3.4``."""
+
+    event_handler: MailHandler
 
     async def push(self, status: str) -> None:
         if status.startswith("552 Error"):
             status = TOO_LARGE
         await super().push(status)
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        writer = self.event_handler.spool.writer()
+        writer.write(self._received_header())
+        reader = DataReader(writer, self.data_size_limit)
+        try:
+            while not reader.done:
+                chunk = await self._reader.read(CHUNK)
+                if not chunk:  # the client went away mid-message: nothing was acknowledged
+                    writer.abort()
+                    return
+                rest = reader.feed(chunk)
+                if rest:
+                    # A pipelining client's next commands: hand them back to the reader.
+                    self._reader._buffer[:0] = rest  # noqa: SLF001
+        except BaseException:
+            writer.abort()
+            raise
+        if reader.too_large:
+            writer.abort()
+            self._set_post_data_state()
+            await self.push(TOO_LARGE)
+            return
+        self.envelope.relay_writer = writer  # type: ignore[attr-defined]
+        self.envelope.content = self.envelope.original_content = None
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
+
+    def _received_header(self) -> bytes:
+        session = self.session
+        helo = _header_safe(session.host_name or "unknown") if session else "unknown"
+        peer = session.peer[0] if session and session.peer else "unknown"
+        stamp = email.utils.format_datetime(datetime.now(UTC))
+        return (
+            f"Received: from {helo} ([{peer}])\r\n\tby {_header_safe(self.hostname)} (relay) "
+            f"with ESMTP; {stamp}\r\n"
+        ).encode("utf-8", "replace")
+
+
+def _header_safe(value: str) -> str:
+    return "".join(c for c in value if c.isprintable() and c not in "()[];\\")[:200]
 
 
 class MailHandler:
@@ -70,10 +129,11 @@ class MailHandler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         user_id: Any = getattr(envelope, "relay_user", None)
-        content = envelope.original_content or b""
-        writer = self.spool.writer()
+        writer = getattr(envelope, "relay_writer", None)
+        if writer is None:  # aiosmtpd's own DATA phase (not used by RelaySMTP)
+            writer = self.spool.writer()
+            writer.write(envelope.original_content or b"")
         try:
-            writer.write(content)
             name = await writer.commit()
         except Exception:
             writer.abort()
@@ -88,7 +148,7 @@ class MailHandler:
             metrics.smtp_messages.labels("temporary_error").inc()
             return TEMPORARY
         metrics.smtp_messages.labels("accepted").inc()
-        metrics.accepted_bytes.labels("smtp").inc(len(content))
+        metrics.accepted_bytes.labels("smtp").inc(writer.size)
         return f"250 2.0.0 OK queued as {post.id}"
 
 

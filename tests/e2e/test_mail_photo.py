@@ -89,7 +89,7 @@ def test_message_over_the_size_limit_gets_552_5_3_4(start_relay) -> None:
         smtp.rset()
         smtp.docmd("MAIL", "FROM:<a@example.org>")
         assert smtp.docmd("RCPT", f"TO:<{anna['address']}>")[0] == 250
-        code, reply = smtp.data(b"Subject: big\r\n\r\n" + b"x" * 76 + b"\r\n" * 4000)
+        code, reply = smtp.data(b"Subject: big\r\n\r\n" + (b"x" * 76 + b"\r\n") * 4000)
         assert (code, reply[:5]) == (552, b"5.3.4")
     # and the server keeps serving
     post_id = send(server, anna["address"], b"Subject: small\r\n\r\nhello\r\n")
