@@ -17,7 +17,9 @@ from relay import jobs
 from relay.config import Settings, parse_listen
 from relay.context import RELAY, Relay
 from relay.db import Database, queries
+from relay.errors import StorageError
 from relay.intake import http as http_intake
+from relay.intake import tus as tus_intake
 from relay.intake.accept import Acceptor
 from relay.intake.smtp import MailHandler, smtp_factory
 from relay.model import Limits
@@ -34,6 +36,8 @@ log = logging.getLogger("relay")
 
 
 def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # our pid, but we just started: a previous life (pid 1 in a container)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -55,7 +59,18 @@ def build(settings: Settings) -> Relay:
         timeout=settings.processing_timeout_seconds,
     )
     pipeline = Pipeline(
-        db, spool, store, pool, settings.data_dir / "work", limits, settings.job_lease_seconds
+        db,
+        spool,
+        store,
+        pool,
+        settings.data_dir / "work",
+        limits,
+        settings.job_lease_seconds,
+        options={
+            "video_crf": settings.video_crf,
+            "video_preset": settings.video_preset,
+            "ffmpeg_memory_bytes": settings.ffmpeg_memory_bytes,
+        },
     )
     acceptor = Acceptor(db, settings.job_max_attempts, pipeline.wake)
     relay = Relay(settings, db, spool, store, pool, pipeline, acceptor)
@@ -126,6 +141,8 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    # Hand what we were doing back to the queue now rather than when our leases run out.
+    await relay.db.run(jobs.release_worker, relay.pipeline.worker_prefix)
 
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -135,12 +152,14 @@ def make_app(settings: Settings, *, smtp: bool = True, workers: bool = True) -> 
     app = web.Application(middlewares=[api.errors_middleware], client_max_size=1 << 20)
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_relay_ctx)
+    app.cleanup_ctx.append(tus_intake.tus_ctx)
     if smtp:
         app.cleanup_ctx.append(_smtp_ctx)
     if workers:
         app.cleanup_ctx.append(_workers_ctx)
     api.setup_routes(app)
     http_intake.setup_routes(app)
+    tus_intake.setup_routes(app)
     pages.setup_routes(app)
     return app
 
@@ -156,4 +175,9 @@ def serve(settings: Settings) -> None:
         f"data in {settings.data_dir.resolve()}",
         flush=True,
     )
-    web.run_app(app, host=host, port=port, print=None, access_log=None)
+    try:
+        web.run_app(app, host=host, port=port, print=None, access_log=None)
+    except StorageError as exc:
+        # A missing bucket or rejected credentials is a set-up mistake: say what to fix, once,
+        # at start-up, without a traceback.
+        raise SystemExit(f"relay: cannot start: storage: {exc.detail}") from None

@@ -148,3 +148,13 @@ def release_orphans(conn: Connection, host: str, alive: Callable[[int], bool]) -
     if dead:
         conn.execute(update(jobs).where(jobs.c.id.in_(dead)).values(lease_until=0.0))
     return len(dead)
+
+
+def release_worker(conn: Connection, prefix: str) -> int:
+    """Free the jobs this process holds (on a clean shutdown)."""
+    result = conn.execute(
+        update(jobs)
+        .where(jobs.c.status == RUNNING, jobs.c.locked_by.like(f"{prefix}:%"))
+        .values(lease_until=0.0)
+    )
+    return result.rowcount
