@@ -98,6 +98,8 @@ class Post:
     status: PostStatus = PostStatus.PROCESSING
     source: str = "http"
     private: bool = False
+    draft: bool = False
+    tags: list[str] = field(default_factory=list)
     created_at: datetime | None = None
     items: list[Item] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)

@@ -67,12 +67,14 @@ def remove_destination(conn: Connection, destination_id: str) -> bool:
 
 
 def create_deliveries(conn: Connection, post_id: str) -> list[str]:
-    """One pending delivery per active destination of the post's owner; none for a private
-    post, and none twice for the same destination."""
+    """One pending delivery per active destination of the post's owner (or only the one the
+    post names); none for a private or draft post, and none twice for the same destination."""
     post = conn.execute(
-        select(posts.c.user_id, posts.c.private).where(posts.c.id == post_id)
+        select(posts.c.user_id, posts.c.private, posts.c.draft, posts.c.only_destination).where(
+            posts.c.id == post_id
+        )
     ).first()
-    if post is None or post.private:
+    if post is None or post.private or post.draft:
         return []
     existing = set(
         conn.execute(
@@ -84,6 +86,11 @@ def create_deliveries(conn: Connection, post_id: str) -> list[str]:
     for destination in list_destinations(conn, post.user_id):
         if destination["id"] in existing:
             continue
+        if post.only_destination and post.only_destination not in (
+            destination["id"],
+            destination["type"],
+        ):
+            continue  # mailed to SECRET+DESTINATION@: only there
         delivery_id = "msg_" + new_id()
         conn.execute(
             deliveries.insert().values(

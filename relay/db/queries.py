@@ -5,6 +5,7 @@ Each function takes an open ``Connection`` (one transaction) so callers can grou
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -52,6 +53,10 @@ def add_user(conn: Connection, name: str) -> str:
 
 def user_id_by_name(conn: Connection, name: str) -> str | None:
     return conn.execute(select(users.c.id).where(users.c.name == name)).scalar()
+
+
+def user_name(conn: Connection, user_id: str) -> str | None:
+    return conn.execute(select(users.c.name).where(users.c.id == user_id)).scalar()
 
 
 def add_token(conn: Connection, user_id: str) -> str:
@@ -124,6 +129,8 @@ def insert_post(conn: Connection, post: Post, spool_name: str | None = None) -> 
             source=post.source,
             spool_name=spool_name,
             private=post.private,
+            draft=post.draft,
+            tags=json.dumps(post.tags),
             created_at=post.created_at.timestamp() if post.created_at else time.time(),
         )
     )
@@ -315,6 +322,8 @@ def _post_from_row(row: RowMapping, post_items: list[Item]) -> Post:
         status=PostStatus(row["status"]),
         source=row["source"],
         private=bool(row["private"]),
+        draft=bool(row["draft"]),
+        tags=json.loads(row["tags"] or "[]"),
         created_at=datetime.fromtimestamp(row["created_at"], UTC),
         items=post_items,
     )
@@ -346,9 +355,17 @@ def load_item(conn: Connection, item_id: str) -> tuple[Item, str] | None:
 
 
 def list_posts(
-    conn: Connection, user_id: str, limit: int = 50, before: float | None = None
+    conn: Connection,
+    user_id: str,
+    limit: int = 50,
+    before: float | None = None,
+    *,
+    public: bool = False,
 ) -> list[Post]:
+    """The user's posts, newest first; ``public``: only ready, not private ones (the feed)."""
     query = select(posts).where(posts.c.user_id == user_id)
+    if public:
+        query = query.where(posts.c.private.is_(False), posts.c.status == PostStatus.READY.value)
     if before is not None:
         query = query.where(posts.c.created_at < before)
     rows = conn.execute(query.order_by(posts.c.created_at.desc()).limit(limit)).mappings().all()

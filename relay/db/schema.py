@@ -26,6 +26,7 @@ users = Table(
     metadata,
     Column("id", ID, primary_key=True),
     Column("name", String(200), nullable=False, unique=True),
+    Column("reply_to_sender", Boolean, nullable=False, default=False),
     Column("created_at", Float, nullable=False),
 )
 
@@ -36,6 +37,8 @@ addresses = Table(
     Column("user_id", ID, ForeignKey("users.id"), nullable=False, index=True),
     Column("secret_hash", String(64), nullable=False, unique=True),
     Column("hint", String(16), nullable=False),
+    Column("sender_policy", String(16), nullable=False, default="anyone"),
+    Column("allowed_senders", Text, nullable=False, default="[]"),
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float),
 )
@@ -64,6 +67,11 @@ posts = Table(
     Column("message_id", Text),
     Column("sender", Text),
     Column("private", Boolean, nullable=False, default=False),
+    Column("draft", Boolean, nullable=False, default=False),
+    Column("tags", Text, nullable=False, default="[]"),
+    Column("only_destination", String(64)),
+    Column("content_sha256", String(64)),
+    Column("auth_results", Text),
     Column("created_at", Float, nullable=False),
     Column("ready_at", Float),
     Index("ix_posts_user_created", "user_id", "created_at"),

@@ -52,6 +52,8 @@ def post_json(relay: Relay, post: Post) -> dict[str, Any]:
         "status": post.status.value,
         "source": post.source,
         "private": post.private,
+        "draft": post.draft,
+        "tags": post.tags,
         "created_at": post.created_at.isoformat() if post.created_at else None,
         "items": [item_json(relay, item) for item in post.items],
         "deliveries": [
