@@ -28,7 +28,7 @@ from relay.publish.deliver import DELIVER, Publisher
 from relay.publish.net import Http
 from relay.spool import Spool
 from relay.storage import open_store
-from relay.web import api, pages
+from relay.web import api, feeds, pages
 from relay.web.present import post_json
 from relay.workpool import WorkPool
 
@@ -161,6 +161,7 @@ def make_app(settings: Settings, *, smtp: bool = True, workers: bool = True) -> 
     http_intake.setup_routes(app)
     tus_intake.setup_routes(app)
     pages.setup_routes(app)
+    feeds.setup_routes(app)
     return app
 
 

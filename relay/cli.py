@@ -6,6 +6,7 @@ import json
 import shutil
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -14,6 +15,7 @@ from pydantic import ValidationError
 from relay.config import Settings, load_settings
 from relay.db import Database, queries
 from relay.db.schema import addresses, tokens
+from relay.errors import StorageError
 
 
 class Context:
@@ -170,6 +172,55 @@ def token_revoke(ctx: Context, value: str, as_json: bool) -> None:
 
 
 @main.command()
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--server", required=True, envvar="RELAY_SERVER", help="e.g. http://127.0.0.1:8080")
+@click.option("--token", required=True, envvar="RELAY_TOKEN", help="An API token of yours.")
+@click.option("--title", default="", help="Title of each post.")
+@click.option("--text", default="", help="Text of each post.")
+@click.option("--wait", is_flag=True, help="Follow processing; show each item's status.")
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(1, 1024),
+    default=8,
+    show_default=True,
+    help="MiB per request.",
+)
+@click.option("--limit-rate", help="At most this many bytes a second: 500K, 5M, 1G.")
+def upload(
+    files: tuple[Path, ...],
+    server: str,
+    token: str,
+    title: str,
+    text: str,
+    wait: bool,
+    chunk_size: int,
+    limit_rate: str | None,
+) -> None:
+    """Upload FILEs resumably (tus) with progress bars; print each post's page URL.
+
+    One post per file. Interrupted (Ctrl-C, network, laptop closed)? Run the same command again:
+    each file continues where the server stopped. With --wait, the exit status is 1 if an item
+    failed to process. --server and --token may come from RELAY_SERVER and RELAY_TOKEN.
+    """
+    from relay.upload import run
+
+    sys.exit(
+        run(
+            list(files),
+            server,
+            token,
+            title=title,
+            text=text,
+            wait=wait,
+            chunk_mib=chunk_size,
+            limit_rate=limit_rate,
+        )
+    )
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def doctor(ctx: Context, as_json: bool) -> None:
@@ -204,6 +255,8 @@ def doctor(ctx: Context, as_json: bool) -> None:
 
         asyncio.run(open_store(settings.storage_url, settings).check())
         checks["storage"] = (True, settings.storage_url)
+    except StorageError as exc:  # already says what to fix
+        checks["storage"] = (False, exc.detail)
     except Exception as exc:
         checks["storage"] = (False, f"{exc}; check RELAY_STORAGE_URL")
     ok = all(good for good, _ in checks.values())

@@ -58,10 +58,28 @@ class Settings(BaseSettings):
     max_image_pixels: int = 80_000_000
     max_duration_seconds: float = 4 * 3600.0
     processing_timeout_seconds: float = 600.0
+    video_crf: int = 23
+    video_preset: str = "veryfast"
+    ffmpeg_memory_bytes: int = 2 << 30
     job_max_attempts: int = 5
     job_lease_seconds: float = 300.0
     delivery_max_age_seconds: float = 86400.0
     smtp_hostname: str = ""
+    # STARTTLS is offered when both are set; AUTH only ever after it.
+    smtp_tls_cert: Path | None = None
+    smtp_tls_key: Path | None = None
+    smtp_require_tls: bool = False
+    smtp_max_failed_recipients: int = Field(default=5, ge=1)
+    smtp_failure_delay_seconds: float = Field(default=0.25, ge=0)
+    # DKIM and SPF lookups: host[:port], comma-separated; empty means the system resolver.
+    dns_servers: str = ""
+    # Replies to senders go out through this server; empty host means no replies.
+    outbound_smtp_host: str = ""
+    outbound_smtp_port: int = 587
+    outbound_smtp_starttls: bool = True
+    outbound_smtp_username: str = ""
+    outbound_smtp_password: str = ""
+    reply_from: str = ""
     log_level: str = "INFO"
 
     @model_validator(mode="after")
@@ -79,6 +97,10 @@ class Settings(BaseSettings):
             self.storage_url = f"file://{self.data_dir.resolve() / 'media'}"
         if self.workers < 0:
             raise ValueError("RELAY_WORKERS must be 0 or more")
+        if (self.smtp_tls_cert is None) != (self.smtp_tls_key is None):
+            raise ValueError("set both RELAY_SMTP_TLS_CERT and RELAY_SMTP_TLS_KEY, or neither")
+        if self.smtp_require_tls and self.smtp_tls_cert is None:
+            raise ValueError("RELAY_SMTP_REQUIRE_TLS needs RELAY_SMTP_TLS_CERT and _KEY")
         return self
 
     @classmethod

@@ -29,8 +29,11 @@ class Relay:
     acceptor: Acceptor
     publisher: Any = None  # relay.publish.deliver.Publisher, set once built
 
-    def media_url(self, key: str) -> str:
-        return self.store.url(key) or f"{self.settings.public_url}/media/{quote(key)}"
+    def media_url(self, key: str, *, private: bool = False) -> str:
+        """Where clients fetch a stored object: the store's own (public or presigned, signed
+        afresh on each call) URL, else the relay's /media/ route."""
+        url = self.store.url(key, private=private)
+        return url or f"{self.settings.public_url}/media/{quote(key)}"
 
     def page_url(self, post_id: str) -> str:
         return f"{self.settings.public_url}/p/{post_id}"

@@ -10,8 +10,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from urllib.parse import urlparse
+
+if TYPE_CHECKING:
+    from relay.config import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +45,9 @@ class Store(Protocol):
 
     async def delete(self, key: str) -> None: ...
 
-    def url(self, key: str) -> str | None:
-        """A URL where clients fetch the object directly, or None if the relay serves it."""
+    def url(self, key: str, *, private: bool = False) -> str | None:
+        """A URL where clients fetch the object directly, or None if the relay serves it.
+        ``private`` media never get a permanent public link (a store signs one instead)."""
         ...
 
     async def check(self) -> None:
@@ -65,10 +69,18 @@ def valid_key(key: str) -> str:
     return key
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, settings: Settings | None = None) -> Store:
+    """The store behind ``url``; ``settings`` tune the S3 client (defaults and env when None)."""
     parsed = urlparse(url)
     if parsed.scheme == "file":
         from relay.storage.local import LocalStore
 
         return LocalStore(Path(parsed.path))
-    raise ValueError(f"unsupported RELAY_STORAGE_URL scheme {parsed.scheme!r} (file:// here)")
+    if parsed.scheme == "s3":
+        from relay.config import Settings
+        from relay.storage.s3 import S3Store
+
+        return S3Store.from_url(url, settings or Settings())
+    raise ValueError(
+        f"unsupported RELAY_STORAGE_URL scheme {parsed.scheme!r} (file:// or s3://BUCKET[/PREFIX])"
+    )

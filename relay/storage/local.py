@@ -93,7 +93,7 @@ class LocalStore:
         self.local_path(key).unlink(missing_ok=True)
         self._meta_path(key).unlink(missing_ok=True)
 
-    def url(self, key: str) -> str | None:
+    def url(self, key: str, *, private: bool = False) -> str | None:
         return None
 
     async def check(self) -> None:

@@ -7,6 +7,7 @@ PDF are served inline; everything else goes out as a sandboxed download.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse
@@ -80,14 +81,18 @@ async def post_page(request: web.Request) -> web.Response:
     post = await _load_post(relay, request.match_info["post_id"])
     page_url = relay.page_url(post.id)
     preview = preview_image(post)
+    # Feed discovery names the owner, so a private (unlisted) post's page does not carry it.
+    owner = None if post.private else await relay.db.read(queries.user_name, post.user_id)
+    feed_url = f"{relay.settings.public_url}/u/{quote(owner, safe='')}/feed.atom" if owner else None
     html = _templates.get_template("post.html").render(
         post=post,
         title=display_title(post),
         description=summary(post),
         page_url=page_url,
         oembed_url=f"{relay.settings.public_url}/oembed?url={quote(page_url, safe='')}&format=json",
+        feed_url=feed_url,
         preview=preview[1] if preview else None,
-        media_url=relay.media_url,
+        media_url=functools.partial(relay.media_url, private=post.private),
         rendition=_rendition,
         Kind=Kind,
     )
@@ -142,14 +147,14 @@ async def oembed(request: web.Request) -> web.Response:
         chosen = max(fitting, key=lambda r: r.width) if fitting else None
         thumb = _rendition(item, "small", "medium") or large
         body.update(
-            thumbnail_url=relay.media_url(thumb.key),
+            thumbnail_url=relay.media_url(thumb.key, private=post.private),
             thumbnail_width=thumb.width,
             thumbnail_height=thumb.height,
         )
         if item.kind == Kind.IMAGE and chosen is not None:
             body.update(
                 type="photo",
-                url=relay.media_url(chosen.key),
+                url=relay.media_url(chosen.key, private=post.private),
                 width=chosen.width,
                 height=chosen.height,
             )

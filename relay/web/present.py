@@ -8,12 +8,13 @@ from relay.context import Relay
 from relay.model import Item, Post
 
 
-def item_json(relay: Relay, item: Item) -> dict[str, Any]:
+def item_json(relay: Relay, item: Item, private: bool = False) -> dict[str, Any]:
+    """``private``: the item's post is private, so its links are always signed."""
     original = None
     if item.original is not None:
         served = item.error is None  # a failed item's bytes are kept, not served
         original = {
-            "url": relay.media_url(item.original.key) if served else None,
+            "url": relay.media_url(item.original.key, private=private) if served else None,
             "mime": item.original.mime,
             "bytes": item.original.bytes,
             "sha256": item.original.sha256,
@@ -31,7 +32,7 @@ def item_json(relay: Relay, item: Item) -> dict[str, Any]:
         "renditions": [
             {
                 "name": r.name,
-                "url": relay.media_url(r.key),
+                "url": relay.media_url(r.key, private=private),
                 "mime": r.mime,
                 "bytes": r.bytes,
                 "width": r.width,
@@ -55,7 +56,8 @@ def post_json(relay: Relay, post: Post) -> dict[str, Any]:
         "draft": post.draft,
         "tags": post.tags,
         "created_at": post.created_at.isoformat() if post.created_at else None,
-        "items": [item_json(relay, item) for item in post.items],
+        "authentication_results": post.auth_results,
+        "items": [item_json(relay, item, post.private) for item in post.items],
         "deliveries": [
             {
                 "destination": d.destination_id,
