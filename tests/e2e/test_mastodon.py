@@ -1,0 +1,186 @@
+"""Cross-posting to Mastodon: a real ``relay serve`` delivering to a strict fake instance."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+from PIL import Image
+
+from tests.fakes.mastodon import FakeMastodon, countable_length
+from tests.media import phone_jpeg
+from tests.server import RelayServer
+
+
+@pytest.fixture
+def mastodon() -> Iterator[FakeMastodon]:
+    with FakeMastodon() as fake:
+        yield fake
+
+
+def _relay(start_relay) -> tuple[RelayServer, str]:
+    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
+    return server, server.add_user("anna")["token"]
+
+
+def _destination(server: RelayServer, fake: FakeMastodon, *options: str) -> str:
+    args = ["--url", fake.url, "--token", fake.token]
+    for option in options:
+        args += ["--set", option]
+    added = server.cli(
+        "destination", "add", "--user", "anna", "--type", "mastodon", *args, "--json"
+    )
+    return json.loads(added.stdout)["id"]
+
+
+def _upload(server: RelayServer, token: str, photo: bool = True, **data: str) -> dict:
+    files = (
+        {"file": ("p.jpg", phone_jpeg(640, 480, orientation=1), "image/jpeg")} if photo else None
+    )
+    with server.client(token) as client:
+        response = client.post("/api/v1/uploads", files=files, data={"title": "Torget", **data})
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def _settled(server: RelayServer, token: str, post_id: str, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        post = server.wait_post(token, post_id)
+        if post["deliveries"] and post["deliveries"][0]["status"] != "pending":
+            return post["deliveries"][0]
+        assert time.monotonic() < deadline, post["deliveries"]
+        time.sleep(0.2)
+
+
+def test_photo_post_with_its_picture_and_link(start_relay, mastodon: FakeMastodon) -> None:
+    server, token = _relay(start_relay)
+    destination_id = _destination(server, mastodon, "visibility=unlisted")
+    post = _upload(server, token, text="Invigningen av torget i dag.")
+    delivery = _settled(server, token, post["id"])
+    [status] = mastodon.statuses
+    assert delivery == {
+        "destination": destination_id,
+        "status": "delivered",
+        "remote_url": status["url"],
+        "attempts": 1,
+        "error": None,
+    }
+    assert status["text"] == f"Torget\n\nInvigningen av torget i dag.\n\n{post['url']}"
+    assert f'href="{post["url"]}"' in status["content"]
+    assert status["visibility"] == "unlisted"
+    [attachment] = status["media_attachments"]
+    assert attachment["type"] == "image" and attachment["url"]
+    assert attachment["meta"]["focus"] == {"x": 0.0, "y": 0.0}
+    # Uploads carry the item's alt text; the relay takes none at upload yet, so none is sent
+    # rather than a made-up one.
+    assert attachment["description"] is None
+    [medium] = mastodon.media.values()
+    with Image.open(io.BytesIO(medium.data)) as sent:
+        assert (sent.format, sent.size) == ("JPEG", (640, 480))
+    assert len(mastodon.calls("media.get")) == 2  # 206 while processing, then 200
+    [create] = mastodon.calls("statuses.create")
+    assert create.headers["Idempotency-Key"].startswith("msg_")
+
+
+def test_long_text_is_cut_before_the_link(start_relay, mastodon: FakeMastodon) -> None:
+    server, token = _relay(start_relay)
+    _destination(server, mastodon)
+    words = " ".join(f"ord{n}" for n in range(400))
+    post = _upload(server, token, photo=False, text=f"{words} https://example.org/mer")
+    assert _settled(server, token, post["id"])["status"] == "delivered"
+    [status] = mastodon.statuses
+    assert status["text"].startswith("Torget\n\nord0 ord1 ")
+    assert status["text"].endswith(f"…\n\n{post['url']}")
+    assert 480 < countable_length(status["text"]) <= 500
+    assert status["media_attachments"] == []
+
+
+def test_transient_failure_is_retried_into_one_status(start_relay, mastodon: FakeMastodon) -> None:
+    server, token = _relay(start_relay)
+    _destination(server, mastodon)
+    mastodon.fail("statuses.create", 503, {"error": "Service Unavailable"})
+    post = _upload(server, token)
+    delivery = _settled(server, token, post["id"])
+    assert (delivery["status"], delivery["attempts"]) == ("delivered", 2)
+    assert len(mastodon.statuses) == 1
+    assert delivery["remote_url"] == mastodon.statuses[0]["url"]
+
+
+def test_a_lost_answer_is_found_again_not_posted_twice(start_relay, mastodon: FakeMastodon) -> None:
+    server, token = _relay(start_relay)
+    _destination(server, mastodon)
+    mastodon.lose("statuses.create")  # posted, but the connection drops before the answer
+    post = _upload(server, token)
+    delivery = _settled(server, token, post["id"])
+    assert (delivery["status"], delivery["attempts"]) == ("delivered", 2)
+    [status] = mastodon.statuses
+    assert delivery["remote_url"] == status["url"]
+    # The retry saw the status among the account's latest and did not post again.
+    assert len(mastodon.calls("statuses.create")) == 1
+
+
+def test_a_lost_answer_is_answered_by_the_idempotency_key(
+    start_relay, mastodon: FakeMastodon
+) -> None:
+    server, token = _relay(start_relay)
+    _destination(server, mastodon)
+    mastodon.listed = False  # the retry cannot see the status: only the key saves it
+    mastodon.lose("statuses.create")
+    post = _upload(server, token)
+    delivery = _settled(server, token, post["id"])
+    assert (delivery["status"], delivery["attempts"]) == ("delivered", 2)
+    [status] = mastodon.statuses
+    assert delivery["remote_url"] == status["url"]
+    keys = [c.headers["Idempotency-Key"] for c in mastodon.calls("statuses.create")]
+    assert len(keys) == 2 and len(set(keys)) == 1
+
+
+def test_revoked_token_stops_and_says_why(start_relay, mastodon: FakeMastodon) -> None:
+    server, token = _relay(start_relay)
+    _destination(server, mastodon)
+    mastodon.revoke()
+    post = _upload(server, token)
+    delivery = _settled(server, token, post["id"])
+    assert (delivery["status"], delivery["attempts"]) == ("failed", 1)
+    assert delivery["error"]["code"] == "publish.unauthorized"
+    assert "The access token is invalid" in delivery["error"]["message"]
+    seen = len(mastodon.seen)
+    time.sleep(2.5)
+    assert len(mastodon.seen) == seen and mastodon.statuses == []
+
+
+def test_refused_status_stops_with_the_instance_reason(start_relay, mastodon: FakeMastodon) -> None:
+    server, token = _relay(start_relay)
+    _destination(server, mastodon)
+    mastodon.fail("statuses.create", 422, {"error": "Validation failed: Text is not allowed"})
+    post = _upload(server, token)
+    delivery = _settled(server, token, post["id"])
+    assert (delivery["status"], delivery["attempts"]) == ("failed", 1)
+    assert delivery["error"]["code"] == "publish.rejected"
+    assert "Validation failed: Text is not allowed" in delivery["error"]["message"]
+    assert mastodon.statuses == []
+
+
+def test_private_posts_are_never_delivered(start_relay, mastodon: FakeMastodon) -> None:
+    server, token = _relay(start_relay)
+    _destination(server, mastodon)
+    private = _upload(server, token, private="true")
+    assert server.wait_post(token, private["id"])["deliveries"] == []
+    time.sleep(1)
+    assert mastodon.seen == [] and mastodon.statuses == []
+
+
+def test_destination_test_verifies_the_token(start_relay, mastodon: FakeMastodon) -> None:
+    server, _ = _relay(start_relay)
+    destination_id = _destination(server, mastodon)
+    checked = server.cli("destination", "test", destination_id)
+    host = mastodon.url.removeprefix("http://")
+    assert checked.stdout.strip() == f"authenticated as @anna on {host}"
+    mastodon.revoke()
+    failed = server.cli("destination", "test", destination_id, check=False)
+    assert failed.returncode != 0
+    assert "publish.unauthorized" in failed.stderr and "access token is invalid" in failed.stderr

@@ -1,0 +1,372 @@
+"""A Mastodon instance (API as of Mastodon 4.x) on 127.0.0.1, as strict as the real one.
+
+What it enforces, with Mastodon's own answers:
+- ``Authorization: Bearer TOKEN`` on every call but ``/api/v2/instance``: otherwise ``401
+  {"error": "The access token is invalid"}`` (also after ``revoke()``).
+- ``GET /api/v2/instance``: ``configuration.statuses`` (``max_characters`` 500,
+  ``characters_reserved_per_url`` 23, ``max_media_attachments`` 4) and
+  ``configuration.media_attachments`` (16 MB and 33,177,600 pixels per image, 99 MB per video,
+  the supported MIME types).
+- ``POST /api/v2/media``: ``multipart/form-data`` with a ``file`` part that has a MIME type the
+  instance supports and bytes of that type, within the size and pixel limits (``422 Validation
+  failed: …``); ``description`` up to 1,500 characters; ``focus`` as ``x,y`` within -1..1.
+  Answers ``202`` with ``url: null``; ``GET /api/v1/media/:id`` then answers ``206`` (empty) for
+  ``processing_polls`` polls and ``200`` with the URL after.
+- ``POST /api/v1/statuses`` (form, multipart or JSON): ``status`` or ``media_ids[]``; at most 4
+  media, all processed, none already attached, no video next to other media; a known
+  ``visibility``; the text within 500 characters counted as Mastodon does (grapheme clusters,
+  each URL with a host under a top-level domain as 23). ``Idempotency-Key``: the same key again
+  gives the same status back and creates nothing.
+- ``GET /api/v1/accounts/verify_credentials`` and ``GET /api/v1/accounts/:id/statuses``.
+
+Routes for scripting (``fail``/``lose``): ``instance``, ``media.create``, ``media.get``,
+``statuses.create``, ``accounts.verify``, ``accounts.statuses``.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import itertools
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import regex
+from aiohttp import web
+from PIL import Image
+
+from tests.fakes import FakeService, error
+
+MB = 1024 * 1024
+INVALID_TOKEN = {"error": "The access token is invalid"}
+IMAGE_TYPES = ["image/jpeg", "image/png", "image/gif", "image/webp", "image/heic", "image/avif"]
+VIDEO_TYPES = ["video/webm", "video/mp4", "video/quicktime", "video/ogg"]
+AUDIO_TYPES = [
+    "audio/wave",
+    "audio/wav",
+    "audio/ogg",
+    "audio/mpeg",
+    "audio/mp3",
+    "audio/mp4",
+    "audio/aac",
+    "audio/flac",
+    "audio/webm",
+]
+MAGIC = {
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/gif": (b"GIF87a", b"GIF89a"),
+}
+# Mastodon extracts URLs with twitter-text: a scheme, then a host that ends in a top-level domain
+# (an IP address or a bare name is no URL to it), up to white space; a final full stop or
+# closing bracket stays outside.
+URL = regex.compile(r"https?://[^\s<>\"']+", regex.IGNORECASE)
+GRAPHEME = regex.compile(r"\X")
+
+
+def countable_length(text: str, url_length: int = 23) -> int:
+    def replace(match: regex.Match[str]) -> str:
+        url = match.group(0)
+        trailing = ""
+        while url and url[-1] in ".,;:!?)]}'\"…":
+            trailing = url[-1] + trailing
+            url = url[:-1]
+        host = (urlsplit(url).hostname or "").rstrip(".")
+        tld = host.rsplit(".", 1)[-1] if "." in host else ""
+        if len(tld) >= 2 and (tld.isalpha() or tld.startswith("xn--")):
+            return "x" * url_length + trailing
+        return match.group(0)
+
+    return len(GRAPHEME.findall(URL.sub(replace, text)))
+
+
+def render(text: str) -> str:
+    """The status ``content`` as Mastodon renders plain text: paragraphs, line breaks, links."""
+
+    def link(match: regex.Match[str]) -> str:
+        url = match.group(0)
+        return f'<a href="{url}" rel="nofollow noopener" target="_blank">{url}</a>'
+
+    paragraphs = []
+    for paragraph in text.split("\n\n"):
+        escaped = html.escape(paragraph, quote=False)
+        paragraphs.append("<p>" + URL.sub(link, escaped).replace("\n", "<br />") + "</p>")
+    return "".join(paragraphs)
+
+
+@dataclass
+class Attachment:
+    id: str
+    type: str
+    mime: str
+    size: int
+    description: str | None
+    focus: tuple[float, float] | None
+    polls_left: int
+    data: bytes
+    status_id: str | None = None
+
+    def json(self, base: str) -> dict[str, Any]:
+        done = self.polls_left <= 0
+        meta: dict[str, Any] = {}
+        if self.focus is not None:
+            meta["focus"] = {"x": self.focus[0], "y": self.focus[1]}
+        return {
+            "id": self.id,
+            "type": self.type,
+            "url": f"{base}/system/media/{self.id}/original" if done else None,
+            "preview_url": f"{base}/system/media/{self.id}/small",
+            "remote_url": None,
+            "meta": meta,
+            "description": self.description,
+            "blurhash": None,
+        }
+
+
+@dataclass
+class FakeMastodon(FakeService):
+    token: str = "mastodon-token-anna"
+    username: str = "anna"
+    account_id: str = "109000000000000001"
+    processing_polls: int = 1
+    """GET /api/v1/media/:id answers 206 this many times before 200."""
+    max_characters: int = 500
+    listed: bool = True
+    """False: the account's statuses list comes back empty, as from a server that hides it."""
+    image_size_limit: int = 16 * MB
+    image_matrix_limit: int = 33_177_600
+    video_size_limit: int = 99 * MB
+    media: dict[str, Attachment] = field(default_factory=dict)
+    statuses: list[dict[str, Any]] = field(default_factory=list)
+    idempotency: dict[str, str] = field(default_factory=dict)
+    _ids: itertools.count = field(default_factory=lambda: itertools.count(110_000_000_000_000_001))
+    _revoked: bool = False
+
+    def revoke(self) -> None:
+        self._revoked = True
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_get("/api/v2/instance", self.instance, name="instance")
+        app.router.add_post("/api/v2/media", self.create_media, name="media.create")
+        app.router.add_get("/api/v1/media/{id}", self.get_media, name="media.get")
+        app.router.add_post("/api/v1/statuses", self.create_status, name="statuses.create")
+        app.router.add_get(
+            "/api/v1/accounts/verify_credentials", self.verify, name="accounts.verify"
+        )
+        app.router.add_get(
+            "/api/v1/accounts/{id}/statuses", self.account_statuses, name="accounts.statuses"
+        )
+
+    def _authorized(self, request: web.Request) -> bool:
+        return not self._revoked and request.headers.get("Authorization") == f"Bearer {self.token}"
+
+    def _account(self) -> dict[str, Any]:
+        return {
+            "id": self.account_id,
+            "username": self.username,
+            "acct": self.username,
+            "display_name": "Anna",
+            "url": f"{self.url}/@{self.username}",
+        }
+
+    async def instance(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "domain": urlsplit(self.url).netloc,
+                "title": "Fake Mastodon",
+                "version": "4.3.0",
+                "configuration": {
+                    "urls": {"streaming": "wss://127.0.0.1"},
+                    "accounts": {"max_featured_tags": 10},
+                    "statuses": {
+                        "max_characters": self.max_characters,
+                        "max_media_attachments": 4,
+                        "characters_reserved_per_url": 23,
+                    },
+                    "media_attachments": {
+                        "supported_mime_types": IMAGE_TYPES + VIDEO_TYPES + AUDIO_TYPES,
+                        "image_size_limit": self.image_size_limit,
+                        "image_matrix_limit": self.image_matrix_limit,
+                        "video_size_limit": self.video_size_limit,
+                        "video_frame_rate_limit": 120,
+                        "video_matrix_limit": 8_294_400,
+                    },
+                    "polls": {"max_options": 4, "max_characters_per_option": 50},
+                },
+            }
+        )
+
+    async def verify(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return error(401, INVALID_TOKEN)
+        return web.json_response(self._account())
+
+    async def create_media(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return error(401, INVALID_TOKEN)
+        if request.content_type != "multipart/form-data":
+            return error(422, {"error": "Validation failed: File can't be blank"})
+        form = await request.post()
+        upload = form.get("file")
+        if not isinstance(upload, web.FileField):
+            return error(422, {"error": "Validation failed: File can't be blank"})
+        mime = upload.content_type
+        data = upload.file.read()
+        kind = next(
+            (
+                k
+                for k, types in (
+                    ("image", IMAGE_TYPES),
+                    ("video", VIDEO_TYPES),
+                    ("audio", AUDIO_TYPES),
+                )
+                if mime in types
+            ),
+            None,
+        )
+        if kind is None or not data:
+            return error(422, {"error": "Validation failed: File content type is invalid"})
+        if mime in MAGIC and not data.startswith(MAGIC[mime]):
+            return error(422, {"error": "Validation failed: File content type is invalid"})
+        limit = self.image_size_limit if kind == "image" else self.video_size_limit
+        if len(data) > limit:
+            return error(
+                422,
+                {"error": f"Validation failed: File file size must be less than {limit // MB} MB"},
+            )
+        if kind == "image" and mime in MAGIC:
+            try:
+                with Image.open(io.BytesIO(data)) as image:
+                    width, height = image.size
+            except Exception:
+                return error(422, {"error": "Validation failed: File is invalid"})
+            if width * height > self.image_matrix_limit:
+                return error(422, {"error": "Validation failed: File dimensions are too large"})
+        description = form.get("description")
+        if description is not None and len(str(description)) > 1500:
+            return error(422, {"error": "Validation failed: Description is too long"})
+        focus = None
+        if (raw := form.get("focus")) is not None:
+            try:
+                x, y = (float(v) for v in str(raw).split(","))
+            except ValueError:
+                return error(422, {"error": "Validation failed: Focus is invalid"})
+            if not (-1 <= x <= 1 and -1 <= y <= 1):
+                return error(422, {"error": "Validation failed: Focus is invalid"})
+            focus = (x, y)
+        attachment = Attachment(
+            id=str(next(self._ids)),
+            type=kind,
+            mime=mime,
+            size=len(data),
+            description=str(description) if description is not None else None,
+            focus=focus,
+            polls_left=self.processing_polls,
+            data=data,
+        )
+        self.media[attachment.id] = attachment
+        # Mastodon 4 answers 200 for small images it processes at once, 202 otherwise; this
+        # fake always takes the longer way so the adapter's polling is exercised.
+        return web.json_response(attachment.json(self.url), status=202)
+
+    async def get_media(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return error(401, INVALID_TOKEN)
+        attachment = self.media.get(request.match_info["id"])
+        if attachment is None:
+            return error(404, {"error": "Record not found"})
+        if attachment.polls_left > 0:
+            attachment.polls_left -= 1
+            return web.Response(status=206)
+        return web.json_response(attachment.json(self.url))
+
+    async def _status_params(self, request: web.Request) -> tuple[str, list[str], str | None]:
+        if request.content_type == "application/json":
+            body = await request.json()
+            ids = body.get("media_ids") or []
+            return str(body.get("status") or ""), [str(i) for i in ids], body.get("visibility")
+        form = await request.post()
+        ids = [str(i) for i in form.getall("media_ids[]", [])]
+        visibility = form.get("visibility")
+        return str(form.get("status", "")), ids, str(visibility) if visibility else None
+
+    async def create_status(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return error(401, INVALID_TOKEN)
+        key = request.headers.get("Idempotency-Key")
+        if key and key in self.idempotency:
+            existing = next(s for s in self.statuses if s["id"] == self.idempotency[key])
+            return web.json_response(existing)
+        text, media_ids, visibility = await self._status_params(request)
+        if not text.strip() and not media_ids:
+            return error(422, {"error": "Validation failed: Text can't be blank"})
+        if len(media_ids) > 4:
+            return error(422, {"error": "Cannot attach more than 4 files"})
+        attachments = [self.media.get(i) for i in media_ids]
+        if any(a is None or a.status_id is not None for a in attachments):
+            return error(422, {"error": "Media attachments not found"})
+        found = [a for a in attachments if a is not None]
+        if any(a.polls_left > 0 for a in found):
+            return error(
+                422,
+                {
+                    "error": "Cannot attach files that have not finished processing. "
+                    "Try again in a moment!"
+                },
+            )
+        if len(found) > 1 and any(a.type != "image" for a in found):
+            return error(
+                422, {"error": "Cannot attach a video to a post that already contains images"}
+            )
+        if visibility is not None and visibility not in ("public", "unlisted", "private", "direct"):
+            return error(
+                422, {"error": "Validation failed: Visibility is not included in the list"}
+            )
+        if countable_length(text) > self.max_characters:
+            return error(
+                422,
+                {
+                    "error": f"Validation failed: Text character limit of {self.max_characters} "
+                    "exceeded"
+                },
+            )
+        status_id = str(next(self._ids))
+        for attachment in found:
+            attachment.status_id = status_id
+        status = {
+            "id": status_id,
+            "created_at": datetime.now(UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "visibility": visibility or "public",
+            "uri": f"{self.url}/users/{self.username}/statuses/{status_id}",
+            "url": f"{self.url}/@{self.username}/{status_id}",
+            "content": render(text),
+            "text": text,  # Mastodon returns the source only on delete; kept for assertions
+            "account": self._account(),
+            "media_attachments": [a.json(self.url) for a in found],
+        }
+        self.statuses.append(status)
+        if key:
+            self.idempotency[key] = status_id
+        return web.json_response(status)
+
+    async def account_statuses(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return error(401, INVALID_TOKEN)
+        if request.match_info["id"] != self.account_id:
+            return error(404, {"error": "Record not found"})
+        try:
+            limit = min(40, max(1, int(request.query.get("limit", "20"))))
+        except ValueError:
+            limit = 20
+        newest_first = list(reversed(self.statuses))[:limit] if self.listed else []
+        return web.json_response(
+            [{k: v for k, v in s.items() if k != "text"} for s in newest_first]
+        )
+
+    def dump(self) -> str:
+        return json.dumps(self.statuses, indent=1, ensure_ascii=False)
