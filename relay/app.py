@@ -21,11 +21,13 @@ from relay.errors import StorageError
 from relay.intake import http as http_intake
 from relay.intake import tus as tus_intake
 from relay.intake.accept import Acceptor
-from relay.intake.smtp import MailHandler, smtp_factory
+from relay.intake.policy import Dns
+from relay.intake.smtp import FailureGuard, MailHandler, smtp_factory, tls_context
 from relay.model import Limits
 from relay.pipeline import Pipeline
 from relay.publish.deliver import DELIVER, Publisher
 from relay.publish.net import Http
+from relay.reply import REPLY, Replier
 from relay.spool import Spool
 from relay.storage import open_store
 from relay.web import api, feeds, pages
@@ -82,6 +84,8 @@ def build(settings: Settings) -> Relay:
         max_age=settings.delivery_max_age_seconds,
     )
     pipeline.register(DELIVER, publisher.deliver, publisher.give_up)
+    replier = Replier(db, settings, relay.page_url)
+    pipeline.register(REPLY, replier.run, replier.give_up)
     relay.publisher = publisher
     return relay
 
@@ -117,9 +121,29 @@ async def _smtp_ctx(app: web.Application) -> AsyncIterator[None]:
     relay = app[RELAY]
     settings = relay.settings
     host, port = parse_listen(settings.smtp_listen)
-    handler = MailHandler(relay.db, relay.spool, relay.acceptor, settings.mail_domain)
+    handler = MailHandler(
+        relay.db,
+        relay.spool,
+        relay.acceptor,
+        settings.mail_domain,
+        resolver=Dns(settings.dns_servers),
+        authserv_id=settings.smtp_hostname or settings.mail_domain,
+    )
+    tls = None
+    if settings.smtp_tls_cert and settings.smtp_tls_key:
+        tls = tls_context(settings.smtp_tls_cert, settings.smtp_tls_key)
+    guard = FailureGuard()  # one for all connections: failures are remembered per client IP
     server = await asyncio.get_running_loop().create_server(
-        lambda: smtp_factory(handler, settings.max_message_bytes, settings.smtp_hostname),
+        lambda: smtp_factory(
+            handler,
+            settings.max_message_bytes,
+            settings.smtp_hostname,
+            tls=tls,
+            require_tls=settings.smtp_require_tls,
+            guard=guard,
+            max_failures=settings.smtp_max_failed_recipients,
+            failure_delay=settings.smtp_failure_delay_seconds,
+        ),
         host,
         port,
     )

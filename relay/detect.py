@@ -35,6 +35,7 @@ _VIDEO = {
     "video/3gpp2",
     "video/mpeg",
     "video/mp2t",
+    "video/MP2T",  # what libmagic says when it does recognise a transport stream
     "video/x-m4v",
     "video/x-flv",
     "video/ogg",
@@ -80,7 +81,22 @@ def sniff(path: Path) -> str:
     """libmagic's MIME type for the file's content (blocking: call it off the event loop)."""
     with _lock:
         found = _magic.from_file(str(path))
+    if found in (None, "", "application/octet-stream") and _transport_stream(path):
+        return "video/mp2t"
     return found or "application/octet-stream"
+
+
+def _transport_stream(path: Path, packets: int = 8) -> bool:
+    """MPEG-TS (188-byte packets) or M2TS (192, sync byte after a 4-byte time code), which
+    libmagic 5.44 misses as ffmpeg and many cameras write them: a sync byte in each of the first
+    ``packets`` packets."""
+    with open(path, "rb") as f:
+        head = f.read(192 * packets)
+    return any(
+        len(head) >= start + size * (packets - 1) + 1
+        and all(head[start + size * n] == 0x47 for n in range(packets))
+        for size, start in ((188, 0), (192, 4))
+    )
 
 
 def kind_of(mime: str) -> Kind:
