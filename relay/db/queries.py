@@ -115,12 +115,57 @@ def user_for_address(conn: Connection, secret: str) -> str | None:
     return _live_owner(conn, addresses, addresses.c.secret_hash, secret)
 
 
+def recipient(conn: Connection, secret: str) -> dict[str, Any] | None:
+    """A live secret address with what the SMTP door needs: its owner, the owner's name and
+    reply setting, and the address's sender policy."""
+    wanted = auth.digest(secret)
+    row = (
+        conn.execute(
+            select(
+                addresses.c.id,
+                addresses.c.user_id,
+                addresses.c.secret_hash,
+                addresses.c.sender_policy,
+                addresses.c.allowed_senders,
+                users.c.name,
+                users.c.reply_to_sender,
+            )
+            .join(users, users.c.id == addresses.c.user_id)
+            .where(addresses.c.secret_hash == wanted, addresses.c.revoked_at.is_(None))
+        )
+        .mappings()
+        .first()
+    )
+    if row is None or not auth.same_digest(row["secret_hash"], wanted):
+        return None
+    found = dict(row)
+    found["allowed_senders"] = json.loads(row["allowed_senders"] or "[]")
+    return found
+
+
+def set_address_policy(conn: Connection, secret: str, policy: str, allowed: list[str]) -> bool:
+    result = conn.execute(
+        update(addresses)
+        .where(addresses.c.secret_hash == auth.digest(secret), addresses.c.revoked_at.is_(None))
+        .values(sender_policy=policy, allowed_senders=json.dumps(allowed))
+    )
+    return result.rowcount > 0
+
+
+def set_reply_to_sender(conn: Connection, user_id: str, on: bool) -> None:
+    conn.execute(update(users).where(users.c.id == user_id).values(reply_to_sender=on))
+
+
 # --- posts and items ---------------------------------------------------------------------------
 
 
-def insert_post(conn: Connection, post: Post, spool_name: str | None = None) -> None:
+def insert_post(
+    conn: Connection, post: Post, spool_name: str | None = None, **columns: Any
+) -> None:
+    """``columns``: more of the row (message_id, content_sha256, auth_results, …)."""
     conn.execute(
         posts.insert().values(
+            **columns,
             id=post.id,
             user_id=post.user_id,
             title=post.title,
@@ -326,6 +371,7 @@ def _post_from_row(row: RowMapping, post_items: list[Item]) -> Post:
         tags=json.loads(row["tags"] or "[]"),
         created_at=datetime.fromtimestamp(row["created_at"], UTC),
         items=post_items,
+        auth_results=row["auth_results"],
     )
 
 

@@ -1,0 +1,175 @@
+"""Cross-posting to a Micropub site (h-entry, media endpoint) against a strict local fake."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import httpx
+
+from tests.fakes.micropub import LOST, FakeMicropub, fake_micropub
+from tests.media import phone_jpeg
+from tests.server import RelayServer
+
+
+def _destination(server: RelayServer, mp: FakeMicropub, token: str = "") -> str:
+    added = server.cli(
+        "destination", "add", "--user", "anna", "--type", "micropub",
+        "--url", mp.endpoint, "--token", token or mp.token, "--json",
+    )  # fmt: skip
+    return json.loads(added.stdout)["id"]
+
+
+def _upload(server: RelayServer, token: str, **data: str) -> dict[str, Any]:
+    with server.client(token) as client:
+        response = client.post(
+            "/api/v1/uploads",
+            files={"file": ("p.jpg", phone_jpeg(640, 480, orientation=1), "image/jpeg")},
+            data={"title": "Hej", **data},
+        )
+    assert response.status_code == 202
+    return response.json()
+
+
+def _settled(server: RelayServer, token: str, post_id: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        post = server.wait_post(token, post_id)
+        if post["deliveries"] and post["deliveries"][0]["status"] != "pending":
+            return post
+        assert time.monotonic() < deadline, post["deliveries"]
+        time.sleep(0.2)
+
+
+def _large(post: dict[str, Any]) -> dict[str, Any]:
+    return next(r for r in post["items"][0]["renditions"] if r["name"] == "large")
+
+
+def test_entry_arrives_with_photo_from_the_media_endpoint_and_alt(start_relay) -> None:
+    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
+    anna = server.add_user("anna")
+    with fake_micropub() as mp:
+        destination_id = _destination(server, mp)
+        private = _upload(server, anna["token"], private="true")
+        post = _upload(server, anna["token"], text="Från relä")
+        post = _settled(server, anna["token"], post["id"])
+        [delivery] = post["deliveries"]
+        assert (delivery["status"], delivery["attempts"], delivery["error"]) == (
+            "delivered",
+            1,
+            None,
+        )
+
+        [entry] = mp.entries
+        assert delivery["remote_url"] == entry["url"]
+        properties = entry["properties"]
+        assert properties["name"] == ["Hej"]
+        assert properties["content"] == [f"Från relä\n\n{post['url']}"]
+        [photo] = properties["photo"]
+        assert photo["alt"] == "Hej" and photo["value"].startswith(f"{mp.url}/media/")
+        assert entry["commands"]["mp-slug"] == [entry["slug"]]
+        # the photo is the relay's large rendition, uploaded as the one multipart part "file"
+        mime, data = mp.files[photo["value"].removeprefix(mp.url)]
+        assert (mime, data) == ("image/jpeg", httpx.get(_large(post)["url"]).content)
+        [upload] = mp.seen("POST", "/micropub/media")
+        assert "Transfer-Encoding" not in upload.headers  # a length, for servers without chunked
+        assert int(upload.headers["Content-Length"]) == len(upload.body)
+        [create] = mp.seen("POST", "/micropub")
+        assert create.headers["Content-Type"] == "application/json"
+        assert create.headers["Authorization"] == f"Bearer {mp.token}"
+        assert json.loads(create.body)["type"] == ["h-entry"]
+
+        assert server.wait_post(anna["token"], private["id"])["deliveries"] == []
+        time.sleep(1)
+        assert len(mp.entries) == 1 and len(mp.seen("POST", "/micropub")) == 1
+
+        checked = server.cli("destination", "test", destination_id)
+        assert "answered 200" in checked.stdout and f"{mp.url}/micropub/media" in checked.stdout
+
+
+def test_without_a_media_endpoint_the_entry_points_at_the_relay(start_relay) -> None:
+    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
+    anna = server.add_user("anna")
+    with fake_micropub(media_endpoint=False, accepted=True) as mp:  # 202 Accepted, as some do
+        _destination(server, mp)
+        post = _settled(server, anna["token"], _upload(server, anna["token"])["id"])
+        [delivery] = post["deliveries"]
+        assert delivery["status"] == "delivered"
+        [entry] = mp.entries
+        assert entry["properties"]["photo"] == [{"value": _large(post)["url"], "alt": "Hej"}]
+        assert mp.seen("POST", "/micropub/media") == []
+
+
+def test_transient_failure_is_retried_into_one_entry(start_relay) -> None:
+    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
+    anna = server.add_user("anna")
+    with fake_micropub() as mp:
+        mp.script("create", 503)
+        _destination(server, mp)
+        post = _settled(server, anna["token"], _upload(server, anna["token"])["id"])
+        [delivery] = post["deliveries"]
+        assert (delivery["status"], delivery["attempts"]) == ("delivered", 2)
+        assert len(mp.seen("POST", "/micropub")) == 2 and len(mp.entries) == 1
+
+
+def test_lost_response_with_a_server_that_honours_idempotency_keys(start_relay) -> None:
+    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
+    anna = server.add_user("anna")
+    with fake_micropub(idempotency=True) as mp:
+        mp.script("create", LOST)  # created, then the answer is lost (502)
+        _destination(server, mp)
+        post = _settled(server, anna["token"], _upload(server, anna["token"])["id"])
+        [delivery] = post["deliveries"]
+        assert (delivery["status"], delivery["attempts"]) == ("delivered", 2)
+        [entry] = mp.entries
+        assert delivery["remote_url"] == entry["url"]
+        creates = mp.seen("POST", "/micropub")
+        assert len(creates) == 2
+        assert len({c.headers["Idempotency-Key"] for c in creates}) == 1
+        assert len(mp.files) == 1  # the upload's own key got the same file back
+
+
+def test_lost_response_with_a_server_that_lists_its_posts(start_relay) -> None:
+    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
+    anna = server.add_user("anna")
+    with fake_micropub(source_query=True) as mp:  # no idempotency keys, but q=source
+        mp.script("create", LOST)
+        _destination(server, mp)
+        post = _settled(server, anna["token"], _upload(server, anna["token"])["id"])
+        [delivery] = post["deliveries"]
+        assert (delivery["status"], delivery["attempts"]) == ("delivered", 2)
+        [entry] = mp.entries
+        assert delivery["remote_url"] == entry["url"]
+        assert len(mp.seen("POST", "/micropub")) == 1  # found, not created again
+        queries = [r.query.get("q") for r in mp.seen("GET", "/micropub")]
+        assert queries.count("source") == 2  # looked before each try
+
+
+def test_bad_token_stops_and_says_why(start_relay) -> None:
+    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
+    anna = server.add_user("anna")
+    with fake_micropub() as mp:
+        destination_id = _destination(server, mp, token="not-the-token")
+        post = _settled(server, anna["token"], _upload(server, anna["token"])["id"])
+        [delivery] = post["deliveries"]
+        assert (delivery["status"], delivery["attempts"]) == ("failed", 1)
+        assert delivery["error"]["code"] == "publish.unauthorized"
+        assert "forbidden" in delivery["error"]["message"]
+        time.sleep(1)  # a failed delivery is done: nothing follows
+        assert mp.entries == [] and len(mp.requests) == 1
+
+        failed = server.cli("destination", "test", destination_id, check=False)
+        assert failed.returncode != 0 and "publish.unauthorized" in failed.stderr
+
+
+def test_private_address_is_refused_by_default(start_relay) -> None:
+    server = start_relay()
+    anna = server.add_user("anna")
+    with fake_micropub() as mp:
+        _destination(server, mp)
+        post = _settled(server, anna["token"], _upload(server, anna["token"])["id"])
+        [delivery] = post["deliveries"]
+        assert delivery["status"] == "failed"
+        assert delivery["error"]["code"] == "publish.private_address"
+        assert mp.requests == []

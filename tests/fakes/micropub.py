@@ -1,0 +1,306 @@
+"""A Micropub server (W3C Recommendation, 23 May 2017) with a media endpoint, on 127.0.0.1.
+
+What it enforces, with the spec's error bodies ``{"error", "error_description"}``:
+- The token: ``Authorization: Bearer`` or an ``access_token`` form field, not both
+  (``400 invalid_request``); none is ``401 unauthorized``, a wrong one ``403 forbidden``, one
+  without the ``create`` (or, at the media endpoint, ``media``) scope ``401 insufficient_scope``.
+- ``GET ?q=config`` → ``media-endpoint`` (unless ``media_endpoint=False``), ``syndicate-to`` and
+  ``q`` (the supported-queries extension); ``q=source&url=…`` → one post's properties;
+  ``q=source`` without ``url`` → ``{"items": […]}``, newest first, ``limit`` honoured (the
+  post-list extension; only when ``source_query=True``). Any other ``q`` is ``400``.
+- Create: ``application/json`` with ``{"type": ["h-entry"], "properties": {…}}`` where every
+  property is an array (``400 invalid_request`` otherwise), or form-encoded ``h=entry`` with
+  ``name[]`` arrays; ``photo``/``video``/``audio`` values are absolute http(s) URLs or, for
+  photos, ``{"value", "alt"}``; an entry needs content, a name or a medium. ``mp-*`` commands are
+  not stored; ``mp-slug`` names the post's URL, made unique with ``-2``… Answers ``201 Created``
+  (or ``202 Accepted`` with ``accepted=True``) and ``Location``.
+- The media endpoint: ``multipart/form-data`` with exactly one part, named ``file``, with a
+  filename (``400 invalid_request``); ``201 Created`` with ``Location``; the file is served there.
+
+Idempotency, as real servers differ: the spec has none. ``mp-slug`` is only a hint, and most
+servers that honour it make it unique (WordPress's Micropub plugin goes through
+``wp_unique_post_slug``), so a repeat makes a second post; servers that write files at the slug
+(static-site ones) overwrite instead. ``Idempotency-Key`` (IETF httpapi draft) is honoured by few.
+This fake takes none by default; ``idempotency=True`` makes it answer a repeated key with the post
+it made for it, like a careful server.
+
+Scripting: ``fake.script("create", 503)`` answers the next create with 503 without doing it;
+``fake.script("create", LOST)`` creates the post, then answers 502. Routes: ``create``,
+``media``, ``query``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from aiohttp import web
+
+# One way of running a fake, recording and answering early, shared with the WordPress fake.
+from tests.fakes.wordpress import Answer, Seen, answer_middleware, serve
+
+LOST = "lost"
+MEDIA_PROPERTIES = ("photo", "video", "audio")
+
+
+@dataclass
+class FakeMicropub:
+    token: str = "mp-token-123"
+    scope: tuple[str, ...] = ("create", "media")
+    media_endpoint: bool = True
+    source_query: bool = False
+    idempotency: bool = False
+    accepted: bool = False
+    url: str = ""
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    requests: list[Seen] = field(default_factory=list)
+    scripted: dict[str, list[int | str]] = field(default_factory=dict)
+    keys: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.url}/micropub"
+
+    def script(self, route: str, *answers: int | str) -> None:
+        self.scripted.setdefault(route, []).extend(answers)
+
+    def seen(self, method: str, path: str) -> list[Seen]:
+        return [r for r in self.requests if (r.method, r.path) == (method, path)]
+
+    # --- helpers --------------------------------------------------------------------------
+
+    async def _record(self, request: web.Request, route: str) -> str | None:
+        body = await request.read()
+        self.requests.append(
+            Seen(request.method, request.path, dict(request.query), dict(request.headers), body)
+        )
+        queue = self.scripted.get(route)
+        if queue:
+            action = queue.pop(0)
+            if isinstance(action, int):
+                raise _plain(action)
+            return action
+        return None
+
+    def _authorize(self, request: web.Request, form: dict[str, list[str]], scope: str) -> None:
+        header = request.headers.get("Authorization", "")
+        in_form = form.get("access_token", [])
+        if header and in_form:
+            raise _error(400, "invalid_request", "The token goes in the header or the body.")
+        token = in_form[0] if in_form else ""
+        if header:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer":
+                raise _error(401, "unauthorized", "Use a Bearer token.")
+        if not token:
+            raise _error(401, "unauthorized", "No access token was provided in the request.")
+        if token != self.token:
+            raise _error(403, "forbidden", "The access token is not valid for this site.")
+        if scope not in self.scope:
+            raise _error(
+                401,
+                "insufficient_scope",
+                f"The token lacks the {scope} scope.",
+                scope=scope,
+            )
+
+    def _unique(self, slug: str) -> str:
+        taken = {e["slug"] for e in self.entries}
+        if slug not in taken:
+            return slug
+        n = 2
+        while f"{slug}-{n}" in taken:
+            n += 1
+        return f"{slug}-{n}"
+
+    # --- routes ---------------------------------------------------------------------------
+
+    async def query(self, request: web.Request) -> web.Response:
+        await self._record(request, "query")
+        self._authorize(request, {}, "create" if "create" in self.scope else "media")
+        q = request.query.get("q")
+        if q == "config":
+            config: dict[str, Any] = {"syndicate-to": [], "q": ["config", "syndicate-to"]}
+            if self.source_query:
+                config["q"].append("source")
+            if self.media_endpoint:
+                config["media-endpoint"] = f"{self.url}/micropub/media"
+            return web.json_response(config)
+        if q == "syndicate-to":
+            return web.json_response({"syndicate-to": []})
+        if q == "source" and "url" in request.query:
+            entry = next((e for e in self.entries if e["url"] == request.query["url"]), None)
+            if entry is None:
+                raise _error(400, "invalid_request", "No such post.")
+            return web.json_response({"type": ["h-entry"], "properties": entry["properties"]})
+        if q == "source" and self.source_query:
+            limit = int(request.query.get("limit", "10"))
+            items = [
+                {"type": ["h-entry"], "properties": {**e["properties"], "url": [e["url"]]}}
+                for e in reversed(self.entries)
+            ][:limit]
+            return web.json_response({"items": items})
+        raise _error(400, "invalid_request", f"Unsupported query {q!r}.")
+
+    async def create(self, request: web.Request) -> web.Response:
+        action = await self._record(request, "create")
+        seen = self.requests[-1]
+        content_type = request.content_type
+        if content_type == "application/json":
+            self._authorize(request, {}, "create")
+            try:
+                body = json.loads(seen.body)
+            except ValueError:
+                raise _error(400, "invalid_request", "The body is not JSON.") from None
+            if not isinstance(body, dict) or not isinstance(body.get("properties"), dict):
+                raise _error(400, "invalid_request", "Expected {type, properties}.")
+            kind = body.get("type")
+            properties = body["properties"]
+        elif content_type == "application/x-www-form-urlencoded":
+            form: dict[str, list[str]] = {}
+            for name, value in parse_qsl(seen.body.decode(), keep_blank_values=True):
+                form.setdefault(name.removesuffix("[]"), []).append(value)
+            self._authorize(request, form, "create")
+            form.pop("access_token", None)
+            kind = [f"h-{form.pop('h', ['entry'])[0]}"]
+            properties = form
+        else:
+            raise _error(400, "invalid_request", f"Unsupported Content-Type {content_type!r}.")
+        if kind != ["h-entry"]:
+            raise _error(400, "invalid_request", f"Unsupported type {kind!r}.")
+        for name, values in properties.items():
+            if not isinstance(values, list) or not values:
+                raise _error(
+                    400, "invalid_request", f"Property {name!r} must be a non-empty array."
+                )
+        for name in MEDIA_PROPERTIES:
+            for value in properties.get(name, []):
+                url = value.get("value") if isinstance(value, dict) else value
+                if name != "photo" and isinstance(value, dict):
+                    raise _error(400, "invalid_request", f"{name} values are URLs.")
+                if isinstance(value, dict) and not isinstance(value.get("alt", ""), str):
+                    raise _error(400, "invalid_request", "alt must be a string.")
+                if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
+                    raise _error(400, "invalid_request", f"{name} must be an absolute URL.")
+        if not any(properties.get(n) for n in ("content", "name", *MEDIA_PROPERTIES)):
+            raise _error(400, "invalid_request", "An entry needs content, a name or media.")
+
+        key = request.headers.get("Idempotency-Key")
+        if self.idempotency and key and key in self.keys:
+            location, fingerprint = self.keys[key]
+            if fingerprint != _fingerprint(properties):
+                raise _error(422, "invalid_request", "Idempotency-Key reused for another request.")
+            return self._created(location)
+
+        commands = {n: v for n, v in properties.items() if n.startswith("mp-")}
+        stored = {n: v for n, v in properties.items() if not n.startswith("mp-")}
+        wanted = str(commands.get("mp-slug", [""])[0]) or uuid.uuid4().hex[:8]
+        slug = self._unique(re.sub(r"[^a-z0-9-]+", "-", wanted.lower()).strip("-"))
+        location = f"{self.url}/entries/{slug}"
+        self.entries.append(
+            {"slug": slug, "url": location, "properties": stored, "commands": commands}
+        )
+        if self.idempotency and key:
+            self.keys[key] = (location, _fingerprint(properties))
+        if action == LOST:
+            raise _plain(502)
+        return self._created(location)
+
+    def _created(self, location: str) -> web.Response:
+        status = 202 if self.accepted else 201
+        return web.Response(status=status, headers={"Location": location})
+
+    async def media(self, request: web.Request) -> web.Response:
+        action = await self._record(request, "media")
+        self._authorize(request, {}, "media")
+        if request.content_type != "multipart/form-data":
+            raise _error(400, "invalid_request", "Upload with multipart/form-data.")
+        parts = _form_parts(request.headers["Content-Type"], self.requests[-1].body)
+        if len(parts) != 1 or parts[0][0] != "file" or not parts[0][1]:
+            raise _error(
+                400, "invalid_request", "Send exactly one part, named file, with a filename."
+            )
+        _, filename, mime, data = parts[0]
+        if not data:
+            raise _error(400, "invalid_request", "The file is empty.")
+        key = request.headers.get("Idempotency-Key")
+        if self.idempotency and key and key in self.keys:
+            location, fingerprint = self.keys[key]
+            if fingerprint != _fingerprint(parts):
+                raise _error(422, "invalid_request", "Idempotency-Key reused for another request.")
+            return web.Response(status=201, headers={"Location": location})
+        suffix = "." + filename.rsplit(".", 1)[1] if "." in filename else ""
+        path = f"/media/{uuid.uuid4().hex}{suffix}"
+        self.files[path] = (mime, data)
+        if self.idempotency and key:
+            self.keys[key] = (f"{self.url}{path}", _fingerprint(parts))
+        if action == LOST:
+            raise _plain(502)
+        return web.Response(status=201, headers={"Location": f"{self.url}{path}"})
+
+    async def file(self, request: web.Request) -> web.Response:
+        found = self.files.get(request.path)
+        if found is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=found[1], content_type=found[0])
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=256 << 20, middlewares=[answer_middleware])
+        app.router.add_get("/micropub", self.query)
+        app.router.add_post("/micropub", self.create)
+        app.router.add_post("/micropub/media", self.media)
+        app.router.add_get("/media/{name}", self.file)
+        return app
+
+
+def _error(status: int, error: str, description: str, **more: str) -> Answer:
+    body = {"error": error, "error_description": description, **more}
+    return Answer(web.json_response(body, status=status))
+
+
+def _plain(status: int) -> Answer:
+    page = f"<html><body><h1>{status}</h1></body></html>"
+    return Answer(web.Response(text=page, status=status, content_type="text/html"))
+
+
+def _fingerprint(value: Any) -> str:
+    """What a repeat must match (the draft: same key, same request), ignoring how it was
+    encoded (key order, multipart boundary)."""
+    canonical = json.dumps(value, sort_keys=True, default=lambda b: b.hex())
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _form_parts(content_type: str, body: bytes) -> list[tuple[str, str, str, bytes]]:
+    """(name, filename, type, bytes) of each part of a multipart/form-data body."""
+    message = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
+    )
+    if not message.is_multipart():
+        return []
+    return [
+        (
+            part.get_param("name", "", header="content-disposition"),
+            part.get_filename() or "",
+            part.get_content_type(),
+            part.get_payload(decode=True) or b"",
+        )
+        for part in message.iter_parts()
+    ]
+
+
+@contextmanager
+def fake_micropub(**settings: Any) -> Iterator[FakeMicropub]:
+    fake = FakeMicropub(**settings)
+    with serve(fake.app()) as url:
+        fake.url = url
+        yield fake

@@ -1,0 +1,515 @@
+"""A WordPress REST API (``/wp-json/wp/v2``) on 127.0.0.1, as strict as WordPress 6.x.
+
+What it enforces, with WordPress's own error codes and messages:
+- Application Passwords: HTTP Basic ``user:password`` on every call that needs a user; the
+  password is compared with its spaces and punctuation removed, as WordPress does (it shows them
+  in groups of four). A wrong one is ``401 incorrect_password``, an unknown user
+  ``401 invalid_username``, none at all ``401 rest_cannot_create`` / ``rest_not_logged_in``.
+- ``POST /wp/v2/media``: the raw file as the body with ``Content-Type`` and
+  ``Content-Disposition`` carrying a filename (``rest_upload_no_content_type``,
+  ``rest_upload_no_content_disposition``, ``rest_upload_invalid_disposition``,
+  ``rest_upload_no_data``); WordPress also takes a multipart ``file`` part, which the adapter
+  does not use and this fake refuses. The bytes must really be of the declared image type
+  (WordPress checks with finfo: ``500 rest_upload_sideload_error``). The attachment's slug comes
+  from the file name, made unique with ``-2``… like ``wp_unique_post_slug``.
+  ``POST /wp/v2/media/<id>`` updates ``alt_text``.
+- ``POST /wp/v2/posts``: a JSON body (``rest_invalid_json``), a known ``status``
+  (``rest_invalid_param``), an existing attachment as ``featured_media``
+  (``rest_invalid_featured_media``), and not all of title and content empty (``empty_content``).
+  A published post's slug is made unique with ``-2``…; a draft keeps the slug it was given.
+- ``GET /wp/v2/posts?slug=…&status=any&context=edit``: statuses other than ``publish`` and the
+  edit context need a signed-in user (``400 rest_invalid_param`` / ``401
+  rest_forbidden_context``); ``any`` leaves out trash, as WordPress does.
+
+Scripting: ``fake.script("posts.create", 503)`` answers the next create with a 503 without doing
+it; ``fake.script("posts.create", LOST)`` creates the post and then answers 502, the way a proxy
+reports a response it lost. Routes: ``posts.create``, ``posts.list``, ``media.create``,
+``media.update``, ``media.list``, ``users.me``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from aiohttp.multipart import parse_content_disposition
+
+LOST = "lost"
+STATUSES = ("publish", "future", "draft", "pending", "private")
+# What WordPress's finfo check would see, by declared type.
+MAGIC = {
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/gif": (b"GIF87a", b"GIF89a"),
+    "image/webp": (b"RIFF",),
+}
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class FakeWordPress:
+    user: str = "anna"
+    password: str = "abcd EFGH 1234 ijkl MNOP 5678"
+    url: str = ""
+    posts: dict[int, dict[str, Any]] = field(default_factory=dict)
+    media: dict[int, dict[str, Any]] = field(default_factory=dict)
+    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    requests: list[Seen] = field(default_factory=list)
+    scripted: dict[str, list[int | str]] = field(default_factory=dict)
+    _next_id: int = 100
+
+    def script(self, route: str, *answers: int | str) -> None:
+        self.scripted.setdefault(route, []).extend(answers)
+
+    def created(self, route: str) -> list[Seen]:
+        method, path = {
+            "posts.create": ("POST", "/wp-json/wp/v2/posts"),
+            "media.create": ("POST", "/wp-json/wp/v2/media"),
+        }[route]
+        return [r for r in self.requests if (r.method, r.path) == (method, path)]
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def _unique_slug(self, slug: str, taken: set[str]) -> str:
+        if slug not in taken:
+            return slug
+        n = 2
+        while f"{slug}-{n}" in taken:
+            n += 1
+        return f"{slug}-{n}"
+
+    def _all_slugs(self) -> set[str]:
+        return {p["slug"] for p in self.posts.values()} | {m["slug"] for m in self.media.values()}
+
+    def _signed_in(self, request: web.Request) -> bool:
+        """True for the right user and password, False for none; a wrong one raises 401."""
+        header = request.headers.get("Authorization", "")
+        if not header:
+            return False
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, _, password = base64.b64decode(value).decode().partition(":")
+        except ValueError:
+            raise _error(401, "incorrect_password", "Malformed Basic credentials.") from None
+        if user != self.user:
+            raise _error(
+                401, "invalid_username", "Unknown username. Check again or try your email address."
+            )
+        if re.sub(r"[^a-z\d]", "", password, flags=re.I) != re.sub(
+            r"[^a-z\d]", "", self.password, flags=re.I
+        ):
+            raise _error(
+                401,
+                "incorrect_password",
+                "The provided password is an invalid application password.",
+            )
+        return True
+
+    def _attachment(self, attachment: dict[str, Any], edit: bool) -> dict[str, Any]:
+        shown = dict(attachment)
+        if not edit:
+            shown["title"] = {"rendered": attachment["title"]["raw"]}
+        return shown
+
+    def _post_json(self, post: dict[str, Any], edit: bool) -> dict[str, Any]:
+        shown = json.loads(json.dumps(post))
+        if not edit:
+            for key in ("title", "content"):
+                shown[key].pop("raw", None)
+        return shown
+
+    # --- routes ---------------------------------------------------------------------------
+
+    async def _record(self, request: web.Request, route: str) -> str | None:
+        body = await request.read()
+        self.requests.append(
+            Seen(request.method, request.path, dict(request.query), dict(request.headers), body)
+        )
+        queue = self.scripted.get(route)
+        if queue:
+            action = queue.pop(0)
+            if isinstance(action, int):
+                raise _plain(action)
+            return action
+        return None
+
+    async def index(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "name": "Fake WordPress",
+                "url": self.url,
+                "namespaces": ["wp/v2"],
+                "authentication": {
+                    "application-passwords": {
+                        "endpoints": {
+                            "authorization": f"{self.url}/wp-admin/authorize-application.php"
+                        }
+                    }
+                },
+            }
+        )
+
+    async def users_me(self, request: web.Request) -> web.Response:
+        await self._record(request, "users.me")
+        if not self._signed_in(request):
+            raise _error(401, "rest_not_logged_in", "You are not currently logged in.")
+        me: dict[str, Any] = {"id": 1, "name": self.user.title(), "slug": self.user}
+        if request.query.get("context") == "edit":
+            me.update(
+                username=self.user,
+                roles=["author"],
+                capabilities={"upload_files": True, "publish_posts": True, "edit_posts": True},
+            )
+        return web.json_response(me)
+
+    async def media_create(self, request: web.Request) -> web.Response:
+        action = await self._record(request, "media.create")
+        if not self._signed_in(request):
+            raise _error(401, "rest_cannot_create", "Sorry, you are not allowed to upload media.")
+        body = self.requests[-1].body
+        content_type = request.headers.get("Content-Type", "")
+        if content_type.startswith("multipart/form-data"):
+            # WordPress also takes a multipart ``file`` part; the adapter sends raw bodies.
+            raise _error(400, "rest_upload_no_data", "This fake takes raw uploads only.")
+        if not content_type:
+            raise _error(400, "rest_upload_no_content_type", "No Content-Type supplied.")
+        disposition = request.headers.get("Content-Disposition")
+        if not disposition:
+            raise _error(
+                400, "rest_upload_no_content_disposition", "No Content-Disposition supplied."
+            )
+        _, params = parse_content_disposition(disposition)
+        filename = params.get("filename")
+        if not filename:
+            raise _error(
+                400,
+                "rest_upload_invalid_disposition",
+                "Invalid Content-Disposition supplied. Content-Disposition needs to be formatted "
+                'as `attachment; filename="image.png"` or similar.',
+            )
+        if not body:
+            raise _error(400, "rest_upload_no_data", "No data supplied.")
+        mime = content_type.split(";")[0].strip()
+        if mime not in MAGIC or not body.startswith(MAGIC[mime]):
+            raise _error(
+                500,
+                "rest_upload_sideload_error",
+                "Sorry, you are not allowed to upload this file type.",
+            )
+        stem = filename.rsplit(".", 1)[0]
+        slug = self._unique_slug(sanitize_title(stem), self._all_slugs())
+        now = datetime.now(UTC)
+        path = f"/wp-content/uploads/{now:%Y/%m}/{filename}"
+        self.files[path] = (mime, body)
+        attachment_id = self._new_id()
+        attachment = {
+            "id": attachment_id,
+            "date_gmt": now.strftime("%Y-%m-%dT%H:%M:%S"),
+            "slug": slug,
+            "status": "inherit",
+            "type": "attachment",
+            "link": f"{self.url}/{slug}/",
+            "title": {"raw": stem, "rendered": stem},
+            "author": 1,
+            "alt_text": "",
+            "caption": {"raw": "", "rendered": ""},
+            "media_type": "image",
+            "mime_type": mime,
+            "media_details": {
+                "filesize": len(body),
+                "file": path.removeprefix("/wp-content/uploads/"),
+            },
+            "source_url": f"{self.url}{path}",
+        }
+        size = _jpeg_size(body) if mime == "image/jpeg" else None
+        if size:
+            attachment["media_details"].update(width=size[0], height=size[1])
+        self.media[attachment_id] = attachment
+        if action == LOST:
+            raise _plain(502)
+        return web.json_response(
+            attachment,
+            status=201,
+            headers={"Location": f"{self.url}/wp-json/wp/v2/media/{attachment_id}"},
+        )
+
+    async def media_update(self, request: web.Request) -> web.Response:
+        await self._record(request, "media.update")
+        if not self._signed_in(request):
+            raise _error(401, "rest_cannot_edit", "Sorry, you are not allowed to edit this post.")
+        attachment = self.media.get(int(request.match_info["id"]))
+        if attachment is None:
+            raise _error(404, "rest_post_invalid_id", "Invalid post ID.")
+        fields = _json_body(self.requests[-1])
+        if "alt_text" in fields:
+            if not isinstance(fields["alt_text"], str):
+                raise _error(400, "rest_invalid_param", "Invalid parameter(s): alt_text")
+            attachment["alt_text"] = fields["alt_text"]
+        return web.json_response(attachment)
+
+    async def media_list(self, request: web.Request) -> web.Response:
+        await self._record(request, "media.list")
+        edit = request.query.get("context") == "edit"
+        if edit and not self._signed_in(request):
+            raise _error(
+                401,
+                "rest_forbidden_context",
+                "Sorry, you are not allowed to edit posts in this post type.",
+            )
+        slugs = _slugs(request)
+        found = [
+            self._attachment(m, edit)
+            for m in sorted(self.media.values(), key=lambda m: -m["id"])
+            if not slugs or m["slug"] in slugs
+        ]
+        return web.json_response(found, headers={"X-WP-Total": str(len(found))})
+
+    async def posts_list(self, request: web.Request) -> web.Response:
+        await self._record(request, "posts.list")
+        signed_in = self._signed_in(request)
+        statuses = [s for s in request.query.get("status", "publish").split(",") if s]
+        for status in statuses:
+            if status not in (*STATUSES, "any", "trash"):
+                raise _error(400, "rest_invalid_param", "Invalid parameter(s): status")
+            if status != "publish" and not signed_in:
+                raise _error(
+                    400,
+                    "rest_invalid_param",
+                    "Invalid parameter(s): status",
+                    details={
+                        "status": {
+                            "code": "rest_forbidden_status",
+                            "message": "Status is forbidden.",
+                        }
+                    },
+                )
+        edit = request.query.get("context") == "edit"
+        if edit and not signed_in:
+            raise _error(
+                401,
+                "rest_forbidden_context",
+                "Sorry, you are not allowed to edit posts in this post type.",
+            )
+        wanted = set(STATUSES) if "any" in statuses else set(statuses)
+        slugs = _slugs(request)
+        found = [
+            self._post_json(p, edit)
+            for p in sorted(self.posts.values(), key=lambda p: -p["id"])
+            if p["status"] in wanted and (not slugs or p["slug"] in slugs)
+        ]
+        return web.json_response(found, headers={"X-WP-Total": str(len(found))})
+
+    async def posts_create(self, request: web.Request) -> web.Response:
+        action = await self._record(request, "posts.create")
+        if not self._signed_in(request):
+            raise _error(
+                401,
+                "rest_cannot_create",
+                "Sorry, you are not allowed to create posts as this user.",
+            )
+        if request.content_type != "application/json":
+            raise _error(400, "rest_invalid_json", "This fake takes JSON bodies only.")
+        fields = _json_body(self.requests[-1])
+        status = fields.get("status", "draft")
+        if status not in STATUSES:
+            raise _error(
+                400,
+                "rest_invalid_param",
+                "Invalid parameter(s): status",
+                details={
+                    "status": {
+                        "code": "rest_not_in_enum",
+                        "message": "status is not one of publish, future, draft, pending, private.",
+                    }
+                },
+            )
+        title = _raw(fields.get("title", ""))
+        content = _raw(fields.get("content", ""))
+        if not title.strip() and not content.strip():
+            raise _error(400, "empty_content", "Content, title, and excerpt are empty.")
+        featured = fields.get("featured_media", 0)
+        if featured and (not isinstance(featured, int) or featured not in self.media):
+            raise _error(400, "rest_invalid_featured_media", "Invalid featured media ID.")
+        slug = sanitize_title(str(fields.get("slug") or title))
+        if status not in ("draft", "pending"):
+            slug = self._unique_slug(slug, {p["slug"] for p in self.posts.values()})
+        post_id = self._new_id()
+        now = datetime.now(UTC)
+        link = (
+            f"{self.url}/{now:%Y/%m/%d}/{slug}/"
+            if status == "publish"
+            else f"{self.url}/?p={post_id}"
+        )
+        post = {
+            "id": post_id,
+            "date_gmt": now.strftime("%Y-%m-%dT%H:%M:%S"),
+            "guid": {"rendered": f"{self.url}/?p={post_id}"},
+            "slug": slug,
+            "status": status,
+            "type": "post",
+            "link": link,
+            "title": {"raw": title, "rendered": title},
+            "content": {"raw": content, "rendered": content, "protected": False},
+            "author": 1,
+            "featured_media": featured or 0,
+            "format": "standard",
+        }
+        self.posts[post_id] = post
+        if action == LOST:
+            raise _plain(502)
+        return web.json_response(
+            self._post_json(post, True),
+            status=201,
+            headers={"Location": f"{self.url}/wp-json/wp/v2/posts/{post_id}"},
+        )
+
+    async def upload(self, request: web.Request) -> web.Response:
+        found = self.files.get(request.path)
+        if found is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=found[1], content_type=found[0])
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 << 20, middlewares=[answer_middleware])
+        app.router.add_get("/wp-json/", self.index)
+        app.router.add_get("/wp-json/wp/v2/users/me", self.users_me)
+        app.router.add_post("/wp-json/wp/v2/media", self.media_create)
+        app.router.add_get("/wp-json/wp/v2/media", self.media_list)
+        app.router.add_post("/wp-json/wp/v2/media/{id:\\d+}", self.media_update)
+        app.router.add_get("/wp-json/wp/v2/posts", self.posts_list)
+        app.router.add_post("/wp-json/wp/v2/posts", self.posts_create)
+        app.router.add_get("/wp-content/uploads/{path:.+}", self.upload)
+        return app
+
+
+class Answer(Exception):
+    """Raised by a handler to answer at once with ``response``."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+@web.middleware
+async def answer_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Answer as answer:
+        return answer.response
+
+
+def _error(status: int, code: str, message: str, **data: Any) -> Answer:
+    body = {"code": code, "message": message, "data": {"status": status, **data}}
+    return Answer(web.json_response(body, status=status))
+
+
+def _plain(status: int) -> Answer:
+    """What a proxy in front of PHP answers when the backend failed or its answer was lost."""
+    page = f"<html><body><h1>{status}</h1></body></html>"
+    return Answer(web.Response(text=page, status=status, content_type="text/html"))
+
+
+def sanitize_title(text: str) -> str:
+    """WordPress's ``sanitize_title_with_dashes`` for ASCII: underscores stay, the rest of the
+    punctuation goes, spaces become dashes."""
+    slug = re.sub(r"<[^>]*>", "", text).lower()
+    slug = re.sub(r"[^%a-z0-9 _-]", "", slug)
+    slug = re.sub(r"\s+", "-", slug)
+    return re.sub(r"-+", "-", slug).strip("-")
+
+
+def _json_body(seen: Seen) -> dict[str, Any]:
+    try:
+        fields = json.loads(seen.body or b"{}")
+    except ValueError:
+        raise _error(400, "rest_invalid_json", "Invalid JSON body passed.") from None
+    if not isinstance(fields, dict):
+        raise _error(400, "rest_invalid_json", "Invalid JSON body passed.")
+    return fields
+
+
+def _raw(value: Any) -> str:
+    if isinstance(value, dict):
+        value = value.get("raw", "")
+    if not isinstance(value, str):
+        raise _error(400, "rest_invalid_param", "Invalid parameter(s): title, content")
+    return value
+
+
+def _slugs(request: web.Request) -> set[str]:
+    return {s for s in request.query.get("slug", "").split(",") if s}
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height = int.from_bytes(data[i + 5 : i + 7], "big")
+            width = int.from_bytes(data[i + 7 : i + 9], "big")
+            return width, height
+        i += 2 + length
+    return None
+
+
+@contextmanager
+def serve(app: web.Application) -> Iterator[str]:
+    """Run an aiohttp app on 127.0.0.1 in a thread of its own; yields its base URL."""
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app, access_log=None)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    ready = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(runner.setup())
+        loop.run_until_complete(web.SockSite(runner, sock).start())
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    ready.wait(10)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+@contextmanager
+def fake_wordpress(**settings: Any) -> Iterator[FakeWordPress]:
+    fake = FakeWordPress(**settings)
+    with serve(fake.app()) as url:
+        fake.url = url
+        yield fake
