@@ -116,6 +116,20 @@ def user_add(ctx: Context, name: str, as_json: bool) -> None:
     )
 
 
+@user.command("reply")
+@click.argument("name")
+@click.option("--on/--off", "on", required=True, help="Answer proven senders of mailed posts.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def user_reply(ctx: Context, name: str, on: bool, as_json: bool) -> None:
+    """Reply to the sender of each mailed post once it is delivered (needs the outbound
+    SMTP settings; only senders proven by SMTP AUTH, DKIM or SPF get one)."""
+    _in_transaction(ctx, lambda conn: queries.set_reply_to_sender(conn, _user_id(conn, name), on))
+    _emit(
+        as_json, {"user": name, "reply_to_sender": on}, f"{name}: replies {'on' if on else 'off'}"
+    )
+
+
 @main.group()
 def address() -> None:
     """Secret addresses that take mail for a user."""
@@ -143,6 +157,46 @@ def address_revoke(ctx: Context, value: str, as_json: bool) -> None:
     if not _in_transaction(ctx, queries.revoke, addresses, secret):
         raise click.ClickException("no such live address")
     _emit(as_json, {"revoked": value}, f"revoked {value}")
+
+
+@address.command("policy")
+@click.argument("value")
+@click.option(
+    "--policy",
+    "policy_",
+    required=True,
+    type=click.Choice(["anyone", "allowlist", "dkim", "spf", "dkim-or-spf"]),
+    help="Who may post through the address.",
+)
+@click.option(
+    "--allow",
+    "allow",
+    multiple=True,
+    metavar="SENDER",
+    help="An allowed From address, or @DOMAIN; repeatable. With dkim/spf, also required.",
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def address_policy(
+    ctx: Context, value: str, policy_: str, allow: tuple[str, ...], as_json: bool
+) -> None:
+    """Set who may post through ADDRESS (SECRET@DOMAIN or SECRET)."""
+    if policy_ == "allowlist" and not allow:
+        raise click.UsageError("--policy allowlist needs at least one --allow SENDER")
+    allowed = [a.strip().lower() for a in allow if a.strip()]
+    for entry in allowed:
+        if "@" not in entry or any(c.isspace() for c in entry):
+            raise click.BadParameter(
+                f"{entry!r}: give NAME@DOMAIN or @DOMAIN", param_hint="--allow"
+            )
+    secret = value.partition("@")[0].partition("+")[0].lower()
+    if not _in_transaction(ctx, queries.set_address_policy, secret, policy_, allowed):
+        raise click.ClickException("no such live address")
+    _emit(
+        as_json,
+        {"address": value, "policy": policy_, "allowed_senders": allowed},
+        f"{value}: {policy_}" + (f" ({', '.join(allowed)})" if allowed else ""),
+    )
 
 
 @main.group()

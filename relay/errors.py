@@ -55,6 +55,30 @@ _SPECS = [
         413,
         "552 5.3.4 Message size exceeds fixed maximum message size",
     ),
+    ErrorSpec(
+        "smtp.sender_refused",
+        "This address does not take mail from this sender.",
+        403,
+        "550 5.7.1 Sender not allowed to post to this address",
+    ),
+    ErrorSpec(
+        "smtp.too_many_hops",
+        "The message passed through too many servers (a mail loop).",
+        400,
+        "554 5.4.6 Too many hops",
+    ),
+    ErrorSpec(
+        "smtp.too_many_unknown_recipients",
+        "Too many unknown recipients from this client.",
+        429,
+        "421 4.7.0 Too many unknown recipients; closing",
+    ),
+    ErrorSpec(
+        "smtp.too_many_auth_failures",
+        "Too many failed logins from this client.",
+        429,
+        "421 4.7.0 Too many failed logins; closing",
+    ),
     ErrorSpec("upload.too_large", "The upload is larger than this relay accepts.", 413),
     ErrorSpec("upload.no_file", "The upload carries no file.", 400),
     ErrorSpec(

@@ -9,8 +9,10 @@ that no row names belong to a door that crashed before its commit (so before its
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -91,6 +93,26 @@ class Spool:
 
     def remove(self, name: str) -> None:
         self.path(name).unlink(missing_ok=True)
+
+    def adopt(self, source: Path, name: str) -> str:
+        """Move a complete file, already fsynced, into ``ready/`` as ``name`` (the tus door
+        records the name before the move). A rename where the spool shares the filesystem,
+        else a copy made durable the same way as a writer's."""
+        target = self.path(name)
+        try:
+            os.replace(source, target)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            tmp = self.tmp / name
+            with open(source, "rb") as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+                dst.flush()
+                os.fsync(dst.fileno())
+            os.replace(tmp, target)
+            source.unlink()
+        _fsync_dir(self.ready)
+        return name
 
     def recover(self, in_use: set[str], grace: float = 0.0) -> list[str]:
         """Remove what was never acknowledged; returns the names removed from ``ready/``.

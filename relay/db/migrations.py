@@ -11,12 +11,19 @@ from collections.abc import Callable
 
 from sqlalchemy import Connection, inspect, select
 
-from relay.db.schema import metadata, schema_version
+from relay.db.schema import metadata, schema_version, uploads
 
 Step = Callable[[Connection], None]
 
+
+def _add_uploads(conn: Connection) -> None:
+    uploads.create(conn, checkfirst=True)
+
+
 # (version, step): version 1 is the first schema, created whole from schema.py.
-STEPS: list[tuple[int, Step]] = []
+STEPS: list[tuple[int, Step]] = [
+    (2, _add_uploads),
+]
 
 LATEST = max([1, *(version for version, _ in STEPS)])
 

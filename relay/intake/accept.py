@@ -4,6 +4,13 @@ A door first streams bytes into the spool (durable), then calls ``accept``, whic
 post, its items and their jobs in one transaction. Only when ``accept`` returns may the door say
 ``250``/``202``; if it raises, the door answers with a temporary error and the sender keeps the
 message.
+
+A mail message carries its Message-ID and the hash of its bytes; when the same user already has a
+post from the same bytes with the same Message-ID (a phone that sends again after a lost ``250``,
+a server that retries), ``accept`` raises ``AlreadyAccepted`` with that post's id instead of
+making a second post. The check runs inside the committing transaction: SQLite's writers queue
+(``BEGIN IMMEDIATE``) and PostgreSQL takes a transaction lock on the hash first, so two copies
+arriving at once still make one post.
 """
 
 from __future__ import annotations
@@ -13,11 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select, text
 
-from relay import jobs
+from relay import jobs, reply
 from relay.auth import new_id
 from relay.db import Database, queries
+from relay.db.schema import posts
 from relay.model import Item, Post, PostStatus
 from relay.publish.deliver import settle
 
@@ -31,6 +39,26 @@ class SpooledFile:
     filename: str
     declared_mime: str | None
     size: int
+
+
+@dataclass(frozen=True, slots=True)
+class MailMeta:
+    """What the SMTP door learned about a message before it became a post."""
+
+    message_id: str | None = None
+    content_sha256: str | None = None
+    """Of the message as received; set only with a Message-ID (without one, nothing says that
+    two equal messages are one message sent twice)."""
+    sender: str | None = None
+    auth_results: str | None = None
+    reply: bool = False
+    """Answer the sender once the post is delivered (a held ``reply`` job)."""
+
+
+class AlreadyAccepted(Exception):
+    def __init__(self, post_id: str) -> None:
+        super().__init__(post_id)
+        self.post_id = post_id
 
 
 class Acceptor:
@@ -49,11 +77,15 @@ class Acceptor:
         mail_spool_name: str | None = None,
         source: str = "http",
         private: bool = False,
+        draft: bool = False,
+        only_destination: str | None = None,
+        mail: MailMeta | None = None,
         also: Callable[[Connection, Post], None] | None = None,
     ) -> Post:
         """Commit a post for spooled bytes: either files (one item each) or a raw message that
         a job unpacks into items later. ``also`` runs in the same transaction (the tus door
-        marks its upload finished there, so a retry can never make a second post)."""
+        marks its upload finished there, so a retry can never make a second post).
+        ``only_destination``: deliver to that destination (id or type) alone."""
         post = Post(
             id=new_id(),
             user_id=user_id,
@@ -61,6 +93,7 @@ class Acceptor:
             text=text,
             source=source,
             private=private,
+            draft=draft,
             created_at=datetime.fromtimestamp(time.time(), UTC),
         )
         for position, spooled in enumerate(files or []):
@@ -73,7 +106,18 @@ class Acceptor:
                     declared_mime=spooled.declared_mime,
                 )
             )
-        if await self.db.run(self._commit, post, files or [], mail_spool_name, also):
+        extra = {"only_destination": only_destination}
+        if mail is not None:
+            extra.update(
+                message_id=mail.message_id,
+                content_sha256=mail.content_sha256 if mail.message_id else None,
+                sender=mail.sender,
+                auth_results=mail.auth_results,
+            )
+        ready = await self.db.run(
+            self._commit, post, files or [], mail_spool_name, also, extra, mail
+        )
+        if ready:
             post.status = PostStatus.READY  # text alone is ready at once
         self.wake()
         return post
@@ -85,13 +129,38 @@ class Acceptor:
         files: list[SpooledFile],
         mail_spool_name: str | None,
         also: Callable[[Connection, Post], None] | None = None,
+        extra: dict[str, str | None] | None = None,
+        mail: MailMeta | None = None,
     ) -> bool:
+        extra = extra or {}
+        if extra.get("content_sha256"):
+            existing = _same_message(conn, post.user_id, extra)
+            if existing is not None:
+                raise AlreadyAccepted(existing)  # rolls the transaction back: nothing written
         if also is not None:
             also(conn, post)
-        queries.insert_post(conn, post, spool_name=mail_spool_name)
+        queries.insert_post(conn, post, spool_name=mail_spool_name, **extra)
         for item, spooled in zip(post.items, files, strict=True):
             queries.insert_item(conn, item, spooled.spool_name)
             jobs.enqueue(conn, PROCESS_ITEM, item.id, self.max_attempts)
         if mail_spool_name is not None:
             jobs.enqueue(conn, UNPACK_MAIL, post.id, self.max_attempts)
+        if mail is not None and mail.reply:
+            reply.hold(conn, post.id, self.max_attempts)  # before settle, which may release it
         return settle(conn, post.id)
+
+
+def _same_message(conn: Connection, user_id: str, extra: dict[str, str | None]) -> str | None:
+    digest = extra["content_sha256"]
+    if conn.dialect.name == "postgresql":
+        # Two copies committing at once: the second waits here until the first is visible.
+        key = int(digest[:15], 16) if digest else 0
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    return conn.execute(
+        select(posts.c.id)
+        # Equal bytes carry an equal Message-ID field; the hash alone is compared because the
+        # unpacking job rewrites message_id with the mail parser's reading of the field.
+        .where(posts.c.user_id == user_id, posts.c.content_sha256 == digest)
+        .order_by(posts.c.created_at)
+        .limit(1)
+    ).scalar()

@@ -1,0 +1,635 @@
+"""The tus door: resumable uploads over tus 1.0.0 at ``/api/v1/tus/``.
+
+Core, creation (with upload, and with deferred length), termination, checksum and expiration,
+as https://tus.io/protocols/resumable-upload says. An upload is a row in ``uploads`` plus a file
+under ``<data_dir>/tus/``, so it survives restarts and is shared by nodes that share the database
+and the data folder. It belongs to the token's user; anyone else gets 404.
+
+Durability: a PATCH fsyncs the file before it records the new offset, and answers after that, so
+an offset a client was told is never ahead of the disk. With the last byte the row first records
+a spool name, then the file moves into the spool, then ``accept()`` commits the post and marks the
+upload finished in one transaction. A crash in between is finished later (by the next PATCH or
+HEAD, or the sweep): never lost, never two posts.
+
+One writer per upload: a second PATCH (or DELETE) while one runs gets ``423 Locked`` at once, as
+from tusd (tus clients retry it). On this node an in-process set says so without a round trip;
+across nodes a lease in the row (``locked_until``, taken with one conditional UPDATE) does, renewed
+while bytes flow and checked before each write, so two nodes never write one file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import functools
+import hashlib
+import logging
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from aiohttp import web
+from aiohttp.client_exceptions import ClientPayloadError
+from prometheus_client import Counter
+from sqlalchemy import Connection, delete, or_, select, update
+
+from relay import metrics
+from relay.auth import new_id
+from relay.context import RELAY, Relay
+from relay.db.schema import uploads
+from relay.errors import AuthError, IntakeError, NotFound, RelayError, TooLarge
+from relay.intake.accept import SpooledFile
+from relay.intake.http import clean_filename
+from relay.model import Post
+from relay.web.api import authenticate, error_response
+
+log = logging.getLogger("relay.tus")
+
+VERSION = "1.0.0"
+EXTENSIONS = "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration"
+CHECKSUMS: dict[str, Callable[[], Any]] = {
+    "sha1": hashlib.sha1,
+    "md5": hashlib.md5,
+    "sha256": hashlib.sha256,
+}
+OFFSET_STREAM = "application/offset+octet-stream"
+PREFIX = "/api/v1/tus/"
+CHUNK = 1 << 20
+LEASE = 30.0  # seconds a writer's claim holds without renewal (a crashed node's claim lapses)
+RENEW = 10.0  # while bytes flow: renew the claim and record progress this often
+IDLE = 60.0  # a PATCH whose client sends nothing this long ends (what arrived is kept)
+TEXT_LIMIT = 64 * 1024
+
+EXPOSE = (
+    "Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm, "
+    "Upload-Offset, Upload-Length, Upload-Defer-Length, Upload-Metadata, Upload-Expires, "
+    "Location, Relay-Post-Id, Relay-Post-Url"
+)
+ALLOW_HEADERS = (
+    "Authorization, Content-Type, Tus-Resumable, Upload-Offset, Upload-Length, "
+    "Upload-Defer-Length, Upload-Metadata, Upload-Checksum, X-HTTP-Method-Override, "
+    "X-Requested-With"
+)
+ALLOW_METHODS = "POST, HEAD, PATCH, DELETE, OPTIONS, GET"
+
+_HEADERS = "relay.tus.headers"  # request key: headers every answer carries, errors included
+_NUMBER = re.compile(r"[0-9]{1,19}")
+_METADATA_KEY = re.compile(r"[!-~]+")  # printable ASCII, no space; commas excluded by the split
+
+Row = dict[str, Any]
+
+received_bytes = Counter(
+    "relay_tus_received_bytes",
+    "Bytes of tus request bodies written to upload files",
+    registry=metrics.registry,
+)
+
+
+# --- Upload-Metadata and headers ----------------------------------------------------------------
+
+
+def parse_metadata(header: str) -> dict[str, bytes]:
+    """``key base64,key2 base64,flag`` → {key: bytes}; malformed pairs are a 400."""
+    found: dict[str, bytes] = {}
+    for pair in header.split(","):
+        if not pair.strip():
+            continue
+        key, _, value = pair.strip().partition(" ")
+        if not _METADATA_KEY.fullmatch(key) or key in found:
+            raise IntakeError("bad_request", f"Upload-Metadata key {key!r}")
+        try:
+            found[key] = base64.b64decode(value.strip(), validate=True)
+        except binascii.Error as exc:
+            raise IntakeError("bad_request", f"Upload-Metadata {key} is not base64") from exc
+    return found
+
+
+def _text(meta: dict[str, bytes], *keys: str) -> str:
+    for key in keys:
+        if key in meta:
+            return meta[key][:TEXT_LIMIT].decode("utf-8", "replace").strip()
+    return ""
+
+
+def _number(request: web.Request, name: str) -> int | None:
+    value = request.headers.get(name)
+    if value is None:
+        return None
+    if not _NUMBER.fullmatch(value.strip()):
+        raise IntakeError("bad_request", f"{name} must be a non-negative integer")
+    return int(value)
+
+
+def _http_date(ts: float) -> str:
+    return formatdate(ts, usegmt=True)  # RFC 7231 IMF-fixdate
+
+
+# --- the uploads table ----------------------------------------------------------------------------
+
+
+def _load(conn: Connection, upload_id: str) -> Row | None:
+    row = conn.execute(select(uploads).where(uploads.c.id == upload_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def _insert(conn: Connection, row: Row) -> None:
+    conn.execute(uploads.insert().values(**row))
+
+
+def _lock_free(now: float) -> Any:
+    return or_(uploads.c.locked_until.is_(None), uploads.c.locked_until < now)
+
+
+def _claim(conn: Connection, upload_id: str, holder: str, now: float) -> tuple[bool, Row | None]:
+    taken = conn.execute(
+        update(uploads)
+        .where(uploads.c.id == upload_id, _lock_free(now))
+        .values(locked_until=now + LEASE, locked_by=holder)
+    ).rowcount
+    return taken == 1, _load(conn, upload_id)
+
+
+def _renew(conn: Connection, upload_id: str, holder: str, now: float, **values: Any) -> bool:
+    """Extend the claim (recording ``values``); False if it lapsed and someone else has it."""
+    return (
+        conn.execute(
+            update(uploads)
+            .where(uploads.c.id == upload_id, uploads.c.locked_by == holder)
+            .values(locked_until=now + LEASE, **values)
+        ).rowcount
+        == 1
+    )
+
+
+def _release(conn: Connection, upload_id: str, holder: str) -> None:
+    conn.execute(
+        update(uploads)
+        .where(uploads.c.id == upload_id, uploads.c.locked_by == holder)
+        .values(locked_until=None, locked_by=None)
+    )
+
+
+def _mark_finished(conn: Connection, post: Post, *, upload_id: str) -> None:
+    done = conn.execute(
+        update(uploads)
+        .where(uploads.c.id == upload_id, uploads.c.post_id.is_(None))
+        .values(post_id=post.id)
+    ).rowcount
+    if done != 1:  # finished meanwhile: roll the second post back
+        raise RelayError("server.unavailable", f"upload {upload_id} finished twice")
+
+
+def _gone_clause(now: float) -> Any:
+    """Rows the sweep removes: expired unfinished uploads and old tombstones, unlocked."""
+    return (
+        (uploads.c.expires_at < now)
+        & (uploads.c.spool_name.is_(None) | uploads.c.terminated_at.is_not(None))
+        & _lock_free(now)
+    )
+
+
+def _sweepable(conn: Connection, now: float) -> tuple[list[str], list[Row]]:
+    gone = conn.execute(select(uploads.c.id).where(_gone_clause(now))).scalars().all()
+    stuck = conn.execute(
+        select(uploads).where(
+            uploads.c.spool_name.is_not(None),
+            uploads.c.post_id.is_(None),
+            uploads.c.terminated_at.is_(None),
+            _lock_free(now),
+        )
+    ).mappings()
+    return list(gone), [dict(row) for row in stuck]
+
+
+def _forget(conn: Connection, ids: list[str], now: float) -> int:
+    return conn.execute(delete(uploads).where(uploads.c.id.in_(ids), _gone_clause(now))).rowcount
+
+
+# --- the door -----------------------------------------------------------------------------------
+
+
+class TusDoor:
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+        self.settings = relay.settings
+        self.db = relay.db
+        self.dir = relay.settings.data_dir / "tus"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.writing: set[str] = set()  # uploads a request of this process holds
+
+    def url(self, upload_id: str) -> str:
+        return f"{self.settings.public_url}{PREFIX}{upload_id}"
+
+    # requests
+
+    async def options(self, request: web.Request) -> web.Response:
+        headers = {
+            "Tus-Version": VERSION,
+            "Tus-Extension": EXTENSIONS,
+            "Tus-Max-Size": str(self.settings.max_upload_bytes),
+            "Tus-Checksum-Algorithm": ",".join(CHECKSUMS),
+        }
+        if "Origin" in request.headers:  # a browser's CORS preflight (tus-js-client, Uppy)
+            headers["Access-Control-Allow-Methods"] = ALLOW_METHODS
+            headers["Access-Control-Allow-Headers"] = ALLOW_HEADERS
+            headers["Access-Control-Max-Age"] = "86400"
+        return web.Response(status=204, headers=headers)
+
+    async def create(self, request: web.Request) -> web.Response:
+        _require_version(request)
+        user_id = await authenticate(request)
+        length = _number(request, "Upload-Length")
+        defer = request.headers.get("Upload-Defer-Length")
+        if (length is None) == (defer is None) or (defer is not None and defer.strip() != "1"):
+            raise IntakeError("bad_request", "send Upload-Length, or Upload-Defer-Length: 1")
+        if length is not None and length > self.settings.max_upload_bytes:
+            raise TooLarge("upload.too_large", f"Upload-Length {length}")
+        raw_metadata = request.headers.get("Upload-Metadata", "").strip()
+        parse_metadata(raw_metadata)
+        with_body = request.body_exists
+        if with_body and request.content_type != OFFSET_STREAM:
+            raise IntakeError("tus.unsupported_media_type")
+        checksum = _checksum(request) if with_body else None
+        now = time.time()
+        upload_id = new_id()
+        # Claimed from birth when bytes come along (or there are none to wait for).
+        holder = new_id() if with_body or length == 0 else None
+        row: Row = {
+            "id": upload_id,
+            "user_id": user_id,
+            "length": length,
+            "received": 0,
+            "upload_metadata": raw_metadata,
+            "created_at": now,
+            "expires_at": now + self.settings.tus_expiry_seconds,
+            "locked_until": now + LEASE if holder else None,
+            "locked_by": holder,
+            "spool_name": None,
+            "post_id": None,
+            "terminated_at": None,
+        }
+        await self.db.run(_insert, row)
+        headers = request[_HEADERS]
+        headers["Location"] = self.url(upload_id)
+        headers["Upload-Expires"] = _http_date(row["expires_at"])
+        if holder is not None:
+            self.writing.add(upload_id)
+            try:
+                row = await self._receive(request, row, holder, checksum)
+            finally:
+                self.writing.discard(upload_id)
+                await self.db.run(_release, upload_id, holder)
+            headers["Upload-Offset"] = str(row["received"])
+            self._describe(row, headers)
+        return web.Response(status=201)
+
+    async def patch(self, request: web.Request) -> web.Response:
+        _require_version(request)
+        user_id = await authenticate(request)
+        if request.content_type != OFFSET_STREAM:
+            raise IntakeError("tus.unsupported_media_type")
+        offset = _number(request, "Upload-Offset")
+        if offset is None:
+            raise IntakeError("bad_request", "PATCH needs Upload-Offset")
+        checksum = _checksum(request)
+        async with self._claimed(request.match_info["upload_id"], user_id) as (row, holder):
+            if offset != row["received"]:
+                raise IntakeError("tus.offset_mismatch", f"{offset} != {row['received']}")
+            row = await self._receive(request, row, holder, checksum)
+        headers = request[_HEADERS]
+        headers["Upload-Offset"] = str(row["received"])
+        self._describe(row, headers)
+        return web.Response(status=204)
+
+    async def head(self, request: web.Request) -> web.Response:
+        _require_version(request)
+        user_id = await authenticate(request)
+        row = await self._visible(request.match_info["upload_id"], user_id)
+        row = await self._settle(row)
+        headers = request[_HEADERS]
+        headers["Upload-Offset"] = str(row["received"])
+        if row["upload_metadata"]:
+            headers["Upload-Metadata"] = row["upload_metadata"]
+        headers["Cache-Control"] = "no-store"
+        self._describe(row, headers)
+        return web.Response(status=200)
+
+    async def info(self, request: web.Request) -> web.Response:
+        """Not tus: the upload as JSON, for people and scripts."""
+        user_id = await authenticate(request)
+        row = await self._settle(await self._visible(request.match_info["upload_id"], user_id))
+        meta = parse_metadata(row["upload_metadata"])
+        finished = row["post_id"] is not None
+        body = {
+            "id": row["id"],
+            "url": self.url(row["id"]),
+            "offset": row["received"],
+            "length": row["length"],
+            "metadata": {k: v.decode("utf-8", "replace") for k, v in meta.items()},
+            "status": "finished" if finished else "uploading",
+            "locked": (row["locked_until"] or 0) > time.time(),
+            "expires": None if finished else _http_date(row["expires_at"]),
+            "post_id": row["post_id"],
+            "post_url": self.relay.page_url(row["post_id"]) if finished else None,
+        }
+        return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+    async def terminate(self, request: web.Request) -> web.Response:
+        _require_version(request)
+        user_id = await authenticate(request)
+        async with self._claimed(request.match_info["upload_id"], user_id) as (row, _):
+            await asyncio.to_thread((self.dir / row["id"]).unlink, missing_ok=True)
+            if row["spool_name"] and row["post_id"] is None:
+                self.relay.spool.remove(row["spool_name"])
+            await self.db.run(_set, row["id"], terminated_at=time.time())
+        return web.Response(status=204)
+
+    async def override(self, request: web.Request) -> web.Response:
+        """``POST`` with ``X-HTTP-Method-Override``, for clients that cannot send PATCH/DELETE."""
+        method = request.headers.get("X-HTTP-Method-Override", "").upper()
+        handler = {"PATCH": self.patch, "DELETE": self.terminate, "HEAD": self.head}.get(method)
+        if handler is None:
+            raise IntakeError("method_not_allowed", f"override {method!r}")
+        return await handler(request)
+
+    # the work
+
+    async def _visible(self, upload_id: str, user_id: str) -> Row:
+        return _check_visible(await self.db.read(_load, upload_id), user_id)
+
+    @contextlib.asynccontextmanager
+    async def _claimed(self, upload_id: str, user_id: str) -> AsyncIterator[tuple[Row, str]]:
+        """The upload, held by this request alone; 404/410 first, then 423 if someone writes."""
+        await self._visible(upload_id, user_id)
+        if upload_id in self.writing:
+            raise IntakeError("tus.locked")
+        self.writing.add(upload_id)
+        holder = new_id()
+        try:
+            taken, row = await self.db.run(_claim, upload_id, holder, time.time())
+            try:
+                row = _check_visible(row, user_id)
+                if not taken:
+                    raise IntakeError("tus.locked", "claimed by another node")
+                yield row, holder
+            finally:
+                if taken:
+                    await self.db.run(_release, upload_id, holder)
+        finally:
+            self.writing.discard(upload_id)
+
+    async def _receive(
+        self, request: web.Request, row: Row, holder: str, checksum: tuple[str, bytes] | None
+    ) -> Row:
+        """Append the body at the upload's offset; return the row as it now stands."""
+        start = row["received"]
+        length = row["length"]
+        values: dict[str, Any] = {}
+        declared = _number(request, "Upload-Length")
+        if declared is not None and declared != length:
+            if length is not None:
+                raise IntakeError("bad_request", "Upload-Length cannot change")
+            if declared < start:
+                raise IntakeError("bad_request", f"Upload-Length {declared} < offset {start}")
+            if declared > self.settings.max_upload_bytes:
+                raise TooLarge("upload.too_large", f"Upload-Length {declared}")
+            length = values["length"] = declared
+        limit, code = (
+            (length, "tus.length_exceeded")
+            if length is not None
+            else (self.settings.max_upload_bytes, "upload.too_large")
+        )
+        if request.content_length is not None and start + request.content_length > limit:
+            raise TooLarge(code, f"{start} + {request.content_length} > {limit}")
+        if row["spool_name"] is not None:
+            # Every byte is in and the file has moved to the spool: a repeated last PATCH
+            # (its answer was lost) only needs the post.
+            if await request.content.read(1):
+                raise TooLarge(code, "the upload is complete")
+            return row if row["post_id"] else await self._finish(row)
+        hasher = CHECKSUMS[checksum[0]]() if checksum else None
+        received = start
+        interrupted = False
+        with _open_for_writing(self.dir / row["id"]) as file:
+            file.seek(start)
+            renew_at = time.monotonic() + RENEW
+            while True:
+                try:
+                    async with asyncio.timeout(IDLE):
+                        chunk = await request.content.read(CHUNK)
+                except (OSError, ClientPayloadError):  # the client went away, or went quiet
+                    interrupted = True
+                    break
+                if not chunk:
+                    break
+                if received + len(chunk) > limit:
+                    raise TooLarge(code, f"over {limit} bytes")
+                if time.monotonic() >= renew_at:
+                    # Never write on a lapsed claim; without a checksum to verify first, also
+                    # record what is on disk so a long PATCH cut off loses little.
+                    progress = {}
+                    if hasher is None:
+                        await _sync(file)
+                        progress["received"] = received
+                    if not await self.db.run(_renew, row["id"], holder, time.time(), **progress):
+                        raise IntakeError("tus.locked", "claim lapsed")
+                    row = {**row, **progress}
+                    renew_at = time.monotonic() + RENEW
+                file.write(chunk)
+                received += len(chunk)
+                received_bytes.inc(len(chunk))
+                if hasher is not None:
+                    hasher.update(chunk)
+            if interrupted and hasher is not None:
+                return row  # an unverifiable chunk is discarded; nobody hears the answer
+            if hasher is not None and checksum and hasher.digest() != checksum[1]:
+                raise RelayError("tus.checksum_mismatch")  # discarded: the offset stays
+            file.truncate(received)  # drop bytes of a PATCH cut off before its answer
+            await _sync(file)
+        now = time.time()
+        values.update(received=received, expires_at=now + self.settings.tus_expiry_seconds)
+        finished = length is not None and received == length
+        if finished and row["spool_name"] is None:
+            values["spool_name"] = new_id()  # recorded before the move, so it is never lost
+        if not await self.db.run(_renew, row["id"], holder, now, **values):
+            raise IntakeError("tus.locked", "claim lapsed")
+        row = {**row, **values}
+        if finished and row["post_id"] is None:
+            row = await self._finish(row)
+        return row
+
+    async def _finish(self, row: Row) -> Row:
+        """Spool a complete upload and make it a post; safe to run again after any crash."""
+        spool = self.relay.spool
+        name = row["spool_name"]
+        source = self.dir / row["id"]
+        if source.exists():
+            await asyncio.to_thread(spool.adopt, source, name)
+        elif not spool.path(name).exists():
+            raise RelayError("server.internal", f"upload {row['id']}: bytes missing")
+        meta = parse_metadata(row["upload_metadata"])
+        mime = _text(meta, "filetype", "type") or None
+        if mime and (len(mime) > 255 or "/" not in mime):
+            mime = None
+        filename = clean_filename(_text(meta, "filename", "name"), mime, 0)
+        post = await self.relay.acceptor.accept(
+            row["user_id"],
+            title=_text(meta, "title"),
+            text=_text(meta, "text"),
+            files=[SpooledFile(name, filename, mime, row["length"])],
+            source="tus",
+            also=functools.partial(_mark_finished, upload_id=row["id"]),
+        )
+        metrics.accepted_bytes.labels("tus").inc(row["length"])
+        log.info("tus upload %s became post %s", row["id"], post.id)
+        return {**row, "post_id": post.id}
+
+    async def _settle(self, row: Row) -> Row:
+        """Finish an upload whose last byte landed but whose post a crash prevented."""
+        if row["spool_name"] is None or row["post_id"] is not None:
+            return row
+        try:
+            async with self._claimed(row["id"], row["user_id"]) as (fresh, _):
+                return await self._finish(fresh) if fresh["post_id"] is None else fresh
+        except Exception as exc:  # busy elsewhere, or the store is down: say what is known
+            log.warning("tus upload %s not finished yet: %s", row["id"], exc)
+            return row
+
+    def _describe(self, row: Row, headers: dict[str, str]) -> None:
+        if row["length"] is None:
+            headers["Upload-Defer-Length"] = "1"
+        else:
+            headers["Upload-Length"] = str(row["length"])
+        if row["post_id"] is not None:
+            headers["Relay-Post-Id"] = row["post_id"]
+            headers["Relay-Post-Url"] = self.relay.page_url(row["post_id"])
+        elif row["spool_name"] is None:
+            headers["Upload-Expires"] = _http_date(row["expires_at"])
+
+    # the sweep
+
+    async def sweep(self) -> int:
+        """Remove expired unfinished uploads (file, then row) and finish stuck ones."""
+        now = time.time()
+        gone, stuck = await self.db.read(_sweepable, now)
+        for upload_id in gone:
+            await asyncio.to_thread((self.dir / upload_id).unlink, missing_ok=True)
+        removed = await self.db.run(_forget, gone, now) if gone else 0
+        for row in stuck:
+            await self._settle(row)
+        if removed:
+            log.info("tus: removed %d expired upload(s)", removed)
+        return removed
+
+    async def sweep_forever(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("tus sweep failed")
+            await asyncio.sleep(self.settings.tus_cleanup_interval_seconds)
+
+
+def _set(conn: Connection, upload_id: str, **values: Any) -> None:
+    conn.execute(update(uploads).where(uploads.c.id == upload_id).values(**values))
+
+
+def _check_visible(row: Row | None, user_id: str) -> Row:
+    if row is None or row["user_id"] != user_id:
+        raise NotFound()
+    if row["terminated_at"] is not None:
+        raise RelayError("tus.terminated")
+    if row["spool_name"] is None and row["expires_at"] < time.time():
+        raise RelayError("tus.expired")
+    return row
+
+
+def _require_version(request: web.Request) -> None:
+    if request.headers.get("Tus-Resumable") != VERSION:
+        request[_HEADERS]["Tus-Version"] = VERSION
+        raise RelayError("tus.unsupported_version")
+
+
+def _checksum(request: web.Request) -> tuple[str, bytes] | None:
+    header = request.headers.get("Upload-Checksum")
+    if header is None:
+        return None
+    algorithm, _, value = header.strip().partition(" ")
+    if algorithm not in CHECKSUMS:
+        raise RelayError("tus.checksum_unsupported", algorithm)
+    try:
+        return algorithm, base64.b64decode(value.strip(), validate=True)
+    except binascii.Error as exc:
+        raise IntakeError("bad_request", "Upload-Checksum is not base64") from exc
+
+
+@contextlib.contextmanager
+def _open_for_writing(path: Path) -> Iterator[BinaryIO]:
+    # O_CREAT: the row is inserted before the file exists, so a crash between leaves no orphan.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "r+b") as file:
+        yield file
+
+
+async def _sync(file: BinaryIO) -> None:
+    file.flush()
+    await asyncio.to_thread(os.fsync, file.fileno())
+
+
+# --- wiring -------------------------------------------------------------------------------------
+
+TUS = web.AppKey("tus", TusDoor)
+
+
+def _route(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A handler calling ``TusDoor.<name>``, with tus and CORS headers on every answer."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        request[_HEADERS] = {}
+        try:
+            response: web.StreamResponse = await getattr(request.app[TUS], name)(request)
+        except RelayError as exc:
+            if exc.spec.http_status >= 500:
+                log.error("%s %s: %s", request.method, request.path, exc)
+            response = error_response(exc.spec.http_status, exc.public())
+            if isinstance(exc, AuthError):
+                response.headers["WWW-Authenticate"] = 'Bearer realm="relay"'
+        response.headers.update(request[_HEADERS])
+        if name != "info":
+            response.headers["Tus-Resumable"] = VERSION
+        if "Origin" in request.headers:
+            response.headers["Access-Control-Allow-Origin"] = "*"
+            response.headers["Access-Control-Expose-Headers"] = EXPOSE
+        return response
+
+    handler.__name__ = f"tus_{name}"
+    return handler
+
+
+async def tus_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The door and its periodic sweep; after the relay's own context, which it uses."""
+    door = TusDoor(app[RELAY])
+    app[TUS] = door
+    task = asyncio.create_task(door.sweep_forever(), name="tus-sweep")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_route("OPTIONS", PREFIX, _route("options"))
+    app.router.add_post(PREFIX, _route("create"))
+    one = PREFIX + "{upload_id}"
+    app.router.add_route("OPTIONS", one, _route("options"))
+    app.router.add_route("HEAD", one, _route("head"))
+    app.router.add_get(one, _route("info"), allow_head=False)
+    app.router.add_patch(one, _route("patch"))
+    app.router.add_delete(one, _route("terminate"))
+    app.router.add_post(one, _route("override"))
