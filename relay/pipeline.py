@@ -335,9 +335,15 @@ class Pipeline:
         unpacked = await self.pool.run(unpack_to_spool, str(self.spool.root), post["spool_name"])
 
         def record(conn: Connection) -> None:
+            import json
+
             from relay.auth import new_id
+            from relay.intake.mailcommands import merge_tags
             from relay.model import Item
 
+            # The mail's commands add to what the address already set (SECRET+private@):
+            # a private or draft post never becomes public here.
+            current = queries.post_row(conn, post["id"]) or post
             queries.update_post_text(
                 conn,
                 post["id"],
@@ -346,6 +352,9 @@ class Pipeline:
                 message_id=unpacked.message_id,
                 sender=unpacked.sender,
                 spool_name=None,
+                tags=json.dumps(merge_tags(json.loads(current["tags"] or "[]"), unpacked.tags)),
+                private=bool(current["private"]) or unpacked.private,
+                draft=bool(current["draft"]) or unpacked.draft,
             )
             for position, part in enumerate(unpacked.parts):
                 item = Item(
@@ -354,6 +363,7 @@ class Pipeline:
                     position=position,
                     filename=part.filename,
                     declared_mime=part.content_type,
+                    alt=part.alt,
                 )
                 queries.insert_item(conn, item, part.spool_name)
                 jobs.enqueue(conn, PROCESS_ITEM, item.id, job.max_attempts)

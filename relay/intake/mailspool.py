@@ -16,6 +16,7 @@ class UnpackedPart:
     spool_name: str
     filename: str
     content_type: str
+    alt: str | None = None
 
 
 @dataclass(slots=True)
@@ -25,6 +26,10 @@ class Unpacked:
     message_id: str | None = None
     sender: str | None = None
     parts: list[UnpackedPart] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    private: bool = False
+    """The sender asked for it in the mail; the address may make a post private too."""
+    draft: bool = False
 
 
 def unpack_to_spool(spool_root: str, name: str) -> Unpacked:
@@ -39,9 +44,12 @@ def unpack_to_spool(spool_root: str, name: str) -> Unpacked:
         text=parsed.text,
         message_id=parsed.message_id,
         sender=parsed.sender,
+        tags=parsed.tags,
+        private=parsed.private,
+        draft=parsed.draft,
     )
     for part in parsed.parts:
         unpacked.parts.append(
-            UnpackedPart(spool.put_bytes(part.payload), part.filename, part.content_type)
+            UnpackedPart(spool.put_bytes(part.payload), part.filename, part.content_type, part.alt)
         )
     return unpacked

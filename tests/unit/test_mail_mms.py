@@ -1,0 +1,242 @@
+"""Carrier MMS gateways: templates, tiny images, boilerplate and text moved into attachments."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import pytest
+from PIL import Image
+
+from relay.intake import mms
+from relay.intake.mail import parse_message
+
+
+def _image(size: tuple[int, int], fmt: str = "JPEG", noisy: bool = True) -> bytes:
+    image = Image.effect_noise(size, 80).convert("RGB") if noisy else Image.new("RGB", size)
+    out = io.BytesIO()
+    image.save(out, fmt)
+    return out.getvalue()
+
+
+def _gateway_mail(sender: str, text: str, parts: list[tuple[str, str, bytes]]) -> bytes:
+    out = [
+        f"From: {sender}\r\nSubject: \r\nMIME-Version: 1.0\r\n".encode(),
+        b'Content-Type: multipart/mixed; boundary="gw"\r\n\r\n',
+        b"--gw\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n",
+        text.replace("\n", "\r\n").encode(),
+        b"\r\n",
+    ]
+    for name, ctype, data in parts:
+        out.append(
+            f'--gw\r\nContent-Type: {ctype}; name="{name}"\r\n'
+            f'Content-Disposition: attachment; filename="{name}"\r\n'
+            "Content-Transfer-Encoding: base64\r\n\r\n".encode()
+            + base64.encodebytes(data).replace(b"\n", b"\r\n")
+        )
+    out.append(b"--gw--\r\n")
+    return b"".join(out)
+
+
+PHOTO = _image((320, 240))
+
+
+# --- who is a gateway ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sender", "gateway"),
+    [
+        ("2025550143@vzwpix.com", True),
+        ("14255550123@tmomail.net", True),
+        ("2065550199@mms.att.net", True),
+        ("46701234567@mms.telia.se", True),
+        ("4917012345@mms.example-carrier.de", True),
+        ("x@sub.vzwpix.com", True),
+        ("anna@example.se", False),
+        ("someone@notvzwpix.com", False),
+        (None, False),
+    ],
+)
+def test_gateway_senders(sender: str | None, gateway: bool) -> None:
+    assert mms.is_gateway_sender(sender) is gateway
+
+
+# --- images -----------------------------------------------------------------------------------
+
+
+def test_tiny_images_by_bytes_and_by_header_dimensions() -> None:
+    assert mms.is_tiny_image(b"GIF89a\x01\x00\x01\x00")
+    assert mms.is_tiny_image(_image((16, 16), "PNG"))  # over a kilobyte, but a bullet
+    assert mms.is_tiny_image(_image((600, 1), "PNG"))  # a divider line
+    assert not mms.is_tiny_image(_image((64, 48), "PNG"))
+    assert not mms.is_tiny_image(PHOTO)
+    assert not mms.is_tiny_image(b"\x00\x00\x00\x18ftypheic" + b"\x00" * 2000)  # not judged
+
+
+def test_tiny_check_reads_only_the_header() -> None:
+    # A header that claims a huge image over a truncated body: judged by its size alone,
+    # nothing decoded (decoding would fail on the missing data).
+    png = _image((20000, 1), "PNG", noisy=False)
+    assert mms.is_tiny_image(png[:2000])
+
+
+@pytest.mark.parametrize(
+    ("name", "asset"),
+    [
+        ("tmobilelogo.gif", True),
+        ("dottedLine_350.gif", True),
+        ("spacer.gif", True),
+        ("vzw_logo.gif", True),
+        ("vzwpix_promo_0614.jpg", True),
+        ("masthead.jpg", True),
+        ("video.gif", True),
+        ("IMG_0231.jpg", False),
+        ("image0.jpg", False),
+        ("adam.jpg", False),
+        ("logo.pdf", False),
+    ],
+)
+def test_carrier_assets_by_name(name: str, asset: bool) -> None:
+    assert mms.is_carrier_asset(name) is asset
+
+
+def test_gateway_mail_keeps_only_the_photo() -> None:
+    raw = _gateway_mail(
+        "2025550143@vzwpix.com",
+        "Look!",
+        [
+            ("IMG_0231.jpg", "image/jpeg", PHOTO),
+            ("spacer.gif", "image/gif", _image((1, 1), "GIF", noisy=False)),
+            ("bullet.png", "image/png", _image((12, 12), "PNG")),
+            ("vzw_logo.gif", "image/gif", _image((140, 48), "GIF")),
+            ("clip.3gp", "video/3gpp", b"\x00\x00\x00\x18ftyp3gp4" + b"\x00" * 100),
+        ],
+    )
+    mail = parse_message(raw)
+    assert [p.filename for p in mail.parts] == ["IMG_0231.jpg", "clip.3gp"]
+    assert mail.text == "Look!"
+
+
+def test_ordinary_mail_keeps_small_images_and_logos() -> None:
+    raw = _gateway_mail(
+        "anna@example.se",
+        "Our new logo",
+        [("logo.gif", "image/gif", _image((12, 12), "GIF")), ("photo.jpg", "image/jpeg", PHOTO)],
+    )
+    assert [p.filename for p in parse_message(raw).parts] == ["logo.gif", "photo.jpg"]
+
+
+# --- text -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "This message was sent using the Picture and Video Messaging service from Verizon "
+        "Wireless!",
+        "This message was sent using PIX-FLIX Messaging service from Verizon Wireless!",
+        "To learn how you can snap pictures with your wireless phone visit "
+        "www.verizonwireless.com/picture.",
+        "This mobile text message is brought to you by AT&T",
+        "This message was sent to you by a T-Mobile wireless phone.",
+        "You have received a picture message from 2065550199.",
+        "You have new Picture Mail!",
+        "Du har fått ett MMS från 0701234567.",
+        "Du har fått ett bildmeddelande.",
+        "Detta meddelande har skickats från en mobiltelefon och kan inte besvaras.",
+        "Skickat via Tele2 MMS",
+        "Sie haben eine MMS erhalten von 01701234567.",
+        "Diese Nachricht wurde Ihnen von einem Handy mit der Nummer 0170123456 übermittelt.",
+    ],
+)
+def test_boilerplate_lines_are_removed(line: str) -> None:
+    text, found = mms.strip_boilerplate(f"Hej från stranden!\n\n{line}\n")
+    assert (text, found) == ("Hej från stranden!", True)
+
+
+def test_boilerplate_wrapped_over_lines_is_removed() -> None:
+    text = (
+        "Sunset\n\nThis message was sent using the Picture and Video\n"
+        "Messaging service from Verizon Wireless!\n"
+    )
+    assert mms.strip_boilerplate(text) == ("Sunset", True)
+
+
+def test_ordinary_sentences_stay() -> None:
+    text = "I sent you a picture message yesterday.\nThis message was sent from my cabin."
+    assert mms.strip_boilerplate(text) == (text, False)
+
+
+def test_rules_that_framed_boilerplate_go_too() -> None:
+    text = "Hello\n\n=================\nThis mobile text message is brought to you by AT&T\n"
+    assert mms.strip_boilerplate(text) == ("Hello", True)
+
+
+def test_text_moved_into_an_attachment_becomes_the_text() -> None:
+    raw = _gateway_mail(
+        "2065550199@mms.att.net",
+        "",
+        [
+            ("text_0.txt", "text/plain", "Grattis på födelsedagen!".encode()),
+            ("image0.jpg", "image/jpeg", PHOTO),
+        ],
+    )
+    mail = parse_message(raw)
+    assert mail.text == "Grattis på födelsedagen!"
+    assert [p.filename for p in mail.parts] == ["image0.jpg"]
+
+
+def test_text_attachment_and_body_with_the_same_words_give_them_once() -> None:
+    raw = _gateway_mail(
+        "2065550199@mms.att.net", "Same words", [("text.txt", "text/plain", b"Same words")]
+    )
+    assert parse_message(raw).text == "Same words"
+
+
+def test_ordinary_mail_keeps_its_text_attachment_as_an_item() -> None:
+    raw = _gateway_mail("anna@example.se", "See notes", [("message.txt", "text/plain", b"notes")])
+    mail = parse_message(raw)
+    assert (mail.text, [p.filename for p in mail.parts]) == ("See notes", ["message.txt"])
+
+
+def test_a_smil_part_makes_it_gateway_mail_and_is_dropped() -> None:
+    raw = _gateway_mail(
+        "unknown@example.net",
+        "",
+        [
+            ("mms.smil", "application/smil", b"<smil><body/></smil>"),
+            ("text_0.txt", "text/plain", b"From the MMS"),
+            ("spacer.gif", "image/gif", _image((1, 1), "GIF", noisy=False)),
+            ("photo.jpg", "image/jpeg", PHOTO),
+        ],
+    )
+    mail = parse_message(raw)
+    assert mail.text == "From the MMS"
+    assert [p.filename for p in mail.parts] == ["photo.jpg"]
+
+
+def test_gateway_boilerplate_alone_marks_gateway_mail() -> None:
+    raw = _gateway_mail(
+        "forwarder@example.org",
+        "Nice\n\nThis message was sent to you by a T-Mobile wireless phone.",
+        [
+            ("tmobilelogo.gif", "image/gif", _image((160, 54), "GIF")),
+            ("p.jpg", "image/jpeg", PHOTO),
+        ],
+    )
+    mail = parse_message(raw)
+    assert (mail.text, [p.filename for p in mail.parts]) == ("Nice", ["p.jpg"])
+
+
+def test_commands_work_in_text_moved_into_an_attachment() -> None:
+    raw = _gateway_mail(
+        "46701234567@mms.telia.se",
+        "Du har fått ett MMS från 0701234567.",
+        [
+            ("text_0.txt", "text/plain", "Fjällen #semester [private]".encode()),
+            ("IMG_1.jpg", "image/jpeg", PHOTO),
+        ],
+    )
+    mail = parse_message(raw)
+    assert (mail.text, mail.tags, mail.private) == ("Fjällen #semester", ["semester"], True)
