@@ -56,3 +56,8 @@ def iphone_mail(to: str, jpeg: bytes, subject: str = "Bild från invigningen –
         jpeg, maintype="image", subtype="jpeg", filename="IMG_0042.jpeg", disposition="inline"
     )
     return msg.as_bytes(policy=SMTP)
+
+
+def jpeg_part(width: int = 640, height: int = 480) -> tuple[str, bytes, str]:
+    """A small upright phone photo as an upload's file part: (filename, bytes, type)."""
+    return ("p.jpg", phone_jpeg(width, height, orientation=1), "image/jpeg")

@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import os
 import signal
+import smtplib
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.media import jpeg_part
 
 TERMINAL = ("ready",)
 
@@ -52,6 +56,25 @@ class RelayServer:
 
     def add_user(self, name: str) -> dict[str, str]:
         return json.loads(self.cli("user", "add", name, "--json").stdout)
+
+    def add_destination(
+        self,
+        type_: str,
+        url: str | None = None,
+        token: str | None = None,
+        *options: str,
+        user: str = "anna",
+    ) -> dict[str, Any]:
+        """``relay destination add``: ``options`` are ``key=value`` for ``--set``; gives the
+        parsed ``--json`` answer (``id``, ``type``, a webhook's ``secret``)."""
+        args = ["destination", "add", "--user", user, "--type", type_]
+        if url is not None:
+            args += ["--url", url]
+        if token is not None:
+            args += ["--token", token]
+        for option in options:
+            args += ["--set", option]
+        return json.loads(self.cli(*args, "--json").stdout)
 
     def start(self) -> RelayServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -108,3 +131,51 @@ class RelayServer:
                         f"post {post_id} not ready: {response.text}\n{self.log.read_text()[-4000:]}"
                     )
                 time.sleep(0.1)
+
+    def wait_settled(self, token: str, post_id: str, timeout: float = 60) -> dict[str, Any]:
+        """The post, once ready and its first delivery no longer pending."""
+        deadline = time.monotonic() + timeout
+        while True:
+            post = self.wait_post(token, post_id)
+            if post["deliveries"] and post["deliveries"][0]["status"] != "pending":
+                return post
+            assert time.monotonic() < deadline, post["deliveries"]
+            time.sleep(0.2)
+
+    def wait_delivery(self, token: str, post_id: str, timeout: float = 60) -> dict[str, Any]:
+        """The post's first delivery, once settled (delivered or failed)."""
+        return self.wait_settled(token, post_id, timeout)["deliveries"][0]
+
+    def upload(
+        self, token: str, *, file: tuple[str, bytes, str] | bool = True, **fields: str
+    ) -> dict[str, Any]:
+        """POST /api/v1/uploads with the form ``fields`` and ``file``: a (filename, bytes, type)
+        part, True for a small upright photo or False for none. Asserts 202; gives the post."""
+        part = jpeg_part() if file is True else file
+        with self.client(token) as client:
+            response = client.post(
+                "/api/v1/uploads", files={"file": part} if part else None, data=fields
+            )
+        assert response.status_code == 202, response.text
+        return response.json()
+
+    def send_mail(self, to: str, message: bytes, sender: str = "anna@example.se") -> str:
+        """One message over SMTP, each step asserted to be accepted; gives the queued post id."""
+        with smtplib.SMTP("127.0.0.1", self.smtp_port, timeout=30) as smtp:
+            smtp.ehlo("phone.example.se")
+            code, reply = smtp.docmd("MAIL", f"FROM:<{sender}>")
+            assert code == 250, reply
+            code, reply = smtp.docmd("RCPT", f"TO:<{to}>")
+            assert code == 250, reply
+            code, reply = smtp.data(message)
+        assert code == 250, reply
+        text = reply.decode()
+        assert "queued as " in text
+        return text.rsplit("queued as ", 1)[1].strip()
+
+
+def crossposting_relay(start_relay: Callable[..., RelayServer]) -> tuple[RelayServer, str]:
+    """A running relay that may deliver to destinations on 127.0.0.1, and the token of its user
+    ``anna``."""
+    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
+    return server, server.add_user("anna")["token"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 import shutil
 import subprocess
@@ -16,62 +15,13 @@ import pytest
 from PIL import Image
 
 from tests.fakes.bluesky import FakeBluesky
-from tests.media import phone_jpeg
-from tests.server import RelayServer
+from tests.server import RelayServer, crossposting_relay
 
 
 @pytest.fixture
 def bluesky() -> Iterator[FakeBluesky]:
     with FakeBluesky() as fake:
         yield fake
-
-
-def _relay(start_relay) -> tuple[RelayServer, str]:
-    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
-    return server, server.add_user("anna")["token"]
-
-
-def _destination(server: RelayServer, fake: FakeBluesky) -> str:
-    added = server.cli(
-        "destination",
-        "add",
-        "--user",
-        "anna",
-        "--type",
-        "bluesky",
-        "--url",
-        fake.url,
-        "--token",
-        fake.app_password,
-        "--set",
-        f"handle={fake.handle}",
-        "--json",
-    )
-    return json.loads(added.stdout)["id"]
-
-
-def _upload(
-    server: RelayServer, token: str, file: tuple[str, bytes, str] | None = None, **data: str
-) -> dict:
-    files = {"file": file} if file else None
-    with server.client(token) as client:
-        response = client.post("/api/v1/uploads", files=files, data={"title": "Torget", **data})
-    assert response.status_code == 202, response.text
-    return response.json()
-
-
-def _photo() -> tuple[str, bytes, str]:
-    return ("p.jpg", phone_jpeg(640, 480, orientation=1), "image/jpeg")
-
-
-def _settled(server: RelayServer, token: str, post_id: str, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        post = server.wait_post(token, post_id)
-        if post["deliveries"] and post["deliveries"][0]["status"] != "pending":
-            return post["deliveries"][0]
-        assert time.monotonic() < deadline, post["deliveries"]
-        time.sleep(0.2)
 
 
 def _link_facet(record: dict, url: str) -> None:
@@ -84,10 +34,12 @@ def _link_facet(record: dict, url: str) -> None:
 
 
 def test_photo_post_with_alt_aspect_ratio_and_link(start_relay, bluesky: FakeBluesky) -> None:
-    server, token = _relay(start_relay)
-    destination_id = _destination(server, bluesky)
-    post = _upload(server, token, _photo(), text="Invigningen – åäö 🇸🇪")
-    delivery = _settled(server, token, post["id"])
+    server, token = crossposting_relay(start_relay)
+    destination_id = server.add_destination(
+        "bluesky", bluesky.url, bluesky.app_password, f"handle={bluesky.handle}"
+    )["id"]
+    post = server.upload(token, title="Torget", text="Invigningen – åäö 🇸🇪")
+    delivery = server.wait_delivery(token, post["id"])
     [(rkey, record)] = bluesky.records.items()
     assert delivery == {
         "destination": destination_id,
@@ -112,13 +64,13 @@ def test_photo_post_with_alt_aspect_ratio_and_link(start_relay, bluesky: FakeBlu
 
 
 def test_image_over_a_million_bytes_is_reencoded_to_fit(start_relay, bluesky: FakeBluesky) -> None:
-    server, token = _relay(start_relay)
-    _destination(server, bluesky)
+    server, token = crossposting_relay(start_relay)
+    server.add_destination("bluesky", bluesky.url, bluesky.app_password, f"handle={bluesky.handle}")
     noise = Image.frombytes("RGB", (4000, 3000), os.urandom(4000 * 3000 * 3))
     out = io.BytesIO()
     noise.save(out, "JPEG", quality=95)
-    post = _upload(server, token, ("noise.jpg", out.getvalue(), "image/jpeg"))
-    delivery = _settled(server, token, post["id"], timeout=60)
+    post = server.upload(token, file=("noise.jpg", out.getvalue(), "image/jpeg"), title="Torget")
+    delivery = server.wait_delivery(token, post["id"])
     assert delivery["status"] == "delivered", delivery
     large = next(r for r in post_items(server, token, post["id"]) if r["name"] == "large")
     assert large["bytes"] > 1_000_000  # what the relay hosts would not fit
@@ -139,11 +91,11 @@ def post_items(server: RelayServer, token: str, post_id: str) -> list[dict]:
 
 
 def test_text_post_becomes_a_link_card(start_relay, bluesky: FakeBluesky) -> None:
-    server, token = _relay(start_relay)
-    _destination(server, bluesky)
+    server, token = crossposting_relay(start_relay)
+    server.add_destination("bluesky", bluesky.url, bluesky.app_password, f"handle={bluesky.handle}")
     text = "Möte i kväll. " * 40  # more than 300 graphemes with the title and link
-    post = _upload(server, token, text=text)
-    assert _settled(server, token, post["id"])["status"] == "delivered"
+    post = server.upload(token, file=False, title="Torget", text=text)
+    assert server.wait_delivery(token, post["id"])["status"] == "delivered"
     [record] = bluesky.records.values()
     assert record["text"].endswith(f"…\n\n{post['url']}")
     _link_facet(record, post["url"])
@@ -158,8 +110,8 @@ def test_text_post_becomes_a_link_card(start_relay, bluesky: FakeBluesky) -> Non
 def test_video_becomes_a_link_card_with_its_poster(
     start_relay, bluesky: FakeBluesky, tmp_path: Path
 ) -> None:
-    server, token = _relay(start_relay)
-    _destination(server, bluesky)
+    server, token = crossposting_relay(start_relay)
+    server.add_destination("bluesky", bluesky.url, bluesky.app_password, f"handle={bluesky.handle}")
     clip = tmp_path / "clip.mp4"
     subprocess.run(
         [
@@ -185,8 +137,8 @@ def test_video_becomes_a_link_card_with_its_poster(
         check=True,
         timeout=60,
     )
-    post = _upload(server, token, ("clip.mp4", clip.read_bytes(), "video/mp4"))
-    delivery = _settled(server, token, post["id"], timeout=60)
+    post = server.upload(token, file=("clip.mp4", clip.read_bytes(), "video/mp4"), title="Torget")
+    delivery = server.wait_delivery(token, post["id"])
     assert delivery["status"] == "delivered", delivery
     [record] = bluesky.records.values()
     external = record["embed"]["external"]
@@ -198,21 +150,21 @@ def test_video_becomes_a_link_card_with_its_poster(
 
 
 def test_transient_failure_is_retried_into_one_post(start_relay, bluesky: FakeBluesky) -> None:
-    server, token = _relay(start_relay)
-    _destination(server, bluesky)
+    server, token = crossposting_relay(start_relay)
+    server.add_destination("bluesky", bluesky.url, bluesky.app_password, f"handle={bluesky.handle}")
     bluesky.fail("putRecord", 502, {"error": "UpstreamFailure", "message": "Bad Gateway"})
-    post = _upload(server, token, _photo())
-    delivery = _settled(server, token, post["id"])
+    post = server.upload(token, title="Torget")
+    delivery = server.wait_delivery(token, post["id"])
     assert (delivery["status"], delivery["attempts"]) == ("delivered", 2)
     assert len(bluesky.records) == 1 and len(bluesky.writes) == 1
 
 
 def test_a_lost_answer_rewrites_the_same_record(start_relay, bluesky: FakeBluesky) -> None:
-    server, token = _relay(start_relay)
-    _destination(server, bluesky)
+    server, token = crossposting_relay(start_relay)
+    server.add_destination("bluesky", bluesky.url, bluesky.app_password, f"handle={bluesky.handle}")
     bluesky.lose("putRecord")  # written, but the connection drops before the answer
-    post = _upload(server, token, _photo())
-    delivery = _settled(server, token, post["id"])
+    post = server.upload(token, title="Torget")
+    delivery = server.wait_delivery(token, post["id"])
     assert (delivery["status"], delivery["attempts"]) == ("delivered", 2)
     [rkey] = bluesky.records
     assert bluesky.writes == [rkey, rkey]  # the same key twice: still one post
@@ -220,11 +172,11 @@ def test_a_lost_answer_rewrites_the_same_record(start_relay, bluesky: FakeBluesk
 
 
 def test_revoked_app_password_stops_and_says_why(start_relay, bluesky: FakeBluesky) -> None:
-    server, token = _relay(start_relay)
-    _destination(server, bluesky)
+    server, token = crossposting_relay(start_relay)
+    server.add_destination("bluesky", bluesky.url, bluesky.app_password, f"handle={bluesky.handle}")
     bluesky.revoke()
-    post = _upload(server, token, _photo())
-    delivery = _settled(server, token, post["id"])
+    post = server.upload(token, title="Torget")
+    delivery = server.wait_delivery(token, post["id"])
     assert (delivery["status"], delivery["attempts"]) == ("failed", 1)
     assert delivery["error"]["code"] == "publish.unauthorized"
     assert "Invalid identifier or password" in delivery["error"]["message"]
@@ -234,17 +186,19 @@ def test_revoked_app_password_stops_and_says_why(start_relay, bluesky: FakeBlues
 
 
 def test_private_posts_are_never_delivered(start_relay, bluesky: FakeBluesky) -> None:
-    server, token = _relay(start_relay)
-    _destination(server, bluesky)
-    private = _upload(server, token, _photo(), private="true")
+    server, token = crossposting_relay(start_relay)
+    server.add_destination("bluesky", bluesky.url, bluesky.app_password, f"handle={bluesky.handle}")
+    private = server.upload(token, title="Torget", private="true")
     assert server.wait_post(token, private["id"])["deliveries"] == []
     time.sleep(1)
     assert bluesky.seen == [] and bluesky.records == {}
 
 
 def test_destination_test_opens_a_session(start_relay, bluesky: FakeBluesky) -> None:
-    server, _ = _relay(start_relay)
-    destination_id = _destination(server, bluesky)
+    server, _ = crossposting_relay(start_relay)
+    destination_id = server.add_destination(
+        "bluesky", bluesky.url, bluesky.app_password, f"handle={bluesky.handle}"
+    )["id"]
     checked = server.cli("destination", "test", destination_id)
     assert checked.stdout.startswith(f"authenticated as {bluesky.handle} ({bluesky.did})")
     bluesky.revoke()

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import httpx
 
-from tests.media import phone_jpeg
+from tests.media import jpeg_part
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 
@@ -16,16 +16,16 @@ def test_feed_lists_public_ready_posts_newest_first_with_enclosures(start_relay)
     server = start_relay()
     anna = server.add_user("anna")
     server.add_user("bo")
-    posted = []
-    with server.client(anna["token"]) as client:
-        for title, private in (("Första", "false"), ("Hemlig", "true"), ("Andra <3", "false")):
-            response = client.post(
-                "/api/v1/uploads",
-                files={"file": ("p.jpg", phone_jpeg(320, 240, orientation=1), "image/jpeg")},
-                data={"title": title, "text": f"Om {title} & mer", "private": private},
-            )
-            assert response.status_code == 202
-            posted.append(response.json())
+    posted = [
+        server.upload(
+            anna["token"],
+            file=jpeg_part(320, 240),
+            title=title,
+            text=f"Om {title} & mer",
+            private=private,
+        )
+        for title, private in (("Första", "false"), ("Hemlig", "true"), ("Andra <3", "false"))
+    ]
     first, hidden, second = (server.wait_post(anna["token"], p["id"]) for p in posted)
 
     response = httpx.get(f"{server.url}/u/anna/feed.atom")

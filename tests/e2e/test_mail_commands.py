@@ -7,7 +7,6 @@ import time
 from email.message import EmailMessage
 from email.policy import SMTP
 
-from tests.e2e.test_mail_photo import send
 from tests.media import phone_jpeg
 from tests.receivers import webhook_receiver
 from tests.server import RelayServer
@@ -33,16 +32,14 @@ def test_commands_set_tags_private_and_alt_and_end_cuts_the_text(start_relay) ->
     server: RelayServer = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
     anna = server.add_user("anna")
     with webhook_receiver() as receiver:
-        server.cli(
-            "destination", "add", "--user", "anna", "--type", "webhook", "--url", receiver.url,
-        )  # fmt: skip
+        server.add_destination("webhook", receiver.url)
         text = (
             "#sommar ((tag: torget, musik)) [alt 1: Scenen] [private]\n"
             "Konserten på torget i kväll.\n"
             "[end]\n"
             "Det här är inte till för någon annan.\n"
         )
-        post_id = send(server, anna["address"], command_mail(anna["address"], "Konsert", text))
+        post_id = server.send_mail(anna["address"], command_mail(anna["address"], "Konsert", text))
         post = server.wait_post(anna["token"], post_id)
 
         assert post["title"] == "Konsert"
@@ -61,8 +58,8 @@ def test_commands_set_tags_private_and_alt_and_end_cuts_the_text(start_relay) ->
         assert fetched["alt"] == "Scenen"
 
         # A public post with no commands is delivered; the private one above never was.
-        public_id = send(
-            server, anna["address"], command_mail(anna["address"], "Öppen", "Hej", photos=0)
+        public_id = server.send_mail(
+            anna["address"], command_mail(anna["address"], "Öppen", "Hej", photos=0)
         )
         deadline = time.monotonic() + 30
         while not receiver.requests:
@@ -81,7 +78,7 @@ def test_draft_in_the_subject_and_alt_texts_in_order(relay: RelayServer) -> None
         "[alt 2: Publiken] [alt: Scenen]\nTvå bilder från kvällen.",
         photos=2,
     )
-    post = relay.wait_post(anna["token"], send(relay, anna["address"], raw))
+    post = relay.wait_post(anna["token"], relay.send_mail(anna["address"], raw))
     assert post["title"] == "Två bilder #Kväll"
     assert post["text"] == "Två bilder från kvällen."
     assert (post["draft"], post["private"], post["tags"]) == (True, False, ["kväll"])
@@ -95,6 +92,6 @@ def test_a_private_address_stays_private_whatever_the_mail_says(relay: RelayServ
     anna = relay.anna
     secret, domain = anna["address"].split("@")
     to = f"{secret}+private@{domain}"
-    post_id = send(relay, to, command_mail(to, "Bara text", "Inga kommandon #alls", photos=0))
+    post_id = relay.send_mail(to, command_mail(to, "Bara text", "Inga kommandon #alls", photos=0))
     post = relay.wait_post(anna["token"], post_id)
     assert (post["private"], post["tags"], post["text"]) == (True, ["alls"], "Inga kommandon #alls")

@@ -13,20 +13,6 @@ from tests.media import GPS_IFD, iphone_mail, phone_jpeg
 from tests.server import RelayServer
 
 
-def send(server: RelayServer, to: str, message: bytes, sender: str = "anna@example.se") -> str:
-    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=30) as smtp:
-        smtp.ehlo("phone.example.se")
-        code, reply = smtp.docmd("MAIL", f"FROM:<{sender}>")
-        assert code == 250, reply
-        code, reply = smtp.docmd("RCPT", f"TO:<{to}>")
-        assert code == 250, reply
-        code, reply = smtp.data(message)
-    assert code == 250, reply
-    text = reply.decode()
-    assert "queued as " in text
-    return text.rsplit("queued as ", 1)[1].strip()
-
-
 def assert_no_gps(data: bytes) -> None:
     image = Image.open(io.BytesIO(data))
     assert not image.getexif().get_ifd(GPS_IFD), "a served image carries a GPS position"
@@ -35,7 +21,7 @@ def assert_no_gps(data: bytes) -> None:
 
 def test_iphone_photo_becomes_an_upright_post_without_gps(relay: RelayServer) -> None:
     anna = relay.anna
-    post_id = send(relay, anna["address"], iphone_mail(anna["address"], phone_jpeg()))
+    post_id = relay.send_mail(anna["address"], iphone_mail(anna["address"], phone_jpeg()))
     post = relay.wait_post(anna["token"], post_id)
 
     assert post["title"] == "Bild från invigningen – åäö"
@@ -92,7 +78,7 @@ def test_message_over_the_size_limit_gets_552_5_3_4(start_relay) -> None:
         code, reply = smtp.data(b"Subject: big\r\n\r\n" + (b"x" * 76 + b"\r\n") * 4000)
         assert (code, reply[:5]) == (552, b"5.3.4")
     # and the server keeps serving
-    post_id = send(server, anna["address"], b"Subject: small\r\n\r\nhello\r\n")
+    post_id = server.send_mail(anna["address"], b"Subject: small\r\n\r\nhello\r\n")
     assert server.wait_post(anna["token"], post_id)["title"] == "small"
 
 
@@ -101,7 +87,7 @@ def test_revoked_address_is_refused(relay: RelayServer) -> None:
     import json
 
     address = json.loads(address)["address"]
-    send(relay, address, b"Subject: first\r\n\r\nstill live\r\n")
+    relay.send_mail(address, b"Subject: first\r\n\r\nstill live\r\n")
     relay.cli("address", "revoke", address)
     with smtplib.SMTP("127.0.0.1", relay.smtp_port, timeout=30) as smtp:
         smtp.ehlo("x")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import time
 from collections.abc import Iterator
 
@@ -11,8 +10,7 @@ import pytest
 from PIL import Image
 
 from tests.fakes.mastodon import FakeMastodon, countable_length
-from tests.media import phone_jpeg
-from tests.server import RelayServer
+from tests.server import crossposting_relay
 
 
 @pytest.fixture
@@ -21,46 +19,13 @@ def mastodon() -> Iterator[FakeMastodon]:
         yield fake
 
 
-def _relay(start_relay) -> tuple[RelayServer, str]:
-    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
-    return server, server.add_user("anna")["token"]
-
-
-def _destination(server: RelayServer, fake: FakeMastodon, *options: str) -> str:
-    args = ["--url", fake.url, "--token", fake.token]
-    for option in options:
-        args += ["--set", option]
-    added = server.cli(
-        "destination", "add", "--user", "anna", "--type", "mastodon", *args, "--json"
-    )
-    return json.loads(added.stdout)["id"]
-
-
-def _upload(server: RelayServer, token: str, photo: bool = True, **data: str) -> dict:
-    files = (
-        {"file": ("p.jpg", phone_jpeg(640, 480, orientation=1), "image/jpeg")} if photo else None
-    )
-    with server.client(token) as client:
-        response = client.post("/api/v1/uploads", files=files, data={"title": "Torget", **data})
-    assert response.status_code == 202, response.text
-    return response.json()
-
-
-def _settled(server: RelayServer, token: str, post_id: str, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        post = server.wait_post(token, post_id)
-        if post["deliveries"] and post["deliveries"][0]["status"] != "pending":
-            return post["deliveries"][0]
-        assert time.monotonic() < deadline, post["deliveries"]
-        time.sleep(0.2)
-
-
 def test_photo_post_with_its_picture_and_link(start_relay, mastodon: FakeMastodon) -> None:
-    server, token = _relay(start_relay)
-    destination_id = _destination(server, mastodon, "visibility=unlisted")
-    post = _upload(server, token, text="Invigningen av torget i dag.")
-    delivery = _settled(server, token, post["id"])
+    server, token = crossposting_relay(start_relay)
+    destination_id = server.add_destination(
+        "mastodon", mastodon.url, mastodon.token, "visibility=unlisted"
+    )["id"]
+    post = server.upload(token, title="Torget", text="Invigningen av torget i dag.")
+    delivery = server.wait_delivery(token, post["id"])
     [status] = mastodon.statuses
     assert delivery == {
         "destination": destination_id,
@@ -87,11 +52,11 @@ def test_photo_post_with_its_picture_and_link(start_relay, mastodon: FakeMastodo
 
 
 def test_long_text_is_cut_before_the_link(start_relay, mastodon: FakeMastodon) -> None:
-    server, token = _relay(start_relay)
-    _destination(server, mastodon)
+    server, token = crossposting_relay(start_relay)
+    server.add_destination("mastodon", mastodon.url, mastodon.token)
     words = " ".join(f"ord{n}" for n in range(400))
-    post = _upload(server, token, photo=False, text=f"{words} https://example.org/mer")
-    assert _settled(server, token, post["id"])["status"] == "delivered"
+    post = server.upload(token, file=False, title="Torget", text=f"{words} https://example.org/mer")
+    assert server.wait_delivery(token, post["id"])["status"] == "delivered"
     [status] = mastodon.statuses
     assert status["text"].startswith("Torget\n\nord0 ord1 ")
     assert status["text"].endswith(f"…\n\n{post['url']}")
@@ -100,22 +65,22 @@ def test_long_text_is_cut_before_the_link(start_relay, mastodon: FakeMastodon) -
 
 
 def test_transient_failure_is_retried_into_one_status(start_relay, mastodon: FakeMastodon) -> None:
-    server, token = _relay(start_relay)
-    _destination(server, mastodon)
+    server, token = crossposting_relay(start_relay)
+    server.add_destination("mastodon", mastodon.url, mastodon.token)
     mastodon.fail("statuses.create", 503, {"error": "Service Unavailable"})
-    post = _upload(server, token)
-    delivery = _settled(server, token, post["id"])
+    post = server.upload(token, title="Torget")
+    delivery = server.wait_delivery(token, post["id"])
     assert (delivery["status"], delivery["attempts"]) == ("delivered", 2)
     assert len(mastodon.statuses) == 1
     assert delivery["remote_url"] == mastodon.statuses[0]["url"]
 
 
 def test_a_lost_answer_is_found_again_not_posted_twice(start_relay, mastodon: FakeMastodon) -> None:
-    server, token = _relay(start_relay)
-    _destination(server, mastodon)
+    server, token = crossposting_relay(start_relay)
+    server.add_destination("mastodon", mastodon.url, mastodon.token)
     mastodon.lose("statuses.create")  # posted, but the connection drops before the answer
-    post = _upload(server, token)
-    delivery = _settled(server, token, post["id"])
+    post = server.upload(token, title="Torget")
+    delivery = server.wait_delivery(token, post["id"])
     assert (delivery["status"], delivery["attempts"]) == ("delivered", 2)
     [status] = mastodon.statuses
     assert delivery["remote_url"] == status["url"]
@@ -126,12 +91,12 @@ def test_a_lost_answer_is_found_again_not_posted_twice(start_relay, mastodon: Fa
 def test_a_lost_answer_is_answered_by_the_idempotency_key(
     start_relay, mastodon: FakeMastodon
 ) -> None:
-    server, token = _relay(start_relay)
-    _destination(server, mastodon)
+    server, token = crossposting_relay(start_relay)
+    server.add_destination("mastodon", mastodon.url, mastodon.token)
     mastodon.listed = False  # the retry cannot see the status: only the key saves it
     mastodon.lose("statuses.create")
-    post = _upload(server, token)
-    delivery = _settled(server, token, post["id"])
+    post = server.upload(token, title="Torget")
+    delivery = server.wait_delivery(token, post["id"])
     assert (delivery["status"], delivery["attempts"]) == ("delivered", 2)
     [status] = mastodon.statuses
     assert delivery["remote_url"] == status["url"]
@@ -140,11 +105,11 @@ def test_a_lost_answer_is_answered_by_the_idempotency_key(
 
 
 def test_revoked_token_stops_and_says_why(start_relay, mastodon: FakeMastodon) -> None:
-    server, token = _relay(start_relay)
-    _destination(server, mastodon)
+    server, token = crossposting_relay(start_relay)
+    server.add_destination("mastodon", mastodon.url, mastodon.token)
     mastodon.revoke()
-    post = _upload(server, token)
-    delivery = _settled(server, token, post["id"])
+    post = server.upload(token, title="Torget")
+    delivery = server.wait_delivery(token, post["id"])
     assert (delivery["status"], delivery["attempts"]) == ("failed", 1)
     assert delivery["error"]["code"] == "publish.unauthorized"
     assert "The access token is invalid" in delivery["error"]["message"]
@@ -154,11 +119,11 @@ def test_revoked_token_stops_and_says_why(start_relay, mastodon: FakeMastodon) -
 
 
 def test_refused_status_stops_with_the_instance_reason(start_relay, mastodon: FakeMastodon) -> None:
-    server, token = _relay(start_relay)
-    _destination(server, mastodon)
+    server, token = crossposting_relay(start_relay)
+    server.add_destination("mastodon", mastodon.url, mastodon.token)
     mastodon.fail("statuses.create", 422, {"error": "Validation failed: Text is not allowed"})
-    post = _upload(server, token)
-    delivery = _settled(server, token, post["id"])
+    post = server.upload(token, title="Torget")
+    delivery = server.wait_delivery(token, post["id"])
     assert (delivery["status"], delivery["attempts"]) == ("failed", 1)
     assert delivery["error"]["code"] == "publish.rejected"
     assert "Validation failed: Text is not allowed" in delivery["error"]["message"]
@@ -166,17 +131,17 @@ def test_refused_status_stops_with_the_instance_reason(start_relay, mastodon: Fa
 
 
 def test_private_posts_are_never_delivered(start_relay, mastodon: FakeMastodon) -> None:
-    server, token = _relay(start_relay)
-    _destination(server, mastodon)
-    private = _upload(server, token, private="true")
+    server, token = crossposting_relay(start_relay)
+    server.add_destination("mastodon", mastodon.url, mastodon.token)
+    private = server.upload(token, title="Torget", private="true")
     assert server.wait_post(token, private["id"])["deliveries"] == []
     time.sleep(1)
     assert mastodon.seen == [] and mastodon.statuses == []
 
 
 def test_destination_test_verifies_the_token(start_relay, mastodon: FakeMastodon) -> None:
-    server, _ = _relay(start_relay)
-    destination_id = _destination(server, mastodon)
+    server, _ = crossposting_relay(start_relay)
+    destination_id = server.add_destination("mastodon", mastodon.url, mastodon.token)["id"]
     checked = server.cli("destination", "test", destination_id)
     host = mastodon.url.removeprefix("http://")
     assert checked.stdout.strip() == f"authenticated as @anna on {host}"

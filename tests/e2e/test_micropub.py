@@ -8,38 +8,8 @@ from typing import Any
 
 import httpx
 
-from tests.fakes.micropub import LOST, FakeMicropub, fake_micropub
-from tests.media import phone_jpeg
-from tests.server import RelayServer
-
-
-def _destination(server: RelayServer, mp: FakeMicropub, token: str = "") -> str:
-    added = server.cli(
-        "destination", "add", "--user", "anna", "--type", "micropub",
-        "--url", mp.endpoint, "--token", token or mp.token, "--json",
-    )  # fmt: skip
-    return json.loads(added.stdout)["id"]
-
-
-def _upload(server: RelayServer, token: str, **data: str) -> dict[str, Any]:
-    with server.client(token) as client:
-        response = client.post(
-            "/api/v1/uploads",
-            files={"file": ("p.jpg", phone_jpeg(640, 480, orientation=1), "image/jpeg")},
-            data={"title": "Hej", **data},
-        )
-    assert response.status_code == 202
-    return response.json()
-
-
-def _settled(server: RelayServer, token: str, post_id: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        post = server.wait_post(token, post_id)
-        if post["deliveries"] and post["deliveries"][0]["status"] != "pending":
-            return post
-        assert time.monotonic() < deadline, post["deliveries"]
-        time.sleep(0.2)
+from tests.fakes.micropub import LOST, fake_micropub
+from tests.server import crossposting_relay
 
 
 def _large(post: dict[str, Any]) -> dict[str, Any]:
@@ -47,13 +17,12 @@ def _large(post: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_entry_arrives_with_photo_from_the_media_endpoint_and_alt(start_relay) -> None:
-    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
-    anna = server.add_user("anna")
+    server, token = crossposting_relay(start_relay)
     with fake_micropub() as mp:
-        destination_id = _destination(server, mp)
-        private = _upload(server, anna["token"], private="true")
-        post = _upload(server, anna["token"], text="Från relä")
-        post = _settled(server, anna["token"], post["id"])
+        destination_id = server.add_destination("micropub", mp.endpoint, mp.token)["id"]
+        private = server.upload(token, title="Hej", private="true")
+        post = server.upload(token, title="Hej", text="Från relä")
+        post = server.wait_settled(token, post["id"])
         [delivery] = post["deliveries"]
         assert (delivery["status"], delivery["attempts"], delivery["error"]) == (
             "delivered",
@@ -80,7 +49,7 @@ def test_entry_arrives_with_photo_from_the_media_endpoint_and_alt(start_relay) -
         assert create.headers["Authorization"] == f"Bearer {mp.token}"
         assert json.loads(create.body)["type"] == ["h-entry"]
 
-        assert server.wait_post(anna["token"], private["id"])["deliveries"] == []
+        assert server.wait_post(token, private["id"])["deliveries"] == []
         time.sleep(1)
         assert len(mp.entries) == 1 and len(mp.seen("POST", "/micropub")) == 1
 
@@ -89,11 +58,10 @@ def test_entry_arrives_with_photo_from_the_media_endpoint_and_alt(start_relay) -
 
 
 def test_without_a_media_endpoint_the_entry_points_at_the_relay(start_relay) -> None:
-    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
-    anna = server.add_user("anna")
+    server, token = crossposting_relay(start_relay)
     with fake_micropub(media_endpoint=False, accepted=True) as mp:  # 202 Accepted, as some do
-        _destination(server, mp)
-        post = _settled(server, anna["token"], _upload(server, anna["token"])["id"])
+        server.add_destination("micropub", mp.endpoint, mp.token)
+        post = server.wait_settled(token, server.upload(token, title="Hej")["id"])
         [delivery] = post["deliveries"]
         assert delivery["status"] == "delivered"
         [entry] = mp.entries
@@ -102,24 +70,22 @@ def test_without_a_media_endpoint_the_entry_points_at_the_relay(start_relay) -> 
 
 
 def test_transient_failure_is_retried_into_one_entry(start_relay) -> None:
-    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
-    anna = server.add_user("anna")
+    server, token = crossposting_relay(start_relay)
     with fake_micropub() as mp:
         mp.script("create", 503)
-        _destination(server, mp)
-        post = _settled(server, anna["token"], _upload(server, anna["token"])["id"])
+        server.add_destination("micropub", mp.endpoint, mp.token)
+        post = server.wait_settled(token, server.upload(token, title="Hej")["id"])
         [delivery] = post["deliveries"]
         assert (delivery["status"], delivery["attempts"]) == ("delivered", 2)
         assert len(mp.seen("POST", "/micropub")) == 2 and len(mp.entries) == 1
 
 
 def test_lost_response_with_a_server_that_honours_idempotency_keys(start_relay) -> None:
-    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
-    anna = server.add_user("anna")
+    server, token = crossposting_relay(start_relay)
     with fake_micropub(idempotency=True) as mp:
         mp.script("create", LOST)  # created, then the answer is lost (502)
-        _destination(server, mp)
-        post = _settled(server, anna["token"], _upload(server, anna["token"])["id"])
+        server.add_destination("micropub", mp.endpoint, mp.token)
+        post = server.wait_settled(token, server.upload(token, title="Hej")["id"])
         [delivery] = post["deliveries"]
         assert (delivery["status"], delivery["attempts"]) == ("delivered", 2)
         [entry] = mp.entries
@@ -131,12 +97,11 @@ def test_lost_response_with_a_server_that_honours_idempotency_keys(start_relay) 
 
 
 def test_lost_response_with_a_server_that_lists_its_posts(start_relay) -> None:
-    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
-    anna = server.add_user("anna")
+    server, token = crossposting_relay(start_relay)
     with fake_micropub(source_query=True) as mp:  # no idempotency keys, but q=source
         mp.script("create", LOST)
-        _destination(server, mp)
-        post = _settled(server, anna["token"], _upload(server, anna["token"])["id"])
+        server.add_destination("micropub", mp.endpoint, mp.token)
+        post = server.wait_settled(token, server.upload(token, title="Hej")["id"])
         [delivery] = post["deliveries"]
         assert (delivery["status"], delivery["attempts"]) == ("delivered", 2)
         [entry] = mp.entries
@@ -147,11 +112,10 @@ def test_lost_response_with_a_server_that_lists_its_posts(start_relay) -> None:
 
 
 def test_bad_token_stops_and_says_why(start_relay) -> None:
-    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
-    anna = server.add_user("anna")
+    server, token = crossposting_relay(start_relay)
     with fake_micropub() as mp:
-        destination_id = _destination(server, mp, token="not-the-token")
-        post = _settled(server, anna["token"], _upload(server, anna["token"])["id"])
+        destination_id = server.add_destination("micropub", mp.endpoint, "not-the-token")["id"]
+        post = server.wait_settled(token, server.upload(token, title="Hej")["id"])
         [delivery] = post["deliveries"]
         assert (delivery["status"], delivery["attempts"]) == ("failed", 1)
         assert delivery["error"]["code"] == "publish.unauthorized"
@@ -165,10 +129,10 @@ def test_bad_token_stops_and_says_why(start_relay) -> None:
 
 def test_private_address_is_refused_by_default(start_relay) -> None:
     server = start_relay()
-    anna = server.add_user("anna")
+    token = server.add_user("anna")["token"]
     with fake_micropub() as mp:
-        _destination(server, mp)
-        post = _settled(server, anna["token"], _upload(server, anna["token"])["id"])
+        server.add_destination("micropub", mp.endpoint, mp.token)
+        post = server.wait_settled(token, server.upload(token, title="Hej")["id"])
         [delivery] = post["deliveries"]
         assert delivery["status"] == "failed"
         assert delivery["error"]["code"] == "publish.private_address"

@@ -7,50 +7,29 @@ import time
 
 from standardwebhooks import Webhook
 
-from tests.media import phone_jpeg
 from tests.receivers import webhook_receiver
-from tests.server import RelayServer
+from tests.server import RelayServer, crossposting_relay
 
 
 def _destination(server: RelayServer, url: str) -> tuple[str, str]:
-    added = json.loads(
-        server.cli("destination", "add", "--user", "anna", "--type", "webhook", "--url", url,
-                   "--json").stdout
-    )
+    added = server.add_destination("webhook", url)
     assert added["secret"].startswith("whsec_")
     return added["id"], added["secret"]
 
 
-def _upload(server: RelayServer, token: str, **data: str) -> dict:
-    with server.client(token) as client:
-        response = client.post(
-            "/api/v1/uploads",
-            files={"file": ("p.jpg", phone_jpeg(640, 480, orientation=1), "image/jpeg")},
-            data={"title": "Hej", **data},
-        )
-    assert response.status_code == 202
-    return response.json()
-
-
-def _settled_delivery(server: RelayServer, token: str, post_id: str, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        post = server.wait_post(token, post_id)
-        if post["deliveries"] and post["deliveries"][0]["status"] != "pending":
-            return post["deliveries"][0]
-        assert time.monotonic() < deadline, post["deliveries"]
-        time.sleep(0.2)
-
-
 def test_signed_delivery_once_per_post(start_relay) -> None:
-    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
-    anna = server.add_user("anna")
+    server, token = crossposting_relay(start_relay)
     with webhook_receiver() as receiver:
         destination_id, secret = _destination(server, receiver.url)
-        post = _upload(server, anna["token"])
-        delivery = _settled_delivery(server, anna["token"], post["id"])
-        assert delivery == {"destination": destination_id, "status": "delivered",
-                            "remote_url": None, "attempts": 1, "error": None}
+        post = server.upload(token, title="Hej")
+        delivery = server.wait_delivery(token, post["id"])
+        assert delivery == {
+            "destination": destination_id,
+            "status": "delivered",
+            "remote_url": None,
+            "attempts": 1,
+            "error": None,
+        }
         [request] = receiver.requests
         payload = Webhook(secret).verify(request.body, request.headers)
         assert payload["type"] == "post.published"
@@ -63,13 +42,12 @@ def test_signed_delivery_once_per_post(start_relay) -> None:
 
 
 def test_transient_failures_retry_with_the_same_webhook_id(start_relay) -> None:
-    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
-    anna = server.add_user("anna")
+    server, token = crossposting_relay(start_relay)
     with webhook_receiver() as receiver:
         receiver.answers = [503, 500]
         _, secret = _destination(server, receiver.url)
-        post = _upload(server, anna["token"])
-        delivery = _settled_delivery(server, anna["token"], post["id"])
+        post = server.upload(token, title="Hej")
+        delivery = server.wait_delivery(token, post["id"])
         assert (delivery["status"], delivery["attempts"]) == ("delivered", 3)
         assert len({r.headers["webhook-id"] for r in receiver.requests}) == 1
         for request in receiver.requests:
@@ -77,13 +55,12 @@ def test_transient_failures_retry_with_the_same_webhook_id(start_relay) -> None:
 
 
 def test_permanent_failure_stops_and_says_why(start_relay) -> None:
-    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
-    anna = server.add_user("anna")
+    server, token = crossposting_relay(start_relay)
     with webhook_receiver() as receiver:
         receiver.answers = [401]
         _destination(server, receiver.url)
-        post = _upload(server, anna["token"])
-        delivery = _settled_delivery(server, anna["token"], post["id"])
+        post = server.upload(token, title="Hej")
+        delivery = server.wait_delivery(token, post["id"])
         assert (delivery["status"], delivery["attempts"]) == ("failed", 1)
         assert delivery["error"]["code"] == "publish.unauthorized"
         time.sleep(2)
@@ -92,34 +69,31 @@ def test_permanent_failure_stops_and_says_why(start_relay) -> None:
 
 def test_private_addresses_are_refused_by_default(start_relay) -> None:
     server = start_relay()  # RELAY_ALLOW_PRIVATE_DESTINATIONS unset
-    anna = server.add_user("anna")
+    token = server.add_user("anna")["token"]
     with webhook_receiver() as receiver:
         _destination(server, receiver.url)
-        post = _upload(server, anna["token"])
-        delivery = _settled_delivery(server, anna["token"], post["id"])
+        post = server.upload(token, title="Hej")
+        delivery = server.wait_delivery(token, post["id"])
         assert delivery["status"] == "failed"
         assert delivery["error"]["code"] == "publish.private_address"
         assert receiver.requests == []
 
 
 def test_private_posts_are_never_delivered_and_text_posts_are(start_relay) -> None:
-    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
-    anna = server.add_user("anna")
+    server, token = crossposting_relay(start_relay)
     with webhook_receiver() as receiver:
         _destination(server, receiver.url)
-        private = _upload(server, anna["token"], private="true")
-        assert server.wait_post(anna["token"], private["id"])["deliveries"] == []
-        with server.client(anna["token"]) as client:
-            text = client.post("/api/v1/uploads", data={"text": "bara text"}).json()
-        delivery = _settled_delivery(server, anna["token"], text["id"])
+        private = server.upload(token, title="Hej", private="true")
+        assert server.wait_post(token, private["id"])["deliveries"] == []
+        text = server.upload(token, file=False, text="bara text")
+        delivery = server.wait_delivery(token, text["id"])
         assert delivery["status"] == "delivered"
         time.sleep(1)
         assert [json.loads(r.body)["post"]["id"] for r in receiver.requests] == [text["id"]]
 
 
 def test_destination_cli_lists_tests_and_removes(start_relay) -> None:
-    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
-    server.add_user("anna")
+    server, _ = crossposting_relay(start_relay)
     with webhook_receiver() as receiver:
         destination_id, _ = _destination(server, receiver.url)
         listed = json.loads(server.cli("destination", "list", "--user", "anna", "--json").stdout)

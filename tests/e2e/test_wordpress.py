@@ -2,54 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import time
-from typing import Any
 
 import httpx
 
-from tests.fakes.wordpress import LOST, FakeWordPress, fake_wordpress
-from tests.media import phone_jpeg
-from tests.server import RelayServer
-
-
-def _destination(server: RelayServer, wp: FakeWordPress, password: str = "", **options: str) -> str:
-    args = ["destination", "add", "--user", "anna", "--type", "wordpress", "--url", wp.url]
-    args += ["--token", password or wp.password, "--set", f"user={wp.user}"]
-    for key, value in options.items():
-        args += ["--set", f"{key}={value}"]
-    return json.loads(server.cli(*args, "--json").stdout)["id"]
-
-
-def _upload(server: RelayServer, token: str, **data: str) -> dict[str, Any]:
-    with server.client(token) as client:
-        response = client.post(
-            "/api/v1/uploads",
-            files={"file": ("p.jpg", phone_jpeg(640, 480, orientation=1), "image/jpeg")},
-            data={"title": "Hej", **data},
-        )
-    assert response.status_code == 202
-    return response.json()
-
-
-def _settled(server: RelayServer, token: str, post_id: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        post = server.wait_post(token, post_id)
-        if post["deliveries"] and post["deliveries"][0]["status"] != "pending":
-            return post
-        assert time.monotonic() < deadline, post["deliveries"]
-        time.sleep(0.2)
+from tests.fakes.wordpress import LOST, fake_wordpress
+from tests.server import crossposting_relay
 
 
 def test_post_arrives_with_its_image_alt_text_featured_media_and_link(start_relay) -> None:
-    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
-    anna = server.add_user("anna")
+    server, token = crossposting_relay(start_relay)
     with fake_wordpress() as wp:
-        destination_id = _destination(server, wp)
-        private = _upload(server, anna["token"], private="true")
-        post = _settled(
-            server, anna["token"], _upload(server, anna["token"], text="Rad ett\n\nTvå <b>")["id"]
+        destination_id = server.add_destination(
+            "wordpress", wp.url, wp.password, f"user={wp.user}"
+        )["id"]
+        private = server.upload(token, title="Hej", private="true")
+        post = server.wait_settled(
+            token, server.upload(token, title="Hej", text="Rad ett\n\nTvå <b>")["id"]
         )
         [delivery] = post["deliveries"]
         assert (delivery["status"], delivery["attempts"], delivery["error"]) == (
@@ -81,7 +50,7 @@ def test_post_arrives_with_its_image_alt_text_featured_media_and_link(start_rela
         assert wp.files[path][1] == httpx.get(large["url"]).content
 
         # the private post was never delivered, and nothing arrives twice
-        assert server.wait_post(anna["token"], private["id"])["deliveries"] == []
+        assert server.wait_post(token, private["id"])["deliveries"] == []
         time.sleep(1)
         assert len(wp.created("posts.create")) == 1 and len(wp.posts) == 1
 
@@ -90,12 +59,11 @@ def test_post_arrives_with_its_image_alt_text_featured_media_and_link(start_rela
 
 
 def test_transient_failure_is_retried_into_one_post_without_reuploading(start_relay) -> None:
-    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
-    anna = server.add_user("anna")
+    server, token = crossposting_relay(start_relay)
     with fake_wordpress() as wp:
         wp.script("posts.create", 503)
-        _destination(server, wp)
-        post = _settled(server, anna["token"], _upload(server, anna["token"])["id"])
+        server.add_destination("wordpress", wp.url, wp.password, f"user={wp.user}")
+        post = server.wait_settled(token, server.upload(token, title="Hej")["id"])
         [delivery] = post["deliveries"]
         assert (delivery["status"], delivery["attempts"]) == ("delivered", 2)
         assert len(wp.created("posts.create")) == 2 and len(wp.posts) == 1
@@ -104,12 +72,12 @@ def test_transient_failure_is_retried_into_one_post_without_reuploading(start_re
 
 
 def test_retry_after_a_lost_response_finds_the_post_by_its_slug(start_relay) -> None:
-    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
-    anna = server.add_user("anna")
+    server, token = crossposting_relay(start_relay)
     with fake_wordpress() as wp:
         wp.script("posts.create", LOST)  # created, then the answer is lost (502)
-        _destination(server, wp, status="draft")  # drafts too are found (status=any)
-        post = _settled(server, anna["token"], _upload(server, anna["token"])["id"])
+        # drafts too are found (status=any)
+        server.add_destination("wordpress", wp.url, wp.password, f"user={wp.user}", "status=draft")
+        post = server.wait_settled(token, server.upload(token, title="Hej")["id"])
         [delivery] = post["deliveries"]
         assert (delivery["status"], delivery["attempts"]) == ("delivered", 2)
         [remote] = wp.posts.values()
@@ -123,11 +91,12 @@ def test_retry_after_a_lost_response_finds_the_post_by_its_slug(start_relay) -> 
 
 
 def test_bad_application_password_stops_and_says_why(start_relay) -> None:
-    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
-    anna = server.add_user("anna")
+    server, token = crossposting_relay(start_relay)
     with fake_wordpress() as wp:
-        destination_id = _destination(server, wp, password="wrong pass word")
-        post = _settled(server, anna["token"], _upload(server, anna["token"])["id"])
+        destination_id = server.add_destination(
+            "wordpress", wp.url, "wrong pass word", f"user={wp.user}"
+        )["id"]
+        post = server.wait_settled(token, server.upload(token, title="Hej")["id"])
         [delivery] = post["deliveries"]
         assert (delivery["status"], delivery["attempts"]) == ("failed", 1)
         assert delivery["error"]["code"] == "publish.unauthorized"
@@ -142,10 +111,10 @@ def test_bad_application_password_stops_and_says_why(start_relay) -> None:
 
 def test_private_address_is_refused_by_default(start_relay) -> None:
     server = start_relay()
-    anna = server.add_user("anna")
+    token = server.add_user("anna")["token"]
     with fake_wordpress() as wp:
-        _destination(server, wp)
-        post = _settled(server, anna["token"], _upload(server, anna["token"])["id"])
+        server.add_destination("wordpress", wp.url, wp.password, f"user={wp.user}")
+        post = server.wait_settled(token, server.upload(token, title="Hej")["id"])
         [delivery] = post["deliveries"]
         assert delivery["status"] == "failed"
         assert delivery["error"]["code"] == "publish.private_address"

@@ -1,23 +1,70 @@
 """Local stand-ins for the networks the relay posts to, each speaking its documented API strictly
-on 127.0.0.1 (an aiohttp app on its own event loop in a thread), so that a real ``relay serve``
-can deliver to them.
+on 127.0.0.1 (an aiohttp app on its own event loop in a thread, run by ``serve``), so that a real
+``relay serve`` can deliver to them.
 
-Every fake can be scripted to misbehave on a named route: answer a status once without doing
-anything (``fail``), or do the work and then drop the connection before answering (``lose``), as
-when a proxy times out after the far side already posted.
+Two ways of scripting a fake to misbehave on a named route:
+
+- ``FakeService`` (Mastodon, Bluesky): answer a status once without doing anything (``fail``), or
+  do the work and then drop the connection before answering (``lose``), as when a proxy times out
+  after the far side already posted.
+- ``ScriptedFake`` (WordPress, Micropub): ``script(route, 503)`` answers a plain 503 page without
+  doing anything; ``script(route, LOST)`` does the work, then answers 502, the way a proxy
+  reports a response it lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from aiohttp import web
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+LOST = "lost"
+
+
+@contextmanager
+def serve(app: web.Application, name: str = "fake") -> Iterator[str]:
+    """Run an aiohttp app on 127.0.0.1 on an event loop in a thread of its own; yields its base
+    URL. A failure to start is raised here."""
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    ready = threading.Event()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(runner.setup())
+            loop.run_until_complete(web.SockSite(runner, sock).start())
+        except BaseException as exc:  # reported to the starting thread
+            failure.append(exc)
+            ready.set()
+            loop.close()
+            return
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    thread = threading.Thread(target=run, daemon=True, name=name)
+    thread.start()
+    ready.wait(10)
+    if failure:
+        sock.close()
+        raise failure[0]
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
 
 
 @dataclass
@@ -42,9 +89,7 @@ class FakeService:
     url: str = ""
     seen: list[Seen] = field(default_factory=list)
     _faults: dict[str, list[Fault]] = field(default_factory=dict)
-    _loop: asyncio.AbstractEventLoop | None = None
-    _runner: web.AppRunner | None = None
-    _thread: threading.Thread | None = None
+    _running: ExitStack = field(default_factory=ExitStack)
 
     def routes(self, app: web.Application) -> None:
         raise NotImplementedError
@@ -82,45 +127,13 @@ class FakeService:
         return response
 
     def start(self) -> Self:
-        started = threading.Event()
-        failure: list[BaseException] = []
-
-        async def serve() -> None:
-            app = web.Application(middlewares=[self._middleware], client_max_size=200 * 2**20)
-            self.routes(app)
-            self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
-            await site.start()
-            port = self._runner.addresses[0][1]
-            self.url = f"http://127.0.0.1:{port}"
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                loop.run_until_complete(serve())
-            except BaseException as exc:  # reported to the starting thread
-                failure.append(exc)
-                started.set()
-                return
-            started.set()
-            loop.run_forever()
-            loop.run_until_complete(self._runner.cleanup() if self._runner else asyncio.sleep(0))
-            loop.close()
-
-        self._thread = threading.Thread(target=run, daemon=True, name=type(self).__name__)
-        self._thread.start()
-        started.wait(10)
-        if failure:
-            raise failure[0]
+        app = web.Application(middlewares=[self._middleware], client_max_size=200 * 2**20)
+        self.routes(app)
+        self.url = self._running.enter_context(serve(app, type(self).__name__))
         return self
 
     def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
+        self._running.close()
 
     def __enter__(self) -> Self:
         return self.start()
@@ -131,3 +144,99 @@ class FakeService:
 
 def error(status: int, body: dict[str, Any]) -> web.Response:
     return web.json_response(body, status=status)
+
+
+# --- the WordPress and Micropub fakes ------------------------------------------------------------
+
+
+@dataclass
+class Recorded:
+    """One request as it arrived, body and all."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+
+
+class Answer(Exception):
+    """Raised by a handler to answer at once with ``response``."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+@web.middleware
+async def answer_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Answer as answer:
+        return answer.response
+
+
+def plain(status: int) -> Answer:
+    """What a proxy in front of the site answers when the backend failed or its answer was lost."""
+    page = f"<html><body><h1>{status}</h1></body></html>"
+    return Answer(web.Response(text=page, status=status, content_type="text/html"))
+
+
+def unique_slug(slug: str, taken: set[str]) -> str:
+    """``slug``, or the first of ``slug-2``, ``slug-3``… not ``taken``."""
+    if slug not in taken:
+        return slug
+    n = 2
+    while f"{slug}-{n}" in taken:
+        n += 1
+    return f"{slug}-{n}"
+
+
+@dataclass
+class ScriptedFake:
+    """A fake whose handlers each begin with ``_record``: it keeps the request and plays the next
+    scripted answer for the route, a status (raised as a plain page at once) or ``LOST`` (given
+    back to the handler, which does the work and then answers 502). Files it was given are served
+    back at their path by ``stored_file``."""
+
+    max_body: ClassVar[int] = 64 << 20
+    url: str = ""
+    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    requests: list[Recorded] = field(default_factory=list)
+    scripted: dict[str, list[int | str]] = field(default_factory=dict)
+
+    def script(self, route: str, *answers: int | str) -> None:
+        self.scripted.setdefault(route, []).extend(answers)
+
+    def routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    async def _record(self, request: web.Request, route: str) -> str | None:
+        body = await request.read()
+        self.requests.append(
+            Recorded(request.method, request.path, dict(request.query), dict(request.headers), body)
+        )
+        queue = self.scripted.get(route)
+        if queue:
+            action = queue.pop(0)
+            if isinstance(action, int):
+                raise plain(action)
+            return action
+        return None
+
+    async def stored_file(self, request: web.Request) -> web.Response:
+        found = self.files.get(request.path)
+        if found is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=found[1], content_type=found[0])
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.max_body, middlewares=[answer_middleware])
+        self.routes(app)
+        return app
+
+    @contextmanager
+    def running(self) -> Iterator[Self]:
+        with serve(self.app(), type(self).__name__) as url:
+            self.url = url
+            yield self

@@ -35,62 +35,40 @@ import hashlib
 import json
 import re
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 from aiohttp import web
 
-# One way of running a fake, recording and answering early, shared with the WordPress fake.
-from tests.fakes.wordpress import Answer, Seen, answer_middleware, serve
+from tests.fakes import LOST, Answer, Recorded, ScriptedFake, plain, unique_slug
 
-LOST = "lost"
 MEDIA_PROPERTIES = ("photo", "video", "audio")
 
 
 @dataclass
-class FakeMicropub:
+class FakeMicropub(ScriptedFake):
+    max_body: ClassVar[int] = 256 << 20
     token: str = "mp-token-123"
     scope: tuple[str, ...] = ("create", "media")
     media_endpoint: bool = True
     source_query: bool = False
     idempotency: bool = False
     accepted: bool = False
-    url: str = ""
     entries: list[dict[str, Any]] = field(default_factory=list)
-    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)
-    requests: list[Seen] = field(default_factory=list)
-    scripted: dict[str, list[int | str]] = field(default_factory=dict)
     keys: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def endpoint(self) -> str:
         return f"{self.url}/micropub"
 
-    def script(self, route: str, *answers: int | str) -> None:
-        self.scripted.setdefault(route, []).extend(answers)
-
-    def seen(self, method: str, path: str) -> list[Seen]:
+    def seen(self, method: str, path: str) -> list[Recorded]:
         return [r for r in self.requests if (r.method, r.path) == (method, path)]
 
     # --- helpers --------------------------------------------------------------------------
-
-    async def _record(self, request: web.Request, route: str) -> str | None:
-        body = await request.read()
-        self.requests.append(
-            Seen(request.method, request.path, dict(request.query), dict(request.headers), body)
-        )
-        queue = self.scripted.get(route)
-        if queue:
-            action = queue.pop(0)
-            if isinstance(action, int):
-                raise _plain(action)
-            return action
-        return None
 
     def _authorize(self, request: web.Request, form: dict[str, list[str]], scope: str) -> None:
         header = request.headers.get("Authorization", "")
@@ -114,14 +92,19 @@ class FakeMicropub:
                 scope=scope,
             )
 
-    def _unique(self, slug: str) -> str:
-        taken = {e["slug"] for e in self.entries}
-        if slug not in taken:
-            return slug
-        n = 2
-        while f"{slug}-{n}" in taken:
-            n += 1
-        return f"{slug}-{n}"
+    def _earlier(self, key: str | None, request: Any) -> str | None:
+        """The location made for an earlier ``request`` with this Idempotency-Key, when this
+        fake honours them; the key with another request is 422."""
+        if not (self.idempotency and key and key in self.keys):
+            return None
+        location, fingerprint = self.keys[key]
+        if fingerprint != _fingerprint(request):
+            raise _error(422, "invalid_request", "Idempotency-Key reused for another request.")
+        return location
+
+    def _remember(self, key: str | None, location: str, request: Any) -> None:
+        if self.idempotency and key:
+            self.keys[key] = (location, _fingerprint(request))
 
     # --- routes ---------------------------------------------------------------------------
 
@@ -196,24 +179,24 @@ class FakeMicropub:
             raise _error(400, "invalid_request", "An entry needs content, a name or media.")
 
         key = request.headers.get("Idempotency-Key")
-        if self.idempotency and key and key in self.keys:
-            location, fingerprint = self.keys[key]
-            if fingerprint != _fingerprint(properties):
-                raise _error(422, "invalid_request", "Idempotency-Key reused for another request.")
-            return self._created(location)
+        earlier = self._earlier(key, properties)
+        if earlier is not None:
+            return self._created(earlier)
 
         commands = {n: v for n, v in properties.items() if n.startswith("mp-")}
         stored = {n: v for n, v in properties.items() if not n.startswith("mp-")}
         wanted = str(commands.get("mp-slug", [""])[0]) or uuid.uuid4().hex[:8]
-        slug = self._unique(re.sub(r"[^a-z0-9-]+", "-", wanted.lower()).strip("-"))
+        slug = unique_slug(
+            re.sub(r"[^a-z0-9-]+", "-", wanted.lower()).strip("-"),
+            {e["slug"] for e in self.entries},
+        )
         location = f"{self.url}/entries/{slug}"
         self.entries.append(
             {"slug": slug, "url": location, "properties": stored, "commands": commands}
         )
-        if self.idempotency and key:
-            self.keys[key] = (location, _fingerprint(properties))
+        self._remember(key, location, properties)
         if action == LOST:
-            raise _plain(502)
+            raise plain(502)
         return self._created(location)
 
     def _created(self, location: str) -> web.Response:
@@ -234,43 +217,27 @@ class FakeMicropub:
         if not data:
             raise _error(400, "invalid_request", "The file is empty.")
         key = request.headers.get("Idempotency-Key")
-        if self.idempotency and key and key in self.keys:
-            location, fingerprint = self.keys[key]
-            if fingerprint != _fingerprint(parts):
-                raise _error(422, "invalid_request", "Idempotency-Key reused for another request.")
-            return web.Response(status=201, headers={"Location": location})
+        earlier = self._earlier(key, parts)
+        if earlier is not None:
+            return web.Response(status=201, headers={"Location": earlier})
         suffix = "." + filename.rsplit(".", 1)[1] if "." in filename else ""
         path = f"/media/{uuid.uuid4().hex}{suffix}"
         self.files[path] = (mime, data)
-        if self.idempotency and key:
-            self.keys[key] = (f"{self.url}{path}", _fingerprint(parts))
+        self._remember(key, f"{self.url}{path}", parts)
         if action == LOST:
-            raise _plain(502)
+            raise plain(502)
         return web.Response(status=201, headers={"Location": f"{self.url}{path}"})
 
-    async def file(self, request: web.Request) -> web.Response:
-        found = self.files.get(request.path)
-        if found is None:
-            raise web.HTTPNotFound()
-        return web.Response(body=found[1], content_type=found[0])
-
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=256 << 20, middlewares=[answer_middleware])
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/micropub", self.query)
         app.router.add_post("/micropub", self.create)
         app.router.add_post("/micropub/media", self.media)
-        app.router.add_get("/media/{name}", self.file)
-        return app
+        app.router.add_get("/media/{name}", self.stored_file)
 
 
 def _error(status: int, error: str, description: str, **more: str) -> Answer:
     body = {"error": error, "error_description": description, **more}
     return Answer(web.json_response(body, status=status))
-
-
-def _plain(status: int) -> Answer:
-    page = f"<html><body><h1>{status}</h1></body></html>"
-    return Answer(web.Response(text=page, status=status, content_type="text/html"))
 
 
 def _fingerprint(value: Any) -> str:
@@ -298,9 +265,5 @@ def _form_parts(content_type: str, body: bytes) -> list[tuple[str, str, str, byt
     ]
 
 
-@contextmanager
-def fake_micropub(**settings: Any) -> Iterator[FakeMicropub]:
-    fake = FakeMicropub(**settings)
-    with serve(fake.app()) as url:
-        fake.url = url
-        yield fake
+def fake_micropub(**settings: Any) -> AbstractContextManager[FakeMicropub]:
+    return FakeMicropub(**settings).running()

@@ -29,14 +29,10 @@ reports a response it lost. Routes: ``posts.create``, ``posts.list``, ``media.cr
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import re
-import socket
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -44,7 +40,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.multipart import parse_content_disposition
 
-LOST = "lost"
+from tests.fakes import LOST, Answer, Recorded, ScriptedFake, plain, unique_slug
+
 STATUSES = ("publish", "future", "draft", "pending", "private")
 # What WordPress's finfo check would see, by declared type.
 MAGIC = {
@@ -56,30 +53,14 @@ MAGIC = {
 
 
 @dataclass
-class Seen:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class FakeWordPress:
+class FakeWordPress(ScriptedFake):
     user: str = "anna"
     password: str = "abcd EFGH 1234 ijkl MNOP 5678"
-    url: str = ""
     posts: dict[int, dict[str, Any]] = field(default_factory=dict)
     media: dict[int, dict[str, Any]] = field(default_factory=dict)
-    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)
-    requests: list[Seen] = field(default_factory=list)
-    scripted: dict[str, list[int | str]] = field(default_factory=dict)
     _next_id: int = 100
 
-    def script(self, route: str, *answers: int | str) -> None:
-        self.scripted.setdefault(route, []).extend(answers)
-
-    def created(self, route: str) -> list[Seen]:
+    def created(self, route: str) -> list[Recorded]:
         method, path = {
             "posts.create": ("POST", "/wp-json/wp/v2/posts"),
             "media.create": ("POST", "/wp-json/wp/v2/media"),
@@ -91,14 +72,6 @@ class FakeWordPress:
     def _new_id(self) -> int:
         self._next_id += 1
         return self._next_id
-
-    def _unique_slug(self, slug: str, taken: set[str]) -> str:
-        if slug not in taken:
-            return slug
-        n = 2
-        while f"{slug}-{n}" in taken:
-            n += 1
-        return f"{slug}-{n}"
 
     def _all_slugs(self) -> set[str]:
         return {p["slug"] for p in self.posts.values()} | {m["slug"] for m in self.media.values()}
@@ -143,19 +116,6 @@ class FakeWordPress:
         return shown
 
     # --- routes ---------------------------------------------------------------------------
-
-    async def _record(self, request: web.Request, route: str) -> str | None:
-        body = await request.read()
-        self.requests.append(
-            Seen(request.method, request.path, dict(request.query), dict(request.headers), body)
-        )
-        queue = self.scripted.get(route)
-        if queue:
-            action = queue.pop(0)
-            if isinstance(action, int):
-                raise _plain(action)
-            return action
-        return None
 
     async def index(self, request: web.Request) -> web.Response:
         return web.json_response(
@@ -221,7 +181,7 @@ class FakeWordPress:
                 "Sorry, you are not allowed to upload this file type.",
             )
         stem = filename.rsplit(".", 1)[0]
-        slug = self._unique_slug(sanitize_title(stem), self._all_slugs())
+        slug = unique_slug(sanitize_title(stem), self._all_slugs())
         now = datetime.now(UTC)
         path = f"/wp-content/uploads/{now:%Y/%m}/{filename}"
         self.files[path] = (mime, body)
@@ -250,7 +210,7 @@ class FakeWordPress:
             attachment["media_details"].update(width=size[0], height=size[1])
         self.media[attachment_id] = attachment
         if action == LOST:
-            raise _plain(502)
+            raise plain(502)
         return web.json_response(
             attachment,
             status=201,
@@ -275,11 +235,7 @@ class FakeWordPress:
         await self._record(request, "media.list")
         edit = request.query.get("context") == "edit"
         if edit and not self._signed_in(request):
-            raise _error(
-                401,
-                "rest_forbidden_context",
-                "Sorry, you are not allowed to edit posts in this post type.",
-            )
+            raise _forbidden_context()
         slugs = _slugs(request)
         found = [
             self._attachment(m, edit)
@@ -296,24 +252,10 @@ class FakeWordPress:
             if status not in (*STATUSES, "any", "trash"):
                 raise _error(400, "rest_invalid_param", "Invalid parameter(s): status")
             if status != "publish" and not signed_in:
-                raise _error(
-                    400,
-                    "rest_invalid_param",
-                    "Invalid parameter(s): status",
-                    details={
-                        "status": {
-                            "code": "rest_forbidden_status",
-                            "message": "Status is forbidden.",
-                        }
-                    },
-                )
+                raise _invalid_status("rest_forbidden_status", "Status is forbidden.")
         edit = request.query.get("context") == "edit"
         if edit and not signed_in:
-            raise _error(
-                401,
-                "rest_forbidden_context",
-                "Sorry, you are not allowed to edit posts in this post type.",
-            )
+            raise _forbidden_context()
         wanted = set(STATUSES) if "any" in statuses else set(statuses)
         slugs = _slugs(request)
         found = [
@@ -336,16 +278,8 @@ class FakeWordPress:
         fields = _json_body(self.requests[-1])
         status = fields.get("status", "draft")
         if status not in STATUSES:
-            raise _error(
-                400,
-                "rest_invalid_param",
-                "Invalid parameter(s): status",
-                details={
-                    "status": {
-                        "code": "rest_not_in_enum",
-                        "message": "status is not one of publish, future, draft, pending, private.",
-                    }
-                },
+            raise _invalid_status(
+                "rest_not_in_enum", "status is not one of publish, future, draft, pending, private."
             )
         title = _raw(fields.get("title", ""))
         content = _raw(fields.get("content", ""))
@@ -356,7 +290,7 @@ class FakeWordPress:
             raise _error(400, "rest_invalid_featured_media", "Invalid featured media ID.")
         slug = sanitize_title(str(fields.get("slug") or title))
         if status not in ("draft", "pending"):
-            slug = self._unique_slug(slug, {p["slug"] for p in self.posts.values()})
+            slug = unique_slug(slug, {p["slug"] for p in self.posts.values()})
         post_id = self._new_id()
         now = datetime.now(UTC)
         link = (
@@ -380,21 +314,14 @@ class FakeWordPress:
         }
         self.posts[post_id] = post
         if action == LOST:
-            raise _plain(502)
+            raise plain(502)
         return web.json_response(
             self._post_json(post, True),
             status=201,
             headers={"Location": f"{self.url}/wp-json/wp/v2/posts/{post_id}"},
         )
 
-    async def upload(self, request: web.Request) -> web.Response:
-        found = self.files.get(request.path)
-        if found is None:
-            raise web.HTTPNotFound()
-        return web.Response(body=found[1], content_type=found[0])
-
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 << 20, middlewares=[answer_middleware])
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/wp-json/", self.index)
         app.router.add_get("/wp-json/wp/v2/users/me", self.users_me)
         app.router.add_post("/wp-json/wp/v2/media", self.media_create)
@@ -402,24 +329,7 @@ class FakeWordPress:
         app.router.add_post("/wp-json/wp/v2/media/{id:\\d+}", self.media_update)
         app.router.add_get("/wp-json/wp/v2/posts", self.posts_list)
         app.router.add_post("/wp-json/wp/v2/posts", self.posts_create)
-        app.router.add_get("/wp-content/uploads/{path:.+}", self.upload)
-        return app
-
-
-class Answer(Exception):
-    """Raised by a handler to answer at once with ``response``."""
-
-    def __init__(self, response: web.Response) -> None:
-        super().__init__(response.status)
-        self.response = response
-
-
-@web.middleware
-async def answer_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except Answer as answer:
-        return answer.response
+        app.router.add_get("/wp-content/uploads/{path:.+}", self.stored_file)
 
 
 def _error(status: int, code: str, message: str, **data: Any) -> Answer:
@@ -427,10 +337,21 @@ def _error(status: int, code: str, message: str, **data: Any) -> Answer:
     return Answer(web.json_response(body, status=status))
 
 
-def _plain(status: int) -> Answer:
-    """What a proxy in front of PHP answers when the backend failed or its answer was lost."""
-    page = f"<html><body><h1>{status}</h1></body></html>"
-    return Answer(web.Response(text=page, status=status, content_type="text/html"))
+def _invalid_status(code: str, message: str) -> Answer:
+    """A ``status`` WordPress will not take, with the reason in ``data.details``."""
+    return _error(
+        400,
+        "rest_invalid_param",
+        "Invalid parameter(s): status",
+        details={"status": {"code": code, "message": message}},
+    )
+
+
+def _forbidden_context() -> Answer:
+    """``context=edit`` without a signed-in user."""
+    return _error(
+        401, "rest_forbidden_context", "Sorry, you are not allowed to edit posts in this post type."
+    )
 
 
 def sanitize_title(text: str) -> str:
@@ -442,7 +363,7 @@ def sanitize_title(text: str) -> str:
     return re.sub(r"-+", "-", slug).strip("-")
 
 
-def _json_body(seen: Seen) -> dict[str, Any]:
+def _json_body(seen: Recorded) -> dict[str, Any]:
     try:
         fields = json.loads(seen.body or b"{}")
     except ValueError:
@@ -479,37 +400,5 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-@contextmanager
-def serve(app: web.Application) -> Iterator[str]:
-    """Run an aiohttp app on 127.0.0.1 in a thread of its own; yields its base URL."""
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app, access_log=None)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    ready = threading.Event()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.SockSite(runner, sock).start())
-        ready.set()
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-        loop.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    ready.wait(10)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-
-
-@contextmanager
-def fake_wordpress(**settings: Any) -> Iterator[FakeWordPress]:
-    fake = FakeWordPress(**settings)
-    with serve(fake.app()) as url:
-        fake.url = url
-        yield fake
+def fake_wordpress(**settings: Any) -> AbstractContextManager[FakeWordPress]:
+    return FakeWordPress(**settings).running()

@@ -3,7 +3,7 @@ with its duration, without tags or cover art."""
 
 from __future__ import annotations
 
-import asyncio
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -11,7 +11,7 @@ import pytest
 from handlers.audio import AudioHandler
 from relay import detect
 from relay.errors import LimitExceeded, MediaError
-from relay.model import HandlerInput, HandlerOutput, Kind, Limits
+from relay.model import HandlerOutput, Kind, Limits
 from tests.clips import (
     LOCATION,
     all_tags,
@@ -25,19 +25,12 @@ from tests.clips import (
     stream,
     tone,
 )
+from tests.handlers_support import run_handler
 
 TAGS = ["-metadata", "title=Röstmemo", "-metadata", "artist=Anna Andersson"]
 
 
-def run(path: Path, mime: str | None = None, limits: Limits | None = None) -> HandlerOutput:
-    job = HandlerInput(
-        source=path,
-        mime=mime or detect.sniff(path),
-        filename=path.name,
-        workdir=path.parent / f"work-{path.name}",
-        limits=limits or Limits(),
-    )
-    return asyncio.run(AudioHandler().process(job))
+run = partial(run_handler, AudioHandler)
 
 
 def the_audio(output: HandlerOutput) -> tuple:
@@ -50,9 +43,10 @@ def the_audio(output: HandlerOutput) -> tuple:
 
 
 def cover(tmp_path: Path) -> list[str]:
+    """ffmpeg arguments that add a picture as a second input and keep both inputs' streams."""
     art = tmp_path / "cover.png"
     ffmpeg("-f", "lavfi", "-i", "color=c=red:s=64x64:d=0.1", "-frames:v", "1", str(art))
-    return ["-i", str(art)]
+    return ["-i", str(art), "-map", "0", "-map", "1"]
 
 
 def test_an_mp3_stays_mp3_without_tags_or_cover_art(tmp_path: Path) -> None:
@@ -60,10 +54,6 @@ def test_an_mp3_stays_mp3_without_tags_or_cover_art(tmp_path: Path) -> None:
     ffmpeg(
         *tone(),
         *cover(tmp_path),
-        "-map",
-        "0",
-        "-map",
-        "1",
         "-c:a",
         "libmp3lame",
         "-c:v",
@@ -109,10 +99,6 @@ def test_an_m4a_with_cover_art_loses_it(tmp_path: Path) -> None:
     ffmpeg(
         *tone(),
         *cover(tmp_path),
-        "-map",
-        "0",
-        "-map",
-        "1",
         "-c:a",
         "aac",
         "-c:v",

@@ -8,8 +8,9 @@ import hashlib
 import io
 import multiprocessing
 import zipfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,24 +22,12 @@ from handlers import handler_for
 from handlers.document import DocumentHandler
 from relay.errors import MediaError
 from relay.model import HandlerInput, HandlerOutput, Kind, Limits
+from tests.handlers_support import run_handler
 
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
 
-def process(
-    source: Path,
-    mime: str,
-    workdir: Path,
-    *,
-    limits: Limits | None = None,
-    run_blocking: Callable[..., Awaitable[Any]] | None = None,
-) -> HandlerOutput:
-    job = HandlerInput(source=source, mime=mime, filename=source.name, workdir=workdir)
-    if limits is not None:
-        job.limits = limits
-    if run_blocking is not None:
-        job.run_blocking = run_blocking
-    return asyncio.run(DocumentHandler().process(job))
+process = partial(run_handler, DocumentHandler)
 
 
 def pillow_pdf(path: Path, *pages: tuple[tuple[int, int], str]) -> Path:

@@ -10,8 +10,9 @@ import multiprocessing
 import os
 import struct
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from handlers import handler_for
 from handlers.image import MIMES, ImageHandler
 from relay.errors import LimitExceeded, MediaError
 from relay.model import HandlerInput, HandlerOutput, Kind, Limits
+from tests.handlers_support import run_handler
 
 GPS_IFD = 0x8825
 EXIF_IFD = 0x8769
@@ -48,20 +50,7 @@ SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def process(
-    source: Path,
-    mime: str,
-    workdir: Path,
-    *,
-    limits: Limits | None = None,
-    run_blocking: Callable[..., Awaitable[Any]] | None = None,
-) -> HandlerOutput:
-    job = HandlerInput(source=source, mime=mime, filename=source.name, workdir=workdir)
-    if limits is not None:
-        job.limits = limits
-    if run_blocking is not None:
-        job.run_blocking = run_blocking
-    return asyncio.run(ImageHandler().process(job))
+process = partial(run_handler, ImageHandler)
 
 
 def by_name(output: HandlerOutput) -> dict[str, Any]:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,7 @@ from tests.clips import (
     tone,
     web_ready_mp4,
 )
+from tests.handlers_support import run_handler
 
 FORBIDDEN_DEMUXERS = {"hls", "applehttp", "concat", "image2", "image2pipe", "lavfi", "tee"}
 
@@ -72,23 +74,7 @@ def every_run_is_safe(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[list[str
         assert_safe(args)
 
 
-def run(
-    path: Path,
-    mime: str | None = None,
-    limits: Limits | None = None,
-    progress: Callable[[float], None] | None = None,
-    options: dict | None = None,
-) -> HandlerOutput:
-    job = HandlerInput(
-        source=path,
-        mime=mime or detect.sniff(path),
-        filename=path.name,
-        workdir=path.parent / f"work-{path.name}",
-        limits=limits or Limits(),
-        progress=progress or (lambda fraction: None),
-        options=options or {},
-    )
-    return asyncio.run(VideoHandler().process(job))
+run = partial(run_handler, VideoHandler)
 
 
 def by_name(output: HandlerOutput) -> dict:
