@@ -103,6 +103,8 @@ class Post:
     created_at: datetime | None = None
     items: list[Item] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
+    auth_results: str | None = None
+    """The sender policy's verdict on a mailed post (an Authentication-Results value)."""
 
 
 # --- the handler seam -----------------------------------------------------------------------

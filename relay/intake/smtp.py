@@ -3,22 +3,38 @@
 RCPT takes only live secret addresses of the mail domain: the relay is never an open relay. The
 message is spooled durably and committed as a post before ``250 … queued as POST_ID``; if that
 fails the reply is a temporary ``451`` so the sending server keeps the message and tries again.
+
+At the end of DATA, in order: a message that passed more than ``MAX_HOPS`` servers is refused
+(a loop); the address's sender policy is checked (``relay.intake.policy``); a message this user
+already posted (same bytes, same Message-ID) answers with the existing post's id.
+
+Guessing secret addresses is made slow: each unknown recipient (and each failed AUTH) is answered
+after a delay that doubles with the client IP's recent failures, a connection ends with ``421``
+after ``max_failures`` of them, and an IP with many failures in the last hour gets ``421`` at its
+first one. The memory is per process: on several nodes, each keeps its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import logging
+import ssl
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, syntax
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
 from relay import auth, metrics
 from relay.db import Database, queries
+from relay.db.destinations import list_destinations
 from relay.errors import CATALOG
-from relay.intake.accept import Acceptor
-from relay.intake.smtpdata import CHUNK, DataReader
+from relay.intake import policy
+from relay.intake.accept import Acceptor, AlreadyAccepted, MailMeta
+from relay.intake.smtpdata import CHUNK, DataReader, HeaderFacts, scan_headers
 from relay.spool import Spool
 
 log = logging.getLogger("relay.smtp")
@@ -27,18 +43,156 @@ UNKNOWN = CATALOG["smtp.unknown_recipient"].smtp_reply
 TOO_MANY = CATALOG["smtp.too_many_recipients"].smtp_reply
 TOO_LARGE = CATALOG["smtp.message_too_large"].smtp_reply
 TEMPORARY = CATALOG["server.unavailable"].smtp_reply
+SENDER_REFUSED = CATALOG["smtp.sender_refused"].smtp_reply
+TOO_MANY_HOPS = CATALOG["smtp.too_many_hops"].smtp_reply
+TOO_MANY_UNKNOWN = CATALOG["smtp.too_many_unknown_recipients"].smtp_reply
+TOO_MANY_LOGINS = CATALOG["smtp.too_many_auth_failures"].smtp_reply
+BAD_LOGIN = "535 5.7.8 Authentication credentials invalid"
+
+MAX_HOPS = 30
+"""Received fields a message may carry; more is a loop (RFC 5321 6.3)."""
+MAX_DELAY = 10.0
+"""The longest wait before a failing answer."""
+IP_FAILURES = 4
+"""Times ``max_failures`` one IP may fail within ``FailureGuard.window`` before each of its
+connections ends at its first failure."""
+
+# Commands per connection (aiosmtpd answers ``421`` and closes past them). A server delivering
+# a queue reuses one connection for many messages (Postfix up to 100, Exim 500), so the
+# transaction commands get room for that; everything else (HELP, VRFY, STARTTLS, …) gets 20.
+CALL_LIMITS = {
+    "*": 20,
+    "EHLO": 1000,
+    "HELO": 1000,
+    "MAIL": 1000,
+    "RCPT": 1000,
+    "DATA": 1000,
+    "RSET": 1000,
+    "NOOP": 100,
+    "AUTH": 10,
+}
+
+
+class FailureGuard:
+    """Failed RCPTs and logins per client IP over the last ``window`` seconds, in memory."""
+
+    def __init__(self, window: float = 3600.0, max_entries: int = 10_000) -> None:
+        self.window = window
+        self.max_entries = max_entries
+        self._seen: dict[str, tuple[int, float]] = {}
+
+    def count(self, ip: str) -> int:
+        count, last = self._seen.get(ip, (0, 0.0))
+        return count if time.monotonic() - last < self.window else 0
+
+    def add(self, ip: str) -> int:
+        count = self.count(ip) + 1
+        self._seen[ip] = (count, time.monotonic())
+        if len(self._seen) > self.max_entries:
+            self._trim()
+        return count
+
+    def _trim(self) -> None:
+        # A flood of addresses must not grow the map without bound: forget the quietest tenth.
+        by_age = sorted(self._seen.items(), key=lambda entry: entry[1][1])
+        for ip, _ in by_age[: max(1, len(by_age) // 10)]:
+            del self._seen[ip]
+
+
+@dataclass(slots=True)
+class Recipient:
+    """The secret address a message goes to, as RCPT found it."""
+
+    address_id: str
+    user_id: str
+    user_name: str
+    reply: bool
+    rule: policy.AddressPolicy
+    mode: str | None
+    private: bool = False
+    draft: bool = False
+    only_destination: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedIn:
+    user_id: str
+    login: str
 
 
 class RelaySMTP(SMTP):
     """aiosmtpd's protocol with a DATA phase that streams into the spool in large chunks
-    (``smtpdata.DataReader``), and size refusals said with the enhanced code ``5.3.4``."""
+    (``smtpdata.DataReader``), size refusals said with the enhanced code ``5.3.4``, slowed and
+    limited failures, and AUTH checked against the API tokens in the database."""
 
     event_handler: MailHandler
 
-    async def push(self, status: str) -> None:
-        if status.startswith("552 Error"):
+    def __init__(
+        self,
+        handler: MailHandler,
+        *,
+        guard: FailureGuard | None = None,
+        max_failures: int = 5,
+        failure_delay: float = 0.25,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(handler, **kwargs)
+        self.guard = guard or FailureGuard()
+        self.max_failures = max_failures
+        self.failure_delay = failure_delay
+        self.failures = 0
+        self._offered: LoginPassword | None = None
+
+    async def push(self, status: str | bytes) -> None:  # type: ignore[override]
+        if isinstance(status, str) and status.startswith("552 Error"):
             status = TOO_LARGE
         await super().push(status)
+        closing = status.startswith("421" if isinstance(status, str) else b"421")
+        if closing and self.transport is not None:
+            self.transport.close()  # 421 says the server is closing the connection: do so
+
+    @property
+    def peer_ip(self) -> str:
+        peer = self.session.peer if self.session else None
+        return str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+
+    async def failed(self, answer: str, last_answer: str) -> str:
+        """Count a failure of this client and wait before saying ``answer``; past the limits,
+        ``last_answer`` (a ``421``) instead, which ends the connection."""
+        before = self.guard.count(self.peer_ip)
+        count = self.guard.add(self.peer_ip)
+        self.failures += 1
+        await asyncio.sleep(min(MAX_DELAY, self.failure_delay * 2 ** min(count - 1, 20)))
+        if self.failures > self.max_failures or before >= self.max_failures * IP_FAILURES:
+            log.warning("%s: too many failures; closing", self.peer_ip)
+            return last_answer
+        return answer
+
+    # --- AUTH: user name and an API token ----------------------------------------------------
+
+    def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
+        # aiosmtpd calls this synchronously; checking a token needs the database, so keep the
+        # credentials for _checked, which awaits the lookup.
+        self._offered = auth_data if isinstance(auth_data, LoginPassword) else None
+        return AuthResult(success=False, handled=False)
+
+    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:  # noqa: N802
+        return await self._checked(await super().auth_PLAIN(_, args))
+
+    async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:  # noqa: N802
+        return await self._checked(await super().auth_LOGIN(_, args))
+
+    async def _checked(self, result: AuthResult) -> AuthResult:
+        offered, self._offered = self._offered, None
+        if offered is None:
+            return result  # malformed or cancelled: aiosmtpd has answered already
+        user = await self.event_handler.login(offered.login, offered.password)
+        if user is not None:
+            return AuthResult(success=True, auth_data=user)
+        answer = await self.failed(BAD_LOGIN, TOO_MANY_LOGINS)
+        return AuthResult(success=False, handled=False, message=answer)
+
+    # --- DATA ---------------------------------------------------------------------------------
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
@@ -53,7 +207,8 @@ class RelaySMTP(SMTP):
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         writer = self.event_handler.spool.writer()
-        writer.write(self._received_header())
+        received = self._received_header()
+        writer.write(received)
         reader = DataReader(writer, self.data_size_limit)
         try:
             while not reader.done:
@@ -74,6 +229,8 @@ class RelaySMTP(SMTP):
             await self.push(TOO_LARGE)
             return
         self.envelope.relay_writer = writer  # type: ignore[attr-defined]
+        self.envelope.relay_reader = reader  # type: ignore[attr-defined]
+        self.envelope.relay_skip = len(received)  # type: ignore[attr-defined]
         self.envelope.content = self.envelope.original_content = None
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
@@ -82,11 +239,12 @@ class RelaySMTP(SMTP):
     def _received_header(self) -> bytes:
         session = self.session
         helo = _header_safe(session.host_name or "unknown") if session else "unknown"
-        peer = session.peer[0] if session and session.peer else "unknown"
+        peer = _header_safe(self.peer_ip)
         stamp = email.utils.format_datetime(datetime.now(UTC))
+        tls = " (TLS)" if self._tls_protocol is not None else ""
         return (
             f"Received: from {helo} ([{peer}])\r\n\tby {_header_safe(self.hostname)} (relay) "
-            f"with ESMTP; {stamp}\r\n"
+            f"with ESMTP{tls}; {stamp}\r\n"
         ).encode("utf-8", "replace")
 
 
@@ -95,44 +253,122 @@ def _header_safe(value: str) -> str:
 
 
 class MailHandler:
-    def __init__(self, db: Database, spool: Spool, acceptor: Acceptor, domain: str) -> None:
+    def __init__(
+        self,
+        db: Database,
+        spool: Spool,
+        acceptor: Acceptor,
+        domain: str,
+        *,
+        resolver: policy.Dns | None = None,
+        authserv_id: str = "",
+    ) -> None:
         self.db = db
         self.spool = spool
         self.acceptor = acceptor
         self.domain = domain
+        self.resolver = resolver or policy.Dns()
+        self.authserv_id = authserv_id or domain
+
+    async def login(self, login: bytes, password: bytes) -> LoggedIn | None:
+        """A user name and one of that user's API tokens."""
+        try:
+            name = login.decode("utf-8")
+            token = password.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+
+        def check(conn: Any) -> str | None:
+            owner = queries.user_for_token(conn, token)
+            if owner is None or owner != queries.user_id_by_name(conn, name):
+                return None
+            return owner
+
+        try:
+            user_id = await self.db.read(check)
+        except Exception:
+            log.exception("login lookup failed")
+            return None
+        return LoggedIn(user_id, name) if user_id else None
 
     async def handle_RCPT(
         self,
-        server: SMTP,
+        server: RelaySMTP,
         session: Session,
         envelope: Envelope,
         address: str,
         rcpt_options: list[str],
     ) -> str:
         found = auth.split_address(address, self.domain)
-        user_id = None
+        row = None
         if found is not None:
             try:
-                user_id = await self.db.read(queries.user_for_address, found[0])
+                row = await self.db.read(queries.recipient, found[0])
             except Exception:
                 log.exception("address lookup failed")
                 return TEMPORARY
-        if user_id is None:
+        if row is None:
             metrics.smtp_recipients_refused.inc()
-            return UNKNOWN
-        owner = getattr(envelope, "relay_user", None)
-        if owner is not None and owner != user_id:
-            return TOO_MANY  # one message is one post of one user; the client sends again
-        envelope.relay_user = user_id  # type: ignore[attr-defined]
+            return await server.failed(UNKNOWN, TOO_MANY_UNKNOWN)
+        assert found is not None
+        current: Recipient | None = getattr(envelope, "relay_recipient", None)
+        if current is not None:
+            if current.address_id == row["id"] and current.mode == found[1]:
+                return "250 2.1.5 OK"  # the same recipient again: still one post
+            return TOO_MANY  # one message is one post at one address; the client sends again
+        recipient = Recipient(
+            address_id=row["id"],
+            user_id=row["user_id"],
+            user_name=row["name"],
+            reply=bool(row["reply_to_sender"]),
+            rule=policy.AddressPolicy(
+                row["sender_policy"] or policy.ANYONE, tuple(row["allowed_senders"])
+            ),
+            mode=found[1],
+        )
+        try:
+            await self._apply_modes(recipient)
+        except Exception:
+            log.exception("destination lookup failed")
+            return TEMPORARY
+        envelope.relay_recipient = recipient  # type: ignore[attr-defined]
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        user_id: Any = getattr(envelope, "relay_user", None)
+    async def _apply_modes(self, recipient: Recipient) -> None:
+        """``SECRET+private@``, ``SECRET+draft@``, ``SECRET+DESTINATION@`` (a destination's id
+        or type), joined with ``+``. A mode that names nothing is ignored: the mail still
+        arrives, as if sent to the plain address."""
+        if not recipient.mode:
+            return
+        wanted = [part for part in recipient.mode.split("+") if part]
+        recipient.private = "private" in wanted
+        recipient.draft = "draft" in wanted
+        others = [part for part in wanted if part not in ("private", "draft")]
+        if not others:
+            return
+        rows = await self.db.read(list_destinations, recipient.user_id)
+        for part in others:
+            for row in rows:
+                by_id = part == row["id"].lower()
+                if by_id or part == row["type"].lower():
+                    # create_deliveries matches the stored value against an id or a type
+                    recipient.only_destination = row["id"] if by_id else row["type"]
+                    return
+
+    async def handle_DATA(self, server: RelaySMTP, session: Session, envelope: Envelope) -> str:
+        recipient: Recipient = envelope.relay_recipient  # type: ignore[attr-defined]
         writer = getattr(envelope, "relay_writer", None)
+        reader: DataReader | None = getattr(envelope, "relay_reader", None)
+        skip: int = getattr(envelope, "relay_skip", 0)
         if writer is None:  # aiosmtpd's own DATA phase (not used by RelaySMTP)
             writer = self.spool.writer()
             writer.write(envelope.original_content or b"")
+        facts = scan_headers(bytes(reader.head) if reader is not None else b"")
+        if facts.received > MAX_HOPS:
+            writer.abort()
+            metrics.smtp_messages.labels("refused").inc()
+            return TOO_MANY_HOPS
         try:
             name = await writer.commit()
         except Exception:
@@ -140,8 +376,44 @@ class MailHandler:
             log.exception("spooling a message failed")
             metrics.smtp_messages.labels("temporary_error").inc()
             return CATALOG["storage.unavailable"].smtp_reply
+        logged_in: LoggedIn | None = session.auth_data if session.authenticated else None
         try:
-            post = await self.acceptor.accept(user_id, mail_spool_name=name, source="smtp")
+            verdict = await self._verdict(
+                server, session, envelope, recipient, facts, self.spool.path(name), skip, logged_in
+            )
+        except Exception:
+            self.spool.remove(name)
+            log.exception("checking the sender failed")
+            metrics.smtp_messages.labels("temporary_error").inc()
+            return TEMPORARY
+        if not verdict.passed:
+            self.spool.remove(name)
+            log.info("sender refused for address %s: %s", recipient.address_id, verdict.reason)
+            metrics.smtp_messages.labels("refused").inc()
+            return SENDER_REFUSED
+        meta = MailMeta(
+            message_id=facts.message_id,
+            content_sha256=reader.sha256 if reader is not None else None,
+            sender=facts.sender,
+            auth_results=verdict.auth_results,
+            reply=recipient.reply
+            and verdict.authenticated
+            and _answerable(_envelope_sender(envelope), facts),
+        )
+        try:
+            post = await self.acceptor.accept(
+                recipient.user_id,
+                mail_spool_name=name,
+                source="smtp",
+                private=recipient.private,
+                draft=recipient.draft,
+                only_destination=recipient.only_destination,
+                mail=meta,
+            )
+        except AlreadyAccepted as already:
+            self.spool.remove(name)
+            metrics.smtp_messages.labels("duplicate").inc()
+            return f"250 2.0.0 OK queued as {already.post_id}"
         except Exception:
             self.spool.remove(name)
             log.exception("committing a message failed")
@@ -151,13 +423,91 @@ class MailHandler:
         metrics.accepted_bytes.labels("smtp").inc(writer.size)
         return f"250 2.0.0 OK queued as {post.id}"
 
+    async def _verdict(
+        self,
+        server: RelaySMTP,
+        session: Session,
+        envelope: Envelope,
+        recipient: Recipient,
+        facts: HeaderFacts,
+        path: Path,
+        skip: int,
+        logged_in: LoggedIn | None,
+    ) -> policy.Verdict:
+        mail_from = _envelope_sender(envelope)
+        owner = logged_in is not None and logged_in.user_id == recipient.user_id
+        incoming = policy.Incoming(
+            client_ip=server.peer_ip,
+            helo=session.host_name or "",
+            mail_from=mail_from,
+            facts=facts,
+            read=lambda: _read_from(path, skip),
+            auth_user=logged_in.login if owner and logged_in else None,
+        )
+        # Whether the sender is proven matters for a reply too; only then look it up under a
+        # policy that does not need it (each check may cost DNS lookups).
+        identify = recipient.reply and _answerable(mail_from, facts)
+        if recipient.rule.policy in (policy.ANYONE, policy.ALLOWLIST) and not identify:
+            return policy.evaluate(
+                recipient.rule, incoming, authserv_id=self.authserv_id, resolver=self.resolver
+            )  # no DNS, no reading: cheap enough for the event loop
+        return await asyncio.to_thread(
+            policy.evaluate,
+            recipient.rule,
+            incoming,
+            authserv_id=self.authserv_id,
+            resolver=self.resolver,
+            identify=identify,
+        )
 
-def smtp_factory(handler: MailHandler, max_bytes: int, hostname: str | None) -> RelaySMTP:
+
+def _envelope_sender(envelope: Envelope) -> str:
+    """MAIL FROM's address; empty for the null reverse path of a bounce (aiosmtpd keeps it
+    as ``<>``)."""
+    sender = envelope.mail_from or ""
+    return "" if sender == "<>" else sender
+
+
+def _answerable(mail_from: str, facts: HeaderFacts) -> bool:
+    """A message a reply may answer: not a bounce, not automatic, one From address."""
+    return bool(mail_from) and not facts.automatic and facts.from_count == 1 and bool(facts.sender)
+
+
+def _read_from(path: Path, skip: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(skip)
+        return f.read()
+
+
+def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def smtp_factory(
+    handler: MailHandler,
+    max_bytes: int,
+    hostname: str | None,
+    *,
+    tls: ssl.SSLContext | None = None,
+    require_tls: bool = False,
+    guard: FailureGuard | None = None,
+    max_failures: int = 5,
+    failure_delay: float = 0.25,
+) -> RelaySMTP:
     return RelaySMTP(
         handler,
+        guard=guard,
+        max_failures=max_failures,
+        failure_delay=failure_delay,
         data_size_limit=max_bytes,
         enable_SMTPUTF8=True,
         decode_data=False,
         hostname=hostname or None,
         ident="relay ESMTP",
+        tls_context=tls,
+        require_starttls=require_tls,
+        auth_require_tls=True,
+        command_call_limit=CALL_LIMITS,
     )

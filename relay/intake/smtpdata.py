@@ -6,14 +6,24 @@ into a sink (the spool), so a 50 MB message is never held in memory. Semantics f
 only ``CRLF.CRLF`` ends the data (a bare LF or bare CR around the dot does not: no smuggling of a
 second message), a message over the size limit is read to its end and then refused, and bytes
 after the terminator (a pipelining client's next commands) go back to the reader.
+
+The reader also hashes the message and keeps the start of it, so the door can tell a message it
+already took (same bytes, same Message-ID) and read the header block without opening the spool
+file again: :func:`scan_headers` reads that block within fixed bounds.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
+from dataclasses import dataclass, field
+from email import policy
 from typing import Protocol
 
 END = b"\r\n.\r\n"
 CHUNK = 256 * 1024
+HEAD = 256 * 1024
+"""Bytes of the message kept for its header block; fields past it are not seen."""
 
 
 class Sink(Protocol):
@@ -27,12 +37,15 @@ class DataReader:
     a first line ``..x`` is unstuffed like any other; that virtual CRLF is never written.
     """
 
-    def __init__(self, sink: Sink | None, limit: int | None) -> None:
+    def __init__(self, sink: Sink | None, limit: int | None, head_limit: int = HEAD) -> None:
         self.sink = sink
         self.limit = limit
         self.size = 0
         self.too_large = False
         self.done = False
+        self.head = bytearray()
+        self._head_limit = head_limit
+        self._sha = hashlib.sha256()
         self._pending = b"\r\n"
         self._skip = 2  # bytes of the virtual CRLF still to drop
 
@@ -67,5 +80,127 @@ class DataReader:
         self.size += len(data)
         if self.limit is not None and self.size > self.limit:
             self.too_large = True
-        if not self.too_large and self.sink is not None:
+        if self.too_large:
+            return
+        if len(self.head) < self._head_limit:
+            self.head += data[: self._head_limit - len(self.head)]
+        self._sha.update(data)
+        if self.sink is not None:
             self.sink.write(data)
+
+    @property
+    def sha256(self) -> str:
+        """Of the message as the client sent it (unstuffed), without what the relay adds."""
+        return self._sha.hexdigest()
+
+
+# --- the header block ---------------------------------------------------------------------------
+
+MAX_FIELD_LINES = 2000
+"""Header lines looked at; a real header block has a few dozen to a few hundred."""
+MAX_VALUE = 2000
+"""Characters kept of one field's value."""
+_MAX_PARENS = 50
+"""More comments than this and a structured value is not handed to the stdlib parser, whose
+comment handling is slow on deep nesting."""
+_FIELD = re.compile(rb"([!-9;-~]{1,100})[ \t]*:(.*)", re.DOTALL)
+_BRACKETED = re.compile(r"<([^<>]*)>")
+_WANTED = (b"from", b"message-id", b"auto-submitted", b"precedence")
+
+
+@dataclass(slots=True)
+class HeaderFacts:
+    """What the door needs from a message's header block before it becomes a post."""
+
+    received: int = 0
+    from_count: int = 0
+    sender: str | None = None
+    """The first From field's address (``local@domain``), or None when there is none usable;
+    with ``from_count`` over 1 it identifies no one (the sender policy treats it so)."""
+    message_id: str | None = None
+    """The Message-ID without its angle brackets, as the mail parser stores it."""
+    automatic: bool = False
+    """Auto-Submitted (other than ``no``) or Precedence bulk/junk/list: never answered."""
+    values: dict[str, str] = field(default_factory=dict)
+
+
+def scan_headers(head: bytes) -> HeaderFacts:
+    """Read the header block at the start of ``head`` in one bounded pass over its lines."""
+    facts = HeaderFacts()
+    name: bytes | None = None
+    value = bytearray()
+
+    def close() -> None:
+        if name is None:
+            return
+        key = name.lower()
+        if key == b"received":
+            facts.received += 1
+        elif key == b"from":
+            facts.from_count += 1
+        if key in _WANTED and key.decode() not in facts.values:
+            text = bytes(value[: MAX_VALUE * 2]).decode("utf-8", "surrogateescape")
+            facts.values[key.decode()] = text[:MAX_VALUE].strip()
+
+    for count, raw_line in enumerate(head.split(b"\n")):
+        line = raw_line[:-1] if raw_line.endswith(b"\r") else raw_line
+        if count >= MAX_FIELD_LINES or not line:
+            break
+        if line[:1] in (b" ", b"\t"):
+            if name is None:
+                break  # a message that starts with a continuation has no header block
+            if len(value) < MAX_VALUE * 2:
+                value += line
+            continue
+        found = _FIELD.fullmatch(line)
+        close()
+        if found is None:
+            name = None
+            break  # not a field: the body starts here (a sender that forgot the blank line)
+        name, value = found.group(1), bytearray(found.group(2))
+    close()
+    facts.sender = _sender(facts.values.get("from"))
+    facts.message_id = _message_id(facts.values.get("message-id"))
+    auto = facts.values.get("auto-submitted", "").split(";")[0].strip().lower()
+    precedence = facts.values.get("precedence", "").strip().lower()
+    facts.automatic = bool(auto and auto != "no") or precedence in ("bulk", "junk", "list")
+    return facts
+
+
+def _header(name: str, value: str) -> object | None:
+    if value.count("(") > _MAX_PARENS:
+        return None
+    try:
+        return policy.default.header_factory(name, value)
+    except Exception:
+        return None  # the stdlib parser fails on malformed values in many ways
+
+
+def _sender(value: str | None) -> str | None:
+    """The address of a From value, through the stdlib's header objects (never parseaddr)."""
+    if not value:
+        return None
+    header = _header("from", value)
+    try:
+        addr_spec = str(header.addresses[0].addr_spec)  # type: ignore[union-attr]
+    except Exception:
+        return None  # no header object, a group without members, or no address at all
+    addr_spec = addr_spec.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    addr_spec = "".join(ch for ch in addr_spec if not ch.isspace() and ch.isprintable())
+    local, at, domain = addr_spec.rpartition("@")
+    if not (at and local and domain) or "<" in addr_spec or ">" in addr_spec:
+        return None
+    return addr_spec
+
+
+def _message_id(value: str | None) -> str | None:
+    if not value:
+        return None
+    header = _header("message-id", value)
+    text = str(header) if header is not None else value
+    bracketed = _BRACKETED.search(text)
+    if bracketed:
+        text = bracketed.group(1)
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    text = "".join(ch for ch in text if not ch.isspace() and ch.isprintable())
+    return text[:500] or None

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from relay import jobs
+from relay import jobs, reply
 from relay.db import Database, destinations, queries
 from relay.errors import PublishError, TransientPublishError
 from relay.model import DeliveryStatus, ItemStatus, Kind, Post
@@ -40,6 +40,7 @@ def settle(conn: Connection, post_id: str, max_attempts: int = ATTEMPTS) -> bool
         return False
     for delivery_id in destinations.create_deliveries(conn, post_id):
         jobs.enqueue(conn, DELIVER, delivery_id, max_attempts)
+    reply.release(conn, post_id)  # with no deliveries, a held reply to the sender goes now
     return True
 
 
@@ -186,6 +187,7 @@ class Publisher:
                 )
             destinations.set_delivery(conn, job.ref, attempts=job.attempts, **values)
             jobs.complete(conn, job)
+            _release_reply(conn, job.ref)
 
         if error is not None:
             log.warning("delivery %s failed: %s", job.ref, error)
@@ -200,3 +202,10 @@ class Publisher:
             error_code="publish.unreachable",
             error_message=detail[:300],
         )
+        _release_reply(conn, job.ref)
+
+
+def _release_reply(conn: Connection, delivery_id: str) -> None:
+    row = destinations.delivery_row(conn, delivery_id)
+    if row is not None:
+        reply.release(conn, row["post_id"])

@@ -1,0 +1,298 @@
+"""The reply: a user who turns it on (``relay user reply NAME --on``) gets an answer to each
+mailed post, once the post is ready and each of its deliveries has an outcome, with the page link
+and what each destination did.
+
+Replies go only to a proven sender: SMTP AUTH as the address's owner, or a DKIM or SPF pass
+aligned with the From domain (see ``relay.intake.policy``). Anyone can write any From line, so a
+reply to an unproven one would be backscatter to whoever was forged. Bounces (a null envelope
+sender) and automatic mail (Auto-Submitted, Precedence bulk/junk/list) are never answered, and
+the reply says ``Auto-Submitted: auto-replied`` so another robot does not answer it.
+
+Whether a message is to be answered is known only at the door, so the SMTP door enqueues a
+``reply`` job with the post, held ``HOLD_SECONDS`` in the future; :func:`release` makes it due
+once no delivery is pending (called where a post becomes ready and where a delivery's outcome is
+recorded). If that is missed, the held job runs at its time anyway and waits for the deliveries
+by itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from typing import Any
+
+from sqlalchemy import Connection, func, select, text, update
+
+from relay import jobs
+from relay.config import Settings
+from relay.db import Database
+from relay.db.schema import deliveries, destinations, posts, users
+from relay.db.schema import jobs as jobs_table
+from relay.model import DeliveryStatus, PostStatus
+
+log = logging.getLogger("relay.reply")
+
+REPLY = "reply"
+HOLD_SECONDS = 3 * 86400.0
+"""Longer than a post takes to process and deliver (deliveries give up after a day)."""
+WAIT_SECONDS = 3600.0
+"""When the held job finds deliveries still pending, it looks again this much later."""
+SEND_SECONDS = 60.0
+
+
+def hold(conn: Connection, post_id: str, max_attempts: int) -> None:
+    jobs.enqueue(conn, REPLY, post_id, max_attempts, delay=HOLD_SECONDS)
+
+
+def release(conn: Connection, post_id: str) -> bool:
+    """Make the post's held reply due if none of its deliveries is pending; True if it did."""
+    held = conn.execute(
+        select(jobs_table.c.id).where(
+            jobs_table.c.kind == REPLY,
+            jobs_table.c.ref == post_id,
+            jobs_table.c.status == jobs.QUEUED,
+        )
+    ).scalar()
+    if held is None:
+        return False  # most posts: no reply wanted
+    if conn.dialect.name == "postgresql":
+        # Two deliveries of one post finishing at once: each would see the other still pending
+        # and neither release. With the lock the second one sees the first committed.
+        key = int.from_bytes(hashlib.sha256(post_id.encode()).digest()[:7], "big")
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    if _pending(conn, post_id):
+        return False
+    conn.execute(update(jobs_table).where(jobs_table.c.id == held).values(run_at=time.time()))
+    return True
+
+
+def _pending(conn: Connection, post_id: str) -> int:
+    return conn.execute(
+        select(func.count())
+        .select_from(deliveries)
+        .where(
+            deliveries.c.post_id == post_id,
+            deliveries.c.status == DeliveryStatus.PENDING.value,
+        )
+    ).scalar_one()
+
+
+def _postpone(conn: Connection, job: jobs.Job, delay: float) -> None:
+    # Waiting is not a failed attempt: give the claim's attempt back.
+    conn.execute(
+        update(jobs_table)
+        .where(jobs_table.c.id == job.id)
+        .values(
+            status=jobs.QUEUED,
+            run_at=time.time() + delay,
+            lease_until=None,
+            locked_by=None,
+            attempts=max(0, job.attempts - 1),
+        )
+    )
+
+
+def reply_address(sender: str | None, auth_results: str | None, owner: str) -> str | None:
+    """Where the reply goes, if the stored verdict proves ``sender``; else None."""
+    from relay.intake.policy import aligned, domain_of, proven_by
+
+    if not sender:
+        return None
+    users_ok, domains = proven_by(auth_results)
+    if owner in users_ok:
+        return sender
+    from_domain = domain_of(sender)
+    if any(aligned(domain, from_domain) for domain in domains):
+        return sender
+    return None
+
+
+def one_line(value: str, limit: int = 200) -> str:
+    """Text from a message, fit for a header: controls (CR and LF among them) become spaces."""
+    cleaned = "".join(" " if not ch.isprintable() else ch for ch in value)
+    return " ".join(cleaned.split())[:limit]
+
+
+def _message_id(value: str | None) -> str | None:
+    if not value:
+        return None
+    kept = "".join(ch for ch in value if 33 <= ord(ch) <= 126 and ch not in "<>")[:250]
+    return f"<{kept}>" if "@" in kept else None
+
+
+def build_reply(
+    *,
+    sender: str,
+    to: str,
+    title: str,
+    message_id: str | None,
+    page_url: str,
+    outcomes: list[dict[str, Any]],
+    domain: str,
+) -> EmailMessage:
+    message = EmailMessage(policy=policy.SMTP)
+    message["From"] = Address(addr_spec=sender)
+    message["To"] = Address(addr_spec=to)
+    title = one_line(title)
+    message["Subject"] = f"Re: {title}" if title else "Re: your post"
+    original = _message_id(message_id)
+    if original:
+        message["In-Reply-To"] = original
+        message["References"] = original
+    message["Date"] = format_datetime(datetime.now(UTC))
+    message["Message-ID"] = make_msgid("reply", domain=domain)
+    message["Auto-Submitted"] = "auto-replied"
+    lines = [f"Your post is online: {page_url}", ""]
+    if outcomes:
+        lines.append("Destinations:")
+        for outcome in outcomes:
+            result = outcome["status"]
+            if outcome.get("remote_url"):
+                result += f" {outcome['remote_url']}"
+            elif outcome.get("error"):
+                result += f" ({outcome['error']})"
+            lines.append(f"- {outcome['type']} {outcome['id']}: {one_line(result, 500)}")
+    else:
+        lines.append("It goes to no destination (private, draft, or none set up).")
+    message.set_content("\n".join(lines) + "\n")
+    return message
+
+
+def _load(conn: Connection, post_id: str) -> dict[str, Any] | None:
+    row = conn.execute(
+        select(
+            posts.c.id,
+            posts.c.title,
+            posts.c.status,
+            posts.c.sender,
+            posts.c.message_id,
+            posts.c.auth_results,
+            users.c.name,
+            users.c.reply_to_sender,
+        )
+        .join(users, users.c.id == posts.c.user_id)
+        .where(posts.c.id == post_id)
+    ).first()
+    if row is None:
+        return None
+    found = dict(row._mapping)
+    found["deliveries"] = [
+        dict(r._mapping)
+        for r in conn.execute(
+            select(
+                deliveries.c.status,
+                deliveries.c.remote_url,
+                deliveries.c.error_message,
+                deliveries.c.created_at,
+                destinations.c.id,
+                destinations.c.type,
+            )
+            .join(destinations, destinations.c.id == deliveries.c.destination_id)
+            .where(deliveries.c.post_id == post_id)
+            .order_by(deliveries.c.created_at)
+        )
+    ]
+    return found
+
+
+class Replier:
+    def __init__(self, db: Database, settings: Settings, page_url: Callable[[str], str]) -> None:
+        self.db = db
+        self.settings = settings
+        self.page_url = page_url
+
+    @property
+    def sender(self) -> str:
+        return self.settings.reply_from or f"relay@{self.settings.mail_domain}"
+
+    async def run(self, job: jobs.Job) -> None:
+        found = await self.db.read(_load, job.ref)
+        if found is None:
+            await self.db.run(jobs.complete, job)
+            return
+        waiting = found["status"] != PostStatus.READY or any(
+            d["status"] == DeliveryStatus.PENDING for d in found["deliveries"]
+        )
+        if waiting:
+            await self.db.run(_postpone, job, WAIT_SECONDS)
+            return
+        to = reply_address(found["sender"], found["auth_results"], found["name"])
+        if not found["reply_to_sender"] or to is None or not self.settings.outbound_smtp_host:
+            if found["reply_to_sender"] and not self.settings.outbound_smtp_host:
+                log.warning("post %s: no reply: RELAY_OUTBOUND_SMTP_HOST is not set", job.ref)
+            await self.db.run(jobs.complete, job)
+            return
+        outcomes = [
+            {
+                "id": d["id"],
+                "type": d["type"],
+                "status": d["status"],
+                "remote_url": d["remote_url"],
+                "error": d["error_message"],
+            }
+            for d in found["deliveries"]
+        ]
+        try:
+            message = build_reply(
+                sender=self.sender,
+                to=to,
+                title=found["title"] or "",
+                message_id=found["message_id"],
+                page_url=self.page_url(found["id"]),
+                outcomes=outcomes,
+                domain=self.settings.mail_domain,
+            )
+        except (ValueError, TypeError, IndexError) as exc:
+            # An address the stdlib will not put in a header: nothing to retry.
+            log.warning("post %s: no reply to %r: %s", job.ref, to, exc)
+            await self.db.run(jobs.complete, job)
+            return
+        try:
+            await self._send(message, to)
+        except Exception as exc:
+            if not _permanent(exc):
+                raise  # the queue retries with backoff
+            log.warning("post %s: the outbound server refused the reply: %s", job.ref, exc)
+        else:
+            log.info("post %s: replied to the sender", job.ref)
+        await self.db.run(jobs.complete, job)
+
+    async def _send(self, message: EmailMessage, to: str) -> None:
+        import aiosmtplib
+
+        settings = self.settings
+        implicit = settings.outbound_smtp_port == 465
+        await aiosmtplib.send(
+            message,
+            sender=self.sender,
+            recipients=[to],
+            hostname=settings.outbound_smtp_host,
+            port=settings.outbound_smtp_port,
+            username=settings.outbound_smtp_username or None,
+            password=settings.outbound_smtp_password or None,
+            use_tls=implicit,
+            start_tls=False if implicit else settings.outbound_smtp_starttls,
+            timeout=SEND_SECONDS,
+        )
+
+    def give_up(self, conn: Connection, job: jobs.Job, code: str, detail: str) -> None:
+        # Nothing to record on the post: a reply is a courtesy, its loss only logged.
+        log.warning("post %s: the reply could not be sent: %s", job.ref, detail[:300])
+
+
+def _permanent(exc: Exception) -> bool:
+    """A 5xx from the outbound server: sending again gets the same answer."""
+    import aiosmtplib
+
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        return all(500 <= r.code < 600 for r in exc.recipients)
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return 500 <= exc.code < 600
+    return False

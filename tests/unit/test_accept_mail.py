@@ -1,0 +1,129 @@
+"""``accept`` for mail: a message taken twice is one post (also when both copies commit at once),
+what the door learned is stored, and a held reply is released when the deliveries settle. On
+SQLite and (with RELAY_TEST_DATABASE_URL) PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from relay import reply
+from relay.db import Database, destinations, queries
+from relay.db.schema import jobs as jobs_table
+from relay.db.schema import posts
+from relay.intake.accept import Acceptor, AlreadyAccepted, MailMeta
+from relay.model import DeliveryStatus
+from relay.publish.deliver import settle
+
+META = MailMeta(
+    message_id="m1@example.org",
+    content_sha256="ab" * 32,
+    sender="anna@example.org",
+    auth_results="relay.example; dkim=pass header.d=example.org",
+)
+
+
+def _user(db: Database, name: str = "anna") -> str:
+    with db.begin() as conn:
+        return queries.add_user(conn, name)
+
+
+def _count(db: Database) -> int:
+    with db.begin() as conn:
+        return conn.execute(select(func.count()).select_from(posts)).scalar_one()
+
+
+def test_the_same_message_twice_is_one_post(database: Database) -> None:
+    user_id = _user(database)
+    acceptor = Acceptor(database, 5, lambda: None)
+
+    async def twice() -> list[object]:
+        return await asyncio.gather(
+            *(
+                acceptor.accept(user_id, mail_spool_name=f"s{n}", source="smtp", mail=META)
+                for n in range(4)
+            ),
+            return_exceptions=True,
+        )
+
+    results = asyncio.run(twice())
+    made = [r for r in results if not isinstance(r, BaseException)]
+    repeats = [r for r in results if isinstance(r, AlreadyAccepted)]
+    assert len(made) == 1 and len(repeats) == 3
+    assert {r.post_id for r in repeats} == {made[0].id}  # type: ignore[union-attr]
+    assert _count(database) == 1
+    with database.begin() as conn:
+        row = queries.post_row(conn, made[0].id)  # type: ignore[union-attr]
+    assert row is not None
+    assert (row["message_id"], row["content_sha256"], row["sender"]) == (
+        "m1@example.org",
+        "ab" * 32,
+        "anna@example.org",
+    )
+    assert row["auth_results"] == META.auth_results
+
+
+def test_copies_of_other_users_or_without_message_id_are_new_posts(database: Database) -> None:
+    anna, bob = _user(database, "anna"), _user(database, "bob")
+    acceptor = Acceptor(database, 5, lambda: None)
+    no_id = MailMeta(content_sha256="cd" * 32)
+
+    async def run() -> None:
+        await acceptor.accept(anna, mail_spool_name="a", source="smtp", mail=META)
+        await acceptor.accept(bob, mail_spool_name="b", source="smtp", mail=META)
+        await acceptor.accept(anna, mail_spool_name="c", source="smtp", mail=no_id)
+        await acceptor.accept(anna, mail_spool_name="d", source="smtp", mail=no_id)
+
+    asyncio.run(run())
+    assert _count(database) == 4
+
+
+def test_modes_are_stored(database: Database) -> None:
+    user_id = _user(database)
+    acceptor = Acceptor(database, 5, lambda: None)
+    post = asyncio.run(
+        acceptor.accept(
+            user_id, mail_spool_name="x", source="smtp", draft=True, only_destination="mastodon"
+        )
+    )
+    with database.begin() as conn:
+        row = queries.post_row(conn, post.id)
+    assert row is not None and row["draft"] and row["only_destination"] == "mastodon"
+
+
+def _reply_run_at(db: Database, post_id: str) -> float | None:
+    with db.begin() as conn:
+        return conn.execute(
+            select(jobs_table.c.run_at).where(
+                jobs_table.c.kind == reply.REPLY, jobs_table.c.ref == post_id
+            )
+        ).scalar()
+
+
+@pytest.mark.parametrize("with_destination", [False, True])
+def test_a_held_reply_goes_when_the_deliveries_settle(
+    database: Database, with_destination: bool
+) -> None:
+    user_id = _user(database)
+    if with_destination:
+        with database.begin() as conn:
+            destinations.add_destination(conn, user_id, "webhook", "http://x", "s", None, {})
+    acceptor = Acceptor(database, 5, lambda: None)
+    meta = MailMeta(message_id="r@example.org", content_sha256="ef" * 32, reply=True)
+    post = asyncio.run(acceptor.accept(user_id, mail_spool_name="m", source="smtp", mail=meta))
+    held = _reply_run_at(database, post.id)
+    assert held is not None and held > time.time() + 3600
+    with database.begin() as conn:
+        queries.update_post_text(conn, post.id, spool_name=None)  # as the unpacking job does
+        settle(conn, post.id)
+    if with_destination:
+        assert _reply_run_at(database, post.id) == held  # a delivery is pending
+        with database.begin() as conn:
+            [delivery] = queries.load_deliveries(conn, [post.id])[post.id]
+            destinations.set_delivery(conn, delivery.id, status=DeliveryStatus.DELIVERED.value)
+            assert reply.release(conn, post.id)
+    released = _reply_run_at(database, post.id)
+    assert released is not None and released <= time.time()

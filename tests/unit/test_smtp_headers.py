@@ -1,0 +1,98 @@
+"""What the SMTP door reads from a message before it is a post: its hash, its header block
+(bounded), and the guard that slows down address guessing."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+import pytest
+
+from relay.intake.smtp import FailureGuard
+from relay.intake.smtpdata import DataReader, scan_headers
+
+
+def test_the_hash_and_head_are_of_the_unstuffed_message() -> None:
+    message = b"Subject: x\r\n\r\n.dotted\r\n" + b"y" * 300_000 + b"\r\n"
+    wire = message.replace(b"\r\n.", b"\r\n..") + b".\r\n"
+    reader = DataReader(None, None, head_limit=1000)
+    rng = random.Random(3)
+    pos = 0
+    while not reader.done:
+        step = rng.randint(1, 70_000)
+        reader.feed(wire[pos : pos + step])
+        pos += step
+    assert reader.sha256 == hashlib.sha256(message).hexdigest()
+    assert bytes(reader.head) == message[:1000]
+
+
+def test_received_fields_are_counted_and_folded_values_read() -> None:
+    head = (
+        b"Received: from a\r\n\tby b; Mon, 2 Jun 2025\r\n" * 31
+        + b"From: =?utf-8?q?Anna_=C3=85?= <anna@example.org>\r\n"
+        + b"Message-ID:\r\n <abc.123@example.org>\r\n"
+        + b"\r\nReceived: in the body does not count\r\n"
+    )
+    facts = scan_headers(head)
+    assert facts.received == 31
+    assert facts.sender == "anna@example.org" and facts.from_count == 1
+    assert facts.message_id == "abc.123@example.org"
+    assert not facts.automatic
+
+
+@pytest.mark.parametrize(
+    ("fields", "automatic"),
+    [
+        (b"Auto-Submitted: auto-replied\r\n", True),
+        (b"Auto-Submitted: no\r\n", False),
+        (b"Precedence: bulk\r\n", True),
+        (b"Precedence: list\r\n", True),
+        (b"", False),
+    ],
+)
+def test_automatic_mail_is_recognised(fields: bytes, automatic: bool) -> None:
+    facts = scan_headers(b"From: a@example.org\r\n" + fields + b"\r\nbody")
+    assert facts.automatic is automatic
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"",
+        b"\r\n\r\n",
+        b" continuation first\r\nFrom: a@example.org\r\n\r\n",
+        b"no colon here\r\n",
+        b"From: " + b"(" * 10_000 + b"a@example.org\r\n\r\n",
+        b"From: \xff\xfe <a@\xc3\xa5.example>\r\nMessage-ID: <\x00\x01>\r\n\r\n",
+        b"X: y\r\n" * 100_000,
+        b"From: Undisclosed:;\r\n\r\n",
+    ],
+)
+def test_hostile_header_blocks_give_facts_not_errors(head: bytes) -> None:
+    facts = scan_headers(head)
+    assert facts.received == 0
+    assert facts.sender is None or "@" in facts.sender
+    assert facts.message_id is None or facts.message_id.isprintable()
+
+
+def test_a_message_without_header_block_has_no_sender() -> None:
+    assert scan_headers(b" continuation first\r\nFrom: a@example.org\r\n\r\n").sender is None
+    assert scan_headers(b"body text\r\nFrom: a@example.org\r\n\r\n").sender is None
+
+
+def test_two_from_fields_are_counted() -> None:
+    facts = scan_headers(b"From: a@example.org\r\nfrom: b@example.org\r\n\r\n")
+    assert facts.from_count == 2 and facts.sender == "a@example.org"
+
+
+def test_failure_guard_counts_per_ip_and_forgets(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("relay.intake.smtp.time.monotonic", lambda: now[0])
+    guard = FailureGuard(window=60, max_entries=50)
+    assert [guard.add("192.0.2.1") for _ in range(3)] == [1, 2, 3]
+    assert guard.count("192.0.2.2") == 0
+    now[0] += 61
+    assert guard.count("192.0.2.1") == 0 and guard.add("192.0.2.1") == 1
+    for n in range(200):
+        guard.add(f"10.0.{n // 256}.{n % 256}")
+    assert len(guard._seen) <= 50  # noqa: SLF001
