@@ -5,6 +5,8 @@ neither starve the doors nor take the relay's memory."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import multiprocessing
 import os
 import resource
@@ -20,8 +22,24 @@ class WorkerDied(RuntimeError):
     """Retried by the queue: a file that kills its worker every time ends ``failed``."""
 
 
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+_MMAP_THRESHOLD = 1 << 20
+
+
+def _return_freed_memory() -> None:
+    """Serve allocations of 1 MiB and more with mmap, so that freeing them gives them back.
+
+    glibc raises its mmap threshold after the first large free and from then on keeps freed
+    pixel buffers in its heaps, one per thread: an image worker kept ~60 MB of a finished job
+    resident, and its peak while making a 12 MP photo's renditions on several threads went
+    from 129 MB to 159 MB. A fixed threshold costs a few page faults per image (~5%)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to tune
+        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+
+
 def _limit_worker(memory_bytes: int) -> None:
     os.nice(10)
+    _return_freed_memory()
     if memory_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
 

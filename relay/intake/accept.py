@@ -16,6 +16,7 @@ arriving at once still make one post.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from relay.db import Database, queries
 from relay.db.schema import posts
 from relay.model import Item, Post, PostStatus
 from relay.publish.deliver import settle
+
+log = logging.getLogger("relay.accept")
 
 UNPACK_MAIL = "unpack_mail"
 PROCESS_ITEM = "process_item"
@@ -78,9 +81,11 @@ class Acceptor:
     SQLite has one writer and ``synchronous=FULL`` fsyncs its log at every commit, so one
     transaction per post capped SMTP intake at one post per fsync (~150-250 a second here, 20
     sessions). Accepts that arrive while a commit is in flight wait and go together in the
-    next one, each in a savepoint of its own: one that fails (``AlreadyAccepted``, the tus
-    door's check) rolls back alone. Every caller still returns only after the transaction that
-    holds its post has committed; a lone accept is committed at once, as before.
+    next one. If one of them fails (``AlreadyAccepted``, the tus door's check), the transaction
+    is rolled back and each is committed again alone, so only that one fails; a savepoint per
+    accept would cost two statements each time for a case that is rare. Every caller still
+    returns only after the transaction that holds its post has committed; a lone accept is
+    committed at once, as before.
     """
 
     BATCH = 64
@@ -155,14 +160,24 @@ class Acceptor:
     async def _commit_waiting(self) -> None:
         while self._waiting:
             batch, self._waiting = self._waiting[: self.BATCH], self._waiting[self.BATCH :]
+            calls = [args for args, _ in batch]
+            outcomes: list[bool | Exception]
             try:
-                outcomes = await self.db.run(self._commit_batch, [args for args, _ in batch])
+                try:
+                    outcomes = await self.db.run(self._commit_all, calls)
+                except Exception as exc:
+                    if len(calls) == 1:
+                        raise
+                    # One of them failed and took the transaction with it: each goes again in
+                    # a transaction of its own, so the failure stays its own.
+                    log.info("group commit of %d failed (%r); one by one", len(calls), exc)
+                    outcomes = [await self._commit_alone(args) for args in calls]
             except asyncio.CancelledError:
                 for _, future in batch:
                     future.cancel()
                 raise
-            except Exception as exc:  # nothing of the batch was committed
-                outcomes = [exc] * len(batch)
+            except Exception as exc:
+                outcomes = [exc]
             for (_, future), outcome in zip(batch, outcomes, strict=True):
                 if future.done():
                     continue  # its caller was cancelled meanwhile
@@ -171,17 +186,14 @@ class Acceptor:
                 else:
                     future.set_result(outcome)
 
-    def _commit_batch(self, conn: Connection, batch: list[_Args]) -> list[bool | Exception]:
-        if len(batch) == 1:
-            return [self._commit(conn, *batch[0])]  # a failure rolls back the whole transaction
-        outcomes: list[bool | Exception] = []
-        for args in batch:
-            try:
-                with conn.begin_nested():
-                    outcomes.append(self._commit(conn, *args))
-            except Exception as exc:
-                outcomes.append(exc)
-        return outcomes
+    async def _commit_alone(self, args: _Args) -> bool | Exception:
+        try:
+            return await self.db.run(self._commit, *args)
+        except Exception as exc:
+            return exc
+
+    def _commit_all(self, conn: Connection, calls: list[_Args]) -> list[bool | Exception]:
+        return [self._commit(conn, *args) for args in calls]
 
     def _commit(
         self,
@@ -208,6 +220,10 @@ class Acceptor:
             jobs.enqueue(conn, UNPACK_MAIL, post.id, self.max_attempts)
         if mail is not None and mail.reply:
             reply.hold(conn, post.id, self.max_attempts)  # before settle, which may release it
+        if mail_spool_name is not None:
+            # A post whose message is still to be unpacked is never ready (settle_post says
+            # so from its spool_name); the unpack job settles it. Asking cost a query per mail.
+            return False
         return settle(conn, post.id)
 
 

@@ -210,9 +210,15 @@ class RelaySMTP(SMTP):
         received = self._received_header()
         writer.write(received)
         reader = DataReader(writer, self.data_size_limit)
+        # aiosmtpd's StreamReader limit is the command line length (1001): with it, the socket
+        # is paused after every receive, so DATA came in one ~64 KiB recv per pause/resume of
+        # the transport. Lines are not read during DATA; their limit returns afterwards.
+        line_limit = self._reader._limit  # noqa: SLF001
+        self._reader._limit = max(line_limit, CHUNK)  # noqa: SLF001
         try:
             while not reader.done:
-                chunk = await self._reader.read(CHUNK)
+                # More than the reader may hold (2 × its limit), so each read drains it.
+                chunk = await self._reader.read(4 * CHUNK)
                 if not chunk:  # the client went away mid-message: nothing was acknowledged
                     writer.abort()
                     return
@@ -223,6 +229,8 @@ class RelaySMTP(SMTP):
         except BaseException:
             writer.abort()
             raise
+        finally:
+            self._reader._limit = line_limit  # noqa: SLF001
         if reader.too_large:
             writer.abort()
             self._set_post_data_state()

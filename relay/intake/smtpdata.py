@@ -21,6 +21,8 @@ from email import policy
 from typing import Protocol
 
 END = b"\r\n.\r\n"
+_DOT_LINE = re.compile(rb"\r\n\.")
+"""A line that starts with a dot. ``re`` finds this literal faster than ``bytes.find`` does."""
 CHUNK = 256 * 1024
 HEAD = 256 * 1024
 """Bytes of the message kept for its header block; fields past it are not seen."""
@@ -52,25 +54,42 @@ class DataReader:
     def feed(self, chunk: bytes) -> bytes:
         """Take more of the stream; once the terminator is found, returns what follows it."""
         buffer = self._pending + chunk
-        end = buffer.find(END)
-        if end >= 0:
-            self._emit(buffer[: end + 2])  # the last line's CRLF belongs to the message
-            self.done = True
-            self._pending = b""
-            return buffer[end + len(END) :]
+        # One pass finds all that is special in DATA, "CRLF.": the start of the terminator
+        # CRLF.CRLF, or a stuffed dot to drop. Searching for the terminator and then replacing
+        # stuffed dots took two passes over every byte, ~1 ms of the event loop per MB.
+        pieces = []
+        start = 0
+        end = len(buffer)
+        found = _DOT_LINE.search(buffer)
+        while found is not None:
+            at = found.start()
+            if at + len(END) > end:
+                break  # the next chunk says what it is: held back below
+            if buffer[at + 3 : at + 5] == b"\r\n":
+                pieces.append(buffer[start : at + 2])  # the last line's CRLF is the message's
+                self._emit_all(pieces)
+                self.done = True
+                self._pending = b""
+                return buffer[at + len(END) :]
+            pieces.append(buffer[start : at + 2])  # keep the CRLF, drop the dot
+            start = at + 3
+            found = _DOT_LINE.search(buffer, start)
         # Hold back what could start a terminator (4 bytes), and never end the written part
         # inside a "CRLF." so every stuffed dot is seen whole.
-        cut = max(0, len(buffer) - 4)
-        if buffer[cut - 1 : cut] == b"\r":
+        cut = max(start, end - 4)
+        if cut > start and buffer[cut - 1 : cut] == b"\r":
             cut -= 1
-        elif buffer[max(0, cut - 2) : cut] == b"\r\n":
+        elif cut - 2 >= start and buffer[cut - 2 : cut] == b"\r\n":
             cut -= 2
-        self._emit(buffer[:cut])
+        pieces.append(buffer[start:cut])
+        self._emit_all(pieces)
         self._pending = buffer[cut:]
         return b""
 
+    def _emit_all(self, pieces: list[bytes]) -> None:
+        self._emit(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+
     def _emit(self, data: bytes) -> None:
-        data = data.replace(b"\r\n.", b"\r\n")
         if self._skip:
             dropped = min(self._skip, len(data))
             data = data[dropped:]
@@ -104,6 +123,7 @@ _MAX_PARENS = 50
 """More comments than this and a structured value is not handed to the stdlib parser, whose
 comment handling is slow on deep nesting."""
 _FIELD = re.compile(rb"([!-9;-~]{1,100})[ \t]*:(.*)", re.DOTALL)
+_BLANK_LINE = re.compile(rb"\n\r?\n")
 _BRACKETED = re.compile(r"<([^<>]*)>")
 _WANTED = (b"from", b"message-id", b"auto-submitted", b"precedence")
 
@@ -142,7 +162,12 @@ def scan_headers(head: bytes) -> HeaderFacts:
             text = bytes(value[: MAX_VALUE * 2]).decode("utf-8", "surrogateescape")
             facts.values[key.decode()] = text[:MAX_VALUE].strip()
 
-    for count, raw_line in enumerate(head.split(b"\n")):
+    # The loop stops at the first empty line: split only up to it, not the whole 256 KiB
+    # kept of the message (that split was ~6% of the event loop's time at 1 MB a message).
+    blank = _BLANK_LINE.search(head)
+    if blank is not None:
+        head = head[: blank.end()]
+    for count, raw_line in enumerate(head.split(b"\n", MAX_FIELD_LINES)):
         line = raw_line[:-1] if raw_line.endswith(b"\r") else raw_line
         if count >= MAX_FIELD_LINES or not line:
             break

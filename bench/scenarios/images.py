@@ -1,0 +1,148 @@
+"""Images: one 12 MP phone JPEG (about 3 MB, Orientation 6, GPS) → renditions 2048/1024/320.
+
+The relay's figure is ``handlers.image.ImageHandler.process`` with its blocking part in the
+relay's own ``WorkPool`` (one worker process, as ``relay serve`` runs it), so it includes the
+trip to the worker and the cleaned original the relay also serves. The baseline is pyvips in
+process making the same three renditions (``bench.baseline_vips``). Median of several runs after
+a warm-up; memory is the worker's peak RSS (VmHWM), imports included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench import media
+from bench.harness import (
+    ROOT,
+    Context,
+    Result,
+    Target,
+    Unavailable,
+    ensure_pyvips,
+    status_kb,
+    tree,
+    unavailable,
+)
+from bench.scenarios import Scenario
+
+LABEL = "image 12 MP → 2048/1024/320"
+
+
+class _Vips:
+    """The pyvips baseline in a process of its own, one run per request."""
+
+    def __init__(self, source: Path, outdir: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.baseline_vips", str(source), str(outdir)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        if self._line() != "ready":
+            raise RuntimeError("the pyvips baseline did not start")
+
+    def _line(self) -> str:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().strip()
+        if not line:
+            raise RuntimeError(f"the pyvips baseline stopped ({self.process.poll()})")
+        return line
+
+    def run(self) -> float:
+        assert self.process.stdin is not None
+        self.process.stdin.write("run\n")
+        self.process.stdin.flush()
+        return float(self._line())
+
+    def close(self) -> float:
+        """Ends the process; its peak RSS in MB."""
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        peak = float(self._line())
+        self.process.wait(30)
+        return peak
+
+
+async def _measure(
+    source: Path, work: Path, runs: int
+) -> tuple[list[float], list[float], float, float]:
+    """Alternate one pyvips run and one relay run, ``runs`` times each, after a warm-up."""
+    from handlers.image import ImageHandler
+    from relay.model import HandlerInput, Limits
+    from relay.workpool import WorkPool
+
+    pool = WorkPool(1)
+    handler = ImageHandler()
+    vips = await asyncio.to_thread(_Vips, source, work / "vips")
+    relay_times: list[float] = []
+    vips_times: list[float] = []
+    try:
+        for attempt in range(runs + 1):
+            vips_time = await asyncio.to_thread(vips.run)
+            workdir = work / f"relay-{attempt}"
+            job = HandlerInput(
+                source=source,
+                mime="image/jpeg",
+                filename="IMG_0042.jpeg",
+                workdir=workdir,
+                limits=Limits(),
+                run_blocking=pool.run,
+            )
+            started = time.perf_counter()
+            output = await handler.process(job)
+            elapsed = time.perf_counter() - started
+            if [r.name for r in output.renditions] != ["large", "medium", "small"]:
+                raise RuntimeError(f"unexpected renditions {output.renditions}")
+            if attempt:  # the first relay run starts the worker and loads Pillow
+                relay_times.append(elapsed)
+                vips_times.append(vips_time)
+            shutil.rmtree(workdir, ignore_errors=True)
+        workers = [p for p in tree(os.getpid()) if p != os.getpid() and p != vips.process.pid]
+        relay_peak = max((status_kb(p, "VmHWM") for p in workers), default=0) / 1024
+    finally:
+        pool.close()
+        vips_peak = vips.close()
+    return relay_times, vips_times, relay_peak, vips_peak
+
+
+def _run(ctx: Context) -> list[Result]:
+    try:
+        ensure_pyvips()
+    except Unavailable as exc:
+        return unavailable([(LABEL, "ms")], str(exc))
+    runs = 3 if ctx.quick else 15
+    work = ctx.scratch("images")
+    source = work / "IMG_0042.jpeg"
+    source.write_bytes(media.photo_jpeg())
+    try:
+        ctx.log(f"images: pyvips and the relay's handler, {runs} runs each, interleaved")
+        relay, vips, relay_peak, vips_peak = asyncio.run(_measure(source, work, runs))
+        size_mb = source.stat().st_size / 1e6
+    finally:
+        ctx.drop(work)
+    return [
+        Result(
+            LABEL,
+            "ms",
+            relay=statistics.median(relay) * 1000,
+            baseline=statistics.median(vips) * 1000,
+            target=Target("<=", 1.0),
+            memory_mb=relay_peak,
+            memory_kind="peak",
+            note=f"{size_mb:.1f} MB JPEG, median of {runs}; worker peak ≤ 150 MB wanted; "
+            f"pyvips peak {vips_peak:.0f} MB",
+        )
+    ]
+
+
+SCENARIOS = [
+    Scenario("images", "images", "12 MP JPEG → 3 renditions: relay's handler vs pyvips", _run)
+]
