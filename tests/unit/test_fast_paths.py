@@ -1,0 +1,181 @@
+"""The fast paths the benchmarks called for keep their slow twins' results: group commit of
+accepts, the one-pass DATA reader, the bounded header scan, strip-parallel resampling."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+from PIL import Image, ImageChops, ImageStat
+from sqlalchemy import Connection, func, select
+
+from handlers import image
+from relay.db import Database, queries
+from relay.db.schema import jobs as jobs_table
+from relay.db.schema import posts
+from relay.errors import RelayError
+from relay.intake.accept import Acceptor
+from relay.intake.smtpdata import DataReader, scan_headers
+from relay.model import Post
+from tests.unit.test_smtpdata import Sink, aiosmtpd_data
+
+# --- group commit ------------------------------------------------------------------------------
+
+
+def _user(db: Database) -> str:
+    with db.begin() as conn:
+        return queries.add_user(conn, "anna")
+
+
+def _count(db: Database, table) -> int:  # noqa: ANN001 - a SQLAlchemy table
+    with db.begin() as conn:
+        return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+class CountingDatabase(Database):
+    """Counts write transactions."""
+
+    writes = 0
+
+    def _call(self, write: bool, fn, *args, **kwargs):  # noqa: ANN001, ANN202
+        if write:
+            self.writes += 1
+        return super()._call(write, fn, *args, **kwargs)
+
+
+@pytest.fixture
+def counting(tmp_path) -> CountingDatabase:  # noqa: ANN001
+    db = CountingDatabase(f"sqlite:///{tmp_path / 'relay.db'}")
+    db.migrate()
+    yield db
+    db.close()
+
+
+def test_accepts_arriving_together_share_transactions(counting: CountingDatabase) -> None:
+    user_id = _user(counting)
+    acceptor = Acceptor(counting, 5, lambda: None)
+
+    async def many() -> list[Post]:
+        return await asyncio.gather(
+            *(acceptor.accept(user_id, mail_spool_name=f"s{n}", source="smtp") for n in range(20))
+        )
+
+    before = counting.writes
+    made = asyncio.run(many())
+    assert len({post.id for post in made}) == 20
+    assert _count(counting, posts) == 20 and _count(counting, jobs_table) == 20
+    # All 20 are queued before the committer first runs: one transaction, not twenty.
+    assert counting.writes - before <= 2
+
+
+def test_a_failure_in_a_group_is_its_own(database: Database) -> None:
+    user_id = _user(database)
+    acceptor = Acceptor(database, 5, lambda: None)
+
+    def refuse(conn: Connection, post: Post) -> None:
+        raise RelayError("server.unavailable", "finished twice")
+
+    async def mixed() -> list[object]:
+        calls = [
+            acceptor.accept(
+                user_id, mail_spool_name=f"s{n}", source="smtp", also=refuse if n == 3 else None
+            )
+            for n in range(8)
+        ]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    results = asyncio.run(mixed())
+    failed = [r for r in results if isinstance(r, BaseException)]
+    assert len(failed) == 1 and isinstance(results[3], RelayError)
+    assert _count(database, posts) == 7
+    with database.begin() as conn:
+        for n, result in enumerate(results):
+            if n != 3:
+                assert queries.post_row(conn, result.id) is not None  # type: ignore[union-attr]
+
+
+def test_a_lone_failure_raises_as_before(database: Database) -> None:
+    user_id = _user(database)
+    acceptor = Acceptor(database, 5, lambda: None)
+
+    def refuse(conn: Connection, post: Post) -> None:
+        raise RelayError("server.unavailable", "finished twice")
+
+    with pytest.raises(RelayError):
+        asyncio.run(acceptor.accept(user_id, source="http", text="x", also=refuse))
+    assert _count(database, posts) == 0
+
+
+# --- DATA in one pass --------------------------------------------------------------------------
+
+ALPHABET = [b"\r\n", b".", b"\r", b"\n", b"x", b"..", b"\r\n.", b"\r\n.\r", b"y" * 300]
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_one_pass_reader_matches_aiosmtpd_with_any_chunking(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(300):
+        body = b"".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 60)))
+        wire = body + b"\r\n.\r\nQUIT\r\n"
+        try:
+            expected = aiosmtpd_data(wire)
+        except ValueError:
+            continue  # no CRLF.CRLF at all: not a message
+        for largest in (2, 7, 64, 100_000):
+            sink = Sink()
+            reader = DataReader(sink, None)
+            pos, rest = 0, b""
+            while not reader.done:
+                size = rng.randint(1, largest)
+                rest = reader.feed(wire[pos : pos + size])
+                pos += size
+            assert (bytes(sink.data), rest + wire[pos:]) == expected, (wire, largest)
+
+
+def test_header_scan_reads_the_block_only() -> None:
+    head = (
+        b"Received: from a\r\nReceived: from b\r\nFrom: Anna <anna@example.org>\r\n"
+        b"Message-ID: <m1@example.org>\r\n\r\n" + b"From: mallory@example.org\r\n" * 5000
+    )
+    facts = scan_headers(head)
+    assert (facts.received, facts.from_count) == (2, 1)
+    assert (facts.sender, facts.message_id) == ("anna@example.org", "m1@example.org")
+    bare = scan_headers(b"From: anna@example.org\n\nFrom: x@example.org\n")
+    assert (bare.from_count, bare.sender) == (1, "anna@example.org")
+
+
+# --- resampling in strips ----------------------------------------------------------------------
+
+
+def _photo_like(size: tuple[int, int], mode: str) -> Image.Image:
+    base = Image.linear_gradient("L").resize(size).convert("RGB")
+    grain = Image.merge("RGB", [Image.effect_noise(size, 40) for _ in range(3)])
+    return Image.blend(base, grain, 0.2).convert(mode)
+
+
+@pytest.mark.parametrize(
+    ("mode", "source", "target"),
+    [
+        ("RGB", (4032, 3024), (2048, 1536)),
+        ("RGB", (3024, 4032), (1536, 2048)),
+        ("RGBA", (1999, 1333), (1024, 683)),
+        ("L", (1333, 2001), (700, 1051)),
+        ("RGB", (2048, 1536), (1024, 768)),
+    ],
+)
+def test_strips_make_the_pixels_of_one_resize_up_to_rounding(
+    mode: str, source: tuple[int, int], target: tuple[int, int]
+) -> None:
+    photo = _photo_like(source, mode)
+    whole = photo.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    strips = image._resize(photo, target, image._threads())  # noqa: SLF001
+    assert strips.size == whole.size and strips.mode == whole.mode
+    difference = ImageChops.difference(strips, whole)
+    assert max(high for _, high in _extrema(difference)) <= 3
+    assert max(ImageStat.Stat(difference).mean) < 0.5
+
+
+def _extrema(img: Image.Image) -> list[tuple[int, int]]:
+    found = img.getextrema()
+    return [found] if isinstance(found[0], int) else list(found)  # type: ignore[list-item]
