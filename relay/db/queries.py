@@ -384,8 +384,8 @@ def load_post(conn: Connection, post_id: str) -> Post | None:
     return post
 
 
-def load_item(conn: Connection, item_id: str) -> tuple[Item, str] | None:
-    """The item and its post's owner."""
+def load_item(conn: Connection, item_id: str) -> tuple[Item, str, bool] | None:
+    """The item, its post's owner, and whether the post is private."""
     row = item_row(conn, item_id)
     if row is None:
         return None
@@ -396,8 +396,10 @@ def load_item(conn: Connection, item_id: str) -> tuple[Item, str] | None:
         .mappings()
         .all()
     )
-    owner = conn.execute(select(posts.c.user_id).where(posts.c.id == row["post_id"])).scalar()
-    return _item_from_rows(row, list(rendition_rows)), owner
+    owner, private = conn.execute(
+        select(posts.c.user_id, posts.c.private).where(posts.c.id == row["post_id"])
+    ).one()
+    return _item_from_rows(row, list(rendition_rows)), owner, bool(private)
 
 
 def list_posts(

@@ -80,7 +80,7 @@ async def get_item(request: web.Request) -> web.Response:
     found = await relay.db.read(queries.load_item, request.match_info["item_id"])
     if found is None or found[1] != user_id:
         raise NotFound()
-    return web.json_response(item_json(relay, found[0]))
+    return web.json_response(item_json(relay, found[0], private=found[2]))
 
 
 async def list_posts(request: web.Request) -> web.Response:

@@ -141,6 +141,20 @@ def test_public_url_setting_gives_plain_links(
         assert obj["url"].startswith(f"{cdn}/{PREFIX}/{post['id']}/{item['id']}/")
         assert "?" not in obj["url"]
 
+    # A private post's links are signed even with a public base, from the post and the item.
+    with relay.client(token) as client:
+        accepted = client.post(
+            "/api/v1/uploads",
+            files={"file": ("b.pdf", pdf_bytes(), "application/pdf")},
+            data={"private": "true"},
+        ).json()
+        post = relay.wait_post(token, accepted["id"])
+        [item] = post["items"]
+        alone = client.get(f"/api/v1/items/{item['id']}").json()
+    for found in (item, alone):
+        for _, obj in _urls(found):
+            assert "X-Amz-Signature=" in obj["url"] and not obj["url"].startswith(cdn)
+
 
 def test_missing_bucket_stops_serve_at_start_up(s3: MotoS3, start_relay: StartRelay) -> None:
     with pytest.raises(RuntimeError) as exited:
