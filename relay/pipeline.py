@@ -32,7 +32,7 @@ from relay.errors import MediaError, RelayError
 from relay.intake.accept import PROCESS_ITEM, UNPACK_MAIL
 from relay.model import HandlerInput, ItemStatus, Kind, Limits, Rendition, StoredObject
 from relay.publish.deliver import settle
-from relay.spool import Spool
+from relay.spool import Spool, sha256_file
 from relay.storage import Store
 from relay.workpool import WorkPool
 
@@ -59,16 +59,6 @@ def content_disposition(mime: str, filename: str) -> str:
     ascii_name = filename.encode("ascii", "replace").decode().replace('"', "").replace("\\", "")
     ascii_name = "".join(c if 32 <= ord(c) < 127 else "_" for c in ascii_name) or "file"
     return f"{disposition}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
-
-
-def sha256_file(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(slots=True)

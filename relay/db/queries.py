@@ -59,32 +59,27 @@ def user_name(conn: Connection, user_id: str) -> str | None:
     return conn.execute(select(users.c.name).where(users.c.id == user_id)).scalar()
 
 
-def add_token(conn: Connection, user_id: str) -> str:
-    token = auth.new_token()
+def _add_secret(conn: Connection, table: Any, hash_column: str, user_id: str, secret: str) -> str:
     conn.execute(
-        tokens.insert().values(
-            id=auth.new_id(),
-            user_id=user_id,
-            token_hash=auth.digest(token),
-            hint=auth.hint(token),
-            created_at=time.time(),
-        )
-    )
-    return token
-
-
-def add_address(conn: Connection, user_id: str) -> str:
-    secret = auth.new_address_secret()
-    conn.execute(
-        addresses.insert().values(
-            id=auth.new_id(),
-            user_id=user_id,
-            secret_hash=auth.digest(secret),
-            hint=auth.hint(secret),
-            created_at=time.time(),
+        table.insert().values(
+            {
+                "id": auth.new_id(),
+                "user_id": user_id,
+                hash_column: auth.digest(secret),
+                "hint": auth.hint(secret),
+                "created_at": time.time(),
+            }
         )
     )
     return secret
+
+
+def add_token(conn: Connection, user_id: str) -> str:
+    return _add_secret(conn, tokens, "token_hash", user_id, auth.new_token())
+
+
+def add_address(conn: Connection, user_id: str) -> str:
+    return _add_secret(conn, addresses, "secret_hash", user_id, auth.new_address_secret())
 
 
 def revoke(conn: Connection, table: Any, secret: str) -> bool:
