@@ -30,6 +30,7 @@ import os
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -142,26 +143,43 @@ def _insert(conn: Connection, row: Row) -> None:
     conn.execute(uploads.insert().values(**row))
 
 
+@dataclass
+class _Claim:
+    """This request's lease on an upload; ``held`` turns False once a write gave it back."""
+
+    holder: str
+    held: bool = True
+
+
 def _lock_free(now: float) -> Any:
     return or_(uploads.c.locked_until.is_(None), uploads.c.locked_until < now)
 
 
-def _claim(conn: Connection, upload_id: str, holder: str, now: float) -> tuple[bool, Row | None]:
+def _claim(
+    conn: Connection, upload_id: str, holder: str, now: float, user_id: str | None = None
+) -> tuple[bool, Row | None]:
+    """Take the lease if it is free (and, given ``user_id``, only on that user's upload, so a
+    stranger's request never holds anyone's upload); the row either way."""
+    owned = (uploads.c.user_id == user_id,) if user_id is not None else ()
     taken = conn.execute(
         update(uploads)
-        .where(uploads.c.id == upload_id, _lock_free(now))
+        .where(uploads.c.id == upload_id, _lock_free(now), *owned)
         .values(locked_until=now + LEASE, locked_by=holder)
     ).rowcount
     return taken == 1, _load(conn, upload_id)
 
 
-def _renew(conn: Connection, upload_id: str, holder: str, now: float, **values: Any) -> bool:
-    """Extend the claim (recording ``values``); False if it lapsed and someone else has it."""
+def _renew(
+    conn: Connection, upload_id: str, holder: str, now: float, release: bool = False, **values: Any
+) -> bool:
+    """Extend the claim, or with ``release`` give it up, recording ``values`` in the same
+    statement; False if it lapsed and someone else has it."""
+    lease = {"locked_until": None, "locked_by": None} if release else {"locked_until": now + LEASE}
     return (
         conn.execute(
             update(uploads)
             .where(uploads.c.id == upload_id, uploads.c.locked_by == holder)
-            .values(locked_until=now + LEASE, **values)
+            .values(**lease, **values)
         ).rowcount
         == 1
     )
@@ -280,11 +298,13 @@ class TusDoor:
         headers["Upload-Expires"] = _http_date(row["expires_at"])
         if holder is not None:
             self.writing.add(upload_id)
+            claim = _Claim(holder)
             try:
-                row = await self._receive(request, row, holder, checksum)
+                row = await self._receive(request, row, claim, checksum)
             finally:
                 self.writing.discard(upload_id)
-                await self.db.run(_release, upload_id, holder)
+                if claim.held:
+                    await self.db.run(_release, upload_id, holder)
             headers["Upload-Offset"] = str(row["received"])
             self._describe(row, headers)
         return web.Response(status=201)
@@ -298,10 +318,10 @@ class TusDoor:
         if offset is None:
             raise IntakeError("bad_request", "PATCH needs Upload-Offset")
         checksum = _checksum(request)
-        async with self._claimed(request.match_info["upload_id"], user_id) as (row, holder):
+        async with self._claimed(request.match_info["upload_id"], user_id) as (row, claim):
             if offset != row["received"]:
                 raise IntakeError("tus.offset_mismatch", f"{offset} != {row['received']}")
-            row = await self._receive(request, row, holder, checksum)
+            row = await self._receive(request, row, claim, checksum)
         headers = request[_HEADERS]
         headers["Upload-Offset"] = str(row["received"])
         self._describe(row, headers)
@@ -364,28 +384,33 @@ class TusDoor:
         return _check_visible(await self.db.read(_load, upload_id), user_id)
 
     @contextlib.asynccontextmanager
-    async def _claimed(self, upload_id: str, user_id: str) -> AsyncIterator[tuple[Row, str]]:
-        """The upload, held by this request alone; 404/410 first, then 423 if someone writes."""
-        await self._visible(upload_id, user_id)
+    async def _claimed(self, upload_id: str, user_id: str) -> AsyncIterator[tuple[Row, _Claim]]:
+        """The upload, held by this request alone; 404/410 first, then 423 if someone writes.
+
+        One write transaction takes the lease and reads the row; a PATCH gives the lease back
+        in the transaction that records its offset, so a PATCH costs two commits, not four.
+        """
         if upload_id in self.writing:
+            await self._visible(upload_id, user_id)
             raise IntakeError("tus.locked")
         self.writing.add(upload_id)
-        holder = new_id()
+        claim = _Claim(new_id())
         try:
-            taken, row = await self.db.run(_claim, upload_id, holder, time.time())
+            taken, row = await self.db.run(_claim, upload_id, claim.holder, time.time(), user_id)
+            claim.held = taken
             try:
                 row = _check_visible(row, user_id)
                 if not taken:
                     raise IntakeError("tus.locked", "claimed by another node")
-                yield row, holder
+                yield row, claim
             finally:
-                if taken:
-                    await self.db.run(_release, upload_id, holder)
+                if claim.held:
+                    await self.db.run(_release, upload_id, claim.holder)
         finally:
             self.writing.discard(upload_id)
 
     async def _receive(
-        self, request: web.Request, row: Row, holder: str, checksum: tuple[str, bytes] | None
+        self, request: web.Request, row: Row, claim: _Claim, checksum: tuple[str, bytes] | None
     ) -> Row:
         """Append the body at the upload's offset; return the row as it now stands."""
         start = row["received"]
@@ -437,7 +462,9 @@ class TusDoor:
                     if hasher is None:
                         await _sync(file)
                         progress["received"] = received
-                    if not await self.db.run(_renew, row["id"], holder, time.time(), **progress):
+                    if not await self.db.run(
+                        _renew, row["id"], claim.holder, time.time(), **progress
+                    ):
                         raise IntakeError("tus.locked", "claim lapsed")
                     row = {**row, **progress}
                     renew_at = time.monotonic() + RENEW
@@ -457,8 +484,12 @@ class TusDoor:
         finished = length is not None and received == length
         if finished and row["spool_name"] is None:
             values["spool_name"] = new_id()  # recorded before the move, so it is never lost
-        if not await self.db.run(_renew, row["id"], holder, now, **values):
+        # Unless a post is still to be made under it, the lease goes with the new offset.
+        release = not (finished and row["post_id"] is None)
+        if not await self.db.run(_renew, row["id"], claim.holder, now, release, **values):
+            claim.held = False
             raise IntakeError("tus.locked", "claim lapsed")
+        claim.held = not release
         row = {**row, **values}
         if finished and row["post_id"] is None:
             row = await self._finish(row)

@@ -133,6 +133,15 @@ def test_the_lease_lets_one_writer_in_on_both_databases(database: Database) -> N
         assert tus._renew(conn, "u1", "node-a", 50.0) is False  # so node a must stop
         tus._release(conn, "u1", "node-b")
         assert tus._load(conn, "u1")["received"] == 4_500_000_000
+        # a stranger's request never takes the lease of someone else's upload
+        assert tus._claim(conn, "u1", "node-c", 60.0, user_id="someone-else")[0] is False
+        assert tus._claim(conn, "u1", "node-c", 60.0, user_id=user_id)[0] is True
+        # the write that records a PATCH's offset gives the lease back in the same statement
+        assert tus._renew(conn, "u1", "node-c", 61.0, True, received=4_600_000_000) is True
+        freed = tus._load(conn, "u1")
+        assert freed["locked_by"] is None and freed["received"] == 4_600_000_000
+        assert tus._claim(conn, "u1", "node-d", 62.0)[0] is True
+        tus._release(conn, "u1", "node-d")
     with database.begin() as conn:
         assert tus._sweepable(conn, now=99.0) == ([], [])
         assert tus._sweepable(conn, now=101.0)[0] == ["u1"]
