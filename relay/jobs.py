@@ -37,15 +37,16 @@ class Job:
 def enqueue(conn: Connection, kind: str, ref: str, max_attempts: int = 5, delay: float = 0) -> int:
     now = time.time()
     result = conn.execute(
-        jobs.insert().values(
-            kind=kind,
-            ref=ref,
-            status=QUEUED,
-            attempts=0,
-            max_attempts=max_attempts,
-            run_at=now + delay,
-            created_at=now,
-        )
+        jobs.insert(),
+        {
+            "kind": kind,
+            "ref": ref,
+            "status": QUEUED,
+            "attempts": 0,
+            "max_attempts": max_attempts,
+            "run_at": now + delay,
+            "created_at": now,
+        },
     )
     return result.inserted_primary_key[0]
 
@@ -61,12 +62,22 @@ def claim(
     conn: Connection, worker: str, lease: float, kinds: list[str] | None = None
 ) -> Job | None:
     now = time.time()
-    query = select(jobs.c.id).where(_due(now)).order_by(jobs.c.run_at, jobs.c.id).limit(1)
-    if kinds:
-        query = query.where(jobs.c.kind.in_(kinds))
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    job_id = conn.execute(query).scalar()
+    job_id = None
+    # Two ordered walks of the (status, run_at) index, each stopping at its first row: the OR
+    # of both in one query made SQLite sort every due job at every claim, O(backlog) each.
+    # Lapsed leases first: they are the oldest work and their worker is gone.
+    for due in (
+        and_(jobs.c.status == RUNNING, jobs.c.lease_until < now),
+        and_(jobs.c.status == QUEUED, jobs.c.run_at <= now),
+    ):
+        query = select(jobs.c.id).where(due).order_by(jobs.c.run_at, jobs.c.id).limit(1)
+        if kinds:
+            query = query.where(jobs.c.kind.in_(kinds))
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        job_id = conn.execute(query).scalar()
+        if job_id is not None:
+            break
     if job_id is None:
         return None
     claimed = conn.execute(

@@ -92,6 +92,13 @@ class Entity:
     content_id: str | None
 
 
+@functools.lru_cache(maxsize=64)
+def header_class(name: str) -> type:
+    """``policy.default``'s class for a field, made once: ``header_factory(name, value)`` builds
+    a new class at every call, a fifth of the time it takes to read one From field."""
+    return policy.default.header_factory[name]
+
+
 def read_entity(raw: bytes, start: int, end: int, default_type: str = "text/plain") -> Entity:
     header_end, body_start = _split_head(raw, start, end)
     fields = _fields(raw, start, header_end)
@@ -200,7 +207,7 @@ def _structured(fields: dict[str, str], name: str) -> object | None:
     # handful, RFC 2231 continuations of a 200-character name a few dozen at most.
     value = ";".join(value.split(";", _MAX_PARAMS + 1)[: _MAX_PARAMS + 1])
     try:
-        return policy.default.header_factory(name, _alias_encoded_words(value))
+        return header_class(name)(name, _alias_encoded_words(value))
     except Exception:
         log.debug("unreadable %s header", name, exc_info=True)
         return None
@@ -425,7 +432,7 @@ def _param(params: dict[str, str], raw_value: str, key: str) -> str:
         value = lenient
     if "=?" in value:
         with contextlib.suppress(Exception):
-            value = str(policy.default.header_factory("subject", _alias_encoded_words(value)))
+            value = str(header_class("subject")("subject", _alias_encoded_words(value)))
     return value
 
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from email import policy
 from typing import Protocol
+
+from relay.intake.mimeheaders import header_class
 
 END = b"\r\n.\r\n"
 _DOT_LINE = re.compile(rb"\r\n\.")
@@ -196,7 +197,7 @@ def _header(name: str, value: str) -> object | None:
     if value.count("(") > _MAX_PARENS:
         return None
     try:
-        return policy.default.header_factory(name, value)
+        return header_class(name)(name, value)
     except Exception:
         return None  # the stdlib parser fails on malformed values in many ways
 

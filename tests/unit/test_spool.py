@@ -60,3 +60,61 @@ def test_names_cannot_escape_the_spool(tmp_path: Path) -> None:
     for bad in ("../x", "a/b", ".hidden", ""):
         with pytest.raises(ValueError):
             spool.path(bad)
+
+
+def test_a_large_file_streams_to_disk_and_a_small_one_waits_for_commit(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    small = spool.writer()
+    small.write(b"x" * 1000)
+    assert list(spool.tmp.iterdir()) == []  # created on the commit's thread, not the loop's
+    large = spool.writer()
+    large.write(b"y" * (large.BUFFER + 1))  # past the buffer: bytes go to the file as they come
+    assert [p.stat().st_size for p in spool.tmp.iterdir()] == [large.BUFFER + 1]
+    for writer, body in ((small, b"x" * 1000), (large, b"y" * (large.BUFFER + 1))):
+        assert spool.path(writer.commit_sync()).read_bytes() == body
+    aborted = spool.writer()
+    aborted.write(b"z" * (aborted.BUFFER * 2))
+    aborted.abort()
+    assert list(spool.tmp.iterdir()) == []
+
+
+def test_folder_sync_is_shared_but_always_starts_after_the_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Renames made before a call are durable when it returns; callers waiting together share
+    one fsync (twenty sessions, not twenty folder fsyncs); a failed fsync fails its caller."""
+    import threading
+
+    from relay import spool as spool_module
+
+    starts: list[float] = []
+
+    def slow_fsync(path: Path) -> None:
+        starts.append(time.monotonic())
+        time.sleep(0.2)
+
+    monkeypatch.setattr(spool_module, "_fsync_dir", slow_fsync)
+    sync = spool_module.FolderSync(tmp_path)
+    called: list[tuple[float, float]] = []
+
+    def caller() -> None:
+        asked = time.monotonic()
+        sync.sync()
+        called.append((asked, time.monotonic()))
+
+    threads = [threading.Thread(target=caller) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(called) == 20
+    assert len(starts) <= 3  # the first caller's, then one for everyone who came meanwhile
+    for asked, returned in called:  # some fsync began after the call and ended before return
+        assert any(asked <= began and began + 0.2 <= returned for began in starts)
+
+    def broken(path: Path) -> None:
+        raise OSError(5, "I/O error")
+
+    monkeypatch.setattr(spool_module, "_fsync_dir", broken)
+    with pytest.raises(OSError):
+        sync.sync()
