@@ -12,7 +12,8 @@ Probe first (ffprobe, under a timeout), refuse what is too long or has too many 
 
 Either way only the first video and the first audio stream are kept, without any metadata,
 chapters, data or subtitle streams. The poster comes from the MP4 (small, upright, H.264):
-frames of its first ten seconds, dark ones skipped, the most representative one by histogram.
+frames of its first ten seconds, dark ones skipped, the most representative one by histogram;
+the keyframes alone when one of them will do, which spares decoding all the others.
 
 A file sniffed as video that holds only audio (an ``.m4a`` that libmagic calls ``video/mp4``, a
 song with cover art) gets the audio handler's ``audio`` rendition; its kind stays ``video``.
@@ -187,38 +188,65 @@ def _preset(value: Any) -> str:
 
 async def make_poster(job: HandlerInput, mp4: Path, made: av.Probe) -> RenditionFile | None:
     """A JPEG of a representative, not dark frame of the MP4's first seconds (any frame if all
-    are dark); None only if no frame decodes at all."""
+    are dark); None only if no frame decodes at all.
+
+    Decoding every frame of ten seconds of 1080p costs more than remuxing the whole clip, so the
+    keyframes are tried first: each decodes on its own, and a clip has one every few seconds at
+    most. Only when every keyframe of the window is dark (a fade in from black with the next
+    keyframe far away) are all its frames decoded, as many as ``_POSTER_FPS`` a second kept.
+    """
     video = made.video
     assert video is not None
     target = job.workdir / "poster.jpg"
     window = min(made.duration or _POSTER_WINDOW, _POSTER_WINDOW)
     frames = max(1, round(window * _POSTER_FPS))
     for skip_dark in (True, False):
-        picture = av.open_input(mp4, "mov", t=f"{window:.3f}")["v:0"].filter("fps", _POSTER_FPS)
-        if skip_dark:
-            picture = picture.filter("signalstats").filter(
-                "metadata",
-                mode="select",
-                key="lavfi.signalstats.YAVG",
-                value=_DARK,
-                function="greater",
-            )
-        picture = picture.filter("thumbnail", n=frames)
-        node = av.output(
-            picture,
-            path=target,
-            muxer="mjpeg",
-            vcodec="mjpeg",
-            pix_fmt="yuvj420p",
-            map_metadata=-1,
-            **{"frames:v": 1, "q:v": 3},
-        )
-        await av.transcode(
-            av.compile_args(node),
-            timeout=av.budget(window, job.limits.timeout),
-            memory_bytes=av.memory_limit(job.options),
-        )
-        if target.is_file() and target.stat().st_size > 0:
-            width, height = video.displayed
-            return RenditionFile(POSTER, target, "image/jpeg", width=width, height=height)
+        for keyframes_only in (True, False):
+            await _poster_pass(job, mp4, target, window, frames, keyframes_only, skip_dark)
+            if target.is_file() and target.stat().st_size > 0:
+                width, height = video.displayed
+                return RenditionFile(POSTER, target, "image/jpeg", width=width, height=height)
     return None
+
+
+async def _poster_pass(
+    job: HandlerInput,
+    mp4: Path,
+    target: Path,
+    window: float,
+    frames: int,
+    keyframes_only: bool,
+    skip_dark: bool,
+) -> None:
+    """One ffmpeg run writing the best frame of the window to ``target``, or nothing."""
+    options: dict[str, Any] = {"t": f"{window:.3f}"}
+    if keyframes_only:
+        options["skip_frame"] = "nokey"  # the decoder skips all other frames undecoded
+    # At most _POSTER_FPS frames a second go on, and none twice: thumbnail keeps them all in
+    # memory, and a clip of keyframes only (all intra) must not take ten seconds of them.
+    picture = av.open_input(mp4, "mov", **options)["v:0"].filter(
+        "select", f"isnan(prev_selected_t)+gte(t-prev_selected_t,{1 / _POSTER_FPS})"
+    )
+    if skip_dark:
+        picture = picture.filter("signalstats").filter(
+            "metadata",
+            mode="select",
+            key="lavfi.signalstats.YAVG",
+            value=_DARK,
+            function="greater",
+        )
+    picture = picture.filter("thumbnail", n=frames)
+    node = av.output(
+        picture,
+        path=target,
+        muxer="mjpeg",
+        vcodec="mjpeg",
+        pix_fmt="yuvj420p",
+        map_metadata=-1,
+        **{"frames:v": 1, "q:v": 3},
+    )
+    await av.transcode(
+        av.compile_args(node),
+        timeout=av.budget(window, job.limits.timeout),
+        memory_bytes=av.memory_limit(job.options),
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from functools import partial
@@ -299,6 +300,58 @@ def test_an_all_black_clip_still_gets_a_poster(tmp_path: Path) -> None:
     clip = tmp_path / "night.mp4"
     ffmpeg("-f", "lavfi", "-i", "color=c=black:s=160x90:r=10:d=1", "-c:v", "mpeg4", str(clip))
     check_playable(run(clip), 160, 90, 1.0)
+
+
+ONE_KEYFRAME = ("-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "1000", "-sc_threshold", "0")
+"""x264 options for a clip whose first frame is its only keyframe (a screen recording's way)."""
+
+
+def keyframe_times(path: Path) -> list[float]:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+         "packet=pts_time,flags", "-of", "csv=p=0", str(path)],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout  # fmt: skip
+    return [float(t) for t, flags in (line.split(",")[:2] for line in out.split()) if "K" in flags]
+
+
+def poster_runs(seen: list[list[str]]) -> list[list[str]]:
+    return [args for args in seen if args[0] == "ffmpeg" and "mjpeg" in args]
+
+
+def test_the_poster_of_a_clip_decodes_only_its_keyframes(
+    tmp_path: Path, every_run_is_safe: list[list[str]]
+) -> None:
+    clip = web_ready_mp4(tmp_path / "one.mp4", "320x240", 2, *ONE_KEYFRAME[2:])
+    assert keyframe_times(clip) == [0.0]
+    output = run(clip)
+    check_playable(output, 320, 240, 2.0)
+    with Image.open(by_name(output)["poster"].path) as poster:
+        assert ImageStat.Stat(poster.convert("L")).mean[0] > 60
+    [args] = poster_runs(every_run_is_safe)  # one run, and it skipped every other frame
+    at = args.index("-skip_frame")
+    assert args[at + 1] == "nokey" and at < args.index("-i")  # an option of the input
+
+
+def test_a_black_start_with_no_other_keyframe_still_gets_a_picture_poster(
+    tmp_path: Path, every_run_is_safe: list[list[str]]
+) -> None:
+    clip = tmp_path / "fade.mp4"
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=black:s=320x240:r=15:d=1 [b]; testsrc2=s=320x240:r=15:d=1 [t]; [b][t] concat",
+        *ONE_KEYFRAME,
+        str(clip),
+    )
+    assert keyframe_times(clip) == [0.0]
+    output = run(clip)
+    check_playable(output, 320, 240, 2.0)
+    with Image.open(by_name(output)["poster"].path) as poster:
+        assert ImageStat.Stat(poster.convert("L")).mean[0] > 60
+    first, second = poster_runs(every_run_is_safe)  # the black keyframe, then every frame
+    assert "-skip_frame" in first and "-skip_frame" not in second
 
 
 def test_progress_is_reported_up_to_done(tmp_path: Path) -> None:
