@@ -23,6 +23,8 @@ import ssl
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email._header_value_parser import get_addr_spec, get_angle_addr
+from email.errors import HeaderParseError
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +144,24 @@ class RelaySMTP(SMTP):
         self.failure_delay = failure_delay
         self.failures = 0
         self._offered: LoginPassword | None = None
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's own, without the ``typing.Protocol`` class it defines at every call (a
+        third of the time it took to read a MAIL or RCPT argument)."""
+        if not arg:
+            return "", ""
+        try:
+            if arg.lstrip().startswith("<"):
+                address, rest = get_angle_addr(arg)
+            else:
+                address, rest = get_addr_spec(arg)
+        except HeaderParseError:
+            return None, None
+        addr = address.addr_spec
+        localpart, _, _ = addr.rpartition("@")
+        if self.local_part_limit and len(localpart) > self.local_part_limit:
+            return None, None
+        return addr, rest
 
     async def push(self, status: str | bytes) -> None:  # type: ignore[override]
         if isinstance(status, str) and status.startswith("552 Error"):
