@@ -70,10 +70,12 @@ class FolderSync:
                 self._done = mine  # reached only when the fsync succeeded
 
 
-def sha256_file(path: Path) -> str:
-    """The file's SHA-256, read in 1 MiB pieces (blocking: call it off the event loop)."""
+def sha256_file(path: Path, offset: int = 0) -> str:
+    """The file's SHA-256 (from ``offset`` on), read in 1 MiB pieces (blocking: call it off the
+    event loop)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
+        f.seek(offset)
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
@@ -99,6 +101,11 @@ class SpoolWriter:
         self._buffer = bytearray()
         self._file: BinaryIO | None = None
         self._done = False
+        self.digest_from: int | None = None
+        """Set it and ``commit`` also hashes the file from this offset on (into ``digest``):
+        on the thread that fsyncs, while the bytes are hot in the page cache, not on the
+        event loop as they arrive (~0.6 ms of CPU per MB)."""
+        self.digest: str | None = None
 
     def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
@@ -130,8 +137,12 @@ class SpoolWriter:
         return sha256_file(self._tmp if self._tmp.exists() else self.spool.path(self.name))
 
     def commit_sync(self) -> str:
+        if self.digest_from is not None and self._file is None:
+            self.digest = hashlib.sha256(memoryview(self._buffer)[self.digest_from :]).hexdigest()
         file = self._open()
         file.flush()
+        if self.digest_from is not None and self.digest is None:
+            self.digest = sha256_file(self._tmp, self.digest_from)
         os.fsync(file.fileno())
         file.close()
         os.replace(self._tmp, self.spool.path(self.name))

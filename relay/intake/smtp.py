@@ -229,6 +229,7 @@ class RelaySMTP(SMTP):
         writer = self.event_handler.spool.writer()
         received = self._received_header()
         writer.write(received)
+        writer.digest_from = len(received)  # the message as the client sent it, unstuffed
         reader = DataReader(writer, self.data_size_limit)
         # aiosmtpd's StreamReader limit is the command line length (1001): with it, the socket
         # is paused after every receive, so DATA came in one ~64 KiB recv per pause/resume of
@@ -421,7 +422,7 @@ class MailHandler:
             return SENDER_REFUSED
         meta = MailMeta(
             message_id=facts.message_id,
-            content_sha256=reader.sha256 if reader is not None else None,
+            content_sha256=writer.digest,
             sender=facts.sender,
             auth_results=verdict.auth_results,
             reply=recipient.reply

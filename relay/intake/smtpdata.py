@@ -7,14 +7,14 @@ only ``CRLF.CRLF`` ends the data (a bare LF or bare CR around the dot does not: 
 second message), a message over the size limit is read to its end and then refused, and bytes
 after the terminator (a pipelining client's next commands) go back to the reader.
 
-The reader also hashes the message and keeps the start of it, so the door can tell a message it
-already took (same bytes, same Message-ID) and read the header block without opening the spool
-file again: :func:`scan_headers` reads that block within fixed bounds.
+The reader keeps the start of the message, so the door can read the header block without
+opening the spool file again: :func:`scan_headers` reads that block within fixed bounds. The
+hash that tells a message the relay already took is the spool's (``SpoolWriter.digest_from``),
+made on the thread that fsyncs the file rather than on the event loop.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -24,6 +24,10 @@ from relay.intake.mimeheaders import header_class
 END = b"\r\n.\r\n"
 _DOT_LINE = re.compile(rb"\r\n\.")
 """A line that starts with a dot. ``re`` finds this literal faster than ``bytes.find`` does."""
+_MISSES = 64
+"""Dots that start no line before a buffer is searched with the regex: base64, the bulk of big
+mail, has no dots, and there ``bytes.find`` (a memchr) looks at each dot instead of each byte,
+~20 times faster; prose has a dot a sentence, and there the regex's single pass wins."""
 CHUNK = 256 * 1024
 HEAD = 256 * 1024
 """Bytes of the message kept for its header block; fields past it are not seen."""
@@ -48,7 +52,6 @@ class DataReader:
         self.done = False
         self.head = bytearray()
         self._head_limit = head_limit
-        self._sha = hashlib.sha256()
         self._pending = b"\r\n"
         self._skip = 2  # bytes of the virtual CRLF still to drop
 
@@ -61,9 +64,9 @@ class DataReader:
         pieces = []
         start = 0
         end = len(buffer)
-        found = _DOT_LINE.search(buffer)
-        while found is not None:
-            at = found.start()
+        find = _DotLines(buffer).find
+        at = find(0)
+        while at >= 0:
             if at + len(END) > end:
                 break  # the next chunk says what it is: held back below
             if buffer[at + 3 : at + 5] == b"\r\n":
@@ -74,7 +77,7 @@ class DataReader:
                 return buffer[at + len(END) :]
             pieces.append(buffer[start : at + 2])  # keep the CRLF, drop the dot
             start = at + 3
-            found = _DOT_LINE.search(buffer, start)
+            at = find(start)
         # Hold back what could start a terminator (4 bytes), and never end the written part
         # inside a "CRLF." so every stuffed dot is seen whole.
         cut = max(start, end - 4)
@@ -104,14 +107,34 @@ class DataReader:
             return
         if len(self.head) < self._head_limit:
             self.head += data[: self._head_limit - len(self.head)]
-        self._sha.update(data)
         if self.sink is not None:
             self.sink.write(data)
 
-    @property
-    def sha256(self) -> str:
-        """Of the message as the client sent it (unstuffed), without what the relay adds."""
-        return self._sha.hexdigest()
+
+class _DotLines:
+    """Finds each ``CRLF.`` of one buffer: dot by dot while dots are rare, then by regex."""
+
+    def __init__(self, buffer: bytes) -> None:
+        self.buffer = buffer
+        self.misses = 0
+
+    def find(self, start: int) -> int:
+        """Where the next ``CRLF.`` at or after ``start`` begins, or -1."""
+        buffer = self.buffer
+        if self.misses <= _MISSES:
+            dot = buffer.find(b".", start + 2)
+            while dot >= 0:
+                if buffer[dot - 2 : dot] == b"\r\n":
+                    return dot - 2
+                self.misses += 1
+                if self.misses > _MISSES:
+                    start = dot - 1  # no CRLF. begins before this dot's line position
+                    break
+                dot = buffer.find(b".", dot + 1)
+            else:
+                return -1
+        found = _DOT_LINE.search(buffer, start)
+        return found.start() if found is not None else -1
 
 
 # --- the header block ---------------------------------------------------------------------------

@@ -113,7 +113,13 @@ ALPHABET = [b"\r\n", b".", b"\r", b"\n", b"x", b"..", b"\r\n.", b"\r\n.\r", b"y"
 
 
 @pytest.mark.parametrize("seed", range(10))
-def test_one_pass_reader_matches_aiosmtpd_with_any_chunking(seed: int) -> None:
+@pytest.mark.parametrize("misses", [0, 2, 64])  # when the dot-by-dot search gives way to re
+def test_one_pass_reader_matches_aiosmtpd_with_any_chunking(
+    seed: int, misses: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from relay.intake import smtpdata
+
+    monkeypatch.setattr(smtpdata, "_MISSES", misses)
     rng = random.Random(seed)
     for _ in range(300):
         body = b"".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 60)))
