@@ -277,19 +277,21 @@ def test_location_is_dropped_from_the_mp4_and_the_served_original(tmp_path: Path
         assert LOCATION[:8].encode() not in path.read_bytes()
 
 
-def test_the_poster_is_not_the_black_first_frame(tmp_path: Path) -> None:
-    clip = tmp_path / "fade.mp4"
+def black_then_picture(path: Path, *encoding: str) -> Path:
+    """A 2 s clip: a second of black, then a second of test picture."""
     ffmpeg(
         "-f",
         "lavfi",
         "-i",
         "color=c=black:s=320x240:r=15:d=1 [b]; testsrc2=s=320x240:r=15:d=1 [t]; [b][t] concat",
-        "-c:v",
-        "libx264",
-        "-pix_fmt",
-        "yuv420p",
-        str(clip),
+        *encoding,
+        str(path),
     )
+    return path
+
+
+def test_the_poster_is_not_the_black_first_frame(tmp_path: Path) -> None:
+    clip = black_then_picture(tmp_path / "fade.mp4", "-c:v", "libx264", "-pix_fmt", "yuv420p")
     output = run(clip)
     check_playable(output, 320, 240, 2.0)
     with Image.open(by_name(output)["poster"].path) as poster:
@@ -336,15 +338,7 @@ def test_the_poster_of_a_clip_decodes_only_its_keyframes(
 def test_a_black_start_with_no_other_keyframe_still_gets_a_picture_poster(
     tmp_path: Path, every_run_is_safe: list[list[str]]
 ) -> None:
-    clip = tmp_path / "fade.mp4"
-    ffmpeg(
-        "-f",
-        "lavfi",
-        "-i",
-        "color=c=black:s=320x240:r=15:d=1 [b]; testsrc2=s=320x240:r=15:d=1 [t]; [b][t] concat",
-        *ONE_KEYFRAME,
-        str(clip),
-    )
+    clip = black_then_picture(tmp_path / "fade.mp4", *ONE_KEYFRAME)
     assert keyframe_times(clip) == [0.0]
     output = run(clip)
     check_playable(output, 320, 240, 2.0)
