@@ -10,6 +10,7 @@ follow, and the caller then re-encodes instead.
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Iterator
 from typing import Final
@@ -59,11 +60,13 @@ def _clean_exif(data: bytes) -> bytes | None:
 
 
 def _clean_jpeg(data: bytes) -> bytes | None:
-    kept: list[bytes] = []
+    kept: list[bytes | memoryview] = []
     changed = False
     mpf_at: int | None = None
     for marker, piece in _jpeg_pieces(data):
-        payload = piece.lstrip(b"\xff")[3:]
+        # Only the segments looked into are copied out; the rest (the entropy-coded data, most
+        # of the file) is joined straight from ``data``.
+        payload = bytes(piece).lstrip(b"\xff")[3:] if marker in (0xE1, 0xE2) else b""
         if marker == 0xE1 and payload.startswith(b"Exif\x00\x00"):
             exif = _clean_exif(payload)
             if exif is not None:
@@ -91,9 +94,14 @@ _SCAN: Final = 0
 _TRAILER: Final = -1
 
 
-def _jpeg_pieces(data: bytes) -> Iterator[tuple[int, bytes]]:
+# In entropy-coded data 0xFF is followed by 0x00 (a stuffed byte), a restart marker or another
+# 0xFF (fill); any other byte after it starts the next segment, which begins at that last 0xFF.
+_SCAN_END: Final = re.compile(b"\xff[^\x00\xff\xd0-\xd7]")
+
+
+def _jpeg_pieces(data: bytes) -> Iterator[tuple[int, bytes | memoryview]]:
     """Split a JPEG into (marker, bytes) pieces that join back into ``data`` exactly; entropy-coded
-    data comes as ``_SCAN``, anything after EOI as ``_TRAILER``."""
+    data comes as ``_SCAN`` (a view into ``data``), anything after EOI as ``_TRAILER``."""
     if not data.startswith(b"\xff\xd8"):
         raise ValueError("no SOI")
     yield 0xD8, data[:2]
@@ -120,18 +128,11 @@ def _jpeg_pieces(data: bytes) -> Iterator[tuple[int, bytes]]:
         pos += length
         yield marker, data[start:pos]
         if marker == 0xDA:
-            scan = pos
-            while True:  # entropy-coded data runs to the first 0xFF that starts a real marker
-                ff = data.find(b"\xff", scan)
-                if ff < 0 or ff + 1 >= end:
-                    raise ValueError("no EOI")
-                following = data[ff + 1]
-                if following == 0x00 or following == 0xFF or 0xD0 <= following <= 0xD7:
-                    scan = ff + 1
-                    continue
-                yield _SCAN, data[pos:ff]
-                pos = ff
-                break
+            found = _SCAN_END.search(data, pos)
+            if found is None:
+                raise ValueError("no EOI")
+            yield _SCAN, memoryview(data)[pos : found.start()]
+            pos = found.start()
     raise ValueError("no EOI")
 
 

@@ -567,6 +567,36 @@ def test_jpeg_iptc_and_trailing_data_are_dropped(tmp_path: Path) -> None:
     assert output.served_original.read_bytes() == plain
 
 
+def test_jpeg_scans_are_copied_whole_past_stuffed_bytes_restarts_and_fill(
+    tmp_path: Path,
+) -> None:
+    # Inside entropy-coded data 0xFF is followed by 0x00 (stuffed), a restart marker or another
+    # 0xFF (fill before a marker): none of these ends a scan. Several scans (progressive) with
+    # tables between them, restart markers and fill bytes before EOI, all kept byte for byte.
+    buffer = io.BytesIO()
+    Image.effect_noise((256, 192), 60).convert("RGB").save(
+        buffer, "JPEG", exif=gps_exif().tobytes(), progressive=True, restart_marker_rows=1
+    )
+    data = buffer.getvalue()
+    assert b"\xff\x00" in data and b"\xff\xd0" in data and data.count(b"\xff\xda") > 1
+    eoi = data.rindex(b"\xff\xd9")
+    data = data[:eoi] + b"\xff\xff" + data[eoi:]
+    source = tmp_path / "scans.jpg"
+    source.write_bytes(data)
+    output = process(source, "image/jpeg", tmp_path / "work")
+    assert output.served_original is not None
+    served = output.served_original.read_bytes()
+    assert leaks(served) == [] and leaks(data) != []
+    assert served[served.index(b"\xff\xdb") :] == data[data.index(b"\xff\xdb") :]
+
+
+def test_processing_leaves_pillows_block_cache_as_it_was(phone_jpeg: Path, tmp_path: Path) -> None:
+    # Blocks are kept for reuse during a job only: the worker gives the memory back after it.
+    before = Image.core.get_blocks_max()
+    process(phone_jpeg, "image/jpeg", tmp_path)
+    assert Image.core.get_blocks_max() == before
+
+
 def test_multi_picture_jpeg_loses_its_secondary_images(tmp_path: Path) -> None:
     # Phones and cameras append more JPEGs after the first (MPF: gain maps, previews), each with
     # its own EXIF. The primary image stays byte for byte; what follows it goes.
