@@ -43,12 +43,13 @@ from sqlalchemy import Connection, delete, or_, select, update
 from relay import metrics
 from relay.auth import new_id
 from relay.context import RELAY, Relay
+from relay.db import queries
 from relay.db.schema import uploads
 from relay.errors import AuthError, IntakeError, NotFound, RelayError, TooLarge
 from relay.intake.accept import SpooledFile
 from relay.intake.http import clean_filename
 from relay.model import Post
-from relay.web.api import authenticate, error_response
+from relay.web.api import authenticate, bearer_token, error_response
 
 log = logging.getLogger("relay.tus")
 
@@ -167,6 +168,17 @@ def _claim(
         .values(locked_until=now + LEASE, locked_by=holder)
     ).rowcount
     return taken == 1, _load(conn, upload_id)
+
+
+def _claim_as(
+    conn: Connection, upload_id: str, token: str, holder: str, now: float
+) -> tuple[str | None, bool, Row | None]:
+    """``_claim`` for the token's user, found in the same transaction: (None, False, None) for
+    a token that is no one's."""
+    user_id = queries.user_for_token(conn, token)
+    if user_id is None:
+        return None, False, None
+    return user_id, *_claim(conn, upload_id, holder, now, user_id)
 
 
 def _renew(
@@ -311,14 +323,14 @@ class TusDoor:
 
     async def patch(self, request: web.Request) -> web.Response:
         _require_version(request)
-        user_id = await authenticate(request)
+        token = bearer_token(request)  # looked up with the claim: one transaction, not two
         if request.content_type != OFFSET_STREAM:
             raise IntakeError("tus.unsupported_media_type")
         offset = _number(request, "Upload-Offset")
         if offset is None:
             raise IntakeError("bad_request", "PATCH needs Upload-Offset")
         checksum = _checksum(request)
-        async with self._claimed(request.match_info["upload_id"], user_id) as (row, claim):
+        async with self._claimed(request.match_info["upload_id"], token=token) as (row, claim):
             if offset != row["received"]:
                 raise IntakeError("tus.offset_mismatch", f"{offset} != {row['received']}")
             row = await self._receive(request, row, claim, checksum)
@@ -384,22 +396,32 @@ class TusDoor:
         return _check_visible(await self.db.read(_load, upload_id), user_id)
 
     @contextlib.asynccontextmanager
-    async def _claimed(self, upload_id: str, user_id: str) -> AsyncIterator[tuple[Row, _Claim]]:
+    async def _claimed(
+        self, upload_id: str, user_id: str | None = None, *, token: str | None = None
+    ) -> AsyncIterator[tuple[Row, _Claim]]:
         """The upload, held by this request alone; 404/410 first, then 423 if someone writes.
 
         One write transaction takes the lease and reads the row; a PATCH gives the lease back
         in the transaction that records its offset, so a PATCH costs two commits, not four.
         """
         if upload_id in self.writing:
-            await self._visible(upload_id, user_id)
+            if user_id is None:
+                user_id = await self.db.read(queries.user_for_token, token)
+            await self._visible(upload_id, _known(user_id))
             raise IntakeError("tus.locked")
         self.writing.add(upload_id)
         claim = _Claim(new_id())
         try:
-            taken, row = await self.db.run(_claim, upload_id, claim.holder, time.time(), user_id)
+            now = time.time()
+            if user_id is None:
+                user_id, taken, row = await self.db.run(
+                    _claim_as, upload_id, token, claim.holder, now
+                )
+            else:
+                taken, row = await self.db.run(_claim, upload_id, claim.holder, now, user_id)
             claim.held = taken
             try:
-                row = _check_visible(row, user_id)
+                row = _check_visible(row, _known(user_id))
                 if not taken:
                     raise IntakeError("tus.locked", "claimed by another node")
                 yield row, claim
@@ -458,12 +480,9 @@ class TusDoor:
                 if time.monotonic() >= renew_at:
                     # Never write on a lapsed claim; without a checksum to verify first, also
                     # record what is on disk so a long PATCH cut off loses little.
-                    progress = {}
-                    if hasher is None:
-                        await _sync(file)
-                        progress["received"] = received
-                    if not await self.db.run(
-                        _renew, row["id"], claim.holder, time.time(), **progress
+                    progress = {"received": received} if hasher is None else {}
+                    if not await self._sync_and_renew(
+                        file if progress else None, row["id"], claim, False, progress
                     ):
                         raise IntakeError("tus.locked", "claim lapsed")
                     row = {**row, **progress}
@@ -478,22 +497,42 @@ class TusDoor:
             if hasher is not None and checksum and hasher.digest() != checksum[1]:
                 raise RelayError("tus.checksum_mismatch")  # discarded: the offset stays
             file.truncate(received)  # drop bytes of a PATCH cut off before its answer
-            await _sync(file)
-        now = time.time()
-        values.update(received=received, expires_at=now + self.settings.tus_expiry_seconds)
-        finished = length is not None and received == length
-        if finished and row["spool_name"] is None:
-            values["spool_name"] = new_id()  # recorded before the move, so it is never lost
-        # Unless a post is still to be made under it, the lease goes with the new offset.
-        release = not (finished and row["post_id"] is None)
-        if not await self.db.run(_renew, row["id"], claim.holder, now, release, **values):
-            claim.held = False
-            raise IntakeError("tus.locked", "claim lapsed")
+            values.update(
+                received=received, expires_at=time.time() + self.settings.tus_expiry_seconds
+            )
+            finished = length is not None and received == length
+            if finished and row["spool_name"] is None:
+                values["spool_name"] = new_id()  # recorded before the move, so never lost
+            # Unless a post is still to be made under it, the lease goes with the new offset.
+            release = not (finished and row["post_id"] is None)
+            if not await self._sync_and_renew(file, row["id"], claim, release, values):
+                claim.held = False
+                raise IntakeError("tus.locked", "claim lapsed")
         claim.held = not release
         row = {**row, **values}
         if finished and row["post_id"] is None:
             row = await self._finish(row)
         return row
+
+    async def _sync_and_renew(
+        self,
+        file: BinaryIO | None,
+        upload_id: str,
+        claim: _Claim,
+        release: bool,
+        values: dict[str, Any],
+    ) -> bool:
+        """fsync ``file`` (if given), then ``_renew``: on one thread, in one trip off the loop,
+        so the offset is recorded only once the bytes it counts are on disk."""
+        if file is not None:
+            file.flush()
+
+        def work() -> bool:
+            if file is not None:
+                os.fsync(file.fileno())
+            return self.db.run_here(_renew, upload_id, claim.holder, time.time(), release, **values)
+
+        return await asyncio.to_thread(work)
 
     async def _finish(self, row: Row) -> Row:
         """Spool a complete upload and make it a post; safe to run again after any crash."""
@@ -571,6 +610,12 @@ def _set(conn: Connection, upload_id: str, **values: Any) -> None:
     conn.execute(update(uploads).where(uploads.c.id == upload_id).values(**values))
 
 
+def _known(user_id: str | None) -> str:
+    if user_id is None:
+        raise AuthError()
+    return user_id
+
+
 def _check_visible(row: Row | None, user_id: str) -> Row:
     if row is None or row["user_id"] != user_id:
         raise NotFound()
@@ -606,11 +651,6 @@ def _open_for_writing(path: Path) -> Iterator[BinaryIO]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     with os.fdopen(fd, "r+b") as file:
         yield file
-
-
-async def _sync(file: BinaryIO) -> None:
-    file.flush()
-    await asyncio.to_thread(os.fsync, file.fileno())
 
 
 # --- wiring -------------------------------------------------------------------------------------

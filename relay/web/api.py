@@ -52,13 +52,19 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(500, public_error("server.internal"))
 
 
-async def authenticate(request: web.Request) -> str:
+def bearer_token(request: web.Request) -> str:
+    """The request's ``Authorization: Bearer`` token, not yet checked; AuthError if none."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthError()
+    return token.strip()
+
+
+async def authenticate(request: web.Request) -> str:
+    token = bearer_token(request)
     relay = request.app[RELAY]
-    user_id = await relay.db.read(queries.user_for_token, token.strip())
+    user_id = await relay.db.read(queries.user_for_token, token)
     if user_id is None:
         raise AuthError()
     request[USER] = user_id
