@@ -414,11 +414,13 @@ class TusDoor:
         try:
             now = time.time()
             if user_id is None:
-                user_id, taken, row = await self.db.run(
+                user_id, taken, row = await self.db.run_volatile(
                     _claim_as, upload_id, token, claim.holder, now
                 )
             else:
-                taken, row = await self.db.run(_claim, upload_id, claim.holder, now, user_id)
+                taken, row = await self.db.run_volatile(
+                    _claim, upload_id, claim.holder, now, user_id
+                )
             claim.held = taken
             try:
                 row = _check_visible(row, _known(user_id))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, text, update
 
 from relay import jobs
 from relay.db import Database, migrations, queries
@@ -154,3 +155,25 @@ def test_orphaned_jobs_of_a_dead_process_are_released(database: Database) -> Non
         again = jobs.claim(conn, "host:333:0", lease=600)
     assert released == 1
     assert again.ref == "dead"
+
+
+def test_a_volatile_write_is_a_write_that_does_not_wait_for_the_disk(database: Database) -> None:
+    """Leases go through ``run_volatile``: seen by every later transaction like any write, on a
+    connection whose commits skip the disk flush (the next durable commit covers them)."""
+
+    with database.begin() as conn:
+        user_id = queries.add_user(conn, "anna")
+
+    def rename(conn: Connection) -> str:
+        conn.execute(text("UPDATE users SET name = 'anna2' WHERE id = :id"), {"id": user_id})
+        if database.is_postgres:
+            return conn.execute(text("SHOW synchronous_commit")).scalar_one()
+        return str(conn.execute(text("PRAGMA synchronous")).scalar_one())
+
+    assert asyncio.run(database.run_volatile(rename)) in ("off", "1")  # 1: NORMAL
+    with database.begin(write=False) as conn:
+        assert queries.user_id_by_name(conn, "anna2") == user_id
+        durable = conn.execute(
+            text("SHOW synchronous_commit" if database.is_postgres else "PRAGMA synchronous")
+        ).scalar_one()
+    assert str(durable) in ("on", "2")  # 2: FULL, what every other transaction gets
