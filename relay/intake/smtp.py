@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import re
 import ssl
 import time
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from relay.db.destinations import list_destinations
 from relay.errors import CATALOG
 from relay.intake import policy
 from relay.intake.accept import Acceptor, AlreadyAccepted, MailMeta
-from relay.intake.smtpdata import CHUNK, DataReader, HeaderFacts, scan_headers
+from relay.intake.smtpdata import ADDR_SPEC, CHUNK, DataReader, HeaderFacts, scan_headers
 from relay.spool import Spool
 
 log = logging.getLogger("relay.smtp")
@@ -122,6 +123,10 @@ class LoggedIn:
     login: str
 
 
+_PLAIN_PATH = re.compile(rf"\s*<({ADDR_SPEC})>[ \t]*(.*)", re.DOTALL)
+"""``<address>`` and what follows: what the stdlib's parser answers for it, without it."""
+
+
 class RelaySMTP(SMTP):
     """aiosmtpd's protocol with a DATA phase that streams into the spool in large chunks
     (``smtpdata.DataReader``), size refusals said with the enhanced code ``5.3.4``, slowed and
@@ -146,10 +151,16 @@ class RelaySMTP(SMTP):
         self._offered: LoginPassword | None = None
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
-        """aiosmtpd's own, without the ``typing.Protocol`` class it defines at every call (a
-        third of the time it took to read a MAIL or RCPT argument)."""
+        """aiosmtpd's own, without the ``typing.Protocol`` class it defines at every call, and
+        with a fast path for a plain ``<address>`` that gives the stdlib parser's answer."""
         if not arg:
             return "", ""
+        plain = _PLAIN_PATH.fullmatch(arg)
+        if plain is not None and not plain.group(2).startswith("("):
+            address, rest = plain.group(1), plain.group(2)
+            if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
+                return None, None
+            return address, rest
         try:
             if arg.lstrip().startswith("<"):
                 address, rest = get_angle_addr(arg)

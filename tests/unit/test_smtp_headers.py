@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import random
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -103,3 +106,121 @@ def test_failure_guard_counts_per_ip_and_forgets(monkeypatch: pytest.MonkeyPatch
     for n in range(200):
         guard.add(f"10.0.{n // 256}.{n % 256}")
     assert len(guard._seen) <= 50  # noqa: SLF001
+
+
+# --- the fast paths give the stdlib parser's answers -------------------------------------------
+
+CORPORA = Path(os.environ.get("RELAY_TEST_CORPORA", "/work/shared/corpora"))
+MAIL = Path(__file__).resolve().parents[1] / "corpus" / "mail"
+
+_TOKENS = [
+    "Anna",
+    " ",
+    "\t",
+    '"',
+    "\\",
+    "<",
+    ">",
+    "@",
+    ".",
+    ",",
+    ";",
+    ":",
+    "(",
+    ")",
+    "[",
+    "]",
+    "a",
+    "b.c",
+    "x@y.example",
+    "<a@b.example>",
+    "=?utf-8?q?=C3=85?=",
+    "'",
+    "é",
+    "!#$%&*+/=?^_`{|}~-",
+    "SIZE=10",
+    "..",
+    "@[127.0.0.1]",
+]
+
+
+def _random_values(seed: int, count: int = 3000) -> list[str]:
+    rng = random.Random(seed)
+    return ["".join(rng.choice(_TOKENS) for _ in range(rng.randint(1, 8))) for _ in range(count)]
+
+
+def _corpus_fields(name: str) -> list[str]:
+    found = []
+    for path in sorted(CORPORA.rglob("*")) + sorted(MAIL.rglob("*")):
+        if path.is_file() and path.stat().st_size < 5_000_000:
+            value = scan_headers(path.read_bytes()[:262_144]).values.get(name)
+            if value:
+                found.append(value)
+    return found
+
+
+def _without(monkeypatch: pytest.MonkeyPatch, module: object, pattern: str) -> None:
+    monkeypatch.setattr(module, pattern, re.compile(r"(?!)"))  # matches nothing
+
+
+@pytest.mark.parametrize("source", ["corpus", "random"])
+def test_from_and_message_id_fast_paths_agree_with_the_stdlib(
+    source: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from relay.intake import smtpdata
+
+    for field, read, pattern in (
+        ("from", smtpdata._sender, "_PLAIN_FROM"),  # noqa: SLF001
+        ("message-id", smtpdata._message_id, "_PLAIN_ID"),  # noqa: SLF001
+    ):
+        values = _corpus_fields(field) if source == "corpus" else _random_values(len(field))
+        fast = [read(value) for value in values]
+        with monkeypatch.context() as patched:
+            _without(patched, smtpdata, pattern)
+            slow = [read(value) for value in values]
+        assert fast == slow
+        if source == "corpus":  # most real fields take the fast path
+            taken = sum(bool(getattr(smtpdata, pattern).fullmatch(value)) for value in values)
+            assert taken > 0.8 * len(values) >= 10
+
+
+def test_mail_and_rcpt_argument_fast_path_agrees_with_aiosmtpd(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aiosmtpd.handlers import Sink
+
+    from relay.intake import smtp
+
+    server = smtp.RelaySMTP.__new__(smtp.RelaySMTP)
+    server.local_part_limit = 64
+    values = _random_values(7) + [
+        "<bench@example.org>",
+        "<bench@example.org> SIZE=1000 BODY=8BITMIME",
+        " <a.b@c.d>\tSIZE=1",
+        "<a@b>(comment) SIZE=1",
+        f"<{'x' * 65}@example.org>",
+    ]
+
+    def outcomes(read: Callable[[str], object]) -> list[object]:
+        found: list[object] = []
+        for value in values:
+            try:
+                found.append(read(value))
+            except Exception as exc:  # the stdlib parser raises more than HeaderParseError
+                found.append(type(exc))
+        return found
+
+    fast = outcomes(server._getaddr)  # noqa: SLF001
+    with monkeypatch.context() as patched:
+        _without(patched, smtp, "_PLAIN_PATH")
+        slow = outcomes(server._getaddr)  # noqa: SLF001
+    stock = smtp.SMTP(Sink())
+    stock.local_part_limit = 64
+    assert fast == slow == outcomes(stock._getaddr)  # noqa: SLF001
+    assert fast[-5:] == [
+        ("bench@example.org", ""),
+        ("bench@example.org", "SIZE=1000 BODY=8BITMIME"),
+        ("a.b@c.d", "SIZE=1"),
+        ("a@b", "SIZE=1"),
+        (None, None),
+    ]
