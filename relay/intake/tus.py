@@ -35,7 +35,7 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 from aiohttp.client_exceptions import ClientPayloadError
 from prometheus_client import Counter
 from sqlalchemy import Connection, delete, or_, select, update
@@ -63,6 +63,8 @@ CHECKSUMS: dict[str, Callable[[], Any]] = {
 OFFSET_STREAM = "application/offset+octet-stream"
 PREFIX = "/api/v1/tus/"
 CHUNK = 1 << 20
+READ_AHEAD = CHUNK
+"""Bytes of a PATCH read into memory while its claim is taken, before they may be written."""
 LEASE = 30.0  # seconds a writer's claim holds without renewal (a crashed node's claim lapses)
 RENEW = 10.0  # while bytes flow: renew the claim and record progress this often
 IDLE = 60.0  # a PATCH whose client sends nothing this long ends (what arrived is kept)
@@ -330,10 +332,21 @@ class TusDoor:
         if offset is None:
             raise IntakeError("bad_request", "PATCH needs Upload-Offset")
         checksum = _checksum(request)
-        async with self._claimed(request.match_info["upload_id"], token=token) as (row, claim):
-            if offset != row["received"]:
-                raise IntakeError("tus.offset_mismatch", f"{offset} != {row['received']}")
-            row = await self._receive(request, row, claim, checksum)
+        # The body starts coming in while the claim's transaction runs (a few ms a PATCH).
+        early: list[bytes] = []
+        reading = asyncio.create_task(_read_ahead(request.content, READ_AHEAD, early))
+        try:
+            async with self._claimed(request.match_info["upload_id"], token=token) as (
+                row,
+                claim,
+            ):
+                reading.cancel()  # what came meanwhile is in ``early``; the rest is in the stream
+                await asyncio.gather(reading, return_exceptions=True)
+                if offset != row["received"]:
+                    raise IntakeError("tus.offset_mismatch", f"{offset} != {row['received']}")
+                row = await self._receive(request, row, claim, checksum, early)
+        finally:
+            reading.cancel()  # refused before its end: what it read is dropped
         headers = request[_HEADERS]
         headers["Upload-Offset"] = str(row["received"])
         self._describe(row, headers)
@@ -434,9 +447,16 @@ class TusDoor:
             self.writing.discard(upload_id)
 
     async def _receive(
-        self, request: web.Request, row: Row, claim: _Claim, checksum: tuple[str, bytes] | None
+        self,
+        request: web.Request,
+        row: Row,
+        claim: _Claim,
+        checksum: tuple[str, bytes] | None,
+        early: list[bytes] | None = None,
     ) -> Row:
-        """Append the body at the upload's offset; return the row as it now stands."""
+        """Append the body at the upload's offset (``early``: its start, read already); return
+        the row as it now stands."""
+        early = list(reversed(early or []))
         start = row["received"]
         length = row["length"]
         values: dict[str, Any] = {}
@@ -459,7 +479,7 @@ class TusDoor:
         if row["spool_name"] is not None:
             # Every byte is in and the file has moved to the spool: a repeated last PATCH
             # (its answer was lost) only needs the post.
-            if await request.content.read(1):
+            if early or await request.content.read(1):
                 raise TooLarge(code, "the upload is complete")
             return row if row["post_id"] else await self._finish(row)
         hasher = CHECKSUMS[checksum[0]]() if checksum else None
@@ -470,8 +490,11 @@ class TusDoor:
             renew_at = time.monotonic() + RENEW
             while True:
                 try:
-                    async with asyncio.timeout(IDLE):
-                        chunk = await request.content.read(CHUNK)
+                    if early:
+                        chunk = early.pop()
+                    else:
+                        async with asyncio.timeout(IDLE):
+                            chunk = await request.content.read(CHUNK)
                 except (OSError, ClientPayloadError):  # the client went away, or went quiet
                     interrupted = True
                     break
@@ -606,6 +629,21 @@ class TusDoor:
             except Exception:
                 log.exception("tus sweep failed")
             await asyncio.sleep(self.settings.tus_cleanup_interval_seconds)
+
+
+async def _read_ahead(stream: StreamReader, size: int, early: list[bytes]) -> None:
+    """Up to ``size`` bytes of a body into ``early``, until cancelled (a read cancelled takes
+    nothing from the stream); stops at the end, an error or silence, which the reader that
+    takes over then meets itself."""
+    total = 0
+    with contextlib.suppress(OSError, ClientPayloadError):
+        while total < size:
+            async with asyncio.timeout(IDLE):
+                chunk = await stream.read(min(CHUNK, size - total))
+            if not chunk:
+                break
+            early.append(chunk)
+            total += len(chunk)
 
 
 def _set(conn: Connection, upload_id: str, **values: Any) -> None:
