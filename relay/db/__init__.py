@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.pool import SingletonThreadPool
 
 from relay.db import migrations
 
@@ -27,13 +28,17 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, durable: bool = True) -> Engine:
+def make_engine(url: str, durable: bool = True, one_per_thread: bool = False) -> Engine:
     """``durable=False``: an engine whose commits do not wait for the disk (SQLite
     ``synchronous=NORMAL`` in WAL mode, PostgreSQL ``synchronous_commit=off``), still atomic
     and in order: a power cut may lose its last transactions, never corrupt them."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(
+            url,
+            connect_args={"timeout": 30, "check_same_thread": False},
+            **({"poolclass": SingletonThreadPool} if one_per_thread else {}),
+        )
         synchronous = "FULL" if durable else "NORMAL"
 
         @event.listens_for(engine, "connect")
@@ -71,6 +76,8 @@ class Database:
         self.engine = make_engine(url)
         self.volatile = make_engine(url, durable=False)
         self.is_postgres = self.engine.dialect.name == "postgresql"
+        # The event loop's own connection for read_by_key: never waits for one from the pool.
+        self.inline = None if self.is_postgres else make_engine(url, one_per_thread=True)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="relay-db")
 
     @contextmanager
@@ -99,6 +106,15 @@ class Database:
         call = functools.partial(self._call, False, fn, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
+    async def read_by_key(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``read`` for a lookup of a row or two by an indexed key, in the hot path. SQLite
+        answers it from the page cache on this thread in ~0.1 ms, less than the event loop
+        spends sending work to a thread and taking the answer back (readers never wait for the
+        writer in WAL mode); PostgreSQL answers over the network, so there it is ``read``."""
+        if self.inline is None:
+            return await self.read(fn, *args, **kwargs)
+        return self._call(False, fn, *args, engine=self.inline, **kwargs)
+
     async def run_volatile(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``run`` for a write whose loss in a power cut harms nothing (a lease, which a
         crash frees anyway): its commit does not wait for the disk, and the next durable
@@ -126,3 +142,5 @@ class Database:
         self._pool.shutdown(wait=True)
         self.engine.dispose()
         self.volatile.dispose()
+        if self.inline is not None:
+            self.inline.dispose()

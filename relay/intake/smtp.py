@@ -342,7 +342,7 @@ class MailHandler:
         row = None
         if found is not None:
             try:
-                row = await self.db.read(queries.recipient, found[0])
+                row = await self.db.read_by_key(queries.recipient, found[0])
             except Exception:
                 log.exception("address lookup failed")
                 return TEMPORARY

@@ -64,7 +64,7 @@ def bearer_token(request: web.Request) -> str:
 async def authenticate(request: web.Request) -> str:
     token = bearer_token(request)
     relay = request.app[RELAY]
-    user_id = await relay.db.read(queries.user_for_token, token)
+    user_id = await relay.db.read_by_key(queries.user_for_token, token)
     if user_id is None:
         raise AuthError()
     request[USER] = user_id

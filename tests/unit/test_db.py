@@ -177,3 +177,27 @@ def test_a_volatile_write_is_a_write_that_does_not_wait_for_the_disk(database: D
             text("SHOW synchronous_commit" if database.is_postgres else "PRAGMA synchronous")
         ).scalar_one()
     assert str(durable) in ("on", "2")  # 2: FULL, what every other transaction gets
+
+
+def test_a_lookup_by_key_sees_every_commit_and_on_sqlite_skips_the_thread_trip(
+    database: Database,
+) -> None:
+    """``read_by_key`` answers from the event loop's own connection on SQLite (no pool to wait
+    for, no thread), through a thread on PostgreSQL; either way it sees the latest commit."""
+    caller = threading.get_ident()
+    seen: list[int] = []
+
+    def owner(conn: Connection, name: str) -> str | None:
+        seen.append(threading.get_ident())
+        return queries.user_id_by_name(conn, name)
+
+    async def lookups() -> list[str | None]:
+        found = [await database.read_by_key(owner, "anna")]
+        with database.begin() as conn:  # another connection commits meanwhile
+            user_id = queries.add_user(conn, "anna")
+        found.append(await database.read_by_key(owner, "anna"))
+        assert found[1] == user_id
+        return found
+
+    assert asyncio.run(lookups())[0] is None
+    assert (caller in seen) is (not database.is_postgres)
