@@ -322,6 +322,11 @@ def relay_serve(data_dir: Path, **env: str) -> Iterator[RelayServer]:
         server.stop()
 
 
+def bench_user(server: RelayServer) -> dict[str, str]:
+    """The ``Authorization`` header of a new user of ``server``, for the upload doors."""
+    return {"Authorization": f"Bearer {server.add_user('bench')['token']}"}
+
+
 def relay_pid(server: RelayServer) -> int:
     assert server.process is not None
     return server.process.pid

@@ -19,6 +19,7 @@ from bench.harness import (
     Result,
     Target,
     baseline_http,
+    bench_user,
     relay_pid,
     relay_serve,
 )
@@ -84,7 +85,7 @@ def _throughput(kind: str, clients_count: int) -> Scenario:
             folder = ctx.scratch(f"{name}-relay")
             try:
                 with relay_serve(folder, RELAY_WORKERS="0") as relay:
-                    auth = {"Authorization": f"Bearer {relay.add_user('bench')['token']}"}
+                    auth = bench_user(relay)
                     with MemorySampler(relay_pid(relay)) as memory:
                         took = asyncio.run(
                             _batch(relay.http_port, "/api/v1/uploads", auth, body, clients_count)
@@ -118,7 +119,7 @@ def _memory(kind: str) -> Scenario:
         folder = ctx.scratch(name)
         try:
             with relay_serve(folder, RELAY_WORKERS="0") as relay:
-                auth = {"Authorization": f"Bearer {relay.add_user('bench')['token']}"}
+                auth = bench_user(relay)
                 with MemorySampler(relay_pid(relay)) as memory:
                     took = asyncio.run(_batch(relay.http_port, "/api/v1/uploads", auth, body, 1))
         finally:

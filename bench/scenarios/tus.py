@@ -21,6 +21,7 @@ from bench.harness import (
     Result,
     Target,
     baseline_http,
+    bench_user,
     relay_pid,
     relay_serve,
     unavailable,
@@ -90,7 +91,7 @@ def _throughput(ctx: Context) -> list[Result]:
         folder = ctx.scratch("tus-relay")
         try:
             with relay_serve(folder, RELAY_WORKERS="0") as relay:
-                auth = {"Authorization": f"Bearer {relay.add_user('bench')['token']}"}
+                auth = bench_user(relay)
                 with MemorySampler(relay_pid(relay)) as memory:
                     took = asyncio.run(_upload(relay.http_port, "/api/v1/tus/", auth, size, CHUNK))
                 rate = max(rate, size / MB / took)
@@ -119,7 +120,7 @@ def _memory(ctx: Context) -> list[Result]:
     folder = ctx.scratch("tus-memory")
     try:
         with relay_serve(folder, RELAY_WORKERS="0") as relay:
-            auth = {"Authorization": f"Bearer {relay.add_user('bench')['token']}"}
+            auth = bench_user(relay)
             with MemorySampler(relay_pid(relay)) as memory:
                 took = asyncio.run(_upload(relay.http_port, "/api/v1/tus/", auth, size, size))
     finally:
