@@ -6,8 +6,9 @@ because ``RelayError`` does not survive pickling.
 
 In the worker: open lazily (header only) → refuse images over the pixel limit before any decoding
 → decode the first frame once, at a reduced JPEG DCT scale when that still covers the largest
-rendition → convert to 8-bit L, LA, RGB or RGBA → resize to "large" and derive "medium" and
-"small" from it → turn each upright. Renditions keep only the ICC profile.
+rendition (libjpeg-turbo's M/8 scales through simplejpeg, else Pillow's 1/2, 1/4 and 1/8) →
+convert to 8-bit L, LA, RGB or RGBA → resize to "large", turning it upright, and derive "medium"
+and "small" from it. Renditions keep only the ICC profile.
 
 Then the served original. JPEG, PNG, WebP and GIF are cleaned at the container level: metadata
 segments are dropped or rewritten and everything else is copied byte for byte, so the pixels and
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Final
 
 import pillow_heif
+import simplejpeg
 from PIL import Image, ImageCms, ImageFile
 
 from handlers import scrub
@@ -191,11 +193,9 @@ def _process(source: Path, mime: str, workdir: Path, max_pixels: int) -> _Outcom
             # The container-level clean of the original needs only its bytes: it runs on a
             # thread while the pixels are decoded (which releases the GIL).
             cleaning = _start_cleaning(source, mime)
-            if img.format in ("JPEG", "MPO") and sizes[0][1] != img.size:
-                img.draft(None, sizes[0][1])  # libjpeg picks a DCT scale still >= the size asked
-            img.load()
+            decoded = _decode(img, source, sizes[0][1])
             meta = _read_metadata(img)
-            pixels = _normalize(img, meta.icc)
+            pixels = _normalize(decoded, meta.icc)
             renditions = _write_renditions(pixels, sizes, meta.orientation, workdir)
             full = pixels if pixels.image.size == (width, height) else None
             served = _served_original(source, mime, workdir, meta, full, cleaning)
@@ -204,6 +204,47 @@ def _process(source: Path, mime: str, workdir: Path, max_pixels: int) -> _Outcom
     except _DAMAGED as exc:
         return _Outcome(error=("media.corrupt", f"{type(exc).__name__}: {exc}"))
     return _Outcome(renditions=renditions, served=served)
+
+
+_SCALED_MODES: Final = {"RGB": "RGBX", "L": "GRAY"}
+"""Pillow's JPEG modes that simplejpeg decodes to the same pixels, and its name for each."""
+
+
+def _decode(img: Image.Image, source: Path, size: tuple[int, int]) -> Image.Image:
+    """The first frame's pixels, at the smallest JPEG DCT scale still covering ``size``."""
+    if img.format in ("JPEG", "MPO") and img.size != size:
+        scaled = _decode_scaled(source, img.mode, size)
+        if scaled is not None:
+            return scaled
+        img.draft(None, size)  # libjpeg picks a DCT scale still >= the size asked
+    img.load()
+    return img
+
+
+def _decode_scaled(source: Path, mode: str, size: tuple[int, int]) -> Image.Image | None:
+    """The JPEG decoded at the smallest of libjpeg-turbo's M/8 scales that covers ``size``, or
+    None when it is not a plain RGB or grey JPEG libjpeg decodes without a complaint.
+
+    Pillow's draft mode offers 1/2, 1/4 and 1/8 only, so a 12 MP photo (4032 wide) was decoded
+    whole for its 2048 rendition. At 5/8 the resize to 2048 reads 2.6× fewer pixels: that resize
+    was half the handler's time. Anything libjpeg warns about (a truncated scan, stray bytes
+    before a marker) goes back to Pillow's decoder, whose verdict stands as before.
+    """
+    colorspace = _SCALED_MODES.get(mode)
+    if colorspace is None:
+        return None  # CMYK and YCCK go through Pillow's conversion and the ICC profile
+    data = source.read_bytes()
+    try:
+        rows, columns, _, _ = simplejpeg.decode_jpeg_header(data, min_width=size[0], min_height=size[1])
+        # Decoded into a buffer Pillow maps as it is (RGBX is its own layout of RGB): no copy.
+        pixels = bytearray(rows * columns * len(colorspace))
+        simplejpeg.decode_jpeg(
+            data, colorspace=colorspace, min_width=size[0], min_height=size[1], buffer=pixels
+        )
+    except ValueError:
+        return None
+    raw = "L" if mode == "L" else "RGBX"
+    return Image.frombuffer(raw, (columns, rows), pixels, "raw", raw, 0, 1)
 
 
 def _fit(width: int, height: int, cap: int) -> tuple[int, int]:
@@ -306,61 +347,96 @@ def _threads() -> ThreadPoolExecutor:
 def _write_renditions(
     pixels: _Pixels, sizes: list[tuple[str, tuple[int, int]]], orientation: int, workdir: Path
 ) -> list[_Written]:
-    # Resize in stored orientation and turn each result upright afterwards: turning the small
-    # images is far cheaper than turning the full one, and the caps are the same either way.
-    # Each rendition is turned and encoded on a thread while the next, smaller one is derived,
-    # on this thread alone once an encode is under way (the encode has the other core; strips
-    # on both would only slow the encode down, the longest path).
+    # The largest rendition is resized in strips, each turned upright on the thread that made
+    # it; the smaller ones are derived from the upright one (the caps are the same either way),
+    # so no turn is left for the encodes' critical path. Each rendition is encoded on a thread
+    # while the next, smaller one is derived, on this thread alone once an encode is under way
+    # (the encode has the other core; strips on both would only slow the encode down).
     pool = _threads()
     saving: list[Future[_Written]] = []
-    current = pixels.image
+    current: Image.Image | None = None
     for name, size in sizes:
-        if current.size != size:
-            if saving:
-                current = current.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
-            else:
-                current = _resize(current, size, pool)
-        saving.append(pool.submit(_save_upright, current, orientation, workdir, name, pixels))
+        if current is None:
+            current = _resize_upright(pixels.image, size, orientation, pool)
+        else:
+            upright = (size[1], size[0]) if orientation in _TURNED else size
+            if current.size != upright:
+                current = current.resize(upright, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        saving.append(pool.submit(_save, current, workdir / name, name, pixels, _RENDITION_JPEG))
     return [future.result() for future in saving]
 
 
-def _resize(img: Image.Image, size: tuple[int, int], pool: ThreadPoolExecutor) -> Image.Image:
-    """``img.resize(size, LANCZOS)``, computed in horizontal strips on several threads.
+_TURNED: Final = frozenset({5, 6, 7, 8})
+"""EXIF orientations whose upright picture swaps width and height."""
+
+
+def _resize_upright(
+    img: Image.Image, size: tuple[int, int], orientation: int, pool: ThreadPoolExecutor
+) -> Image.Image:
+    """``_upright(img.resize(size, LANCZOS), orientation)``, computed in horizontal strips on
+    several threads, each strip turned upright where it was made.
 
     Resampling a strip with ``box`` reads the source rows around it as the whole would (no
     seams), with the same filter. Pillow may order a strip's two passes otherwise than the
     whole's, and rounds to 8 bits between them: on photos a pixel differs by a level or two (a
     test bounds that), on pixel-level noise by up to ~15 levels (2400×1801 of noise → 2048),
-    noise either way. The 4032 → 2048 step of a 12 MP photo was half of the handler's time
-    on one core.
+    noise either way. Turning is exact. The 4032 → 2048 step of a 12 MP photo was half of the
+    handler's time on one core.
     """
     width, height = size
+    if img.size == size:
+        return _upright(img, orientation)
     if width * height < _STRIP_PIXELS or height < 2 * _THREADS:
-        return img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        return _upright(img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0), orientation)
     scale = img.height / height
     bounds = [height * i // _THREADS for i in range(_THREADS + 1)]
     spans = list(zip(bounds[:-1], bounds[1:], strict=True))
 
     def strip(top: int, bottom: int) -> Image.Image:
         box = (0.0, top * scale, float(img.width), bottom * scale)
-        return img.resize(
+        made = img.resize(
             (width, bottom - top), Image.Resampling.LANCZOS, box=box, reducing_gap=3.0
         )
+        return _upright(made, orientation)
 
     others = [pool.submit(strip, top, bottom) for top, bottom in spans[1:]]
     first = strip(*spans[0])  # this thread takes a strip too, rather than only waiting
-    out = Image.new(first.mode, size)
-    out.paste(first, (0, 0))
-    for (top, _), future in zip(spans[1:], others, strict=True):
-        out.paste(future.result(), (0, top))
-    out.info = dict(img.info)
+    out = Image.new(first.mode, (height, width) if orientation in _TURNED else size)
+    out.paste(first, _upright_corner(0, spans[0][1], size, orientation))
+    for (top, bottom), future in zip(spans[1:], others, strict=True):
+        out.paste(future.result(), _upright_corner(top, bottom, size, orientation))
     return out
 
 
-def _save_upright(
-    img: Image.Image, orientation: int, workdir: Path, name: str, pixels: _Pixels
-) -> _Written:
-    return _save(_upright(img, orientation), workdir / name, name, pixels, _RENDITION_JPEG)
+def _upright_corner(
+    top: int, bottom: int, size: tuple[int, int], orientation: int
+) -> tuple[int, int]:
+    """Where rows ``top:bottom`` of a ``size`` picture land once it is turned upright: the
+    upper left corner of their box, after mapping both corners of it."""
+    width, height = size
+    corners = [
+        _upright_point(x, y, width, height, orientation) for x, y in ((0, top), (width, bottom))
+    ]
+    return min(x for x, _ in corners), min(y for _, y in corners)
+
+
+def _upright_point(x: int, y: int, width: int, height: int, orientation: int) -> tuple[int, int]:
+    match orientation:
+        case 2:
+            return width - x, y
+        case 3:
+            return width - x, height - y
+        case 4:
+            return x, height - y
+        case 5:
+            return y, x
+        case 6:
+            return height - y, x
+        case 7:
+            return height - y, width - x
+        case 8:
+            return y, width - x
+    return x, y
 
 
 def _upright(img: Image.Image, orientation: int) -> Image.Image:

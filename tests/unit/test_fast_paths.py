@@ -175,8 +175,31 @@ def test_strips_make_the_pixels_of_one_resize_up_to_rounding(
 ) -> None:
     photo = _photo_like(source, mode)
     whole = photo.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
-    strips = image._resize(photo, target, image._threads())  # noqa: SLF001
+    strips = image._resize_upright(photo, target, 1, image._threads())  # noqa: SLF001
     assert strips.size == whole.size and strips.mode == whole.mode
+    _assert_rounding_apart(strips, whole)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_strips_turned_upright_on_their_threads_make_the_turned_whole(orientation: int) -> None:
+    # A gradient across and grain make every one of the eight turns and mirrors look different.
+    photo = Image.merge(
+        "RGB",
+        [
+            Image.linear_gradient("L").resize((1600, 1200)),
+            Image.linear_gradient("L").rotate(90).resize((1600, 1200)),
+            Image.effect_noise((1600, 1200), 40),
+        ],
+    )
+    whole = image._upright(  # noqa: SLF001
+        photo.resize((800, 600), Image.Resampling.LANCZOS, reducing_gap=3.0), orientation
+    )
+    strips = image._resize_upright(photo, (800, 600), orientation, image._threads())  # noqa: SLF001
+    assert strips.size == whole.size == ((600, 800) if orientation >= 5 else (800, 600))
+    _assert_rounding_apart(strips, whole)
+
+
+def _assert_rounding_apart(strips: Image.Image, whole: Image.Image) -> None:
     difference = ImageChops.difference(strips, whole)
     assert max(high for _, high in _extrema(difference)) <= 3
     assert max(ImageStat.Stat(difference).mean) < 0.5
