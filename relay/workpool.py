@@ -8,11 +8,13 @@ import asyncio
 import contextlib
 import ctypes
 import multiprocessing
+import multiprocessing.context
 import os
 import resource
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import forkserver
 from typing import Any
 
 from relay.errors import MediaError
@@ -37,6 +39,31 @@ def _return_freed_memory() -> None:
         ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
 
 
+_HUGE_PAGES = "glibc.malloc.hugetlb=1"
+
+
+def _forkserver() -> multiprocessing.context.BaseContext:
+    """The forkserver context, its server (and so every worker) started with glibc told to
+    ask for transparent huge pages for what it maps (``madvise``, which the kernel's default
+    THP mode honours).
+
+    Each image job maps fresh pixel buffers (see above), and a 12 MP photo's touched them in
+    ~19k page faults, 15% of its CPU time; with 2 MiB pages it is a few hundred. Tunables are
+    read when a process starts, so they go into the forkserver's environment, and only there.
+    """
+    context = multiprocessing.get_context("forkserver")
+    before = os.environ.get("GLIBC_TUNABLES")
+    os.environ["GLIBC_TUNABLES"] = f"{before}:{_HUGE_PAGES}" if before else _HUGE_PAGES
+    try:
+        forkserver.ensure_running()  # no-op when it already runs, started by an earlier pool
+    finally:
+        if before is None:
+            del os.environ["GLIBC_TUNABLES"]
+        else:
+            os.environ["GLIBC_TUNABLES"] = before
+    return context
+
+
 def _limit_worker(memory_bytes: int) -> None:
     os.nice(10)
     _return_freed_memory()
@@ -54,7 +81,7 @@ class WorkPool:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
-                mp_context=multiprocessing.get_context("forkserver"),
+                mp_context=_forkserver(),
                 initializer=_limit_worker,
                 initargs=(self.memory_bytes,),
             )

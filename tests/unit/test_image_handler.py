@@ -18,6 +18,7 @@ from typing import Any
 
 import pillow_heif
 import pytest
+import simplejpeg
 from PIL import Image, ImageChops, ImageCms, ImageDraw, ImageStat, PngImagePlugin
 
 from handlers import handler_for
@@ -394,26 +395,52 @@ def test_small_images_are_never_upscaled(tmp_path: Path) -> None:
     assert sizes(output) == {"large": (100, 50), "medium": (100, 50), "small": (100, 50)}
 
 
-def test_reduced_jpeg_decoding_keeps_quality(tmp_path: Path) -> None:
-    # 6000x4000 decodes at half DCT scale (3000x2000, still above 2048); the result must match
-    # a full decode resized with Lanczos.
+@pytest.mark.parametrize(
+    ("size", "mode", "large"),
+    [
+        ((6000, 4000), "RGB", (2048, 1365)),  # decoded at 4/8: 3000x2000
+        ((4032, 3024), "RGB", (2048, 1536)),  # decoded at 5/8: 2520x1890
+        ((3024, 4032), "L", (1536, 2048)),
+    ],
+)
+def test_reduced_jpeg_decoding_keeps_quality(
+    size: tuple[int, int], mode: str, large: tuple[int, int], tmp_path: Path
+) -> None:
+    # Decoded at a reduced DCT scale still above 2048, the large rendition must match a full
+    # decode resized with Lanczos.
     source = tmp_path / "big.jpg"
     image = Image.merge(
         "RGB",
         (
-            Image.linear_gradient("L").resize((6000, 4000)),
-            Image.radial_gradient("L").resize((6000, 4000)),
-            Image.linear_gradient("L").rotate(90).resize((6000, 4000)),
+            Image.linear_gradient("L").resize(size),
+            Image.radial_gradient("L").resize(size),
+            Image.linear_gradient("L").rotate(90).resize(size),
         ),
-    )
-    ImageDraw.Draw(image).text((100, 100), "fine print " * 20, fill=(255, 255, 255))
+    ).convert(mode)
+    ImageDraw.Draw(image).text((100, 100), "fine print " * 20, fill="white")
     image.save(source, "JPEG", quality=92)
     output = process(source, "image/jpeg", tmp_path / "work")
-    assert sizes(output) == {"large": (2048, 1365), "medium": (1024, 683), "small": (320, 213)}
+    assert sizes(output)["large"] == large
     with Image.open(source) as full:
-        reference = full.resize((2048, 1365), Image.Resampling.LANCZOS)
-    with Image.open(by_name(output)["large"].path) as large:
-        assert mean_difference(large.convert("L"), reference.convert("L")) < 2
+        reference = full.resize(large, Image.Resampling.LANCZOS)
+    with Image.open(by_name(output)["large"].path) as rendition:
+        assert rendition.mode == mode
+        assert mean_difference(rendition.convert("L"), reference.convert("L")) < 2
+
+
+def test_jpeg_libjpeg_warns_about_still_gets_its_renditions(
+    phone_jpeg: Path, tmp_path: Path
+) -> None:
+    # Stray bytes after the scan: libjpeg warns ("extraneous bytes before marker"), which the
+    # scaled decoder refuses; Pillow's decoder, as lenient as cameras need, still takes it.
+    data = phone_jpeg.read_bytes()
+    assert data.endswith(b"\xff\xd9")
+    source = tmp_path / "stray.jpg"
+    source.write_bytes(data[:-2] + b"\x00" * 7 + b"\xff\xd9")
+    with pytest.raises(ValueError, match="extraneous"):
+        simplejpeg.decode_jpeg(source.read_bytes())
+    output = process(source, "image/jpeg", tmp_path / "work")
+    assert set(sizes(output)) == {"large", "medium", "small"}
 
 
 # --- other formats and their served original ---------------------------------------------------
