@@ -14,7 +14,10 @@ HEAD, or the sweep): never lost, never two posts.
 One writer per upload: a second PATCH (or DELETE) while one runs gets ``423 Locked`` at once, as
 from tusd (tus clients retry it). On this node an in-process set says so without a round trip;
 across nodes a lease in the row (``locked_until``, taken with one conditional UPDATE) does, renewed
-while bytes flow and checked before each write, so two nodes never write one file.
+while bytes flow and checked before each write, so two nodes never write one file. A PATCH that
+leaves the upload unfinished keeps the lease for ``HOLD`` seconds more: the client's next PATCH,
+which comes to the same node, writes without taking it again (a database write each, the largest
+cost of a PATCH after its bytes); another node's PATCH meanwhile gets 423 until it lapses.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
@@ -67,6 +71,11 @@ READ_AHEAD = CHUNK
 """Bytes of a PATCH read into memory while its claim is taken, before they may be written."""
 LEASE = 30.0  # seconds a writer's claim holds without renewal (a crashed node's claim lapses)
 RENEW = 10.0  # while bytes flow: renew the claim and record progress this often
+HOLD = 5.0  # seconds a node keeps the lease of an upload between a client's PATCHes
+MARGIN = 2.0  # a lease is used, or renewed, only while it has this long left (clock skew)
+SYNC_AHEAD = 2 * CHUNK
+"""While a PATCH streams in, the file is flushed to disk on a thread every this many bytes: the
+fsync before its answer then waits only for the last of them, not for all eight MiB."""
 IDLE = 60.0  # a PATCH whose client sends nothing this long ends (what arrived is kept)
 TEXT_LIMIT = 64 * 1024
 
@@ -148,10 +157,22 @@ def _insert(conn: Connection, row: Row) -> None:
 
 @dataclass
 class _Claim:
-    """This request's lease on an upload; ``held`` turns False once a write gave it back."""
+    """A lease on an upload; ``held`` turns False once a write gave it back (or kept it for the
+    next PATCH: then it is the door's, not this request's)."""
 
     holder: str
+    until: float
+    """When the lease lapses (wall clock, as the row says)."""
     held: bool = True
+
+
+@dataclass
+class _Held:
+    """A lease this node keeps between PATCHes, and the row as its last PATCH left it (which
+    nobody else can change while the lease is ours)."""
+
+    claim: _Claim
+    row: Row
 
 
 def _lock_free(now: float) -> Any:
@@ -184,11 +205,19 @@ def _claim_as(
 
 
 def _renew(
-    conn: Connection, upload_id: str, holder: str, now: float, release: bool = False, **values: Any
+    conn: Connection,
+    upload_id: str,
+    holder: str,
+    now: float,
+    release: bool = False,
+    lease_for: float = LEASE,
+    **values: Any,
 ) -> bool:
-    """Extend the claim, or with ``release`` give it up, recording ``values`` in the same
-    statement; False if it lapsed and someone else has it."""
-    lease = {"locked_until": None, "locked_by": None} if release else {"locked_until": now + LEASE}
+    """Extend the claim (to ``now + lease_for``), or with ``release`` give it up, recording
+    ``values`` in the same statement; False if it lapsed and someone else has it."""
+    lease = (
+        {"locked_until": None, "locked_by": None} if release else {"locked_until": now + lease_for}
+    )
     return (
         conn.execute(
             update(uploads)
@@ -254,6 +283,7 @@ class TusDoor:
         self.dir = relay.settings.data_dir / "tus"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.writing: set[str] = set()  # uploads a request of this process holds
+        self.held: dict[str, _Held] = {}  # leases kept between PATCHes, by upload
 
     def url(self, upload_id: str) -> str:
         return f"{self.settings.public_url}{PREFIX}{upload_id}"
@@ -312,7 +342,7 @@ class TusDoor:
         headers["Upload-Expires"] = _http_date(row["expires_at"])
         if holder is not None:
             self.writing.add(upload_id)
-            claim = _Claim(holder)
+            claim = _Claim(holder, now + LEASE)
             try:
                 row = await self._receive(request, row, claim, checksum)
             finally:
@@ -378,7 +408,7 @@ class TusDoor:
             "length": row["length"],
             "metadata": {k: v.decode("utf-8", "replace") for k, v in meta.items()},
             "status": "finished" if finished else "uploading",
-            "locked": (row["locked_until"] or 0) > time.time(),
+            "locked": self._locked(row),
             "expires": None if finished else _http_date(row["expires_at"]),
             "post_id": row["post_id"],
             "post_url": self.relay.page_url(row["post_id"]) if finished else None,
@@ -403,6 +433,13 @@ class TusDoor:
             raise IntakeError("method_not_allowed", f"override {method!r}")
         return await handler(request)
 
+    def _locked(self, row: Row) -> bool:
+        """A PATCH or DELETE would be refused now: one writes here, or another node holds the
+        lease (a lease this node keeps between PATCHes is no obstacle to the next one here)."""
+        if row["id"] in self.writing:
+            return True
+        return (row["locked_until"] or 0) > time.time() and row["id"] not in self.held
+
     # the work
 
     async def _visible(self, upload_id: str, user_id: str) -> Row:
@@ -423,21 +460,32 @@ class TusDoor:
             await self._visible(upload_id, _known(user_id))
             raise IntakeError("tus.locked")
         self.writing.add(upload_id)
-        claim = _Claim(new_id())
         try:
-            now = time.time()
-            if user_id is None:
-                user_id, taken, row = await self.db.run_volatile(
-                    _claim_as, upload_id, token, claim.holder, now
-                )
+            kept = self.held.pop(upload_id, None)
+            if kept is not None and kept.claim.until - time.time() > MARGIN:
+                claim = kept.claim
+                try:
+                    if user_id is None:
+                        user_id = await self.db.read_by_key(queries.user_for_token, token)
+                    row = _check_visible(kept.row, _known(user_id))
+                except RelayError:
+                    self._keep(claim, kept.row)  # a stranger's request leaves the owner's lease
+                    raise
+                claim.held = True
             else:
-                taken, row = await self.db.run_volatile(
-                    _claim, upload_id, claim.holder, now, user_id
-                )
-            claim.held = taken
+                now = time.time()
+                claim = _Claim(new_id(), now + LEASE)
+                if user_id is None:
+                    user_id, claim.held, row = await self.db.run_volatile(
+                        _claim_as, upload_id, token, claim.holder, now
+                    )
+                else:
+                    claim.held, row = await self.db.run_volatile(
+                        _claim, upload_id, claim.holder, now, user_id
+                    )
             try:
                 row = _check_visible(row, _known(user_id))
-                if not taken:
+                if not claim.held:
                     raise IntakeError("tus.locked", "claimed by another node")
                 yield row, claim
             finally:
@@ -445,6 +493,26 @@ class TusDoor:
                     await self.db.run(_release, upload_id, claim.holder)
         finally:
             self.writing.discard(upload_id)
+
+    def _keep(self, claim: _Claim, row: Row) -> None:
+        """Keep ``claim`` for the upload's next PATCH here, until shortly before it lapses."""
+        claim.held = False  # no longer the request's to give back
+        kept = _Held(claim, row)
+        self.held[row["id"]] = kept
+        asyncio.get_running_loop().call_later(
+            max(0.0, claim.until - time.time() - MARGIN), self._forget_kept, kept
+        )
+
+    def _forget_kept(self, kept: _Held) -> None:
+        if self.held.get(kept.row["id"]) is kept:
+            del self.held[kept.row["id"]]
+
+    async def release_kept(self) -> None:
+        """Give back the leases kept between PATCHes (at shutdown: another node, or this one
+        restarted, need not wait for them to lapse)."""
+        kept, self.held = list(self.held.values()), {}
+        for one in kept:
+            await self.db.run_volatile(_release, one.row["id"], one.claim.holder)
 
     async def _receive(
         self,
@@ -485,9 +553,10 @@ class TusDoor:
         hasher = CHECKSUMS[checksum[0]]() if checksum else None
         received = start
         interrupted = False
-        with _open_for_writing(self.dir / row["id"]) as file:
+        threads = self.relay.spool.syncing()
+        async with _open_for_writing(self.dir / row["id"], threads) as (file, ahead):
             file.seek(start)
-            renew_at = time.monotonic() + RENEW
+            renew_at = time.monotonic() + min(RENEW, claim.until - time.time() - MARGIN)
             while True:
                 try:
                     if early:
@@ -506,6 +575,8 @@ class TusDoor:
                     # Never write on a lapsed claim; without a checksum to verify first, also
                     # record what is on disk so a long PATCH cut off loses little.
                     progress = {"received": received} if hasher is None else {}
+                    if progress:
+                        await ahead.wait()
                     if not await self._sync_and_renew(
                         file if progress else None, row["id"], claim, False, progress
                     ):
@@ -515,12 +586,14 @@ class TusDoor:
                 file.write(chunk)
                 received += len(chunk)
                 received_bytes.inc(len(chunk))
+                ahead.wrote(len(chunk))
                 if hasher is not None:
                     hasher.update(chunk)
             if interrupted and hasher is not None:
                 return row  # an unverifiable chunk is discarded; nobody hears the answer
             if hasher is not None and checksum and hasher.digest() != checksum[1]:
                 raise RelayError("tus.checksum_mismatch")  # discarded: the offset stays
+            await ahead.wait()
             file.truncate(received)  # drop bytes of a PATCH cut off before its answer
             values.update(
                 received=received, expires_at=time.time() + self.settings.tus_expiry_seconds
@@ -528,14 +601,20 @@ class TusDoor:
             finished = length is not None and received == length
             if finished and row["spool_name"] is None:
                 values["spool_name"] = new_id()  # recorded before the move, so never lost
-            # Unless a post is still to be made under it, the lease goes with the new offset.
-            release = not (finished and row["post_id"] is None)
-            if not await self._sync_and_renew(file, row["id"], claim, release, values):
+            # The lease stays while a post is to be made under it, and is kept for the next
+            # PATCH of an unfinished upload; else it goes with the new offset.
+            making_post = finished and row["post_id"] is None
+            keep = not finished and not interrupted
+            release = not (making_post or keep)
+            lease_for = HOLD if keep else LEASE
+            if not await self._sync_and_renew(file, row["id"], claim, release, values, lease_for):
                 claim.held = False
                 raise IntakeError("tus.locked", "claim lapsed")
         claim.held = not release
         row = {**row, **values}
-        if finished and row["post_id"] is None:
+        if keep:
+            self._keep(claim, row)
+        if making_post:
             row = await self._finish(row)
         return row
 
@@ -546,6 +625,7 @@ class TusDoor:
         claim: _Claim,
         release: bool,
         values: dict[str, Any],
+        lease_for: float = LEASE,
     ) -> bool:
         """fsync ``file`` (if given), then ``_renew``: on one thread, in one trip off the loop,
         so the offset is recorded only once the bytes it counts are on disk."""
@@ -555,9 +635,15 @@ class TusDoor:
         def work() -> bool:
             if file is not None:
                 os.fsync(file.fileno())
-            return self.db.run_here(_renew, upload_id, claim.holder, time.time(), release, **values)
+            now = time.time()
+            renewed = self.db.run_here(
+                _renew, upload_id, claim.holder, now, release, lease_for, **values
+            )
+            if renewed:
+                claim.until = now + lease_for
+            return renewed
 
-        return await asyncio.to_thread(work)
+        return await asyncio.get_running_loop().run_in_executor(self.relay.spool.syncing(), work)
 
     async def _finish(self, row: Row) -> Row:
         """Spool a complete upload and make it a post; safe to run again after any crash."""
@@ -631,6 +717,38 @@ class TusDoor:
             await asyncio.sleep(self.settings.tus_cleanup_interval_seconds)
 
 
+class _SyncAhead:
+    """Flushes a file being written to disk on a thread every ``SYNC_AHEAD`` bytes, one flush
+    at a time, so the disk writes while more bytes arrive."""
+
+    def __init__(self, file: BinaryIO, threads: Executor) -> None:
+        self.file = file
+        self.threads = threads
+        self.unsynced = 0
+        self.flushing: asyncio.Future[None] | None = None
+
+    async def settle(self) -> None:
+        """The flush under way, done, whatever came of it (the final fsync still decides)."""
+        if self.flushing is not None:
+            await asyncio.gather(self.flushing, return_exceptions=True)
+
+    def wrote(self, size: int) -> None:
+        self.unsynced += size
+        if self.unsynced >= SYNC_AHEAD and (self.flushing is None or self.flushing.done()):
+            if self.flushing is not None and self.flushing.exception() is not None:
+                return  # wait() raises it
+            self.file.flush()
+            self.flushing = asyncio.get_running_loop().run_in_executor(
+                self.threads, os.fdatasync, self.file.fileno()
+            )
+            self.unsynced = 0
+
+    async def wait(self) -> None:
+        """The flush under way, done; an error it met is raised here."""
+        if self.flushing is not None:
+            await self.flushing
+
+
 async def _read_ahead(stream: StreamReader, size: int, early: list[bytes]) -> None:
     """Up to ``size`` bytes of a body into ``early``, until cancelled (a read cancelled takes
     nothing from the stream); stops at the end, an error or silence, which the reader that
@@ -685,12 +803,18 @@ def _checksum(request: web.Request) -> tuple[str, bytes] | None:
         raise IntakeError("bad_request", "Upload-Checksum is not base64") from exc
 
 
-@contextlib.contextmanager
-def _open_for_writing(path: Path) -> Iterator[BinaryIO]:
+@contextlib.asynccontextmanager
+async def _open_for_writing(
+    path: Path, threads: Executor
+) -> AsyncIterator[tuple[BinaryIO, _SyncAhead]]:
     # O_CREAT: the row is inserted before the file exists, so a crash between leaves no orphan.
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     with os.fdopen(fd, "r+b") as file:
-        yield file
+        ahead = _SyncAhead(file, threads)
+        try:
+            yield file, ahead
+        finally:
+            await ahead.settle()  # never close the file under a flush
 
 
 # --- wiring -------------------------------------------------------------------------------------
@@ -732,6 +856,7 @@ async def tus_ctx(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    await door.release_kept()
 
 
 def setup_routes(app: web.Application) -> None:

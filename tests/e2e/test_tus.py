@@ -364,6 +364,54 @@ def test_concurrent_patches_one_is_refused_423_never_interleaved(start_relay, tm
     assert httpx.get(post["items"][0]["original"]["url"]).content == body
 
 
+def test_a_node_keeps_the_lease_for_the_next_patch_and_other_nodes_wait_for_it(
+    start_relay, tmp_path
+) -> None:
+    """After a PATCH the lease stays with its node a few seconds: the client's next PATCH there
+    writes at once, a stranger cannot take it away, and another node gets 423 until it lapses.
+    Bodies of several MiB are flushed to disk while they stream; every byte must land."""
+    data_dir = tmp_path / "shared"
+    node_a = start_relay(data_dir=data_dir)
+    anna = node_a.add_user("anna")
+    cecilia = node_a.add_user("cecilia")
+    node_b = start_relay(data_dir=data_dir)
+    body = os.urandom(9 * 1024 * 1024 + 5)
+    first, second = 3 * 1024 * 1024 + 1, 7 * 1024 * 1024
+    with node_a.client(anna["token"]) as client, node_b.client(anna["token"]) as other_node:
+        url = create(client, len(body))
+        url_b = url.replace(node_a.url, node_b.url)
+        assert patch(client, url, 0, body[:first]).status_code == 204
+        assert client.get(url).json()["locked"] is False  # to this node: go on
+        with node_a.client(cecilia["token"]) as stranger:
+            assert patch(stranger, url, first, b"x").status_code == 404
+        assert patch(client, url, first, body[first:second]).status_code == 204
+        refused = patch(other_node, url_b, second, body[second:])
+        assert refused.status_code == 423 and code(refused) == "tus.locked"
+        assert other_node.get(url_b).json()["locked"] is True
+        deadline = time.monotonic() + 20
+        while (last := patch(other_node, url_b, second, body[second:])).status_code == 423:
+            assert time.monotonic() < deadline, "the kept lease never lapsed"
+            time.sleep(0.25)
+        assert last.status_code == 204, last.text
+        post_id = last.headers["Relay-Post-Id"]
+    post = node_b.wait_post(anna["token"], post_id)
+    assert post["items"][0]["original"]["sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_a_node_that_stops_gives_back_the_leases_it_kept(start_relay, tmp_path) -> None:
+    data_dir = tmp_path / "shared"
+    node_a = start_relay(data_dir=data_dir)
+    anna = node_a.add_user("anna")
+    node_b = start_relay(data_dir=data_dir)
+    with node_a.client(anna["token"]) as client:
+        url = create(client, 20)
+        assert patch(client, url, 0, b"0123456789").status_code == 204
+    node_a.stop()
+    with node_b.client(anna["token"]) as other_node:
+        rest = patch(other_node, url.replace(node_a.url, node_b.url), 10, b"abcdefghij")
+        assert rest.status_code == 204, rest.text  # at once: no lease left to lapse
+
+
 def test_tuspy_interrupted_then_resumed_by_a_new_client(relay: RelayServer, tmp_path: Path) -> None:
     from tusclient import client as tus_client
     from tusclient.storage.filestorage import FileStorage
