@@ -129,8 +129,9 @@ _PLAIN_PATH = re.compile(rf"\s*<({ADDR_SPEC})>[ \t]*(.*)", re.DOTALL)
 
 class RelaySMTP(SMTP):
     """aiosmtpd's protocol with a DATA phase that streams into the spool in large chunks
-    (``smtpdata.DataReader``), size refusals said with the enhanced code ``5.3.4``, slowed and
-    limited failures, and AUTH checked against the API tokens in the database."""
+    (``smtpdata.DataReader``, fed by a ``DataPhase`` that holds the transport meanwhile), size
+    refusals said with the enhanced code ``5.3.4``, slowed and limited failures, and AUTH
+    checked against the API tokens in the database."""
 
     event_handler: MailHandler
 
@@ -242,26 +243,17 @@ class RelaySMTP(SMTP):
         writer.write(received)
         writer.digest_from = len(received)  # the message as the client sent it, unstuffed
         reader = DataReader(writer, self.data_size_limit)
-        # aiosmtpd's StreamReader limit is the command line length (1001): with it, the socket
-        # is paused after every receive, so DATA came in one ~64 KiB recv per pause/resume of
-        # the transport. Lines are not read during DATA; their limit returns afterwards.
-        line_limit = self._reader._limit  # noqa: SLF001
-        self._reader._limit = max(line_limit, CHUNK)  # noqa: SLF001
         try:
-            while not reader.done:
-                chunk = await _drain(self._reader)
-                if not chunk:  # the client went away mid-message: nothing was acknowledged
-                    writer.abort()
-                    return
-                rest = reader.feed(chunk)
-                if rest:
-                    # A pipelining client's next commands: hand them back to the reader.
-                    self._reader._buffer[:0] = rest  # noqa: SLF001
+            rest = await self._read_data(reader)
         except BaseException:
             writer.abort()
             raise
-        finally:
-            self._reader._limit = line_limit  # noqa: SLF001
+        if rest is None:  # the client went away mid-message: nothing was acknowledged
+            writer.abort()
+            return
+        if rest:
+            # A pipelining client's next commands: hand them back to the reader.
+            self._reader._buffer[:0] = rest  # noqa: SLF001
         if reader.too_large:
             writer.abort()
             self._set_post_data_state()
@@ -274,6 +266,20 @@ class RelaySMTP(SMTP):
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
         await self.push("250 OK" if status is MISSING else status)
+
+    async def _read_data(self, reader: DataReader) -> bytes | None:
+        """The message into ``reader``; what came after its end, or None if the connection
+        ended first. What the stream already holds goes first; then the transport hands the
+        bytes to a ``DataPhase`` until the terminator, and back to this protocol."""
+        early = _take_buffered(self._reader)
+        rest = reader.feed(early) if early else b""
+        if reader.done:
+            return rest
+        if self._reader.at_eof() or self.transport is None:
+            return None
+        phase = DataPhase(self, reader)
+        self.transport.set_protocol(phase)
+        return await phase.ended
 
     def _received_header(self) -> bytes:
         session = self.session
@@ -500,27 +506,75 @@ class MailHandler:
         )
 
 
-async def _drain(stream: asyncio.StreamReader) -> bytes | bytearray:
-    """All that the stream holds, waiting for some if it holds nothing; empty at EOF.
-
-    ``StreamReader.read(n)`` copies what it returns twice (a slice of its bytearray, then
-    ``bytes`` of that); this hands over the buffer itself and gives the stream a new one,
-    which was a tenth of the event loop's time at 1 MB a message. Where the stream's
-    internals differ (another Python), it falls back to ``read``.
-    """
-    buffer = getattr(stream, "_buffer", None)
-    if not isinstance(buffer, bytearray) or not hasattr(stream, "_maybe_resume_transport"):
-        return await stream.read(4 * CHUNK)  # more than it may hold: one read drains it
-    if not buffer:
-        if (error := stream.exception()) is not None:
-            raise error
-        if stream.at_eof():
-            return b""
-        await stream._wait_for_data("_drain")  # noqa: SLF001
-        buffer = stream._buffer  # noqa: SLF001
+def _take_buffered(stream: asyncio.StreamReader) -> bytes | bytearray:
+    """What the stream holds now, without waiting: its buffer itself, the stream given a new
+    one (and its transport resumed, should it have paused it)."""
+    if (error := stream.exception()) is not None:
+        raise error
+    buffer = stream._buffer  # noqa: SLF001
     stream._buffer = bytearray()  # noqa: SLF001
     stream._maybe_resume_transport()  # noqa: SLF001
     return buffer
+
+
+class DataPhase(asyncio.BufferedProtocol):
+    """The transport's protocol for the rest of one DATA phase.
+
+    aiosmtpd's protocol feeds a ``StreamReader`` (a copy of every chunk) that a coroutine then
+    drains, woken once per chunk. Here the socket is read into one buffer, reused for every
+    read, and ``DataReader.take`` writes from it to the spool at once: no copy in between, no
+    coroutine woken until the message has ended. Then the transport goes back to the SMTP
+    protocol, and ``ended`` gives what came after the terminator (None: the connection ended
+    first). Connection events in between are passed on to the SMTP protocol.
+    """
+
+    def __init__(self, smtp: RelaySMTP, reader: DataReader) -> None:
+        self.smtp = smtp
+        self.reader = reader
+        self.buffer = bytearray(CHUNK)
+        self.kept = len(reader.pending)
+        self.buffer[: self.kept] = reader.pending
+        self.ended: asyncio.Future[bytes | None] = smtp.loop.create_future()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return memoryview(self.buffer)[self.kept :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        end = self.kept + nbytes
+        try:
+            at = self.reader.take(self.buffer, end)
+        except BaseException as exc:  # the spool failed: end the phase with it
+            self._end(exc)
+            return
+        if self.reader.done:
+            self._end(bytes(self.buffer[at:end]))
+        else:
+            self.kept = at
+
+    def _end(self, outcome: bytes | BaseException | None) -> None:
+        if self.ended.done():
+            return
+        transport = self.smtp.transport
+        if transport is not None and outcome is not None:
+            transport.set_protocol(self.smtp)  # before anything else arrives
+        if isinstance(outcome, BaseException):
+            self.ended.set_exception(outcome)
+        else:
+            self.ended.set_result(outcome)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end(None)
+        self.smtp.connection_lost(exc)
+
+    def eof_received(self) -> bool | None:
+        self._end(None)
+        return self.smtp.eof_received()
+
+    def pause_writing(self) -> None:
+        self.smtp.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.smtp.resume_writing()
 
 
 def _envelope_sender(envelope: Envelope) -> str:

@@ -34,7 +34,7 @@ HEAD = 256 * 1024
 
 
 class Sink(Protocol):
-    def write(self, chunk: bytes) -> None: ...
+    def write(self, chunk: bytes | memoryview) -> None: ...
 
 
 class DataReader:
@@ -55,45 +55,60 @@ class DataReader:
         self._pending = b"\r\n"
         self._skip = 2  # bytes of the virtual CRLF still to drop
 
+    @property
+    def pending(self) -> bytes:
+        """Bytes held back from the stream so far (they may begin ``CRLF.``); a buffer given to
+        ``take`` starts with them."""
+        return self._pending
+
     def feed(self, chunk: bytes) -> bytes:
         """Take more of the stream; once the terminator is found, returns what follows it."""
-        buffer = self._pending + chunk
+        buffer = bytearray(self._pending)
+        buffer += chunk
+        at = self.take(buffer, len(buffer))
+        return bytes(buffer[at:]) if self.done else b""
+
+    def take(self, buffer: bytearray, end: int) -> int:
+        """``feed`` in place, for a reader that reuses one buffer: ``buffer[:end]`` is
+        ``pending`` and then the stream's next bytes. The sink gets views of ``buffer``, valid
+        only during its ``write``. Returns, while the message goes on, how many bytes were
+        moved to the start of ``buffer`` (the new ``pending``, which the next bytes follow);
+        once ``done``, where in ``buffer`` the bytes after the terminator begin."""
         # One pass finds all that is special in DATA, "CRLF.": the start of the terminator
         # CRLF.CRLF, or a stuffed dot to drop. Searching for the terminator and then replacing
         # stuffed dots took two passes over every byte, ~1 ms of the event loop per MB.
-        pieces = []
-        start = 0
-        end = len(buffer)
-        find = _DotLines(buffer).find
-        at = find(0)
-        while at >= 0:
-            if at + len(END) > end:
-                break  # the next chunk says what it is: held back below
-            if buffer[at + 3 : at + 5] == b"\r\n":
-                pieces.append(buffer[start : at + 2])  # the last line's CRLF is the message's
-                self._emit_all(pieces)
-                self.done = True
-                self._pending = b""
-                return buffer[at + len(END) :]
-            pieces.append(buffer[start : at + 2])  # keep the CRLF, drop the dot
-            start = at + 3
-            at = find(start)
-        # Hold back what could start a terminator (4 bytes), and never end the written part
-        # inside a "CRLF." so every stuffed dot is seen whole.
-        cut = max(start, end - 4)
-        if cut > start and buffer[cut - 1 : cut] == b"\r":
-            cut -= 1
-        elif cut - 2 >= start and buffer[cut - 2 : cut] == b"\r\n":
-            cut -= 2
-        pieces.append(buffer[start:cut])
-        self._emit_all(pieces)
-        self._pending = buffer[cut:]
-        return b""
+        view = memoryview(buffer)
+        try:
+            start = 0
+            find = _DotLines(buffer, end).find
+            at = find(0)
+            while at >= 0:
+                if at + len(END) > end:
+                    break  # the next bytes say what it is: held back below
+                if buffer[at + 3 : at + 5] == b"\r\n":
+                    self._emit(view[start : at + 2])  # the last line's CRLF is the message's
+                    self.done = True
+                    self._pending = b""
+                    return at + len(END)
+                self._emit(view[start : at + 2])  # keep the CRLF, drop the dot
+                start = at + 3
+                at = find(start)
+            # Hold back what could start a terminator (4 bytes), and never end the written
+            # part inside a "CRLF." so every stuffed dot is seen whole.
+            cut = max(start, end - 4)
+            if cut > start and buffer[cut - 1] == 13:  # CR
+                cut -= 1
+            elif cut - 2 >= start and buffer[cut - 2 : cut] == b"\r\n":
+                cut -= 2
+            self._emit(view[start:cut])
+        finally:
+            view.release()  # the caller may resize its buffer again
+        kept = end - cut
+        buffer[:kept] = buffer[cut:end]
+        self._pending = bytes(buffer[:kept])
+        return kept
 
-    def _emit_all(self, pieces: list[bytes]) -> None:
-        self._emit(pieces[0] if len(pieces) == 1 else b"".join(pieces))
-
-    def _emit(self, data: bytes) -> None:
+    def _emit(self, data: memoryview | bytes) -> None:
         if self._skip:
             dropped = min(self._skip, len(data))
             data = data[dropped:]
@@ -112,17 +127,20 @@ class DataReader:
 
 
 class _DotLines:
-    """Finds each ``CRLF.`` of one buffer: dot by dot while dots are rare, then by regex."""
+    """Finds each ``CRLF.`` of ``buffer[:end]``: dot by dot while dots are rare, then by
+    regex."""
 
-    def __init__(self, buffer: bytes) -> None:
+    def __init__(self, buffer: bytes | bytearray, end: int) -> None:
         self.buffer = buffer
+        self.end = end
         self.misses = 0
 
     def find(self, start: int) -> int:
         """Where the next ``CRLF.`` at or after ``start`` begins, or -1."""
         buffer = self.buffer
+        end = self.end
         if self.misses <= _MISSES:
-            dot = buffer.find(b".", start + 2)
+            dot = buffer.find(b".", start + 2, end)
             while dot >= 0:
                 if buffer[dot - 2 : dot] == b"\r\n":
                     return dot - 2
@@ -130,10 +148,10 @@ class _DotLines:
                 if self.misses > _MISSES:
                     start = dot - 1  # no CRLF. begins before this dot's line position
                     break
-                dot = buffer.find(b".", dot + 1)
+                dot = buffer.find(b".", dot + 1, end)
             else:
                 return -1
-        found = _DOT_LINE.search(buffer, start)
+        found = _DOT_LINE.search(buffer, start, end)
         return found.start() if found is not None else -1
 
 

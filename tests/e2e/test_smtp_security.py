@@ -4,12 +4,16 @@ sender policies with DNS answered locally, STARTTLS and AUTH, limits, loops, dup
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import os
 import smtplib
 import socket
 import ssl
 import time
 from collections.abc import Iterator
+from email.message import EmailMessage
+from email.policy import SMTP
 from pathlib import Path
 
 import pytest
@@ -235,6 +239,41 @@ def test_auth_only_after_starttls_and_it_passes_the_policy(
     found = post(relay, post_id)
     assert found["title"] == "Logged in"
     assert "auth=pass smtp.auth=anna" in found["authentication_results"]
+
+
+def test_large_messages_over_starttls_arrive_byte_for_byte(
+    relay: RelayServer, ca: trustme.CA
+) -> None:
+    """Messages of many reads each, through TLS, with lines that start with a dot (stuffed by
+    the client) in the text and at the very end: every byte arrives, and the same connection
+    goes on to the next message."""
+    blobs = [os.urandom(3_000_000 + n) for n in range(2)]
+    with smtplib.SMTP("127.0.0.1", relay.smtp_port, timeout=60) as smtp:
+        smtp.ehlo("laptop")
+        smtp.starttls(context=client_tls(ca))
+        smtp.ehlo("laptop")
+        post_ids = []
+        for n, blob in enumerate(blobs):
+            message = EmailMessage()
+            message["From"] = "anna@example.org"
+            message["To"] = relay.anna["address"]
+            message["Subject"] = f"Big {n}"
+            message["Message-ID"] = f"<big-{n}@example.org>"
+            message.set_content("".join(f".line {i}\n" for i in range(2000)) + ".")
+            message.add_attachment(
+                blob, maintype="application", subtype="octet-stream", filename="blob.bin"
+            )
+            post_ids.append(
+                queued(
+                    deliver(relay, relay.anna["address"], message.as_bytes(policy=SMTP), smtp=smtp)
+                )
+            )
+    for n, (post_id, blob) in enumerate(zip(post_ids, blobs, strict=True)):
+        found = post(relay, post_id)
+        assert found["title"] == f"Big {n}"
+        assert found["text"].splitlines()[:2] == [".line 0", ".line 1"]
+        [item] = [i for i in found["items"] if i["filename"] == "blob.bin"]
+        assert item["original"]["sha256"] == hashlib.sha256(blob).hexdigest()
 
 
 def test_auth_login_as_another_user_does_not_pass_the_policy(
