@@ -24,6 +24,7 @@ import io
 import os
 import struct
 import zlib
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -420,22 +421,20 @@ def _upright_corner(
 
 
 def _upright_point(x: int, y: int, width: int, height: int, orientation: int) -> tuple[int, int]:
-    match orientation:
-        case 2:
-            return width - x, y
-        case 3:
-            return width - x, height - y
-        case 4:
-            return x, height - y
-        case 5:
-            return y, x
-        case 6:
-            return height - y, x
-        case 7:
-            return height - y, width - x
-        case 8:
-            return y, width - x
-    return x, y
+    turn = _UPRIGHT_POINTS.get(orientation)
+    return turn(x, y, width, height) if turn is not None else (x, y)
+
+
+_UPRIGHT_POINTS: Final[dict[int, Callable[[int, int, int, int], tuple[int, int]]]] = {
+    # Where (x, y) of a width × height picture goes under each of ``_UPRIGHT``'s turns.
+    2: lambda x, y, w, h: (w - x, y),
+    3: lambda x, y, w, h: (w - x, h - y),
+    4: lambda x, y, w, h: (x, h - y),
+    5: lambda x, y, w, h: (y, x),
+    6: lambda x, y, w, h: (h - y, x),
+    7: lambda x, y, w, h: (h - y, w - x),
+    8: lambda x, y, w, h: (y, w - x),
+}
 
 
 def _upright(img: Image.Image, orientation: int) -> Image.Image:
