@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from relay.auth import new_id
+from relay.directio import Staged, StagePool, write_direct
 from relay.errors import TooLarge
 
 SYNC_THREADS = 32
@@ -70,6 +71,13 @@ class FolderSync:
                 self._done = mine  # reached only when the fsync succeeded
 
 
+def _sha256_of(views: list[memoryview]) -> str:
+    digest = hashlib.sha256()
+    for view in views:
+        digest.update(view)
+    return digest.hexdigest()
+
+
 def sha256_file(path: Path, offset: int = 0) -> str:
     """The file's SHA-256 (from ``offset`` on), read in 1 MiB pieces (blocking: call it off the
     event loop)."""
@@ -84,12 +92,16 @@ def sha256_file(path: Path, offset: int = 0) -> str:
 class SpoolWriter:
     """Streams one file into the spool; ``write`` is cheap, ``commit`` is durable.
 
-    The first ``BUFFER`` bytes stay in memory and the file is created only when more come, or
-    at ``commit`` on a thread: creating a file in a busy folder blocked the event loop for
-    longer than a small message takes to arrive.
+    Bytes wait in memory and the file is created only at ``commit``, on a thread: creating a
+    file in a busy folder blocked the event loop for longer than a small message takes to
+    arrive. Up to ``BUFFER`` bytes wait in a ``bytearray`` and are written through the page
+    cache; up to ``STAGED`` in the spool's page-aligned buffers, written with ``O_DIRECT``
+    (``directio``: ~1.4 ms less CPU a MB). Past that, or with the pool lent out, the file is
+    created and the bytes stream into it as they come.
     """
 
     BUFFER = 256 * 1024
+    STAGED = 4 * 1024 * 1024
 
     def __init__(self, spool: Spool, limit: int | None = None, code: str = "upload.too_large"):
         self.spool = spool
@@ -99,31 +111,49 @@ class SpoolWriter:
         self.size = 0
         self._tmp = spool.tmp / self.name
         self._buffer = bytearray()
+        self._staged = Staged(spool.stage)
         self._file: BinaryIO | None = None
         self._done = False
         self.digest_from: int | None = None
         """Set it and ``commit`` also hashes the file from this offset on (into ``digest``):
-        on the thread that fsyncs, while the bytes are hot in the page cache, not on the
-        event loop as they arrive (~0.6 ms of CPU per MB)."""
+        on the thread that fsyncs, not on the event loop as they arrive (~0.6 ms of CPU per
+        MB)."""
         self.digest: str | None = None
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes | bytearray | memoryview) -> None:
         self.size += len(chunk)
         if self.limit is not None and self.size > self.limit:
             self.abort()
             raise TooLarge(self.code, f"over {self.limit} bytes")
-        if self._file is not None:
-            self._file.write(chunk)
-        elif len(self._buffer) + len(chunk) <= self.BUFFER:
-            self._buffer += chunk
-        else:
-            self._open().write(chunk)
+        if self._file is None:
+            if self.size <= self.BUFFER:
+                self._buffer += chunk
+                return
+            if self.size <= self.STAGED and self._stage(chunk):
+                return
+            self._open()
+        assert self._file is not None
+        self._file.write(chunk)
+
+    def _stage(self, chunk: bytes | bytearray | memoryview) -> bool:
+        if self._buffer:
+            if not self._staged.append(self._buffer):
+                return False
+            self._buffer = bytearray()
+        return self._staged.append(chunk)
+
+    def _held(self, start: int = 0) -> list[memoryview]:
+        """The bytes waiting in memory, from ``start`` on."""
+        if self._staged.size:
+            return self._staged.views(start)
+        return [memoryview(self._buffer)[start:]] if len(self._buffer) > start else []
 
     def _open(self) -> BinaryIO:
         if self._file is None:
             self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in commit/abort
-            self._file.write(self._buffer)
+            self._file.writelines(self._held())
             self._buffer = bytearray()
+            self._staged.release()
         return self._file
 
     @property
@@ -131,24 +161,40 @@ class SpoolWriter:
         """Read back from the file: no door needs it while bytes stream in, and hashing every
         chunk on the event loop cost ~0.75 ms of CPU per MB there."""
         if self._file is None and not self._done:
-            return hashlib.sha256(self._buffer).hexdigest()
+            return _sha256_of(self._held())
         if self._file is not None and not self._file.closed:
             self._file.flush()
         return sha256_file(self._tmp if self._tmp.exists() else self.spool.path(self.name))
 
     def commit_sync(self) -> str:
-        if self.digest_from is not None and self._file is None:
-            self.digest = hashlib.sha256(memoryview(self._buffer)[self.digest_from :]).hexdigest()
-        file = self._open()
-        file.flush()
-        if self.digest_from is not None and self.digest is None:
-            self.digest = sha256_file(self._tmp, self.digest_from)
-        os.fsync(file.fileno())
-        file.close()
+        if self._file is None:
+            self._write_staged()
+        else:
+            self._file.flush()
+            if self.digest_from is not None:
+                self.digest = sha256_file(self._tmp, self.digest_from)
+            os.fsync(self._file.fileno())
+            self._file.close()
         os.replace(self._tmp, self.spool.path(self.name))
         self._done = True
         self.spool.ready_sync.sync()
         return self.name
+
+    def _write_staged(self) -> None:
+        try:
+            if self.digest_from is not None:
+                self.digest = _sha256_of(self._held(self.digest_from))
+            if self._staged.size and self.spool.direct:
+                if write_direct(self._tmp, self._staged):
+                    return
+                self.spool.direct = False  # this filesystem will not: say so once, not per file
+            with open(self._tmp, "wb") as file:
+                file.writelines(self._held())
+                file.flush()
+                os.fsync(file.fileno())
+        finally:
+            self._buffer = bytearray()
+            self._staged.release()
 
     async def commit(self) -> str:
         return await asyncio.get_running_loop().run_in_executor(
@@ -157,6 +203,7 @@ class SpoolWriter:
 
     def abort(self) -> None:
         self._buffer = bytearray()
+        self._staged.release()
         if self._file is not None:
             if not self._file.closed:
                 self._file.close()
@@ -172,6 +219,10 @@ class Spool:
         self.ready.mkdir(parents=True, exist_ok=True)
         self.ready_sync = FolderSync(self.ready)
         self._syncing: ThreadPoolExecutor | None = None
+        self.stage = StagePool()
+        self.direct = True
+        """Spool files of more than ``SpoolWriter.BUFFER`` bytes are written with ``O_DIRECT``;
+        False once the filesystem refused it."""
 
     def syncing(self) -> ThreadPoolExecutor:
         """Threads that wait on fsync: as many as sessions commit at once, not asyncio's

@@ -1,14 +1,18 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import hashlib
 import os
 import time
 from pathlib import Path
 
 import pytest
 
+from relay import directio
+from relay.directio import StagePool
 from relay.errors import TooLarge
-from relay.spool import Spool
+from relay.spool import Spool, SpoolWriter
 
 
 def test_commit_makes_a_durable_file_under_ready(tmp_path: Path) -> None:
@@ -62,59 +66,61 @@ def test_names_cannot_escape_the_spool(tmp_path: Path) -> None:
             spool.path(bad)
 
 
-def test_a_large_file_streams_to_disk_and_a_small_one_waits_for_commit(tmp_path: Path) -> None:
+def test_small_and_staged_files_wait_for_commit_and_a_large_one_streams(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
-    small = spool.writer()
-    small.write(b"x" * 1000)
-    assert list(spool.tmp.iterdir()) == []  # created on the commit's thread, not the loop's
-    large = spool.writer()
-    large.write(b"y" * (large.BUFFER + 1))  # past the buffer: bytes go to the file as they come
-    assert [p.stat().st_size for p in spool.tmp.iterdir()] == [large.BUFFER + 1]
-    for writer, body in ((small, b"x" * 1000), (large, b"y" * (large.BUFFER + 1))):
-        assert spool.path(writer.commit_sync()).read_bytes() == body
+    sizes = {
+        "small": 1000,
+        "staged": 3 * StagePool.SIZE + 4097,  # four pool buffers, the last block partial
+        "large": SpoolWriter.STAGED + 1,
+    }
+    bodies = {name: os.urandom(size) for name, size in sizes.items()}
+    writers = {}
+    for name, body in bodies.items():
+        writer = writers[name] = spool.writer()
+        for at in range(0, len(body), 65_536 + 7):  # as a door writes: odd-sized pieces
+            writer.write(memoryview(body)[at : at + 65_536 + 7])
+        writer.digest_from = 100
+    # created on the commit's thread, not the loop's; only the large one streams meanwhile
+    assert [p.stat().st_size for p in spool.tmp.iterdir()] == [sizes["large"]]
+    for name, writer in writers.items():
+        path = spool.path(writer.commit_sync())
+        assert path.read_bytes() == bodies[name], name
+        assert writer.digest == hashlib.sha256(bodies[name][100:]).hexdigest()
+    assert spool.direct  # this filesystem took O_DIRECT
+    assert spool.stage.lent == 0  # every buffer back in the pool
     aborted = spool.writer()
-    aborted.write(b"z" * (aborted.BUFFER * 2))
+    aborted.write(b"z" * (2 * StagePool.SIZE))
     aborted.abort()
-    assert list(spool.tmp.iterdir()) == []
+    assert list(spool.tmp.iterdir()) == [] and spool.stage.lent == 0
 
 
-def test_folder_sync_is_shared_but_always_starts_after_the_call(
+def test_a_filesystem_that_refuses_o_direct_gets_the_bytes_through_the_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Renames made before a call are durable when it returns; callers waiting together share
-    one fsync (twenty sessions, not twenty folder fsyncs); a failed fsync fails its caller."""
-    import threading
+    real_open = os.open
 
-    from relay import spool as spool_module
+    def refusing(path: str, flags: int, mode: int = 0o777) -> int:
+        if flags & os.O_DIRECT:  # as tmpfs on older kernels, and some network filesystems
+            raise OSError(errno.EINVAL, "Invalid argument", path)
+        return real_open(path, flags, mode)
 
-    starts: list[float] = []
+    monkeypatch.setattr(directio.os, "open", refusing)
+    spool = Spool(tmp_path)
+    body = os.urandom(StagePool.SIZE + 3)
+    writer = spool.writer()
+    writer.write(body)
+    assert spool.path(writer.commit_sync()).read_bytes() == body
+    assert spool.direct is False  # asked once, then not again
 
-    def slow_fsync(path: Path) -> None:
-        starts.append(time.monotonic())
-        time.sleep(0.2)
 
-    monkeypatch.setattr(spool_module, "_fsync_dir", slow_fsync)
-    sync = spool_module.FolderSync(tmp_path)
-    called: list[tuple[float, float]] = []
-
-    def caller() -> None:
-        asked = time.monotonic()
-        sync.sync()
-        called.append((asked, time.monotonic()))
-
-    threads = [threading.Thread(target=caller) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(called) == 20
-    assert len(starts) <= 3  # the first caller's, then one for everyone who came meanwhile
-    for asked, returned in called:  # some fsync began after the call and ended before return
-        assert any(asked <= began and began + 0.2 <= returned for began in starts)
-
-    def broken(path: Path) -> None:
-        raise OSError(5, "I/O error")
-
-    monkeypatch.setattr(spool_module, "_fsync_dir", broken)
-    with pytest.raises(OSError):
-        sync.sync()
+def test_with_the_pool_lent_out_a_file_streams_instead(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.stage = StagePool(limit=1)
+    first, second = spool.writer(), spool.writer()
+    bodies = [os.urandom(SpoolWriter.BUFFER + 10), os.urandom(SpoolWriter.BUFFER + 20)]
+    first.write(bodies[0])  # takes the pool's one buffer
+    second.write(bodies[1])  # finds none: its file is created and written at once
+    assert [p.stat().st_size for p in spool.tmp.iterdir()] == [len(bodies[1])]
+    for writer, body in zip((first, second), bodies, strict=True):
+        assert spool.path(writer.commit_sync()).read_bytes() == body
+    assert spool.stage.lent == 0

@@ -1,0 +1,142 @@
+"""Files written straight from memory to the disk (``O_DIRECT``), past the page cache.
+
+On the machines measured (2-core VMs), putting a fresh megabyte into the page cache cost the
+kernel ~0.6 ms of CPU and fsyncing it ~1 ms more; the same megabyte written with ``O_DIRECT``
+from a page-aligned buffer, then fsynced, cost 0.18 ms. A spool file of a few MB is written once
+and read once, so the cache gains it little. ``O_DIRECT`` wants the buffer's address, the length
+and the offset aligned to the device's block size: buffers come from a ``StagePool`` of
+page-aligned ``mmap``s, reused so that their pages stay mapped, and the last block is padded with
+zeros and cut off afterwards by ``ftruncate``. A filesystem that refuses ``O_DIRECT`` (tmpfs on
+older kernels, some network filesystems) gets the same bytes through the page cache.
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+ALIGN: Final = 4096
+"""Alignment of ``O_DIRECT`` writes: a multiple of every common logical block size."""
+
+_DIRECT: Final = getattr(os, "O_DIRECT", 0)
+
+
+class StagePool:
+    """Page-aligned buffers of ``SIZE`` bytes, at most ``limit`` lent at once; up to ``keep``
+    returned ones are kept for the next borrower (new pages cost a fault each on first touch)."""
+
+    SIZE: Final = 1 << 20
+
+    def __init__(self, limit: int = 64, keep: int = 32) -> None:
+        self.limit = limit
+        self.keep = keep
+        self._lent = 0
+        self._free: list[mmap.mmap] = []
+        self._lock = threading.Lock()
+
+    def take(self, count: int) -> list[mmap.mmap] | None:
+        """``count`` buffers, or None when that would pass the limit."""
+        with self._lock:
+            if self._lent + count > self.limit:
+                return None
+            self._lent += count
+            reused, self._free = self._free[:count], self._free[count:]
+        return reused + [mmap.mmap(-1, self.SIZE) for _ in range(count - len(reused))]
+
+    @property
+    def lent(self) -> int:
+        return self._lent
+
+    def give(self, buffers: Sequence[mmap.mmap]) -> None:
+        with self._lock:
+            self._lent -= len(buffers)
+            room = max(0, self.keep - len(self._free))
+            self._free.extend(buffers[:room])
+            extra = buffers[room:]
+        for buffer in extra:
+            buffer.close()
+
+
+class Staged:
+    """Bytes held in a pool's buffers, in order; ``views`` are valid until ``release``."""
+
+    def __init__(self, pool: StagePool) -> None:
+        self.pool = pool
+        self.buffers: list[mmap.mmap] = []
+        self.size = 0
+
+    def append(self, data: bytes | bytearray | memoryview) -> bool:
+        """Copy ``data`` in; False (and nothing copied) when the pool has no room for it."""
+        length = len(data)
+        size = self.pool.SIZE
+        room = len(self.buffers) * size - self.size
+        if length > room:
+            more = self.pool.take(-(-(length - room) // size))
+            if more is None:
+                return False
+            self.buffers.extend(more)
+        source = memoryview(data)
+        done = 0
+        while done < length:
+            index, at = divmod(self.size, size)
+            step = min(size - at, length - done)
+            self.buffers[index][at : at + step] = source[done : done + step]
+            done += step
+            self.size += step
+        return True
+
+    def views(self, start: int = 0) -> list[memoryview]:
+        """The bytes from ``start`` on, as views of the buffers."""
+        found = []
+        size = self.pool.SIZE
+        for index, buffer in enumerate(self.buffers):
+            low, high = index * size, min((index + 1) * size, self.size)
+            if high > max(low, start):
+                found.append(memoryview(buffer)[max(start - low, 0) : high - low])
+        return found
+
+    def release(self) -> None:
+        buffers, self.buffers = self.buffers, []
+        self.size = 0
+        self.pool.give(buffers)
+
+
+def write_direct(path: Path, staged: Staged) -> bool:
+    """Write ``staged`` to a new file at ``path`` with ``O_DIRECT`` and fsync it; False, with
+    nothing left at ``path``, when the filesystem refuses ``O_DIRECT``."""
+    if not _DIRECT or not staged.buffers:
+        return False
+    size = staged.size
+    end = -(-size // ALIGN) * ALIGN
+    last, at = divmod(size, staged.pool.SIZE)
+    if at:  # zeros, not another message's bytes, fill the last block up to ``end``
+        staged.buffers[last][at : at + end - size] = bytes(end - size)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _DIRECT, 0o600)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        return False
+    try:
+        offset = 0
+        for buffer in staged.buffers:
+            view = memoryview(buffer)[: min(len(buffer), end - offset)]
+            while view:
+                written = os.pwrite(fd, view, offset)
+                offset += written
+                view = view[written:]
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        return False
+    os.close(fd)
+    return True
