@@ -32,7 +32,7 @@ class StagePool:
 
     SIZE: Final = 1 << 20
 
-    def __init__(self, limit: int = 64, keep: int = 32) -> None:
+    def __init__(self, limit: int = 160, keep: int = 16) -> None:
         self.limit = limit
         self.keep = keep
         self._lent = 0
