@@ -152,6 +152,8 @@ def test_the_same_message_twice_is_one_post(relay: RelayServer) -> None:
     plain = mail(subject="No id", message_id=None)
     assert len({edited, queued(deliver(relay, to, plain)), queued(deliver(relay, to, plain))}) == 3
     assert edited != first
+    for post_id in (first, edited):
+        post(relay, post_id)  # unpacked: titles come from the message
     with relay.client(relay.anna["token"]) as client:
         titles = [p["title"] for p in client.get("/api/v1/posts").json()["posts"]]
     assert titles.count("Twice") == 2  # the first and the edited one
