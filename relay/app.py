@@ -74,7 +74,7 @@ def build(settings: Settings) -> Relay:
             "ffmpeg_memory_bytes": settings.ffmpeg_memory_bytes,
         },
     )
-    acceptor = Acceptor(db, settings.job_max_attempts, pipeline.wake)
+    acceptor = Acceptor(db, settings.job_max_attempts, pipeline.wake, spool)
     relay = Relay(settings, db, spool, store, pool, pipeline, acceptor)
     publisher = Publisher(
         db,

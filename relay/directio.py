@@ -90,15 +90,13 @@ class Staged:
             self.size += step
         return True
 
-    def views(self, start: int = 0) -> list[memoryview]:
-        """The bytes from ``start`` on, as views of the buffers."""
-        found = []
+    def views(self) -> list[memoryview]:
+        """The bytes, as views of the buffers."""
         size = self.pool.SIZE
-        for index, buffer in enumerate(self.buffers):
-            low, high = index * size, min((index + 1) * size, self.size)
-            if high > max(low, start):
-                found.append(memoryview(buffer)[max(start - low, 0) : high - low])
-        return found
+        return [
+            memoryview(buffer)[: min(size, self.size - index * size)]
+            for index, buffer in enumerate(self.buffers)
+        ]
 
     def release(self) -> None:
         buffers, self.buffers = self.buffers, []

@@ -339,7 +339,9 @@ class Pipeline:
                 post["id"],
                 title=unpacked.title,
                 text=unpacked.text,
-                message_id=unpacked.message_id,
+                # The door's reading of the Message-ID stays: copies are found by it.
+                message_id=current["message_id"] or (unpacked.message_id or "")[:500] or None,
+                content_sha256=current["content_sha256"] or unpacked.content_sha256,
                 sender=unpacked.sender,
                 spool_name=None,
                 tags=json.dumps(merge_tags(json.loads(current["tags"] or "[]"), unpacked.tags)),

@@ -114,11 +114,6 @@ class SpoolWriter:
         self._staged = Staged(spool.stage)
         self._file: BinaryIO | None = None
         self._done = False
-        self.digest_from: int | None = None
-        """Set it and ``commit`` also hashes the file from this offset on (into ``digest``):
-        on the thread that fsyncs, not on the event loop as they arrive (~0.6 ms of CPU per
-        MB)."""
-        self.digest: str | None = None
 
     def write(self, chunk: bytes | bytearray | memoryview) -> None:
         self.size += len(chunk)
@@ -142,11 +137,11 @@ class SpoolWriter:
             self._buffer = bytearray()
         return self._staged.append(chunk)
 
-    def _held(self, start: int = 0) -> list[memoryview]:
-        """The bytes waiting in memory, from ``start`` on."""
+    def _held(self) -> list[memoryview]:
+        """The bytes waiting in memory."""
         if self._staged.size:
-            return self._staged.views(start)
-        return [memoryview(self._buffer)[start:]] if len(self._buffer) > start else []
+            return self._staged.views()
+        return [memoryview(self._buffer)] if self._buffer else []
 
     def _open(self) -> BinaryIO:
         if self._file is None:
@@ -171,8 +166,6 @@ class SpoolWriter:
             self._write_staged()
         else:
             self._file.flush()
-            if self.digest_from is not None:
-                self.digest = sha256_file(self._tmp, self.digest_from)
             os.fsync(self._file.fileno())
             self._file.close()
         os.replace(self._tmp, self.spool.path(self.name))
@@ -182,8 +175,6 @@ class SpoolWriter:
 
     def _write_staged(self) -> None:
         try:
-            if self.digest_from is not None:
-                self.digest = _sha256_of(self._held(self.digest_from))
             if self._staged.size and self.spool.direct:
                 if write_direct(self._tmp, self._staged):
                     return

@@ -32,8 +32,9 @@ def webhook_receiver(answer: Callable[[Received], int] | None = None) -> Iterato
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            received = Received("POST", self.path, {k.lower(): v for k, v in self.headers.items()},
-                                body)
+            received = Received(
+                "POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body
+            )
             state.requests.append(received)
             status = state.answers.pop(0) if state.answers else 200
             if answer is not None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Connection, inspect, select
+from sqlalchemy import Connection, inspect, select, text
 
-from relay.db.schema import metadata, schema_version, uploads
+from relay.db.schema import metadata, posts, schema_version, uploads
 
 Step = Callable[[Connection], None]
 
@@ -20,9 +20,17 @@ def _add_uploads(conn: Connection) -> None:
     uploads.create(conn, checkfirst=True)
 
 
+def _index_posts_by_message_id(conn: Connection) -> None:
+    # Copies of a message are found by Message-ID now; its hash is made only for them.
+    conn.execute(text("DROP INDEX IF EXISTS ix_posts_user_content"))
+    [by_message] = [index for index in posts.indexes if index.name == "ix_posts_user_message"]
+    by_message.create(conn, checkfirst=True)
+
+
 # (version, step): version 1 is the first schema, created whole from schema.py.
 STEPS: list[tuple[int, Step]] = [
     (2, _add_uploads),
+    (3, _index_posts_by_message_id),
 ]
 
 LATEST = max([1, *(version for version, _ in STEPS)])

@@ -75,7 +75,7 @@ posts = Table(
     Column("created_at", Float, nullable=False),
     Column("ready_at", Float),
     Index("ix_posts_user_created", "user_id", "created_at"),
-    Index("ix_posts_user_content", "user_id", "content_sha256"),
+    Index("ix_posts_user_message", "user_id", "message_id"),
 )
 
 items = Table(

@@ -5,31 +5,38 @@ post, its items and their jobs in one transaction. Only when ``accept`` returns 
 ``250``/``202``; if it raises, the door answers with a temporary error and the sender keeps the
 message.
 
-A mail message carries its Message-ID and the hash of its bytes; when the same user already has a
-post from the same bytes with the same Message-ID (a phone that sends again after a lost ``250``,
-a server that retries), ``accept`` raises ``AlreadyAccepted`` with that post's id instead of
-making a second post. The check runs inside the committing transaction: SQLite's writers queue
-(``BEGIN IMMEDIATE``) and PostgreSQL takes a transaction lock on the hash first, so two copies
-arriving at once still make one post.
+A mail message carries its Message-ID; when the same user already has a post with the same
+Message-ID from the same bytes (a phone that sends again after a lost ``250``, a server that
+retries), ``accept`` raises ``AlreadyAccepted`` with that post's id instead of making a second
+post. The bytes are hashed only then: the new message's, and an earlier one's whose unpacking
+job (which stores its hash) has not run yet. Hashing every message on arrival was a fifth of
+the SMTP door's CPU at 1 MB a message. The check runs inside the committing transaction:
+SQLite's writers queue (``BEGIN IMMEDIATE``) and PostgreSQL takes a transaction lock on the
+user and Message-ID first, so two copies arriving at once still make one post.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, text
+from sqlalchemy import Connection, Row, bindparam, select, text
 
 from relay import jobs, reply
 from relay.auth import new_id
 from relay.db import Database, queries
 from relay.db.schema import posts
+from relay.intake.smtpdata import after_first_field
 from relay.model import Item, Post, PostStatus
 from relay.publish.deliver import settle
+from relay.spool import Spool, sha256_file
 
 log = logging.getLogger("relay.accept")
 
@@ -51,8 +58,12 @@ class MailMeta:
 
     message_id: str | None = None
     content_sha256: str | None = None
-    """Of the message as received; set only with a Message-ID (without one, nothing says that
-    two equal messages are one message sent twice)."""
+    """Of the message as received (``mail_digest``), when already known; compared only with a
+    Message-ID (without one, nothing says that two equal messages are one message sent
+    twice)."""
+    digest: Callable[[], str] | None = None
+    """Makes ``content_sha256`` when it is needed: only when the user has a post with the same
+    Message-ID. Called on the database's thread."""
     sender: str | None = None
     auth_results: str | None = None
     reply: bool = False
@@ -90,8 +101,16 @@ class Acceptor:
 
     BATCH = 64
 
-    def __init__(self, db: Database, max_attempts: int, wake: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        max_attempts: int,
+        wake: Callable[[], None],
+        spool: Spool | None = None,
+    ) -> None:
         self.db = db
+        self.spool = spool
+        """Where a message not unpacked yet is read to hash it, when a copy arrives."""
         self.max_attempts = max_attempts
         self.wake = wake
         self._waiting: list[tuple[_Args, asyncio.Future[bool]]] = []
@@ -205,9 +224,9 @@ class Acceptor:
         extra: dict[str, str | None] | None = None,
         mail: MailMeta | None = None,
     ) -> bool:
-        extra = extra or {}
-        if extra.get("content_sha256"):
-            existing = _same_message(conn, post.user_id, extra)
+        extra = dict(extra or {})
+        if mail is not None and mail.message_id:
+            existing = self._same_message(conn, post.user_id, mail, extra)
             if existing is not None:
                 raise AlreadyAccepted(existing)  # rolls the transaction back: nothing written
         if also is not None:
@@ -226,21 +245,47 @@ class Acceptor:
             return False
         return settle(conn, post.id)
 
+    def _same_message(
+        self, conn: Connection, user_id: str, mail: MailMeta, extra: dict[str, str | None]
+    ) -> str | None:
+        """The oldest post of this user with this Message-ID and these bytes, if any; the
+        message's hash goes into ``extra`` when it had to be made."""
+        if conn.dialect.name == "postgresql":
+            # Two copies committing at once: the second waits here until the first is visible.
+            key = hashlib.sha256(f"{user_id}\0{mail.message_id}".encode()).hexdigest()
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": int(key[:15], 16)})
+        # The oldest is picked here, not with ORDER BY: with it SQLite walked the (user,
+        # created_at) index, every post the user ever had, for each mail.
+        same_id = conn.execute(
+            _SAME_MESSAGE, {"user_id": user_id, "message_id": mail.message_id}
+        ).all()
+        if not same_id:
+            return None
+        digest = mail.content_sha256 or (mail.digest() if mail.digest else None)
+        if digest is None:
+            return None
+        extra["content_sha256"] = digest
+        same = [row for row in same_id if self._digest_of(conn, row) == digest]
+        return min(same, key=lambda row: row.created_at).id if same else None
 
-def _same_message(conn: Connection, user_id: str, extra: dict[str, str | None]) -> str | None:
-    digest = extra["content_sha256"]
-    if conn.dialect.name == "postgresql":
-        # Two copies committing at once: the second waits here until the first is visible.
-        key = int(digest[:15], 16) if digest else 0
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-    # Equal bytes carry an equal Message-ID field; the hash alone is compared because the
-    # unpacking job rewrites message_id with the mail parser's reading of the field. The oldest
-    # is picked here, not with ORDER BY: with it SQLite walked the (user, created_at) index,
-    # every post the user ever had, for each mail.
-    same = conn.execute(_SAME_MESSAGE, {"user_id": user_id, "content_sha256": digest}).all()
-    return min(same, key=lambda row: row.created_at).id if same else None
+    def _digest_of(self, conn: Connection, row: Row[Any]) -> str | None:
+        if row.content_sha256 or not row.spool_name or self.spool is None:
+            return row.content_sha256
+        try:
+            return mail_digest(self.spool.path(row.spool_name))
+        except FileNotFoundError:  # unpacked meanwhile (PostgreSQL): its job stored the hash
+            return conn.execute(_DIGEST, {"id": row.id}).scalar()
 
 
-_SAME_MESSAGE = select(posts.c.id, posts.c.created_at).where(
-    posts.c.user_id == bindparam("user_id"), posts.c.content_sha256 == bindparam("content_sha256")
-)
+_SAME_MESSAGE = select(
+    posts.c.id, posts.c.created_at, posts.c.content_sha256, posts.c.spool_name
+).where(posts.c.user_id == bindparam("user_id"), posts.c.message_id == bindparam("message_id"))
+_DIGEST = select(posts.c.content_sha256).where(posts.c.id == bindparam("id"))
+
+
+def mail_digest(path: Path) -> str:
+    """The SHA-256 of a spooled message as its sender sent it: without the ``Received`` field
+    the SMTP door put first. Blocking: call it off the event loop."""
+    with open(path, "rb") as file:
+        start = file.read(4096)
+        return sha256_file(path, after_first_field(start))

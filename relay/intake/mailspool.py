@@ -3,11 +3,13 @@ MIME, so it must not run on the event loop, and only names and short strings tra
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from relay.errors import MediaError
 from relay.intake.mail import parse_message
+from relay.intake.smtpdata import after_first_field
 from relay.spool import Spool
 
 
@@ -24,6 +26,9 @@ class Unpacked:
     title: str = ""
     text: str = ""
     message_id: str | None = None
+    content_sha256: str | None = None
+    """Of the message as its sender sent it (``accept.mail_digest``): what a copy is compared
+    with when it arrives later."""
     sender: str | None = None
     parts: list[UnpackedPart] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
@@ -35,14 +40,16 @@ class Unpacked:
 def unpack_to_spool(spool_root: str, name: str) -> Unpacked:
     spool = Spool(Path(spool_root))
     raw = spool.path(name).read_bytes()
+    digest = hashlib.sha256(memoryview(raw)[after_first_field(raw[:4096]) :]).hexdigest()
     try:
         parsed = parse_message(raw)
     except MediaError:
-        return Unpacked()
+        return Unpacked(content_sha256=digest)
     unpacked = Unpacked(
         title=parsed.title,
         text=parsed.text,
         message_id=parsed.message_id,
+        content_sha256=digest,
         sender=parsed.sender,
         tags=parsed.tags,
         private=parsed.private,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import logging
 import re
 import ssl
@@ -36,7 +37,7 @@ from relay.db import Database, queries
 from relay.db.destinations import list_destinations
 from relay.errors import CATALOG
 from relay.intake import policy
-from relay.intake.accept import Acceptor, AlreadyAccepted, MailMeta
+from relay.intake.accept import Acceptor, AlreadyAccepted, MailMeta, mail_digest
 from relay.intake.smtpdata import ADDR_SPEC, CHUNK, DataReader, HeaderFacts, scan_headers
 from relay.spool import Spool
 
@@ -241,7 +242,6 @@ class RelaySMTP(SMTP):
         writer = self.event_handler.spool.writer()
         received = self._received_header()
         writer.write(received)
-        writer.digest_from = len(received)  # the message as the client sent it, unstuffed
         reader = DataReader(writer, self.data_size_limit)
         try:
             rest = await self._read_data(reader)
@@ -438,7 +438,7 @@ class MailHandler:
             return SENDER_REFUSED
         meta = MailMeta(
             message_id=facts.message_id,
-            content_sha256=writer.digest,
+            digest=functools.partial(mail_digest, self.spool.path(name)),
             sender=facts.sender,
             auth_results=verdict.auth_results,
             reply=recipient.reply

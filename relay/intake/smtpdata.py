@@ -9,8 +9,8 @@ after the terminator (a pipelining client's next commands) go back to the reader
 
 The reader keeps the start of the message, so the door can read the header block without
 opening the spool file again: :func:`scan_headers` reads that block within fixed bounds. The
-hash that tells a message the relay already took is the spool's (``SpoolWriter.digest_from``),
-made on the thread that fsyncs the file rather than on the event loop.
+hash that tells a message the relay already took (``accept.mail_digest``) is made only when a
+post with its Message-ID exists, on the database's thread.
 """
 
 from __future__ import annotations
@@ -156,6 +156,18 @@ class _DotLines:
 
 
 # --- the header block ---------------------------------------------------------------------------
+
+
+def after_first_field(head: bytes) -> int:
+    """Where the second header field of ``head`` starts (0 if none is seen): past the
+    ``Received`` field the door puts before a message in the spool."""
+    at = 0
+    while (end := head.find(b"\r\n", at)) >= 0:
+        if head[end + 2 : end + 3] not in (b" ", b"\t"):
+            return end + 2
+        at = end + 2
+    return 0
+
 
 MAX_FIELD_LINES = 2000
 """Header lines looked at; a real header block has a few dozen to a few hundred."""

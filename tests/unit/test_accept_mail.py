@@ -5,7 +5,9 @@ SQLite and (with RELAY_TEST_DATABASE_URL) PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -14,9 +16,10 @@ from relay import reply
 from relay.db import Database, destinations, queries
 from relay.db.schema import jobs as jobs_table
 from relay.db.schema import posts
-from relay.intake.accept import Acceptor, AlreadyAccepted, MailMeta
+from relay.intake.accept import Acceptor, AlreadyAccepted, MailMeta, mail_digest
 from relay.model import DeliveryStatus
 from relay.publish.deliver import settle
+from relay.spool import Spool
 
 META = MailMeta(
     message_id="m1@example.org",
@@ -127,3 +130,53 @@ def test_a_held_reply_goes_when_the_deliveries_settle(
             assert reply.release(conn, post.id)
     released = _reply_run_at(database, post.id)
     assert released is not None and released <= time.time()
+
+
+def _spooled_mail(spool: Spool, body: bytes) -> str:
+    """A message as the SMTP door spools it: its own Received field first."""
+    return spool.put_bytes(b"Received: from phone ([10.0.0.1])\r\n\tby relay; now\r\n" + body)
+
+
+def test_copies_are_found_by_message_id_and_hashed_only_then(
+    database: Database, tmp_path: Path
+) -> None:
+    spool = Spool(tmp_path / "spool")
+    user_id = _user(database)
+    acceptor = Acceptor(database, 5, lambda: None, spool)
+    hashed: list[str] = []
+    body = b"Message-ID: <lazy@example.org>\r\n\r\nhello\r\n"
+
+    def accept(message: bytes, message_id: str = "lazy@example.org") -> object:
+        name = _spooled_mail(spool, message)
+
+        def digest() -> str:
+            hashed.append(name)
+            return mail_digest(spool.path(name))
+
+        meta = MailMeta(message_id=message_id, digest=digest)
+        try:
+            return asyncio.run(
+                acceptor.accept(user_id, mail_spool_name=name, source="smtp", mail=meta)
+            )
+        except AlreadyAccepted as already:
+            return already
+
+    first = accept(body)
+    assert hashed == []  # no other post has its Message-ID: nothing to compare, no hash made
+    again = accept(body)  # the first is not unpacked yet: its spool file is hashed too
+    assert isinstance(again, AlreadyAccepted) and again.post_id == first.id
+    edited = accept(body.replace(b"hello", b"hej"))
+    assert not isinstance(edited, AlreadyAccepted)
+    # Once unpacked, the first's spool file is gone and its job stored the hash.
+    with database.begin() as conn:
+        queries.update_post_text(
+            conn,
+            first.id,
+            spool_name=None,
+            content_sha256=hashlib.sha256(body).hexdigest(),
+        )
+    later = accept(body)
+    assert isinstance(later, AlreadyAccepted) and later.post_id == first.id
+    other_id = accept(body, message_id="other@example.org")
+    assert not isinstance(other_id, AlreadyAccepted)
+    assert _count(database) == 3

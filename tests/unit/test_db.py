@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, select, text, update
+from sqlalchemy import Connection, inspect, select, text, update
 
 from relay import jobs
 from relay.db import Database, migrations, queries
@@ -201,3 +202,18 @@ def test_a_lookup_by_key_sees_every_commit_and_on_sqlite_skips_the_thread_trip(
 
     assert asyncio.run(lookups())[0] is None
     assert (caller in seen) is (not database.is_postgres)
+
+
+def test_a_version_2_database_gets_posts_indexed_by_message_id(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    database = Database(url)
+    database.migrate()
+    with database.begin() as conn:  # back to version 2: the index by content hash
+        conn.execute(text("DROP INDEX ix_posts_user_message"))
+        conn.execute(text("CREATE INDEX ix_posts_user_content ON posts (user_id, content_sha256)"))
+        conn.execute(text("UPDATE relay_schema_version SET version = 2"))
+    assert database.migrate() == 2
+    with database.begin() as conn:
+        names = {index["name"] for index in inspect(conn).get_indexes("posts")}
+    assert "ix_posts_user_message" in names and "ix_posts_user_content" not in names
+    database.close()
