@@ -71,13 +71,6 @@ class FolderSync:
                 self._done = mine  # reached only when the fsync succeeded
 
 
-def _sha256_of(views: list[memoryview]) -> str:
-    digest = hashlib.sha256()
-    for view in views:
-        digest.update(view)
-    return digest.hexdigest()
-
-
 def sha256_file(path: Path, offset: int = 0) -> str:
     """The file's SHA-256 (from ``offset`` on), read in 1 MiB pieces (blocking: call it off the
     event loop)."""
@@ -150,16 +143,6 @@ class SpoolWriter:
             self._buffer = bytearray()
             self._staged.release()
         return self._file
-
-    @property
-    def sha256(self) -> str:
-        """Read back from the file: no door needs it while bytes stream in, and hashing every
-        chunk on the event loop cost ~0.75 ms of CPU per MB there."""
-        if self._file is None and not self._done:
-            return _sha256_of(self._held())
-        if self._file is not None and not self._file.closed:
-            self._file.flush()
-        return sha256_file(self._tmp if self._tmp.exists() else self.spool.path(self.name))
 
     def commit_sync(self) -> str:
         if self._file is None:
