@@ -112,7 +112,8 @@ async def _relay_ctx(app: web.Application) -> AsyncIterator[None]:
         await start(relay)
         yield
     finally:
-        await relay.publisher.http.close()
+        if relay.publisher is not None:
+            await relay.publisher.http.close()
         relay.pool.close()
         relay.db.close()
 

@@ -4,7 +4,7 @@ the pages and the workers through ``web.AppKey``s."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from aiohttp import web
@@ -17,6 +17,9 @@ from relay.spool import Spool
 from relay.storage import Store
 from relay.workpool import WorkPool
 
+if TYPE_CHECKING:  # it is built from the pipeline, after this dataclass
+    from relay.publish.deliver import Publisher
+
 
 @dataclass(slots=True)
 class Relay:
@@ -27,7 +30,8 @@ class Relay:
     pool: WorkPool
     pipeline: Pipeline
     acceptor: Acceptor
-    publisher: Any = None  # relay.publish.deliver.Publisher, set once built
+    publisher: Publisher | None = None
+    """Set once built, right after the rest (it registers its jobs with the pipeline)."""
 
     def media_url(self, key: str, *, private: bool = False) -> str:
         """Where clients fetch a stored object: the store's own (public or presigned, signed
