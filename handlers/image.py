@@ -191,15 +191,18 @@ def _process(source: Path, mime: str, workdir: Path, max_pixels: int) -> _Outcom
             if width < 1 or height < 1:
                 raise MediaError("media.corrupt", f"{width}x{height}")
             sizes = [(name, _fit(width, height, cap)) for name, cap in RENDITIONS]
-            # The container-level clean of the original needs only its bytes: it runs on a
-            # thread while the pixels are decoded (which releases the GIL).
-            cleaning = _start_cleaning(source, mime)
-            decoded = _decode(img, source, sizes[0][1])
+            # The file is read once, for the cleaner and the JPEG decoder both. The
+            # container-level clean of the original needs only its bytes: it runs on a thread
+            # while the pixels are decoded (which releases the GIL).
+            cleaner, suffix = scrub.CLEANERS.get(mime, (None, ""))
+            data = source.read_bytes() if cleaner is not None else None
+            cleaning = _threads().submit(cleaner, data) if cleaner is not None else None
+            decoded = _decode(img, data, sizes[0][1])
             meta = _read_metadata(img)
             pixels = _normalize(decoded, meta.icc)
             renditions = _write_renditions(pixels, sizes, meta.orientation, workdir)
             full = pixels if pixels.image.size == (width, height) else None
-            served = _served_original(source, mime, workdir, meta, full, cleaning)
+            served = _served_original(source, mime, workdir, meta, full, cleaning, suffix)
     except RelayError as exc:
         return _Outcome(error=(exc.code, exc.detail))
     except _DAMAGED as exc:
@@ -213,10 +216,11 @@ _SCALED_MODES: Final = {"RGB": "RGB", "L": "GRAY"}
 then works on four bands instead of three: measured slower.)"""
 
 
-def _decode(img: Image.Image, source: Path, size: tuple[int, int]) -> Image.Image:
-    """The first frame's pixels, at the smallest JPEG DCT scale still covering ``size``."""
+def _decode(img: Image.Image, data: bytes | None, size: tuple[int, int]) -> Image.Image:
+    """The first frame's pixels, at the smallest JPEG DCT scale still covering ``size``
+    (``data``: the file's bytes, which every JPEG has read for its cleaner)."""
     if img.format in ("JPEG", "MPO") and img.size != size:
-        scaled = _decode_scaled(source, img.mode, size)
+        scaled = _decode_scaled(data, img.mode, size) if data is not None else None
         if scaled is not None:
             return scaled
         img.draft(None, size)  # libjpeg picks a DCT scale still >= the size asked
@@ -224,7 +228,7 @@ def _decode(img: Image.Image, source: Path, size: tuple[int, int]) -> Image.Imag
     return img
 
 
-def _decode_scaled(source: Path, mode: str, size: tuple[int, int]) -> Image.Image | None:
+def _decode_scaled(data: bytes, mode: str, size: tuple[int, int]) -> Image.Image | None:
     """The JPEG decoded at the smallest of libjpeg-turbo's M/8 scales that covers ``size``, or
     None when it is not a plain RGB or grey JPEG libjpeg decodes without a complaint.
 
@@ -239,7 +243,7 @@ def _decode_scaled(source: Path, mode: str, size: tuple[int, int]) -> Image.Imag
     width, height = size
     try:
         array = simplejpeg.decode_jpeg(
-            source.read_bytes(), colorspace=colorspace, min_width=width, min_height=height
+            data, colorspace=colorspace, min_width=width, min_height=height
         )
     except ValueError:
         return None
@@ -461,25 +465,19 @@ def _save(
 # --- the served original -----------------------------------------------------------------------
 
 
-def _start_cleaning(source: Path, mime: str) -> Future[bytes | None] | None:
-    cleaner, _ = scrub.CLEANERS.get(mime, (None, ""))
-    if cleaner is None:
-        return None
-    return _threads().submit(lambda: cleaner(source.read_bytes()))
-
-
 def _served_original(
     source: Path,
     mime: str,
     workdir: Path,
     meta: _Metadata,
     full: _Pixels | None,
-    cleaning: Future[bytes | None] | None = None,
+    cleaning: Future[bytes | None] | None,
+    suffix: str,
 ) -> tuple[Path, str] | None:
-    cleaner, suffix = scrub.CLEANERS.get(mime, (None, ""))
-    if cleaner is not None:
+    """``cleaning``: the container-level clean under way (None: the type has no cleaner)."""
+    if cleaning is not None:
         try:
-            cleaned = cleaning.result() if cleaning else cleaner(source.read_bytes())
+            cleaned = cleaning.result()
         except _UNFOLLOWED:
             pass  # decodable, but not a structure we can clean safely: re-encode it
         else:

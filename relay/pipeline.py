@@ -340,7 +340,7 @@ class Pipeline:
                 title=unpacked.title,
                 text=unpacked.text,
                 # The door's reading of the Message-ID stays: copies are found by it.
-                message_id=current["message_id"] or (unpacked.message_id or "")[:500] or None,
+                message_id=current["message_id"] or unpacked.message_id,
                 content_sha256=current["content_sha256"] or unpacked.content_sha256,
                 sender=unpacked.sender,
                 spool_name=None,

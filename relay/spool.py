@@ -106,7 +106,6 @@ class SpoolWriter:
         self._buffer = bytearray()
         self._staged = Staged(spool.stage)
         self._file: BinaryIO | None = None
-        self._done = False
 
     def write(self, chunk: bytes | bytearray | memoryview) -> None:
         self.size += len(chunk)
@@ -152,7 +151,6 @@ class SpoolWriter:
             os.fsync(self._file.fileno())
             self._file.close()
         os.replace(self._tmp, self.spool.path(self.name))
-        self._done = True
         self.spool.ready_sync.sync()
         return self.name
 

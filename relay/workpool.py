@@ -48,8 +48,8 @@ def _forkserver() -> multiprocessing.context.BaseContext:
     THP mode honours).
 
     Each image job maps fresh pixel buffers (see above), and a 12 MP photo's touched them in
-    ~19k page faults, 15% of its CPU time; with 2 MiB pages it is a few hundred. Tunables are
-    read when a process starts, so they go into the forkserver's environment, and only there.
+    ~19k page faults, 15% of its CPU time; with 2 MiB pages it took ~7k. Tunables are read
+    when a process starts, so they go into the forkserver's environment, and only there.
     """
     context = multiprocessing.get_context("forkserver")
     before = os.environ.get("GLIBC_TUNABLES")

@@ -98,13 +98,11 @@ class Database:
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(conn, *args, **kwargs)`` in one write transaction, off the event loop."""
-        call = functools.partial(self._call, True, fn, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        return await self._off_loop(True, None, fn, *args, **kwargs)
 
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Like ``run``, in a transaction that does not take SQLite's write lock."""
-        call = functools.partial(self._call, False, fn, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        return await self._off_loop(False, None, fn, *args, **kwargs)
 
     async def read_by_key(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``read`` for a lookup of a row or two by an indexed key, in the hot path. SQLite
@@ -119,13 +117,18 @@ class Database:
         """``run`` for a write whose loss in a power cut harms nothing (a lease, which a
         crash frees anyway): its commit does not wait for the disk, and the next durable
         commit makes it durable too. A tus PATCH took 2 ms to take its lease, durably."""
-        call = functools.partial(self._call, True, fn, *args, engine=self.volatile, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        return await self._off_loop(True, self.volatile, fn, *args, **kwargs)
 
     def run_here(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``run`` on the calling thread, for work already off the event loop: a door that
         fsyncs a file and then records it makes one trip to a thread, not two."""
         return self._call(True, fn, *args, **kwargs)
+
+    async def _off_loop(
+        self, write: bool, engine: Engine | None, fn: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> T:
+        call = functools.partial(self._call, write, fn, *args, engine=engine, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
     def _call(
         self,

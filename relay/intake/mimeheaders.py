@@ -363,6 +363,11 @@ def sender_of(top: Entity) -> str | None:
     return addr_spec
 
 
+MAX_MESSAGE_ID = 500
+"""Characters kept of a Message-ID, by the door and by the unpacking job alike: copies of a
+message are found by it (and PostgreSQL indexes it)."""
+
+
 def message_id_of(top: Entity) -> str | None:
     if "message-id" not in top.fields:
         return None
@@ -372,7 +377,7 @@ def message_id_of(top: Entity) -> str | None:
     if bracketed:
         value = bracketed.group(1)
     value = "".join(ch for ch in value if not ch.isspace() and ch.isprintable())
-    return value or None
+    return value[:MAX_MESSAGE_ID] or None
 
 
 # --- file names -------------------------------------------------------------------------------

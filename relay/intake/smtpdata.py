@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
-from relay.intake.mimeheaders import header_class
+from relay.intake.mimeheaders import MAX_MESSAGE_ID, header_class
 
 END = b"\r\n.\r\n"
 _DOT_LINE = re.compile(rb"\r\n\.")
@@ -295,7 +295,7 @@ def _message_id(value: str | None) -> str | None:
         return None
     plain = _PLAIN_ID.fullmatch(value)
     if plain is not None:
-        return plain.group(1)[:500]
+        return plain.group(1)[:MAX_MESSAGE_ID]
     header = _header("message-id", value)
     text = str(header) if header is not None else value
     bracketed = _BRACKETED.search(text)
@@ -303,4 +303,4 @@ def _message_id(value: str | None) -> str | None:
         text = bracketed.group(1)
     text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     text = "".join(ch for ch in text if not ch.isspace() and ch.isprintable())
-    return text[:500] or None
+    return text[:MAX_MESSAGE_ID] or None

@@ -455,9 +455,7 @@ class TusDoor:
         in the transaction that records its offset, so a PATCH costs two commits, not four.
         """
         if upload_id in self.writing:
-            if user_id is None:
-                user_id = await self.db.read(queries.user_for_token, token)
-            await self._visible(upload_id, _known(user_id))
+            await self._visible(upload_id, await self._owner(user_id, token))
             raise IntakeError("tus.locked")
         self.writing.add(upload_id)
         try:
@@ -465,9 +463,8 @@ class TusDoor:
             if kept is not None and kept.claim.until - time.time() > MARGIN:
                 claim = kept.claim
                 try:
-                    if user_id is None:
-                        user_id = await self.db.read_by_key(queries.user_for_token, token)
-                    row = _check_visible(kept.row, _known(user_id))
+                    user_id = await self._owner(user_id, token)
+                    row = _check_visible(kept.row, user_id)
                 except RelayError:
                     self._keep(claim, kept.row)  # a stranger's request leaves the owner's lease
                     raise
@@ -493,6 +490,12 @@ class TusDoor:
                     await self.db.run(_release, upload_id, claim.holder)
         finally:
             self.writing.discard(upload_id)
+
+    async def _owner(self, user_id: str | None, token: str | None) -> str:
+        """``user_id``, or else the user of ``token``; AuthError for no one."""
+        if user_id is None and token is not None:
+            user_id = await self.db.read_by_key(queries.user_for_token, token)
+        return _known(user_id)
 
     def _keep(self, claim: _Claim, row: Row) -> None:
         """Keep ``claim`` for the upload's next PATCH here, until shortly before it lapses."""
