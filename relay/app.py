@@ -21,8 +21,8 @@ from relay.errors import StorageError
 from relay.intake import http as http_intake
 from relay.intake import tus as tus_intake
 from relay.intake.accept import Acceptor
-from relay.intake.policy import Dns
 from relay.intake.smtp import FailureGuard, MailHandler, smtp_factory, tls_context
+from relay.mail.sender import Dns
 from relay.model import Limits
 from relay.pipeline import Pipeline
 from relay.publish.deliver import DELIVER, Publisher

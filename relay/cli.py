@@ -258,7 +258,7 @@ def upload(
     each file continues where the server stopped. With --wait, the exit status is 1 if an item
     failed to process. --server and --token may come from RELAY_SERVER and RELAY_TOKEN.
     """
-    from relay.upload import run
+    from relay.client.upload import run
 
     sys.exit(
         run(

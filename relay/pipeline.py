@@ -316,7 +316,7 @@ class Pipeline:
     # --- unpack_mail ----------------------------------------------------------------------------
 
     async def unpack_mail(self, job: jobs.Job) -> None:
-        from relay.intake.mailspool import unpack_to_spool
+        from relay.mail.unpack import unpack_to_spool
 
         post = await self.db.run(queries.post_row, job.ref)
         if post is None or post["spool_name"] is None:
@@ -328,7 +328,7 @@ class Pipeline:
             import json
 
             from relay.auth import new_id
-            from relay.intake.mailcommands import merge_tags
+            from relay.mail.commands import merge_tags
             from relay.model import Item
 
             # The mail's commands add to what the address already set (SECRET+private@):

@@ -3,7 +3,7 @@ mailed post, once the post is ready and each of its deliveries has an outcome, w
 and what each destination did.
 
 Replies go only to a proven sender: SMTP AUTH as the address's owner, or a DKIM or SPF pass
-aligned with the From domain (see ``relay.intake.policy``). Anyone can write any From line, so a
+aligned with the From domain (see ``relay.mail.sender``). Anyone can write any From line, so a
 reply to an unproven one would be backscatter to whoever was forged. Bounces (a null envelope
 sender) and automatic mail (Auto-Submitted, Precedence bulk/junk/list) are never answered, and
 the reply says ``Auto-Submitted: auto-replied`` so another robot does not answer it.
@@ -101,7 +101,7 @@ def _postpone(conn: Connection, job: jobs.Job, delay: float) -> None:
 
 def reply_address(sender: str | None, auth_results: str | None, owner: str) -> str | None:
     """Where the reply goes, if the stored verdict proves ``sender``; else None."""
-    from relay.intake.policy import aligned, domain_of, proven_by
+    from relay.mail.sender import aligned, domain_of, proven_by
 
     if not sender:
         return None

@@ -33,7 +33,7 @@ from relay import jobs, reply
 from relay.auth import new_id
 from relay.db import Database, queries
 from relay.db.schema import posts
-from relay.intake.smtpdata import after_first_field
+from relay.mail.facts import after_first_field
 from relay.model import Item, Post, PostStatus
 from relay.publish.deliver import settle
 from relay.spool import Spool, sha256_file

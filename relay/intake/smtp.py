@@ -5,7 +5,7 @@ message is spooled durably and committed as a post before ``250 … queued as PO
 fails the reply is a temporary ``451`` so the sending server keeps the message and tries again.
 
 At the end of DATA, in order: a message that passed more than ``MAX_HOPS`` servers is refused
-(a loop); the address's sender policy is checked (``relay.intake.policy``); a message this user
+(a loop); the address's sender policy is checked (``relay.mail.sender``); a message this user
 already posted (same bytes, same Message-ID) answers with the existing post's id.
 
 Guessing secret addresses is made slow: each unknown recipient (and each failed AUTH) is answered
@@ -36,9 +36,10 @@ from relay import auth, metrics
 from relay.db import Database, queries
 from relay.db.destinations import list_destinations
 from relay.errors import CATALOG
-from relay.intake import policy
 from relay.intake.accept import Acceptor, AlreadyAccepted, MailMeta, mail_digest
-from relay.intake.smtpdata import ADDR_SPEC, CHUNK, DataReader, HeaderFacts, scan_headers
+from relay.intake.smtpdata import CHUNK, DataReader
+from relay.mail import sender
+from relay.mail.facts import ADDR_SPEC, HeaderFacts, scan_headers
 from relay.spool import Spool
 
 log = logging.getLogger("relay.smtp")
@@ -111,7 +112,7 @@ class Recipient:
     user_id: str
     user_name: str
     reply: bool
-    rule: policy.AddressPolicy
+    rule: sender.AddressPolicy
     mode: str | None
     private: bool = False
     draft: bool = False
@@ -305,14 +306,14 @@ class MailHandler:
         acceptor: Acceptor,
         domain: str,
         *,
-        resolver: policy.Dns | None = None,
+        resolver: sender.Dns | None = None,
         authserv_id: str = "",
     ) -> None:
         self.db = db
         self.spool = spool
         self.acceptor = acceptor
         self.domain = domain
-        self.resolver = resolver or policy.Dns()
+        self.resolver = resolver or sender.Dns()
         self.authserv_id = authserv_id or domain
 
     async def login(self, login: bytes, password: bytes) -> LoggedIn | None:
@@ -366,8 +367,8 @@ class MailHandler:
             user_id=row["user_id"],
             user_name=row["name"],
             reply=bool(row["reply_to_sender"]),
-            rule=policy.AddressPolicy(
-                row["sender_policy"] or policy.ANYONE, tuple(row["allowed_senders"])
+            rule=sender.AddressPolicy(
+                row["sender_policy"] or sender.ANYONE, tuple(row["allowed_senders"])
             ),
             mode=found[1],
         )
@@ -478,10 +479,10 @@ class MailHandler:
         path: Path,
         skip: int,
         logged_in: LoggedIn | None,
-    ) -> policy.Verdict:
+    ) -> sender.Verdict:
         mail_from = _envelope_sender(envelope)
         owner = logged_in is not None and logged_in.user_id == recipient.user_id
-        incoming = policy.Incoming(
+        incoming = sender.Incoming(
             client_ip=server.peer_ip,
             helo=session.host_name or "",
             mail_from=mail_from,
@@ -492,12 +493,12 @@ class MailHandler:
         # Whether the sender is proven matters for a reply too; only then look it up under a
         # policy that does not need it (each check may cost DNS lookups).
         identify = recipient.reply and _answerable(mail_from, facts)
-        if recipient.rule.policy in (policy.ANYONE, policy.ALLOWLIST) and not identify:
-            return policy.evaluate(
+        if recipient.rule.policy in (sender.ANYONE, sender.ALLOWLIST) and not identify:
+            return sender.evaluate(
                 recipient.rule, incoming, authserv_id=self.authserv_id, resolver=self.resolver
             )  # no DNS, no reading: cheap enough for the event loop
         return await asyncio.to_thread(
-            policy.evaluate,
+            sender.evaluate,
             recipient.rule,
             incoming,
             authserv_id=self.authserv_id,

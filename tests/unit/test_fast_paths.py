@@ -16,7 +16,8 @@ from relay.db.schema import jobs as jobs_table
 from relay.db.schema import posts
 from relay.errors import RelayError
 from relay.intake.accept import Acceptor
-from relay.intake.smtpdata import DataReader, scan_headers
+from relay.intake.smtpdata import DataReader
+from relay.mail.facts import scan_headers
 from relay.model import Post
 from tests.unit.test_smtpdata import Sink, aiosmtpd_data
 

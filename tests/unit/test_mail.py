@@ -1,4 +1,4 @@
-"""relay.intake.mail: one raw message → title, text, parts; never more than MediaError."""
+"""relay.mail.parse: one raw message → title, text, parts; never more than MediaError."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from relay.errors import MediaError
-from relay.intake.mail import MAX_DEPTH, MAX_PARTS, MailPart, ParsedMail, parse_message
+from relay.mail.parse import MAX_DEPTH, MAX_PARTS, MailPart, ParsedMail, parse_message
 
 CORPORA = Path(os.environ.get("RELAY_TEST_CORPORA", "/work/shared/corpora"))
 MAIL_GEM = CORPORA / "mail-gem"

@@ -9,9 +9,9 @@ import time
 import pytest
 from PIL import Image
 
-from relay.intake.mail import parse_message
-from relay.intake.mailcommands import cut_at_end, extract, merge_tags
-from relay.intake.mailtext import strip_title_prefixes
+from relay.mail.commands import cut_at_end, extract, merge_tags
+from relay.mail.parse import parse_message
+from relay.mail.text import strip_title_prefixes
 
 
 def _jpeg(seed: int = 0) -> bytes:

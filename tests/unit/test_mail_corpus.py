@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from relay.intake.mail import ParsedMail, parse_message
-from relay.intake.tnef import read_tnef
+from relay.mail.parse import ParsedMail, parse_message
+from relay.mail.tnef import read_tnef
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "mail"
 

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from relay.intake.applefile import data_fork
-from relay.intake.mail import parse_message
-from relay.intake.tnef import read_tnef
+from relay.mail.applefile import data_fork
+from relay.mail.parse import parse_message
+from relay.mail.tnef import read_tnef
 from tests.corpus.mail.make import appledouble_header, tnef
 
 

@@ -8,8 +8,8 @@ import io
 import pytest
 from PIL import Image
 
-from relay.intake import mms
-from relay.intake.mail import parse_message
+from relay.mail import mms
+from relay.mail.parse import parse_message
 
 
 def _image(size: tuple[int, int], fmt: str = "JPEG", noisy: bool = True) -> bytes:

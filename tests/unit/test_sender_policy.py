@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from relay.intake import policy
-from relay.intake.policy import AddressPolicy, Dns, Incoming
-from relay.intake.smtpdata import scan_headers
+from relay.mail import sender as policy
+from relay.mail.facts import scan_headers
+from relay.mail.sender import AddressPolicy, Dns, Incoming
 from tests.dnsserver import DkimKey, FakeDns, dkim_key, dns_server
 
 

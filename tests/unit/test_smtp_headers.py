@@ -14,7 +14,8 @@ import pytest
 
 from relay.intake.accept import mail_digest
 from relay.intake.smtp import FailureGuard
-from relay.intake.smtpdata import DataReader, scan_headers
+from relay.intake.smtpdata import DataReader
+from relay.mail.facts import scan_headers
 from relay.spool import Spool
 
 
@@ -169,20 +170,20 @@ def _without(monkeypatch: pytest.MonkeyPatch, module: object, pattern: str) -> N
 def test_from_and_message_id_fast_paths_agree_with_the_stdlib(
     source: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from relay.intake import smtpdata
+    from relay.mail import facts
 
     for field, read, pattern in (
-        ("from", smtpdata._sender, "_PLAIN_FROM"),  # noqa: SLF001
-        ("message-id", smtpdata._message_id, "_PLAIN_ID"),  # noqa: SLF001
+        ("from", facts._sender, "_PLAIN_FROM"),  # noqa: SLF001
+        ("message-id", facts._message_id, "_PLAIN_ID"),  # noqa: SLF001
     ):
         values = _corpus_fields(field) if source == "corpus" else _random_values(len(field))
         fast = [read(value) for value in values]
         with monkeypatch.context() as patched:
-            _without(patched, smtpdata, pattern)
+            _without(patched, facts, pattern)
             slow = [read(value) for value in values]
         assert fast == slow
         if source == "corpus":  # most real fields take the fast path
-            taken = sum(bool(getattr(smtpdata, pattern).fullmatch(value)) for value in values)
+            taken = sum(bool(getattr(facts, pattern).fullmatch(value)) for value in values)
             assert taken > 0.8 * len(values) >= 10
 
 

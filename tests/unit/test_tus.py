@@ -13,12 +13,12 @@ import click
 import pytest
 from sqlalchemy import create_engine, inspect
 
+from relay.client.upload import State, identity, parse_rate
 from relay.db import Database, migrations, queries
 from relay.db.schema import metadata, schema_version, uploads
 from relay.errors import IntakeError
 from relay.intake.tus import parse_metadata
 from relay.spool import Spool
-from relay.upload import State, identity, parse_rate
 
 
 def test_metadata_pairs_flags_and_empty_values() -> None:

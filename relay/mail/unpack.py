@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from relay.errors import MediaError
-from relay.intake.mail import parse_message
-from relay.intake.smtpdata import after_first_field
+from relay.mail.facts import after_first_field
+from relay.mail.parse import parse_message
 from relay.spool import Spool
 
 

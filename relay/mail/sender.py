@@ -38,7 +38,7 @@ import dns.nameserver
 import dns.resolver
 import spf
 
-from relay.intake.smtpdata import HeaderFacts
+from relay.mail.facts import HeaderFacts
 
 log = logging.getLogger("relay.policy")
 

@@ -6,11 +6,11 @@ without its signature and phone footer, is the text; every attachment and inline
 when nothing at all in the input is usable.
 
 What clients and gateways wrap around a message is taken off on the way: Outlook's winmail.dat
-is opened (:mod:`relay.intake.tnef`), Apple's resource forks are dropped
-(:mod:`relay.intake.applefile`), uuencoded files in a text body are taken out, carrier MMS
-templates removed (:mod:`relay.intake.mms`) and the sender's commands read
-(:mod:`relay.intake.mailcommands`). Header fields, charsets and file names are read in
-:mod:`relay.intake.mimeheaders`, text is cleaned and HTML read in :mod:`relay.intake.mailtext`.
+is opened (:mod:`relay.mail.tnef`), Apple's resource forks are dropped
+(:mod:`relay.mail.applefile`), uuencoded files in a text body are taken out, carrier MMS
+templates removed (:mod:`relay.mail.mms`) and the sender's commands read
+(:mod:`relay.mail.commands`). Header fields, charsets and file names are read in
+:mod:`relay.mail.headers`, text is cleaned and HTML read in :mod:`relay.mail.text`.
 
 Anyone who knows or guesses a secret address can send anything, so this is built for hostile
 input. The stdlib feed parser recurses once per nesting level (a few hundred levels end in
@@ -32,16 +32,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from relay.errors import MediaError
-from relay.intake import applefile, mailcommands, mms
-from relay.intake.mailtext import (
-    clean_text,
-    cut,
-    html_to_text,
-    split_uuencoded,
-    strip_title_prefixes,
-    unflow,
-)
-from relay.intake.mimeheaders import (
+from relay.mail import applefile, commands, mms
+from relay.mail.headers import (
     Entity,
     clean_filename,
     decode_text,
@@ -53,7 +45,15 @@ from relay.intake.mimeheaders import (
     title_of,
     type_from_name,
 )
-from relay.intake.tnef import read_tnef
+from relay.mail.text import (
+    clean_text,
+    cut,
+    html_to_text,
+    split_uuencoded,
+    strip_title_prefixes,
+    unflow,
+)
+from relay.mail.tnef import read_tnef
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +127,8 @@ def _parse(raw: bytes) -> ParsedMail:
     parts, gateway_texts = _keep_parts(walker.finish_parts(), gateway)
     text = _join_texts([text, *gateway_texts])
 
-    body = mailcommands.extract(text)
-    subject = mailcommands.extract(title_of(top))
+    body = commands.extract(text)
+    subject = commands.extract(title_of(top))
     title = strip_title_prefixes(" ".join(subject.text.split()))
     if mms.is_generic_subject(title):
         title = ""
@@ -141,7 +141,7 @@ def _parse(raw: bytes) -> ParsedMail:
         parts=parts,
         message_id=message_id_of(top),
         sender=sender,
-        tags=mailcommands.merge_tags(subject.tags, body.tags),
+        tags=commands.merge_tags(subject.tags, body.tags),
         private=subject.private or body.private,
         draft=subject.draft or body.draft,
     )
@@ -161,7 +161,7 @@ def _keep_parts(found: list[_Found], gateway: bool) -> tuple[list[MailPart], lis
         if part.content_type in ("text/plain", "application/octet-stream") and (
             mms.is_text_attachment(part.filename)
         ):
-            text, _ = mailcommands.cut_at_end(decode_text(part.payload, f.charset))
+            text, _ = commands.cut_at_end(decode_text(part.payload, f.charset))
             texts.append(mms.strip_boilerplate(clean_text(text))[0])
             continue
         image = part.content_type.startswith("image/") or type_from_name(part.filename) in (
@@ -504,7 +504,7 @@ def _pick_text(sink: _Sink) -> str:
         for segment_kind, segment in sink:
             if segment_kind != kind:
                 continue
-            segment, ended = mailcommands.cut_at_end(segment)
+            segment, ended = commands.cut_at_end(segment)
             cleaned = clean_text(segment)
             if cleaned:
                 texts.append(cleaned)

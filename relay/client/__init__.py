@@ -1,0 +1,1 @@
+"""Programs that talk to a relay from outside: ``relay upload`` (tus)."""
