@@ -53,6 +53,15 @@ class Settings(BaseSettings):
     # An unfinished tus upload idle this long expires; the sweep runs every interval.
     tus_expiry_seconds: float = Field(default=86400.0, gt=0)
     tus_cleanup_interval_seconds: float = Field(default=600.0, gt=0)
+    # Per user: unfinished tus uploads at once, and the bytes they may reserve (an upload of
+    # deferred length reserves max_upload_bytes until it says its length).
+    tus_max_open_uploads_per_user: int = Field(default=20, ge=1)
+    tus_max_reserved_bytes_per_user: int = Field(default=17_179_869_184, ge=1)
+    # File parts in one multipart HTTP upload (each becomes an item), as mail caps its parts.
+    max_upload_parts: int = Field(default=500, ge=1)
+    # Failed bearer tokens from one client address within the window before it gets 429.
+    auth_max_failures: int = Field(default=10, ge=1)
+    auth_failure_window_seconds: float = Field(default=60.0, gt=0)
     workers: int = 2
     allow_private_destinations: bool = False
     max_image_pixels: int = 80_000_000

@@ -145,6 +145,29 @@ _SPECS = [
     ErrorSpec(
         "server.internal", "Internal error.", 500, "451 4.3.0 Internal error; try again later"
     ),
+    ErrorSpec(
+        "auth.throttled",
+        "Too many failed tokens from this client; wait and try again.",
+        429,
+        "421 4.7.0 Too many failed logins; closing",
+    ),
+    ErrorSpec(
+        "storage.full",
+        "The relay is out of disk space; try again later.",
+        507,
+        "452 4.3.1 Insufficient system storage",
+    ),
+    ErrorSpec("upload.too_many_parts", "The upload has more parts than this relay accepts.", 413),
+    ErrorSpec(
+        "tus.too_many_uploads",
+        "Too many unfinished uploads; finish or terminate one first.",
+        429,
+    ),
+    ErrorSpec(
+        "tus.quota_exceeded",
+        "Unfinished uploads would reserve more bytes than this relay allows you.",
+        413,
+    ),
 ]
 
 CATALOG: dict[str, ErrorSpec] = {spec.code: spec for spec in _SPECS}
@@ -224,3 +247,25 @@ class TransientPublishError(PublishError):
 def public_error(code: str) -> dict[str, str]:
     spec = CATALOG[code]
     return {"code": spec.code, "message": spec.message}
+
+
+def temporary_error(exc: BaseException) -> RelayError | None:
+    """A stable error for a failure of the machine rather than of the request: a full disk
+    (``storage.full``, 507) or a database that cannot be reached (``server.unavailable``, 503).
+    None for anything else. Doors and the HTTP error middleware use it, so a full spool or a
+    lost database is never a ``500 server.internal`` with a traceback."""
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return RelayError("storage.full", str(exc))
+    from sqlalchemy import exc as sa  # lazily: handlers import this module in the pool
+
+    if isinstance(exc, sa.OperationalError) and "disk is full" in str(exc.orig):
+        return RelayError("storage.full", type(exc.orig).__name__)  # SQLITE_FULL
+    if isinstance(exc, sa.DBAPIError) and exc.connection_invalidated:
+        return RelayError("server.unavailable", type(exc.orig).__name__)
+    if isinstance(exc, (sa.OperationalError, sa.InterfaceError, sa.DisconnectionError)):
+        return RelayError("server.unavailable", type(exc).__name__)
+    if isinstance(exc, sa.TimeoutError):  # no connection free in the pool in time
+        return RelayError("server.unavailable", "database pool timeout")
+    return None

@@ -18,7 +18,7 @@ from relay.context import RELAY
 from relay.errors import IntakeError, TooLarge
 from relay.intake.accept import SpooledFile
 from relay.spool import SpoolWriter
-from relay.web.api import authenticate
+from relay.web.auth import authenticate
 from relay.web.present import post_json
 
 CHUNK = 1 << 20

@@ -49,11 +49,13 @@ from relay.auth import new_id
 from relay.context import RELAY, Relay
 from relay.db import queries
 from relay.db.schema import uploads
-from relay.errors import AuthError, IntakeError, NotFound, RelayError, TooLarge
+from relay.errors import AuthError, IntakeError, NotFound, RelayError, TooLarge, temporary_error
 from relay.intake.accept import SpooledFile
 from relay.intake.http import clean_filename
 from relay.model import Post
-from relay.web.api import authenticate, bearer_token, error_response
+from relay.web import auth
+from relay.web.api import relay_error_response
+from relay.web.auth import authenticate, bearer_token
 
 log = logging.getLogger("relay.tus")
 
@@ -832,12 +834,14 @@ def _route(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         request[_HEADERS] = {}
         try:
             response: web.StreamResponse = await getattr(request.app[TUS], name)(request)
-        except RelayError as exc:
-            if exc.spec.http_status >= 500:
-                log.error("%s %s: %s", request.method, request.path, exc)
-            response = error_response(exc.spec.http_status, exc.public())
-            if isinstance(exc, AuthError):
-                response.headers["WWW-Authenticate"] = 'Bearer realm="relay"'
+        except Exception as exc:
+            # A full disk or a lost database is said as such (507/503), with the tus headers.
+            known = exc if isinstance(exc, RelayError) else temporary_error(exc)
+            if known is None:
+                raise
+            if isinstance(known, AuthError):
+                auth.failed(request)  # a PATCH looks its token up inside the claim
+            response = relay_error_response(request, known)
         response.headers.update(request[_HEADERS])
         if name != "info":
             response.headers["Tus-Resumable"] = VERSION

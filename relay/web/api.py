@@ -10,9 +10,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from relay import jobs, metrics
-from relay.context import RELAY, USER
+from relay.context import RELAY
 from relay.db import queries
-from relay.errors import AuthError, NotFound, RelayError, public_error
+from relay.errors import AuthError, NotFound, RelayError, public_error, temporary_error
+from relay.web.auth import authenticate
 from relay.web.present import item_json, post_json
 
 log = logging.getLogger("relay.http")
@@ -28,8 +29,30 @@ _HTTP_CODES = {
 }
 
 
-def error_response(status: int, body: dict[str, str]) -> web.Response:
-    return web.json_response({"error": body}, status=status)
+RETRY_AFTER = 30
+"""Seconds a client is asked to wait on a 503/507 (the disk or the database is back, or not)."""
+
+
+def error_response(
+    status: int, body: dict[str, str], retry_after: int | None = None
+) -> web.Response:
+    response = web.json_response({"error": body}, status=status)
+    if retry_after is None and status in (503, 507):
+        retry_after = RETRY_AFTER
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def relay_error_response(request: web.Request, exc: RelayError) -> web.Response:
+    """The JSON answer for a RelayError, logged (without a traceback) when it is the relay's
+    fault; one place for the API's middleware and the tus door."""
+    if exc.spec.http_status >= 500:
+        log.error("%s %s: %s", request.method, request.path, exc)
+    response = error_response(exc.spec.http_status, exc.public(), getattr(exc, "retry_after", None))
+    if isinstance(exc, AuthError):
+        response.headers["WWW-Authenticate"] = 'Bearer realm="relay"'
+    return response
 
 
 @web.middleware
@@ -37,38 +60,17 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         return await handler(request)
     except RelayError as exc:
-        if exc.spec.http_status >= 500:
-            log.error("%s %s: %s", request.method, request.path, exc)
-        response = error_response(exc.spec.http_status, exc.public())
-        if isinstance(exc, AuthError):
-            response.headers["WWW-Authenticate"] = 'Bearer realm="relay"'
-        return response
+        return relay_error_response(request, exc)
     except web.HTTPException as exc:
         if exc.status < 400 or exc.status not in _HTTP_CODES:
             raise
         return error_response(exc.status, public_error(_HTTP_CODES[exc.status]))
-    except Exception:
+    except Exception as exc:
+        known = temporary_error(exc)
+        if known is not None:  # a full disk or a lost database: said, not a traceback
+            return relay_error_response(request, known)
         log.exception("%s %s failed", request.method, request.path)
         return error_response(500, public_error("server.internal"))
-
-
-def bearer_token(request: web.Request) -> str:
-    """The request's ``Authorization: Bearer`` token, not yet checked; AuthError if none."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise AuthError()
-    return token.strip()
-
-
-async def authenticate(request: web.Request) -> str:
-    token = bearer_token(request)
-    relay = request.app[RELAY]
-    user_id = await relay.db.read_by_key(queries.user_for_token, token)
-    if user_id is None:
-        raise AuthError()
-    request[USER] = user_id
-    return user_id
 
 
 async def get_post(request: web.Request) -> web.Response:
