@@ -5,11 +5,12 @@ Each function takes an open ``Connection`` (one transaction) so callers can grou
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, bindparam, func, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, func, select, text, update
 
 from relay import auth
 from relay.db.schema import (
@@ -441,3 +442,29 @@ def spool_names_in_use(conn: Connection) -> set[str]:
         ).scalars()
     )
     return names
+
+
+# --- tus quotas ------------------------------------------------------------------------------
+
+
+def open_uploads(conn: Connection, user_id: str, now: float, deferred: int) -> tuple[int, int]:
+    """The user's unfinished tus uploads that still count (not expired, terminated or past
+    their last byte): how many, and the bytes they reserve (their length; ``deferred`` for
+    one whose length is not said yet, as that is what it may still grow to).
+
+    On PostgreSQL it first takes a transaction lock on the user's uploads, so two creations
+    at once cannot both see room for one (SQLite's writers queue anyway)."""
+    if conn.dialect.name == "postgresql":
+        key = int(hashlib.sha256(f"tus-quota\0{user_id}".encode()).hexdigest()[:15], 16)
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    reserved = func.coalesce(uploads.c.length, deferred)
+    count, total = conn.execute(
+        select(func.count(), func.coalesce(func.sum(reserved), 0)).where(
+            uploads.c.user_id == user_id,
+            uploads.c.post_id.is_(None),
+            uploads.c.spool_name.is_(None),
+            uploads.c.terminated_at.is_(None),
+            uploads.c.expires_at >= now,
+        )
+    ).one()
+    return int(count), int(total)

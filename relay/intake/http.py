@@ -11,10 +11,11 @@ import unicodedata
 from pathlib import PurePosixPath
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.multipart import content_disposition_filename, parse_content_disposition
 
 from relay import metrics
-from relay.context import RELAY
+from relay.context import RELAY, Relay
 from relay.errors import IntakeError, TooLarge
 from relay.intake.accept import SpooledFile
 from relay.spool import SpoolWriter
@@ -23,6 +24,12 @@ from relay.web.present import post_json
 
 CHUNK = 1 << 20
 FIELD_LIMIT = 64 * 1024
+EXTRA_PARTS = 16
+"""Parts that are not files (title, text, private, unknown ones) allowed besides the files."""
+MALFORMED = (HttpProcessingError, ValueError, LookupError, UnicodeError)
+"""What aiohttp's multipart reader raises for a body that is not well-formed multipart: a part
+header without a colon or over 8 KiB, no boundary, a body cut off before its end, an unknown
+charset. The client's fault: 400, not a 500 with a traceback."""
 
 
 def clean_filename(name: str | None, mime: str | None, position: int) -> str:
@@ -42,7 +49,61 @@ async def _stream(writer: SpoolWriter, read_chunk) -> str:  # noqa: ANN001
         return await writer.commit()
     except BaseException:
         writer.abort()
+        # A commit that failed (a full disk) may leave its half-written file in tmp/; on a
+        # full disk every byte counts, so it goes now rather than at the next start.
+        (writer.spool.tmp / writer.name).unlink(missing_ok=True)
         raise
+
+
+def _check_field(name: str, value: str | bytes) -> None:
+    size = len(value.encode() if isinstance(value, str) else value)
+    if size > FIELD_LIMIT:
+        raise IntakeError("bad_request", f"{name} over {FIELD_LIMIT} bytes")
+
+
+async def _multipart(
+    request: web.Request,
+    relay: Relay,
+    limit: int,
+    files: list[SpooledFile],
+    fields: dict[str, str],
+) -> int:
+    """Stream the form's file parts into the spool (appended to ``files``, so the caller can
+    remove them if anything fails) and read its fields; the bytes received."""
+    received = 0
+    parts = 0
+    max_files = relay.settings.max_upload_parts
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            parts += 1
+            if parts > max_files + EXTRA_PARTS:
+                raise TooLarge("upload.too_many_parts", f"over {parts - 1} parts")
+            if not isinstance(part, BodyPartReader):
+                await part.release()  # a nested multipart: not a form field we know
+                continue
+            if part.name == "file" or part.filename is not None:
+                if len(files) >= max_files:
+                    # Refused before the post exists: no item is ever made of any of them.
+                    raise TooLarge("upload.too_many_parts", f"over {max_files} files")
+                writer = relay.spool.writer(limit=limit - received)
+                name = await _stream(writer, lambda p=part: p.read_chunk(CHUNK))
+                received += writer.size
+                mime = part.headers.get("Content-Type")
+                files.append(
+                    SpooledFile(
+                        name, clean_filename(part.filename, mime, len(files)), mime, writer.size
+                    )
+                )
+            elif part.name in fields:
+                raw = await part.read(decode=True)
+                _check_field(part.name, raw)
+                fields[part.name] = raw.decode(part.get_charset("utf-8"), "replace").strip()
+            else:
+                await part.release()
+    except MALFORMED as exc:
+        raise IntakeError("bad_request", f"malformed multipart: {exc!r}"[:300]) from None
+    return received
 
 
 async def upload(request: web.Request) -> web.Response:
@@ -57,32 +118,18 @@ async def upload(request: web.Request) -> web.Response:
     received = 0
     try:
         if request.content_type == "multipart/form-data":
-            reader = await request.multipart()
-            while (part := await reader.next()) is not None:
-                if not isinstance(part, BodyPartReader):
-                    await part.release()  # a nested multipart: not a form field we know
-                    continue
-                if part.name == "file" or part.filename is not None:
-                    writer = relay.spool.writer(limit=limit - received)
-                    name = await _stream(writer, lambda p=part: p.read_chunk(CHUNK))
-                    received += writer.size
-                    mime = part.headers.get("Content-Type")
-                    files.append(
-                        SpooledFile(
-                            name, clean_filename(part.filename, mime, len(files)), mime, writer.size
-                        )
-                    )
-                elif part.name in fields:
-                    raw = await part.read(decode=True)
-                    if len(raw) > FIELD_LIMIT:
-                        raise IntakeError("bad_request", f"{part.name} over {FIELD_LIMIT} bytes")
-                    fields[part.name] = raw.decode(part.get_charset("utf-8"), "replace").strip()
-                else:
-                    await part.release()
+            received = await _multipart(request, relay, limit, files, fields)
         elif request.content_type == "application/x-www-form-urlencoded":
-            form = await request.post()  # text alone; bounded by client_max_size
+            try:
+                form = await request.post()  # text alone; bounded by client_max_size
+            except MALFORMED as exc:
+                raise IntakeError("bad_request", f"malformed form: {exc!r}"[:300]) from None
             for name in fields:
-                fields[name] = str(form.get(name, "")).strip()
+                value = form.get(name, "")
+                if not isinstance(value, str):
+                    raise IntakeError("bad_request", f"{name} is not text")
+                _check_field(name, value)  # the same limit as a multipart field
+                fields[name] = value.strip()
         elif "Content-Disposition" not in request.headers and request.content_type == "text/plain":
             raise IntakeError("upload.unsupported_media_type")
         else:

@@ -157,6 +157,21 @@ def _insert(conn: Connection, row: Row) -> None:
     conn.execute(uploads.insert().values(**row))
 
 
+def _insert_within_quota(
+    conn: Connection, row: Row, max_open: int, max_reserved: int, deferred: int
+) -> None:
+    """Insert a new upload unless its user would then have more than ``max_open`` unfinished
+    uploads or reserve more than ``max_reserved`` bytes; checked and inserted in one
+    transaction, so uploads created at once cannot pass the quota together."""
+    count, reserved = queries.open_uploads(conn, row["user_id"], row["created_at"], deferred)
+    if count >= max_open:
+        raise RelayError("tus.too_many_uploads", f"{count} unfinished uploads")
+    wanted = deferred if row["length"] is None else row["length"]
+    if reserved + wanted > max_reserved:
+        raise RelayError("tus.quota_exceeded", f"{reserved} + {wanted} > {max_reserved} bytes")
+    _insert(conn, row)
+
+
 @dataclass
 class _Claim:
     """A lease on an upload; ``held`` turns False once a write gave it back (or kept it for the
@@ -338,7 +353,13 @@ class TusDoor:
             "post_id": None,
             "terminated_at": None,
         }
-        await self.db.run(_insert, row)
+        await self.db.run(
+            _insert_within_quota,
+            row,
+            self.settings.tus_max_open_uploads_per_user,
+            self.settings.tus_max_reserved_bytes_per_user,
+            self.settings.max_upload_bytes,
+        )
         headers = request[_HEADERS]
         headers["Location"] = self.url(upload_id)
         headers["Upload-Expires"] = _http_date(row["expires_at"])
