@@ -110,7 +110,8 @@ def bearer_token(request: web.Request) -> str:
 def failed(request: web.Request) -> None:
     """Count a token that was no one's against the request's address (once a request; a
     request without a token guessed nothing)."""
-    if request.get(_FAILED) or not request.headers.get("Authorization"):
+    scheme = request.headers.get("Authorization", "").partition(" ")[0]
+    if request.get(_FAILED) or scheme.lower() != "bearer":
         return
     request[_FAILED] = True
     throttle(request).failed(request.remote)
