@@ -131,10 +131,12 @@ def write_direct(path: Path, staged: Staged) -> bool:
         os.ftruncate(fd, size)
         os.fsync(fd)
     except OSError as exc:
-        if exc.errno != errno.EINVAL:
-            raise
+        # Any failure (EINVAL: no O_DIRECT here; ENOSPC: a full disk) leaves no file and no
+        # open descriptor behind: a leaked one kept a full disk's space taken until restart.
         os.close(fd)
         path.unlink(missing_ok=True)
+        if exc.errno != errno.EINVAL:
+            raise
         return False
     os.close(fd)
     return True
