@@ -113,7 +113,7 @@ def test_an_urlencoded_field_over_the_field_limit_is_refused(relay: RelayServer)
         assert fits.json()["text"] == "å" * 30_000
 
 
-# --- failed tokens ----------------------------------------------------------------------------------
+# --- failed tokens -----------------------------------------------------------------------------
 
 
 def test_failed_tokens_are_throttled_per_address_and_others_go_on(start_relay) -> None:
@@ -151,7 +151,7 @@ def test_failed_tokens_are_throttled_per_address_and_others_go_on(start_relay) -
         assert other.post("/api/v1/uploads", data={"title": "still here"}).status_code == 202
 
 
-# --- tus quotas -------------------------------------------------------------------------------------
+# --- tus quotas --------------------------------------------------------------------------------
 
 
 def test_tus_open_uploads_and_reserved_bytes_have_a_quota_per_user(start_relay) -> None:
