@@ -580,7 +580,12 @@ class TusDoor:
         received = start
         interrupted = False
         threads = self.relay.spool.syncing()
-        async with _open_for_writing(self.dir / row["id"], threads) as (file, ahead):
+        recorded = row["received"]  # what the row says, as progress is recorded below
+
+        def on_record() -> int:
+            return recorded
+
+        async with _open_for_writing(self.dir / row["id"], threads, on_record) as (file, ahead):
             file.seek(start)
             renew_at = time.monotonic() + min(RENEW, claim.until - time.time() - MARGIN)
             while True:
@@ -608,6 +613,7 @@ class TusDoor:
                     ):
                         raise IntakeError("tus.locked", "claim lapsed")
                     row = {**row, **progress}
+                    recorded = row["received"]
                     renew_at = time.monotonic() + RENEW
                 file.write(chunk)
                 received += len(chunk)
@@ -636,6 +642,7 @@ class TusDoor:
             if not await self._sync_and_renew(file, row["id"], claim, release, values, lease_for):
                 claim.held = False
                 raise IntakeError("tus.locked", "claim lapsed")
+            recorded = received
         claim.held = not release
         row = {**row, **values}
         if keep:
@@ -831,16 +838,25 @@ def _checksum(request: web.Request) -> tuple[str, bytes] | None:
 
 @contextlib.asynccontextmanager
 async def _open_for_writing(
-    path: Path, threads: Executor
+    path: Path, threads: Executor, recorded: Callable[[], int]
 ) -> AsyncIterator[tuple[BinaryIO, _SyncAhead]]:
+    """The upload's file, for writing; ``recorded``: the offset its row holds now."""
     # O_CREAT: the row is inserted before the file exists, so a crash between leaves no orphan.
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    with os.fdopen(fd, "r+b") as file:
-        ahead = _SyncAhead(file, threads)
-        try:
-            yield file, ahead
-        finally:
-            await ahead.settle()  # never close the file under a flush
+    try:
+        with os.fdopen(fd, "r+b") as file:
+            ahead = _SyncAhead(file, threads)
+            try:
+                yield file, ahead
+            finally:
+                await ahead.settle()  # never close the file under a flush
+    except OSError as exc:
+        if temporary_error(exc) is not None:
+            # A full disk: bytes past the recorded offset are no one's (the client sends them
+            # again from there); their space goes back now, once the file is closed.
+            with contextlib.suppress(OSError):
+                os.truncate(path, recorded())
+        raise
 
 
 # --- wiring -------------------------------------------------------------------------------------

@@ -239,8 +239,14 @@ def test_a_full_disk_is_507_storage_full_and_the_relay_recovers(
         assert code(patched) == "storage.full"
         assert patched.headers["Tus-Resumable"] == "1.0.0"
         assert "Retry-After" in patched.headers
-        # What was acknowledged (nothing) is what HEAD says; the upload is still there.
+        # What was acknowledged (nothing) is what HEAD says, and the bytes past it are gone
+        # from the disk: there is room for a small upload, and the tus upload goes on.
         assert client.head(url, headers=TUS).headers["Upload-Offset"] == "0"
+        room = client.post("/api/v1/uploads", files={"file": ("a.txt", b"hej", "text/plain")})
+        assert room.status_code == 202, room.text
+        part = client.patch(url, content=big[:100_000], headers={**STREAM, "Upload-Offset": "0"})
+        assert part.status_code == 204, part.text
+        assert client.head(url, headers=TUS).headers["Upload-Offset"] == "100000"
         assert client.delete(url, headers=TUS).status_code == 204
         # Room again: the same relay takes uploads as before.
         small = client.post("/api/v1/uploads", files={"file": ("small.txt", b"hej", "text/plain")})
