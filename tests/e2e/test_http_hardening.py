@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -299,6 +300,27 @@ def test_a_lost_database_is_503_server_unavailable_and_the_relay_recovers(
             listed = client.get("/api/v1/posts")
             assert (listed.status_code, code(listed)) == (503, "server.unavailable")
             assert client.get("/healthz").status_code == 200  # up, and saying why it refuses
+            proxy.restore()
+            # Lost while the bytes stream in, after the token was checked: the post cannot be
+            # committed, so the spooled bytes go and the client hears 503 (and sends again).
+            spool_tmp = server.data_dir / "spool" / "tmp"
+
+            def body() -> Iterator[bytes]:
+                yield b"x" * (9 << 20)  # past what is staged in memory: a file in spool/tmp
+                deadline = time.monotonic() + 30  # a guard against hanging, not a measure
+                while not any(spool_tmp.iterdir()) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                proxy.cut()
+                yield b"y" * (1 << 20)
+
+            lost = client.post(
+                "/api/v1/uploads",
+                content=body(),
+                headers={"Content-Type": "x/y", "Content-Disposition": "attachment; filename=a"},
+            )
+            assert lost.status_code == 503, lost.text
+            assert code(lost) == "server.unavailable"
+            assert spooled(server) == []
             proxy.restore()
             after = client.post("/api/v1/uploads", data={"title": "efter"})
             assert after.status_code == 202, after.text
