@@ -124,7 +124,14 @@ def _parse(raw: bytes) -> ParsedMail:
     text, boilerplate = mms.strip_boilerplate(cut(text, MAX_TEXT_CHARS))
     sender = sender_of(top)
     gateway = boilerplate or walker.smil or mms.is_gateway_sender(sender)
-    parts, gateway_texts = _keep_parts(walker.finish_parts(), gateway)
+    if gateway and not text and boilerplate:
+        # The plain alternative was nothing but the gateway's "view this in a graphical mail
+        # program" (Three, Vodafone): the sender's words are in the HTML beside it.
+        for html_text in walker.html_alternatives:
+            text, _ = mms.strip_boilerplate(clean_text(html_text))
+            if text:
+                break
+    parts, gateway_texts = _keep_parts(walker.finish_parts(), gateway, walker)
     text = _join_texts([text, *gateway_texts])
 
     body = commands.extract(text)
@@ -150,13 +157,24 @@ def _parse(raw: bytes) -> ParsedMail:
     return mail
 
 
-def _keep_parts(found: list[_Found], gateway: bool) -> tuple[list[MailPart], list[str]]:
-    """The parts that are the sender's, and the texts a gateway moved into attachments."""
+def _keep_parts(
+    found: list[_Found], gateway: bool, walker: _Walker
+) -> tuple[list[MailPart], list[str]]:
+    """The parts that are the sender's, and the texts a gateway moved into attachments.
+
+    Structure first: what the SMIL presentation shows is the sender's, whatever its name or
+    size; an image that only the gateway's HTML shows, when the SMIL names the sender's
+    media, is the gateway's. Names and sizes judge only what the structure leaves open.
+    """
     if not gateway:
         return [f.part for f in found], []
+    keys = [mms.part_keys(f.part.filename, f.content_id, f.location) for f in found]
+    smil = walker.smil_refs
+    smil_names_parts = any(k & smil for k in keys)
     parts: list[MailPart] = []
     texts: list[str] = []
-    for f in found:
+    for f, part_keys in zip(found, keys, strict=True):
+        in_smil = smil_names_parts and bool(part_keys & smil)
         part = f.part
         if part.content_type in ("text/plain", "application/octet-stream") and (
             mms.is_text_attachment(part.filename)
@@ -164,14 +182,22 @@ def _keep_parts(found: list[_Found], gateway: bool) -> tuple[list[MailPart], lis
             text, _ = commands.cut_at_end(decode_text(part.payload, f.charset))
             texts.append(mms.strip_boilerplate(clean_text(text))[0])
             continue
+        if in_smil:
+            parts.append(part)
+            continue
         image = part.content_type.startswith("image/") or type_from_name(part.filename) in (
             "image/gif",
             "image/png",
             "image/jpeg",
         )
-        if image and (mms.is_carrier_asset(part.filename) or mms.is_tiny_image(part.payload)):
+        if not image:
+            parts.append(part)
+        elif smil_names_parts and part_keys & walker.cid_refs:
+            continue  # the gateway's HTML shows it, the sender's presentation does not
+        elif mms.is_carrier_asset(part.filename, part.content_type):
             continue
-        parts.append(part)
+        elif not mms.is_template_image(part.payload):
+            parts.append(part)
     return parts, texts
 
 
@@ -217,6 +243,8 @@ class _Found:
     content_id: str | None
     disposition: str | None
     charset: str | None = None
+    location: str | None = None
+    """Content-Location: MMS parts keep the name the phone gave them there."""
 
 
 class _Walker:
@@ -229,6 +257,10 @@ class _Walker:
         self.forwarded: list[_Sink] = []
         self.tnef_texts: _Sink = []
         self.smil = False
+        self.smil_refs: set[str] = set()
+        """What the SMIL presentations show, as :func:`mms.ref_key` keys."""
+        self.html_alternatives: list[str] = []
+        """The text of HTML alternatives that lost to a plain one."""
 
     def exhausted(self) -> bool:
         return (
@@ -285,7 +317,11 @@ class _Walker:
                 self.walk_child(child, depth + 1, choice)
                 choices.append(choice)
             if sink is not None:
-                sink.extend(_best_alternative(choices))
+                best = _best_alternative(choices)
+                sink.extend(best)
+                for choice in choices:
+                    if choice is not best:
+                        self.html_alternatives.extend(t for k, t in choice if k == "html")
         elif sub == "report":
             # A delivery report: only its first, human-readable part is anybody's text; the
             # status and the returned message are neither text nor parts.
@@ -334,8 +370,13 @@ class _Walker:
         main, _, sub = ent.ctype.partition("/")
         if ent.ctype in _NOT_CONTENT:
             return
-        if ent.ctype in _SMIL:
+        if ent.ctype in _SMIL or (
+            main in ("application", "text") and filename_of(ent).lower().endswith(".smil")
+        ):
             self.smil = True
+            data = self._payload(ent)
+            if data and len(self.smil_refs) < mms.MAX_SMIL_REFS:
+                self.smil_refs |= mms.smil_refs(data)
             return
         attachment = ent.disposition == "attachment"
         if main == "text" and not attachment and sub in ("plain", "html"):
@@ -360,6 +401,7 @@ class _Walker:
             return
         self._add(filename, ctype, payload, ent.content_id, ent.disposition)
         self.found[-1].charset = ent.params.get("charset")
+        self.found[-1].location = ent.fields.get("content-location")
 
     def _add(
         self, filename: str, ctype: str, payload: bytes, cid: str | None, disposition: str | None
