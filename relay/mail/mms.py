@@ -69,7 +69,8 @@ BOILERPLATE = (
     r" service from verizon wireless[.!]?",
     r"to learn how you can snap pictures(?: and videos?)? with your wireless phone,?"
     r" visit .{1,120}",
-    r"to play video messages sent to email,? quicktime.{0,40} (?:or higher )?is required\.?",
+    r"(?:note: )?to play video messages sent to email,? quicktime.{0,40}"
+    r" (?:or higher )?is required\.?",
     # AT&T and Cingular
     r"this mobile text message is brought to you by at&t\.?",
     r"brought to you by,? cingular wireless messaging\.?",
@@ -141,6 +142,13 @@ BOILERPLATE = (
     r"you have a pxt from \+?\d{3,20}",
 )
 
+# Lines of a gateway's template that would be the sender's own anywhere else: taken off only
+# once the message is known to be gateway mail.
+GATEWAY_LINES = (
+    r"(?:subject|cc|to|from|date|ämne|betreff|objet|sujet) ?:.{0,200}",
+    r"(?:your picture message|reply for free!|line)\.?",  # Three's image alt texts
+)
+
 # Subjects that phones and gateways fill in when the sender wrote none: not a title.
 GENERIC_SUBJECTS = frozenset(
     {
@@ -208,6 +216,7 @@ _HEADER_FORMATS = ("GIF", "PNG", "JPEG", "BMP", "WEBP")
 
 _BOILERPLATE = re.compile("|".join(f"(?:{p})" for p in BOILERPLATE), re.IGNORECASE)
 _MAX_BOILERPLATE_CHARS = 600
+_GATEWAY_LINE = re.compile("|".join(f"(?:{p})" for p in GATEWAY_LINES), re.IGNORECASE)
 _MAX_BOILERPLATE_LINES = 6
 """A gateway sentence wraps over at most this many lines (Orange's takes five)."""
 _RULE = re.compile(r"[-=_*~·.]{3,}")
@@ -223,14 +232,20 @@ def is_gateway_sender(sender: str | None) -> bool:
     return any(domain == d or domain.endswith("." + d) for d in GATEWAY_DOMAINS)
 
 
-def strip_boilerplate(text: str) -> tuple[str, bool]:
-    """The text without gateway lines, and whether there were any."""
+def strip_boilerplate(text: str, gateway: bool = False) -> tuple[str, bool]:
+    """The text without gateway lines, and whether there were any.
+
+    ``gateway``: the message is known to come from a gateway, so that the lines only a
+    gateway's template makes sense of (its "Subject:" and "CC:" headings) go too.
+    """
     lines = text.split("\n")
     out: list[str] = []
     found = False
     index = 0
     while index < len(lines):
         width = _boilerplate_width(lines, index)
+        if not width and gateway and _GATEWAY_LINE.fullmatch(" ".join(lines[index].split())):
+            width = 1
         if width:
             found = True
             index += width
@@ -399,3 +414,16 @@ def part_keys(filename: str, content_id: str | None, location: str | None) -> se
             keys.add(key.rsplit("/", 1)[-1])
     keys.discard("")
     return keys
+
+
+def in_a_folder(*refs: str | None) -> bool:
+    """A Content-ID or Content-Location with a folder in it ("images/tpm.jpg"): a gateway's
+    own asset. A phone names the parts of a message flat ("IMG_0231.jpg", "text_0.txt")."""
+    for ref in refs:
+        if not ref:
+            continue
+        key = ref_key(ref)
+        path = urllib.parse.urlsplit(key).path if "://" in key else key
+        if "/" in path.strip("/"):
+            return True
+    return False

@@ -124,13 +124,13 @@ def _parse(raw: bytes) -> ParsedMail:
     text, boilerplate = mms.strip_boilerplate(cut(text, MAX_TEXT_CHARS))
     sender = sender_of(top)
     gateway = boilerplate or walker.smil or mms.is_gateway_sender(sender)
-    if gateway and not text and boilerplate:
-        # The plain alternative was nothing but the gateway's "view this in a graphical mail
-        # program" (Three, Vodafone): the sender's words are in the HTML beside it.
-        for html_text in walker.html_alternatives:
-            text, _ = mms.strip_boilerplate(clean_text(html_text))
-            if text:
-                break
+    if gateway:
+        text, _ = mms.strip_boilerplate(text, gateway=True)
+        if not text:
+            # The plain text was nothing but the gateway's ("view this in a graphical mail
+            # program", Three; the subject and a "[picture inserted]" line, Vodafone): the
+            # sender's words are in the gateway's HTML, beside it or after it.
+            text = _gateway_html_text(sink, walker.html_alternatives)
     parts, gateway_texts = _keep_parts(walker.finish_parts(), gateway, walker)
     text = _join_texts([text, *gateway_texts])
 
@@ -155,6 +155,16 @@ def _parse(raw: bytes) -> ParsedMail:
     if not (mail.title or mail.text or mail.parts or mail.sender or mail.message_id):
         raise MediaError("mail.unreadable", "no headers, text or attachments")
     return mail
+
+
+def _gateway_html_text(sink: _Sink, alternatives: list[str]) -> str:
+    """The first HTML text of a gateway's message that is more than the gateway's lines."""
+    htmls = [t for kind, t in sink if kind == "html"] + alternatives
+    for html_text in htmls:
+        text, _ = mms.strip_boilerplate(clean_text(html_text), gateway=True)
+        if text:
+            return text
+    return ""
 
 
 def _keep_parts(
@@ -192,8 +202,13 @@ def _keep_parts(
         )
         if not image:
             parts.append(part)
-        elif smil_names_parts and part_keys & walker.cid_refs:
-            continue  # the gateway's HTML shows it, the sender's presentation does not
+        elif part_keys & walker.cid_refs and (
+            smil_names_parts or mms.in_a_folder(f.content_id, f.location)
+        ):
+            # The gateway's HTML shows it, and the sender's presentation does not, or it comes
+            # from the gateway's own folder ("images/tpm.jpg", Three): a phone's parts have
+            # flat names.
+            continue
         elif mms.is_carrier_asset(part.filename, part.content_type):
             continue
         elif not mms.is_template_image(part.payload):
@@ -491,8 +506,9 @@ def _first_delimiter(ent: Entity) -> tuple[re.Pattern[bytes], re.Match[bytes]] |
         # The literal comes first so that the regex engine can skip ahead to it; the lookbehind
         # after it then asks for a line start.
         delimiter = re.escape(b"--" + boundary)
+        # "--boundary-" (one dash short, as Orange's MMS gateway closes) closes too.
         pattern = re.compile(
-            delimiter + rb"(?<![^\r\n]" + delimiter + rb")(--)?[ \t]*(?:\r\n|\r|\n|\Z)"
+            delimiter + rb"(?<![^\r\n]" + delimiter + rb")(--?)?[ \t]*(?:\r\n|\r|\n|\Z)"
         )
         match = pattern.search(ent.raw, ent.body_start, ent.end)
         if match:
