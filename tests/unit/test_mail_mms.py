@@ -346,7 +346,9 @@ def test_without_a_useful_smil_names_and_sizes_decide() -> None:
     ],
 )
 def test_template_images_by_size(size: tuple[int, int], template: bool) -> None:
-    assert mms.is_template_image(_image(size, "PNG")) is template
+    # Noise keeps small pictures over a kilobyte; a large one is over it plain (and quick).
+    noisy = size[0] * size[1] < 500_000
+    assert mms.is_template_image(_image(size, "PNG", noisy=noisy)) is template
 
 
 def test_banner_check_reads_only_the_header() -> None:

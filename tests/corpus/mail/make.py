@@ -821,7 +821,7 @@ def mms_three() -> bytes:
         '<table><tr><td bgcolor="#0A82C1"><img border="0" alt="line" height="2" width="2" '
         'src="cid:images/vf9.gif"></td></tr></table>\n'
         '<table><tr>\n<td class="black">Picnic by the river, everyone made it</td>\n'
-        "</tr></table>\n<br>\n<br>\n<div class=\"gray\">\nYou can use the once-only free "
+        '</tr></table>\n<br>\n<br>\n<div class="gray">\nYou can use the once-only free '
         "reply within 5 days from the date of this message.\n<br>\n<br>\nIf you're a 3 "
         "customer you can find more information about sending and receiving picture, video "
         "and audio messages from your video mobile by visiting "
@@ -849,8 +849,9 @@ def mms_three() -> bytes:
         ("images/vf5.jpg", photo(23, (40, 40))),
     ):
         ctype = "image/gif" if name.endswith(".gif") else "image/jpeg"
-        parts.append(part(f"Content-Type: {ctype}\nContent-Transfer-Encoding: base64\n"
-                          f"Content-ID: <{name}>\nContent-Location: {name}", b64(data)))  # fmt: skip
+        headers = (f"Content-Type: {ctype}\nContent-Transfer-Encoding: base64\n"
+                   f"Content-ID: <{name}>\nContent-Location: {name}")  # fmt: skip
+        parts.append(part(headers, b64(data)))
     return message(
         "Message-ID: <3435024.1750961869129.JavaMail.tomcat7@55903-dell1.rs.yospace.com>\n"
         "Date: Thu, 26 Jun 2025 15:31:09 +0000 (GMT)\n"
@@ -876,7 +877,7 @@ def mms_vodafone() -> bytes:
         "Vodafone MMS-to-Email Service\n\nYou have received a picture message from mobile "
         "phone number +352621123456\n\nSubject: Kvällsdopp\nCC:  \n\n\n"
         "[picture inserted -- see Bad.jpg in the attachments]\n"
-        f"{rule}\nTo send a reply, <a href=\"http://composer.luxgsm.lu\">click here to visit "
+        f'{rule}\nTo send a reply, <a href="http://composer.luxgsm.lu">click here to visit '
         f"our on-line composer.</a>{rule}\n\n{rule}\n"
     )
     html = (
@@ -895,7 +896,7 @@ def mms_vodafone() -> bytes:
         'width="100%" border="0"><tr bgcolor="#e8e8e8"><td><font size="2">Vattnet var '
         'varmare än väntat!</font></td></tr><tr bgcolor="#e8e8e8"><td><img src="cid:uohnuvxdtj" '
         'alt="" border="0"><br/><font size="1" color="#404040">To save this picture, '
-        'right-click it and choose &quot;Save Image&quot;.Macintosh users can click and drag '
+        "right-click it and choose &quot;Save Image&quot;.Macintosh users can click and drag "
         "the image to their desktop.</font></td></tr></table></td></tr><tr><td><hr "
         'width="100%" size="1" color="#FF0000" noshade/></td></tr><tr><td bgcolor="#e8e8e8" '
         'align="center"><font size="1">To send a reply, <a href="http://composer.luxgsm.lu">'
