@@ -218,6 +218,7 @@ _BOILERPLATE = re.compile("|".join(f"(?:{p})" for p in BOILERPLATE), re.IGNORECA
 _MAX_BOILERPLATE_CHARS = 600
 _GATEWAY_LINE = re.compile("|".join(f"(?:{p})" for p in GATEWAY_LINES), re.IGNORECASE)
 _MAX_BOILERPLATE_LINES = 6
+_WRAPPED_LINE = 30
 """A gateway sentence wraps over at most this many lines (Orange's takes five)."""
 _RULE = re.compile(r"[-=_*~·.]{3,}")
 _IMAGE_NAME = re.compile(r"\.(?:gif|jpe?g|png|bmp|webp)$", re.IGNORECASE)
@@ -263,19 +264,26 @@ def strip_boilerplate(text: str, gateway: bool = False) -> tuple[str, bool]:
 
 
 def _boilerplate_width(lines: list[str], index: int) -> int:
-    """How many lines from ``index`` on are one gateway sentence (0: none)."""
+    """How many lines from ``index`` on are one gateway sentence (0: none).
+
+    A sentence goes on to the next line only from a line the sender's or the gateway's
+    wrapping filled (``_WRAPPED_LINE`` characters or more): short lines are tried alone, so
+    a text of many short lines costs one match per line.
+    """
     joined = ""
     for width in range(1, _MAX_BOILERPLATE_LINES + 1):
         if index + width > len(lines):
             return 0
-        line = lines[index + width - 1].strip()
+        line = " ".join(lines[index + width - 1].split())
         if not line:
             return 0
         joined = f"{joined} {line}" if joined else line
         if len(joined) > _MAX_BOILERPLATE_CHARS:
             return 0
-        if _BOILERPLATE.fullmatch(" ".join(joined.split())):
+        if _BOILERPLATE.fullmatch(joined):
             return width
+        if len(line) < _WRAPPED_LINE:
+            return 0
     return 0
 
 

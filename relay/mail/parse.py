@@ -157,11 +157,15 @@ def _parse(raw: bytes) -> ParsedMail:
     return mail
 
 
+_MAX_GATEWAY_HTMLS = 3
+"""HTML texts looked at for the sender's words; a gateway sends one."""
+
+
 def _gateway_html_text(sink: _Sink, alternatives: list[str]) -> str:
     """The first HTML text of a gateway's message that is more than the gateway's lines."""
     htmls = [t for kind, t in sink if kind == "html"] + alternatives
-    for html_text in htmls:
-        text, _ = mms.strip_boilerplate(clean_text(html_text), gateway=True)
+    for html_text in htmls[:_MAX_GATEWAY_HTMLS]:
+        text, _ = mms.strip_boilerplate(clean_text(cut(html_text, MAX_TEXT_CHARS)), gateway=True)
         if text:
             return text
     return ""
