@@ -144,10 +144,7 @@ BOILERPLATE = (
 
 # Lines of a gateway's template that would be the sender's own anywhere else: taken off only
 # once the message is known to be gateway mail.
-GATEWAY_LINES = (
-    r"(?:subject|cc|to|from|date|ämne|betreff|objet|sujet) ?:.{0,200}",
-    r"(?:your picture message|reply for free!|line)\.?",  # Three's image alt texts
-)
+GATEWAY_LINES = (r"(?:subject|cc|to|from|date|ämne|betreff|objet|sujet) ?:.{0,200}",)
 
 # Subjects that phones and gateways fill in when the sender wrote none: not a title.
 GENERIC_SUBJECTS = frozenset(
@@ -365,8 +362,8 @@ def _tiny(width: int, height: int) -> bool:
 
 # --- the SMIL presentation ----------------------------------------------------------------------
 
-MAX_SMIL_BYTES = 256 * 1024
-"""More than any phone writes; the rest of a longer SMIL part is not read."""
+MAX_SMIL_BYTES = 64 * 1024
+"""Ten times what a phone writes; the rest of a longer SMIL part is not read."""
 MAX_SMIL_REFS = 200
 _SMIL_MEDIA = frozenset({"img", "video", "audio", "text", "ref", "animation", "textstream"})
 

@@ -66,6 +66,8 @@ MAX_SECONDS = 10.0
 """Wall time for one message; only hostile input comes near it."""
 MAX_TEXT_CHARS = 100_000
 MAX_TEXT_BYTES = 8_000_000
+MAX_SMIL_BYTES = 256 * 1024
+"""SMIL read in one message, in total (one part is read up to ``mms.MAX_SMIL_BYTES``)."""
 """Decoded text/plain and text/html bytes read in one message, in total."""
 
 
@@ -277,6 +279,7 @@ class _Walker:
         self.tnef_texts: _Sink = []
         self.smil = False
         self.smil_refs: set[str] = set()
+        self.smil_bytes = 0
         """What the SMIL presentations show, as :func:`mms.ref_key` keys."""
         self.html_alternatives: list[str] = []
         """The text of HTML alternatives that lost to a plain one."""
@@ -393,8 +396,13 @@ class _Walker:
             main in ("application", "text") and filename_of(ent).lower().endswith(".smil")
         ):
             self.smil = True
-            data = self._payload(ent)
+            # A message may hold many SMIL parts; together they are read up to one budget
+            # (html.parser takes a few milliseconds per kilobyte of tags).
+            budget = MAX_SMIL_BYTES - self.smil_bytes
+            data = self._payload(ent) if budget > 0 else None
             if data and len(self.smil_refs) < mms.MAX_SMIL_REFS:
+                data = data[: min(budget, mms.MAX_SMIL_BYTES)]
+                self.smil_bytes += len(data)
                 self.smil_refs |= mms.smil_refs(data)
             return
         attachment = ent.disposition == "attachment"

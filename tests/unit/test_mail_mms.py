@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from relay.mail import mms
+from relay.mail import parse as parse_module
 from relay.mail.parse import parse_message
 
 
@@ -260,7 +261,7 @@ def test_smil_refs_expand_no_entities_and_stay_bounded() -> None:
     # and a huge part is read only up to its cap.
     laughs = b'<!DOCTYPE smil [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;">]>'
     assert mms.smil_refs(laughs + b'<smil><img src="&b;"/></smil>') == {"&b;"}
-    flood = b"<smil>" + b'<img src="p.jpg"/>' * 200_000 + b'<img src="last.jpg"/></smil>'
+    flood = b"<smil>" + b'<img src="p.jpg"/>' * 20_000 + b'<img src="last.jpg"/></smil>'
     assert mms.smil_refs(flood) == {"p.jpg"}
     assert mms.smil_refs(b"<smil><img src=") == set()
     assert mms.smil_refs(b"\xff\xfe<\x00s\x00") == set()
@@ -426,3 +427,28 @@ def test_real_orange_uk_message(corpora) -> None:
     the five-line Orange footer and the broken "--boundary-" close leave nothing behind."""
     mail = parse_message((corpora / "mail-gem/mime_emails/raw_email4.eml").read_bytes())
     assert (mail.title, mail.text, mail.parts) == ("Filth", "Some text", [])
+
+
+def test_many_smil_parts_are_read_up_to_one_budget() -> None:
+    # Twenty big SMIL parts: the first names the photo; the last, past the message's SMIL
+    # budget, would name the logo. It is not read, so the logo goes by its name.
+    pad = b'<img src="pad.jpg"/>' * 3_000
+    first = b'<smil><body><img src="photo.jpg"/>' + pad + b"</body></smil>"
+    middle = b"<smil><body>" + pad + b"</body></smil>"
+    last = b'<smil><body><img src="vzw_logo.gif"/></body></smil>'
+    smils = [first, *[middle] * 18, last]
+    assert sum(len(s) for s in smils[:-1]) > parse_module.MAX_SMIL_BYTES
+    parts = [(f"s{n}.smil", "application/smil", data) for n, data in enumerate(smils)]
+    logo = ("vzw_logo.gif", "image/gif", _image((140, 48), "GIF"))
+    raw = _gateway_mail(
+        "unknown@example.net", "Hej", [*parts, ("photo.jpg", "image/jpeg", PHOTO), logo]
+    )
+    mail = parse_message(raw)
+    assert (mail.text, [p.filename for p in mail.parts]) == ("Hej", ["photo.jpg"])
+    # Within the budget, the same last SMIL part decides: the logo is the sender's.
+    raw = _gateway_mail(
+        "unknown@example.net",
+        "Hej",
+        [*parts[:1], parts[-1], ("photo.jpg", "image/jpeg", PHOTO), logo],
+    )
+    assert [p.filename for p in parse_message(raw).parts] == ["photo.jpg", "vzw_logo.gif"]
