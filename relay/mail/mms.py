@@ -368,26 +368,31 @@ MAX_SMIL_REFS = 200
 _SMIL_MEDIA = frozenset({"img", "video", "audio", "text", "ref", "animation", "textstream"})
 
 
+_SMIL_TEXT = frozenset({"text", "textstream"})
+
+
 class _SmilRefs(HTMLParser):
     """The ``src`` of every media element. html.parser knows no DTD, so a hostile SMIL
     cannot declare entities to expand; it only ever sees the bounded text it is given."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.refs: list[str] = []
+        self.refs: list[tuple[str, str]] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag.rpartition(":")[2] not in _SMIL_MEDIA or len(self.refs) >= MAX_SMIL_REFS:
+        tag = tag.rpartition(":")[2]
+        if tag not in _SMIL_MEDIA or len(self.refs) >= MAX_SMIL_REFS:
             return
         for name, value in attrs:
             if name == "src" and value:
-                self.refs.append(value)
+                self.refs.append((tag, value))
 
     handle_startendtag = handle_starttag
 
 
-def smil_refs(data: bytes) -> set[str]:
-    """What the SMIL presentation shows: its media's ``src``, as :func:`ref_key` keys."""
+def read_smil(data: bytes) -> tuple[set[str], set[str]]:
+    """What the SMIL presentation shows, as :func:`ref_key` keys: every ``src``, and those
+    of its pictures, videos and sounds (not its texts)."""
     text = data[:MAX_SMIL_BYTES].decode("utf-8", "replace")
     parser = _SmilRefs()
     try:
@@ -395,7 +400,19 @@ def smil_refs(data: bytes) -> set[str]:
         parser.close()
     except Exception:
         pass  # what was read before the parser gave up still counts
-    return {key for key in (ref_key(ref) for ref in parser.refs) if key}
+    refs: set[str] = set()
+    media: set[str] = set()
+    for tag, src in parser.refs:
+        key = ref_key(src)
+        if key:
+            refs.add(key)
+            if tag not in _SMIL_TEXT:
+                media.add(key)
+    return refs, media
+
+
+def smil_refs(data: bytes) -> set[str]:
+    return read_smil(data)[0]
 
 
 def ref_key(ref: str) -> str:

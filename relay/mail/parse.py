@@ -186,7 +186,12 @@ def _keep_parts(
         return [f.part for f in found], []
     keys = [mms.part_keys(f.part.filename, f.content_id, f.location) for f in found]
     smil = walker.smil_refs
-    smil_names_parts = any(k & smil for k in keys)
+    named: set[str] = set().union(*(k & smil for k in keys))
+    smil_names_parts = bool(named)
+    # Only a SMIL that accounts for every picture, video and sound it shows (each one a part
+    # here) is sure enough to condemn what it leaves out: a reference in a form not matched
+    # (an unusual Content-ID) must not cost the sender a photo.
+    smil_is_whole = bool(walker.smil_media) and walker.smil_media <= named
     parts: list[MailPart] = []
     texts: list[str] = []
     for f, part_keys in zip(found, keys, strict=True):
@@ -209,7 +214,7 @@ def _keep_parts(
         if not image:
             parts.append(part)
         elif part_keys & walker.cid_refs and (
-            smil_names_parts or mms.in_a_folder(f.content_id, f.location)
+            smil_is_whole or mms.in_a_folder(f.content_id, f.location)
         ):
             # The gateway's HTML shows it, and the sender's presentation does not, or it comes
             # from the gateway's own folder ("images/tpm.jpg", Three): a phone's parts have
@@ -279,6 +284,8 @@ class _Walker:
         self.tnef_texts: _Sink = []
         self.smil = False
         self.smil_refs: set[str] = set()
+        self.smil_media: set[str] = set()
+        """The SMIL's pictures, videos and sounds (its texts left out)."""
         self.smil_bytes = 0
         """What the SMIL presentations show, as :func:`mms.ref_key` keys."""
         self.html_alternatives: list[str] = []
@@ -403,7 +410,9 @@ class _Walker:
             if data and len(self.smil_refs) < mms.MAX_SMIL_REFS:
                 data = data[: min(budget, mms.MAX_SMIL_BYTES)]
                 self.smil_bytes += len(data)
-                self.smil_refs |= mms.smil_refs(data)
+                refs, media = mms.read_smil(data)
+                self.smil_refs |= refs
+                self.smil_media |= media
             return
         attachment = ent.disposition == "attachment"
         if main == "text" and not attachment and sub in ("plain", "html"):

@@ -256,6 +256,7 @@ def test_smil_refs_read_every_media_element_in_one_form() -> None:
         b'<par><region src="not-media.jpg"/></par></body></smil>'
     )
     assert mms.smil_refs(smil) == {"image0@phone", "text_0.txt", "clip.3gp", "a1", "x.amr"}
+    assert mms.read_smil(smil)[1] == {"image0@phone", "clip.3gp", "a1", "x.amr"}
 
 
 def test_smil_refs_expand_no_entities_and_stay_bounded() -> None:
@@ -330,6 +331,18 @@ def test_without_a_useful_smil_names_and_sizes_decide() -> None:
         ],
     )
     assert [p.filename for p in parse_message(raw).parts] == ["photo.jpg", "image002.jpg"]
+
+
+def test_a_smil_that_misses_one_of_its_pictures_condemns_nothing() -> None:
+    # The SMIL's second picture is referred to in a form no part matches: the SMIL cannot
+    # tell which picture that was, so the one only the HTML shows is not dropped for it.
+    raw = _smil_mail(
+        b'<smil><body><par><img src="photo.jpg"/></par><par><img src="cid:0x1f@phone"/>'
+        b'</par><par><text src="text_0.txt"/></par></body></smil>',
+        '<img src="cid:photo.jpg"><img src="cid:IMG_2.jpg">',
+        [("photo.jpg", "image/jpeg", PHOTO), ("IMG_2.jpg", "image/jpeg", _image((300, 250)))],
+    )
+    assert [p.filename for p in parse_message(raw).parts] == ["photo.jpg", "IMG_2.jpg"]
 
 
 # --- banners, by the header's dimensions --------------------------------------------------------
