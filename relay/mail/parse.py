@@ -179,8 +179,9 @@ def _keep_parts(
     """The parts that are the sender's, and the texts a gateway moved into attachments.
 
     Structure first: what the SMIL presentation shows is the sender's, whatever its name or
-    size; an image that only the gateway's HTML shows, when the SMIL names the sender's
-    media, is the gateway's. Names and sizes judge only what the structure leaves open.
+    size (a text it shows is the sender's words, "Hello.txt" as Nokia phones name them); an
+    image that only the gateway's HTML shows, when the SMIL accounts for all it shows, is the
+    gateway's. Names and sizes judge only what the structure leaves open.
     """
     if not gateway:
         return [f.part for f in found], []
@@ -194,11 +195,13 @@ def _keep_parts(
     smil_is_whole = bool(walker.smil_media) and walker.smil_media <= named
     parts: list[MailPart] = []
     texts: list[str] = []
+    smil_texts = smil - walker.smil_media
     for f, part_keys in zip(found, keys, strict=True):
         in_smil = smil_names_parts and bool(part_keys & smil)
         part = f.part
         if part.content_type in ("text/plain", "application/octet-stream") and (
             mms.is_text_attachment(part.filename)
+            or (part.content_type == "text/plain" and part_keys & smil_texts)
         ):
             text, _ = commands.cut_at_end(decode_text(part.payload, f.charset))
             texts.append(mms.strip_boilerplate(clean_text(text))[0])
