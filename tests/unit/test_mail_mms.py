@@ -347,10 +347,15 @@ def test_a_smil_that_misses_one_of_its_pictures_condemns_nothing() -> None:
 
 def test_a_text_the_smil_shows_is_the_senders_words_whatever_its_name() -> None:
     # Nokia phones name a text part after its first words; the SMIL's <text> says what it is.
-    raw = _smil_mail(
-        b'<smil><body><par><img src="photo.jpg"/><text src="Hello there.txt"/></par></body></smil>',
+    smil = b'<smil><body><par><img src="photo.jpg"/><text src="Hello there.txt"/></par></smil>'
+    raw = _gateway_mail(
+        "unknown@example.net",
         "",
-        [("photo.jpg", "image/jpeg", PHOTO), ("Hello there.txt", "text/plain", b"Hello there!")],
+        [
+            ("pres.smil", "application/smil", smil),
+            ("photo.jpg", "image/jpeg", PHOTO),
+            ("Hello there.txt", "text/plain", b"Hello there!"),
+        ],
     )
     mail = parse_message(raw)
     assert (mail.text, [p.filename for p in mail.parts]) == ("Hello there!", ["photo.jpg"])
