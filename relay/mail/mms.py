@@ -180,7 +180,6 @@ GENERIC_SUBJECTS = frozenset(
         "a picture message!",
         "a video message!",
         "picture/video message",
-        "new message",
         "new picture mail",
         "new video mail",
         "orange uk mms",
