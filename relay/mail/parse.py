@@ -66,6 +66,8 @@ MAX_SECONDS = 10.0
 """Wall time for one message; only hostile input comes near it."""
 MAX_TEXT_CHARS = 100_000
 MAX_TEXT_BYTES = 8_000_000
+MAX_SMIL_BYTES = 256 * 1024
+"""SMIL read in one message, in total (one part is read up to ``mms.MAX_SMIL_BYTES``)."""
 """Decoded text/plain and text/html bytes read in one message, in total."""
 
 
@@ -124,7 +126,14 @@ def _parse(raw: bytes) -> ParsedMail:
     text, boilerplate = mms.strip_boilerplate(cut(text, MAX_TEXT_CHARS))
     sender = sender_of(top)
     gateway = boilerplate or walker.smil or mms.is_gateway_sender(sender)
-    parts, gateway_texts = _keep_parts(walker.finish_parts(), gateway)
+    if gateway:
+        text, _ = mms.strip_boilerplate(text, gateway=True)
+        if not text:
+            # The plain text was nothing but the gateway's ("view this in a graphical mail
+            # program", Three; the subject and a "[picture inserted]" line, Vodafone): the
+            # sender's words are in the gateway's HTML, beside it or after it.
+            text = _gateway_html_text(sink, walker.html_alternatives)
+    parts, gateway_texts = _keep_parts(walker.finish_parts(), gateway, walker)
     text = _join_texts([text, *gateway_texts])
 
     body = commands.extract(text)
@@ -150,28 +159,74 @@ def _parse(raw: bytes) -> ParsedMail:
     return mail
 
 
-def _keep_parts(found: list[_Found], gateway: bool) -> tuple[list[MailPart], list[str]]:
-    """The parts that are the sender's, and the texts a gateway moved into attachments."""
+_MAX_GATEWAY_HTMLS = 3
+"""HTML texts looked at for the sender's words; a gateway sends one."""
+
+
+def _gateway_html_text(sink: _Sink, alternatives: list[str]) -> str:
+    """The first HTML text of a gateway's message that is more than the gateway's lines."""
+    htmls = [t for kind, t in sink if kind == "html"] + alternatives
+    for html_text in htmls[:_MAX_GATEWAY_HTMLS]:
+        text, _ = mms.strip_boilerplate(clean_text(cut(html_text, MAX_TEXT_CHARS)), gateway=True)
+        if text:
+            return text
+    return ""
+
+
+def _keep_parts(
+    found: list[_Found], gateway: bool, walker: _Walker
+) -> tuple[list[MailPart], list[str]]:
+    """The parts that are the sender's, and the texts a gateway moved into attachments.
+
+    Structure first: what the SMIL presentation shows is the sender's, whatever its name or
+    size (a text it shows is the sender's words, "Hello.txt" as Nokia phones name them); an
+    image that only the gateway's HTML shows, when the SMIL accounts for all it shows, is the
+    gateway's. Names and sizes judge only what the structure leaves open.
+    """
     if not gateway:
         return [f.part for f in found], []
+    keys = [mms.part_keys(f.part.filename, f.content_id, f.location) for f in found]
+    smil = walker.smil_refs
+    named: set[str] = set().union(*(k & smil for k in keys))
+    smil_names_parts = bool(named)
+    # Only a SMIL that accounts for every picture, video and sound it shows (each one a part
+    # here) is sure enough to condemn what it leaves out: a reference in a form not matched
+    # (an unusual Content-ID) must not cost the sender a photo.
+    smil_is_whole = bool(walker.smil_media) and walker.smil_media <= named
     parts: list[MailPart] = []
     texts: list[str] = []
-    for f in found:
+    smil_texts = smil - walker.smil_media
+    for f, part_keys in zip(found, keys, strict=True):
+        in_smil = smil_names_parts and bool(part_keys & smil)
         part = f.part
         if part.content_type in ("text/plain", "application/octet-stream") and (
             mms.is_text_attachment(part.filename)
+            or (part.content_type == "text/plain" and part_keys & smil_texts)
         ):
             text, _ = commands.cut_at_end(decode_text(part.payload, f.charset))
             texts.append(mms.strip_boilerplate(clean_text(text))[0])
+            continue
+        if in_smil:
+            parts.append(part)
             continue
         image = part.content_type.startswith("image/") or type_from_name(part.filename) in (
             "image/gif",
             "image/png",
             "image/jpeg",
         )
-        if image and (mms.is_carrier_asset(part.filename) or mms.is_tiny_image(part.payload)):
+        if not image:
+            parts.append(part)
+        elif part_keys & walker.cid_refs and (
+            smil_is_whole or mms.in_a_folder(f.content_id, f.location)
+        ):
+            # The gateway's HTML shows it, and the sender's presentation does not, or it comes
+            # from the gateway's own folder ("images/tpm.jpg", Three): a phone's parts have
+            # flat names.
             continue
-        parts.append(part)
+        elif mms.is_carrier_asset(part.filename, part.content_type):
+            continue
+        elif not mms.is_template_image(part.payload):
+            parts.append(part)
     return parts, texts
 
 
@@ -217,6 +272,8 @@ class _Found:
     content_id: str | None
     disposition: str | None
     charset: str | None = None
+    location: str | None = None
+    """Content-Location: MMS parts keep the name the phone gave them there."""
 
 
 class _Walker:
@@ -229,6 +286,13 @@ class _Walker:
         self.forwarded: list[_Sink] = []
         self.tnef_texts: _Sink = []
         self.smil = False
+        self.smil_refs: set[str] = set()
+        self.smil_media: set[str] = set()
+        """The SMIL's pictures, videos and sounds (its texts left out)."""
+        self.smil_bytes = 0
+        """What the SMIL presentations show, as :func:`mms.ref_key` keys."""
+        self.html_alternatives: list[str] = []
+        """The text of HTML alternatives that lost to a plain one."""
 
     def exhausted(self) -> bool:
         return (
@@ -285,7 +349,11 @@ class _Walker:
                 self.walk_child(child, depth + 1, choice)
                 choices.append(choice)
             if sink is not None:
-                sink.extend(_best_alternative(choices))
+                best = _best_alternative(choices)
+                sink.extend(best)
+                for choice in choices:
+                    if choice is not best:
+                        self.html_alternatives.extend(t for k, t in choice if k == "html")
         elif sub == "report":
             # A delivery report: only its first, human-readable part is anybody's text; the
             # status and the returned message are neither text nor parts.
@@ -334,8 +402,20 @@ class _Walker:
         main, _, sub = ent.ctype.partition("/")
         if ent.ctype in _NOT_CONTENT:
             return
-        if ent.ctype in _SMIL:
+        if ent.ctype in _SMIL or (
+            main in ("application", "text") and filename_of(ent).lower().endswith(".smil")
+        ):
             self.smil = True
+            # A message may hold many SMIL parts; together they are read up to one budget
+            # (html.parser takes a few milliseconds per kilobyte of tags).
+            budget = MAX_SMIL_BYTES - self.smil_bytes
+            data = self._payload(ent) if budget > 0 else None
+            if data and len(self.smil_refs) < mms.MAX_SMIL_REFS:
+                data = data[: min(budget, mms.MAX_SMIL_BYTES)]
+                self.smil_bytes += len(data)
+                refs, media = mms.read_smil(data)
+                self.smil_refs |= refs
+                self.smil_media |= media
             return
         attachment = ent.disposition == "attachment"
         if main == "text" and not attachment and sub in ("plain", "html"):
@@ -360,6 +440,7 @@ class _Walker:
             return
         self._add(filename, ctype, payload, ent.content_id, ent.disposition)
         self.found[-1].charset = ent.params.get("charset")
+        self.found[-1].location = ent.fields.get("content-location")
 
     def _add(
         self, filename: str, ctype: str, payload: bytes, cid: str | None, disposition: str | None
@@ -449,8 +530,9 @@ def _first_delimiter(ent: Entity) -> tuple[re.Pattern[bytes], re.Match[bytes]] |
         # The literal comes first so that the regex engine can skip ahead to it; the lookbehind
         # after it then asks for a line start.
         delimiter = re.escape(b"--" + boundary)
+        # "--boundary-" (one dash short, as Orange's MMS gateway closes) closes too.
         pattern = re.compile(
-            delimiter + rb"(?<![^\r\n]" + delimiter + rb")(--)?[ \t]*(?:\r\n|\r|\n|\Z)"
+            delimiter + rb"(?<![^\r\n]" + delimiter + rb")(--?)?[ \t]*(?:\r\n|\r|\n|\Z)"
         )
         match = pattern.search(ent.raw, ent.body_start, ent.end)
         if match:

@@ -119,6 +119,35 @@ EXPECTED = {
         tags=["fjäll", "semester"],
         items=[("IMG_20250701_120045.jpg", "image/jpeg", None)],
     ),
+    # Three: the generic subject, the plain part only "view this in a graphical mail program"
+    # (the words are in the HTML), a 670 × 104 banner, a spacer, a reply button and a hidden
+    # picture from the gateway's images/ folder.
+    "mms-three.eml": Expected(
+        title="",
+        text="Picnic by the river, everyone made it",
+        items=[("26062025.jpg", "image/jpeg", None)],
+    ),
+    # Vodafone: the subject is the sender's; the plain part is the template's (the sender's
+    # words only in the HTML); the logo is called "Vodafone Logo", no extension.
+    "mms-vodafone.eml": Expected(
+        title="Kvällsdopp",
+        text="Vattnet var varmare än väntat!",
+        items=[("Bad.jpg", "image/jpeg", None)],
+    ),
+    # Nokia's gateway: nothing typed, a 468 × 60 header banner, footer and reply buttons;
+    # the sender's 160 × 31 animation stays.
+    "mms-nokia.eml": Expected(
+        title="",
+        text="",
+        items=[("jalwapam.gif", "image/gif", None)],
+    ),
+    # The SMIL names the sender's photo (called "top.jpg"); the HTML's advert of an ordinary
+    # name and shape is named by the HTML alone.
+    "mms-smil-html.eml": Expected(
+        title="",
+        text="Ferry to the islands",
+        items=[("top.jpg", "image/jpeg", None)],
+    ),
     "iso-8859-1-uuencode.eml": Expected(
         title="Sommarfest på gården",
         text="Hej!\n\nHär är bilden från sommarfesten på gården.\n\n\nHälsningar\nGöran",
@@ -197,6 +226,24 @@ def test_gateway_mails_lose_every_template_image() -> None:
         raw = (CORPUS / name).read_bytes()
         assert re.search(rb"(?i)logo\.gif", raw)  # the template was there to begin with
         assert not any("logo" in p.filename for p in parse_message(raw).parts)
+
+
+@pytest.mark.parametrize(
+    ("name", "template"),
+    [
+        ("mms-three.eml", 4),
+        ("mms-vodafone.eml", 2),
+        ("mms-nokia.eml", 3),
+        ("mms-smil-html.eml", 1),
+    ],
+)
+def test_gateway_template_images_were_there_and_are_gone(name: str, template: int) -> None:
+    """Each message holds the gateway's images as real pictures (so that the expectations
+    above are about dropping them, not about their absence) and only the sender's remain."""
+    raw = (CORPUS / name).read_bytes()
+    images = len(re.findall(rb"(?im)^Content-Type: image/", raw))
+    assert images == template + len(EXPECTED[name].items)
+    assert len(parse_message(raw).parts) == len(EXPECTED[name].items)
 
 
 def _winmail(name: str) -> bytes:

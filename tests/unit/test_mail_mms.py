@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import io
+import struct
+import zlib
 
 import pytest
 from PIL import Image
 
 from relay.mail import mms
+from relay.mail import parse as parse_module
 from relay.mail.parse import parse_message
 
 
@@ -240,3 +243,252 @@ def test_commands_work_in_text_moved_into_an_attachment() -> None:
     )
     mail = parse_message(raw)
     assert (mail.text, mail.tags, mail.private) == ("Fjällen #semester", ["semester"], True)
+
+
+# --- structure: the SMIL presentation and the gateway's HTML ------------------------------------
+
+
+def test_smil_refs_read_every_media_element_in_one_form() -> None:
+    smil = (
+        b'<?xml version="1.0"?><smil xmlns="http://www.w3.org/2001/SMIL20/Language"><body>'
+        b'<par><img src="cid:%3CImage0%40Phone%3E"/><text src="Text_0.TXT"/></par>'
+        b'<par><video src="clip.3gp"></video><audio src="&lt;a1&gt;"/><ref src="x.amr"/></par>'
+        b'<par><region src="not-media.jpg"/></par></body></smil>'
+    )
+    assert mms.smil_refs(smil) == {"image0@phone", "text_0.txt", "clip.3gp", "a1", "x.amr"}
+    assert mms.read_smil(smil)[1] == {"image0@phone", "clip.3gp", "a1", "x.amr"}
+
+
+def test_smil_refs_expand_no_entities_and_stay_bounded() -> None:
+    # A SMIL part is hostile input: declared entities are not expanded ("billion laughs"),
+    # and a huge part is read only up to its cap.
+    laughs = b'<!DOCTYPE smil [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;">]>'
+    assert mms.smil_refs(laughs + b'<smil><img src="&b;"/></smil>') == {"&b;"}
+    flood = b"<smil>" + b'<img src="p.jpg"/>' * 20_000 + b'<img src="last.jpg"/></smil>'
+    assert mms.smil_refs(flood) == {"p.jpg"}
+    assert mms.smil_refs(b"<smil><img src=") == set()
+    assert mms.smil_refs(b"\xff\xfe<\x00s\x00") == set()
+
+
+def test_part_keys_match_content_id_location_and_name() -> None:
+    keys = mms.part_keys("IMG_1.jpg", "<Part1@MMSC>", "http://mmsc.example/x/IMG_1.JPG")
+    assert {"img_1.jpg", "part1@mmsc"} <= keys
+
+
+def test_in_a_folder() -> None:
+    assert mms.in_a_folder("<images/tpm.jpg>", None)
+    assert mms.in_a_folder(None, "images/vf9.gif")
+    assert not mms.in_a_folder("<IMG_0231.jpg>", "http://mmsc.example/IMG_0231.jpg")
+    assert not mms.in_a_folder(None, None)
+
+
+def _smil_mail(smil: bytes, html: str, parts: list[tuple[str, str, bytes]]) -> bytes:
+    """A gateway message: HTML first, then each part with a Content-ID of its name."""
+    out = [
+        b"From: 14255550123@example-carrier.net\r\nSubject: \r\nMIME-Version: 1.0\r\n",
+        b'Content-Type: multipart/related; boundary="gw"\r\n\r\n',
+        b"--gw\r\nContent-Type: text/html; charset=utf-8\r\n\r\n",
+        html.encode(),
+        b"\r\n",
+    ]
+    for name, ctype, data in [*parts, ("pres.smil", "application/smil", smil)]:
+        out.append(
+            f'--gw\r\nContent-Type: {ctype}; name="{name}"\r\nContent-ID: <{name}>\r\n'
+            "Content-Transfer-Encoding: base64\r\n\r\n".encode()
+            + base64.encodebytes(data).replace(b"\n", b"\r\n")
+        )
+    out.append(b"--gw--\r\n")
+    return b"".join(out)
+
+
+def test_the_smil_decides_before_names_and_sizes() -> None:
+    # The SMIL names "logo.jpg" (the sender's photo of a logo) and a 900 × 100 panorama
+    # strip: both the sender's. The HTML alone shows an ordinary-looking picture: the
+    # gateway's advert.
+    raw = _smil_mail(
+        b'<smil><body><par><img src="logo.jpg"/></par><par><img src="cid:strip.jpg"/></par>'
+        b"</body></smil>",
+        '<img src="cid:image002.jpg"><img src="cid:logo.jpg"><img src="cid:strip.jpg">',
+        [
+            ("logo.jpg", "image/jpeg", PHOTO),
+            ("strip.jpg", "image/jpeg", _image((900, 100))),
+            ("image002.jpg", "image/jpeg", _image((300, 250))),
+        ],
+    )
+    assert [p.filename for p in parse_message(raw).parts] == ["logo.jpg", "strip.jpg"]
+
+
+def test_without_a_useful_smil_names_and_sizes_decide() -> None:
+    # The SMIL names nothing that is in the message: the HTML's references prove nothing,
+    # so the advert of ordinary shape stays and the banner goes.
+    raw = _smil_mail(
+        b'<smil><body><par><img src="gone.jpg"/></par></body></smil>',
+        '<img src="cid:banner.jpg"><img src="cid:photo.jpg"><img src="cid:image002.jpg">',
+        [
+            ("banner.jpg", "image/jpeg", _image((640, 80))),
+            ("photo.jpg", "image/jpeg", PHOTO),
+            ("image002.jpg", "image/jpeg", _image((300, 250))),
+        ],
+    )
+    assert [p.filename for p in parse_message(raw).parts] == ["photo.jpg", "image002.jpg"]
+
+
+def test_a_smil_that_misses_one_of_its_pictures_condemns_nothing() -> None:
+    # The SMIL's second picture is referred to in a form no part matches: the SMIL cannot
+    # tell which picture that was, so the one only the HTML shows is not dropped for it.
+    raw = _smil_mail(
+        b'<smil><body><par><img src="photo.jpg"/></par><par><img src="cid:0x1f@phone"/>'
+        b'</par><par><text src="text_0.txt"/></par></body></smil>',
+        '<img src="cid:photo.jpg"><img src="cid:IMG_2.jpg">',
+        [("photo.jpg", "image/jpeg", PHOTO), ("IMG_2.jpg", "image/jpeg", _image((300, 250)))],
+    )
+    assert [p.filename for p in parse_message(raw).parts] == ["photo.jpg", "IMG_2.jpg"]
+
+
+def test_a_text_the_smil_shows_is_the_senders_words_whatever_its_name() -> None:
+    # Nokia phones name a text part after its first words; the SMIL's <text> says what it is.
+    smil = b'<smil><body><par><img src="photo.jpg"/><text src="Hello there.txt"/></par></smil>'
+    raw = _gateway_mail(
+        "unknown@example.net",
+        "",
+        [
+            ("pres.smil", "application/smil", smil),
+            ("photo.jpg", "image/jpeg", PHOTO),
+            ("Hello there.txt", "text/plain", b"Hello there!"),
+        ],
+    )
+    mail = parse_message(raw)
+    assert (mail.text, [p.filename for p in mail.parts]) == ("Hello there!", ["photo.jpg"])
+
+
+# --- banners, by the header's dimensions --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("size", "template"),
+    [
+        ((670, 104), True),  # Three's header
+        ((468, 60), True),  # the classic banner of Nokia's gateways
+        ((60, 468), True),  # a side strip
+        ((1, 1), True),
+        ((600, 2), True),
+        ((160, 31), False),  # a sender's animation, five to one
+        ((320, 240), False),
+        ((4000, 600), False),  # a phone's panorama: as long, but large
+    ],
+)
+def test_template_images_by_size(size: tuple[int, int], template: bool) -> None:
+    # Noise keeps small pictures over a kilobyte; a large one is over it plain (and quick).
+    noisy = size[0] * size[1] < 500_000
+    assert mms.is_template_image(_image(size, "PNG", noisy=noisy)) is template
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG's signature and IHDR chunk, and no pixels at all: what a header read needs."""
+    ihdr = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr))
+    # Then the start of an image data chunk that is never there (over the kilobyte floor).
+    return b"\x89PNG\r\n\x1a\n" + chunk + struct.pack(">I", 10**8) + b"IDAT" + b"\x00" * 1024
+
+
+def test_banner_check_reads_only_the_header() -> None:
+    # 90 megapixels claimed, no pixel data: judged by the header alone, nothing decoded.
+    assert mms.image_size(_png_header(30000, 3000)) == (30000, 3000)
+    assert not mms.is_template_image(_png_header(30000, 3000))  # a large panorama
+    assert mms.is_template_image(_png_header(2000, 100))
+
+
+@pytest.mark.parametrize(
+    ("name", "ctype", "asset"),
+    [
+        ("Vodafone Logo", "image/gif", True),
+        ("Vodafone Logo", "", False),
+        ("reply.gif", "image/gif", True),
+        ("footer.gif", "image/gif", True),
+        ("html_DEFAULT_SLIDE_header.JPG", "image/jpeg", True),
+        ("top.gif", "image/gif", True),
+        ("bottom_bar.png", "image/png", True),
+        ("bottle.jpg", "image/jpeg", False),
+        ("topaz.jpg", "image/jpeg", False),
+    ],
+)
+def test_carrier_assets_by_name_and_type(name: str, ctype: str, asset: bool) -> None:
+    assert mms.is_carrier_asset(name, ctype) is asset
+
+
+# --- titles and text ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("subject", "generic"),
+    [
+        ("You have received a new message", True),
+        ("A Picture/Video Message!", True),
+        ("Multimedia message", True),
+        ("You have received a picture message from 2065550199", True),
+        ("Orange UK MMS", True),
+        ("Kvällsdopp", False),
+        ("A picture message from the trip", False),
+    ],
+)
+def test_generic_subjects(subject: str, generic: bool) -> None:
+    assert mms.is_generic_subject(subject) is generic
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Vodafone MMS-to-Email Service",
+        "You have received a picture message from mobile phone number +352621123456",
+        "[picture inserted -- see Bad.jpg in the attachments]",
+        "You have received an MMS message.  To see the message correctly, you will need to "
+        "view this message\nin a graphical email application.",
+        "To get more information on MMS and Easy Mail, visit www.example-operator.ma",
+        "Note: To play video messages sent to email, QuickTime® 6.5 or higher is required.",
+        "This Orange Multi Media Message was sent wirefree from an Orange\nMMS phone. If you "
+        "would like to reply, please text or phone the\nsender directly by using the phone "
+        "number listed in the sender's\naddress. To learn more about Orange's Multi Media "
+        "Messaging\nService, find us on the Web at www.orange.co.uk/mms",
+        "Vous avez reçu un MMS du 062 20 20 33",
+    ],
+)
+def test_more_gateway_boilerplate_is_removed(line: str) -> None:
+    assert mms.strip_boilerplate(f"Hej!\n\n{line}\n") == ("Hej!", True)
+
+
+def test_template_headings_go_only_from_gateway_mail() -> None:
+    text = "Subject: Kvällsdopp\nCC:\nVattnet var varmt"
+    assert mms.strip_boilerplate(text) == (text, False)
+    assert mms.strip_boilerplate(text, gateway=True) == ("Vattnet var varmt", True)
+
+
+def test_real_orange_uk_message(corpora) -> None:
+    """Orange's gateway (mail-gem's raw_email4.eml): the sender's subject and words stay,
+    the five-line Orange footer and the broken "--boundary-" close leave nothing behind."""
+    mail = parse_message((corpora / "mail-gem/mime_emails/raw_email4.eml").read_bytes())
+    assert (mail.title, mail.text, mail.parts) == ("Filth", "Some text", [])
+
+
+def test_many_smil_parts_are_read_up_to_one_budget() -> None:
+    # Twenty big SMIL parts: the first names the photo; the last, past the message's SMIL
+    # budget, would name the logo. It is not read, so the logo goes by its name.
+    pad = b'<img src="pad.jpg"/>' * 3_000
+    first = b'<smil><body><img src="photo.jpg"/>' + pad + b"</body></smil>"
+    middle = b"<smil><body>" + pad + b"</body></smil>"
+    last = b'<smil><body><img src="vzw_logo.gif"/></body></smil>'
+    smils = [first, *[middle] * 18, last]
+    assert sum(len(s) for s in smils[:-1]) > parse_module.MAX_SMIL_BYTES
+    parts = [(f"s{n}.smil", "application/smil", data) for n, data in enumerate(smils)]
+    logo = ("vzw_logo.gif", "image/gif", _image((140, 48), "GIF"))
+    raw = _gateway_mail(
+        "unknown@example.net", "Hej", [*parts, ("photo.jpg", "image/jpeg", PHOTO), logo]
+    )
+    mail = parse_message(raw)
+    assert (mail.text, [p.filename for p in mail.parts]) == ("Hej", ["photo.jpg"])
+    # Within the budget, the same last SMIL part decides: the logo is the sender's.
+    raw = _gateway_mail(
+        "unknown@example.net",
+        "Hej",
+        [*parts[:1], parts[-1], ("photo.jpg", "image/jpeg", PHOTO), logo],
+    )
+    assert [p.filename for p in parse_message(raw).parts] == ["photo.jpg", "vzw_logo.gif"]
