@@ -6,6 +6,7 @@ Every field here is a ``RELAY_<NAME>`` environment variable and must be document
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -165,10 +166,8 @@ def _key_file(path: Path) -> bytes:
             f.write(secrets.token_urlsafe(48) + "\n")
             f.flush()
             os.fsync(f.fileno())
-        try:
+        with contextlib.suppress(FileExistsError):  # another process made it first: theirs
             os.link(tmp, path)
-        except FileExistsError:
-            pass  # another process made it first: theirs is the key
     finally:
         tmp.unlink(missing_ok=True)
     return _read_key(path)

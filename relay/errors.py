@@ -145,6 +145,11 @@ _SPECS = [
     ErrorSpec(
         "server.internal", "Internal error.", 500, "451 4.3.0 Internal error; try again later"
     ),
+    ErrorSpec(
+        "media.link_invalid",
+        "This media link is unsigned or has expired; open the post's page again for a new one.",
+        403,
+    ),
 ]
 
 CATALOG: dict[str, ErrorSpec] = {spec.code: spec for spec in _SPECS}

@@ -15,8 +15,7 @@ from pathlib import Path
 from urllib.parse import quote, urlencode
 
 from relay.errors import StorageError
-from relay.storage import ObjectInfo, valid_key
-from relay.storage import media
+from relay.storage import ObjectInfo, media, valid_key
 
 CHUNK = 256 * 1024
 

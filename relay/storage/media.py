@@ -61,7 +61,9 @@ class MediaSigner:
 
     PURPOSE = "media-url"
 
-    def __init__(self, key: Callable[[], bytes], lifetime: int, clock: Callable[[], float] = time.time):
+    def __init__(
+        self, key: Callable[[], bytes], lifetime: int, clock: Callable[[], float] = time.time
+    ) -> None:
         self._key_source = key  # read on first use (or at start, via ``load``)
         self.lifetime = lifetime
         self.step = max(1, min(300, lifetime // 4))
