@@ -142,8 +142,8 @@ SECRET_KEY_FILE = "secret.key"
 def secret_key(settings: Settings) -> bytes:
     """The relay's master secret: ``RELAY_SECRET_KEY``, else the key file in the data folder,
     made on first use. Derive purpose keys from it (``derive_key``); never use it directly."""
-    if settings.secret_key is not None:
-        value = settings.secret_key.get_secret_value()
+    value = settings.secret_key.get_secret_value() if settings.secret_key is not None else ""
+    if value:  # an empty RELAY_SECRET_KEY= line means unset
         if len(value) < 16:
             raise ValueError("RELAY_SECRET_KEY must be at least 16 characters")
         return value.encode()
