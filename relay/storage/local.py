@@ -60,8 +60,8 @@ class LocalStore:
     ) -> None:
         info = {
             "content_type": content_type,
-            # Renditions come without one: decided by type, so a browser shows a large.jpg.
-            "content_disposition": content_disposition or media.content_disposition(content_type),
+            # As given (the Store contract); /media/ decides inline or attachment by type.
+            "content_disposition": content_disposition,
             "cache_control": cache_control,
         }
         try:

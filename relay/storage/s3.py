@@ -31,7 +31,7 @@ from botocore.exceptions import (
 )
 
 from relay.errors import StorageError
-from relay.storage import ObjectInfo, media, valid_key
+from relay.storage import ObjectInfo, valid_key
 
 if TYPE_CHECKING:
     from relay.config import Settings
@@ -183,12 +183,12 @@ class S3Store:
         content_disposition: str | None = None,
         cache_control: str | None = None,
     ) -> None:
-        # Always a disposition, decided by type when the caller has none (renditions): a
-        # browser shows a large.jpg, and active content is never inline from the bucket either.
-        extra = {
-            "ContentType": content_type,
-            "ContentDisposition": content_disposition or media.content_disposition(content_type),
-        }
+        # Stored as given (the Store contract): the pipeline names the original's disposition;
+        # renditions (images, video, audio the handlers made) carry none, which a bucket answers
+        # with no header and a browser therefore shows inline.
+        extra = {"ContentType": content_type}
+        if content_disposition:
+            extra["ContentDisposition"] = content_disposition
         if cache_control:
             extra["CacheControl"] = cache_control
         target = self.object_key(key)

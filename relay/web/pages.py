@@ -216,7 +216,7 @@ async def media(request: web.Request) -> web.StreamResponse:
     # were once stored without a disposition and so went out as downloads); all else downloads.
     disposition = served_disposition(info.content_type, info.content_disposition)
     if disposition.startswith("attachment"):
-        headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+        headers["Content-Security-Policy"] = "sandbox"
     headers["Content-Disposition"] = disposition
     headers["Content-Type"] = info.content_type
     return web.FileResponse(relay.store.local_path(key), headers=headers)
