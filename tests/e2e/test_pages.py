@@ -162,6 +162,7 @@ def test_private_media_answer_only_at_a_signed_expiring_link(relay: RelayServer)
     # The page links the signed URLs, and no shared cache keeps it.
     page = httpx.get(private["url"])
     assert html.escape(large) in page.text and page.headers["cache-control"].startswith("private")
+    assert "json+oembed" not in page.text  # no embed to discover: oEmbed answers 404 for it
 
     bare = f"{relay.url}{parsed.path}"
     expired = _signer(relay, clock=time.time() - 7200).sign(unquote(parsed.path[len("/media/") :]))
@@ -244,6 +245,11 @@ def test_html_routes_answer_html_errors_and_the_api_keeps_json(relay: RelayServe
             and "check it against the one you were sent" in response.text
         )
         assert "<script>" not in response.text
+    # Any other unknown address: a page for a browser, JSON for a program.
+    browser = httpx.get(f"{relay.url}/nosuch", headers={"Accept": "text/html,*/*;q=0.8"})
+    assert browser.status_code == 404 and browser.headers["content-type"].startswith("text/html")
+    program = httpx.get(f"{relay.url}/nosuch", headers={"Accept": "application/json"})
+    assert program.status_code == 404 and program.json()["error"]["code"] == "not_found"
     api = httpx.get(f"{relay.url}/api/v1/nosuch")
     assert api.status_code == 404 and api.json()["error"]["code"] == "not_found"
     with relay.client(relay.anna["token"]) as client:
