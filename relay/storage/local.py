@@ -120,9 +120,16 @@ class LocalStore:
             probe_file.write_bytes(b"ok")
             probe_file.unlink()
 
-        try:
-            if self.signer is not None:
+        if self.signer is not None:
+            try:
                 await asyncio.to_thread(self.signer.load)
+            except (OSError, ValueError) as exc:
+                # Said at start, once: private media links cannot be signed without it.
+                raise StorageError(
+                    detail=f"cannot read or make the secret key: {exc}; set RELAY_SECRET_KEY "
+                    "or let the relay's user write the data folder"
+                ) from exc
+        try:
             await asyncio.to_thread(probe)
         except OSError as exc:
             raise StorageError(

@@ -101,3 +101,15 @@ def test_disposition_by_type(mime: str, expected: str) -> None:
     # whatever was stored, active content never goes out inline
     assert served_disposition(mime, 'inline; filename="x"') == f'{expected}; filename="x"'
     assert served_disposition(mime, None) == expected
+
+
+def test_an_unusable_key_file_stops_the_store_check_with_what_to_fix(tmp_path: Path) -> None:
+    import asyncio
+
+    from relay.errors import StorageError
+    from relay.storage import open_store
+
+    (tmp_path / "secret.key").write_text("short\n")
+    settings = Settings(data_dir=tmp_path, storage_url=f"file://{tmp_path / 'media'}")
+    with pytest.raises(StorageError, match="RELAY_SECRET_KEY"):
+        asyncio.run(open_store(settings.storage_url, settings).check())
