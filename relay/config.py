@@ -6,11 +6,15 @@ Every field here is a ``RELAY_<NAME>`` environment variable and must be document
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import hmac
 import os
+import secrets
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -90,6 +94,13 @@ class Settings(BaseSettings):
     outbound_smtp_password: str = ""
     reply_from: str = ""
     log_level: str = "INFO"
+    # Signs private media links (and, later, sessions). Unset: a random key generated once into
+    # the data folder (``secret.key``); several nodes must then share the folder or set this.
+    secret_key: SecretStr | None = None
+    # Lifetime of a signed link to a private or draft post's media on the local store.
+    private_media_seconds: int = Field(default=3600, ge=60, le=604_800)
+    # The page's ``lang`` when the text is too short to tell English from Swedish.
+    default_language: Literal["en", "sv"] = "en"
 
     @model_validator(mode="after")
     def _fill_derived(self) -> Settings:
@@ -132,6 +143,55 @@ class Settings(BaseSettings):
     @property
     def spool_dir(self) -> Path:
         return self.data_dir / "spool"
+
+
+SECRET_KEY_FILE = "secret.key"
+
+
+def secret_key(settings: Settings) -> bytes:
+    """The relay's master secret: ``RELAY_SECRET_KEY``, else the key file in the data folder,
+    made on first use. Derive purpose keys from it (``derive_key``); never use it directly."""
+    value = settings.secret_key.get_secret_value() if settings.secret_key is not None else ""
+    if value:  # an empty RELAY_SECRET_KEY= line means unset
+        if len(value) < 16:
+            raise ValueError("RELAY_SECRET_KEY must be at least 16 characters")
+        return value.encode()
+    return _key_file(settings.data_dir / SECRET_KEY_FILE)
+
+
+def _key_file(path: Path) -> bytes:
+    """Read the key file, creating it first if missing. Two processes starting together agree:
+    the key is written and fsynced under a private temporary name, then ``link``ed into place,
+    which fails if another got there first (so a reader never sees a half-written file)."""
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        with contextlib.suppress(FileExistsError):  # another process made it first: theirs
+            os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return _read_key(path)
+
+
+def _read_key(path: Path) -> bytes:
+    value = path.read_text().strip()
+    if len(value) < 16:
+        raise ValueError(f"{path} holds no usable key; delete it to make a new one")
+    return value.encode()
+
+
+def derive_key(master: bytes, purpose: str) -> bytes:
+    """A subkey for one purpose, so a signature made for one use is worthless for another."""
+    return hmac.new(master, b"relay/" + purpose.encode(), hashlib.sha256).digest()
 
 
 def _config_file(init_values: dict[str, Any]) -> Path | None:

@@ -168,6 +168,11 @@ _SPECS = [
         "Unfinished uploads would reserve more bytes than this relay allows you.",
         413,
     ),
+    ErrorSpec(
+        "media.link_invalid",
+        "This media link is unsigned or has expired; open the post's page again for a new one.",
+        403,
+    ),
 ]
 
 CATALOG: dict[str, ErrorSpec] = {spec.code: spec for spec in _SPECS}

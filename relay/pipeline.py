@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import mimetypes
 import os
 import shutil
 import socket
@@ -21,7 +20,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from sqlalchemy import Connection
 
@@ -34,6 +32,7 @@ from relay.model import HandlerInput, ItemStatus, Kind, Limits, Rendition, Store
 from relay.publish.deliver import settle
 from relay.spool import Spool, sha256_file
 from relay.storage import Store
+from relay.storage.media import content_disposition, safe_extension
 from relay.workpool import WorkPool
 
 log = logging.getLogger("relay.pipeline")
@@ -42,23 +41,6 @@ JobRunner = Callable[[jobs.Job], Awaitable[None]]
 GiveUp = Callable[[Connection, jobs.Job, str, str], None]
 
 IMMUTABLE = "public, max-age=31536000, immutable"
-
-
-def safe_extension(filename: str, mime: str) -> str:
-    guessed = mimetypes.guess_extension(mime, strict=False) or ""
-    if mime == "image/jpeg":
-        guessed = ".jpg"
-    suffix = Path(filename).suffix.lower()
-    if not guessed and suffix[1:].isalnum() and 1 < len(suffix) <= 6:
-        guessed = suffix
-    return guessed or ".bin"
-
-
-def content_disposition(mime: str, filename: str) -> str:
-    disposition = "inline" if detect.served_inline(mime) else "attachment"
-    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "").replace("\\", "")
-    ascii_name = "".join(c if 32 <= ord(c) < 127 else "_" for c in ascii_name) or "file"
-    return f"{disposition}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
 
 
 @dataclass(slots=True)

@@ -402,6 +402,13 @@ def load_item(conn: Connection, item_id: str) -> tuple[Item, str, bool] | None:
     return _item_from_rows(row, list(rendition_rows)), owner, bool(private)
 
 
+def post_visibility(conn: Connection, post_id: str) -> tuple[bool, bool] | None:
+    """(private, draft) of a post, or None when there is no such post: what ``/media/`` checks
+    before it serves a stored object of the post."""
+    row = conn.execute(select(posts.c.private, posts.c.draft).where(posts.c.id == post_id)).first()
+    return None if row is None else (bool(row.private), bool(row.draft))
+
+
 def list_posts(
     conn: Connection,
     user_id: str,
@@ -410,10 +417,15 @@ def list_posts(
     *,
     public: bool = False,
 ) -> list[Post]:
-    """The user's posts, newest first; ``public``: only ready, not private ones (the feed)."""
+    """The user's posts, newest first; ``public``: only ready ones neither private nor drafts
+    (the feed)."""
     query = select(posts).where(posts.c.user_id == user_id)
     if public:
-        query = query.where(posts.c.private.is_(False), posts.c.status == PostStatus.READY.value)
+        query = query.where(
+            posts.c.private.is_(False),
+            posts.c.draft.is_(False),
+            posts.c.status == PostStatus.READY.value,
+        )
     if before is not None:
         query = query.where(posts.c.created_at < before)
     rows = conn.execute(query.order_by(posts.c.created_at.desc()).limit(limit)).mappings().all()

@@ -75,7 +75,15 @@ def open_store(url: str, settings: Settings | None = None) -> Store:
     if parsed.scheme == "file":
         from relay.storage.local import LocalStore
 
-        return LocalStore(Path(parsed.path))
+        if settings is None:
+            return LocalStore(Path(parsed.path))
+        from functools import partial
+
+        from relay.config import secret_key
+        from relay.storage.media import MediaSigner
+
+        signer = MediaSigner(partial(secret_key, settings), settings.private_media_seconds)
+        return LocalStore(Path(parsed.path), public_url=settings.public_url, signer=signer)
     if parsed.scheme == "s3":
         from relay.config import Settings
         from relay.storage.s3 import S3Store

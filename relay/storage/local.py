@@ -1,4 +1,8 @@
-"""A folder on the relay's disk. Object metadata sits beside the tree in ``.meta/`` (JSON)."""
+"""A folder on the relay's disk. Object metadata sits beside the tree in ``.meta/`` (JSON).
+
+The relay serves these files itself (``/media/``): public media at a permanent URL, private and
+draft posts' media only at a signed, expiring one (``MediaSigner``), as S3 presigns them.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,22 @@ import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 from relay.errors import StorageError
-from relay.storage import ObjectInfo, valid_key
+from relay.storage import ObjectInfo, media, valid_key
 
 CHUNK = 256 * 1024
 
 
 class LocalStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self, root: Path, *, public_url: str | None = None, signer: media.MediaSigner | None = None
+    ) -> None:
         self.root = root
         self._meta = root / ".meta"
+        self.public_url = public_url
+        self.signer = signer
 
     def local_path(self, key: str) -> Path:
         return self.root / valid_key(key)
@@ -51,6 +60,7 @@ class LocalStore:
     ) -> None:
         info = {
             "content_type": content_type,
+            # As given (the Store contract); /media/ decides inline or attachment by type.
             "content_disposition": content_disposition,
             "cache_control": cache_control,
         }
@@ -94,7 +104,14 @@ class LocalStore:
         self._meta_path(key).unlink(missing_ok=True)
 
     def url(self, key: str, *, private: bool = False) -> str | None:
-        return None
+        """None for public media (the relay's permanent ``/media/`` URL); a signed, expiring
+        ``/media/`` URL for private ones."""
+        if not private or self.signer is None or self.public_url is None:
+            # Without a signer (a bare store, as in tools) private media get the unsigned URL,
+            # which the relay refuses: failing closed.
+            return None
+        query = urlencode(self.signer.sign(valid_key(key)))
+        return f"{self.public_url}/media/{quote(key)}?{query}"
 
     async def check(self) -> None:
         def probe() -> None:
@@ -103,6 +120,15 @@ class LocalStore:
             probe_file.write_bytes(b"ok")
             probe_file.unlink()
 
+        if self.signer is not None:
+            try:
+                await asyncio.to_thread(self.signer.load)
+            except (OSError, ValueError) as exc:
+                # Said at start, once: private media links cannot be signed without it.
+                raise StorageError(
+                    detail=f"cannot read or make the secret key: {exc}; set RELAY_SECRET_KEY "
+                    "or let the relay's user write the data folder"
+                ) from exc
         try:
             await asyncio.to_thread(probe)
         except OSError as exc:

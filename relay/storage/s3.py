@@ -183,6 +183,9 @@ class S3Store:
         content_disposition: str | None = None,
         cache_control: str | None = None,
     ) -> None:
+        # Stored as given (the Store contract): the pipeline names the original's disposition;
+        # renditions (images, video, audio the handlers made) carry none, which a bucket answers
+        # with no header and a browser therefore shows inline.
         extra = {"ContentType": content_type}
         if content_disposition:
             extra["ContentDisposition"] = content_disposition

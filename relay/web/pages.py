@@ -1,13 +1,17 @@
-"""Public pages: the post page (Open Graph, Twitter card, oEmbed discovery), ``/oembed``, and
-the media the local store holds.
+"""Public pages: the front page, the post page (Open Graph, Twitter card, oEmbed discovery),
+``/oembed``, and the media the local store holds.
 
 User-supplied active content is never rendered from this origin: only images, video, audio and
-PDF are served inline; everything else goes out as a sandboxed download.
+PDF are served inline; everything else goes out as a sandboxed download. A draft is nobody's to
+see yet: its page and oEmbed answer 404, and its media, like a private post's, only answer at a
+signed, expiring link. HTML routes answer errors as HTML pages; ``/api/`` keeps JSON.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse
@@ -15,12 +19,15 @@ from urllib.parse import quote, urlparse
 import jinja2
 from aiohttp import web
 
-from relay import detect
 from relay.context import RELAY, Relay
 from relay.db import queries
 from relay.errors import NotFound, RelayError
 from relay.model import Item, Kind, Post
-from relay.storage import LocalPaths
+from relay.storage import LocalPaths, valid_key
+from relay.storage.media import MediaSigner, served_disposition
+from relay.web.lang import detect_language
+
+log = logging.getLogger("relay.pages")
 
 _templates = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -70,10 +77,22 @@ def display_title(post: Post) -> str:
 
 
 async def _load_post(relay: Relay, post_id: str) -> Post:
+    """The post as the public may see it: a draft is not there yet (404, as if unknown, so its
+    existence does not show)."""
     post = await relay.db.read(queries.load_post, post_id)
-    if post is None:
+    if post is None or post.draft:
         raise NotFound()
     return post
+
+
+def page_language(relay: Relay, post: Post) -> str:
+    """The page's ``lang``: the text's, when it is clearly English or Swedish; else the
+    operator's default."""
+    alts = (item.alt for item in post.items)
+    return detect_language(post.title, post.text, *alts) or relay.settings.default_language
+
+
+HTML_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
 
 
 async def post_page(request: web.Request) -> web.Response:
@@ -85,6 +104,7 @@ async def post_page(request: web.Request) -> web.Response:
     owner = None if post.private else await relay.db.read(queries.user_name, post.user_id)
     feed_url = f"{relay.settings.public_url}/u/{quote(owner, safe='')}/feed.atom" if owner else None
     html = _templates.get_template("post.html").render(
+        lang=page_language(relay, post),
         post=post,
         title=display_title(post),
         description=summary(post),
@@ -100,7 +120,8 @@ async def post_page(request: web.Request) -> web.Response:
         **SECURITY_HEADERS,
         "Content-Security-Policy": "default-src 'none'; img-src * data:; media-src *; "
         "style-src 'unsafe-inline'; frame-ancestors *",
-        "Cache-Control": "public, max-age=60",
+        # A private post's page holds signed media links: no shared cache keeps it.
+        "Cache-Control": "private, max-age=60" if post.private else "public, max-age=60",
     }
     return web.Response(text=html, content_type="text/html", headers=headers)
 
@@ -120,6 +141,9 @@ async def oembed(request: web.Request) -> web.Response:
     ):
         raise NotFound()
     post = await _load_post(relay, parts[-1])
+    if post.private:
+        # Embeds are for sharing; a private post's signed links would die inside them.
+        raise NotFound()
     try:
         max_width = int(request.query.get("maxwidth", "0")) or None
         max_height = int(request.query.get("maxheight", "0")) or None
@@ -167,23 +191,128 @@ async def media(request: web.Request) -> web.StreamResponse:
     if "/unchecked" in key or not isinstance(relay.store, LocalPaths):
         raise NotFound()
     try:
-        info = await relay.store.stat(key)
+        valid_key(key)
     except ValueError as exc:
         raise NotFound() from exc
-    if info is None:
+    # Every stored object is under its post's id: the post says whether it is public.
+    visibility = await relay.db.read(queries.post_visibility, key.split("/", 1)[0])
+    if visibility is None:
         raise NotFound()
     headers = dict(SECURITY_HEADERS)
-    headers["Cache-Control"] = info.cache_control or "public, max-age=3600"
-    disposition = info.content_disposition or "attachment"
-    if not detect.served_inline(info.content_type):
-        disposition = "attachment" + disposition.partition(";")[1] + disposition.partition(";")[2]
+    if any(visibility):  # private or draft: only at a signed link, and never in shared caches
+        signer = getattr(relay.store, "signer", None)
+        left = None
+        if isinstance(signer, MediaSigner):
+            left = signer.check(key, request.query.get("expires"), request.query.get("signature"))
+        if left is None:
+            raise RelayError("media.link_invalid")
+        headers["Cache-Control"] = f"private, max-age={min(left, 3600)}"
+        headers["Referrer-Policy"] = "no-referrer"
+    info = await relay.store.stat(key)
+    if info is None:
+        raise NotFound()
+    headers.setdefault("Cache-Control", info.cache_control or "public, max-age=3600")
+    # Shown in the browser when it is media a browser can show without running it (renditions
+    # were once stored without a disposition and so went out as downloads); all else downloads.
+    disposition = served_disposition(info.content_type, info.content_disposition)
+    if disposition.startswith("attachment"):
         headers["Content-Security-Policy"] = "sandbox"
     headers["Content-Disposition"] = disposition
     headers["Content-Type"] = info.content_type
     return web.FileResponse(relay.store.local_path(key), headers=headers)
 
 
+async def front_page(request: web.Request) -> web.Response:
+    """What this relay is and where its API is. The web app (sign-in, your posts) will live
+    here; until then this page stands in for it."""
+    relay = request.app[RELAY]
+    html = _templates.get_template("index.html").render(
+        lang="en",
+        public_url=relay.settings.public_url,
+        mail_domain=relay.settings.mail_domain,
+    )
+    headers = {**SECURITY_HEADERS, "Content-Security-Policy": HTML_CSP}
+    return web.Response(text=html, content_type="text/html", headers=headers)
+
+
+# --- errors as pages ------------------------------------------------------------------------
+
+_ERROR_PAGES: dict[int, tuple[str, str]] = {
+    400: (
+        "Bad request",
+        "This address is not one the relay understands. Check the link against the one you "
+        "were sent.",
+    ),
+    403: (
+        "Not allowed",
+        "This link is not valid, or no longer is. Open the post's page again for a fresh one.",
+    ),
+    404: (
+        "Not found",
+        "There is nothing at this address. The post may not be published yet or may have "
+        "been removed, or the link is incomplete: check it against the one you were sent.",
+    ),
+    405: ("Not allowed", "This page cannot be used that way. Open it in a browser."),
+    410: ("Deleted", "This post was deleted by its author and is no longer here."),
+    500: (
+        "Something went wrong",
+        "The relay could not show this page. Try again in a moment; if it keeps happening, "
+        "tell whoever runs this relay.",
+    ),
+    503: (
+        "Unavailable for now",
+        "The relay cannot reach its storage or database just now. Try again in a few minutes.",
+    ),
+}
+
+
+def _wants_html(request: web.Request) -> bool:
+    """The HTML routes (``/``, ``/p/…``), and any other unknown address a browser asks for;
+    ``/api/``, feeds, oEmbed and media keep their own error bodies."""
+    path = request.path
+    if path == "/" or path.startswith("/p/"):
+        return True
+    if path.startswith("/api/") or request.match_info.http_exception is None:
+        return False  # a route of its own, with its own kind of error body
+    return "text/html" in request.headers.get("Accept", "")
+
+
+def error_page(status: int, code: str) -> web.Response:
+    title, advice = _ERROR_PAGES.get(status) or _ERROR_PAGES[500 if status >= 500 else 400]
+    html = _templates.get_template("error.html").render(
+        lang="en", status=status, title=title, advice=advice, code=code
+    )
+    headers = {**SECURITY_HEADERS, "Content-Security-Policy": HTML_CSP, "Cache-Control": "no-store"}
+    return web.Response(text=html, status=status, content_type="text/html", headers=headers)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def html_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not _wants_html(request):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except RelayError as exc:
+        if exc.spec.http_status >= 500:
+            log.error("%s %s: %s", request.method, request.path, exc)
+        return error_page(exc.spec.http_status, exc.code)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_page(exc.status, f"http.{exc.status}")
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return error_page(500, "server.internal")
+
+
 def setup_routes(app: web.Application) -> None:
+    # Inside the JSON errors middleware (added first, so outer): HTML routes' errors become
+    # pages here before it sees them; every other route's pass through untouched.
+    app.middlewares.append(html_errors)
+    app.router.add_get("/", front_page)
     app.router.add_get("/p/{post_id}", post_page)
     app.router.add_get("/oembed", oembed)
     app.router.add_get("/media/{key:.+}", media)

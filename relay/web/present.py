@@ -57,7 +57,8 @@ def post_json(relay: Relay, post: Post) -> dict[str, Any]:
         "tags": post.tags,
         "created_at": post.created_at.isoformat() if post.created_at else None,
         "authentication_results": post.auth_results,
-        "items": [item_json(relay, item, post.private) for item in post.items],
+        # A draft is not public yet: its links are signed like a private post's.
+        "items": [item_json(relay, item, post.private or post.draft) for item in post.items],
         "deliveries": [
             {
                 "destination": d.destination_id,
