@@ -174,7 +174,11 @@ SETTINGS = web.AppKey("settings", Settings)
 
 
 def make_app(settings: Settings, *, smtp: bool = True, workers: bool = True) -> web.Application:
-    app = web.Application(middlewares=[api.errors_middleware], client_max_size=1 << 20)
+    # The HTML errors middleware sits inside the JSON one: a browser's request gets an error
+    # page from it, and every other request's errors pass through to the JSON bodies.
+    app = web.Application(
+        middlewares=[api.errors_middleware, pages.html_errors], client_max_size=1 << 20
+    )
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_relay_ctx)
     app.cleanup_ctx.append(tus_intake.tus_ctx)

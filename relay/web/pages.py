@@ -309,9 +309,6 @@ async def html_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 def setup_routes(app: web.Application) -> None:
-    # Inside the JSON errors middleware (added first, so outer): HTML routes' errors become
-    # pages here before it sees them; every other route's pass through untouched.
-    app.middlewares.append(html_errors)
     app.router.add_get("/", front_page)
     app.router.add_get("/p/{post_id}", post_page)
     app.router.add_get("/oembed", oembed)
