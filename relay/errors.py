@@ -145,6 +145,24 @@ _SPECS = [
     ErrorSpec(
         "server.internal", "Internal error.", 500, "451 4.3.0 Internal error; try again later"
     ),
+    ErrorSpec(
+        "smtp.insufficient_storage",
+        "The relay's disk is full; try again later.",
+        507,
+        "452 4.3.1 Insufficient system storage; try again later",
+    ),
+    ErrorSpec(
+        "smtp.closing",
+        "The relay could not read the rest of the message; try again later.",
+        503,
+        "421 4.3.0 Cannot read the rest of the message; closing",
+    ),
+    ErrorSpec(
+        "smtp.too_many_connections",
+        "Too many connections at once from this client.",
+        429,
+        "421 4.7.0 Too many connections from your address",
+    ),
 ]
 
 CATALOG: dict[str, ErrorSpec] = {spec.code: spec for spec in _SPECS}

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import errno
 import functools
+import hashlib
 import logging
 import re
 import ssl
@@ -53,6 +55,22 @@ TOO_MANY_HOPS = CATALOG["smtp.too_many_hops"].smtp_reply
 TOO_MANY_UNKNOWN = CATALOG["smtp.too_many_unknown_recipients"].smtp_reply
 TOO_MANY_LOGINS = CATALOG["smtp.too_many_auth_failures"].smtp_reply
 BAD_LOGIN = "535 5.7.8 Authentication credentials invalid"
+NO_SPACE = CATALOG["smtp.insufficient_storage"].smtp_reply
+STORAGE_FAILED = CATALOG["storage.unavailable"].smtp_reply
+CLOSING = CATALOG["smtp.closing"].smtp_reply
+TOO_MANY_CONNECTIONS = CATALOG["smtp.too_many_connections"].smtp_reply
+
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+"""Errors that say the disk (or the process's share of it) is full: space may come back."""
+
+
+def spool_failure(error: BaseException) -> str:
+    """The temporary answer to a message the spool could not take: ``452 4.3.1`` when the disk
+    is full, ``451 4.3.0`` for any other failure. Never 5xx: the sender would bounce a message
+    for a condition that passes."""
+    if isinstance(error, OSError) and error.errno in _FULL:
+        return NO_SPACE
+    return STORAGE_FAILED
 
 MAX_HOPS = 30
 """Received fields a message may carry; more is a loop (RFC 5321 6.3)."""
@@ -246,9 +264,17 @@ class RelaySMTP(SMTP):
         reader = DataReader(writer, self.data_size_limit)
         try:
             rest = await self._read_data(reader)
-        except BaseException:
+        except asyncio.CancelledError:
             writer.abort()
             raise
+        except Exception:
+            # Where the message ends is unknown now: giving the connection back to aiosmtpd's
+            # parser (its "500 Error" for an exception) would run the body's lines as
+            # commands. Say so and close instead; the sender keeps the message.
+            writer.abort()
+            log.exception("%s: reading a message failed; closing", self.peer_ip)
+            await self.push(CLOSING)
+            return
         if rest is None:  # the client went away mid-message: nothing was acknowledged
             writer.abort()
             return
@@ -259,6 +285,16 @@ class RelaySMTP(SMTP):
             writer.abort()
             self._set_post_data_state()
             await self.push(TOO_LARGE)
+            return
+        if reader.error is not None:
+            # The spool failed mid-message (a full disk); the rest was read and dropped, so
+            # the connection is at a command boundary again. A temporary answer: the sender
+            # keeps the message and tries again later.
+            writer.abort()
+            self._set_post_data_state()
+            metrics.smtp_messages.labels("temporary_error").inc()
+            log.error("%s: spooling a message failed: %s", self.peer_ip, reader.error)
+            await self.push(spool_failure(reader.error))
             return
         self.envelope.relay_writer = writer  # type: ignore[attr-defined]
         self.envelope.relay_reader = reader  # type: ignore[attr-defined]
@@ -417,11 +453,11 @@ class MailHandler:
             return TOO_MANY_HOPS
         try:
             name = await writer.commit()
-        except Exception:
+        except Exception as exc:
             writer.abort()
             log.exception("spooling a message failed")
             metrics.smtp_messages.labels("temporary_error").inc()
-            return CATALOG["storage.unavailable"].smtp_reply
+            return spool_failure(exc)
         logged_in: LoggedIn | None = session.auth_data if session.authenticated else None
         try:
             verdict = await self._verdict(
