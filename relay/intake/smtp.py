@@ -97,12 +97,33 @@ CALL_LIMITS = {
 
 
 class FailureGuard:
-    """Failed RCPTs and logins per client IP over the last ``window`` seconds, in memory."""
+    """What the door remembers per client IP, in memory: failed RCPTs and logins over the last
+    ``window`` seconds, and connections open now (at most ``max_connections`` each: the RCPT
+    throttle counts per connection too, and many connections at once would go around it)."""
 
-    def __init__(self, window: float = 3600.0, max_entries: int = 10_000) -> None:
+    def __init__(
+        self, window: float = 3600.0, max_entries: int = 10_000, max_connections: int = 20
+    ) -> None:
         self.window = window
         self.max_entries = max_entries
+        self.max_connections = max_connections
         self._seen: dict[str, tuple[int, float]] = {}
+        self._open: dict[str, int] = {}
+
+    def connect(self, ip: str) -> bool:
+        """Count a new connection from ``ip``; False (and not counted) past the limit."""
+        count = self._open.get(ip, 0)
+        if count >= self.max_connections:
+            return False
+        self._open[ip] = count + 1
+        return True
+
+    def disconnect(self, ip: str) -> None:
+        count = self._open.get(ip, 0) - 1
+        if count > 0:
+            self._open[ip] = count
+        else:
+            self._open.pop(ip, None)  # an IP with nothing open takes no memory
 
     def count(self, ip: str) -> int:
         count, last = self._seen.get(ip, (0, 0.0))
@@ -170,6 +191,42 @@ class RelaySMTP(SMTP):
         self.failure_delay = failure_delay
         self.failures = 0
         self._offered: LoginPassword | None = None
+        self._counted: str | None = None
+        """The client IP this connection is counted under in ``guard``, until it ends."""
+        self._refused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._counted is None and not self._refused:  # not again after STARTTLS
+            peer = transport.get_extra_info("peername")
+            ip = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+            if not self.guard.connect(ip):
+                # Refused before aiosmtpd sets up a session: no greeting, no handler task;
+                # the answer goes out before the close (asyncio flushes what was written).
+                self._refused = True
+                log.warning("%s: too many connections; refused", ip)
+                assert isinstance(transport, asyncio.WriteTransport)
+                transport.write(TOO_MANY_CONNECTIONS.encode() + b"\r\n")
+                transport.close()
+                return
+            self._counted = ip
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:
+            return  # aiosmtpd never saw this connection
+        if self._counted is not None:
+            self.guard.disconnect(self._counted)
+            self._counted = None
+        super().connection_lost(error)
+
+    def eof_received(self) -> bool | None:
+        if self._refused:
+            return False  # close
+        return super().eof_received()
+
+    def data_received(self, data: bytes) -> None:
+        if not self._refused:  # bytes a refused client sent before the close: dropped
+            super().data_received(data)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's own, without the ``typing.Protocol`` class it defines at every call, and
