@@ -45,6 +45,9 @@ from relay.mail.facts import ADDR_SPEC, HeaderFacts, scan_headers
 from relay.spool import Spool
 
 log = logging.getLogger("relay.smtp")
+AIOSMTPD_LOG = "mail.log"
+"""aiosmtpd's logger: at INFO it writes every command line (``RCPT TO:<SECRET@…>``) and every
+recipient, at DEBUG each line of an AUTH exchange (base64 of the user name and token)."""
 
 UNKNOWN = CATALOG["smtp.unknown_recipient"].smtp_reply
 TOO_MANY = CATALOG["smtp.too_many_recipients"].smtp_reply
@@ -71,6 +74,7 @@ def spool_failure(error: BaseException) -> str:
     if isinstance(error, OSError) and error.errno in _FULL:
         return NO_SPACE
     return STORAGE_FAILED
+
 
 MAX_HOPS = 30
 """Received fields a message may carry; more is a loop (RFC 5321 6.3)."""
@@ -141,6 +145,67 @@ class FailureGuard:
         by_age = sorted(self._seen.items(), key=lambda entry: entry[1][1])
         for ip, _ in by_age[: max(1, len(by_age) // 10)]:
             del self._seen[ip]
+
+
+def _hidden(local: str) -> str:
+    """A stand-in for an address's local part: a hash prefix, so lines about one address can
+    still be told apart, and nothing that could be used to post."""
+    return "#" + hashlib.sha256(local.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+
+
+_HIDDEN = re.compile(r"#[0-9a-f]{8}")
+_RCPT_ARGUMENT = re.compile(r"(?i)(\bRCPT\s+TO:)(.*)")
+_ADDRESS = re.compile(r"(\"[^\"]*\"|[^\s<>()\[\],;:'\"@\\]+)@")
+
+
+def _mask_rcpt(match: re.Match[str]) -> str:
+    # Everything before the last "@" of the argument, quoted local parts and all.
+    argument = match.group(2)
+    local, at, rest = argument.rpartition("@")
+    if not at:
+        bare = argument.strip()
+        return match[0] if _HIDDEN.fullmatch(bare) else f"{match.group(1)}{_hidden(bare)}"
+    bare = local.lstrip(" <")
+    if _HIDDEN.fullmatch(bare):
+        return match[0]  # masked already
+    return f"{match.group(1)}{local[: len(local) - len(bare)]}{_hidden(bare)}@{rest}"
+
+
+def mask_addresses(text: str) -> str:
+    """``text`` with the local part of every address in it replaced by ``_hidden``: a secret
+    address is the credential to post. Senders' addresses go the same way (personal data,
+    and the one rule cannot miss a recipient whatever line aiosmtpd writes it in)."""
+    text = _RCPT_ARGUMENT.sub(_mask_rcpt, text)
+    return _ADDRESS.sub(
+        lambda m: m[0] if _HIDDEN.fullmatch(m.group(1)) else f"{_hidden(m.group(1))}@", text
+    )
+
+
+class SecretFilter(logging.Filter):
+    """Rewrites log records of the SMTP door so that no secret address and no AUTH credential
+    reaches a log, at any level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.funcName == "challenge_auth" and record.levelno < logging.WARNING:
+            # The client's answers to an AUTH challenge: the user name and the token, base64.
+            record.msg, record.args = "AUTH exchange (credentials not logged)", ()
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken record is the logging module's to report
+            return True
+        masked = mask_addresses(message)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        return True
+
+
+for _name in (AIOSMTPD_LOG, log.name):
+    # Filters of a logger see the records made on it, whatever handlers the operator set up;
+    # once per logger, however often this module is loaded.
+    _logger = logging.getLogger(_name)
+    if not any(isinstance(f, SecretFilter) for f in _logger.filters):
+        _logger.addFilter(SecretFilter())
 
 
 @dataclass(slots=True)
