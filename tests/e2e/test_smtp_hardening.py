@@ -3,16 +3,19 @@ and a debug log: temporary answers, no command run from inside a message, no sec
 
 from __future__ import annotations
 
+import base64
 import os
 import smtplib
 import socket
 import sqlite3
+import ssl
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import trustme
 
 from tests.server import RelayServer
 from tests.smtpclient import mail
@@ -202,3 +205,38 @@ def test_no_secret_address_or_token_reaches_a_debug_log(
     assert "RCPT" in log and "DEBUG" in log  # the log is on, at its most talkative
     assert secret not in log
     assert secret.lower() not in log.lower()
+
+
+def test_no_auth_credential_reaches_a_debug_log(
+    start_relay: Callable[..., RelayServer], tmp_path: Path
+) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    server = start_relay(
+        RELAY_LOG_LEVEL="debug",
+        RELAY_SMTP_TLS_CERT=str(tmp_path / "cert.pem"),
+        RELAY_SMTP_TLS_KEY=str(tmp_path / "key.pem"),
+    )
+    anna = server.add_user("anna")
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    plain = base64.b64encode(f"\0anna\0{anna['token']}".encode()).decode()
+    login = [base64.b64encode(part.encode()).decode() for part in ("anna", anna["token"])]
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=30) as smtp:
+        smtp.starttls(context=context)
+        smtp.ehlo("phone.example.org")
+        # The answers to AUTH's challenges, which aiosmtpd logs at DEBUG as they come.
+        assert smtp.docmd("AUTH", "PLAIN")[0] == 334
+        assert smtp.docmd(plain)[0] == 235
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=30) as smtp:
+        smtp.starttls(context=context)
+        smtp.ehlo("phone.example.org")
+        assert smtp.docmd("AUTH", "LOGIN")[0] == 334
+        assert smtp.docmd(login[0])[0] == 334
+        assert smtp.docmd(login[1])[0] == 235
+    log = server.log.read_text()
+    assert "AUTH" in log and "DEBUG" in log
+    for secret in (anna["token"], plain, *login):
+        assert secret not in log
