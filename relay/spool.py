@@ -119,9 +119,12 @@ class SpoolWriter:
                 return
             if self.size <= self.STAGED and self._stage(chunk):
                 return
-            self._open()
-        assert self._file is not None
-        self._file.write(chunk)
+        try:
+            self._open().write(chunk)
+        except BaseException:
+            # A full disk: give the space back now, not once the sender has sent the rest.
+            self.abort()
+            raise
 
     def _stage(self, chunk: bytes | bytearray | memoryview) -> bool:
         if self._buffer:

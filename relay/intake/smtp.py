@@ -474,6 +474,13 @@ class MailHandler:
         self.resolver = resolver or sender.Dns()
         self.authserv_id = authserv_id or domain
 
+    async def handle_exception(self, error: Exception) -> str:
+        """aiosmtpd's answer to a command that raised: without this hook, ``500 Error: (TYPE)
+        DETAIL``, a permanent failure (the sender bounces the mail) that shows internal detail
+        (paths, errno). A failure of the relay is temporary and its detail is for the log."""
+        log.error("SMTP command failed", exc_info=error)
+        return CATALOG["server.internal"].smtp_reply
+
     async def login(self, login: bytes, password: bytes) -> LoggedIn | None:
         """A user name and one of that user's API tokens."""
         try:

@@ -135,3 +135,38 @@ def test_a_live_connection_has_the_attributes_the_door_reads() -> None:
         await server.wait_closed()
 
     asyncio.run(check())
+
+
+def test_a_command_that_raises_gets_a_temporary_answer_without_its_detail() -> None:
+    from relay.intake.smtp import MailHandler
+
+    handler = MailHandler(None, None, None, "relay.test")  # type: ignore[arg-type]
+
+    async def check() -> None:
+        made: list[RelaySMTP] = []
+
+        def factory() -> RelaySMTP:
+            made.append(RelaySMTP(handler, hostname="relay.test"))
+            return made[-1]
+
+        server = await asyncio.get_running_loop().create_server(factory, "127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", server.sockets[0].getsockname()[1]
+        )
+        await reader.readline()
+
+        async def broken(arg: str) -> None:
+            raise OSError(28, "No space left on device", "/var/lib/relay/spool/tmp/x")
+
+        # aiosmtpd's own handling of a command that raises, with the door's hook in it.
+        made[0]._smtp_methods["NOOP"] = broken  # noqa: SLF001
+        writer.write(b"NOOP\r\n")
+        answer = await reader.readline()
+        assert answer == b"451 4.3.0 Internal error; try again later\r\n"
+        writer.write(b"QUIT\r\n")
+        assert (await reader.readline()).startswith(b"221")  # and the session goes on
+        writer.close()
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(check())

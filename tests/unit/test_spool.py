@@ -190,6 +190,7 @@ def test_a_full_disk_at_commit_leaves_no_fd_and_no_file(tiny_fs: Path) -> None:
     with pytest.raises(OSError):
         for _ in range(3):
             streamed.write(os.urandom(SpoolWriter.STAGED))
+    assert list(spool.tmp.iterdir()) == []  # the space is given back at once
     streamed.abort()
     assert _open_fds() == before
     assert list(spool.tmp.iterdir()) == []
