@@ -133,7 +133,8 @@ async def _smtp_ctx(app: web.Application) -> AsyncIterator[None]:
     tls = None
     if settings.smtp_tls_cert and settings.smtp_tls_key:
         tls = tls_context(settings.smtp_tls_cert, settings.smtp_tls_key)
-    guard = FailureGuard()  # one for all connections: failures are remembered per client IP
+    # One for all connections: failures and open connections are counted per client IP.
+    guard = FailureGuard(max_connections=settings.smtp_max_connections_per_client)
     server = await asyncio.get_running_loop().create_server(
         lambda: smtp_factory(
             handler,

@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     smtp_require_tls: bool = False
     smtp_max_failed_recipients: int = Field(default=5, ge=1)
     smtp_failure_delay_seconds: float = Field(default=0.25, ge=0)
+    # Connections open at once from one client IP; more are answered 421 at connect. 20 is
+    # what Postfix opens to one destination at most (default_destination_concurrency_limit).
+    smtp_max_connections_per_client: int = Field(default=20, ge=1)
     # DKIM and SPF lookups: host[:port], comma-separated; empty means the system resolver.
     dns_servers: str = ""
     # Replies to senders go out through this server; empty host means no replies.

@@ -106,7 +106,8 @@ class Staged:
 
 def write_direct(path: Path, staged: Staged) -> bool:
     """Write ``staged`` to a new file at ``path`` with ``O_DIRECT`` and fsync it; False, with
-    nothing left at ``path``, when the filesystem refuses ``O_DIRECT``."""
+    nothing left at ``path``, when the filesystem refuses ``O_DIRECT``. Any other failure
+    (ENOSPC, EIO) raises, also with nothing left at ``path`` and no descriptor left open."""
     if not _DIRECT or not staged.buffers:
         return False
     size = staged.size
@@ -120,6 +121,8 @@ def write_direct(path: Path, staged: Staged) -> bool:
         if exc.errno != errno.EINVAL:
             raise
         return False
+    # Every way out closes the descriptor, and every failure removes the file: on a full disk
+    # a partial file in tmp/ would hold the space that the next message needs.
     try:
         offset = 0
         for buffer in staged.buffers:
@@ -131,12 +134,14 @@ def write_direct(path: Path, staged: Staged) -> bool:
         os.ftruncate(fd, size)
         os.fsync(fd)
     except OSError as exc:
-        # Any failure (EINVAL: no O_DIRECT here; ENOSPC: a full disk) leaves no file and no
-        # open descriptor behind: a leaked one kept a full disk's space taken until restart.
         os.close(fd)
         path.unlink(missing_ok=True)
         if exc.errno != errno.EINVAL:
             raise
         return False
+    except BaseException:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
     os.close(fd)
     return True

@@ -155,7 +155,7 @@ _SPECS = [
         "storage.full",
         "The relay is out of disk space; try again later.",
         507,
-        "452 4.3.1 Insufficient system storage",
+        "452 4.3.1 Insufficient system storage; try again later",
     ),
     ErrorSpec("upload.too_many_parts", "The upload has more parts than this relay accepts.", 413),
     ErrorSpec(
@@ -172,6 +172,18 @@ _SPECS = [
         "media.link_invalid",
         "This media link is unsigned or has expired; open the post's page again for a new one.",
         403,
+    ),
+    ErrorSpec(
+        "smtp.closing",
+        "The relay could not read the rest of the message; try again later.",
+        503,
+        "421 4.3.0 Cannot read the rest of the message; closing",
+    ),
+    ErrorSpec(
+        "smtp.too_many_connections",
+        "Too many connections at once from this client.",
+        429,
+        "421 4.7.0 Too many connections from your address",
     ),
 ]
 

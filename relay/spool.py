@@ -9,6 +9,7 @@ that no row names belong to a door that crashed before its commit (so before its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import os
@@ -118,9 +119,12 @@ class SpoolWriter:
                 return
             if self.size <= self.STAGED and self._stage(chunk):
                 return
-            self._open()
-        assert self._file is not None
-        self._file.write(chunk)
+        try:
+            self._open().write(chunk)
+        except BaseException:
+            # A full disk: give the space back now, not once the sender has sent the rest.
+            self.abort()
+            raise
 
     def _stage(self, chunk: bytes | bytearray | memoryview) -> bool:
         if self._buffer:
@@ -150,8 +154,14 @@ class SpoolWriter:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
-        os.replace(self._tmp, self.spool.path(self.name))
-        self.spool.ready_sync.sync()
+        target = self.spool.path(self.name)
+        os.replace(self._tmp, target)
+        try:
+            self.spool.ready_sync.sync()
+        except BaseException:
+            # Not durable, so never acknowledged: nothing may stay in ready/ for it either.
+            target.unlink(missing_ok=True)
+            raise
         return self.name
 
     def _write_staged(self) -> None:
@@ -176,10 +186,12 @@ class SpoolWriter:
     def abort(self) -> None:
         self._buffer = bytearray()
         self._staged.release()
-        if self._file is not None:
-            if not self._file.closed:
+        if self._file is not None and not self._file.closed:
+            with contextlib.suppress(OSError):  # a full disk fails the flush in close() too
                 self._file.close()
-            self._tmp.unlink(missing_ok=True)
+        # Also when no file was opened here: a commit that failed half-way (a full disk) may
+        # have left a part in tmp/, which would hold the space the next message needs.
+        self._tmp.unlink(missing_ok=True)
 
 
 class Spool:

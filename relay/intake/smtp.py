@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import errno
 import functools
+import hashlib
 import logging
 import re
 import ssl
@@ -43,6 +45,9 @@ from relay.mail.facts import ADDR_SPEC, HeaderFacts, scan_headers
 from relay.spool import Spool
 
 log = logging.getLogger("relay.smtp")
+AIOSMTPD_LOG = "mail.log"
+"""aiosmtpd's logger: at INFO it writes every command line (``RCPT TO:<SECRET@…>``) and every
+recipient, at DEBUG each line of an AUTH exchange (base64 of the user name and token)."""
 
 UNKNOWN = CATALOG["smtp.unknown_recipient"].smtp_reply
 TOO_MANY = CATALOG["smtp.too_many_recipients"].smtp_reply
@@ -53,6 +58,23 @@ TOO_MANY_HOPS = CATALOG["smtp.too_many_hops"].smtp_reply
 TOO_MANY_UNKNOWN = CATALOG["smtp.too_many_unknown_recipients"].smtp_reply
 TOO_MANY_LOGINS = CATALOG["smtp.too_many_auth_failures"].smtp_reply
 BAD_LOGIN = "535 5.7.8 Authentication credentials invalid"
+NO_SPACE = CATALOG["storage.full"].smtp_reply
+STORAGE_FAILED = CATALOG["storage.unavailable"].smtp_reply
+CLOSING = CATALOG["smtp.closing"].smtp_reply
+TOO_MANY_CONNECTIONS = CATALOG["smtp.too_many_connections"].smtp_reply
+
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+"""Errors that say the disk (or the process's share of it) is full: space may come back."""
+
+
+def spool_failure(error: BaseException) -> str:
+    """The temporary answer to a message the spool could not take: ``452 4.3.1`` when the disk
+    is full, ``451 4.3.0`` for any other failure. Never 5xx: the sender would bounce a message
+    for a condition that passes."""
+    if isinstance(error, OSError) and error.errno in _FULL:
+        return NO_SPACE
+    return STORAGE_FAILED
+
 
 MAX_HOPS = 30
 """Received fields a message may carry; more is a loop (RFC 5321 6.3)."""
@@ -79,12 +101,33 @@ CALL_LIMITS = {
 
 
 class FailureGuard:
-    """Failed RCPTs and logins per client IP over the last ``window`` seconds, in memory."""
+    """What the door remembers per client IP, in memory: failed RCPTs and logins over the last
+    ``window`` seconds, and connections open now (at most ``max_connections`` each: the RCPT
+    throttle counts per connection too, and many connections at once would go around it)."""
 
-    def __init__(self, window: float = 3600.0, max_entries: int = 10_000) -> None:
+    def __init__(
+        self, window: float = 3600.0, max_entries: int = 10_000, max_connections: int = 20
+    ) -> None:
         self.window = window
         self.max_entries = max_entries
+        self.max_connections = max_connections
         self._seen: dict[str, tuple[int, float]] = {}
+        self._open: dict[str, int] = {}
+
+    def connect(self, ip: str) -> bool:
+        """Count a new connection from ``ip``; False (and not counted) past the limit."""
+        count = self._open.get(ip, 0)
+        if count >= self.max_connections:
+            return False
+        self._open[ip] = count + 1
+        return True
+
+    def disconnect(self, ip: str) -> None:
+        count = self._open.get(ip, 0) - 1
+        if count > 0:
+            self._open[ip] = count
+        else:
+            self._open.pop(ip, None)  # an IP with nothing open takes no memory
 
     def count(self, ip: str) -> int:
         count, last = self._seen.get(ip, (0, 0.0))
@@ -102,6 +145,67 @@ class FailureGuard:
         by_age = sorted(self._seen.items(), key=lambda entry: entry[1][1])
         for ip, _ in by_age[: max(1, len(by_age) // 10)]:
             del self._seen[ip]
+
+
+def _hidden(local: str) -> str:
+    """A stand-in for an address's local part: a hash prefix, so lines about one address can
+    still be told apart, and nothing that could be used to post."""
+    return "#" + hashlib.sha256(local.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+
+
+_HIDDEN = re.compile(r"#[0-9a-f]{8}")
+_RCPT_ARGUMENT = re.compile(r"(?i)(\bRCPT\s+TO:)(.*)")
+_ADDRESS = re.compile(r"(\"[^\"]*\"|[^\s<>()\[\],;:'\"@\\]+)@")
+
+
+def _mask_rcpt(match: re.Match[str]) -> str:
+    # Everything before the last "@" of the argument, quoted local parts and all.
+    argument = match.group(2)
+    local, at, rest = argument.rpartition("@")
+    if not at:
+        bare = argument.strip()
+        return match[0] if _HIDDEN.fullmatch(bare) else f"{match.group(1)}{_hidden(bare)}"
+    bare = local.lstrip(" <")
+    if _HIDDEN.fullmatch(bare):
+        return match[0]  # masked already
+    return f"{match.group(1)}{local[: len(local) - len(bare)]}{_hidden(bare)}@{rest}"
+
+
+def mask_addresses(text: str) -> str:
+    """``text`` with the local part of every address in it replaced by ``_hidden``: a secret
+    address is the credential to post. Senders' addresses go the same way (personal data,
+    and the one rule cannot miss a recipient whatever line aiosmtpd writes it in)."""
+    text = _RCPT_ARGUMENT.sub(_mask_rcpt, text)
+    return _ADDRESS.sub(
+        lambda m: m[0] if _HIDDEN.fullmatch(m.group(1)) else f"{_hidden(m.group(1))}@", text
+    )
+
+
+class SecretFilter(logging.Filter):
+    """Rewrites log records of the SMTP door so that no secret address and no AUTH credential
+    reaches a log, at any level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.funcName == "challenge_auth" and record.levelno < logging.WARNING:
+            # The client's answers to an AUTH challenge: the user name and the token, base64.
+            record.msg, record.args = "AUTH exchange (credentials not logged)", ()
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken record is the logging module's to report
+            return True
+        masked = mask_addresses(message)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        return True
+
+
+for _name in (AIOSMTPD_LOG, log.name):
+    # Filters of a logger see the records made on it, whatever handlers the operator set up;
+    # once per logger, however often this module is loaded.
+    _logger = logging.getLogger(_name)
+    if not any(isinstance(f, SecretFilter) for f in _logger.filters):
+        _logger.addFilter(SecretFilter())
 
 
 @dataclass(slots=True)
@@ -152,6 +256,42 @@ class RelaySMTP(SMTP):
         self.failure_delay = failure_delay
         self.failures = 0
         self._offered: LoginPassword | None = None
+        self._counted: str | None = None
+        """The client IP this connection is counted under in ``guard``, until it ends."""
+        self._refused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._counted is None and not self._refused:  # not again after STARTTLS
+            peer = transport.get_extra_info("peername")
+            ip = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+            if not self.guard.connect(ip):
+                # Refused before aiosmtpd sets up a session: no greeting, no handler task;
+                # the answer goes out before the close (asyncio flushes what was written).
+                self._refused = True
+                log.warning("%s: too many connections; refused", ip)
+                assert isinstance(transport, asyncio.WriteTransport)
+                transport.write(TOO_MANY_CONNECTIONS.encode() + b"\r\n")
+                transport.close()
+                return
+            self._counted = ip
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:
+            return  # aiosmtpd never saw this connection
+        if self._counted is not None:
+            self.guard.disconnect(self._counted)
+            self._counted = None
+        super().connection_lost(error)
+
+    def eof_received(self) -> bool | None:
+        if self._refused:
+            return False  # close
+        return super().eof_received()
+
+    def data_received(self, data: bytes) -> None:
+        if not self._refused:  # bytes a refused client sent before the close: dropped
+            super().data_received(data)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's own, without the ``typing.Protocol`` class it defines at every call, and
@@ -246,9 +386,17 @@ class RelaySMTP(SMTP):
         reader = DataReader(writer, self.data_size_limit)
         try:
             rest = await self._read_data(reader)
-        except BaseException:
+        except asyncio.CancelledError:
             writer.abort()
             raise
+        except Exception:
+            # Where the message ends is unknown now: giving the connection back to aiosmtpd's
+            # parser (its "500 Error" for an exception) would run the body's lines as
+            # commands. Say so and close instead; the sender keeps the message.
+            writer.abort()
+            log.exception("%s: reading a message failed; closing", self.peer_ip)
+            await self.push(CLOSING)
+            return
         if rest is None:  # the client went away mid-message: nothing was acknowledged
             writer.abort()
             return
@@ -259,6 +407,16 @@ class RelaySMTP(SMTP):
             writer.abort()
             self._set_post_data_state()
             await self.push(TOO_LARGE)
+            return
+        if reader.error is not None:
+            # The spool failed mid-message (a full disk); the rest was read and dropped, so
+            # the connection is at a command boundary again. A temporary answer: the sender
+            # keeps the message and tries again later.
+            writer.abort()
+            self._set_post_data_state()
+            metrics.smtp_messages.labels("temporary_error").inc()
+            log.error("%s: spooling a message failed: %s", self.peer_ip, reader.error)
+            await self.push(spool_failure(reader.error))
             return
         self.envelope.relay_writer = writer  # type: ignore[attr-defined]
         self.envelope.relay_reader = reader  # type: ignore[attr-defined]
@@ -315,6 +473,13 @@ class MailHandler:
         self.domain = domain
         self.resolver = resolver or sender.Dns()
         self.authserv_id = authserv_id or domain
+
+    async def handle_exception(self, error: Exception) -> str:
+        """aiosmtpd's answer to a command that raised: without this hook, ``500 Error: (TYPE)
+        DETAIL``, a permanent failure (the sender bounces the mail) that shows internal detail
+        (paths, errno). A failure of the relay is temporary and its detail is for the log."""
+        log.error("SMTP command failed", exc_info=error)
+        return CATALOG["server.internal"].smtp_reply
 
     async def login(self, login: bytes, password: bytes) -> LoggedIn | None:
         """A user name and one of that user's API tokens."""
@@ -417,11 +582,11 @@ class MailHandler:
             return TOO_MANY_HOPS
         try:
             name = await writer.commit()
-        except Exception:
+        except Exception as exc:
             writer.abort()
             log.exception("spooling a message failed")
             metrics.smtp_messages.labels("temporary_error").inc()
-            return CATALOG["storage.unavailable"].smtp_reply
+            return spool_failure(exc)
         logged_in: LoggedIn | None = session.auth_data if session.authenticated else None
         try:
             verdict = await self._verdict(

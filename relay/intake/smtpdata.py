@@ -5,7 +5,10 @@ time, finds the terminating ``CRLF.CRLF``, undoes dot-stuffing in bulk and strea
 into a sink (the spool), so a 50 MB message is never held in memory. Semantics follow aiosmtpd:
 only ``CRLF.CRLF`` ends the data (a bare LF or bare CR around the dot does not: no smuggling of a
 second message), a message over the size limit is read to its end and then refused, and bytes
-after the terminator (a pipelining client's next commands) go back to the reader.
+after the terminator (a pipelining client's next commands) go back to the reader. A sink that
+fails (a full disk) does not stop the reading either: the rest is read to the terminator and
+dropped, and ``error`` says why, so the door answers the message and never reads its body as
+commands.
 
 The reader keeps the start of the message, so the door can read the header block without
 opening the spool file again: ``relay.mail.facts.scan_headers`` reads that block within fixed
@@ -48,6 +51,9 @@ class DataReader:
         self.too_large = False
         self.done = False
         self.head = bytearray()
+        self.error: Exception | None = None
+        """What the sink raised (a full disk): from then on the rest of the message is read
+        and dropped, so its end is still found; the door then refuses the message."""
         self._head_limit = head_limit
         self._pending = b"\r\n"
         self._skip = 2  # bytes of the virtual CRLF still to drop
@@ -120,7 +126,14 @@ class DataReader:
         if len(self.head) < self._head_limit:
             self.head += data[: self._head_limit - len(self.head)]
         if self.sink is not None:
-            self.sink.write(data)
+            try:
+                self.sink.write(data)
+            except Exception as exc:  # noqa: BLE001 - kept for the door, which answers it
+                # The stream must still be read to its terminator: stopping here would hand
+                # the rest of the message to the command parser, which would run the lines
+                # of its body (a MAIL, RCPT, DATA in it) as commands.
+                self.error = exc
+                self.sink = None
 
 
 class _DotLines:

@@ -101,3 +101,36 @@ def test_over_the_limit_is_read_to_the_end_then_refused() -> None:
     got, rest, reader = read_in_chunks(wire, random.Random(2), limit=100)
     assert reader.too_large and rest == b"QUIT\r\n"
     assert len(got) <= 100
+
+
+class FullDisk(Sink):
+    """A sink that takes ``room`` bytes, then fails as a full disk does."""
+
+    def __init__(self, room: int) -> None:
+        super().__init__()
+        self.room = room
+        self.calls_after_failure = 0
+
+    def write(self, chunk: bytes) -> None:
+        if len(self.data) + len(chunk) > self.room:
+            if len(self.data) >= self.room:
+                self.calls_after_failure += 1
+            self.data += bytes(chunk[: self.room - len(self.data)])
+            raise OSError(28, "No space left on device")
+        self.data += chunk
+
+
+def test_a_failing_sink_still_reads_to_the_end_of_data() -> None:
+    # What follows the failure (a whole transaction, here) is message, not commands.
+    body = b"x" * 5000 + b"\r\nMAIL FROM:<evil@example.org>\r\nRCPT TO:<s@d>\r\nDATA\r\nevil\r\n"
+    wire = body + b".\r\nQUIT\r\n"
+    sink = FullDisk(room=1000)
+    reader = DataReader(sink, None)
+    pos, rest = 0, b""
+    while not reader.done:
+        rest = reader.feed(wire[pos : pos + 700])
+        pos += 700
+    assert isinstance(reader.error, OSError) and reader.error.errno == 28
+    assert rest + wire[pos:] == b"QUIT\r\n"
+    assert sink.calls_after_failure == 0  # dropped, not written again and again
+    assert reader.size == len(body) and not reader.too_large

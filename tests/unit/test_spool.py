@@ -3,7 +3,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -120,3 +122,78 @@ def test_with_the_pool_lent_out_a_file_streams_instead(tmp_path: Path) -> None:
     for writer, body in zip((first, second), bodies, strict=True):
         assert spool.path(writer.commit_sync()).read_bytes() == body
     assert spool.stage.lent == 0
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def _staged(spool: Spool, size: int) -> SpoolWriter:
+    writer = spool.writer()
+    writer.write(os.urandom(size))  # held in the pool's buffers: written at commit
+    assert writer._file is None and writer._staged.size == size  # noqa: SLF001
+    return writer
+
+
+def test_write_direct_closes_its_file_and_removes_it_on_any_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_pwrite = os.pwrite
+    calls = []
+
+    def failing(fd: int, data: memoryview, offset: int) -> int:  # as a disk that fails
+        calls.append(offset)
+        if offset:
+            raise OSError(errno.EIO, "Input/output error")
+        return real_pwrite(fd, data, offset)
+
+    spool = Spool(tmp_path)
+    writer = _staged(spool, 2 * StagePool.SIZE + 5)
+    monkeypatch.setattr(directio.os, "pwrite", failing)
+    before = _open_fds()
+    with pytest.raises(OSError) as raised:
+        writer.commit_sync()
+    assert raised.value.errno == errno.EIO and calls  # the error, not a fallback
+    assert _open_fds() == before
+    writer.abort()
+    assert list(spool.tmp.iterdir()) == [] and list(spool.ready.iterdir()) == []
+    assert spool.stage.lent == 0
+
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MB filesystem: a real ENOSPC. Mounting needs root (CI runs as root)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    path = tmp_path / "tiny"
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_a_full_disk_at_commit_leaves_no_fd_and_no_file(tiny_fs: Path) -> None:
+    spool = Spool(tiny_fs)
+    staged = _staged(spool, 2 * StagePool.SIZE)
+    before = _open_fds()
+    with pytest.raises(OSError) as raised:
+        staged.commit_sync()
+    assert raised.value.errno == errno.ENOSPC
+    assert _open_fds() == before
+    staged.abort()
+    assert list(spool.tmp.iterdir()) == [] and list(spool.ready.iterdir()) == []
+    # A file too large for memory streams to the disk as it comes: it fails in write, and
+    # abort closes it and frees the space.
+    streamed = spool.writer()
+    with pytest.raises(OSError):
+        for _ in range(3):
+            streamed.write(os.urandom(SpoolWriter.STAGED))
+    assert list(spool.tmp.iterdir()) == []  # the space is given back at once
+    streamed.abort()
+    assert _open_fds() == before
+    assert list(spool.tmp.iterdir()) == []
+    small = spool.writer()  # and the spool takes the next one
+    small.write(b"after")
+    assert spool.path(small.commit_sync()).read_bytes() == b"after"
