@@ -41,3 +41,26 @@ def test_bad_values_say_what_is_wrong(monkeypatch) -> None:
     monkeypatch.delenv("RELAY_HTTP_LISTEN")
     with pytest.raises(ValueError, match="does not exist"):
         load_settings(config="/nonexistent/relay.toml")
+
+
+def test_errors_name_the_variable_and_never_a_password(monkeypatch) -> None:
+    from relay.config import describe_settings_error
+
+    monkeypatch.setenv("RELAY_DATABASE_URL", "postgresql://relay:Pw-0f-db@db.example.org/relay")
+    monkeypatch.setenv("RELAY_OUTBOUND_SMTP_PASSWORD", "Pw-0f-smtp")
+    monkeypatch.setenv("RELAY_HTTP_LISTEN", "8080")
+    monkeypatch.setenv("RELAY_WORKERS", "-3")
+    with pytest.raises(ValueError) as caught:
+        load_settings()
+    line = describe_settings_error(caught.value)
+    assert "\n" not in line
+    assert "RELAY_HTTP_LISTEN" in line and "RELAY_WORKERS" in line
+    assert "Pw-0f" not in line
+
+
+def test_mask_secrets_hides_url_passwords_and_secret_settings(monkeypatch) -> None:
+    from relay.config import mask_secrets
+
+    monkeypatch.setenv("RELAY_OUTBOUND_SMTP_PASSWORD", "Pw-0f-smtp")
+    text = mask_secrets("login Pw-0f-smtp failed\nfor postgresql://u:p%40ss@h/db")
+    assert text == "login *** failed for postgresql://u:***@h/db"
