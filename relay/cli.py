@@ -19,6 +19,7 @@ from relay.config import (
     describe_settings_error,
     load_settings,
     mask_secrets,
+    mask_url,
     parse_listen,
 )
 from relay.db import Database, queries
@@ -131,8 +132,6 @@ def _listen_error(settings: Settings, exc: OSError) -> str:
 
 
 def _database_error(settings: Settings, exc: Exception) -> str:
-    from relay.config import mask_url
-
     reason = str(getattr(exc, "orig", None) or exc).split("(Background on this error", 1)[0]
     url = mask_url(settings.database_url)
     return mask_secrets(f"RELAY_DATABASE_URL: cannot use the database {url}: {reason}")
@@ -374,26 +373,34 @@ def doctor(ctx: Context, as_json: bool) -> None:
         checks[tool] = (
             (True, found)
             if found
-            else (False, "not found: install ffmpeg (apt-get install ffmpeg); needed for video")
+            else (
+                False,
+                "not found: video and audio cannot be processed (photos and documents can); "
+                "install ffmpeg (apt-get install ffmpeg / brew install ffmpeg)",
+            )
         )
     settings = ctx.settings()
     try:
+        # As `relay serve` does on its first start: the SQLite file lives in the data folder.
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.database_url)
-        db.migrate()
-        db.ping()
-        db.close()
-        checks["database"] = (True, settings.database_url.split("@")[-1])
+        try:
+            db.migrate()
+            db.ping()
+        finally:
+            db.close()
+        checks["database"] = (True, mask_url(settings.database_url))
     except Exception as exc:
-        checks["database"] = (False, f"{type(exc).__name__}: {exc}; check RELAY_DATABASE_URL")
+        checks["database"] = (False, _database_error(settings, exc))
     try:
         from relay.storage import open_store
 
         asyncio.run(open_store(settings.storage_url, settings).check())
         checks["storage"] = (True, settings.storage_url)
     except StorageError as exc:  # already says what to fix
-        checks["storage"] = (False, exc.detail)
+        checks["storage"] = (False, mask_secrets(exc.detail))
     except Exception as exc:
-        checks["storage"] = (False, f"{exc}; check RELAY_STORAGE_URL")
+        checks["storage"] = (False, mask_secrets(f"{exc}; check RELAY_STORAGE_URL"))
     ok = all(good for good, _ in checks.values())
     if as_json:
         click.echo(
