@@ -133,7 +133,10 @@ class Settings(BaseSettings):
         if config_file is not None:
             if not config_file.is_file():
                 raise ValueError(f"RELAY_CONFIG: config file {config_file} does not exist")
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+            try:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+            except ValueError as exc:  # TOMLDecodeError: say which file, on one line
+                raise ValueError(f"RELAY_CONFIG: {config_file} is not valid TOML: {exc}") from None
         return tuple(sources)
 
     @property

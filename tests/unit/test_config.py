@@ -64,3 +64,15 @@ def test_mask_secrets_hides_url_passwords_and_secret_settings(monkeypatch) -> No
     monkeypatch.setenv("RELAY_OUTBOUND_SMTP_PASSWORD", "Pw-0f-smtp")
     text = mask_secrets("login Pw-0f-smtp failed\nfor postgresql://u:p%40ss@h/db")
     assert text == "login *** failed for postgresql://u:***@h/db"
+
+
+def test_a_broken_config_file_names_it(tmp_path: Path) -> None:
+    from relay.config import describe_settings_error
+
+    config = tmp_path / "relay.toml"
+    config.write_text('workers = \ndatabase_url = "postgresql://u:Pw-0f-db@h/d"\n')
+    with pytest.raises(ValueError) as caught:
+        load_settings(config=str(config))
+    line = describe_settings_error(caught.value)
+    assert line.startswith(f"RELAY_CONFIG: {config} is not valid TOML")
+    assert "Pw-0f" not in line and "\n" not in line
