@@ -156,12 +156,14 @@ def load_settings(**flags: Any) -> Settings:
 
 # Fields whose values are never shown, whatever their name says elsewhere.
 _SECRET_WORDS = ("password", "secret", "token", "credential")
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/@:\s]*:)[^/@\s]*(?=@)")
+# user:password@ in a URL; the password runs to the last @ before the host (an unencoded @ in a
+# password is common enough in hand-written settings).
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/@:\s]*:)(?P<pw>[^/\s]*)@")
 
 
 def mask_url(url: str) -> str:
     """``url`` with the password of its user info replaced by ``***``."""
-    return _URL_PASSWORD.sub(r"\g<head>***", url)
+    return _URL_PASSWORD.sub(r"\g<head>***@", url)
 
 
 def _secret_values() -> list[str]:
@@ -174,9 +176,8 @@ def _secret_values() -> list[str]:
         if any(word in name.lower() for word in _SECRET_WORDS):
             found.append(value)
         for match in _URL_PASSWORD.finditer(value):
-            password = value[match.end() : value.index("@", match.end())]
-            if password:
-                found.append(password)
+            if match["pw"]:
+                found.append(match["pw"])
     return sorted(found, key=len, reverse=True)
 
 

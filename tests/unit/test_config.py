@@ -76,3 +76,13 @@ def test_a_broken_config_file_names_it(tmp_path: Path) -> None:
     line = describe_settings_error(caught.value)
     assert line.startswith(f"RELAY_CONFIG: {config} is not valid TOML")
     assert "Pw-0f" not in line and "\n" not in line
+
+
+def test_a_password_with_an_at_sign_is_masked_whole(monkeypatch) -> None:
+    from relay.config import mask_secrets
+
+    monkeypatch.setenv("RELAY_DATABASE_URL", "postgresql://u:Pw@0f-db@h/db")
+    assert mask_secrets("postgresql://u:Pw@0f-db@h/db") == "postgresql://u:***@h/db"
+    assert mask_secrets("password authentication failed: Pw@0f-db") == (
+        "password authentication failed: ***"
+    )
