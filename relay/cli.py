@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +14,14 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from relay.config import Settings, load_settings
+from relay.config import (
+    Settings,
+    describe_settings_error,
+    load_settings,
+    mask_secrets,
+    mask_url,
+    parse_listen,
+)
 from relay.db import Database, queries
 from relay.db.schema import addresses, tokens
 from relay.errors import StorageError
@@ -26,7 +35,7 @@ class Context:
         try:
             return load_settings(config=self.config, **flags)
         except (ValidationError, ValueError) as exc:
-            raise click.ClickException(f"bad settings: {exc}") from exc
+            raise click.ClickException(f"bad settings: {describe_settings_error(exc)}") from None
 
     def db(self) -> Database:
         settings = self.settings()
@@ -82,9 +91,80 @@ def main(click_ctx: click.Context, config: str | None) -> None:
 @click.pass_obj
 def serve(ctx: Context, **flags: Any) -> None:
     """Run SMTP intake, HTTP intake and pages, and the workers in one process."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from relay.app import serve as run
 
-    run(ctx.settings(**flags))
+    settings = ctx.settings(**flags)
+    _preflight(settings)
+    try:
+        run(settings)
+    except OSError as exc:  # a port taken between the preflight and the bind
+        raise click.ClickException(_listen_error(settings, exc)) from None
+    except SQLAlchemyError as exc:
+        raise click.ClickException(_database_error(settings, exc)) from None
+
+
+def _listen_variables(settings: Settings) -> list[tuple[str, str]]:
+    return [
+        ("RELAY_HTTP_LISTEN", settings.http_listen),
+        ("RELAY_SMTP_LISTEN", settings.smtp_listen),
+    ]
+
+
+def _bind_reason(exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return "address already in use (is another relay serve, or another program, on it?)"
+    if exc.errno == errno.EACCES:
+        return "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE; see README)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "no such address on this machine"
+    return exc.strerror or str(exc)
+
+
+def _listen_error(settings: Settings, exc: OSError) -> str:
+    """One line for a failed bind, naming the setting whose port it was."""
+    text = str(exc)
+    for variable, listen in _listen_variables(settings):
+        if f", {parse_listen(listen)[1]})" in text or f":{parse_listen(listen)[1]}" in text:
+            return mask_secrets(f"{variable}: cannot listen on {listen}: {_bind_reason(exc)}")
+    return mask_secrets(f"cannot start: {exc}")
+
+
+def _database_error(settings: Settings, exc: Exception) -> str:
+    reason = str(getattr(exc, "orig", None) or exc).split("(Background on this error", 1)[0]
+    url = mask_url(settings.database_url)
+    return mask_secrets(f"RELAY_DATABASE_URL: cannot use the database {url}: {reason}")
+
+
+def _preflight(settings: Settings) -> None:
+    """Check what most often stops a start (a port taken, a database down) before anything
+    starts or logs, so that the operator gets one line naming the setting to fix."""
+    for variable, listen in _listen_variables(settings):
+        host, port = parse_listen(listen)
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            for family, kind, proto, _name, address in infos:
+                with socket.socket(family, kind, proto) as sock:
+                    # As asyncio's create_server does: a port in TIME_WAIT is not "in use".
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    sock.bind(address)
+        except OSError as exc:
+            reason = _bind_reason(exc) if exc.errno else str(exc)
+            raise click.ClickException(
+                mask_secrets(f"{variable}: cannot listen on {listen}: {reason}")
+            ) from None
+    if not settings.database_url.startswith("sqlite"):
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            db = Database(settings.database_url)
+            try:
+                db.ping()
+            finally:
+                db.close()
+        except SQLAlchemyError as exc:
+            raise click.ClickException(_database_error(settings, exc)) from None
 
 
 @main.group()
@@ -293,26 +373,34 @@ def doctor(ctx: Context, as_json: bool) -> None:
         checks[tool] = (
             (True, found)
             if found
-            else (False, "not found: install ffmpeg (apt-get install ffmpeg); needed for video")
+            else (
+                False,
+                "not found: video and audio cannot be processed (photos and documents can); "
+                "install ffmpeg (apt-get install ffmpeg / brew install ffmpeg)",
+            )
         )
     settings = ctx.settings()
     try:
+        # As `relay serve` does on its first start: the SQLite file lives in the data folder.
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.database_url)
-        db.migrate()
-        db.ping()
-        db.close()
-        checks["database"] = (True, settings.database_url.split("@")[-1])
+        try:
+            db.migrate()
+            db.ping()
+        finally:
+            db.close()
+        checks["database"] = (True, mask_url(settings.database_url))
     except Exception as exc:
-        checks["database"] = (False, f"{type(exc).__name__}: {exc}; check RELAY_DATABASE_URL")
+        checks["database"] = (False, _database_error(settings, exc))
     try:
         from relay.storage import open_store
 
         asyncio.run(open_store(settings.storage_url, settings).check())
         checks["storage"] = (True, settings.storage_url)
     except StorageError as exc:  # already says what to fix
-        checks["storage"] = (False, exc.detail)
+        checks["storage"] = (False, mask_secrets(exc.detail))
     except Exception as exc:
-        checks["storage"] = (False, f"{exc}; check RELAY_STORAGE_URL")
+        checks["storage"] = (False, mask_secrets(f"{exc}; check RELAY_STORAGE_URL"))
     ok = all(good for good, _ in checks.values())
     if as_json:
         click.echo(

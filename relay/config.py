@@ -10,11 +10,12 @@ import contextlib
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,9 +26,12 @@ from pydantic_settings import (
 
 def parse_listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"expected host:port, got {value!r}")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected host:port (e.g. 127.0.0.1:8080), got {value!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
@@ -66,7 +70,7 @@ class Settings(BaseSettings):
     # Failed bearer tokens from one client address within the window before it gets 429.
     auth_max_failures: int = Field(default=10, ge=1)
     auth_failure_window_seconds: float = Field(default=60.0, gt=0)
-    workers: int = 2
+    workers: int = Field(default=2, ge=0)
     allow_private_destinations: bool = False
     max_image_pixels: int = 80_000_000
     max_duration_seconds: float = 4 * 3600.0
@@ -105,9 +109,23 @@ class Settings(BaseSettings):
     # The page's ``lang`` when the text is too short to tell English from Swedish.
     default_language: Literal["en", "sv"] = "en"
 
+    # Field validators (not the model validator) check single values, so that an error names
+    # its variable and pydantic never echoes the whole input, passwords included.
+    @field_validator("smtp_listen", "http_listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
+        return value.upper()
+
     @model_validator(mode="after")
     def _fill_derived(self) -> Settings:
-        parse_listen(self.smtp_listen)
         host, port = parse_listen(self.http_listen)
         if not self.public_url:
             shown = "localhost" if host in ("0.0.0.0", "::") else host
@@ -118,8 +136,6 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.data_dir.resolve() / 'relay.db'}"
         if not self.storage_url:
             self.storage_url = f"file://{self.data_dir.resolve() / 'media'}"
-        if self.workers < 0:
-            raise ValueError("RELAY_WORKERS must be 0 or more")
         if (self.smtp_tls_cert is None) != (self.smtp_tls_key is None):
             raise ValueError("set both RELAY_SMTP_TLS_CERT and RELAY_SMTP_TLS_KEY, or neither")
         if self.smtp_require_tls and self.smtp_tls_cert is None:
@@ -139,8 +155,11 @@ class Settings(BaseSettings):
         config_file = _config_file(init_settings())
         if config_file is not None:
             if not config_file.is_file():
-                raise ValueError(f"config file {config_file} does not exist")
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+                raise ValueError(f"RELAY_CONFIG: config file {config_file} does not exist")
+            try:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+            except ValueError as exc:  # TOMLDecodeError: say which file, on one line
+                raise ValueError(f"RELAY_CONFIG: {config_file} is not valid TOML: {exc}") from None
         return tuple(sources)
 
     @property
@@ -205,3 +224,56 @@ def _config_file(init_values: dict[str, Any]) -> Path | None:
 def load_settings(**flags: Any) -> Settings:
     """Settings from flags (None means "not given"), env and the TOML file."""
     return Settings(**{k: v for k, v in flags.items() if v is not None})
+
+
+# Fields whose values are never shown, whatever their name says elsewhere.
+_SECRET_WORDS = ("password", "secret", "token", "credential")
+# user:password@ in a URL; the password runs to the last @ before the host (an unencoded @ in a
+# password is common enough in hand-written settings).
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/@:\s]*:)(?P<pw>[^/\s]*)@")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with the password of its user info replaced by ``***``."""
+    return _URL_PASSWORD.sub(r"\g<head>***@", url)
+
+
+def _secret_values() -> list[str]:
+    """Values from the environment that must never be printed: passwords in URLs and every
+    ``RELAY_*`` variable named like a secret."""
+    found: list[str] = []
+    for name, value in os.environ.items():
+        if not name.startswith("RELAY_") or not value:
+            continue
+        if any(word in name.lower() for word in _SECRET_WORDS):
+            found.append(value)
+        for match in _URL_PASSWORD.finditer(value):
+            if match["pw"]:
+                found.append(match["pw"])
+    return sorted(found, key=len, reverse=True)
+
+
+def mask_secrets(text: str, extra: tuple[str, ...] = ()) -> str:
+    """``text`` on one line, URL passwords and secret settings' values replaced by ``***``."""
+    text = mask_url(text)
+    for value in [*extra, *_secret_values()]:
+        if len(value) >= 3:  # masking "a" would garble the message without protecting anything
+            text = text.replace(value, "***")
+    return " ".join(text.split())
+
+
+def describe_settings_error(exc: Exception) -> str:
+    """One line that names the ``RELAY_*`` variable to fix, and never a secret.
+
+    pydantic's own text includes the whole input (database and SMTP passwords with it), so it
+    is rebuilt here from the structured errors, without input values.
+    """
+    if isinstance(exc, ValidationError):
+        parts = []
+        for error in exc.errors(include_url=False, include_input=False):
+            message = str(error["msg"]).removeprefix("Value error, ")
+            # A whole-model check has no location; its message names its variables itself.
+            loc = error["loc"]
+            parts.append(f"RELAY_{str(loc[0]).upper()}: {message}" if loc else message)
+        return mask_secrets("; ".join(parts))
+    return mask_secrets(str(exc))

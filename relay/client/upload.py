@@ -22,7 +22,6 @@ import json
 import mimetypes
 import os
 import re
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -104,6 +103,28 @@ class State:
         data = self._read()
         if data.pop(key, None) is not None:
             self._write(data)
+
+
+_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+SERVER_HINT = "--server needs a URL like http://host:port"
+
+
+def server_url(value: str) -> str:
+    """``--server`` as a base URL: ``host:port`` means ``http://host:port`` (what people type
+    after reading ``RELAY_HTTP_LISTEN``); another scheme than http(s) is refused, by name."""
+    value = value.strip()
+    scheme = _SCHEME.match(value)
+    if scheme is None:
+        value = "http://" + value
+    elif scheme[1].lower() not in ("http", "https"):
+        raise click.UsageError(f"{SERVER_HINT}, not {value!r}")
+    try:
+        parsed = httpx.URL(value)
+    except httpx.InvalidURL:
+        raise click.UsageError(f"{SERVER_HINT}, not {value!r}") from None
+    if not parsed.host:
+        raise click.UsageError(f"{SERVER_HINT}, not {value!r}")
+    return value
 
 
 def identity(server: str, path: Path) -> str:
@@ -394,6 +415,7 @@ def run(
     limit_rate: str | None = None,
 ) -> int:
     err = Console(stderr=True)
+    server = server_url(server)
     client = Client(server, token, chunk_mib << 20, parse_rate(limit_rate), State(state_file()))
     uploads = [Upload(p, p.stat().st_size, identity(client.server, p)) for p in paths]
     try:
@@ -407,18 +429,27 @@ def run(
             TransferSpeedColumn(),
             TimeRemainingColumn(),
             console=err,
-            # A URL printed meanwhile goes above the bars only when stdout is that terminal too.
-            redirect_stdout=sys.stdout.isatty(),
+            # Never through the bars: rich would wrap and crop a URL to the terminal's width.
+            redirect_stdout=False,
             redirect_stderr=False,
         )
-        with progress:
-            bars = Bars(progress, uploads)
-            for upload in uploads:
-                if 0 < upload.offset < upload.size:
-                    bars.say(f"{upload.name}: resuming at byte {upload.offset} of {upload.size}")
-                client.send(upload, bars, title, text)
-                client.state.drop(upload.key)
-                click.echo(upload.post_url)
+        done: list[str] = []
+        try:
+            with progress:
+                bars = Bars(progress, uploads)
+                for upload in uploads:
+                    if 0 < upload.offset < upload.size:
+                        bars.say(
+                            f"{upload.name}: resuming at byte {upload.offset} of {upload.size}"
+                        )
+                    client.send(upload, bars, title, text)
+                    client.state.drop(upload.key)
+                    done.append(upload.post_url)
+        finally:
+            # Once the bars have stopped (even when a later file failed): whole, one a line,
+            # so that `URL=$(relay upload …)` and copying from the terminal both work.
+            for url in done:
+                click.echo(url)
         return client.follow(uploads, err) if wait else 0
     except httpx.TransportError as exc:
         raise click.ClickException(

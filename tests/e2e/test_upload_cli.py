@@ -145,3 +145,81 @@ def test_too_large_is_refused_before_sending(relay: RelayServer, env, tmp_path) 
 def test_a_missing_file(env: dict[str, str], tmp_path: Path) -> None:
     missing = upload(env, str(tmp_path / "nope.mp4"), "--server", "http://x", "--token", "t")
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def _run_on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, bytes]:
+    """``relay upload`` with stdout and stderr on one terminal 40 columns wide (a phone's SSH
+    app), as a person runs it; gives the exit code and all the terminal got."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    parent, child = pty.openpty()
+    fcntl.ioctl(parent, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 40, 0, 0))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "relay", "upload", *args],
+        env={**env, "TERM": "xterm-256color", "COLUMNS": "40"},
+        stdin=subprocess.DEVNULL,
+        stdout=child,
+        stderr=child,
+    )
+    os.close(child)
+    got = bytearray()
+    while True:  # until the child side closes (EIO), so the child never blocks on a full pty
+        try:
+            chunk = os.read(parent, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        got.extend(chunk)
+    os.close(parent)
+    return process.wait(timeout=120), bytes(got)
+
+
+def test_urls_print_whole_after_the_bars_on_a_terminal(
+    relay: RelayServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    paths = [tmp_path / "holiday-photo-number-one.txt", tmp_path / "b.txt"]
+    for n, path in enumerate(paths):
+        path.write_bytes(os.urandom(300_000 + n))
+    code, screen = _run_on_a_terminal(
+        [*map(str, paths), "--server", relay.url, "--token", relay.anna["token"]], env
+    )
+    assert code == 0, screen.decode(errors="replace")
+    # rich shows the cursor again when the bars stop; the URLs come after, nothing else, each
+    # whole on its own line (a terminal's newlines are \r\n), none cut to the 40 columns.
+    shown = b"\x1b[?25h"
+    assert shown in screen, screen
+    after = screen.rsplit(shown, 1)[1].decode()
+    lines = [line for line in after.splitlines() if line.strip()]
+    assert len(lines) == 2, after
+    for line, path in zip(lines, paths, strict=True):
+        assert re.fullmatch(re.escape(relay.url) + r"/p/[A-Za-z0-9_-]+", line), line
+        post = relay.wait_post(relay.anna["token"], line.rsplit("/", 1)[1])
+        assert post["items"][0]["filename"] == path.name
+
+
+def test_a_server_given_as_host_and_port_means_http(
+    relay: RelayServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "a.txt").write_text("no scheme\n")
+    host_port = relay.url.removeprefix("http://")
+    done = upload(
+        env, str(tmp_path / "a.txt"), "--server", host_port, "--token", relay.anna["token"]
+    )
+    assert done.returncode == 0, done.stderr
+    [url] = done.stdout.splitlines()
+    assert url.startswith(relay.url + "/p/")
+
+
+@pytest.mark.parametrize("server", ["ftp://127.0.0.1:8080", "http://", "smtp://relay"])
+def test_a_server_that_is_not_a_url_says_what_is_needed(
+    env: dict[str, str], tmp_path: Path, server: str
+) -> None:
+    (tmp_path / "a.txt").write_text("x")
+    refused = upload(env, str(tmp_path / "a.txt"), "--server", server, "--token", "t")
+    assert refused.returncode == 2
+    assert "--server needs a URL like http://host:port" in refused.stderr
+    assert "is `relay serve` running" not in refused.stderr

@@ -144,6 +144,14 @@ def test_env_example_names_only_real_settings() -> None:
     assert {s for s in SETTINGS if s.startswith("RELAY_S3_")} <= relay_names
 
 
+def test_env_example_shows_every_setting() -> None:
+    # Its head says it is a complete list to start from, as the README's table is.
+    names = set(
+        re.findall(r"^#? ?(RELAY_[A-Z0-9_]+)=", (DEPLOY / "relay.env.example").read_text(), re.M)
+    )
+    assert sorted(SETTINGS - names) == []
+
+
 def _has_compose_v2() -> bool:
     if shutil.which("docker") is None:
         return False
