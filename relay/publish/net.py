@@ -129,6 +129,7 @@ class Http:
                 break
             response.release()
             url = urljoin(str(response.url), location)
+            kwargs.pop("params", None)  # the query was the first URL's; the target has its own
             response = await self._request_once(method, url, **kwargs)
         return response
 
