@@ -71,6 +71,9 @@ class FakeWordPress(ScriptedFake):
     media: dict[int, dict[str, Any]] = field(default_factory=dict)
     permalinks: str = "pretty"
     application_passwords: bool = True
+    front_redirect: bool = False
+    """True: ``/`` answers ``301`` to ``/home/``, where the front page is, as sites moved to
+    another address or behind an https redirect do."""
     discoveries: list[str] = field(default_factory=list)
     """The methods of the front-page requests (discovery), kept apart from ``requests``."""
     _next_id: int = 100
@@ -345,6 +348,8 @@ class FakeWordPress(ScriptedFake):
         """The site's home page, or (plain permalinks) any route given as ``?rest_route=``."""
         if self.permalinks == "plain" and "rest_route" in request.query:
             return await self._dispatch(request, request.query["rest_route"])
+        if self.front_redirect and request.path == "/":
+            raise Answer(web.Response(status=301, headers={"Location": f"{self.url}/home/"}))
         self.discoveries.append(request.method)
         response = web.Response(
             text="<!doctype html><title>Fake WordPress</title><p>Hello world!</p>",
@@ -388,6 +393,7 @@ class FakeWordPress(ScriptedFake):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/", self.front_page)
+        app.router.add_route("*", "/home/", self.front_page)
         app.router.add_route("*", "/wp-json{route:/?.*}", self.pretty)
         app.router.add_get("/wp-content/uploads/{path:.+}", self.stored_file)
 

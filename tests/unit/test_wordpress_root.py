@@ -4,9 +4,14 @@ did not count."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from relay.publish.wordpress import _as_visitor, api_root, given_root, route_url
+from relay.publish import Destination
+from relay.publish.net import Http
+from relay.publish.wordpress import WordPressAdapter, _as_visitor, api_root, given_root, route_url
+from tests.fakes.wordpress import fake_wordpress
 
 
 @pytest.mark.parametrize(
@@ -61,3 +66,29 @@ def test_visitor_answers() -> None:
     }
     assert not _as_visitor(wrong)
     assert not _as_visitor(None) and not _as_visitor(["x"])
+
+
+@pytest.mark.parametrize("permalinks", ["pretty", "plain"])
+def test_discovery_follows_the_site_to_its_front_page_once(permalinks: str) -> None:
+    with fake_wordpress(permalinks=permalinks, front_redirect=True) as wp:
+
+        async def go() -> tuple[str, str]:
+            http = Http(allow_private=True)
+            try:
+                adapter = WordPressAdapter(
+                    Destination(
+                        "w", "u", "wordpress", wp.url, None, wp.password, {"user": wp.user}
+                    ),
+                    http,
+                )
+                said = await adapter.check()
+                await adapter.check()  # the root is kept: no second discovery
+                return said, await adapter.root()
+            finally:
+                await http.close()
+
+        said, root = asyncio.run(go())
+        assert "signed in as Anna" in said
+        assert root == wp.api_root
+        assert wp.discoveries == ["HEAD"]
+        assert [r.route for r in wp.requests] == ["/wp/v2/users/me"] * 2
