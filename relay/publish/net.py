@@ -1,14 +1,20 @@
 """Outgoing HTTP to user-given URLs, refused when they lead to loopback, private or link-local
 addresses (unless ``RELAY_ALLOW_PRIVATE_DESTINATIONS``): a destination must not become a way to
 reach the relay's own network. Every name is resolved once and checked before connecting, and
-redirects are not followed, so a DNS answer or a ``Location`` cannot slip past the check."""
+aiohttp never follows redirects itself (it would connect to an address literal in a ``Location``
+without asking the resolver): a caller that wants them followed asks ``request(follow=N)``, which
+checks every hop like the first.
+
+IPv6 addresses that carry an IPv4 address (IPv4-mapped and -compatible, NAT64, 6to4, Teredo,
+ISATAP) are judged by that IPv4 address too: ``ipaddress`` calls ``64:ff9b::7f00:1`` global,
+although a NAT64 gateway takes it to 127.0.0.1."""
 
 from __future__ import annotations
 
 import ipaddress
 import socket
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -19,10 +25,40 @@ from relay.errors import PublishError, TransientPublishError
 USER_AGENT = "relay (+https://github.com/relay-media/relay)"
 
 
+REDIRECTS = (301, 302, 303, 307, 308)
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 well-known prefix
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215, local use: never public
+_COMPATIBLE = ipaddress.IPv6Network("::/96")  # RFC 4291 IPv4-compatible (deprecated)
+_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # RFC 2765 SIIT IPv4-translated
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses a packet to ``ip`` may end up at, by the IPv6 forms that carry one."""
+    last32 = ipaddress.IPv4Address(ip.packed[12:])
+    found: list[ipaddress.IPv4Address] = []
+    if ip.ipv4_mapped is not None:
+        found.append(ip.ipv4_mapped)
+    if ip in _COMPATIBLE or ip in _TRANSLATED or ip in _NAT64:
+        found.append(last32)
+    if ip.sixtofour is not None:
+        found.append(ip.sixtofour)
+    if ip.teredo is not None:
+        found.extend(ip.teredo)  # (server, client); the client's address comes un-XORed
+    if ip.packed[8:12] in (b"\x00\x00\x5e\xfe", b"\x02\x00\x5e\xfe"):  # ISATAP identifier
+        found.append(last32)
+    return found
+
+
 def is_public(address: str) -> bool:
+    """Whether ``address`` (an IP literal, with or without a zone) is one the relay may post to."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _NAT64_LOCAL:
+            return False
+        if not all(v4.is_global and not v4.is_multicast for v4 in embedded_ipv4(ip)):
+            return False
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
     return ip.is_global and not ip.is_multicast
 
 
@@ -68,7 +104,7 @@ class Http:
         if self.allow_private:
             return
         try:
-            literal = ipaddress.ip_address(parts.hostname)
+            literal = ipaddress.ip_address(parts.hostname.split("%", 1)[0])
         except ValueError:
             if parts.hostname.lower() in ("localhost", "localhost.localdomain"):
                 raise PublishError("publish.private_address", parts.hostname) from None
@@ -76,14 +112,37 @@ class Http:
         if not is_public(str(literal)):
             raise PublishError("publish.private_address", parts.hostname)
 
-    async def request(self, method: str, url: str, **kwargs: Any) -> aiohttp.ClientResponse:
-        """Send a request; the caller reads the body (``await response.read()``) and releases."""
+    async def request(
+        self, method: str, url: str, *, follow: int = 0, **kwargs: Any
+    ) -> aiohttp.ClientResponse:
+        """Send a request; the caller reads the body (``await response.read()``) and releases.
+        ``follow``: how many redirects of a GET or HEAD to follow, each target checked like the
+        first URL; the last answer is returned, a redirect too when there are more."""
+        if kwargs.pop("allow_redirects", False):
+            raise ValueError("redirects are followed by follow=N, which checks every hop")
+        if follow and method not in ("GET", "HEAD"):
+            raise ValueError("only GET and HEAD follow redirects")
+        response = await self._request_once(method, url, **kwargs)
+        for _ in range(follow):
+            location = response.headers.get("Location")
+            if response.status not in REDIRECTS or not location:
+                break
+            response.release()
+            url = urljoin(str(response.url), location)
+            kwargs.pop("params", None)  # the query was the first URL's; the target has its own
+            response = await self._request_once(method, url, **kwargs)
+        return response
+
+    async def _request_once(self, method: str, url: str, **kwargs: Any) -> aiohttp.ClientResponse:
         self.check_url(url)
-        kwargs.setdefault("allow_redirects", False)
         try:
-            response = await self._client().request(method, url, **kwargs)
+            response = await self._client().request(method, url, allow_redirects=False, **kwargs)
         except PublishError:
             raise
+        except aiohttp.InvalidURL as exc:
+            # yarl refuses hosts such as "2130706433" or "0x7f.1" (127.0.0.1 in other
+            # spellings); retrying cannot help
+            raise PublishError("publish.rejected", f"{url}: {exc}") from exc
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.__cause__, PublishError):
                 raise exc.__cause__ from None

@@ -11,6 +11,17 @@ and can be asked for: the post's ``slug`` is ``relay-<key>`` and each image is u
 ``relay-<key>-<n>.<ext>``, whose attachment slug is ``relay-<key>-<n>``. Before creating anything
 the adapter asks for that slug (``status=any``, so a draft or pending post counts too) and takes
 what it finds; a retry after a lost answer lands on what the first try made.
+
+The REST root is discovered as WordPress documents it: a HEAD (then a GET) of the site's URL,
+whose ``Link: <…>; rel="https://api.w.org/"`` header names it, ``https://site/wp-json/`` with
+pretty permalinks and ``https://site/?rest_route=/`` without (there ``/wp-json/`` is a 404). A
+site that sends no such header gets ``/wp-json`` appended, as before; a ``--url`` that already is
+a REST root is used as it is. The root is found once per adapter, that is once per delivery run.
+
+Everything the relay sends is HTML to WordPress: the post's title and content, and the
+attachment's alt text, are escaped. An Application Password usually belongs to an
+administrator, whose HTML WordPress does not filter, so a mailed subject like
+``<img src=x onerror=…>`` would otherwise become live script on the site.
 """
 
 from __future__ import annotations
@@ -19,7 +30,7 @@ import html
 import json
 import re
 from typing import Any, ClassVar, NoReturn
-from urllib.parse import urljoin
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import aiohttp
 
@@ -38,6 +49,11 @@ EXTENSIONS = {
 }
 # Upload failures WordPress reports as 500 although retrying cannot help (type not allowed,
 # quota): treated as refusals so the delivery stops and says why instead of retrying for a day.
+API_REL = "https://api.w.org/"
+DISCOVERY_REDIRECTS = 5
+# An answer WordPress gives a visitor where a signed-in user was meant: a status such as ``any``
+# that only authors may ask for. It means the credentials never counted.
+VISITOR_CODES = {"rest_forbidden_status", "rest_forbidden_context", "rest_cannot_view"}
 PERMANENT_CODES = {
     "rest_upload_sideload_error",
     "rest_upload_file_too_big",
@@ -46,10 +62,37 @@ PERMANENT_CODES = {
 }
 
 
+def given_root(url: str) -> str | None:
+    """The URL itself when it already is a REST root (``…/wp-json`` or ``…?rest_route=…``)."""
+    parts = urlsplit(url)
+    if parts.path.rstrip("/").endswith("/wp-json"):
+        return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/"))
+    if any(key == "rest_route" for key, _ in parse_qsl(parts.query, keep_blank_values=True)):
+        return url
+    return None
+
+
 def api_root(url: str) -> str:
-    """The REST root: the site's ``/wp-json``, or the URL itself when it already is one."""
-    base = url.rstrip("/")
-    return base if base.endswith("/wp-json") else base + "/wp-json"
+    """The REST root a site without a discovery header most likely has: its ``/wp-json/``."""
+    return given_root(url) or url.rstrip("/") + "/wp-json/"
+
+
+def route_url(root: str, route: str) -> str:
+    """``route`` (``wp/v2/posts``) under ``root``: appended to a ``/wp-json/`` root, or as the
+    ``rest_route`` query parameter of a plain-permalinks root (``/?rest_route=/``)."""
+    parts = urlsplit(root)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key == "rest_route" for key, _ in query):
+        query = [(k, "/" + route if k == "rest_route" else v) for k, v in query]
+        return urlunsplit(parts._replace(query=urlencode(query, safe="/")))
+    return root.rstrip("/") + "/" + route
+
+
+def attachment_filename(slug: str, mime: str) -> str:
+    """The upload's file name, made of the slug's characters only (``[a-z0-9-]``), so it goes in
+    ``Content-Disposition`` without quoting questions and no user text reaches the header or
+    the attachment's title (WordPress makes it from the file name)."""
+    return re.sub(r"[^a-z0-9-]", "-", slug.lower()) + EXTENSIONS.get(mime, "")
 
 
 def delivery_slug(key: str) -> str:
@@ -96,6 +139,22 @@ def content_html(outgoing: Outgoing, figures: list[str], linked: list[Media]) ->
     )
 
 
+def _as_visitor(body: Any) -> bool:
+    """Whether a ``400 rest_invalid_param`` says a parameter is only for signed-in users: the
+    answer WordPress gives ``status=any`` when the credentials did not count."""
+    if not isinstance(body, dict) or body.get("code") != "rest_invalid_param":
+        return False
+    details = (body.get("data") or {}).get("details") or {}
+    return isinstance(details, dict) and any(
+        isinstance(detail, dict)
+        and (
+            detail.get("code") in VISITOR_CODES
+            or (detail.get("data") or {}).get("status") in (401, 403)
+        )
+        for detail in details.values()
+    )
+
+
 class WordPressAdapter:
     type: ClassVar[str] = "wordpress"
     accepts: ClassVar[Accepts] = Accepts(links_only=False, max_images=MAX_IMAGES)
@@ -118,13 +177,41 @@ class WordPressAdapter:
         except ValueError as exc:  # a colon in the user name cannot go in Basic auth
             raise PublishError("publish.rejected", str(exc)) from exc
         self.site = destination.url.rstrip("/")
-        self.api = api_root(destination.url)
+        self.api: str | None = given_root(destination.url)
         self.http = http
+
+    async def root(self) -> str:
+        """The REST root, discovered once from the site's ``Link`` header."""
+        if self.api is None:
+            self.api = await self._discover() or api_root(self.site)
+        return self.api
+
+    async def _discover(self) -> str | None:
+        # HEAD first, as WordPress recommends; some servers and caches answer HEAD without the
+        # page's headers (or with 405), so a GET follows, read no further than its headers.
+        for method in ("HEAD", "GET"):
+            response = await self.http.request(
+                method, self.site + "/", follow=DISCOVERY_REDIRECTS, headers={"Accept": "text/html"}
+            )
+            async with response:
+                # rel may list several relation types, separated by spaces (RFC 8288)
+                link = next(
+                    (v for k, v in response.links.items() if API_REL in str(k).split()), None
+                )
+                final = str(response.url)
+            if link is None:
+                continue
+            found = urljoin(final, str(link.get("url", "")))
+            # The password goes wherever the root is: never in clear when the site is https.
+            if urlsplit(self.site).scheme == "https" and urlsplit(found).scheme != "https":
+                return None
+            return found if urlsplit(found).scheme in ("http", "https") else None
+        return None
 
     async def _call(
         self, method: str, route: str, *, ok: tuple[int, ...] = (200, 201), **kwargs: Any
     ) -> Any:
-        url = f"{self.api}/{route}"
+        url = route_url(await self.root(), route)
         headers = {
             "Authorization": self.authorization,
             "Accept": "application/json",
@@ -152,6 +239,7 @@ class WordPressAdapter:
             raise PublishError("publish.rejected", f"{url}: {status}", f"redirected to {target}")
         remote = text
         code = ""
+        body: Any = None
         try:
             body = json.loads(text)
             if isinstance(body, dict) and "code" in body:
@@ -161,6 +249,15 @@ class WordPressAdapter:
             pass
         if code in PERMANENT_CODES:
             raise PublishError("publish.rejected", f"{url}: {status}", remote)
+        if _as_visitor(body):
+            # WordPress served the request as a visitor's: the password did not count.
+            raise PublishError(
+                "publish.unauthorized",
+                f"{url}: {status}",
+                f"{remote} (WordPress did not take the credentials: a wrong application "
+                "password, Application Passwords unavailable on a site without HTTPS, or a "
+                "web server that drops the Authorization header)",
+            )
         raise_for_status(status, remote, url)
         raise PublishError("publish.rejected", f"{url}: unexpected {status}", remote)
 
@@ -169,14 +266,16 @@ class WordPressAdapter:
             "GET", route, ok=(200,), params={"slug": slug, "context": "edit", **params}
         )
         if not isinstance(found, list):
-            raise PublishError("publish.rejected", f"{self.api}/{route}: not a list")
+            raise PublishError(
+                "publish.rejected", f"{route_url(await self.root(), route)}: not a list"
+            )
         return next((entry for entry in found if entry.get("slug") == slug), None)
 
     async def _upload(self, media: Media, slug: str) -> dict[str, Any]:
         existing = await self._by_slug("wp/v2/media", slug)
         if existing is not None:
             return existing
-        filename = slug + EXTENSIONS.get(media.mime, "")
+        filename = attachment_filename(slug, media.mime)
         return await self._call(
             "POST",
             "wp/v2/media",
@@ -207,15 +306,20 @@ class WordPressAdapter:
             # Items rarely carry alt text yet; the post's title describes a photo post better
             # than nothing.
             alt = media.alt or outgoing.title
-            if alt and attachment.get("alt_text") != alt:
+            # Escaped like everything else: WordPress stores alt text with entities itself
+            # (sanitize_text_field) and its escaping functions do not encode them twice.
+            if alt and attachment.get("alt_text") != html.escape(alt):
                 attachment = await self._call(
-                    "POST", f"wp/v2/media/{int(attachment['id'])}", json={"alt_text": alt}
+                    "POST",
+                    f"wp/v2/media/{int(attachment['id'])}",
+                    json={"alt_text": html.escape(alt)},
                 )
             figures.append(_figure(attachment, alt))
             featured = featured or int(attachment["id"])
 
         body: dict[str, Any] = {
-            "title": outgoing.title,
+            # WordPress shows the title as HTML (unfiltered for administrators)
+            "title": html.escape(outgoing.title),
             "content": content_html(outgoing, figures, linked),
             "status": self.status,
             "slug": slug,

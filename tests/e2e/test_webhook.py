@@ -107,3 +107,24 @@ def test_destination_cli_lists_tests_and_removes(start_relay) -> None:
         server.cli("destination", "remove", destination_id)
         listed = json.loads(server.cli("destination", "list", "--user", "anna", "--json").stdout)
         assert listed == {"destinations": []}
+
+
+def test_ipv6_forms_of_loopback_are_refused_by_default(start_relay) -> None:
+    """NAT64, 6to4 and IPv4-compatible addresses carry 127.0.0.1; without
+    RELAY_ALLOW_PRIVATE_DESTINATIONS they are refused like 127.0.0.1 itself."""
+    server = start_relay()
+    token = server.add_user("anna")["token"]
+    with webhook_receiver() as receiver:
+        port = receiver.url.split(":")[-1].split("/")[0]
+        for host in ("[::127.0.0.1]", "[64:ff9b::7f00:1]", "[2002:7f00:1::1]"):
+            server.add_destination("webhook", f"http://{host}:{port}/")
+        post_id = server.upload(token, title="Hej")["id"]
+        deadline = time.monotonic() + 60
+        post = server.wait_post(token, post_id)
+        while any(d["status"] == "pending" for d in post["deliveries"]):
+            assert time.monotonic() < deadline, post["deliveries"]
+            time.sleep(0.2)
+            post = server.wait_post(token, post_id)
+        assert [d["status"] for d in post["deliveries"]] == ["failed"] * 3
+        assert {d["error"]["code"] for d in post["deliveries"]} == {"publish.private_address"}
+        assert receiver.requests == []

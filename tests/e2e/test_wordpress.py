@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import html
 import time
 
 import httpx
 
 from tests.fakes.wordpress import LOST, fake_wordpress
+from tests.media import iphone_mail, phone_jpeg
 from tests.server import crossposting_relay
 
 
@@ -119,3 +121,69 @@ def test_private_address_is_refused_by_default(start_relay) -> None:
         assert delivery["status"] == "failed"
         assert delivery["error"]["code"] == "publish.private_address"
         assert wp.requests == []
+
+
+def test_mailed_subject_with_markup_arrives_escaped(start_relay) -> None:
+    """A subject like ``<img src=x onerror=…>`` must not become script on the site: the
+    Application Password usually belongs to an administrator, whose HTML WordPress keeps."""
+    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
+    anna = server.add_user("anna")
+    subject = '<img src=x onerror=alert(1)> "Hej" & <b>'
+    with fake_wordpress() as wp:
+        server.add_destination("wordpress", wp.url, wp.password, f"user={wp.user}")
+        post_id = server.send_mail(
+            anna["address"], iphone_mail(anna["address"], phone_jpeg(640, 480), subject=subject)
+        )
+        post = server.wait_settled(anna["token"], post_id)
+        assert post["title"] == subject
+        [delivery] = post["deliveries"]
+        assert delivery["status"] == "delivered", delivery
+        [remote] = wp.posts.values()
+        [attachment] = wp.media.values()
+        assert remote["title"]["raw"] == html.escape(subject)
+        assert attachment["alt_text"] == html.escape(subject)  # the title stands in for alt text
+        content = remote["content"]["raw"]
+        assert "<img src=x" not in content and f'alt="{html.escape(subject)}"' in content
+
+
+def test_site_with_plain_permalinks_is_found_by_its_link_header(start_relay) -> None:
+    server, token = crossposting_relay(start_relay)
+    with fake_wordpress(permalinks="plain") as wp:
+        destination_id = server.add_destination(
+            "wordpress", wp.url, wp.password, f"user={wp.user}"
+        )["id"]
+        post = server.wait_settled(token, server.upload(token, title="Hej")["id"])
+        [delivery] = post["deliveries"]
+        assert (delivery["status"], delivery["error"]) == ("delivered", None)
+        [remote] = wp.posts.values()
+        assert delivery["remote_url"] == remote["link"] and len(wp.media) == 1
+        # every call went through ?rest_route= (there is no /wp-json/ on such a site), after
+        # one look at the front page's Link header
+        assert wp.discoveries == ["HEAD"]
+        assert {r.path for r in wp.requests} == {"/"}
+        assert [r.route for r in wp.requests if r.method == "POST"] == [
+            "/wp/v2/media",
+            "/wp/v2/media/" + str(remote["featured_media"]),
+            "/wp/v2/posts",
+        ]
+        checked = server.cli("destination", "test", destination_id)
+        assert "signed in as Anna" in checked.stdout
+
+
+def test_credentials_wordpress_does_not_take_are_unauthorized_not_rejected(start_relay) -> None:
+    """A site where Application Passwords are unavailable (no HTTPS), or behind a server that
+    drops the Authorization header, treats the relay as a visitor: ``status=any`` then gets
+    ``400 rest_invalid_param`` (rest_forbidden_status). That is a credentials problem."""
+    server, token = crossposting_relay(start_relay)
+    with fake_wordpress(application_passwords=False) as wp:
+        destination_id = server.add_destination(
+            "wordpress", wp.url, wp.password, f"user={wp.user}"
+        )["id"]
+        post = server.wait_settled(token, server.upload(token, title="Hej")["id"])
+        [delivery] = post["deliveries"]
+        assert (delivery["status"], delivery["attempts"]) == ("failed", 1)
+        assert delivery["error"]["code"] == "publish.unauthorized"
+        assert wp.posts == {} and wp.media == {}
+        # destination test says the same
+        failed = server.cli("destination", "test", destination_id, check=False)
+        assert failed.returncode != 0 and "publish.unauthorized" in failed.stderr

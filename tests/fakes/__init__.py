@@ -26,6 +26,8 @@ from aiohttp import web
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 LOST = "lost"
+# The REST route of a request whose route is not its path (WordPress's ``?rest_route=``).
+REST_ROUTE = web.RequestKey("rest_route", str)
 
 
 @contextmanager
@@ -158,6 +160,8 @@ class Recorded:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    route: str = ""
+    """The REST route for fakes that have one apart from the path (WordPress's ``rest_route``)."""
 
 
 class Answer(Exception):
@@ -213,8 +217,16 @@ class ScriptedFake:
 
     async def _record(self, request: web.Request, route: str) -> str | None:
         body = await request.read()
+        query = dict(request.query)
         self.requests.append(
-            Recorded(request.method, request.path, dict(request.query), dict(request.headers), body)
+            Recorded(
+                request.method,
+                request.path,
+                query,
+                dict(request.headers),
+                body,
+                request.get(REST_ROUTE, ""),
+            )
         )
         queue = self.scripted.get(route)
         if queue:

@@ -21,6 +21,17 @@ What it enforces, with WordPress's own error codes and messages:
   edit context need a signed-in user (``400 rest_invalid_param`` / ``401
   rest_forbidden_context``); ``any`` leaves out trash, as WordPress does.
 
+Discovery and permalinks, as WordPress documents them: the site's front page (``GET``/``HEAD /``)
+sends ``Link: <…>; rel="https://api.w.org/"`` (among its other Link headers) naming the REST root:
+``/wp-json/`` with pretty permalinks (the default here), ``/?rest_route=/`` with
+``permalinks="plain"``, where ``/wp-json/…`` is the theme's 404 page and every route goes in the
+``rest_route`` query parameter. An unknown route is ``404 rest_no_route``.
+
+Credentials that do not count: ``application_passwords=False`` serves every request as a
+visitor's, as WordPress does when Application Passwords are unavailable (a site without HTTPS)
+or the web server drops the ``Authorization`` header. ``status=any`` then gets the real
+``400 rest_invalid_param`` whose ``data.details.status`` is ``rest_forbidden_status`` (401).
+
 Scripting: ``fake.script("posts.create", 503)`` answers the next create with a 503 without doing
 it; ``fake.script("posts.create", LOST)`` creates the post and then answers 502, the way a proxy
 reports a response it lost. Routes: ``posts.create``, ``posts.list``, ``media.create``,
@@ -40,7 +51,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.multipart import parse_content_disposition
 
-from tests.fakes import LOST, Answer, Recorded, ScriptedFake, plain, unique_slug
+from tests.fakes import LOST, REST_ROUTE, Answer, Recorded, ScriptedFake, plain, unique_slug
 
 STATUSES = ("publish", "future", "draft", "pending", "private")
 # What WordPress's finfo check would see, by declared type.
@@ -58,14 +69,25 @@ class FakeWordPress(ScriptedFake):
     password: str = "abcd EFGH 1234 ijkl MNOP 5678"
     posts: dict[int, dict[str, Any]] = field(default_factory=dict)
     media: dict[int, dict[str, Any]] = field(default_factory=dict)
+    permalinks: str = "pretty"
+    application_passwords: bool = True
+    front_redirect: bool = False
+    """True: ``/`` answers ``301`` to ``/home/``, where the front page is, as sites moved to
+    another address or behind an https redirect do."""
+    discoveries: list[str] = field(default_factory=list)
+    """The methods of the front-page requests (discovery), kept apart from ``requests``."""
     _next_id: int = 100
 
     def created(self, route: str) -> list[Recorded]:
-        method, path = {
-            "posts.create": ("POST", "/wp-json/wp/v2/posts"),
-            "media.create": ("POST", "/wp-json/wp/v2/media"),
+        method, rest_route = {
+            "posts.create": ("POST", "/wp/v2/posts"),
+            "media.create": ("POST", "/wp/v2/media"),
         }[route]
-        return [r for r in self.requests if (r.method, r.path) == (method, path)]
+        return [r for r in self.requests if (r.method, r.route) == (method, rest_route)]
+
+    @property
+    def api_root(self) -> str:
+        return f"{self.url}/?rest_route=/" if self.permalinks == "plain" else f"{self.url}/wp-json/"
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -79,7 +101,7 @@ class FakeWordPress(ScriptedFake):
     def _signed_in(self, request: web.Request) -> bool:
         """True for the right user and password, False for none; a wrong one raises 401."""
         header = request.headers.get("Authorization", "")
-        if not header:
+        if not header or not self.application_passwords:
             return False
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "basic":
@@ -221,7 +243,7 @@ class FakeWordPress(ScriptedFake):
         await self._record(request, "media.update")
         if not self._signed_in(request):
             raise _error(401, "rest_cannot_edit", "Sorry, you are not allowed to edit this post.")
-        attachment = self.media.get(int(request.match_info["id"]))
+        attachment = self.media.get(int(request[REST_ARGS]["id"]))
         if attachment is None:
             raise _error(404, "rest_post_invalid_id", "Invalid post ID.")
         fields = _json_body(self.requests[-1])
@@ -252,7 +274,8 @@ class FakeWordPress(ScriptedFake):
             if status not in (*STATUSES, "any", "trash"):
                 raise _error(400, "rest_invalid_param", "Invalid parameter(s): status")
             if status != "publish" and not signed_in:
-                raise _invalid_status("rest_forbidden_status", "Status is forbidden.")
+                # rest_authorization_required_code(): 401 for a visitor
+                raise _invalid_status("rest_forbidden_status", "Status is forbidden.", 401)
         edit = request.query.get("context") == "edit"
         if edit and not signed_in:
             raise _forbidden_context()
@@ -321,15 +344,81 @@ class FakeWordPress(ScriptedFake):
             headers={"Location": f"{self.url}/wp-json/wp/v2/posts/{post_id}"},
         )
 
+    async def front_page(self, request: web.Request) -> web.StreamResponse:
+        """The site's home page, or (plain permalinks) any route given as ``?rest_route=``."""
+        if self.permalinks == "plain" and "rest_route" in request.query:
+            return await self._dispatch(request, request.query["rest_route"])
+        if self.front_redirect and request.path == "/":
+            raise Answer(web.Response(status=301, headers={"Location": f"{self.url}/home/"}))
+        self.discoveries.append(request.method)
+        response = web.Response(
+            text="<!doctype html><title>Fake WordPress</title><p>Hello world!</p>",
+            content_type="text/html",
+        )
+        # WordPress sends each as a header of its own (rest_output_link_header and friends)
+        response.headers.add("Link", f'<{self.api_root}>; rel="https://api.w.org/"')
+        response.headers.add(
+            "Link",
+            f"<{self.api_root.rstrip('/')}"
+            + ("/wp/v2/pages/2" if self.permalinks == "pretty" else "wp/v2/pages/2")
+            + '>; rel="alternate"; title="JSON"; type="application/json"',
+        )
+        response.headers.add("Link", f"<{self.url}/>; rel=shortlink")
+        return response
+
+    async def pretty(self, request: web.Request) -> web.StreamResponse:
+        if self.permalinks != "pretty":
+            raise _not_found_page()
+        return await self._dispatch(request, request.match_info["route"] or "/")
+
+    async def _dispatch(self, request: web.Request, rest_route: str) -> web.StreamResponse:
+        handlers = {
+            "index": self.index,
+            "users.me": self.users_me,
+            "media.create": self.media_create,
+            "media.list": self.media_list,
+            "media.update": self.media_update,
+            "posts.list": self.posts_list,
+            "posts.create": self.posts_create,
+        }
+        for method, pattern, name in REST_ROUTES:
+            match = re.fullmatch(pattern, rest_route)
+            if match and request.method in (method, "HEAD" if method == "GET" else method):
+                request[REST_ROUTE] = rest_route
+                request[REST_ARGS] = match.groupdict()
+                return await handlers[name](request)
+        raise _error(
+            404, "rest_no_route", "No route was found matching the URL and request method."
+        )
+
     def routes(self, app: web.Application) -> None:
-        app.router.add_get("/wp-json/", self.index)
-        app.router.add_get("/wp-json/wp/v2/users/me", self.users_me)
-        app.router.add_post("/wp-json/wp/v2/media", self.media_create)
-        app.router.add_get("/wp-json/wp/v2/media", self.media_list)
-        app.router.add_post("/wp-json/wp/v2/media/{id:\\d+}", self.media_update)
-        app.router.add_get("/wp-json/wp/v2/posts", self.posts_list)
-        app.router.add_post("/wp-json/wp/v2/posts", self.posts_create)
+        app.router.add_route("*", "/", self.front_page)
+        app.router.add_route("*", "/home/", self.front_page)
+        app.router.add_route("*", "/wp-json{route:/?.*}", self.pretty)
         app.router.add_get("/wp-content/uploads/{path:.+}", self.stored_file)
+
+
+REST_ARGS = web.RequestKey("rest_args", dict)
+REST_ROUTES = [
+    ("GET", r"/?", "index"),
+    ("GET", r"/wp/v2/users/me", "users.me"),
+    ("POST", r"/wp/v2/media", "media.create"),
+    ("GET", r"/wp/v2/media", "media.list"),
+    ("POST", r"/wp/v2/media/(?P<id>\d+)", "media.update"),
+    ("GET", r"/wp/v2/posts", "posts.list"),
+    ("POST", r"/wp/v2/posts", "posts.create"),
+]
+
+
+def _not_found_page() -> Answer:
+    """What a plain-permalinks site serves for ``/wp-json/…``: its theme's 404 page."""
+    return Answer(
+        web.Response(
+            text="<!doctype html><title>Page not found</title>",
+            status=404,
+            content_type="text/html",
+        )
+    )
 
 
 def _error(status: int, code: str, message: str, **data: Any) -> Answer:
@@ -337,13 +426,15 @@ def _error(status: int, code: str, message: str, **data: Any) -> Answer:
     return Answer(web.json_response(body, status=status))
 
 
-def _invalid_status(code: str, message: str) -> Answer:
-    """A ``status`` WordPress will not take, with the reason in ``data.details``."""
+def _invalid_status(code: str, message: str, status: int = 400) -> Answer:
+    """A ``status`` WordPress will not take, as ``WP_REST_Request::sanitize_params`` reports it:
+    the message in ``data.params``, the error itself (with its own status) in ``data.details``."""
     return _error(
         400,
         "rest_invalid_param",
         "Invalid parameter(s): status",
-        details={"status": {"code": code, "message": message}},
+        params={"status": message},
+        details={"status": {"code": code, "message": message, "data": {"status": status}}},
     )
 
 
