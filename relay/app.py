@@ -30,7 +30,7 @@ from relay.publish.net import Http
 from relay.reply import REPLY, Replier
 from relay.spool import Spool
 from relay.storage import open_store
-from relay.web import api, feeds, pages
+from relay.web import api, auth, feeds, pages
 from relay.web.present import post_json
 from relay.workpool import WorkPool
 
@@ -181,6 +181,7 @@ def make_app(settings: Settings, *, smtp: bool = True, workers: bool = True) -> 
         middlewares=[api.errors_middleware, pages.html_errors], client_max_size=1 << 20
     )
     app[SETTINGS] = settings
+    auth.setup(app, settings.auth_max_failures, settings.auth_failure_window_seconds)
     app.cleanup_ctx.append(_relay_ctx)
     app.cleanup_ctx.append(tus_intake.tus_ctx)
     if smtp:

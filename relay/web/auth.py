@@ -13,7 +13,6 @@ from __future__ import annotations
 import ipaddress
 import math
 import time
-import weakref
 from collections import OrderedDict
 
 from aiohttp import web
@@ -79,21 +78,16 @@ class FailureThrottle:
             self._seen.popitem(last=False)
 
 
-_throttles: weakref.WeakKeyDictionary[web.Application, FailureThrottle] = (
-    weakref.WeakKeyDictionary()
-)
+AUTH_THROTTLE = web.AppKey("auth_throttle", FailureThrottle)
+
+
+def setup(app: web.Application, max_failures: int, window: float) -> None:
+    """Give the app its throttle (one per process: failures are counted where they land)."""
+    app[AUTH_THROTTLE] = FailureThrottle(max_failures, window)
 
 
 def throttle(request: web.Request) -> FailureThrottle:
-    """The app's throttle, made on first use (a frozen app takes no new keys)."""
-    app = request.app
-    found = _throttles.get(app)
-    if found is None:
-        settings = app[RELAY].settings
-        found = _throttles[app] = FailureThrottle(
-            settings.auth_max_failures, settings.auth_failure_window_seconds
-        )
-    return found
+    return request.config_dict[AUTH_THROTTLE]
 
 
 def bearer_token(request: web.Request) -> str:
