@@ -30,8 +30,8 @@ from relay import detect, jobs, metrics
 from relay.db import Database, queries
 from relay.errors import MediaError, RelayError
 from relay.intake.accept import PROCESS_ITEM, UNPACK_MAIL
+from relay.lifecycle import settle
 from relay.model import HandlerInput, ItemStatus, Kind, Limits, Rendition, StoredObject
-from relay.publish.deliver import settle
 from relay.spool import Spool, sha256_file
 from relay.storage import Store
 from relay.workpool import WorkPool

@@ -30,6 +30,7 @@ from relay.model import (
     ItemStatus,
     Kind,
     Post,
+    PostState,
     PostStatus,
     Rendition,
     StoredObject,
@@ -371,7 +372,16 @@ def _post_from_row(row: RowMapping, post_items: list[Item]) -> Post:
         created_at=datetime.fromtimestamp(row["created_at"], UTC),
         items=post_items,
         auth_results=row["auth_results"],
+        state=PostState(row["state"]),
+        publish_at=_when(row["publish_at"]),
+        deleted_at=_when(row["deleted_at"]),
     )
+
+
+def _when(value: float | None) -> Any:
+    from datetime import UTC, datetime
+
+    return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
 def load_post(conn: Connection, post_id: str) -> Post | None:
@@ -412,7 +422,11 @@ def list_posts(
     """The user's posts, newest first; ``public``: only ready, not private ones (the feed)."""
     query = select(posts).where(posts.c.user_id == user_id)
     if public:
-        query = query.where(posts.c.private.is_(False), posts.c.status == PostStatus.READY.value)
+        query = query.where(
+            posts.c.private.is_(False),
+            posts.c.status == PostStatus.READY.value,
+            posts.c.state == PostState.PUBLISHED.value,
+        )
     if before is not None:
         query = query.where(posts.c.created_at < before)
     rows = conn.execute(query.order_by(posts.c.created_at.desc()).limit(limit)).mappings().all()

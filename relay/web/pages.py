@@ -19,7 +19,7 @@ from relay import detect
 from relay.context import RELAY, Relay
 from relay.db import queries
 from relay.errors import NotFound, RelayError
-from relay.model import Item, Kind, Post
+from relay.model import Item, Kind, Post, PostState
 from relay.storage import LocalPaths
 
 _templates = jinja2.Environment(
@@ -79,6 +79,8 @@ async def _load_post(relay: Relay, post_id: str) -> Post:
 async def post_page(request: web.Request) -> web.Response:
     relay = request.app[RELAY]
     post = await _load_post(relay, request.match_info["post_id"])
+    if post.state == PostState.DELETED:
+        raise web.HTTPGone(text="This post was deleted.", headers=SECURITY_HEADERS)
     page_url = relay.page_url(post.id)
     preview = preview_image(post)
     # Feed discovery names the owner, so a private (unlisted) post's page does not carry it.
