@@ -93,10 +93,8 @@ def create_deliveries(conn: Connection, post_id: str) -> list[str]:
     for destination in list_destinations(conn, post.user_id):
         if destination["id"] in existing:
             continue
-        if post.only_destination and post.only_destination not in (
-            destination["id"],
-            destination["type"],
-        ):
+        wanted = post.only_destination.split(",") if post.only_destination else None
+        if wanted and destination["id"] not in wanted and destination["type"] not in wanted:
             continue  # mailed to SECRET+DESTINATION@: only there
         delivery_id = "msg_" + new_id()
         conn.execute(

@@ -38,6 +38,8 @@ def _post_life(conn: Connection) -> None:
         extra = " NOT NULL DEFAULT 'published'" if name == "state" else ""
         conn.execute(text(f"ALTER TABLE posts ADD COLUMN {name} {kind}{extra}"))
     conn.execute(text("UPDATE posts SET state = 'draft' WHERE draft"))
+    if conn.dialect.name == "postgresql":  # several destinations now; SQLite has no lengths
+        conn.execute(text("ALTER TABLE posts ALTER COLUMN only_destination TYPE TEXT"))
     post_events.create(conn, checkfirst=True)  # with its append-only triggers
 
 

@@ -71,7 +71,7 @@ posts = Table(
     Column("private", Boolean, nullable=False, default=False),
     Column("draft", Boolean, nullable=False, default=False),
     Column("tags", Text, nullable=False, default="[]"),
-    Column("only_destination", String(64)),
+    Column("only_destination", Text),  # ids or types, comma-joined (upload `destinations`)
     Column("content_sha256", String(64)),
     Column("auth_results", Text),
     Column("created_at", Float, nullable=False),

@@ -35,7 +35,7 @@ from relay.db import Database, queries
 from relay.db.schema import posts
 from relay.lifecycle import settle
 from relay.mail.facts import after_first_field
-from relay.model import Item, Post, PostStatus
+from relay.model import Item, Post, PostState, PostStatus
 from relay.spool import Spool, sha256_file
 
 log = logging.getLogger("relay.accept")
@@ -163,6 +163,9 @@ class Acceptor:
                 )
             )
         state = lifecycle.initial_state(draft, publish_at)
+        post.state = PostState(state)
+        if state == PostState.SCHEDULED and publish_at is not None:
+            post.publish_at = datetime.fromtimestamp(publish_at, UTC)
         extra: dict[str, Any] = {
             "only_destination": only_destination,
             "state": state,

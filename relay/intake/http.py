@@ -16,6 +16,7 @@ from aiohttp.multipart import content_disposition_filename, parse_content_dispos
 from relay import metrics
 from relay.context import RELAY
 from relay.errors import IntakeError, TooLarge
+from relay.intake import fields as upload_fields
 from relay.intake.accept import SpooledFile
 from relay.spool import SpoolWriter
 from relay.web.api import authenticate
@@ -53,7 +54,8 @@ async def upload(request: web.Request) -> web.Response:
         metrics.http_uploads.labels("too_large").inc()
         raise TooLarge("upload.too_large", f"Content-Length {request.content_length}")
     files: list[SpooledFile] = []
-    fields = {"title": "", "text": "", "private": ""}
+    fields = {"title": "", "text": ""}
+    more: dict[str, list[str]] = {}  # the fields of relay/intake/fields.py, in order given
     received = 0
     try:
         if request.content_type == "multipart/form-data":
@@ -72,17 +74,24 @@ async def upload(request: web.Request) -> web.Response:
                             name, clean_filename(part.filename, mime, len(files)), mime, writer.size
                         )
                     )
-                elif part.name in fields:
+                elif part.name in fields or part.name in upload_fields.NAMES:
                     raw = await part.read(decode=True)
                     if len(raw) > FIELD_LIMIT:
                         raise IntakeError("bad_request", f"{part.name} over {FIELD_LIMIT} bytes")
-                    fields[part.name] = raw.decode(part.get_charset("utf-8"), "replace").strip()
+                    value = raw.decode(part.get_charset("utf-8"), "replace").strip()
+                    if part.name in fields:
+                        fields[part.name] = value
+                    else:
+                        more.setdefault(part.name, []).append(value)
                 else:
                     await part.release()
         elif request.content_type == "application/x-www-form-urlencoded":
             form = await request.post()  # text alone; bounded by client_max_size
             for name in fields:
                 fields[name] = str(form.get(name, "")).strip()
+            for name in upload_fields.NAMES:
+                if name in form:
+                    more[name] = [str(v) for v in form.getall(name)]
         elif "Content-Disposition" not in request.headers and request.content_type == "text/plain":
             raise IntakeError("upload.unsupported_media_type")
         else:
@@ -96,15 +105,25 @@ async def upload(request: web.Request) -> web.Response:
             files.append(SpooledFile(name, clean_filename(filename, mime, 0), mime, writer.size))
             for name in fields:
                 fields[name] = request.query.get(name, "").strip()
+            for name in upload_fields.NAMES:
+                if name in request.query:
+                    more[name] = list(request.query.getall(name))
+            more.update(upload_fields.from_headers(request.headers))
         if not files and not (fields["title"] or fields["text"]):
             raise IntakeError("upload.no_file")
+        wanted = upload_fields.parse(more)
         post = await relay.acceptor.accept(
             user_id,
             title=fields["title"],
             text=fields["text"],
             files=files,
             source="http",
-            private=fields["private"].lower() in ("1", "true", "yes", "on"),
+            private=wanted.private,
+            draft=wanted.draft,
+            publish_at=wanted.publish_at,
+            tags=wanted.tags,
+            alts=wanted.alts,
+            only_destination=wanted.destinations,
         )
     except BaseException as exc:
         for spooled in files:
