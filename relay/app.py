@@ -72,6 +72,7 @@ def build(settings: Settings) -> Relay:
             "video_crf": settings.video_crf,
             "video_preset": settings.video_preset,
             "ffmpeg_memory_bytes": settings.ffmpeg_memory_bytes,
+            "timezone": settings.timezone,
         },
     )
     acceptor = Acceptor(db, settings.job_max_attempts, pipeline.wake, spool)

@@ -664,3 +664,30 @@ def post_delete(
         lambda conn, actor: lifecycle.delete(conn, post_id, actor, "cli", reason),
     )
     _emit(as_json, found, f"deleted {post_id}")
+
+
+@user.command("timezone")
+@click.argument("name")
+@click.argument("zone", required=False)
+@click.pass_obj
+def user_timezone(ctx: Context, name: str, zone: str | None) -> None:
+    """Set (or with no ZONE, clear) NAME's time zone, an IANA name like Europe/Stockholm: the
+    zone of a mailed [publish 2026-12-24 09:00]. Without one, RELAY_TIMEZONE applies."""
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy import update
+
+    from relay.db.schema import users
+
+    if zone:
+        try:
+            ZoneInfo(zone)
+        except (KeyError, ValueError) as exc:
+            raise click.BadParameter(f"unknown time zone {zone!r}", param_hint="ZONE") from exc
+    _in_transaction(
+        ctx,
+        lambda conn: conn.execute(
+            update(users).where(users.c.id == _user_id(conn, name)).values(timezone=zone or None)
+        ),
+    )
+    click.echo(f"{name}: {zone or 'the relay default (RELAY_TIMEZONE)'}")

@@ -81,9 +81,18 @@ class Settings(BaseSettings):
     outbound_smtp_password: str = ""
     reply_from: str = ""
     log_level: str = "INFO"
+    # The zone of a mailed [publish 2026-12-24 09:00] for a user without one of their own
+    # (`relay user timezone NAME ZONE`): an IANA name.
+    timezone: str = "UTC"
 
     @model_validator(mode="after")
     def _fill_derived(self) -> Settings:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(self.timezone)
+        except (KeyError, ValueError) as exc:  # ZoneInfoNotFoundError is a KeyError
+            raise ValueError(f"RELAY_TIMEZONE: unknown time zone {self.timezone!r}") from exc
         parse_listen(self.smtp_listen)
         host, port = parse_listen(self.http_listen)
         if not self.public_url:

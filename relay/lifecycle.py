@@ -148,6 +148,63 @@ def _iso(when: float) -> str:
     return datetime.fromtimestamp(when, UTC).isoformat()
 
 
+def mail_time(local: str | None, delay: float | None, received: float, zone: str) -> float | None:
+    """When a mailed ``[publish …]`` (a local time in ``zone`` unless it names its offset) or
+    ``[delay …]`` (after the mail came) asks the post to go out; None: at once."""
+    from zoneinfo import ZoneInfo
+
+    if local:
+        when = datetime.fromisoformat(local)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=ZoneInfo(zone))
+        return when.timestamp()
+    if delay is not None:
+        return received + delay
+    return None
+
+
+def user_zone(conn: Connection, user_id: str, default: str) -> str:
+    from relay.db.schema import users
+
+    return conn.execute(select(users.c.timezone).where(users.c.id == user_id)).scalar() or default
+
+
+def mailed(
+    conn: Connection,
+    post_id: str,
+    *,
+    draft: bool,
+    local: str | None,
+    delay: float | None,
+    default_zone: str,
+) -> None:
+    """The mail's own commands, read when it is unpacked (before its post can be ready):
+    ``[draft]`` keeps it a draft, ``[delay …]``/``[publish …]`` schedule it."""
+    row = queries.post_row(conn, post_id)
+    if row is None or row["state"] != PostState.PUBLISHED.value:
+        return  # the address made it a draft already, or it is gone
+    # The record names the sender only when the mail proved it (DKIM/SPF aligned, SMTP AUTH).
+    owner = queries.user_name(conn, row["user_id"]) or ""
+    actor = reply.reply_address(row["sender"], row["auth_results"], owner) or row["user_id"]
+    if draft:
+        _set_state(conn, post_id, row["state"], PostState.DRAFT.value)
+        record(conn, post_id, "drafted", actor, "mail", {"command": "[draft]"})
+        return
+    zone = user_zone(conn, row["user_id"], default_zone)
+    when = mail_time(local, delay, row["created_at"], zone)
+    if when is None or when <= time.time():
+        return
+    conn.execute(
+        update(posts)
+        .where(posts.c.id == post_id)
+        .values(state=PostState.SCHEDULED.value, draft=False, publish_at=when)
+    )
+    command = f"[publish {local}]" if local else f"[delay {int(delay or 0)}s]"
+    detail = {"command": command, "publish_at": _iso(when), "zone": zone}
+    record(conn, post_id, "scheduled", actor, "mail", detail)
+    _enqueue_at(conn, PUBLISH, post_id, when)
+
+
 # --- readiness and publishing ------------------------------------------------------------------
 
 

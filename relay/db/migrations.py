@@ -41,6 +41,8 @@ def _post_life(conn: Connection) -> None:
     if conn.dialect.name == "postgresql":  # several destinations now; SQLite has no lengths
         conn.execute(text("ALTER TABLE posts ALTER COLUMN only_destination TYPE TEXT"))
     post_events.create(conn, checkfirst=True)  # with its append-only triggers
+    if "timezone" not in {c["name"] for c in inspect(conn).get_columns("users")}:
+        conn.execute(text("ALTER TABLE users ADD COLUMN timezone VARCHAR(64)"))
 
 
 # (version, step): version 1 is the first schema, created whole from schema.py.

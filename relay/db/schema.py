@@ -29,6 +29,7 @@ users = Table(
     Column("id", ID, primary_key=True),
     Column("name", String(200), nullable=False, unique=True),
     Column("reply_to_sender", Boolean, nullable=False, default=False),
+    Column("timezone", String(64)),  # IANA name; NULL: RELAY_TIMEZONE
     Column("created_at", Float, nullable=False),
 )
 

@@ -22,6 +22,7 @@ def _back_to_version_3(database: Database) -> None:
             conn.execute(text("DROP FUNCTION relay_post_events_append_only()"))
         for name in ("state", "publish_at", "deleted_at"):
             conn.execute(text(f"ALTER TABLE posts DROP COLUMN {name}"))
+        conn.execute(text("ALTER TABLE users DROP COLUMN timezone"))
         conn.execute(text("UPDATE relay_schema_version SET version = 3"))
 
 
