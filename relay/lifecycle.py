@@ -130,9 +130,13 @@ def created(
     door: str,
     state: str,
     publish_at: float | None,
+    sender: str | None = None,
 ) -> None:
-    """A door's ``accept`` made the post: record it and, if it waits for a time, queue that."""
+    """A door's ``accept`` made the post: record it and, if it waits for a time, queue that.
+    ``sender``: a mail's From address, as claimed (the SMTP door checked what its policy asks)."""
     detail: dict[str, Any] = {"state": state}
+    if sender:
+        detail["sender"] = sender
     if publish_at is not None:
         detail["publish_at"] = _iso(publish_at)
     record(conn, post_id, "created", actor, door, detail)

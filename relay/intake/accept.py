@@ -248,14 +248,16 @@ class Acceptor:
             also(conn, post)
         queries.insert_post(conn, post, spool_name=mail_spool_name, **extra)
         # The first line of the post's record: who made it, through which door, in what state.
-        actor = mail.sender if mail is not None and mail.sender else post.user_id
+        # The owner made it (their token or their secret address); a mail's From line is
+        # only a claim here, kept as such.
         lifecycle.created(
             conn,
             post.id,
-            actor,
+            post.user_id,
             lifecycle.door_of(post.source),
             extra.get("state") or "published",
             extra.get("publish_at"),
+            sender=mail.sender if mail is not None else None,
         )
         for item, spooled in zip(post.items, files, strict=True):
             queries.insert_item(conn, item, spooled.spool_name)

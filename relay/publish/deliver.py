@@ -157,10 +157,9 @@ class Publisher:
     async def _change(self, job: jobs.Job, delivery_id: str, key: str, editing: bool) -> None:
         delivery = await self.db.read(destinations.delivery_row, delivery_id)
         if delivery is not None and delivery["status"] == DeliveryStatus.PENDING:
-            if editing:  # its deliver job sends the post as it is now anyway
-                await self.db.run(jobs.complete, job)
-            else:
-                await self.db.run(lifecycle.postpone, job, lifecycle.WAIT_SECONDS)
+            # In flight (or about to be): wait for its outcome. A copy sent with the old text
+            # is then edited, and one sent at all is then removed: never one left behind.
+            await self.db.run(lifecycle.postpone, job, lifecycle.WAIT_SECONDS)
             return
         if delivery is None or delivery["status"] != DeliveryStatus.DELIVERED:
             await self.db.run(jobs.complete, job)  # never went out, or already taken down

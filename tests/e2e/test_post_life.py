@@ -324,3 +324,28 @@ def test_raw_upload_headers_and_tus_metadata_set_the_fields(start_relay) -> None
 def _newest_other(client: httpx.Client, not_this: str) -> str | None:
     posts = client.get("/api/v1/posts").json()["posts"]
     return posts[0]["id"] if posts and posts[0]["id"] != not_this else None
+
+
+def test_retract_takes_it_down_and_publishing_again_sends_a_new_copy(start_relay) -> None:
+    server, token = crossposting_relay(start_relay)
+    with webhook_receiver() as receiver:
+        secret = server.add_destination("webhook", receiver.url)["secret"]
+        post = server.upload(token, title="Fram och tillbaka")
+        wait_for(lambda: delivered(server, token, post["id"]), "the delivery")
+        path = f"/api/v1/posts/{post['id']}"
+        with server.client(token) as client:
+            retracted = client.patch(path, json={"draft": True})
+            assert retracted.status_code == 200 and retracted.json()["state"] == "draft"
+            wait_for(lambda: len(receiver.requests) == 2, "post.deleted")
+            wait_for(lambda: delivered(server, token, post["id"], "retracted"), "retracted")
+            assert client.get(f"/p/{post['id']}").status_code == 200  # still here, as a draft
+            assert client.post(path + "/publish").json()["state"] == "published"
+        wait_for(lambda: len(receiver.requests) == 3, "published again")
+        assert kinds(receiver, secret) == ["post.published", "post.deleted", "post.published"]
+        ids = [r.headers["webhook-id"] for r in receiver.requests]
+        assert len(set(ids)) == 3  # a new copy: a receiver must not drop it as a repeat
+        assert [e["kind"] for e in events(server, token, post["id"])] == [
+            "created",
+            "retracted",
+            "published",
+        ]
