@@ -29,6 +29,7 @@ Each takes an open ``Connection``: the caller owns the transaction.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -36,9 +37,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, func, select, text, update
 
-from relay import jobs, reply
+from relay import jobs
 from relay.db import Database, destinations, queries
 from relay.db.schema import deliveries, items, post_events, posts, renditions
 from relay.db.schema import jobs as jobs_table
@@ -188,8 +189,10 @@ def mailed(
     if row is None or row["state"] != PostState.PUBLISHED.value:
         return  # the address made it a draft already, or it is gone
     # The record names the sender only when the mail proved it (DKIM/SPF aligned, SMTP AUTH).
+    from relay.reply import reply_address  # reply imports this module
+
     owner = queries.user_name(conn, row["user_id"]) or ""
-    actor = reply.reply_address(row["sender"], row["auth_results"], owner) or row["user_id"]
+    actor = reply_address(row["sender"], row["auth_results"], owner) or row["user_id"]
     if draft:
         _set_state(conn, post_id, row["state"], PostState.DRAFT.value)
         record(conn, post_id, "drafted", actor, "mail", {"command": "[draft]"})
@@ -209,6 +212,40 @@ def mailed(
     _enqueue_at(conn, PUBLISH, post_id, when)
 
 
+# --- the held reply to a mailed post (relay/reply.py sends it) ---------------------------------
+
+REPLY = "reply"
+HOLD_SECONDS = 3 * 86400.0
+"""Longer than a post takes to process and deliver (deliveries give up after a day)."""
+
+
+def hold(conn: Connection, post_id: str, max_attempts: int) -> None:
+    """Queue the reply to a mailed post, held until :func:`release` makes it due."""
+    jobs.enqueue(conn, REPLY, post_id, max_attempts, delay=HOLD_SECONDS)
+
+
+def release(conn: Connection, post_id: str) -> bool:
+    """Make the post's held reply due if none of its deliveries is pending; True if it did."""
+    held = conn.execute(
+        select(jobs_table.c.id).where(
+            jobs_table.c.kind == REPLY,
+            jobs_table.c.ref == post_id,
+            jobs_table.c.status == jobs.QUEUED,
+        )
+    ).scalar()
+    if held is None:
+        return False  # most posts: no reply wanted
+    if conn.dialect.name == "postgresql":
+        # Two deliveries of one post finishing at once: each would see the other still pending
+        # and neither release. With the lock the second one sees the first committed.
+        key = int.from_bytes(hashlib.sha256(post_id.encode()).digest()[:7], "big")
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    if _deliveries(conn, post_id, DeliveryStatus.PENDING):
+        return False
+    conn.execute(update(jobs_table).where(jobs_table.c.id == held).values(run_at=time.time()))
+    return True
+
+
 # --- readiness and publishing ------------------------------------------------------------------
 
 
@@ -220,7 +257,7 @@ def settle(conn: Connection, post_id: str, max_attempts: int = ATTEMPTS) -> bool
     state = conn.execute(select(posts.c.state).where(posts.c.id == post_id)).scalar()
     if state == PostState.PUBLISHED.value:
         _open_deliveries(conn, post_id, max_attempts)
-    reply.release(conn, post_id)  # with no deliveries, a held reply to the sender goes now
+    release(conn, post_id)  # with no deliveries, a held reply to the sender goes now
     return True
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, select, text
 
-from relay import jobs, lifecycle, reply
+from relay import jobs, lifecycle
 from relay.auth import new_id
 from relay.db import Database, queries
 from relay.db.schema import posts
@@ -265,7 +265,7 @@ class Acceptor:
         if mail_spool_name is not None:
             jobs.enqueue(conn, UNPACK_MAIL, post.id, self.max_attempts)
         if mail is not None and mail.reply:
-            reply.hold(conn, post.id, self.max_attempts)  # before settle, which may release it
+            lifecycle.hold(conn, post.id, self.max_attempts)  # before settle, which may release it
         if mail_spool_name is not None:
             # A post whose message is still to be unpacked is never ready (settle_post says
             # so from its spool_name); the unpack job settles it. Asking cost a query per mail.

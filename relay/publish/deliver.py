@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from relay import jobs, lifecycle, reply
+from relay import jobs, lifecycle
 from relay.db import Database, destinations, queries
 from relay.errors import PublishError, TransientPublishError
 from relay.lifecycle import ATTEMPTS, BACKOFF_CAP, DELIVER, settle
@@ -277,4 +277,4 @@ class Publisher:
 def _release_reply(conn: Connection, delivery_id: str) -> None:
     row = destinations.delivery_row(conn, delivery_id)
     if row is not None:
-        reply.release(conn, row["post_id"])
+        lifecycle.release(conn, row["post_id"])
