@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from relay import jobs
+from relay import jobs, lifecycle
 from relay.config import Settings, parse_listen
 from relay.context import RELAY, Relay
 from relay.db import Database, queries
@@ -30,7 +30,7 @@ from relay.publish.net import Http
 from relay.reply import REPLY, Replier
 from relay.spool import Spool
 from relay.storage import open_store
-from relay.web import api, auth, feeds, pages
+from relay.web import api, auth, feeds, pages, posts
 from relay.web.present import post_json
 from relay.workpool import WorkPool
 
@@ -72,6 +72,7 @@ def build(settings: Settings) -> Relay:
             "video_crf": settings.video_crf,
             "video_preset": settings.video_preset,
             "ffmpeg_memory_bytes": settings.ffmpeg_memory_bytes,
+            "timezone": settings.timezone,
         },
     )
     acceptor = Acceptor(db, settings.job_max_attempts, pipeline.wake, spool)
@@ -84,6 +85,12 @@ def build(settings: Settings) -> Relay:
         max_age=settings.delivery_max_age_seconds,
     )
     pipeline.register(DELIVER, publisher.deliver, publisher.give_up)
+    # The post's life: scheduled publishing, edits and removals on channels, media purge.
+    life = lifecycle.Jobs(db, store)
+    pipeline.register(lifecycle.PUBLISH, life.publish)
+    pipeline.register(lifecycle.PURGE, life.purge)
+    pipeline.register(lifecycle.EDIT, publisher.edit)
+    pipeline.register(lifecycle.RETRACT, publisher.retract)
     replier = Replier(db, settings, relay.page_url)
     pipeline.register(REPLY, replier.run, replier.give_up)
     relay.publisher = publisher
@@ -189,6 +196,7 @@ def make_app(settings: Settings, *, smtp: bool = True, workers: bool = True) -> 
     if workers:
         app.cleanup_ctx.append(_workers_ctx)
     api.setup_routes(app)
+    posts.setup_routes(app)
     http_intake.setup_routes(app)
     tus_intake.setup_routes(app)
     pages.setup_routes(app)

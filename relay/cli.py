@@ -538,3 +538,244 @@ def destination_test(ctx: Context, destination_id: str) -> None:
         click.echo(asyncio.run(check()))
     except PublishError as exc:
         raise click.ClickException(f"{exc.public()['message']} [{exc.code}: {exc.detail}]") from exc
+
+
+# --- relay post: the post's life from the command line (relay/lifecycle.py does the work) ------
+
+
+@main.group()
+def post() -> None:
+    """List, show, edit, publish and delete posts (an operator's view of every user's)."""
+
+
+def _post_summary(conn: Any, post_id: str, public_url: str) -> dict[str, Any]:
+    found = queries.load_post(conn, post_id)
+    assert found is not None
+    return {
+        "id": found.id,
+        "user": queries.user_name(conn, found.user_id),
+        "title": found.title,
+        "text": found.text,
+        "url": f"{public_url}/p/{found.id}",
+        "state": found.state.value,
+        "status": found.status.value,
+        "publish_at": found.publish_at.isoformat() if found.publish_at else None,
+        "deleted_at": found.deleted_at.isoformat() if found.deleted_at else None,
+        "private": found.private,
+        "tags": found.tags,
+        "created_at": found.created_at.isoformat() if found.created_at else None,
+        "items": [
+            {
+                "id": i.id,
+                "filename": i.filename,
+                "kind": i.kind.value if i.kind else None,
+                "status": i.status.value,
+                "alt": i.alt,
+                "sha256": i.original.sha256 if i.original else None,
+            }
+            for i in found.items
+        ],
+        "deliveries": [
+            {
+                "destination": d.destination_id,
+                "status": d.status.value,
+                "remote_url": d.remote_url,
+                "attempts": d.attempts,
+                "error": d.error,
+            }
+            for d in found.deliveries
+        ],
+    }
+
+
+def _post_text(found: dict[str, Any]) -> str:
+    lines = [
+        f"{found['id']}  {found['state']:9} {found['status']:10} {found['title'] or '(untitled)'}",
+        f"  {found['url']}",
+    ]
+    if found["publish_at"]:
+        lines.append(f"  publishes at {found['publish_at']}")
+    for item in found["items"]:
+        lines.append(f"  item {item['id']} {item['filename']} {item['status']}")
+    for d in found["deliveries"]:
+        lines.append(f"  → {d['destination']} {d['status']} {d['remote_url'] or ''}".rstrip())
+    return "\n".join(lines)
+
+
+def _post_change(
+    ctx: Context, post_id: str, name: str | None, change: Callable[[Any, str | None], Any]
+) -> dict[str, Any]:
+    """Run ``change(conn, actor)`` on POST_ID in one transaction; the post afterwards. With
+    ``--user`` the post must be that user's (and the record names the user); else the record
+    names the operator."""
+    from relay.errors import RelayError
+
+    public_url = ctx.settings().public_url
+
+    def run(conn: Any) -> dict[str, Any]:
+        row = queries.post_row(conn, post_id)
+        user_id = _user_id(conn, name) if name else None
+        if row is None or (user_id is not None and row["user_id"] != user_id):
+            raise click.ClickException(f"no post {post_id}" + (f" of {name}" if name else ""))
+        change(conn, user_id or "operator")
+        return _post_summary(conn, post_id, public_url)
+
+    try:
+        return _in_transaction(ctx, run)
+    except RelayError as exc:
+        raise click.ClickException(f"{exc.message} [{exc.code}] {exc.detail}".strip()) from exc
+
+
+@post.command("list")
+@click.option("--user", "name", required=True)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def post_list(ctx: Context, name: str, limit: int, as_json: bool) -> None:
+    """NAME's posts, newest first."""
+    public_url = ctx.settings().public_url
+
+    def run(conn: Any) -> list[dict[str, Any]]:
+        found = queries.list_posts(conn, _user_id(conn, name), limit)
+        return [_post_summary(conn, p.id, public_url) for p in found]
+
+    found = _in_transaction(ctx, run)
+    _emit(as_json, {"posts": found}, "\n".join(_post_text(p) for p in found) or "none")
+
+
+@post.command("show")
+@click.argument("post_id")
+@click.option("--user", "name", help="Only if it is this user's post.")
+@click.option("--events", "with_events", is_flag=True, help="With the post's record.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def post_show(
+    ctx: Context, post_id: str, name: str | None, with_events: bool, as_json: bool
+) -> None:
+    """One post (and, with --events, its record: who changed what, when, through which door)."""
+    from relay import lifecycle
+
+    found = _post_change(ctx, post_id, name, lambda conn, actor: None)
+    if with_events:
+        found["events"] = _in_transaction(ctx, lifecycle.events, post_id)
+    text = _post_text(found)
+    for event in found.get("events", []):
+        text += f"\n  {event['at']} {event['kind']} by {event['actor']} via {event['door']}"
+    _emit(as_json, found, text)
+
+
+@post.command("edit")
+@click.argument("post_id")
+@click.option("--user", "name", help="Only if it is this user's post.")
+@click.option("--title")
+@click.option("--text")
+@click.option("--tags", help="Comma-separated; replaces the post's tags.")
+@click.option("--private/--public", default=None)
+@click.option("--alt", "alts", multiple=True, metavar="ITEM_ID=TEXT", help="Repeatable.")
+@click.option("--publish-at", help="RFC 3339 with an offset; a time past publishes now.")
+@click.option("--draft", is_flag=True, help="Back to a draft (a published post is retracted).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def post_edit(
+    ctx: Context,
+    post_id: str,
+    name: str | None,
+    title: str | None,
+    text: str | None,
+    tags: str | None,
+    private: bool | None,
+    alts: tuple[str, ...],
+    publish_at: str | None,
+    draft: bool,
+    as_json: bool,
+) -> None:
+    """Change a post; its copies on channels follow where the channel can edit."""
+    from relay import lifecycle
+    from relay.errors import IntakeError
+    from relay.intake.fields import rfc3339
+
+    try:
+        when = rfc3339("--publish-at", publish_at) if publish_at else None
+    except IntakeError as exc:
+        raise click.BadParameter(exc.detail, param_hint="--publish-at") from exc
+    wanted = lifecycle.Change(
+        title=title,
+        text=text,
+        tags=[t.strip() for t in tags.split(",") if t.strip()] if tags is not None else None,
+        private=private,
+        items=[(k, v or None) for k, v in _parse_options(alts).items()] if alts else None,
+        draft=True if draft else None,
+        publish_at=when,
+        publish_at_given=when is not None,
+    )
+    found = _post_change(
+        ctx,
+        post_id,
+        name,
+        lambda conn, actor: lifecycle.change(conn, post_id, actor, "cli", wanted),
+    )
+    _emit(as_json, found, _post_text(found))
+
+
+@post.command("publish")
+@click.argument("post_id")
+@click.option("--user", "name", help="Only if it is this user's post.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def post_publish(ctx: Context, post_id: str, name: str | None, as_json: bool) -> None:
+    """Publish a draft or a scheduled post now."""
+    from relay import lifecycle
+
+    found = _post_change(
+        ctx, post_id, name, lambda conn, actor: lifecycle.publish(conn, post_id, actor, "cli")
+    )
+    _emit(as_json, found, _post_text(found))
+
+
+@post.command("delete")
+@click.argument("post_id")
+@click.option("--user", "name", help="Only if it is this user's post.")
+@click.option("--reason", help="Kept in the post's record.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def post_delete(
+    ctx: Context, post_id: str, name: str | None, reason: str | None, as_json: bool
+) -> None:
+    """Delete a post: its page answers 410, its media leave the store, its copies on channels
+    are deleted where the channel allows. Its record stays."""
+    from relay import lifecycle
+
+    found = _post_change(
+        ctx,
+        post_id,
+        name,
+        lambda conn, actor: lifecycle.delete(conn, post_id, actor, "cli", reason),
+    )
+    _emit(as_json, found, f"deleted {post_id}")
+
+
+@user.command("timezone")
+@click.argument("name")
+@click.argument("zone", required=False)
+@click.pass_obj
+def user_timezone(ctx: Context, name: str, zone: str | None) -> None:
+    """Set (or with no ZONE, clear) NAME's time zone, an IANA name like Europe/Stockholm: the
+    zone of a mailed [publish 2026-12-24 09:00]. Without one, RELAY_TIMEZONE applies."""
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy import update
+
+    from relay.db.schema import users
+
+    if zone:
+        try:
+            ZoneInfo(zone)
+        except (KeyError, ValueError) as exc:
+            raise click.BadParameter(f"unknown time zone {zone!r}", param_hint="ZONE") from exc
+    _in_transaction(
+        ctx,
+        lambda conn: conn.execute(
+            update(users).where(users.c.id == _user_id(conn, name)).values(timezone=zone or None)
+        ),
+    )
+    click.echo(f"{name}: {zone or 'the relay default (RELAY_TIMEZONE)'}")

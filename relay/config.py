@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     # The page's ``lang`` when the text is too short to tell English from Swedish.
     default_language: Literal["en", "sv"] = "en"
 
+    # The zone of a mailed [publish 2026-12-24 09:00] for a user without one of their own
+    # (`relay user timezone NAME ZONE`): an IANA name.
+    timezone: str = "UTC"
+
     # Field validators (not the model validator) check single values, so that an error names
     # its variable and pydantic never echoes the whole input, passwords included.
     @field_validator("smtp_listen", "http_listen")
@@ -123,6 +127,17 @@ class Settings(BaseSettings):
         if value.upper() not in LOG_LEVELS:
             raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
         return value.upper()
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(value)
+        except (KeyError, ValueError) as exc:  # ZoneInfoNotFoundError is a KeyError
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
 
     @model_validator(mode="after")
     def _fill_derived(self) -> Settings:

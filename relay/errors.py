@@ -187,6 +187,18 @@ _SPECS = [
     ),
 ]
 
+# The post's life (relay/lifecycle.py, relay/web/posts.py).
+_SPECS.extend(
+    [
+        ErrorSpec("request.invalid", "Unknown field or wrong type in the request.", 422),
+        ErrorSpec("post.gone", "This post was deleted.", 410),
+        ErrorSpec("post.conflict", "The post's state does not allow this change.", 409),
+        ErrorSpec("publish.cannot_edit", "This channel cannot edit a post.", 400),
+        ErrorSpec("publish.cannot_retract", "This channel cannot delete a post.", 400),
+        ErrorSpec("publish.cancelled", "The post was taken down before it was delivered.", 409),
+    ]
+)
+
 CATALOG: dict[str, ErrorSpec] = {spec.code: spec for spec in _SPECS}
 
 

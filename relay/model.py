@@ -41,6 +41,19 @@ class DeliveryStatus(StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+    """The post was taken down before this delivery went out."""
+    RETRACTED = "retracted"
+    """Delivered, then taken down from the channel again (or the channel was told to)."""
+
+
+class PostState(StrEnum):
+    """The post's life (relay/lifecycle.py); ``status`` says only whether its media are done."""
+
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    PUBLISHED = "published"
+    DELETED = "deleted"
 
 
 @dataclass(slots=True)
@@ -105,6 +118,9 @@ class Post:
     deliveries: list[Delivery] = field(default_factory=list)
     auth_results: str | None = None
     """The sender policy's verdict on a mailed post (an Authentication-Results value)."""
+    state: PostState = PostState.PUBLISHED
+    publish_at: datetime | None = None
+    deleted_at: datetime | None = None
 
 
 # --- the handler seam -----------------------------------------------------------------------

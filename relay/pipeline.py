@@ -24,12 +24,12 @@ from typing import Any
 from sqlalchemy import Connection
 
 from handlers import handler_for
-from relay import detect, jobs, metrics
+from relay import detect, jobs, lifecycle, metrics
 from relay.db import Database, queries
 from relay.errors import MediaError, RelayError
 from relay.intake.accept import PROCESS_ITEM, UNPACK_MAIL
+from relay.lifecycle import settle
 from relay.model import HandlerInput, ItemStatus, Kind, Limits, Rendition, StoredObject
-from relay.publish.deliver import settle
 from relay.spool import Spool, sha256_file
 from relay.storage import Store
 from relay.storage.media import content_disposition, safe_extension
@@ -329,6 +329,15 @@ class Pipeline:
                 tags=json.dumps(merge_tags(json.loads(current["tags"] or "[]"), unpacked.tags)),
                 private=bool(current["private"]) or unpacked.private,
                 draft=bool(current["draft"]) or unpacked.draft,
+            )
+            # [draft], [delay 2h], [publish 2026-12-24 09:00]: the post's life decides.
+            lifecycle.mailed(
+                conn,
+                post["id"],
+                draft=unpacked.draft,
+                local=unpacked.publish_at,
+                delay=unpacked.delay,
+                default_zone=self.options.get("timezone", "UTC"),
             )
             for position, part in enumerate(unpacked.parts):
                 item = Item(

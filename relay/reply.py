@@ -17,7 +17,6 @@ by itself.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -28,60 +27,26 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
-from sqlalchemy import Connection, func, select, text, update
+from sqlalchemy import Connection, select, update
 
 from relay import jobs
 from relay.config import Settings
 from relay.db import Database
 from relay.db.schema import deliveries, destinations, posts, users
 from relay.db.schema import jobs as jobs_table
+
+# The held reply is part of the post's life: relay/lifecycle.py holds and releases it; the
+# names stay importable from here.
+from relay.lifecycle import HOLD_SECONDS, REPLY, hold, release
+
+__all__ = ["HOLD_SECONDS", "REPLY", "Replier", "build_reply", "hold", "release", "reply_address"]
 from relay.model import DeliveryStatus, PostStatus
 
 log = logging.getLogger("relay.reply")
 
-REPLY = "reply"
-HOLD_SECONDS = 3 * 86400.0
-"""Longer than a post takes to process and deliver (deliveries give up after a day)."""
 WAIT_SECONDS = 3600.0
 """When the held job finds deliveries still pending, it looks again this much later."""
 SEND_SECONDS = 60.0
-
-
-def hold(conn: Connection, post_id: str, max_attempts: int) -> None:
-    jobs.enqueue(conn, REPLY, post_id, max_attempts, delay=HOLD_SECONDS)
-
-
-def release(conn: Connection, post_id: str) -> bool:
-    """Make the post's held reply due if none of its deliveries is pending; True if it did."""
-    held = conn.execute(
-        select(jobs_table.c.id).where(
-            jobs_table.c.kind == REPLY,
-            jobs_table.c.ref == post_id,
-            jobs_table.c.status == jobs.QUEUED,
-        )
-    ).scalar()
-    if held is None:
-        return False  # most posts: no reply wanted
-    if conn.dialect.name == "postgresql":
-        # Two deliveries of one post finishing at once: each would see the other still pending
-        # and neither release. With the lock the second one sees the first committed.
-        key = int.from_bytes(hashlib.sha256(post_id.encode()).digest()[:7], "big")
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-    if _pending(conn, post_id):
-        return False
-    conn.execute(update(jobs_table).where(jobs_table.c.id == held).values(run_at=time.time()))
-    return True
-
-
-def _pending(conn: Connection, post_id: str) -> int:
-    return conn.execute(
-        select(func.count())
-        .select_from(deliveries)
-        .where(
-            deliveries.c.post_id == post_id,
-            deliveries.c.status == DeliveryStatus.PENDING.value,
-        )
-    ).scalar_one()
 
 
 def _postpone(conn: Connection, job: jobs.Job, delay: float) -> None:
@@ -171,6 +136,7 @@ def _load(conn: Connection, post_id: str) -> dict[str, Any] | None:
             posts.c.id,
             posts.c.title,
             posts.c.status,
+            posts.c.state,
             posts.c.sender,
             posts.c.message_id,
             posts.c.auth_results,
@@ -217,8 +183,11 @@ class Replier:
         if found is None:
             await self.db.run(jobs.complete, job)
             return
-        waiting = found["status"] != PostStatus.READY or any(
-            d["status"] == DeliveryStatus.PENDING for d in found["deliveries"]
+        # A scheduled post is answered once it went out, with what each channel did.
+        waiting = (
+            found["status"] != PostStatus.READY
+            or found["state"] == "scheduled"
+            or any(d["status"] == DeliveryStatus.PENDING for d in found["deliveries"])
         )
         if waiting:
             await self.db.run(_postpone, job, WAIT_SECONDS)

@@ -76,9 +76,16 @@ def create_deliveries(conn: Connection, post_id: str) -> list[str]:
     ).first()
     if post is None or post.private or post.draft:
         return []
+    # A copy taken down (retracted, or cancelled before it went) may go again when the post is
+    # published again: as a new delivery, with a new idempotency key.
     existing = set(
         conn.execute(
-            select(deliveries.c.destination_id).where(deliveries.c.post_id == post_id)
+            select(deliveries.c.destination_id).where(
+                deliveries.c.post_id == post_id,
+                deliveries.c.status.not_in(
+                    [DeliveryStatus.RETRACTED.value, DeliveryStatus.CANCELLED.value]
+                ),
+            )
         ).scalars()
     )
     created = []
@@ -86,10 +93,8 @@ def create_deliveries(conn: Connection, post_id: str) -> list[str]:
     for destination in list_destinations(conn, post.user_id):
         if destination["id"] in existing:
             continue
-        if post.only_destination and post.only_destination not in (
-            destination["id"],
-            destination["type"],
-        ):
+        wanted = post.only_destination.split(",") if post.only_destination else None
+        if wanted and destination["id"] not in wanted and destination["type"] not in wanted:
             continue  # mailed to SECRET+DESTINATION@: only there
         delivery_id = "msg_" + new_id()
         conn.execute(

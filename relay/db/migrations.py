@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from sqlalchemy import Connection, inspect, select, text
 
-from relay.db.schema import metadata, posts, schema_version, uploads
+from relay.db.schema import metadata, post_events, posts, schema_version, uploads
 
 Step = Callable[[Connection], None]
 
@@ -27,10 +27,29 @@ def _index_posts_by_message_id(conn: Connection) -> None:
     by_message.create(conn, checkfirst=True)
 
 
+def _post_life(conn: Connection) -> None:
+    # Posts made before the post's life: a draft stays a draft, everything else was published.
+    present = {column["name"] for column in inspect(conn).get_columns("posts")}
+    for name in ("state", "publish_at", "deleted_at"):
+        if name in present:
+            continue  # a database stamped older than it is (tests do that)
+        column = posts.c[name]
+        kind = column.type.compile(dialect=conn.dialect)
+        extra = " NOT NULL DEFAULT 'published'" if name == "state" else ""
+        conn.execute(text(f"ALTER TABLE posts ADD COLUMN {name} {kind}{extra}"))
+    conn.execute(text("UPDATE posts SET state = 'draft' WHERE draft"))
+    if conn.dialect.name == "postgresql":  # several destinations now; SQLite has no lengths
+        conn.execute(text("ALTER TABLE posts ALTER COLUMN only_destination TYPE TEXT"))
+    post_events.create(conn, checkfirst=True)  # with its append-only triggers
+    if "timezone" not in {c["name"] for c in inspect(conn).get_columns("users")}:
+        conn.execute(text("ALTER TABLE users ADD COLUMN timezone VARCHAR(64)"))
+
+
 # (version, step): version 1 is the first schema, created whole from schema.py.
 STEPS: list[tuple[int, Step]] = [
     (2, _add_uploads),
     (3, _index_posts_by_message_id),
+    (4, _post_life),
 ]
 
 LATEST = max([1, *(version for version, _ in STEPS)])

@@ -31,6 +31,7 @@ from relay.model import (
     ItemStatus,
     Kind,
     Post,
+    PostState,
     PostStatus,
     Rendition,
     StoredObject,
@@ -372,7 +373,16 @@ def _post_from_row(row: RowMapping, post_items: list[Item]) -> Post:
         created_at=datetime.fromtimestamp(row["created_at"], UTC),
         items=post_items,
         auth_results=row["auth_results"],
+        state=PostState(row["state"]),
+        publish_at=_when(row["publish_at"]),
+        deleted_at=_when(row["deleted_at"]),
     )
+
+
+def _when(value: float | None) -> Any:
+    from datetime import UTC, datetime
+
+    return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
 def load_post(conn: Connection, post_id: str) -> Post | None:
@@ -423,8 +433,8 @@ def list_posts(
     if public:
         query = query.where(
             posts.c.private.is_(False),
-            posts.c.draft.is_(False),
             posts.c.status == PostStatus.READY.value,
+            posts.c.state == PostState.PUBLISHED.value,
         )
     if before is not None:
         query = query.where(posts.c.created_at < before)

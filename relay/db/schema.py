@@ -4,6 +4,7 @@ compare them the same way. A change here needs a step in ``migrations.py``."""
 from __future__ import annotations
 
 from sqlalchemy import (
+    DDL,
     BigInteger,
     Boolean,
     Column,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    event,
 )
 
 metadata = MetaData()
@@ -27,6 +29,7 @@ users = Table(
     Column("id", ID, primary_key=True),
     Column("name", String(200), nullable=False, unique=True),
     Column("reply_to_sender", Boolean, nullable=False, default=False),
+    Column("timezone", String(64)),  # IANA name; NULL: RELAY_TIMEZONE
     Column("created_at", Float, nullable=False),
 )
 
@@ -69,11 +72,15 @@ posts = Table(
     Column("private", Boolean, nullable=False, default=False),
     Column("draft", Boolean, nullable=False, default=False),
     Column("tags", Text, nullable=False, default="[]"),
-    Column("only_destination", String(64)),
+    Column("only_destination", Text),  # ids or types, comma-joined (upload `destinations`)
     Column("content_sha256", String(64)),
     Column("auth_results", Text),
     Column("created_at", Float, nullable=False),
     Column("ready_at", Float),
+    # The post's life (relay/lifecycle.py): draft | scheduled | published | deleted.
+    Column("state", String(16), nullable=False, default="published", server_default="published"),
+    Column("publish_at", Float),
+    Column("deleted_at", Float),
     Index("ix_posts_user_created", "user_id", "created_at"),
     Index("ix_posts_user_message", "user_id", "message_id"),
 )
@@ -179,6 +186,53 @@ uploads = Table(
     Column("spool_name", String(64)),  # set with the last byte, before the move into the spool
     Column("post_id", ID),
     Column("terminated_at", Float),
+)
+
+# The post's record: every change of state, appended, never updated or deleted (triggers below
+# refuse both, on SQLite and PostgreSQL, so that not even a bug or a hand in psql rewrites it).
+post_events = Table(
+    "post_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("post_id", ID, ForeignKey("posts.id"), nullable=False, index=True),
+    Column("at", Float, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("actor", Text),  # a user id, or a verified sender address
+    Column("door", String(16), nullable=False),  # api | cli | mail | web | system
+    Column("detail", Text, nullable=False, default="{}"),  # JSON: what changed
+)
+
+event.listen(
+    post_events,
+    "after_create",
+    DDL(
+        "CREATE TRIGGER post_events_no_update BEFORE UPDATE ON post_events "
+        "BEGIN SELECT RAISE(ABORT, 'post_events is append-only'); END"
+    ).execute_if(dialect="sqlite"),
+)
+event.listen(
+    post_events,
+    "after_create",
+    DDL(
+        "CREATE TRIGGER post_events_no_delete BEFORE DELETE ON post_events "
+        "BEGIN SELECT RAISE(ABORT, 'post_events is append-only'); END"
+    ).execute_if(dialect="sqlite"),
+)
+event.listen(
+    post_events,
+    "after_create",
+    DDL(
+        "CREATE OR REPLACE FUNCTION relay_post_events_append_only() RETURNS trigger "
+        "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'post_events is append-only'; END $$"
+    ).execute_if(dialect="postgresql"),
+)
+event.listen(
+    post_events,
+    "after_create",
+    DDL(
+        "CREATE TRIGGER post_events_append_only BEFORE UPDATE OR DELETE ON post_events "
+        "FOR EACH ROW EXECUTE FUNCTION relay_post_events_append_only()"
+    ).execute_if(dialect="postgresql"),
 )
 
 schema_version = Table(

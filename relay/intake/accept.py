@@ -29,13 +29,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, select, text
 
-from relay import jobs, reply
+from relay import jobs, lifecycle
 from relay.auth import new_id
 from relay.db import Database, queries
 from relay.db.schema import posts
+from relay.lifecycle import settle
 from relay.mail.facts import after_first_field
-from relay.model import Item, Post, PostStatus
-from relay.publish.deliver import settle
+from relay.model import Item, Post, PostState, PostStatus
 from relay.spool import Spool, sha256_file
 
 log = logging.getLogger("relay.accept")
@@ -81,7 +81,7 @@ _Args = tuple[
     list[SpooledFile],
     str | None,
     Callable[[Connection, Post], None] | None,
-    dict[str, str | None],
+    dict[str, Any],
     MailMeta | None,
 ]
 
@@ -130,11 +130,16 @@ class Acceptor:
         only_destination: str | None = None,
         mail: MailMeta | None = None,
         also: Callable[[Connection, Post], None] | None = None,
+        publish_at: float | None = None,
+        tags: list[str] | None = None,
+        alts: list[str | None] | None = None,
     ) -> Post:
         """Commit a post for spooled bytes: either files (one item each) or a raw message that
         a job unpacks into items later. ``also`` runs in the same transaction (the tus door
         marks its upload finished there, so a retry can never make a second post).
-        ``only_destination``: deliver to that destination (id or type) alone."""
+        ``only_destination``: deliver to that destination (id or type) alone. ``publish_at``
+        (UNIX seconds): hold the post until then (a time past publishes now); ``alts``: the
+        alt text of each file, in order."""
         post = Post(
             id=new_id(),
             user_id=user_id,
@@ -143,6 +148,7 @@ class Acceptor:
             source=source,
             private=private,
             draft=draft,
+            tags=list(tags or []),
             created_at=datetime.fromtimestamp(time.time(), UTC),
         )
         for position, spooled in enumerate(files or []):
@@ -153,9 +159,18 @@ class Acceptor:
                     position=position,
                     filename=spooled.filename,
                     declared_mime=spooled.declared_mime,
+                    alt=(alts or [])[position] if position < len(alts or []) else None,
                 )
             )
-        extra = {"only_destination": only_destination}
+        state = lifecycle.initial_state(draft, publish_at)
+        post.state = PostState(state)
+        if state == PostState.SCHEDULED and publish_at is not None:
+            post.publish_at = datetime.fromtimestamp(publish_at, UTC)
+        extra: dict[str, Any] = {
+            "only_destination": only_destination,
+            "state": state,
+            "publish_at": publish_at if state == "scheduled" else None,
+        }
         if mail is not None:
             extra.update(
                 message_id=mail.message_id,
@@ -221,7 +236,7 @@ class Acceptor:
         files: list[SpooledFile],
         mail_spool_name: str | None,
         also: Callable[[Connection, Post], None] | None = None,
-        extra: dict[str, str | None] | None = None,
+        extra: dict[str, Any] | None = None,
         mail: MailMeta | None = None,
     ) -> bool:
         extra = dict(extra or {})
@@ -232,13 +247,25 @@ class Acceptor:
         if also is not None:
             also(conn, post)
         queries.insert_post(conn, post, spool_name=mail_spool_name, **extra)
+        # The first line of the post's record: who made it, through which door, in what state.
+        # The owner made it (their token or their secret address); a mail's From line is
+        # only a claim here, kept as such.
+        lifecycle.created(
+            conn,
+            post.id,
+            post.user_id,
+            lifecycle.door_of(post.source),
+            extra.get("state") or "published",
+            extra.get("publish_at"),
+            sender=mail.sender if mail is not None else None,
+        )
         for item, spooled in zip(post.items, files, strict=True):
             queries.insert_item(conn, item, spooled.spool_name)
             jobs.enqueue(conn, PROCESS_ITEM, item.id, self.max_attempts)
         if mail_spool_name is not None:
             jobs.enqueue(conn, UNPACK_MAIL, post.id, self.max_attempts)
         if mail is not None and mail.reply:
-            reply.hold(conn, post.id, self.max_attempts)  # before settle, which may release it
+            lifecycle.hold(conn, post.id, self.max_attempts)  # before settle, which may release it
         if mail_spool_name is not None:
             # A post whose message is still to be unpacked is never ready (settle_post says
             # so from its spool_name); the unpack job settles it. Asking cost a query per mail.
@@ -246,7 +273,7 @@ class Acceptor:
         return settle(conn, post.id)
 
     def _same_message(
-        self, conn: Connection, user_id: str, mail: MailMeta, extra: dict[str, str | None]
+        self, conn: Connection, user_id: str, mail: MailMeta, extra: dict[str, Any]
     ) -> str | None:
         """The oldest post of this user with this Message-ID and these bytes, if any; the
         message's hash goes into ``extra`` when it had to be made."""

@@ -17,6 +17,7 @@ from aiohttp.multipart import content_disposition_filename, parse_content_dispos
 from relay import metrics
 from relay.context import RELAY, Relay
 from relay.errors import IntakeError, TooLarge
+from relay.intake import fields as upload_fields
 from relay.intake.accept import SpooledFile
 from relay.spool import SpoolWriter
 from relay.web.auth import authenticate
@@ -67,9 +68,11 @@ async def _multipart(
     limit: int,
     files: list[SpooledFile],
     fields: dict[str, str],
+    more: dict[str, list[str]],
 ) -> int:
     """Stream the form's file parts into the spool (appended to ``files``, so the caller can
-    remove them if anything fails) and read its fields; the bytes received."""
+    remove them if anything fails) and read its fields (``title``/``text`` into ``fields``, the
+    post's other fields into ``more``, in the order given); the bytes received."""
     received = 0
     parts = 0
     max_files = relay.settings.max_upload_parts
@@ -95,10 +98,14 @@ async def _multipart(
                         name, clean_filename(part.filename, mime, len(files)), mime, writer.size
                     )
                 )
-            elif part.name in fields:
+            elif part.name in fields or part.name in upload_fields.NAMES:
                 raw = await part.read(decode=True)
                 _check_field(part.name, raw)
-                fields[part.name] = raw.decode(part.get_charset("utf-8"), "replace").strip()
+                value = raw.decode(part.get_charset("utf-8"), "replace").strip()
+                if part.name in fields:
+                    fields[part.name] = value
+                else:
+                    more.setdefault(part.name, []).append(value)
             else:
                 await part.release()
     except MALFORMED as exc:
@@ -114,11 +121,12 @@ async def upload(request: web.Request) -> web.Response:
         metrics.http_uploads.labels("too_large").inc()
         raise TooLarge("upload.too_large", f"Content-Length {request.content_length}")
     files: list[SpooledFile] = []
-    fields = {"title": "", "text": "", "private": ""}
+    fields = {"title": "", "text": ""}
+    more: dict[str, list[str]] = {}  # the fields of relay/intake/fields.py, in order given
     received = 0
     try:
         if request.content_type == "multipart/form-data":
-            received = await _multipart(request, relay, limit, files, fields)
+            received = await _multipart(request, relay, limit, files, fields, more)
         elif request.content_type == "application/x-www-form-urlencoded":
             try:
                 form = await request.post()  # text alone; bounded by client_max_size
@@ -130,6 +138,12 @@ async def upload(request: web.Request) -> web.Response:
                     raise IntakeError("bad_request", f"{name} is not text")
                 _check_field(name, value)  # the same limit as a multipart field
                 fields[name] = value.strip()
+            for name in upload_fields.NAMES:
+                if name in form:
+                    values = [str(v) for v in form.getall(name)]
+                    for value in values:
+                        _check_field(name, value)
+                    more[name] = values
         elif "Content-Disposition" not in request.headers and request.content_type == "text/plain":
             raise IntakeError("upload.unsupported_media_type")
         else:
@@ -143,15 +157,25 @@ async def upload(request: web.Request) -> web.Response:
             files.append(SpooledFile(name, clean_filename(filename, mime, 0), mime, writer.size))
             for name in fields:
                 fields[name] = request.query.get(name, "").strip()
+            for name in upload_fields.NAMES:
+                if name in request.query:
+                    more[name] = list(request.query.getall(name))
+            more.update(upload_fields.from_headers(request.headers))
         if not files and not (fields["title"] or fields["text"]):
             raise IntakeError("upload.no_file")
+        wanted = upload_fields.parse(more)
         post = await relay.acceptor.accept(
             user_id,
             title=fields["title"],
             text=fields["text"],
             files=files,
             source="http",
-            private=fields["private"].lower() in ("1", "true", "yes", "on"),
+            private=wanted.private,
+            draft=wanted.draft,
+            publish_at=wanted.publish_at,
+            tags=wanted.tags,
+            alts=wanted.alts,
+            only_destination=wanted.destinations,
         )
     except BaseException as exc:
         for spooled in files:

@@ -50,6 +50,7 @@ from relay.context import RELAY, Relay
 from relay.db import queries
 from relay.db.schema import uploads
 from relay.errors import AuthError, IntakeError, NotFound, RelayError, TooLarge, temporary_error
+from relay.intake import fields as upload_fields
 from relay.intake.accept import SpooledFile
 from relay.intake.http import clean_filename
 from relay.model import Post
@@ -130,6 +131,16 @@ def _text(meta: dict[str, bytes], *keys: str) -> str:
         if key in meta:
             return meta[key][:TEXT_LIMIT].decode("utf-8", "replace").strip()
     return ""
+
+
+def _post_fields(meta: dict[str, bytes]) -> upload_fields.UploadFields:
+    """The post's fields among the metadata (relay/intake/fields.py). A bare key (tus sends
+    ``draft`` alone for a flag) is true."""
+    found = {name: [_text(meta, name)] for name in upload_fields.NAMES if name in meta}
+    for name in ("draft", "private"):
+        if found.get(name) == [""]:
+            found[name] = ["true"]
+    return upload_fields.parse(found)
 
 
 def _number(request: web.Request, name: str) -> int | None:
@@ -330,7 +341,7 @@ class TusDoor:
         if length is not None and length > self.settings.max_upload_bytes:
             raise TooLarge("upload.too_large", f"Upload-Length {length}")
         raw_metadata = request.headers.get("Upload-Metadata", "").strip()
-        parse_metadata(raw_metadata)
+        _post_fields(parse_metadata(raw_metadata))  # a bad field is refused now, not at the end
         with_body = request.body_exists
         if with_body and request.content_type != OFFSET_STREAM:
             raise IntakeError("tus.unsupported_media_type")
@@ -692,12 +703,19 @@ class TusDoor:
         if mime and (len(mime) > 255 or "/" not in mime):
             mime = None
         filename = clean_filename(_text(meta, "filename", "name"), mime, 0)
+        wanted = _post_fields(meta)
         post = await self.relay.acceptor.accept(
             row["user_id"],
             title=_text(meta, "title"),
             text=_text(meta, "text"),
             files=[SpooledFile(name, filename, mime, row["length"])],
             source="tus",
+            private=wanted.private,
+            draft=wanted.draft,
+            publish_at=wanted.publish_at,
+            tags=wanted.tags,
+            alts=wanted.alts,
+            only_destination=wanted.destinations,
             also=functools.partial(_mark_finished, upload_id=row["id"]),
         )
         metrics.accepted_bytes.labels("tus").inc(row["length"])

@@ -94,6 +94,8 @@ class ParsedMail:
     tags: list[str] = field(default_factory=list)
     private: bool = False
     draft: bool = False
+    delay: float | None = None
+    publish_at: str | None = None
 
 
 def parse_message(raw: bytes) -> ParsedMail:
@@ -153,6 +155,8 @@ def _parse(raw: bytes) -> ParsedMail:
         tags=commands.merge_tags(subject.tags, body.tags),
         private=subject.private or body.private,
         draft=subject.draft or body.draft,
+        delay=body.delay if body.delay is not None else subject.delay,
+        publish_at=body.publish_at or subject.publish_at,
     )
     if not (mail.title or mail.text or mail.parts or mail.sender or mail.message_id):
         raise MediaError("mail.unreadable", "no headers, text or attachments")

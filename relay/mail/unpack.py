@@ -35,6 +35,10 @@ class Unpacked:
     private: bool = False
     """The sender asked for it in the mail; the address may make a post private too."""
     draft: bool = False
+    delay: float | None = None
+    """``[delay 2h]``: seconds after the mail's arrival."""
+    publish_at: str | None = None
+    """``[publish 2026-12-24 09:00]``: a local time, resolved in the user's zone."""
 
 
 def unpack_to_spool(spool_root: str, name: str) -> Unpacked:
@@ -54,6 +58,8 @@ def unpack_to_spool(spool_root: str, name: str) -> Unpacked:
         tags=parsed.tags,
         private=parsed.private,
         draft=parsed.draft,
+        delay=parsed.delay,
+        publish_at=parsed.publish_at,
     )
     for part in parsed.parts:
         unpacked.parts.append(

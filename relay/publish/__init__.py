@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from relay.errors import PublishError
 from relay.publish.net import Http
@@ -92,6 +92,38 @@ class Adapter(Protocol):
 
     async def check(self) -> str:
         """Verify the credentials without posting; returns what the destination said."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Remote:
+    """What a channel made of one delivery: enough to change or remove it later."""
+
+    delivery_id: str
+    remote_id: str | None
+    remote_url: str | None
+    idempotency_key: str
+    """Stable across the retries of one edit or one removal (never the publish's key), so a
+    repeat after a lost answer lands on the same change."""
+
+
+# Capabilities beyond ``publish`` (tusd's style: small, optional, checked with ``isinstance``).
+# A channel without one says so on the delivery ("this channel cannot edit a post"). Both must
+# be idempotent: the job that calls them may call again after a lost answer. An adapter that
+# cannot edit in place but can delete and post again does that only when the user asks.
+
+
+@runtime_checkable
+class Editor(Protocol):
+    async def edit(self, outgoing: Outgoing, remote: Remote) -> Published:
+        """Replace the remote copy's content with ``outgoing``'s (the post as it is now)."""
+        ...
+
+
+@runtime_checkable
+class Retractor(Protocol):
+    async def retract(self, remote: Remote, post_id: str) -> None:
+        """Delete (or trash) the remote copy; a copy already gone is success, not an error."""
         ...
 
 

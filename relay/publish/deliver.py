@@ -17,31 +17,19 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from relay import jobs, reply
+from relay import jobs, lifecycle
 from relay.db import Database, destinations, queries
 from relay.errors import PublishError, TransientPublishError
+from relay.lifecycle import ATTEMPTS, BACKOFF_CAP, DELIVER, settle
 from relay.model import DeliveryStatus, ItemStatus, Kind, Post
-from relay.publish import Destination, Media, Outgoing, adapter_for
+from relay.publish import Destination, Editor, Media, Outgoing, Remote, Retractor, adapter_for
 from relay.publish.net import Http
 from relay.storage import Store
 
 log = logging.getLogger("relay.publish")
 
-DELIVER = "deliver"
-
-
-ATTEMPTS = 25  # with backoff capped at 15 minutes, about 14 hours of tries
-BACKOFF_CAP = 900.0
-
-
-def settle(conn: Connection, post_id: str, max_attempts: int = ATTEMPTS) -> bool:
-    """Mark the post ready if all its items are done, and then schedule its deliveries."""
-    if not queries.settle_post(conn, post_id):
-        return False
-    for delivery_id in destinations.create_deliveries(conn, post_id):
-        jobs.enqueue(conn, DELIVER, delivery_id, max_attempts)
-    reply.release(conn, post_id)  # with no deliveries, a held reply to the sender goes now
-    return True
+__all__ = ["ATTEMPTS", "BACKOFF_CAP", "DELIVER", "Publisher", "settle"]
+"""``settle`` and the job kinds live in relay/lifecycle.py now; names kept for old imports."""
 
 
 def destination_from_row(row: Any) -> Destination:
@@ -115,17 +103,11 @@ class Publisher:
         if row is None or not row["active"] or post is None:
             await self._finish(job, error=PublishError("publish.rejected", "destination removed"))
             return
-        post_json = self.present(post)
-        outgoing = Outgoing(
-            delivery_id=delivery["id"],
-            idempotency_key=delivery["id"],
-            attempt=delivery["attempts"] + 1,
-            post=post_json,
-            page_url=post_json["url"],
-            title=post.title,
-            text=post.text,
-            media=self._media(post, post_json),
-        )
+        if not await self.db.read(lifecycle.still_published, post.id):
+            # Retracted or deleted before this went out: nothing to send, nothing to take down.
+            await self._finish(job, error=PublishError("publish.cancelled"), cancelled=True)
+            return
+        outgoing = self._outgoing(post, delivery["id"], delivery["id"], delivery["attempts"] + 1)
         try:
             adapter = adapter_for(destination_from_row(row), self.http)
             published = await asyncio.wait_for(adapter.publish(outgoing), self.timeout)
@@ -147,14 +129,99 @@ class Publisher:
                 error = PublishError("publish.expired", error.detail, error.remote)
             await self._finish(job, error=error)
 
-    async def _retry(self, job: jobs.Job, error: PublishError) -> None:
+    def _outgoing(self, post: Post, delivery_id: str, key: str, attempt: int) -> Outgoing:
+        post_json = self.present(post)
+        return Outgoing(
+            delivery_id=delivery_id,
+            idempotency_key=key,
+            attempt=attempt,
+            post=post_json,
+            page_url=post_json["url"],
+            title=post.title,
+            text=post.text,
+            media=self._media(post, post_json),
+        )
+
+    # --- edits and removals on channels (jobs ``edit`` and ``retract`` of relay/lifecycle) --
+
+    async def edit(self, job: jobs.Job) -> None:
+        """Job ``edit``, ref ``DELIVERY_ID:EVENT_ID``: send the post as it is now."""
+        delivery_id, _, event_id = job.ref.partition(":")
+        await self._change(job, delivery_id, f"{delivery_id}.updated.{event_id}", editing=True)
+
+    async def retract(self, job: jobs.Job) -> None:
+        """Job ``retract``, ref the delivery: delete the remote copy, after an in-flight
+        delivery has finished (never a copy left behind)."""
+        await self._change(job, job.ref, f"{job.ref}.deleted", editing=False)
+
+    async def _change(self, job: jobs.Job, delivery_id: str, key: str, editing: bool) -> None:
+        delivery = await self.db.read(destinations.delivery_row, delivery_id)
+        if delivery is not None and delivery["status"] == DeliveryStatus.PENDING:
+            # In flight (or about to be): wait for its outcome. A copy sent with the old text
+            # is then edited, and one sent at all is then removed: never one left behind.
+            await self.db.run(lifecycle.postpone, job, lifecycle.WAIT_SECONDS)
+            return
+        if delivery is None or delivery["status"] != DeliveryStatus.DELIVERED:
+            await self.db.run(jobs.complete, job)  # never went out, or already taken down
+            return
+        row = await self.db.read(destinations.destination_row, delivery["destination_id"])
+        post = await self.db.read(queries.load_post, delivery["post_id"])
+        if row is None or post is None:
+            await self.db.run(jobs.complete, job)
+            return
+        remote = Remote(
+            delivery_id=delivery_id,
+            remote_id=delivery["remote_id"],
+            remote_url=delivery["remote_url"],
+            idempotency_key=key,
+        )
+        error: PublishError | None = None
+        try:
+            adapter = adapter_for(destination_from_row(row), self.http)
+            if editing and isinstance(adapter, Editor):
+                outgoing = self._outgoing(post, delivery_id, key, job.attempts)
+                await asyncio.wait_for(adapter.edit(outgoing, remote), self.timeout)
+            elif not editing and isinstance(adapter, Retractor):
+                await asyncio.wait_for(adapter.retract(remote, post.id), self.timeout)
+            else:
+                error = PublishError("publish.cannot_edit" if editing else "publish.cannot_retract")
+        except TimeoutError:
+            error = TransientPublishError("publish.unreachable", "timed out")
+        except PublishError as exc:
+            error = exc
+        except Exception as exc:  # an adapter bug: retry rather than lose the change
+            log.exception("adapter %s failed on %s of %s", row["type"], job.kind, delivery_id)
+            error = TransientPublishError("publish.unreachable", repr(exc))
+        if isinstance(error, TransientPublishError) and not job.exhausted:
+            await self._retry(job, error, delivery_id)
+            return
+
+        def record(conn: Connection) -> None:
+            values: dict[str, Any] = {}
+            if error is not None:
+                values.update(error_code=error.code, error_message=error.public()["message"])
+            else:
+                values.update(error_code=None, error_message=None)
+            if not editing and (error is None or error.code == "publish.cannot_retract"):
+                # Taken down, or told it cannot be: either way no longer a live copy we track.
+                values["status"] = DeliveryStatus.RETRACTED.value
+            destinations.set_delivery(conn, delivery_id, **values)
+            jobs.complete(conn, job)
+
+        if error is not None:
+            log.warning("%s of delivery %s: %s", job.kind, delivery_id, error)
+        await self.db.run(record)
+
+    async def _retry(
+        self, job: jobs.Job, error: PublishError, delivery_id: str | None = None
+    ) -> None:
         log.info("delivery %s: %s; will retry", job.ref, error)
 
         def record(conn: Connection) -> None:
             destinations.set_delivery(
                 conn,
-                job.ref,
-                attempts=job.attempts,
+                delivery_id or job.ref,
+                **({} if delivery_id else {"attempts": job.attempts}),
                 error_code=error.code,
                 error_message=error.public()["message"],
             )
@@ -169,6 +236,7 @@ class Publisher:
         error: PublishError | None = None,
         remote_url: str | None = None,
         remote_id: str | None = None,
+        cancelled: bool = False,
     ) -> None:
         def record(conn: Connection) -> None:
             if error is None:
@@ -180,8 +248,9 @@ class Publisher:
                     error_message=None,
                 )
             else:
+                status = DeliveryStatus.CANCELLED if cancelled else DeliveryStatus.FAILED
                 values = dict(
-                    status=DeliveryStatus.FAILED.value,
+                    status=status.value,
                     error_code=error.code,
                     error_message=error.public()["message"],
                 )
@@ -208,4 +277,4 @@ class Publisher:
 def _release_reply(conn: Connection, delivery_id: str) -> None:
     row = destinations.delivery_row(conn, delivery_id)
     if row is not None:
-        reply.release(conn, row["post_id"])
+        lifecycle.release(conn, row["post_id"])

@@ -1,6 +1,9 @@
 """Standard Webhooks: ``POST`` of ``{"type": "post.published", "post": …}`` signed with the
 destination's ``whsec_`` secret. ``webhook-id`` is the delivery's idempotency key, the same on
-every retry, so a receiver that saw it already can drop the repeat."""
+every retry, so a receiver that saw it already can drop the repeat.
+
+An edit sends ``{"type": "post.updated", "post": …}`` and a removal ``{"type": "post.deleted",
+"post": {"id": …}}``, signed the same way, each with an id of its own (stable over its retries)."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from typing import ClassVar
 from standardwebhooks import Webhook
 
 from relay.errors import PublishError
-from relay.publish import Accepts, Destination, Outgoing, Published
+from relay.publish import Accepts, Destination, Outgoing, Published, Remote
 from relay.publish.net import Http, raise_for_status
 
 
@@ -53,6 +56,19 @@ class WebhookAdapter:
         )
         raise_for_status(status, text, self.url)
         return Published(remote_url=None, remote_id=outgoing.idempotency_key)
+
+    async def edit(self, outgoing: Outgoing, remote: Remote) -> Published:
+        status, text = await self._send(
+            remote.idempotency_key, {"type": "post.updated", "post": outgoing.post}
+        )
+        raise_for_status(status, text, self.url)
+        return Published(remote_url=remote.remote_url, remote_id=remote.remote_id)
+
+    async def retract(self, remote: Remote, post_id: str) -> None:
+        status, text = await self._send(
+            remote.idempotency_key, {"type": "post.deleted", "post": {"id": post_id}}
+        )
+        raise_for_status(status, text, self.url)
 
     async def check(self) -> str:
         probe_id = "msg_check_" + secrets.token_hex(8)

@@ -22,7 +22,7 @@ from aiohttp import web
 from relay.context import RELAY, Relay
 from relay.db import queries
 from relay.errors import NotFound, RelayError
-from relay.model import Item, Kind, Post
+from relay.model import Item, Kind, Post, PostState
 from relay.storage import LocalPaths, valid_key
 from relay.storage.media import MediaSigner, served_disposition
 from relay.web.lang import detect_language
@@ -98,6 +98,8 @@ HTML_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none
 async def post_page(request: web.Request) -> web.Response:
     relay = request.app[RELAY]
     post = await _load_post(relay, request.match_info["post_id"])
+    if post.state == PostState.DELETED:
+        raise web.HTTPGone(text="This post was deleted.", headers=SECURITY_HEADERS)
     page_url = relay.page_url(post.id)
     preview = preview_image(post)
     # Feed discovery names the owner, so a private (unlisted) post's page does not carry it.

@@ -55,6 +55,9 @@ def post_json(relay: Relay, post: Post) -> dict[str, Any]:
         "private": post.private,
         "draft": post.draft,
         "tags": post.tags,
+        "state": post.state.value,
+        "publish_at": post.publish_at.isoformat() if post.publish_at else None,
+        "deleted_at": post.deleted_at.isoformat() if post.deleted_at else None,
         "created_at": post.created_at.isoformat() if post.created_at else None,
         "authentication_results": post.auth_results,
         # A draft is not public yet: its links are signed like a private post's.

@@ -62,6 +62,9 @@ def test_openapi_document_is_valid() -> None:
 def test_openapi_upload_form_has_every_field_the_door_reads() -> None:
     body = _spec()["paths"]["/api/v1/uploads"]["post"]["requestBody"]["content"]
     form = body["multipart/form-data"]["schema"]["properties"]
-    assert set(form) == {"file", "title", "text", "private"}
-    query = {p["name"] for p in _spec()["paths"]["/api/v1/uploads"]["post"]["parameters"]}
-    assert query == {"title", "text", "private"}
+    from relay.intake import fields
+
+    assert set(form) == {"file", "title", "text", *fields.NAMES}
+    parameters = _spec()["paths"]["/api/v1/uploads"]["post"]["parameters"]
+    assert {p["name"] for p in parameters if p["in"] == "query"} == {"title", "text", *fields.NAMES}
+    assert {p["name"] for p in parameters if p["in"] == "header"} == set(fields.HEADERS.values())

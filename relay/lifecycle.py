@@ -1,0 +1,598 @@
+"""The post's life: its states, the transitions between them, the job kinds that carry them out,
+and the post's record.
+
+States (``posts.state``)::
+
+    draft ──publish──▶ published ──retract──▶ draft
+      │                   ▲  │
+      └─schedule─▶ scheduled  └──delete──▶ deleted (from any state; final)
+
+``status`` (processing → ready) is apart: it says whether the media are done. A post's
+deliveries open when it is both ready and published (:func:`settle`, :func:`publish`), so a
+draft or a scheduled post is processed at once but goes nowhere until it is published.
+
+Everything that happens later is a job in the database queue, never a timer in memory:
+``publish`` (ref: post id, run_at = publish_at) publishes a scheduled post, so a relay that was
+down at that time publishes at once on start, and exactly once (the transition is a guarded
+UPDATE); ``edit`` and ``retract`` (ref: delivery id) carry a change to one channel
+(relay/publish/deliver.py runs them); ``purge`` (ref: post id) takes a deleted post's media out
+of the store.
+
+Every transition appends to ``post_events`` in the same transaction: what changed, when, by whom
+(a user id or a verified sender address) and through which door. Nothing updates or deletes that
+table (the database refuses it). A deleted post keeps its row, its record and the SHA-256 of
+each original; its media leave the store.
+
+Every door (API, CLI, mail, web app) changes posts through these functions and nothing else.
+Each takes an open ``Connection``: the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, select, text, update
+
+from relay import jobs
+from relay.db import Database, destinations, queries
+from relay.db.schema import deliveries, items, post_events, posts, renditions
+from relay.db.schema import jobs as jobs_table
+from relay.errors import NotFound, RelayError
+from relay.model import DeliveryStatus, ItemStatus, PostState, PostStatus
+from relay.storage import Store
+
+log = logging.getLogger("relay.lifecycle")
+
+# Job kinds of the post's life.
+DELIVER = "deliver"
+PUBLISH = "publish"
+EDIT = "edit"
+RETRACT = "retract"
+PURGE = "purge"
+
+ATTEMPTS = 25  # deliveries, edits and retractions: with backoff capped at 15 min, ~14 hours
+BACKOFF_CAP = 900.0
+WAIT_SECONDS = 5.0
+"""A retraction waits this long for an in-flight delivery to finish, a purge for media work."""
+
+DOORS = ("api", "cli", "mail", "web", "system")
+
+
+def door_of(source: str) -> str:
+    """The door a post came in by, as the record names it (``source`` is the intake's name)."""
+    return "mail" if source in ("smtp", "mail", "mms") else "api"
+
+
+# --- the record -------------------------------------------------------------------------------
+
+
+def record(
+    conn: Connection,
+    post_id: str,
+    kind: str,
+    actor: str | None,
+    door: str,
+    detail: dict[str, Any] | None = None,
+) -> int:
+    """Append one event to the post's record; its id."""
+    assert door in DOORS, door
+    result = conn.execute(
+        post_events.insert(),
+        {
+            "post_id": post_id,
+            "at": time.time(),
+            "kind": kind,
+            "actor": actor,
+            "door": door,
+            "detail": json.dumps(detail or {}, ensure_ascii=False, default=str),
+        },
+    )
+    return result.inserted_primary_key[0]
+
+
+def events(conn: Connection, post_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        select(post_events).where(post_events.c.post_id == post_id).order_by(post_events.c.id)
+    ).mappings()
+    return [
+        {
+            "id": row["id"],
+            "at": datetime.fromtimestamp(row["at"], UTC).isoformat(),
+            "kind": row["kind"],
+            "actor": row["actor"],
+            "door": row["door"],
+            "detail": json.loads(row["detail"] or "{}"),
+        }
+        for row in rows
+    ]
+
+
+# --- creation ----------------------------------------------------------------------------------
+
+
+def initial_state(draft: bool, publish_at: float | None, now: float | None = None) -> str:
+    if draft:
+        return PostState.DRAFT.value
+    if publish_at is not None and publish_at > (now or time.time()):
+        return PostState.SCHEDULED.value
+    return PostState.PUBLISHED.value
+
+
+def created(
+    conn: Connection,
+    post_id: str,
+    actor: str | None,
+    door: str,
+    state: str,
+    publish_at: float | None,
+    sender: str | None = None,
+) -> None:
+    """A door's ``accept`` made the post: record it and, if it waits for a time, queue that.
+    ``sender``: a mail's From address, as claimed (the SMTP door checked what its policy asks)."""
+    detail: dict[str, Any] = {"state": state}
+    if sender:
+        detail["sender"] = sender
+    if publish_at is not None:
+        detail["publish_at"] = _iso(publish_at)
+    record(conn, post_id, "created", actor, door, detail)
+    if state == PostState.SCHEDULED.value and publish_at is not None:
+        _enqueue_at(conn, PUBLISH, post_id, publish_at)
+
+
+def _enqueue_at(conn: Connection, kind: str, ref: str, when: float) -> None:
+    jobs.enqueue(conn, kind, ref, ATTEMPTS, delay=max(0.0, when - time.time()))
+
+
+def _iso(when: float) -> str:
+    return datetime.fromtimestamp(when, UTC).isoformat()
+
+
+def mail_time(local: str | None, delay: float | None, received: float, zone: str) -> float | None:
+    """When a mailed ``[publish …]`` (a local time in ``zone`` unless it names its offset) or
+    ``[delay …]`` (after the mail came) asks the post to go out; None: at once."""
+    from zoneinfo import ZoneInfo
+
+    if local:
+        when = datetime.fromisoformat(local)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=ZoneInfo(zone))
+        return when.timestamp()
+    if delay is not None:
+        return received + delay
+    return None
+
+
+def user_zone(conn: Connection, user_id: str, default: str) -> str:
+    from relay.db.schema import users
+
+    return conn.execute(select(users.c.timezone).where(users.c.id == user_id)).scalar() or default
+
+
+def mailed(
+    conn: Connection,
+    post_id: str,
+    *,
+    draft: bool,
+    local: str | None,
+    delay: float | None,
+    default_zone: str,
+) -> None:
+    """The mail's own commands, read when it is unpacked (before its post can be ready):
+    ``[draft]`` keeps it a draft, ``[delay …]``/``[publish …]`` schedule it."""
+    row = queries.post_row(conn, post_id)
+    if row is None or row["state"] != PostState.PUBLISHED.value:
+        return  # the address made it a draft already, or it is gone
+    # The record names the sender only when the mail proved it (DKIM/SPF aligned, SMTP AUTH).
+    from relay.reply import reply_address  # reply imports this module
+
+    owner = queries.user_name(conn, row["user_id"]) or ""
+    actor = reply_address(row["sender"], row["auth_results"], owner) or row["user_id"]
+    if draft:
+        _set_state(conn, post_id, row["state"], PostState.DRAFT.value)
+        record(conn, post_id, "drafted", actor, "mail", {"command": "[draft]"})
+        return
+    zone = user_zone(conn, row["user_id"], default_zone)
+    when = mail_time(local, delay, row["created_at"], zone)
+    if when is None or when <= time.time():
+        return
+    conn.execute(
+        update(posts)
+        .where(posts.c.id == post_id)
+        .values(state=PostState.SCHEDULED.value, draft=False, publish_at=when)
+    )
+    command = f"[publish {local}]" if local else f"[delay {int(delay or 0)}s]"
+    detail = {"command": command, "publish_at": _iso(when), "zone": zone}
+    record(conn, post_id, "scheduled", actor, "mail", detail)
+    _enqueue_at(conn, PUBLISH, post_id, when)
+
+
+# --- the held reply to a mailed post (relay/reply.py sends it) ---------------------------------
+
+REPLY = "reply"
+HOLD_SECONDS = 3 * 86400.0
+"""Longer than a post takes to process and deliver (deliveries give up after a day)."""
+
+
+def hold(conn: Connection, post_id: str, max_attempts: int) -> None:
+    """Queue the reply to a mailed post, held until :func:`release` makes it due."""
+    jobs.enqueue(conn, REPLY, post_id, max_attempts, delay=HOLD_SECONDS)
+
+
+def release(conn: Connection, post_id: str) -> bool:
+    """Make the post's held reply due if none of its deliveries is pending; True if it did."""
+    held = conn.execute(
+        select(jobs_table.c.id).where(
+            jobs_table.c.kind == REPLY,
+            jobs_table.c.ref == post_id,
+            jobs_table.c.status == jobs.QUEUED,
+        )
+    ).scalar()
+    if held is None:
+        return False  # most posts: no reply wanted
+    if conn.dialect.name == "postgresql":
+        # Two deliveries of one post finishing at once: each would see the other still pending
+        # and neither release. With the lock the second one sees the first committed.
+        key = int.from_bytes(hashlib.sha256(post_id.encode()).digest()[:7], "big")
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    if _deliveries(conn, post_id, DeliveryStatus.PENDING):
+        return False
+    conn.execute(update(jobs_table).where(jobs_table.c.id == held).values(run_at=time.time()))
+    return True
+
+
+# --- readiness and publishing ------------------------------------------------------------------
+
+
+def settle(conn: Connection, post_id: str, max_attempts: int = ATTEMPTS) -> bool:
+    """Mark the post ready if all its items are done; a published post's deliveries open then.
+    True if this call made it ready."""
+    if not queries.settle_post(conn, post_id):
+        return False
+    state = conn.execute(select(posts.c.state).where(posts.c.id == post_id)).scalar()
+    if state == PostState.PUBLISHED.value:
+        _open_deliveries(conn, post_id, max_attempts)
+    release(conn, post_id)  # with no deliveries, a held reply to the sender goes now
+    return True
+
+
+def _open_deliveries(conn: Connection, post_id: str, max_attempts: int = ATTEMPTS) -> None:
+    for delivery_id in destinations.create_deliveries(conn, post_id):
+        jobs.enqueue(conn, DELIVER, delivery_id, max_attempts)
+
+
+def _row(conn: Connection, post_id: str) -> Any:
+    row = queries.post_row(conn, post_id)
+    if row is None:
+        raise NotFound()
+    if row["state"] == PostState.DELETED.value:
+        raise RelayError("post.gone")
+    return row
+
+
+def _set_state(conn: Connection, post_id: str, old: str, new: str, **values: Any) -> bool:
+    """The guarded transition: only from ``old``, so that two callers at once change it once."""
+    result = conn.execute(
+        update(posts)
+        .where(posts.c.id == post_id, posts.c.state == old)
+        .values(state=new, draft=new == PostState.DRAFT.value, **values)
+    )
+    return result.rowcount > 0
+
+
+def publish(conn: Connection, post_id: str, actor: str | None, door: str) -> bool:
+    """Publish a draft or a scheduled post now; True if it changed (False: already published)."""
+    row = _row(conn, post_id)
+    if row["state"] == PostState.PUBLISHED.value:
+        return False
+    if not _set_state(conn, post_id, row["state"], PostState.PUBLISHED.value, publish_at=None):
+        return False
+    record(conn, post_id, "published", actor, door, {"from": row["state"]})
+    if row["status"] == PostStatus.READY.value:
+        _open_deliveries(conn, post_id)
+    return True
+
+
+def schedule(conn: Connection, post_id: str, when: float, actor: str | None, door: str) -> bool:
+    """Hold a draft (or move a scheduled post) until ``when``; a time past publishes now."""
+    row = _row(conn, post_id)
+    if when <= time.time():
+        return publish(conn, post_id, actor, door)
+    if row["state"] == PostState.PUBLISHED.value:
+        raise RelayError("post.conflict", "a published post cannot be scheduled; retract it")
+    conn.execute(
+        update(posts)
+        .where(posts.c.id == post_id)
+        .values(state=PostState.SCHEDULED.value, draft=False, publish_at=when)
+    )
+    detail = {"from": row["state"], "publish_at": _iso(when)}
+    record(conn, post_id, "scheduled", actor, door, detail)
+    # The job of an earlier time finds publish_at moved and does nothing (run_publish_job).
+    _enqueue_at(conn, PUBLISH, post_id, when)
+    return True
+
+
+def unschedule(conn: Connection, post_id: str, actor: str | None, door: str) -> bool:
+    """A scheduled post back to a draft."""
+    row = _row(conn, post_id)
+    if row["state"] != PostState.SCHEDULED.value:
+        return False
+    _set_state(conn, post_id, row["state"], PostState.DRAFT.value, publish_at=None)
+    record(conn, post_id, "unscheduled", actor, door, {})
+    return True
+
+
+def run_publish_job(conn: Connection, job: jobs.Job) -> bool:
+    """The ``publish`` job: a scheduled post whose time has come is published, once."""
+    row = queries.post_row(conn, job.ref)
+    due = (
+        row is not None
+        and row["state"] == PostState.SCHEDULED.value
+        and row["publish_at"] is not None
+        and row["publish_at"] <= time.time() + 0.5
+    )
+    published = False
+    if due:
+        published = publish(conn, job.ref, None, "system")
+    jobs.complete(conn, job)
+    return published
+
+
+# --- edits -------------------------------------------------------------------------------------
+
+EDITABLE = ("title", "text", "tags", "private")
+
+
+@dataclass(slots=True)
+class Change:
+    """A request to change a post; None: leave as it is. ``items``: ``[(item_id, alt)]``."""
+
+    title: str | None = None
+    text: str | None = None
+    tags: list[str] | None = None
+    private: bool | None = None
+    items: list[tuple[str, str | None]] | None = None
+    draft: bool | None = None
+    publish_at: float | None = None
+    publish_at_given: bool = False
+    """``publish_at: null`` (unschedule) differs from no ``publish_at`` at all."""
+
+
+def edit(conn: Connection, post_id: str, actor: str | None, door: str, content: Change) -> int:
+    """Change the post's content (title, text, tags, private, alt texts); a published post's
+    delivered copies get an ``edit`` job each. The number of fields changed."""
+    row = _row(conn, post_id)
+    changed: dict[str, dict[str, Any]] = {}
+    values: dict[str, Any] = {}
+    for name in EDITABLE:
+        new = getattr(content, name)
+        if new is None:
+            continue
+        old: Any = row[name]
+        if name == "tags":
+            old = json.loads(old or "[]")
+        elif name == "private":
+            old = bool(old)
+        if new != old:
+            changed[name] = {"from": old, "to": new}
+            values[name] = json.dumps(new) if name == "tags" else new
+    if values:
+        conn.execute(update(posts).where(posts.c.id == post_id).values(**values))
+    for item_id, alt in content.items or []:
+        old_alt = conn.execute(
+            select(items.c.alt).where(items.c.id == item_id, items.c.post_id == post_id)
+        ).first()
+        if old_alt is None:
+            raise RelayError("request.invalid", f"no item {item_id} in this post")
+        if old_alt[0] != alt:
+            changed[f"items.{item_id}.alt"] = {"from": old_alt[0], "to": alt}
+            queries.set_item(conn, item_id, alt=alt)
+    if not changed:
+        return 0
+    event_id = record(conn, post_id, "edited", actor, door, {"changed": changed})
+    if row["state"] == PostState.PUBLISHED.value:
+        for delivery_id in _deliveries(conn, post_id, DeliveryStatus.DELIVERED):
+            jobs.enqueue(conn, EDIT, f"{delivery_id}:{event_id}", ATTEMPTS)
+    return len(changed)
+
+
+def change(conn: Connection, post_id: str, actor: str | None, door: str, wanted: Change) -> None:
+    """One PATCH: the content first, then the state it asks for."""
+    edit(conn, post_id, actor, door, wanted)
+    row = _row(conn, post_id)
+    state = row["state"]
+    if wanted.draft is True:
+        if state == PostState.PUBLISHED.value:
+            retract(conn, post_id, actor, door)
+        elif state == PostState.SCHEDULED.value:
+            unschedule(conn, post_id, actor, door)
+        return
+    if wanted.publish_at_given:
+        if wanted.publish_at is None:
+            unschedule(conn, post_id, actor, door)
+        else:
+            schedule(conn, post_id, wanted.publish_at, actor, door)
+        return
+    if wanted.draft is False:
+        publish(conn, post_id, actor, door)
+
+
+def _deliveries(conn: Connection, post_id: str, *statuses: DeliveryStatus) -> list[str]:
+    return list(
+        conn.execute(
+            select(deliveries.c.id)
+            .where(
+                deliveries.c.post_id == post_id,
+                deliveries.c.status.in_([s.value for s in statuses]),
+            )
+            .order_by(deliveries.c.created_at)
+        ).scalars()
+    )
+
+
+# --- taking down -------------------------------------------------------------------------------
+
+
+def _take_down(conn: Connection, post_id: str) -> int:
+    """Every copy on a channel goes: a delivery not started yet is cancelled here; one in flight
+    finishes and then its ``retract`` job (which waits for it) deletes the remote copy."""
+    queued = set(
+        conn.execute(
+            select(jobs_table.c.ref).where(
+                jobs_table.c.kind == DELIVER,
+                jobs_table.c.status == jobs.QUEUED,
+                jobs_table.c.ref.in_(_deliveries(conn, post_id, DeliveryStatus.PENDING)),
+            )
+        ).scalars()
+    )
+    for delivery_id in queued:
+        # Guarded by status: a worker that claimed it meanwhile holds it RUNNING, not QUEUED.
+        gone = conn.execute(
+            jobs_table.delete().where(
+                jobs_table.c.kind == DELIVER,
+                jobs_table.c.ref == delivery_id,
+                jobs_table.c.status == jobs.QUEUED,
+            )
+        ).rowcount
+        if gone:
+            destinations.set_delivery(
+                conn,
+                delivery_id,
+                status=DeliveryStatus.CANCELLED.value,
+                error_code="publish.cancelled",
+                error_message="The post was taken down before it was delivered.",
+            )
+    remaining = _deliveries(conn, post_id, DeliveryStatus.PENDING, DeliveryStatus.DELIVERED)
+    for delivery_id in remaining:
+        jobs.enqueue(conn, RETRACT, delivery_id, ATTEMPTS)
+    return len(remaining)
+
+
+def retract(
+    conn: Connection, post_id: str, actor: str | None, door: str, reason: str | None = None
+) -> bool:
+    """Take a published post down everywhere; it stays on the relay as a draft."""
+    row = _row(conn, post_id)
+    if row["state"] != PostState.PUBLISHED.value:
+        return False
+    if not _set_state(conn, post_id, row["state"], PostState.DRAFT.value):
+        return False
+    record(conn, post_id, "retracted", actor, door, {"reason": reason} if reason else {})
+    _take_down(conn, post_id)
+    return True
+
+
+def delete(
+    conn: Connection, post_id: str, actor: str | None, door: str, reason: str | None = None
+) -> None:
+    """Delete the post: its page answers 410, its copies on channels are deleted where the
+    channel allows, its media leave the store (a ``purge`` job). The row and its record stay,
+    with the SHA-256 of each original."""
+    row = _row(conn, post_id)
+    originals = [
+        {"item": r.id, "filename": r.filename, "sha256": r.original_sha256}
+        for r in conn.execute(
+            select(items.c.id, items.c.filename, items.c.original_sha256)
+            .where(items.c.post_id == post_id)
+            .order_by(items.c.position)
+        )
+    ]
+    now = time.time()
+    if not _set_state(conn, post_id, row["state"], PostState.DELETED.value, deleted_at=now):
+        raise RelayError("post.gone")
+    detail: dict[str, Any] = {"from": row["state"], "originals": originals}
+    if reason:
+        detail["reason"] = reason
+    record(conn, post_id, "deleted", actor, door, detail)
+    _take_down(conn, post_id)
+    jobs.enqueue(conn, PURGE, post_id, ATTEMPTS)
+
+
+def still_published(conn: Connection, post_id: str) -> bool:
+    """For a delivery about to go out: is its post still meant to be on channels?"""
+    state = conn.execute(select(posts.c.state).where(posts.c.id == post_id)).scalar()
+    return state == PostState.PUBLISHED.value
+
+
+def postpone(conn: Connection, job: jobs.Job, delay: float) -> None:
+    """Run the job again later; waiting is not a failed attempt, so the claim's is given back."""
+    conn.execute(
+        update(jobs_table)
+        .where(jobs_table.c.id == job.id)
+        .values(
+            status=jobs.QUEUED,
+            run_at=time.time() + delay,
+            lease_until=None,
+            locked_by=None,
+            attempts=max(0, job.attempts - 1),
+        )
+    )
+
+
+# --- the jobs that need more than the database -------------------------------------------------
+
+
+def _purge_plan(conn: Connection, post_id: str) -> list[str] | None:
+    """The store keys of a deleted post's media; None while an item is still being processed
+    (its worker would store more after the purge)."""
+    open_items = conn.execute(
+        select(func.count())
+        .select_from(items)
+        .where(
+            items.c.post_id == post_id,
+            items.c.status.in_([ItemStatus.QUEUED.value, ItemStatus.PROCESSING.value]),
+        )
+    ).scalar()
+    if open_items:
+        return None
+    item_ids = list(conn.execute(select(items.c.id).where(items.c.post_id == post_id)).scalars())
+    keys = [
+        k
+        for k in conn.execute(
+            select(items.c.original_key).where(items.c.post_id == post_id)
+        ).scalars()
+        if k
+    ]
+    if item_ids:
+        keys += list(
+            conn.execute(select(renditions.c.key).where(renditions.c.item_id.in_(item_ids)))
+            .scalars()
+            .all()
+        )
+    return keys
+
+
+def _purged(conn: Connection, job: jobs.Job) -> None:
+    item_ids = list(conn.execute(select(items.c.id).where(items.c.post_id == job.ref)).scalars())
+    if item_ids:
+        conn.execute(renditions.delete().where(renditions.c.item_id.in_(item_ids)))
+    # The SHA-256, type and size of each original stay: the record of what was there.
+    conn.execute(update(items).where(items.c.post_id == job.ref).values(original_key=None))
+    jobs.complete(conn, job)
+
+
+class Jobs:
+    """The job runners of the post's life that the database alone cannot do."""
+
+    def __init__(self, db: Database, store: Store) -> None:
+        self.db = db
+        self.store = store
+
+    async def publish(self, job: jobs.Job) -> None:
+        if await self.db.run(run_publish_job, job):
+            log.info("post %s: published at its time", job.ref)
+
+    async def purge(self, job: jobs.Job) -> None:
+        keys = await self.db.read(_purge_plan, job.ref)
+        if keys is None:
+            await self.db.run(postpone, job, WAIT_SECONDS)
+            return
+        for key in keys:
+            await self.store.delete(key)  # idempotent: a repeat after a crash is safe
+        await self.db.run(_purged, job)
+        log.info("post %s: %d stored object(s) removed", job.ref, len(keys))
