@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from relay import jobs
+import handlers
+from relay import jobs, publish
 from relay.config import Settings, parse_listen
 from relay.context import RELAY, Relay
 from relay.db import Database, queries
@@ -24,7 +25,7 @@ from relay.intake.accept import Acceptor
 from relay.intake.smtp import FailureGuard, MailHandler, smtp_factory, tls_context
 from relay.mail.sender import Dns
 from relay.model import Limits
-from relay.pipeline import Pipeline
+from relay.pipeline import Pipeline, missing_media_tools
 from relay.publish.deliver import DELIVER, Publisher
 from relay.publish.net import Http
 from relay.reply import REPLY, Replier
@@ -50,6 +51,19 @@ def _alive(pid: int) -> bool:
 
 
 def build(settings: Settings) -> Relay:
+    # A broken install fails here, at start, with the part named: not later, item by item.
+    handlers.load()
+    loaded = publish.load()
+    if loaded.broken:
+        log.error("adapters that did not load: %s", ", ".join(sorted(loaded.broken)))
+    missing = missing_media_tools()
+    if missing:
+        # Said once, here; each video or audio item then fails at once with media.ffmpeg_missing.
+        log.warning(
+            "%s not found on PATH: video and audio items will fail (media.ffmpeg_missing) "
+            "until ffmpeg is installed; run `relay doctor`",
+            " and ".join(missing),
+        )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.database_url)
     spool = Spool(settings.spool_dir)
@@ -203,6 +217,8 @@ def serve(settings: Settings) -> None:
     )
     try:
         web.run_app(app, host=host, port=port, print=None, access_log=None)
+    except handlers.HandlerUnavailable as exc:
+        raise SystemExit(f"relay: cannot start: {exc}") from None
     except StorageError as exc:
         # A missing bucket or rejected credentials is a set-up mistake: say what to fix, once,
         # at start-up, without a traceback.

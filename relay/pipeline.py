@@ -43,6 +43,13 @@ GiveUp = Callable[[Connection, jobs.Job, str, str], None]
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 
+MEDIA_TOOLS = ("ffmpeg", "ffprobe")
+
+
+def missing_media_tools() -> list[str]:
+    """The video/audio tools not on PATH (what handlers/ffmpeg.py would fail to find)."""
+    return [tool for tool in MEDIA_TOOLS if shutil.which(tool) is None]
+
 
 def safe_extension(filename: str, mime: str) -> str:
     guessed = mimetypes.guess_extension(mime, strict=False) or ""
@@ -242,6 +249,9 @@ class Pipeline:
             options=self.options,
         )
         try:
+            if kind in (Kind.VIDEO, Kind.AUDIO) and (missing := missing_media_tools()):
+                # The operator's to fix, not the item's; retrying would only loop until it is.
+                raise MediaError("media.ffmpeg_missing", f"{', '.join(missing)} not on PATH")
             output = await asyncio.wait_for(
                 handler_for(kind).process(job_input), self.limits.timeout
             )
