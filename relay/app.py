@@ -87,6 +87,7 @@ def build(settings: Settings) -> Relay:
             "video_preset": settings.video_preset,
             "ffmpeg_memory_bytes": settings.ffmpeg_memory_bytes,
         },
+        backoff_cap=settings.job_backoff_cap_seconds,
     )
     acceptor = Acceptor(db, settings.job_max_attempts, pipeline.wake, spool)
     relay = Relay(settings, db, spool, store, pool, pipeline, acceptor)
@@ -174,6 +175,7 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(relay.pipeline.run_worker(n), name=f"worker-{n}")
         for n in range(relay.settings.workers)
     ]
+    relay.pipeline.tasks = tasks
     yield
     for task in tasks:
         task.cancel()

@@ -4,6 +4,7 @@ that creates its post (nothing acknowledged without its work recorded).
 A worker claims one due job and holds a lease on it; a lease that runs out (the worker died) makes
 the job claimable again, and that claim counts as an attempt. Failures retry with exponential
 backoff and jitter until ``max_attempts``; then the job is ``dead`` and its last error is kept.
+An outage of our own (``postpone``) spends no attempt: the job waits, however long it lasts.
 PostgreSQL claims with ``FOR UPDATE SKIP LOCKED``; SQLite serialises writers anyway.
 """
 
@@ -134,6 +135,23 @@ def retry_or_bury(conn: Connection, job: Job, error: str, cap: float = 300.0) ->
         )
     )
     return True
+
+
+def postpone(conn: Connection, job: Job, error: str, delay: float) -> None:
+    """Put the job back to wait ``delay`` seconds without spending an attempt: what failed was
+    ours (the store or the database away), not the job's, and it must not bury the job."""
+    conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job.id)
+        .values(
+            status=QUEUED,
+            attempts=jobs.c.attempts - 1,  # the claim counted one; give it back
+            last_error=error[:4000],
+            lease_until=None,
+            locked_by=None,
+            run_at=time.time() + delay,
+        )
+    )
 
 
 def counts(conn: Connection) -> dict[str, int]:
