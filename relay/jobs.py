@@ -122,7 +122,9 @@ def claim(
     # the walk skips only jobs waiting for a retry.
     for due, order in (
         (and_(jobs.c.status == RUNNING, jobs.c.lease_until < now), jobs.c.run_at),
-        (and_(jobs.c.status == QUEUED, jobs.c.run_at <= now), jobs.c.fair_at),
+        # "run_at + 0": a filter, not an index range. Given the range, SQLite walked the
+        # (status, run_at) index and sorted every due job by place: 50 ms with 100k queued.
+        (and_(jobs.c.status == QUEUED, jobs.c.run_at + 0 <= now), jobs.c.fair_at),
     ):
         query = select(jobs.c.id).where(due).order_by(order, jobs.c.id).limit(1)
         if kinds:
