@@ -3,11 +3,12 @@
 A handler turns one original into renditions. It never touches storage, the database or the
 network: it reads ``HandlerInput.source``, writes files into ``HandlerInput.workdir`` and returns
 a ``HandlerOutput`` naming them. Errors are ``relay.errors.MediaError`` with a catalog code.
-``relay`` reaches handlers only through ``handler_for``.
+``relay`` reaches handlers only through ``handler_for`` (and ``load`` at start).
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Protocol
 
 from relay.model import HandlerInput, HandlerOutput, Kind
@@ -19,29 +20,39 @@ class Handler(Protocol):
     async def process(self, job: HandlerInput) -> HandlerOutput: ...
 
 
-def _registry() -> dict[Kind, Handler]:
-    from handlers import document, file, image
+class HandlerUnavailable(RuntimeError):
+    """A handler module cannot be imported: the install is broken, and the relay must not start
+    (it used to keep such media as plain files, silently, which no one would notice)."""
 
-    handlers: dict[Kind, Handler] = {
-        Kind.IMAGE: image.ImageHandler(),
-        Kind.DOCUMENT: document.DocumentHandler(),
-        Kind.FILE: file.FileHandler(),
-    }
-    try:  # video and audio arrive with their own module; until then they are kept as they came
-        from handlers import audio, video
 
-        handlers[Kind.VIDEO] = video.VideoHandler()
-        handlers[Kind.AUDIO] = audio.AudioHandler()
-    except ImportError:
-        handlers[Kind.VIDEO] = handlers[Kind.AUDIO] = handlers[Kind.FILE]
-    return handlers
-
+_MODULES: dict[Kind, tuple[str, str]] = {
+    Kind.IMAGE: ("image", "ImageHandler"),
+    Kind.VIDEO: ("video", "VideoHandler"),
+    Kind.AUDIO: ("audio", "AudioHandler"),
+    Kind.DOCUMENT: ("document", "DocumentHandler"),
+    Kind.FILE: ("file", "FileHandler"),
+}
 
 _HANDLERS: dict[Kind, Handler] | None = None
 
 
-def handler_for(kind: Kind) -> Handler:
+def load() -> dict[Kind, Handler]:
+    """Import every handler (once); ``HandlerUnavailable`` names the one that fails and why."""
     global _HANDLERS
     if _HANDLERS is None:
-        _HANDLERS = _registry()
-    return _HANDLERS[kind]
+        found: dict[Kind, Handler] = {}
+        for kind, (module_name, class_name) in _MODULES.items():
+            try:
+                module = importlib.import_module(f"handlers.{module_name}")
+            except ImportError as exc:
+                raise HandlerUnavailable(
+                    f"the {kind.value} handler (handlers/{module_name}.py) cannot be imported: "
+                    f"{exc}; reinstall the relay with its dependencies (pip install -e .)"
+                ) from exc
+            found[kind] = getattr(module, class_name)()
+        _HANDLERS = found
+    return _HANDLERS
+
+
+def handler_for(kind: Kind) -> Handler:
+    return load()[kind]

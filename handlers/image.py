@@ -1,8 +1,8 @@
 """Images: upright renditions without metadata, and an original that no longer says where it was.
 
 The work happens in ``_process_image``, run through ``job.run_blocking`` (a process pool in
-serve): its arguments and result are plain picklable values, and our own errors come back as data
-because ``RelayError`` does not survive pickling.
+serve): its arguments and result are plain picklable values; our own errors (``MediaError``) are
+raised there and cross the process boundary as they are.
 
 In the worker: open lazily (header only) → refuse images over the pixel limit before any decoding
 → decode the first frame once, at a reduced JPEG DCT scale when that still covers the largest
@@ -35,7 +35,7 @@ import simplejpeg
 from PIL import Image, ImageCms, ImageFile
 
 from handlers import scrub
-from relay.errors import LimitExceeded, MediaError, RelayError
+from relay.errors import LimitExceeded, MediaError
 from relay.model import HandlerInput, HandlerOutput, Kind, RenditionFile
 
 pillow_heif.register_heif_opener()
@@ -105,9 +105,6 @@ class ImageHandler:
             )
         except TimeoutError:
             raise MediaError("media.timeout", f"image over {job.limits.timeout}s") from None
-        if outcome.error is not None:
-            code, detail = outcome.error
-            raise (LimitExceeded if code == "media.too_many_pixels" else MediaError)(code, detail)
         job.progress(1.0)
         served, served_mime = outcome.served or (None, None)
         return HandlerOutput(
@@ -134,8 +131,6 @@ class _Outcome:
     renditions: list[_Written] = field(default_factory=list)
     served: tuple[Path, str] | None = None
     """The cleaned original and its type."""
-    error: tuple[str, str] | None = None
-    """(catalog code, detail) instead of an exception, so it crosses a process boundary."""
 
 
 @dataclass(slots=True)
@@ -203,10 +198,8 @@ def _process(source: Path, mime: str, workdir: Path, max_pixels: int) -> _Outcom
             renditions = _write_renditions(pixels, sizes, meta.orientation, workdir)
             full = pixels if pixels.image.size == (width, height) else None
             served = _served_original(source, mime, workdir, meta, full, cleaning, suffix)
-    except RelayError as exc:
-        return _Outcome(error=(exc.code, exc.detail))
     except _DAMAGED as exc:
-        return _Outcome(error=("media.corrupt", f"{type(exc).__name__}: {exc}"))
+        raise MediaError("media.corrupt", f"{type(exc).__name__}: {exc}") from None
     return _Outcome(renditions=renditions, served=served)
 
 

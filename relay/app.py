@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from relay import jobs, lifecycle
+import handlers
+from relay import jobs, lifecycle, publish
 from relay.config import Settings, parse_listen
 from relay.context import RELAY, Relay
 from relay.db import Database, queries
@@ -24,7 +25,7 @@ from relay.intake.accept import Acceptor
 from relay.intake.smtp import FailureGuard, MailHandler, smtp_factory, tls_context
 from relay.mail.sender import Dns
 from relay.model import Limits
-from relay.pipeline import Pipeline
+from relay.pipeline import Pipeline, missing_media_tools
 from relay.publish.deliver import DELIVER, Publisher
 from relay.publish.net import Http
 from relay.reply import REPLY, Replier
@@ -50,6 +51,19 @@ def _alive(pid: int) -> bool:
 
 
 def build(settings: Settings) -> Relay:
+    # A broken install fails here, at start, with the part named: not later, item by item.
+    handlers.load()
+    loaded = publish.load()
+    if loaded.broken:
+        log.error("adapters that did not load: %s", ", ".join(sorted(loaded.broken)))
+    missing = missing_media_tools()
+    if missing:
+        # Said once, here; each video or audio item then fails at once with media.ffmpeg_missing.
+        log.warning(
+            "%s not found on PATH: video and audio items will fail (media.ffmpeg_missing) "
+            "until ffmpeg is installed; run `relay doctor`",
+            " and ".join(missing),
+        )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.database_url)
     spool = Spool(settings.spool_dir)
@@ -74,6 +88,7 @@ def build(settings: Settings) -> Relay:
             "ffmpeg_memory_bytes": settings.ffmpeg_memory_bytes,
             "timezone": settings.timezone,
         },
+        backoff_cap=settings.job_backoff_cap_seconds,
     )
     acceptor = Acceptor(db, settings.job_max_attempts, pipeline.wake, spool)
     relay = Relay(settings, db, spool, store, pool, pipeline, acceptor)
@@ -168,6 +183,7 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(relay.pipeline.run_worker(n), name=f"worker-{n}")
         for n in range(relay.settings.workers)
     ]
+    relay.pipeline.tasks = tasks
     yield
     for task in tasks:
         task.cancel()
@@ -217,6 +233,8 @@ def serve(settings: Settings) -> None:
     )
     try:
         web.run_app(app, host=host, port=port, print=None, access_log=None)
+    except handlers.HandlerUnavailable as exc:
+        raise SystemExit(f"relay: cannot start: {exc}") from None
     except StorageError as exc:
         # A missing bucket or rejected credentials is a set-up mistake: say what to fix, once,
         # at start-up, without a traceback.

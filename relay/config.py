@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     ffmpeg_memory_bytes: int = 2 << 30
     job_max_attempts: int = 5
     job_lease_seconds: float = 300.0
+    # The longest wait between two tries of a job (retries, and outages of our own store or
+    # database, which are waited out however long they last).
+    job_backoff_cap_seconds: float = Field(default=300.0, gt=0)
     delivery_max_age_seconds: float = 86400.0
     smtp_hostname: str = ""
     # STARTTLS is offered when both are set; AUTH only ever after it.

@@ -3,7 +3,8 @@
 Every failure a user can see has a stable ``code`` (never renamed, safe to match on), a public
 ``message`` (safe to show to anyone), and how it is said on each door: the SMTP reply and the
 HTTP status. Internal detail (paths, stack traces, ffmpeg's stderr) goes in ``detail`` and is
-logged, never shown.
+logged, never shown. Every error survives pickling with its class, code, detail and extra fields:
+handlers raise them inside the process pool and the relay catches them as they were raised.
 
 Exception tree::
 
@@ -143,6 +144,18 @@ _SPECS = [
     ErrorSpec("publish.expired", "The post could not be delivered in time; delivery gave up.", 504),
     ErrorSpec("publish.unknown_type", "No adapter for this destination type.", 400),
     ErrorSpec(
+        "publish.adapter_unavailable",
+        "The relay cannot load this destination type's adapter right now; the operator has been"
+        " told, and the relay tries again.",
+        503,
+    ),
+    ErrorSpec(
+        "media.ffmpeg_missing",
+        "This relay cannot process video or audio: ffmpeg is not installed. The operator must"
+        " install ffmpeg (with ffprobe) and restart the relay.",
+        503,
+    ),
+    ErrorSpec(
         "server.internal", "Internal error.", 500, "451 4.3.0 Internal error; try again later"
     ),
     ErrorSpec(
@@ -223,6 +236,12 @@ class RelayError(Exception):
 
     def public(self) -> dict[str, str]:
         return {"code": self.spec.code, "message": self.spec.message}
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Exception pickles as cls(*self.args), and args holds the formatted text, not the
+        # code: rebuild from (code, detail) and restore subclass fields (``remote``) as state.
+        state = {k: v for k, v in self.__dict__.items() if k not in ("spec", "detail")}
+        return (self.__class__, (self.spec.code, self.detail), state or None)
 
 
 class AuthError(RelayError):

@@ -4,7 +4,17 @@ that creates its post (nothing acknowledged without its work recorded).
 A worker claims one due job and holds a lease on it; a lease that runs out (the worker died) makes
 the job claimable again, and that claim counts as an attempt. Failures retry with exponential
 backoff and jitter until ``max_attempts``; then the job is ``dead`` and its last error is kept.
+An outage of our own (``postpone``) spends no attempt: the job waits, however long it lasts.
 PostgreSQL claims with ``FOR UPDATE SKIP LOCKED``; SQLite serialises writers anyway.
+
+Claiming is fair between users: each job has a place in line, ``fair_at``, a virtual clock per
+owner (start-time fair queuing). A user's first job is placed at the time it is due; each further
+job of the same user while earlier ones still wait is placed ``FAIR_SLOT`` seconds after that
+user's last. Workers take the due job with the earliest place, so 100,000 parts from one user
+are served one slot apart, and a photo another user sends meanwhile is placed at its own time:
+among the first few jobs taken, not after the 100,000. One user alone is served as fast as
+before: places order the work, they never make a worker wait. The claim stays one walk of the
+``(status, fair_at)`` index, stopping at its first due row.
 """
 
 from __future__ import annotations
@@ -14,11 +24,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, or_, select, update
+from sqlalchemy import Connection, and_, func, or_, select, update
 
-from relay.db.schema import jobs
+from relay.db.schema import deliveries, items, jobs, posts
 
 QUEUED, RUNNING, DEAD = "queued", "running", "dead"
+
+FAIR_SLOT = 60.0
+"""Seconds between the places in line of one user's queued jobs. A user who queues later than
+another is placed behind at most (later by) / FAIR_SLOT of the other's backlog; larger is fairer
+to the newcomer, and costs nothing to a user alone."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +49,43 @@ class Job:
         return self.attempts >= self.max_attempts
 
 
-def enqueue(conn: Connection, kind: str, ref: str, max_attempts: int = 5, delay: float = 0) -> int:
+def owner_of(conn: Connection, ref: str) -> str | None:
+    """The user whose post the job's ``ref`` is, or is an item or a delivery of (ids are unique
+    across tables); None for anything else."""
+    post_id = func.coalesce(
+        select(posts.c.id).where(posts.c.id == ref).scalar_subquery(),
+        select(items.c.post_id).where(items.c.id == ref).scalar_subquery(),
+        select(deliveries.c.post_id).where(deliveries.c.id == ref).scalar_subquery(),
+    )
+    return conn.execute(select(posts.c.user_id).where(posts.c.id == post_id)).scalar()
+
+
+def _place(conn: Connection, owner: str | None, due: float) -> float:
+    if owner is None:
+        return due
+    # The owner's last place among waiting jobs: a backward walk of (owner, fair_at), which
+    # stops at the first waiting row (only dead jobs are skipped).
+    last = conn.execute(
+        select(jobs.c.fair_at)
+        .where(jobs.c.owner == owner, jobs.c.status.in_((QUEUED, RUNNING)))
+        .order_by(jobs.c.fair_at.desc())
+        .limit(1)
+    ).scalar()
+    return due if last is None else max(due, last + FAIR_SLOT)
+
+
+def enqueue(
+    conn: Connection,
+    kind: str,
+    ref: str,
+    max_attempts: int = 5,
+    delay: float = 0,
+    owner: str | None = None,
+) -> int:
+    """Queue a job; ``owner`` (found from ``ref`` when not given) places it fairly in line."""
     now = time.time()
+    owner = owner or owner_of(conn, ref)
+    run_at = now + delay
     result = conn.execute(
         jobs.insert(),
         {
@@ -44,8 +94,10 @@ def enqueue(conn: Connection, kind: str, ref: str, max_attempts: int = 5, delay:
             "status": QUEUED,
             "attempts": 0,
             "max_attempts": max_attempts,
-            "run_at": now + delay,
+            "run_at": run_at,
             "created_at": now,
+            "owner": owner,
+            "fair_at": _place(conn, owner, run_at),
         },
     )
     return result.inserted_primary_key[0]
@@ -66,11 +118,15 @@ def claim(
     # Two ordered walks of the (status, run_at) index, each stopping at its first row: the OR
     # of both in one query made SQLite sort every due job at every claim, O(backlog) each.
     # Lapsed leases first: they are the oldest work and their worker is gone.
-    for due in (
-        and_(jobs.c.status == RUNNING, jobs.c.lease_until < now),
-        and_(jobs.c.status == QUEUED, jobs.c.run_at <= now),
+    # Queued jobs in their fair order (see above): a job's place is never before it is due, so
+    # the walk skips only jobs waiting for a retry.
+    for due, order in (
+        (and_(jobs.c.status == RUNNING, jobs.c.lease_until < now), jobs.c.run_at),
+        # "run_at + 0": a filter, not an index range. Given the range, SQLite walked the
+        # (status, run_at) index and sorted every due job by place: 50 ms with 100k queued.
+        (and_(jobs.c.status == QUEUED, jobs.c.run_at + 0 <= now), jobs.c.fair_at),
     ):
-        query = select(jobs.c.id).where(due).order_by(jobs.c.run_at, jobs.c.id).limit(1)
+        query = select(jobs.c.id).where(due).order_by(order, jobs.c.id).limit(1)
         if kinds:
             query = query.where(jobs.c.kind.in_(kinds))
         if conn.dialect.name == "postgresql":
@@ -130,15 +186,32 @@ def retry_or_bury(conn: Connection, job: Job, error: str, cap: float = 300.0) ->
             last_error=error[:4000],
             lease_until=None,
             locked_by=None,
-            run_at=time.time() + backoff(job.attempts, cap=cap),
+            run_at=(run_at := time.time() + backoff(job.attempts, cap=cap)),
+            fair_at=run_at,  # back in line when due again, never before
         )
     )
     return True
 
 
-def counts(conn: Connection) -> dict[str, int]:
-    from sqlalchemy import func
+def postpone(conn: Connection, job: Job, error: str, delay: float) -> None:
+    """Put the job back to wait ``delay`` seconds without spending an attempt: what failed was
+    ours (the store or the database away), not the job's, and it must not bury the job."""
+    conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job.id)
+        .values(
+            status=QUEUED,
+            attempts=jobs.c.attempts - 1,  # the claim counted one; give it back
+            last_error=error[:4000],
+            lease_until=None,
+            locked_by=None,
+            run_at=(run_at := time.time() + delay),
+            fair_at=run_at,
+        )
+    )
 
+
+def counts(conn: Connection) -> dict[str, int]:
     rows = conn.execute(select(jobs.c.status, func.count()).group_by(jobs.c.status)).all()
     return {status: n for status, n in rows}
 

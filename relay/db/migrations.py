@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from sqlalchemy import Connection, inspect, select, text
 
-from relay.db.schema import metadata, post_events, posts, schema_version, uploads
+from relay.db.schema import jobs, metadata, post_events, posts, schema_version, uploads
 
 Step = Callable[[Connection], None]
 
@@ -45,11 +45,26 @@ def _post_life(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE users ADD COLUMN timezone VARCHAR(64)"))
 
 
+def _fair_jobs(conn: Connection) -> None:
+    # Jobs already queued keep their order (their place in line is when they were due) and
+    # belong to no one: they are claimed before anything queued after the upgrade, as before.
+    have = {column["name"] for column in inspect(conn).get_columns("jobs")}
+    if "owner" not in have:
+        conn.execute(text("ALTER TABLE jobs ADD COLUMN owner VARCHAR(32)"))
+    if "fair_at" not in have:
+        conn.execute(text("ALTER TABLE jobs ADD COLUMN fair_at FLOAT"))
+    conn.execute(text("UPDATE jobs SET fair_at = run_at WHERE fair_at IS NULL"))
+    for index in jobs.indexes:
+        if index.name in ("ix_jobs_fair", "ix_jobs_owner"):
+            index.create(conn, checkfirst=True)
+
+
 # (version, step): version 1 is the first schema, created whole from schema.py.
 STEPS: list[tuple[int, Step]] = [
     (2, _add_uploads),
     (3, _index_posts_by_message_id),
     (4, _post_life),
+    (5, _fair_jobs),
 ]
 
 LATEST = max([1, *(version for version, _ in STEPS)])

@@ -136,7 +136,12 @@ jobs = Table(
     Column("locked_by", String(64)),
     Column("last_error", Text),
     Column("created_at", Float, nullable=False),
+    # Fair claiming between users (relay/jobs.py): whose job it is, and its place in line.
+    Column("owner", ID),
+    Column("fair_at", Float),
     Index("ix_jobs_claim", "status", "run_at"),
+    Index("ix_jobs_fair", "status", "fair_at"),
+    Index("ix_jobs_owner", "owner", "fair_at"),
 )
 
 destinations = Table(

@@ -9,13 +9,17 @@ shows why). Third-party packages add adapters through the ``relay.adapters`` ent
 
 from __future__ import annotations
 
+import importlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from relay.errors import PublishError
+from relay.errors import PublishError, TransientPublishError
 from relay.publish.net import Http
+
+log = logging.getLogger("relay.publish")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,28 +134,83 @@ class Retractor(Protocol):
 AdapterFactory = Callable[[Destination, Http], Adapter]
 
 
-def _builtin() -> dict[str, AdapterFactory]:
-    from relay.publish import webhook
+_BUILTIN = ("webhook", "mastodon", "bluesky", "wordpress", "micropub")
 
-    found: dict[str, AdapterFactory] = {"webhook": webhook.WebhookAdapter}
-    for name in ("mastodon", "bluesky", "wordpress", "micropub"):
-        try:
-            module = __import__(f"relay.publish.{name}", fromlist=["ADAPTER"])
-        except ImportError:
-            continue
-        found[name] = module.ADAPTER
+
+def _builtin() -> dict[str, AdapterFactory]:
+    # Our own adapters: one that does not import is a broken install, and the relay must not
+    # start (it used to drop them silently, and their deliveries failed as "unknown type").
+    found: dict[str, AdapterFactory] = {}
+    for name in _BUILTIN:
+        module = importlib.import_module(f"relay.publish.{name}")
+        found[name] = module.WebhookAdapter if name == "webhook" else module.ADAPTER
     return found
 
 
-def registry() -> dict[str, AdapterFactory]:
+@dataclass(slots=True)
+class Registry:
+    adapters: dict[str, AdapterFactory]
+    broken: dict[str, str]
+    """Entry-point name → why it did not load (shown to the operator, never to users)."""
+
+
+_REGISTRY: Registry | None = None
+
+
+def load() -> Registry:
+    """The adapters by type name, built once: built-ins, then the ``relay.adapters`` entry points.
+
+    A third-party entry point that fails to load is logged (name, package, error) and listed in
+    ``broken``; the relay runs on without it. One operator's broken plug-in must not stop every
+    other user's photos and deliveries; its own deliveries wait and retry
+    (``publish.adapter_unavailable``) until the operator fixes it and restarts.
+    """
+    global _REGISTRY
+    if _REGISTRY is not None:
+        return _REGISTRY
     adapters = _builtin()
+    broken: dict[str, str] = {}
     for entry in entry_points(group="relay.adapters"):
-        adapters.setdefault(entry.name, entry.load())
-    return adapters
+        if entry.name in adapters:
+            log.warning(
+                "adapter entry point %s (%s) ignored: a built-in adapter has that name",
+                entry.name,
+                entry.value,
+            )
+            continue
+        try:
+            adapters[entry.name] = entry.load()
+        except Exception as exc:  # a plug-in's import may raise anything
+            broken[entry.name] = f"{type(exc).__name__}: {exc}"
+            log.error(
+                "adapter %r (entry point %s) cannot be loaded: %s; destinations of this type "
+                "will not be delivered to until it is fixed and the relay restarted",
+                entry.name,
+                entry.value,
+                broken[entry.name],
+            )
+    _REGISTRY = Registry(adapters, broken)
+    return _REGISTRY
+
+
+def reset() -> None:
+    """Forget the loaded registry (tests that change the installed entry points)."""
+    global _REGISTRY
+    _REGISTRY = None
+
+
+def registry() -> dict[str, AdapterFactory]:
+    return load().adapters
 
 
 def adapter_for(destination: Destination, http: Http) -> Adapter:
-    factory = registry().get(destination.type)
+    loaded = load()
+    factory = loaded.adapters.get(destination.type)
     if factory is None:
+        if destination.type in loaded.broken:
+            raise TransientPublishError(
+                "publish.adapter_unavailable",
+                f"{destination.type}: {loaded.broken[destination.type]}",
+            )
         raise PublishError("publish.unknown_type", destination.type)
     return factory(destination, http)

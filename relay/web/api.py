@@ -120,6 +120,13 @@ async def readyz(request: web.Request) -> web.Response:
         checks["storage"] = "ok"
     except Exception as exc:
         checks["storage"] = f"error: {exc}"
+    # A node whose workers ended takes uploads it will never process: not ready.
+    tasks = relay.pipeline.tasks
+    stopped = [task.get_name() for task in tasks if task.done()]
+    if tasks:
+        checks["workers"] = (
+            f"error: not running: {', '.join(stopped)} of {len(tasks)}" if stopped else "ok"
+        )
     ok = all(v == "ok" for v in checks.values())
     return web.json_response(
         {"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503
