@@ -33,6 +33,7 @@ from relay.spool import Spool
 from relay.storage import open_store
 from relay.web import api, auth, feeds, pages, posts
 from relay.web.present import post_json
+from relay.worker import Workers
 from relay.workpool import WorkPool
 
 log = logging.getLogger("relay")
@@ -74,6 +75,7 @@ def build(settings: Settings) -> Relay:
         max_duration=settings.max_duration_seconds,
         timeout=settings.processing_timeout_seconds,
     )
+    workers = Workers(db, settings.job_lease_seconds, settings.job_backoff_cap_seconds)
     pipeline = Pipeline(
         db,
         spool,
@@ -81,17 +83,17 @@ def build(settings: Settings) -> Relay:
         pool,
         settings.data_dir / "work",
         limits,
-        settings.job_lease_seconds,
+        workers.wake,
         options={
             "video_crf": settings.video_crf,
             "video_preset": settings.video_preset,
             "ffmpeg_memory_bytes": settings.ffmpeg_memory_bytes,
             "timezone": settings.timezone,
         },
-        backoff_cap=settings.job_backoff_cap_seconds,
     )
-    acceptor = Acceptor(db, settings.job_max_attempts, pipeline.wake, spool)
-    relay = Relay(settings, db, spool, store, pool, pipeline, acceptor)
+    pipeline.register(workers)
+    acceptor = Acceptor(db, settings.job_max_attempts, workers.wake, spool)
+    relay = Relay(settings, db, spool, store, pool, workers, acceptor)
     publisher = Publisher(
         db,
         store,
@@ -99,15 +101,15 @@ def build(settings: Settings) -> Relay:
         functools.partial(post_json, relay),
         max_age=settings.delivery_max_age_seconds,
     )
-    pipeline.register(DELIVER, publisher.deliver, publisher.give_up)
+    workers.register(DELIVER, publisher.deliver, publisher.give_up)
     # The post's life: scheduled publishing, edits and removals on channels, media purge.
     life = lifecycle.Jobs(db, store)
-    pipeline.register(lifecycle.PUBLISH, life.publish)
-    pipeline.register(lifecycle.PURGE, life.purge)
-    pipeline.register(lifecycle.EDIT, publisher.edit)
-    pipeline.register(lifecycle.RETRACT, publisher.retract)
+    workers.register(lifecycle.PUBLISH, life.publish)
+    workers.register(lifecycle.PURGE, life.purge)
+    workers.register(lifecycle.EDIT, publisher.edit)
+    workers.register(lifecycle.RETRACT, publisher.retract)
     replier = Replier(db, settings, relay.page_url)
-    pipeline.register(REPLY, replier.run, replier.give_up)
+    workers.register(REPLY, replier.run, replier.give_up)
     relay.publisher = publisher
     return relay
 
@@ -180,10 +182,10 @@ async def _smtp_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
     relay = app[RELAY]
     tasks = [
-        asyncio.create_task(relay.pipeline.run_worker(n), name=f"worker-{n}")
+        asyncio.create_task(relay.workers.run(n), name=f"worker-{n}")
         for n in range(relay.settings.workers)
     ]
-    relay.pipeline.tasks = tasks
+    relay.workers.tasks = tasks
     yield
     for task in tasks:
         task.cancel()
@@ -191,7 +193,7 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     # Hand what we were doing back to the queue now rather than when our leases run out.
-    await relay.db.run(jobs.release_worker, relay.pipeline.worker_prefix)
+    await relay.db.run(jobs.release_worker, relay.workers.worker_prefix)
 
 
 SETTINGS = web.AppKey("settings", Settings)

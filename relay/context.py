@@ -12,12 +12,12 @@ from aiohttp import web
 from relay.config import Settings
 from relay.db import Database
 from relay.intake.accept import Acceptor
-from relay.pipeline import Pipeline
 from relay.spool import Spool
 from relay.storage import Store
+from relay.worker import Workers
 from relay.workpool import WorkPool
 
-if TYPE_CHECKING:  # it is built from the pipeline, after this dataclass
+if TYPE_CHECKING:  # it is built after this dataclass, from its parts
     from relay.publish.deliver import Publisher
 
 
@@ -28,10 +28,10 @@ class Relay:
     spool: Spool
     store: Store
     pool: WorkPool
-    pipeline: Pipeline
+    workers: Workers
     acceptor: Acceptor
     publisher: Publisher | None = None
-    """Set once built, right after the rest (it registers its jobs with the pipeline)."""
+    """Set once built, right after the rest (it registers its jobs with the workers)."""
 
     def media_url(self, key: str, *, private: bool = False) -> str:
         """Where clients fetch a stored object: the store's own (public or presigned, signed

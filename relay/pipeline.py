@@ -1,47 +1,40 @@
-"""The worker loop: claim a job, do it, record the outcome.
+"""One item: sniff → handler → store.
 
 ``process_item``: sniff → pick the handler for the kind → run it under limits → store the
 served original and the renditions → mark the item ``ready`` (or ``failed`` with a code) and
 settle the post, all in one transaction. ``unpack_mail``: turn a spooled message into items.
-A ``MediaError`` is final for the item. Our own storage or database away (``is_outage``) is never
-the item's fault: the job waits and comes back, with a ceiling on the wait and none on the tries.
-Anything else (a worker killed) is retried with backoff and becomes ``failed`` once the attempts
-run out.
+A ``MediaError`` is final for the item. Anything else raised here goes to the workers
+(``relay.worker``): an outage of our own storage or database waits, anything else is retried and
+the item becomes ``failed`` (``fail_item``) once the attempts run out.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import shutil
-import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from handlers import handler_for
 from relay import detect, jobs, lifecycle, metrics
 from relay.db import Database, queries
-from relay.errors import MediaError, RelayError, StorageError
+from relay.errors import MediaError
 from relay.intake.accept import PROCESS_ITEM, UNPACK_MAIL
 from relay.lifecycle import settle
 from relay.model import HandlerInput, ItemStatus, Kind, Limits, Rendition, StoredObject
 from relay.spool import Spool, sha256_file
 from relay.storage import Store
 from relay.storage.media import content_disposition, safe_extension
+from relay.worker import Workers
 from relay.workpool import WorkPool
 
 log = logging.getLogger("relay.pipeline")
-
-JobRunner = Callable[[jobs.Job], Awaitable[None]]
-GiveUp = Callable[[Connection, jobs.Job, str, str], None]
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -51,11 +44,6 @@ MEDIA_TOOLS = ("ffmpeg", "ffprobe")
 def missing_media_tools() -> list[str]:
     """The video/audio tools not on PATH (what handlers/ffmpeg.py would fail to find)."""
     return [tool for tool in MEDIA_TOOLS if shutil.which(tool) is None]
-
-
-def is_outage(exc: BaseException) -> bool:
-    """Our own store or database was unreachable or full: never the item's fault."""
-    return isinstance(exc, StorageError | OperationalError | InterfaceError)
 
 
 @dataclass(slots=True)
@@ -68,6 +56,9 @@ class Outcome:
 
 
 class Pipeline:
+    """One item at a time: ``process_item`` and ``unpack_mail``, the two kinds of job that turn
+    what a door accepted into items; ``relay.app`` registers them with the workers."""
+
     def __init__(
         self,
         db: Database,
@@ -76,9 +67,8 @@ class Pipeline:
         pool: WorkPool,
         work_dir: Path,
         limits: Limits,
-        lease: float = 300.0,
+        wake: Callable[[], None],
         options: dict[str, Any] | None = None,
-        backoff_cap: float = 300.0,
     ) -> None:
         self.db = db
         self.spool = spool
@@ -86,122 +76,16 @@ class Pipeline:
         self.pool = pool
         self.work_dir = work_dir
         self.limits = limits
-        self.lease = lease
+        self.wake = wake
+        """Called when unpacking a mail queued its items' jobs."""
         self.options = options or {}
-        self.backoff_cap = backoff_cap
-        self.outages = 0
-        """Jobs in a row that met our storage or database away: the wait before the next."""
-        self.tasks: list[asyncio.Task[None]] = []
-        """The running workers (``relay.app`` starts them; ``/readyz`` looks at them)."""
-        self.handlers: dict[str, tuple[JobRunner, GiveUp | None]] = {}
-        self.register(PROCESS_ITEM, self.process_item, self._fail_item)
-        self.register(UNPACK_MAIL, self.unpack_mail, self._unpacked_nothing)
         self._background: set[asyncio.Task[None]] = set()
-        self.wakeup = asyncio.Event()
-        self.worker_prefix = f"{socket.gethostname()}:{os.getpid()}"
 
-    def wake(self) -> None:
-        self.wakeup.set()
+    def register(self, workers: Workers) -> None:
+        workers.register(PROCESS_ITEM, self.process_item, self.fail_item)
+        workers.register(UNPACK_MAIL, self.unpack_mail, self.unpacked_nothing)
 
-    # --- the loop -------------------------------------------------------------------------------
-
-    async def run_worker(self, number: int, idle_poll: float = 1.0) -> None:
-        """Claim and run jobs until cancelled. Nothing but cancellation ends this loop: an
-        exception anywhere (the database cut, the disk full) is logged and the worker backs off
-        and goes on; a worker that died used to stop all processing until a restart."""
-        worker = f"{self.worker_prefix}:{number}"
-        failures = 0
-        while True:
-            try:
-                job = await self.db.run(jobs.claim, worker, self.lease)
-                if job is None:
-                    failures = 0
-                    self.wakeup.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.wakeup.wait(), idle_poll)
-                    continue
-                await self._run_job(job, worker)
-                failures = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                failures += 1
-                delay = jobs.backoff(failures, base=idle_poll, cap=self.backoff_cap)
-                log.exception("worker %s: a step failed; going on in %.1fs", worker, delay)
-                await asyncio.sleep(delay)
-
-    async def _run_job(self, job: jobs.Job, worker: str) -> None:
-        keeper = asyncio.create_task(self._keep_lease(job, worker))
-        try:
-            found = self.handlers.get(job.kind)
-            if found is None:
-                log.error("unknown job kind %s; dropping job %s", job.kind, job.id)
-                await self.db.run(jobs.complete, job)
-            else:
-                await found[0](job)
-            self.outages = 0
-        except asyncio.CancelledError:
-            raise  # shutting down: the lease runs out and another worker takes the job
-        except Exception as exc:
-            if is_outage(exc):
-                log.warning("job %s (%s %s) waits: %s", job.id, job.kind, job.ref, exc)
-            else:
-                log.warning("job %s (%s %s) failed: %r", job.id, job.kind, job.ref, exc)
-            metrics.job_retries.labels(job.kind).inc()
-            # Recording the failure may fail too (the same outage): keep the lease and try
-            # again until it is recorded, so the job is neither lost nor stuck until its lease
-            # runs out.
-            tries = 0
-            while True:
-                try:
-                    await self._give_up_or_retry(job, exc)
-                    break
-                except Exception:
-                    tries += 1
-                    delay = jobs.backoff(tries, base=1.0, cap=self.backoff_cap)
-                    log.exception(
-                        "recording job %s's failure failed; trying again in %.1fs", job.id, delay
-                    )
-                    await asyncio.sleep(delay)
-        finally:
-            keeper.cancel()
-
-    async def _keep_lease(self, job: jobs.Job, worker: str) -> None:
-        while True:
-            await asyncio.sleep(self.lease / 3)
-            try:
-                await self.db.run(jobs.extend, job, worker, self.lease)
-            except Exception as exc:  # the database is away: try again at the next turn
-                log.warning("extending the lease of job %s failed: %r", job.id, exc)
-
-    async def _give_up_or_retry(self, job: jobs.Job, exc: Exception) -> None:
-        error = f"{type(exc).__name__}: {exc}"
-        if is_outage(exc):
-            # Our own storage or database was away: not the item's fault. The job waits and
-            # comes back, however long the outage lasts; only the wait is capped.
-            self.outages += 1
-            delay = jobs.backoff(self.outages, cap=self.backoff_cap)
-            await self.db.run(jobs.postpone, job, error, delay)
-            return
-        if not job.exhausted:
-            await self.db.run(jobs.retry_or_bury, job, error, self.backoff_cap)
-            return
-        code = exc.code if isinstance(exc, RelayError) else "media.failed"
-
-        def bury(conn: Connection) -> None:
-            jobs.retry_or_bury(conn, job, error)
-            give_up = self.handlers.get(job.kind, (None, None))[1]
-            if give_up is not None:
-                give_up(conn, job, code, error)
-
-        await self.db.run(bury)
-
-    def register(self, kind: str, run: JobRunner, give_up: GiveUp | None = None) -> None:
-        """Run jobs of ``kind`` with ``run``; ``give_up`` records the failure in the same
-        transaction that buries a job whose attempts ran out."""
-        self.handlers[kind] = (run, give_up)
-
-    def _fail_item(self, conn: Connection, job: jobs.Job, code: str, detail: str) -> None:
+    def fail_item(self, conn: Connection, job: jobs.Job, code: str, detail: str) -> None:
         row = queries.item_row(conn, job.ref)
         if row is None:
             return
@@ -210,7 +94,7 @@ class Pipeline:
         )
         settle(conn, row["post_id"])
 
-    def _unpacked_nothing(self, conn: Connection, job: jobs.Job, code: str, detail: str) -> None:
+    def unpacked_nothing(self, conn: Connection, job: jobs.Job, code: str, detail: str) -> None:
         queries.update_post_text(conn, job.ref, spool_name=None)
         settle(conn, job.ref)
 

@@ -121,7 +121,7 @@ async def readyz(request: web.Request) -> web.Response:
     except Exception as exc:
         checks["storage"] = f"error: {exc}"
     # A node whose workers ended takes uploads it will never process: not ready.
-    tasks = relay.pipeline.tasks
+    tasks = relay.workers.tasks
     stopped = [task.get_name() for task in tasks if task.done()]
     if tasks:
         checks["workers"] = (

@@ -95,7 +95,7 @@ def _mine(conn: Connection, post_id: str, user_id: str, live: bool = True) -> An
 
 
 async def _answer(relay: Relay, post_id: str) -> web.Response:
-    relay.pipeline.wake()  # jobs may have been queued: take them now, not at the next poll
+    relay.workers.wake()  # jobs may have been queued: take them now, not at the next poll
     post = await relay.db.read(queries.load_post, post_id)
     assert post is not None
     return web.json_response(post_json(relay, post))
@@ -139,7 +139,7 @@ async def delete_post(request: web.Request) -> web.Response:
         lifecycle.delete(conn, post_id, user_id, "api", reason[:1000] if reason else None)
 
     await relay.db.run(run)
-    relay.pipeline.wake()
+    relay.workers.wake()
     return web.Response(status=204)
 
 

@@ -18,7 +18,7 @@ def test_readyz_names_workers_that_stopped(tmp_path: Path) -> None:
         async with TestClient(TestServer(make_app(settings, smtp=False))) as client:
             before = await client.get("/readyz")
             first = (before.status, await before.json())
-            tasks = client.app[RELAY].pipeline.tasks
+            tasks = client.app[RELAY].workers.tasks
             tasks[1].cancel()
             await asyncio.gather(tasks[1], return_exceptions=True)
             after = await client.get("/readyz")
