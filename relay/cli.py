@@ -549,6 +549,8 @@ def post() -> None:
 
 
 def _post_summary(conn: Any, post_id: str, public_url: str) -> dict[str, Any]:
+    from relay.web.present import delivery_json
+
     found = queries.load_post(conn, post_id)
     assert found is not None
     return {
@@ -575,16 +577,7 @@ def _post_summary(conn: Any, post_id: str, public_url: str) -> dict[str, Any]:
             }
             for i in found.items
         ],
-        "deliveries": [
-            {
-                "destination": d.destination_id,
-                "status": d.status.value,
-                "remote_url": d.remote_url,
-                "attempts": d.attempts,
-                "error": d.error,
-            }
-            for d in found.deliveries
-        ],
+        "deliveries": [delivery_json(d) for d in found.deliveries],
     }
 
 

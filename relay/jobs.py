@@ -193,22 +193,21 @@ def retry_or_bury(conn: Connection, job: Job, error: str, cap: float = 300.0) ->
     return True
 
 
-def postpone(conn: Connection, job: Job, error: str, delay: float) -> None:
+def postpone(conn: Connection, job: Job, delay: float, error: str | None = None) -> None:
     """Put the job back to wait ``delay`` seconds without spending an attempt: what failed was
-    ours (the store or the database away), not the job's, and it must not bury the job."""
-    conn.execute(
-        update(jobs)
-        .where(jobs.c.id == job.id)
-        .values(
-            status=QUEUED,
-            attempts=jobs.c.attempts - 1,  # the claim counted one; give it back
-            last_error=error[:4000],
-            lease_until=None,
-            locked_by=None,
-            run_at=(run_at := time.time() + delay),
-            fair_at=run_at,
-        )
+    ours (the store or the database away, with ``error``), or the job is waiting for something
+    (a delivery still in flight, a reply's deliveries), and neither may bury it."""
+    values = dict(
+        status=QUEUED,
+        attempts=jobs.c.attempts - 1,  # the claim counted one; give it back
+        lease_until=None,
+        locked_by=None,
+        run_at=(run_at := time.time() + delay),
+        fair_at=run_at,
     )
+    if error is not None:
+        values["last_error"] = error[:4000]
+    conn.execute(update(jobs).where(jobs.c.id == job.id).values(**values))
 
 
 def counts(conn: Connection) -> dict[str, int]:

@@ -37,14 +37,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select, text, update
+from sqlalchemy import Connection, select, text, update
 
 from relay import jobs
 from relay.db import Database, destinations, queries
 from relay.db.schema import deliveries, items, post_events, posts, renditions
 from relay.db.schema import jobs as jobs_table
 from relay.errors import NotFound, RelayError
-from relay.model import DeliveryStatus, ItemStatus, PostState, PostStatus
+from relay.model import DeliveryStatus, PostState, PostStatus
 from relay.storage import Store
 
 log = logging.getLogger("relay.lifecycle")
@@ -519,36 +519,13 @@ def still_published(conn: Connection, post_id: str) -> bool:
     return state == PostState.PUBLISHED.value
 
 
-def postpone(conn: Connection, job: jobs.Job, delay: float) -> None:
-    """Run the job again later; waiting is not a failed attempt, so the claim's is given back."""
-    conn.execute(
-        update(jobs_table)
-        .where(jobs_table.c.id == job.id)
-        .values(
-            status=jobs.QUEUED,
-            run_at=time.time() + delay,
-            lease_until=None,
-            locked_by=None,
-            attempts=max(0, job.attempts - 1),
-        )
-    )
-
-
 # --- the jobs that need more than the database -------------------------------------------------
 
 
 def _purge_plan(conn: Connection, post_id: str) -> list[str] | None:
     """The store keys of a deleted post's media; None while an item is still being processed
     (its worker would store more after the purge)."""
-    open_items = conn.execute(
-        select(func.count())
-        .select_from(items)
-        .where(
-            items.c.post_id == post_id,
-            items.c.status.in_([ItemStatus.QUEUED.value, ItemStatus.PROCESSING.value]),
-        )
-    ).scalar()
-    if open_items:
+    if queries.open_items(conn, post_id):
         return None
     item_ids = list(conn.execute(select(items.c.id).where(items.c.post_id == post_id)).scalars())
     keys = [
@@ -590,7 +567,7 @@ class Jobs:
     async def purge(self, job: jobs.Job) -> None:
         keys = await self.db.read(_purge_plan, job.ref)
         if keys is None:
-            await self.db.run(postpone, job, WAIT_SECONDS)
+            await self.db.run(jobs.postpone, job, WAIT_SECONDS)
             return
         for key in keys:
             await self.store.delete(key)  # idempotent: a repeat after a crash is safe

@@ -18,7 +18,6 @@ by itself.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email import policy
@@ -27,13 +26,12 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, select
 
 from relay import jobs
 from relay.config import Settings
 from relay.db import Database
 from relay.db.schema import deliveries, destinations, posts, users
-from relay.db.schema import jobs as jobs_table
 
 # The held reply is part of the post's life: relay/lifecycle.py holds and releases it; the
 # names stay importable from here.
@@ -47,21 +45,6 @@ log = logging.getLogger("relay.reply")
 WAIT_SECONDS = 3600.0
 """When the held job finds deliveries still pending, it looks again this much later."""
 SEND_SECONDS = 60.0
-
-
-def _postpone(conn: Connection, job: jobs.Job, delay: float) -> None:
-    # Waiting is not a failed attempt: give the claim's attempt back.
-    conn.execute(
-        update(jobs_table)
-        .where(jobs_table.c.id == job.id)
-        .values(
-            status=jobs.QUEUED,
-            run_at=time.time() + delay,
-            lease_until=None,
-            locked_by=None,
-            attempts=max(0, job.attempts - 1),
-        )
-    )
 
 
 def reply_address(sender: str | None, auth_results: str | None, owner: str) -> str | None:
@@ -190,7 +173,7 @@ class Replier:
             or any(d["status"] == DeliveryStatus.PENDING for d in found["deliveries"])
         )
         if waiting:
-            await self.db.run(_postpone, job, WAIT_SECONDS)
+            await self.db.run(jobs.postpone, job, WAIT_SECONDS)
             return
         to = reply_address(found["sender"], found["auth_results"], found["name"])
         if not found["reply_to_sender"] or to is None or not self.settings.outbound_smtp_host:

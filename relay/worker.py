@@ -134,7 +134,7 @@ class Workers:
             # comes back, however long the outage lasts; only the wait is capped.
             self.outages += 1
             delay = jobs.backoff(self.outages, cap=self.backoff_cap)
-            await self.db.run(jobs.postpone, job, error, delay)
+            await self.db.run(jobs.postpone, job, delay, error)
             return
         if not job.exhausted:
             await self.db.run(jobs.retry_or_bury, job, error, self.backoff_cap)

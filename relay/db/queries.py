@@ -235,12 +235,9 @@ def replace_renditions(conn: Connection, item_id: str, found: list[Rendition]) -
         )
 
 
-def settle_post(conn: Connection, post_id: str) -> bool:
-    """Mark the post ready when none of its items is still open; True if this call did it."""
-    row = post_row(conn, post_id)
-    if row is None or row["status"] == PostStatus.READY or row["spool_name"] is not None:
-        return False  # a mail post still being unpacked has its spool_name set
-    open_items = conn.execute(
+def open_items(conn: Connection, post_id: str) -> int:
+    """The post's items still queued or being processed."""
+    return conn.execute(
         select(func.count())
         .select_from(items)
         .where(
@@ -248,7 +245,14 @@ def settle_post(conn: Connection, post_id: str) -> bool:
             items.c.status.in_([ItemStatus.QUEUED.value, ItemStatus.PROCESSING.value]),
         )
     ).scalar()
-    if open_items:
+
+
+def settle_post(conn: Connection, post_id: str) -> bool:
+    """Mark the post ready when none of its items is still open; True if this call did it."""
+    row = post_row(conn, post_id)
+    if row is None or row["status"] == PostStatus.READY or row["spool_name"] is not None:
+        return False  # a mail post still being unpacked has its spool_name set
+    if open_items(conn, post_id):
         return False
     result = conn.execute(
         update(posts)

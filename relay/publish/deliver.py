@@ -159,7 +159,7 @@ class Publisher:
         if delivery is not None and delivery["status"] == DeliveryStatus.PENDING:
             # In flight (or about to be): wait for its outcome. A copy sent with the old text
             # is then edited, and one sent at all is then removed: never one left behind.
-            await self.db.run(lifecycle.postpone, job, lifecycle.WAIT_SECONDS)
+            await self.db.run(jobs.postpone, job, lifecycle.WAIT_SECONDS)
             return
         if delivery is None or delivery["status"] != DeliveryStatus.DELIVERED:
             await self.db.run(jobs.complete, job)  # never went out, or already taken down

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from relay.context import Relay
-from relay.model import Item, Post
+from relay.model import Delivery, Item, Post
 
 
 def item_json(relay: Relay, item: Item, private: bool = False) -> dict[str, Any]:
@@ -62,14 +62,15 @@ def post_json(relay: Relay, post: Post) -> dict[str, Any]:
         "authentication_results": post.auth_results,
         # A draft is not public yet: its links are signed like a private post's.
         "items": [item_json(relay, item, post.private or post.draft) for item in post.items],
-        "deliveries": [
-            {
-                "destination": d.destination_id,
-                "status": d.status.value,
-                "remote_url": d.remote_url,
-                "attempts": d.attempts,
-                "error": d.error,
-            }
-            for d in post.deliveries
-        ],
+        "deliveries": [delivery_json(d) for d in post.deliveries],
+    }
+
+
+def delivery_json(delivery: Delivery) -> dict[str, Any]:
+    return {
+        "destination": delivery.destination_id,
+        "status": delivery.status.value,
+        "remote_url": delivery.remote_url,
+        "attempts": delivery.attempts,
+        "error": delivery.error,
     }
