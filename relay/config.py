@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     # Failed bearer tokens from one client address within the window before it gets 429.
     auth_max_failures: int = Field(default=10, ge=1)
     auth_failure_window_seconds: float = Field(default=60.0, gt=0)
+    # Reverse proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For names the client
+    # (relay/web/client.py). Empty: no header is believed and the client is the peer.
+    trusted_proxies: str = ""
     workers: int = Field(default=2, ge=0)
     allow_private_destinations: bool = False
     max_image_pixels: int = 80_000_000
@@ -122,6 +125,19 @@ class Settings(BaseSettings):
     @classmethod
     def _listen(cls, value: str) -> str:
         parse_listen(value)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, value: str) -> str:
+        import ipaddress
+
+        for part in value.split(","):
+            if part.strip():
+                try:
+                    ipaddress.ip_network(part.strip(), strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"not an IP address or CIDR: {part.strip()!r}") from exc
         return value
 
     @field_validator("log_level")

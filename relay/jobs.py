@@ -15,6 +15,13 @@ are served one slot apart, and a photo another user sends meanwhile is placed at
 among the first few jobs taken, not after the 100,000. One user alone is served as fast as
 before: places order the work, they never make a worker wait. The claim stays one walk of the
 ``(status, fair_at)`` index, stopping at its first due row.
+
+Every write that ends a claim (``complete``, ``retry_or_bury``, ``postpone``) is fenced: it
+takes only while the job is still running under the claim the worker holds, told by ``claims``,
+a counter each claim raises and nothing lowers. A worker cut off from the database for longer
+than its lease comes back to a job another worker has claimed since (and perhaps finished);
+its late write then changes nothing and raises ``LeaseLost``, which rolls back the rest of its
+transaction (the item it would have marked) and tells the worker loop to drop the job.
 """
 
 from __future__ import annotations
@@ -36,6 +43,15 @@ another is placed behind at most (later by) / FAIR_SLOT of the other's backlog; 
 to the newcomer, and costs nothing to a user alone."""
 
 
+class LeaseLost(Exception):  # noqa: N818 - a state, not a bug; never shown to anyone
+    """This worker no longer holds the job: another worker claimed it after our lease lapsed
+    (or it is done and gone). Nothing was written; the job is the other worker's."""
+
+    def __init__(self, job: Job, action: str) -> None:
+        super().__init__(f"job {job.id} ({job.kind} {job.ref}): lease lost before {action}")
+        self.job_id = job.id
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     id: int
@@ -43,6 +59,9 @@ class Job:
     ref: str
     attempts: int
     max_attempts: int
+    claim: int | None = None
+    """The job's ``claims`` when this worker claimed it: the fencing token of our writes.
+    None only for a Job made by hand rather than by ``claim`` (tests, tools): unfenced."""
 
     @property
     def exhausted(self) -> bool:
@@ -144,8 +163,16 @@ def claim(
             attempts=jobs.c.attempts + 1,
             lease_until=now + lease,
             locked_by=worker,
+            claims=jobs.c.claims + 1,
         )
-        .returning(jobs.c.id, jobs.c.kind, jobs.c.ref, jobs.c.attempts, jobs.c.max_attempts)
+        .returning(
+            jobs.c.id,
+            jobs.c.kind,
+            jobs.c.ref,
+            jobs.c.attempts,
+            jobs.c.max_attempts,
+            jobs.c.claims,
+        )
     ).first()
     return Job(*claimed) if claimed else None
 
@@ -159,8 +186,23 @@ def extend(conn: Connection, job: Job, worker: str, lease: float) -> bool:
     return result.rowcount > 0
 
 
+def _held(job: Job):  # noqa: ANN202 - a SQLAlchemy clause
+    """The job's row while it still runs under our claim (a lapsed lease that no one claimed
+    since is still ours: finishing it is right)."""
+    return and_(jobs.c.id == job.id, jobs.c.status == RUNNING, jobs.c.claims == job.claim)
+
+
+def _fenced(conn: Connection, statement, job: Job, action: str) -> None:  # noqa: ANN001
+    if job.claim is None:
+        conn.execute(statement.where(jobs.c.id == job.id))
+        return
+    if conn.execute(statement.where(_held(job))).rowcount == 0:
+        raise LeaseLost(job, action)
+
+
 def complete(conn: Connection, job: Job) -> None:
-    conn.execute(jobs.delete().where(jobs.c.id == job.id))
+    """Done: the job goes. LeaseLost (nothing deleted) if another worker holds it now."""
+    _fenced(conn, jobs.delete(), job, "complete")
 
 
 def backoff(attempts: int, base: float = 2.0, cap: float = 300.0) -> float:
@@ -170,25 +212,28 @@ def backoff(attempts: int, base: float = 2.0, cap: float = 300.0) -> float:
 
 
 def retry_or_bury(conn: Connection, job: Job, error: str, cap: float = 300.0) -> bool:
-    """Schedule another try, or mark the job dead; True if it will run again."""
+    """Schedule another try, or mark the job dead; True if it will run again. LeaseLost
+    (nothing written) if another worker holds the job now."""
     if job.exhausted:
-        conn.execute(
-            update(jobs)
-            .where(jobs.c.id == job.id)
-            .values(status=DEAD, last_error=error[:4000], lease_until=None)
+        _fenced(
+            conn,
+            update(jobs).values(status=DEAD, last_error=error[:4000], lease_until=None),
+            job,
+            "bury",
         )
         return False
-    conn.execute(
-        update(jobs)
-        .where(jobs.c.id == job.id)
-        .values(
+    _fenced(
+        conn,
+        update(jobs).values(
             status=QUEUED,
             last_error=error[:4000],
             lease_until=None,
             locked_by=None,
             run_at=(run_at := time.time() + backoff(job.attempts, cap=cap)),
             fair_at=run_at,  # back in line when due again, never before
-        )
+        ),
+        job,
+        "retry",
     )
     return True
 
@@ -196,8 +241,9 @@ def retry_or_bury(conn: Connection, job: Job, error: str, cap: float = 300.0) ->
 def postpone(conn: Connection, job: Job, delay: float, error: str | None = None) -> None:
     """Put the job back to wait ``delay`` seconds without spending an attempt: what failed was
     ours (the store or the database away, with ``error``), or the job is waiting for something
-    (a delivery still in flight, a reply's deliveries), and neither may bury it."""
-    values = dict(
+    (a delivery still in flight, a reply's deliveries), and neither may bury it. LeaseLost
+    (nothing written) if another worker holds the job now."""
+    values: dict[str, object] = dict(
         status=QUEUED,
         attempts=jobs.c.attempts - 1,  # the claim counted one; give it back
         lease_until=None,
@@ -207,7 +253,7 @@ def postpone(conn: Connection, job: Job, delay: float, error: str | None = None)
     )
     if error is not None:
         values["last_error"] = error[:4000]
-    conn.execute(update(jobs).where(jobs.c.id == job.id).values(**values))
+    _fenced(conn, update(jobs).values(**values), job, "postpone")
 
 
 def counts(conn: Connection) -> dict[str, int]:

@@ -95,6 +95,10 @@ class Workers:
             self.outages = 0
         except asyncio.CancelledError:
             raise  # shutting down: the lease runs out and another worker takes the job
+        except jobs.LeaseLost as lost:
+            # Our lease lapsed (a long database outage) and another worker claimed the job:
+            # our write rolled back, the job and its state are that worker's. Drop it.
+            log.warning("dropping %s", lost)
         except Exception as exc:
             if is_outage(exc):
                 log.warning("job %s (%s %s) waits: %s", job.id, job.kind, job.ref, exc)
@@ -108,6 +112,9 @@ class Workers:
             while True:
                 try:
                     await self._give_up_or_retry(job, exc)
+                    break
+                except jobs.LeaseLost as lost:  # taken over meanwhile: its failure is not ours
+                    log.warning("dropping %s", lost)
                     break
                 except Exception:
                     tries += 1

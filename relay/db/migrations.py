@@ -59,12 +59,20 @@ def _fair_jobs(conn: Connection) -> None:
             index.create(conn, checkfirst=True)
 
 
+def _job_claims(conn: Connection) -> None:
+    # Jobs already there start at 0 claims; a job running during the upgrade is claimed anew
+    # by the upgraded relay (its old worker is gone), which makes its token 1.
+    if "claims" not in {column["name"] for column in inspect(conn).get_columns("jobs")}:
+        conn.execute(text("ALTER TABLE jobs ADD COLUMN claims INTEGER NOT NULL DEFAULT 0"))
+
+
 # (version, step): version 1 is the first schema, created whole from schema.py.
 STEPS: list[tuple[int, Step]] = [
     (2, _add_uploads),
     (3, _index_posts_by_message_id),
     (4, _post_life),
     (5, _fair_jobs),
+    (6, _job_claims),
 ]
 
 LATEST = max([1, *(version for version, _ in STEPS)])

@@ -139,6 +139,10 @@ jobs = Table(
     # Fair claiming between users (relay/jobs.py): whose job it is, and its place in line.
     Column("owner", ID),
     Column("fair_at", Float),
+    # The fencing token (relay/jobs.py): counts every claim, never goes back (unlike attempts,
+    # which a postponement gives back), so a worker whose lease lapsed and whose job another
+    # worker claimed cannot overwrite that worker's state.
+    Column("claims", Integer, nullable=False, default=0, server_default="0"),
     Index("ix_jobs_claim", "status", "run_at"),
     Index("ix_jobs_fair", "status", "fair_at"),
     Index("ix_jobs_owner", "owner", "fair_at"),

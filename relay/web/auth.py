@@ -5,7 +5,9 @@ address that failed too often before anything is looked up) and ``authenticate``
 that is no one's counts against the client's address; after ``RELAY_AUTH_MAX_FAILURES`` of
 them within ``RELAY_AUTH_FAILURE_WINDOW_SECONDS`` every token attempt from that address gets
 ``429 auth.throttled`` with ``Retry-After`` until the window ends. The check comes before the
-lookup, so a guesser learns nothing while throttled; other addresses are never slowed.
+lookup, so a guesser learns nothing while throttled; other addresses are never slowed. The
+client's address is ``client_address``'s: behind a trusted reverse proxy (``RELAY_TRUSTED_PROXIES``)
+the one it forwarded, else the peer's.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from aiohttp import web
 from relay.context import RELAY, USER
 from relay.db import queries
 from relay.errors import AuthError, RelayError
+from relay.web.client import client_address
 
 MAX_TRACKED = 100_000
 """Addresses remembered at most; the least recently failed are forgotten first, so a flood of
@@ -93,7 +96,7 @@ def throttle(request: web.Request) -> FailureThrottle:
 def bearer_token(request: web.Request) -> str:
     """The request's ``Authorization: Bearer`` token, not yet checked; AuthError if none,
     Throttled if its address failed too often."""
-    throttle(request).check(request.remote)
+    throttle(request).check(client_address(request))
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -108,7 +111,7 @@ def failed(request: web.Request) -> None:
     if request.get(_FAILED) or scheme.lower() != "bearer":
         return
     request[_FAILED] = True
-    throttle(request).failed(request.remote)
+    throttle(request).failed(client_address(request))
 
 
 async def authenticate(request: web.Request) -> str:

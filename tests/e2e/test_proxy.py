@@ -6,6 +6,7 @@ nginx comes from Debian (`nginx-light`); scripts/test.sh installs it when missin
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -59,16 +60,41 @@ class Proxy:
         self.http_url = http_url
         self.ca = ca
 
-    def client(self, token: str | None = None) -> httpx.Client:
+    def client(self, token: str | None = None, source: str | None = None) -> httpx.Client:
+        """A client of nginx; ``source`` is the local address it connects from (any 127.x.y.z
+        on Linux's loopback), so that nginx sees several clients."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         context = ssl.create_default_context()
         self.ca.configure_trust(context)
-        return httpx.Client(base_url=self.url, headers=headers, verify=context, timeout=60)
+        transport = httpx.HTTPTransport(verify=context, local_address=source) if source else None
+        return httpx.Client(
+            base_url=self.url, headers=headers, verify=context, timeout=60, transport=transport
+        )
 
 
 @pytest.fixture
 def proxied(
+    start_proxy: Callable[..., tuple[RelayServer, Proxy]],
+) -> tuple[RelayServer, Proxy]:
+    return start_proxy()
+
+
+@pytest.fixture
+def start_proxy(
     start_relay: Callable[..., RelayServer], tmp_path: Path
+) -> Iterator[Callable[..., tuple[RelayServer, Proxy]]]:
+    """A factory: ``start_proxy(**env)`` gives a relay started with ``env`` behind nginx."""
+    with contextlib.ExitStack() as stack:
+
+        def start(**env: str) -> tuple[RelayServer, Proxy]:
+            return stack.enter_context(_proxied(start_relay, tmp_path, **env))
+
+        yield start
+
+
+@contextlib.contextmanager
+def _proxied(
+    start_relay: Callable[..., RelayServer], tmp_path: Path, **env: str
 ) -> Iterator[tuple[RelayServer, Proxy]]:
     ca = trustme.CA()
     cert = ca.issue_cert("localhost", "127.0.0.1")
@@ -80,7 +106,7 @@ def proxied(
     cert.private_key_pem.write_to_path(str(folder / "privkey.pem"))
     http_port, https_port = free_port(), free_port()
     public = f"https://127.0.0.1:{https_port}"
-    relay = start_relay(RELAY_PUBLIC_URL=public, RELAY_MAX_UPLOAD_BYTES=str(64 * MiB))
+    relay = start_relay(RELAY_PUBLIC_URL=public, RELAY_MAX_UPLOAD_BYTES=str(64 * MiB), **env)
     site = _rewrite(
         CONFIG.read_text(),
         relay_port=str(relay.http_port),
@@ -251,3 +277,33 @@ def test_a_tus_patch_streams_through_the_proxy(proxied) -> None:
     assert answer.headers["Relay-Post-Url"] == f"{proxy.url}/p/{post_id}"
     post = relay.wait_post(token, post_id)
     assert post["items"][0]["original"]["sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def _guess_then_try(proxy: Proxy, relay: RelayServer) -> tuple[list[int], int, int]:
+    """A guesser at 127.0.0.2 sends wrong tokens (and a forged X-Forwarded-For naming the
+    other client) until throttled; then the other client, at 127.0.0.3, calls with its real
+    token and with a wrong one. Returns the guesser's statuses and the other's two."""
+    token = relay.add_user("anna")["token"]
+    forged = {"X-Forwarded-For": "127.0.0.3"}  # nginx replaces it; and it is the left-most
+    with proxy.client("rly_wrong", source="127.0.0.2") as guesser:
+        guessed = [guesser.get("/api/v1/posts", headers=forged).status_code for _ in range(4)]
+    with proxy.client(token, source="127.0.0.3") as other:
+        served = other.get("/api/v1/posts").status_code
+    with proxy.client("rly_also_wrong", source="127.0.0.3") as other:
+        wrong = other.get("/api/v1/posts").status_code
+    return guessed, served, wrong
+
+
+def test_behind_a_trusted_proxy_one_guesser_is_throttled_and_no_one_else(start_proxy) -> None:
+    relay, proxy = start_proxy(RELAY_TRUSTED_PROXIES="127.0.0.1", RELAY_AUTH_MAX_FAILURES="3")
+    guessed, served, wrong = _guess_then_try(proxy, relay)
+    assert guessed == [401, 401, 401, 429]
+    assert (served, wrong) == (200, 401)  # counted as itself: not throttled by the guesser
+
+
+def test_without_trusted_proxies_every_client_is_the_proxy_as_before(start_proxy) -> None:
+    relay, proxy = start_proxy(RELAY_AUTH_MAX_FAILURES="3")
+    guessed, served, wrong = _guess_then_try(proxy, relay)
+    assert guessed == [401, 401, 401, 429]
+    # The relay believes no header: all of nginx's clients are 127.0.0.1, throttled together.
+    assert (served, wrong) == (429, 429)
