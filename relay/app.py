@@ -28,7 +28,8 @@ from relay.model import Limits
 from relay.pipeline import Pipeline, missing_media_tools
 from relay.publish.deliver import DELIVER, Publisher
 from relay.publish.net import Http
-from relay.reply import REPLY, Replier
+from relay.mail.replies import MAIL_COMMAND, MailCommands
+from relay.reply import REPLY, Replier, reply_key
 from relay.spool import Spool
 from relay.storage import open_store
 from relay.web import api, auth, feeds, pages, posts
@@ -108,6 +109,9 @@ def build(settings: Settings) -> Relay:
     pipeline.register(lifecycle.RETRACT, publisher.retract)
     replier = Replier(db, settings, relay.page_url)
     pipeline.register(REPLY, replier.run, replier.give_up)
+    # Replies to that mail ([delete], new text): relay/mail/replies.py.
+    commands = MailCommands(db, spool, pool)
+    pipeline.register(MAIL_COMMAND, commands.run, commands.give_up)
     relay.publisher = publisher
     return relay
 
@@ -151,6 +155,8 @@ async def _smtp_ctx(app: web.Application) -> AsyncIterator[None]:
         settings.mail_domain,
         resolver=Dns(settings.dns_servers),
         authserv_id=settings.smtp_hostname or settings.mail_domain,
+        reply_key=reply_key(settings),
+        max_attempts=settings.job_max_attempts,
     )
     tls = None
     if settings.smtp_tls_cert and settings.smtp_tls_key:
