@@ -23,12 +23,12 @@ from relay.intake import http as http_intake
 from relay.intake import tus as tus_intake
 from relay.intake.accept import Acceptor
 from relay.intake.smtp import FailureGuard, MailHandler, smtp_factory, tls_context
+from relay.mail.replies import MAIL_COMMAND, MailCommands
 from relay.mail.sender import Dns
 from relay.model import Limits
 from relay.pipeline import Pipeline, missing_media_tools
 from relay.publish.deliver import DELIVER, Publisher
 from relay.publish.net import Http
-from relay.mail.replies import MAIL_COMMAND, MailCommands
 from relay.reply import REPLY, Replier, reply_key
 from relay.spool import Spool
 from relay.storage import open_store
