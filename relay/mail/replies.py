@@ -87,7 +87,8 @@ _EDIT = re.compile(r"\[[ \t]*edit[ \t]*\]", re.IGNORECASE)
 # French, Spanish, Dutch): "On Mon, 2 Jun 2025, Relay <…> wrote:" (Gmail may wrap it onto a
 # second line), Outlook's separator lines, and a forwarded-header block.
 _ATTRIBUTION = re.compile(
-    r"^(?:on|den|am|le|el|op)\b.{0,300}\b(?:wrote|skrev|schrieb|a écrit|escribió|schreef)\s*:\s*$",
+    r"^(?:on|den|am|le|el|op)\b.{0,300}\b(?:wrote|skrev|schrieb|a écrit|escribió|schreef)"
+    r"(?:\b.{0,300})?:\s*$",
     re.IGNORECASE | re.DOTALL,
 )
 _SEPARATOR = re.compile(
@@ -145,10 +146,12 @@ def read_reply(path: str) -> Reply | None:
     except MediaError:
         return None
     title = strip_title_prefixes(" ".join(parsed.title.split()))
-    delete = bool(_DELETE.search(title) or _DELETE.search(parsed.text))
-    edit = bool(_EDIT.search(title) or _EDIT.search(parsed.text))
+    # Commands count only in the sender's own words: the quoted confirmation names them too.
+    own = new_text(parsed.text)
+    delete = bool(_DELETE.search(title) or _DELETE.search(own))
+    edit = bool(_EDIT.search(title) or _EDIT.search(own))
     title = " ".join(_EDIT.sub(" ", _DELETE.sub(" ", title)).split())
-    text = new_text(_EDIT.sub("", _DELETE.sub("", parsed.text)))
+    text = clean_text(_EDIT.sub("", _DELETE.sub("", own)))
     return Reply(parsed.sender, strip_title_prefixes(title), text, delete, edit)
 
 
