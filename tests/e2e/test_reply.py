@@ -251,7 +251,8 @@ def test_reply_with_new_text_edits_the_post(
         wait_for(lambda: _types(receiver) == ["post.published"], "post.published")
 
         # New text without [edit]: the text changes, the title stays.
-        body = "From the square, corrected.\r\n\r\n-- \r\nAnna\r\n" + QUOTE
+        # New text without [edit]: the quoted confirmation (with its "[delete]") is not read.
+        body = "From the square, corrected." + QUOTE
         plain = key.sign(reply_mail("Re: Typo", body, message_id="e1@example.org"), "example.org")
         assert queued(deliver(server, reply_to, plain)) == post_id
         wait_for(lambda: "post.updated" in _types(receiver), "post.updated")
@@ -276,3 +277,26 @@ def test_reply_with_new_text_edits_the_post(
     assert [(e["door"], e["actor"]) for e in edited] == [("mail", "anna@example.org")] * 2
     assert edited[0]["detail"]["changed"]["text"]["to"] == "From the square, corrected."
     assert set(edited[1]["detail"]["changed"]) == {"title", "text"}
+
+
+def test_a_reply_acknowledged_before_a_crash_is_carried_out_after_it(
+    start_relay: Any, sink: tuple[Sink, int], fake_dns: FakeDns, key: DkimKey
+) -> None:
+    outbound, port = sink
+    server = _relay(start_relay, port, fake_dns)
+    anna = server.anna  # type: ignore[attr-defined]
+    with webhook_receiver() as receiver:
+        post_id, reply_to = _posted(server, outbound, key, receiver)
+        wait_for(lambda: _types(receiver) == ["post.published"], "post.published")
+        # No workers: the reply is only spooled and queued when the relay dies (kill -9).
+        server.stop()
+        server.env["RELAY_WORKERS"] = "0"
+        server.start()
+        proven = key.sign(reply_mail("Re: Typo", "[delete]" + QUOTE), "example.org")
+        assert queued(deliver(server, reply_to, proven)) == post_id
+        server.kill()
+        server.env["RELAY_WORKERS"] = "2"
+        server.start()
+        wait_for(lambda: "post.deleted" in _types(receiver), "post.deleted after the restart")
+    assert server.wait_post(anna["token"], post_id)["state"] == "draft"
+    assert _outcomes(server, post_id) == ["retracted"]
