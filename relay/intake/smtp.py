@@ -596,7 +596,7 @@ class MailHandler:
         if not _answerable(mail_from, facts):
             self.spool.remove(name)
             log.info("post %s: automatic mail or a bounce to its reply address; dropped", post_id)
-            metrics.smtp_messages.labels("refused").inc()
+            metrics.smtp_messages.labels("dropped").inc()
             return f"250 2.0.0 OK queued as {post_id}"
         logged_in: LoggedIn | None = session.auth_data if session.authenticated else None
         incoming = sender.Incoming(

@@ -201,6 +201,11 @@ def test_delete_by_reply_only_from_the_proven_sender(
         assert [e["kind"] for e in events(server, anna["token"], post_id)] == ["created"]
         assert server.wait_post(anna["token"], post_id)["state"] == "published"
 
+        # Anna's out-of-office answering the confirmation: taken and dropped at the door.
+        away = reply_mail("Re: Typo", "Away until Monday.", message_id="ooo@example.org")
+        away = away.replace(b"In-Reply-To:", b"Auto-Submitted: auto-replied\r\nIn-Reply-To:")
+        assert queued(deliver(server, reply_to, key.sign(away, "example.org"))) == post_id
+
         proven = key.sign(reply_mail("Re: Typo", "[delete]" + QUOTE), "example.org")
         assert queued(deliver(server, reply_to, proven)) == post_id
         wait_for(lambda: "post.deleted" in _types(receiver), "post.deleted")
@@ -213,6 +218,8 @@ def test_delete_by_reply_only_from_the_proven_sender(
     )
     # Taken down, kept: the post and its record stay on the relay as a draft.
     assert server.wait_post(anna["token"], post_id)["state"] == "draft"
+    assert [e["kind"] for e in events(server, anna["token"], post_id)] == ["created", "retracted"]
+    assert "automatic mail or a bounce" in server.log.read_text()
     assert len(outbound.messages) == 1  # no answer to any reply: no backscatter
 
 
