@@ -23,12 +23,13 @@ from relay.intake import http as http_intake
 from relay.intake import tus as tus_intake
 from relay.intake.accept import Acceptor
 from relay.intake.smtp import FailureGuard, MailHandler, smtp_factory, tls_context
+from relay.mail.replies import MAIL_COMMAND, MailCommands
 from relay.mail.sender import Dns
 from relay.model import Limits
 from relay.pipeline import Pipeline, missing_media_tools
 from relay.publish.deliver import DELIVER, Publisher
 from relay.publish.net import Http
-from relay.reply import REPLY, Replier
+from relay.reply import REPLY, Replier, reply_key
 from relay.spool import Spool
 from relay.storage import open_store
 from relay.web import api, auth, feeds, pages, posts
@@ -110,6 +111,9 @@ def build(settings: Settings) -> Relay:
     workers.register(lifecycle.RETRACT, publisher.retract)
     replier = Replier(db, settings, relay.page_url)
     workers.register(REPLY, replier.run, replier.give_up)
+    # Replies to that mail ([delete], new text): relay/mail/replies.py.
+    commands = MailCommands(db, spool, pool)
+    workers.register(MAIL_COMMAND, commands.run, commands.give_up)
     relay.publisher = publisher
     return relay
 
@@ -153,6 +157,8 @@ async def _smtp_ctx(app: web.Application) -> AsyncIterator[None]:
         settings.mail_domain,
         resolver=Dns(settings.dns_servers),
         authserv_id=settings.smtp_hostname or settings.mail_domain,
+        reply_key=reply_key(settings),
+        max_attempts=settings.job_max_attempts,
     )
     tls = None
     if settings.smtp_tls_cert and settings.smtp_tls_key:

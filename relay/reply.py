@@ -38,6 +38,7 @@ from relay.db.schema import deliveries, destinations, posts, users
 from relay.lifecycle import HOLD_SECONDS, REPLY, hold, release
 
 __all__ = ["HOLD_SECONDS", "REPLY", "Replier", "build_reply", "hold", "release", "reply_address"]
+from relay.mail.replies import address
 from relay.model import DeliveryStatus, PostStatus
 
 log = logging.getLogger("relay.reply")
@@ -62,6 +63,14 @@ def reply_address(sender: str | None, auth_results: str | None, owner: str) -> s
     return None
 
 
+def reply_key(settings: Settings) -> bytes:
+    """The key that signs the confirmation's ``Reply-To`` (``relay.mail.replies``)."""
+    from relay.config import derive_key, secret_key
+    from relay.mail.replies import PURPOSE
+
+    return derive_key(secret_key(settings), PURPOSE)
+
+
 def one_line(value: str, limit: int = 200) -> str:
     """Text from a message, fit for a header: controls (CR and LF among them) become spaces."""
     cleaned = "".join(" " if not ch.isprintable() else ch for ch in value)
@@ -84,6 +93,7 @@ def build_reply(
     page_url: str,
     outcomes: list[dict[str, Any]],
     domain: str,
+    reply_to: str | None = None,
 ) -> EmailMessage:
     message = EmailMessage(policy=policy.SMTP)
     message["From"] = Address(addr_spec=sender)
@@ -97,6 +107,8 @@ def build_reply(
     message["Date"] = format_datetime(datetime.now(UTC))
     message["Message-ID"] = make_msgid("reply", domain=domain)
     message["Auto-Submitted"] = "auto-replied"
+    if reply_to:
+        message["Reply-To"] = Address(addr_spec=reply_to)
     lines = [f"Your post is online: {page_url}", ""]
     if outcomes:
         lines.append("Destinations:")
@@ -109,6 +121,12 @@ def build_reply(
             lines.append(f"- {outcome['type']} {outcome['id']}: {one_line(result, 500)}")
     else:
         lines.append("It goes to no destination (private, draft, or none set up).")
+    if reply_to:
+        lines += [
+            "",
+            "Reply to this mail to change the post: your new text replaces its text",
+            "([edit] in the subject replaces the title too); [delete] takes it down.",
+        ]
     message.set_content("\n".join(lines) + "\n")
     return message
 
@@ -200,6 +218,7 @@ class Replier:
                 page_url=self.page_url(found["id"]),
                 outcomes=outcomes,
                 domain=self.settings.mail_domain,
+                reply_to=address(reply_key(self.settings), found["id"], self.settings.mail_domain),
             )
         except (ValueError, TypeError, IndexError) as exc:
             # An address the stdlib will not put in a header: nothing to retry.

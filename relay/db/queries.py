@@ -17,6 +17,7 @@ from relay.db.schema import (
     addresses,
     deliveries,
     items,
+    jobs,
     posts,
     renditions,
     tokens,
@@ -459,6 +460,9 @@ def spool_names_in_use(conn: Connection) -> set[str]:
     names.update(
         conn.execute(select(posts.c.spool_name).where(posts.c.spool_name.is_not(None))).scalars()
     )
+    # a reply by mail and its verdict, waiting for their job (relay/mail/replies.py)
+    for ref in conn.execute(select(jobs.c.ref).where(jobs.c.kind == "mail_command")).scalars():
+        names.update(ref.split("."))
     # a tus upload between its last byte and its post (relay/intake/tus.py finishes it later)
     names.update(
         conn.execute(

@@ -40,7 +40,7 @@ from relay.db.destinations import list_destinations
 from relay.errors import CATALOG
 from relay.intake.accept import Acceptor, AlreadyAccepted, MailMeta, mail_digest
 from relay.intake.smtpdata import CHUNK, DataReader
-from relay.mail import sender
+from relay.mail import replies, sender
 from relay.mail.facts import ADDR_SPEC, HeaderFacts, scan_headers
 from relay.spool import Spool
 
@@ -466,8 +466,13 @@ class MailHandler:
         *,
         resolver: sender.Dns | None = None,
         authserv_id: str = "",
+        reply_key: bytes | None = None,
+        max_attempts: int = 5,
     ) -> None:
         self.db = db
+        self.reply_key = reply_key
+        """Signs the confirmation mail's ``Reply-To`` (``relay.mail.replies``); None: off."""
+        self.max_attempts = max_attempts
         self.spool = spool
         self.acceptor = acceptor
         self.domain = domain
@@ -510,6 +515,10 @@ class MailHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        if replies.is_reply_address(address):
+            return await self._reply_rcpt(server, envelope, address)
+        if getattr(envelope, "relay_command", None) is not None:
+            return TOO_MANY  # a reply to the relay and a post are two messages
         found = auth.split_address(address, self.domain)
         row = None
         if found is not None:
@@ -546,6 +555,87 @@ class MailHandler:
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
+    async def _reply_rcpt(self, server: RelaySMTP, envelope: Envelope, address: str) -> str:
+        """``reply+POST.SIG@``: a reply to the confirmation mail, taken only with a valid
+        signature; anything else is an unknown recipient like any other."""
+        post_id = replies.post_of(address, self.reply_key, self.domain) if self.reply_key else None
+        owner = None
+        if post_id is not None:
+            try:
+                row = await self.db.read(queries.post_row, post_id)
+            except Exception:
+                log.exception("post lookup failed")
+                return TEMPORARY
+            owner = row["user_id"] if row is not None else None
+        if post_id is None or owner is None:
+            metrics.smtp_recipients_refused.inc()
+            return await server.failed(UNKNOWN, TOO_MANY_UNKNOWN)
+        current = getattr(envelope, "relay_command", None)
+        if current is not None and current == (post_id, owner):
+            return "250 2.1.5 OK"
+        if current is not None or getattr(envelope, "relay_recipient", None) is not None:
+            return TOO_MANY
+        envelope.relay_command = (post_id, owner)  # type: ignore[attr-defined]
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def _command_data(
+        self,
+        server: RelaySMTP,
+        session: Session,
+        envelope: Envelope,
+        facts: HeaderFacts,
+        name: str,
+        skip: int,
+    ) -> str:
+        """A reply to the confirmation mail: spooled (done), its sender's proof taken now (the
+        client and its envelope are known only here), then a ``mail_command`` job. Automatic
+        mail (an out-of-office answering the confirmation) and bounces are dropped."""
+        post_id, owner = envelope.relay_command  # type: ignore[attr-defined]
+        mail_from = _envelope_sender(envelope)
+        if not _answerable(mail_from, facts):
+            self.spool.remove(name)
+            log.info("post %s: automatic mail or a bounce to its reply address; dropped", post_id)
+            metrics.smtp_messages.labels("dropped").inc()
+            return f"250 2.0.0 OK queued as {post_id}"
+        logged_in: LoggedIn | None = session.auth_data if session.authenticated else None
+        incoming = sender.Incoming(
+            client_ip=server.peer_ip,
+            helo=session.host_name or "",
+            mail_from=mail_from,
+            facts=facts,
+            read=lambda: _read_from(self.spool.path(name), skip),
+            auth_user=logged_in.login if logged_in and logged_in.user_id == owner else None,
+        )
+        try:
+            verdict = await asyncio.to_thread(
+                sender.evaluate,
+                sender.AddressPolicy(),
+                incoming,
+                authserv_id=self.authserv_id,
+                resolver=self.resolver,
+                identify=True,
+            )
+            meta = await asyncio.to_thread(
+                self.spool.put_bytes, replies.meta_bytes(post_id, verdict.auth_results)
+            )
+        except Exception as exc:
+            self.spool.remove(name)
+            log.exception("taking a reply by mail failed")
+            metrics.smtp_messages.labels("temporary_error").inc()
+            return spool_failure(exc) if isinstance(exc, OSError) else TEMPORARY
+        try:
+            await self.db.run(replies.queue, name, meta, owner, self.max_attempts)
+        except Exception:
+            self.spool.remove(name)
+            self.spool.remove(meta)
+            log.exception("committing a reply by mail failed")
+            metrics.smtp_messages.labels("temporary_error").inc()
+            return TEMPORARY
+        self.acceptor.wake()
+        metrics.smtp_messages.labels("accepted").inc()
+        return f"250 2.0.0 OK queued as {post_id}"
+
     async def _apply_modes(self, recipient: Recipient) -> None:
         """``SECRET+private@``, ``SECRET+draft@``, ``SECRET+DESTINATION@`` (a destination's id
         or type), joined with ``+``. A mode that names nothing is ignored: the mail still
@@ -568,7 +658,7 @@ class MailHandler:
                     return
 
     async def handle_DATA(self, server: RelaySMTP, session: Session, envelope: Envelope) -> str:
-        recipient: Recipient = envelope.relay_recipient  # type: ignore[attr-defined]
+        recipient: Recipient | None = getattr(envelope, "relay_recipient", None)
         writer = getattr(envelope, "relay_writer", None)
         reader: DataReader | None = getattr(envelope, "relay_reader", None)
         skip: int = getattr(envelope, "relay_skip", 0)
@@ -587,6 +677,8 @@ class MailHandler:
             log.exception("spooling a message failed")
             metrics.smtp_messages.labels("temporary_error").inc()
             return spool_failure(exc)
+        if recipient is None:  # RCPT took only a reply address (relay.mail.replies)
+            return await self._command_data(server, session, envelope, facts, name, skip)
         logged_in: LoggedIn | None = session.auth_data if session.authenticated else None
         try:
             verdict = await self._verdict(
