@@ -23,7 +23,8 @@ from relay.intake import http as http_intake
 from relay.intake import tus as tus_intake
 from relay.intake.accept import Acceptor
 from relay.intake.smtp import FailureGuard, MailHandler, smtp_factory, tls_context
-from relay.mail.replies import MAIL_COMMAND, MailCommands
+from relay.mail.replies import MAIL_COMMAND
+from relay.mail.reply_job import MailCommands
 from relay.mail.sender import Dns
 from relay.model import Limits
 from relay.pipeline import Pipeline, missing_media_tools
@@ -111,7 +112,7 @@ def build(settings: Settings) -> Relay:
     workers.register(lifecycle.RETRACT, publisher.retract)
     replier = Replier(db, settings, relay.page_url)
     workers.register(REPLY, replier.run, replier.give_up)
-    # Replies to that mail ([delete], new text): relay/mail/replies.py.
+    # Replies to that mail ([delete], new text): relay/mail/reply_job.py.
     commands = MailCommands(db, spool, pool)
     workers.register(MAIL_COMMAND, commands.run, commands.give_up)
     relay.publisher = publisher

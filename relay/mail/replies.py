@@ -17,7 +17,6 @@ From must not make the relay write to whoever it names).
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
 import json
@@ -25,17 +24,12 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import Connection
 
-from relay import jobs, lifecycle
-from relay.db import Database, queries
-from relay.errors import MediaError, RelayError
+from relay import jobs
+from relay.errors import MediaError
 from relay.mail.text import clean_text, strip_title_prefixes
-from relay.model import PostState
-from relay.spool import Spool
-from relay.workpool import WorkPool
 
 log = logging.getLogger("relay.mail.replies")
 
@@ -165,86 +159,3 @@ def queue(conn: Connection, message: str, meta: str, owner: str, max_attempts: i
 
 def meta_bytes(post_id: str, auth_results: str) -> bytes:
     return json.dumps({"post": post_id, "auth_results": auth_results}).encode()
-
-
-# --- the job ----------------------------------------------------------------------------------
-
-
-def _same(a: str | None, b: str | None) -> bool:
-    return bool(a) and bool(b) and a.strip().lower() == b.strip().lower()  # type: ignore[union-attr]
-
-
-def apply(conn: Connection, job: jobs.Job, post_id: str, auth_results: str, reply: Reply) -> str:
-    """Check the sender and carry out the command, in one transaction; what happened."""
-    from relay.reply import reply_address  # relay.reply imports lifecycle, which imports jobs
-
-    jobs.complete(conn, job)
-    row = queries.post_row(conn, post_id)
-    if row is None:
-        return "no such post"
-    owner = queries.user_name(conn, row["user_id"]) or ""
-    proven = reply_address(reply.sender, auth_results, owner)
-    original = reply_address(row["sender"], row["auth_results"], owner)
-    if proven is None:
-        return "sender not proven"
-    if not _same(proven, original):
-        return "not the sender of the post"
-    if row["state"] == PostState.DELETED.value:
-        return "post deleted"
-    actor = proven.strip().lower()
-    if reply.delete:
-        # A [delete] takes the post down and keeps it (and its record) on the relay.
-        if row["state"] == PostState.SCHEDULED.value:
-            lifecycle.unschedule(conn, post_id, actor, "mail")
-            return "unscheduled"
-        done = lifecycle.retract(conn, post_id, actor, "mail", reason="[delete] by mail")
-        return "retracted" if done else "not published"
-    change = lifecycle.Change(text=reply.text or None)
-    if reply.edit and reply.title:
-        change.title = reply.title
-    if change.text is None and change.title is None:
-        return "nothing to change"
-    changed = lifecycle.edit(conn, post_id, actor, "mail", change)
-    return f"edited ({changed} field(s))"
-
-
-class MailCommands:
-    """Runs ``mail_command`` jobs."""
-
-    def __init__(self, db: Database, spool: Spool, pool: WorkPool) -> None:
-        self.db = db
-        self.spool = spool
-        self.pool = pool
-
-    async def run(self, job: jobs.Job) -> None:
-        message, _, meta = job.ref.partition(".")
-        try:
-            facts: dict[str, Any] = json.loads(self.spool.path(meta).read_bytes())
-            path = str(self.spool.path(message))
-        except (OSError, ValueError):
-            log.warning("mail command %s: its spooled files are gone", job.ref)
-            await self.db.run(jobs.complete, job)
-            return
-        reply = await self.pool.run(read_reply, path)
-        post_id = str(facts.get("post", ""))
-        if reply is None:
-            outcome = "unreadable"
-            await self.db.run(jobs.complete, job)
-        else:
-            try:
-                outcome = await self.db.run(
-                    apply, job, post_id, str(facts.get("auth_results", "")), reply
-                )
-            except RelayError as exc:  # the post went meanwhile (post.gone)
-                outcome = exc.code
-                await self.db.run(jobs.complete, job)
-        log.info("post %s: reply by mail: %s", post_id, outcome)
-        self.spool.remove(message)
-        self.spool.remove(meta)
-
-    def give_up(self, conn: Connection, job: jobs.Job, code: str, detail: str) -> None:
-        log.warning("mail command %s given up: %s", job.ref, detail[:300])
-        message, _, meta = job.ref.partition(".")
-        for name in (message, meta):
-            with contextlib.suppress(ValueError):  # a ref that names no spool file
-                self.spool.remove(name)
