@@ -524,9 +524,7 @@ def user_session(conn: Connection, user_id: str) -> tuple[str, int, bool, bool] 
 def end_sessions(conn: Connection, user_id: str) -> None:
     """Sign out everywhere: every cookie carries the generation it was issued under."""
     conn.execute(
-        update(users)
-        .where(users.c.id == user_id)
-        .values(session_gen=users.c.session_gen + 1)
+        update(users).where(users.c.id == user_id).values(session_gen=users.c.session_gen + 1)
     )
 
 
@@ -537,13 +535,13 @@ def posts_page(
     conn: Connection,
     user_id: str,
     limit: int,
-    after: tuple[float, str] | None = None,
+    after: str | None = None,
     show: str | None = None,
 ) -> list[Post]:
     """One page of the user's posts for the web app, newest first, by keyset: ``after`` is the
-    (created_at, id) of the last post of the previous page, so a page costs the same however
-    deep it is. ``show``: only drafts, only scheduled ones, or only those with a failed item or
-    delivery. Deleted posts are not listed."""
+    id of the last post of the previous page (its time is looked up, exactly as stored), so a
+    page costs the same however deep it is. ``show``: only drafts, only scheduled ones, or only
+    those with a failed item or delivery. Deleted posts are not listed."""
     query = select(posts).where(
         posts.c.user_id == user_id, posts.c.state != PostState.DELETED.value
     )
@@ -558,9 +556,13 @@ def posts_page(
         )
         query = query.where(failed_item.exists() | failed_delivery.exists())
     if after is not None:
-        at, last_id = after
+        at = (
+            select(posts.c.created_at)
+            .where(posts.c.id == after, posts.c.user_id == user_id)
+            .scalar_subquery()
+        )
         query = query.where(
-            (posts.c.created_at < at) | ((posts.c.created_at == at) & (posts.c.id < last_id))
+            (posts.c.created_at < at) | ((posts.c.created_at == at) & (posts.c.id < after))
         )
     query = query.order_by(posts.c.created_at.desc(), posts.c.id.desc()).limit(limit)
     rows = conn.execute(query).mappings().all()

@@ -229,9 +229,7 @@ def csrf_token(request: web.Request) -> tuple[str, bool]:
 
 def set_csrf_cookie(response: web.StreamResponse, token: str, secure: bool) -> None:
     # Not HttpOnly would be needed only for script-sent forms; ours are plain forms.
-    response.set_cookie(
-        CSRF_COOKIE, token, path="/", httponly=True, samesite="Lax", secure=secure
-    )
+    response.set_cookie(CSRF_COOKIE, token, path="/", httponly=True, samesite="Lax", secure=secure)
 
 
 def csrf_ok(request: web.Request, submitted: str | None) -> bool:
