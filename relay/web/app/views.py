@@ -309,7 +309,7 @@ async def posts_json(request: web.Request) -> web.Response:
 # --- wiring -----------------------------------------------------------------------------------
 
 
-def _static_headers(request: web.Request, response: web.StreamResponse) -> None:
+async def _static_headers(request: web.Request, response: web.StreamResponse) -> None:
     if request.path.startswith("/static/"):
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Cache-Control", "public, max-age=3600")
