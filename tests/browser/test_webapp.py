@@ -4,6 +4,7 @@ updating live, Swedish, keyboard use, accessibility (axe-core) and both screen w
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 from playwright.sync_api import Browser, BrowserContext, Page, expect
@@ -167,8 +168,12 @@ def test_secure_cookies_when_the_public_url_is_https(
         first = client.get("/")
         assert "Secure" in first.headers["set-cookie"]
         token = first.cookies["relay_csrf"]
+        # A client keeps a Secure cookie away from http://; the test hands it over itself.
+        client.cookies.clear()
         signed = client.post(
-            "/signin", data={"csrf_token": token, "name": "bo", "password": PASSWORD}
+            "/signin",
+            data={"csrf_token": token, "name": "bo", "password": PASSWORD},
+            headers={"Cookie": f"relay_csrf={token}"},
         )
     assert signed.status_code == 303
     cookie = signed.headers["set-cookie"]
@@ -177,32 +182,41 @@ def test_secure_cookies_when_the_public_url_is_https(
         assert flag in cookie
 
 
-def test_a_mailed_post_appears_and_turns_ready_without_a_reload(
-    start_relay: Callable[..., RelayServer], tmp_path, context: BrowserContext
+def test_posts_appear_and_turn_ready_without_a_reload(
+    start_relay: Callable[..., RelayServer], tmp_path: Path, context: BrowserContext
 ) -> None:
     # The web node processes nothing; a second node on the same data folder does, once the
-    # page shows the post waiting, so the page is seen to change without being reloaded.
+    # page shows the posts waiting, so the page is seen to change without being reloaded.
     data = tmp_path / "shared"
     web = start_relay(data, RELAY_WORKERS="0")
     anna = web.add_user("anna")
     set_password(web, "anna", PASSWORD)
-    post_id = web.send_mail(anna["address"], iphone_mail(anna["address"], phone_jpeg(800, 600)))
+    uploaded = web.upload(anna["token"], title="Uppladdad")["id"]
+    mailed = web.send_mail(anna["address"], iphone_mail(anna["address"], phone_jpeg(800, 600)))
 
     page = context.new_page()
     sign_in(page, web)
-    post = page.locator(f"#post-{post_id}")
-    expect(post.get_by_role("heading")).to_have_text("Bild från invigningen – åäö")
-    expect(post.locator(".item .status")).to_have_text("Waiting")
-    expect(post.locator("progress")).to_be_visible()
+    upload = page.locator(f"#post-{uploaded}")
+    expect(upload.get_by_role("heading")).to_have_text("Uppladdad")
+    expect(upload.locator(".item .status")).to_have_text("Waiting")
+    expect(upload.get_by_role("progressbar")).to_be_visible()
+    mail = page.locator(f"#post-{mailed}")
+    expect(mail.get_by_role("heading")).to_have_text("Untitled post")  # not unpacked yet
+    # Newest first: the mail came last.
+    assert page.locator("li.post").first.get_attribute("id") == f"post-{mailed}"
     page.evaluate("window.stillTheSamePage = true")
 
     start_relay(data, RELAY_WORKERS="2")
-    expect(post.locator(".item .status")).to_have_text("Ready", timeout=60_000)
-    expect(post.locator("progress")).to_have_count(0)
-    expect(post.locator(".thumb img")).to_be_visible()
+    expect(upload.locator(".item .status")).to_have_text("Ready", timeout=60_000)
+    expect(upload.get_by_role("progressbar")).to_have_count(0)
+    expect(upload.locator(".thumb img")).to_be_visible()
+    # The mail, unpacked meanwhile: its subject, its photo, ready.
+    expect(mail.get_by_role("heading")).to_have_text("Bild från invigningen – åäö")
+    expect(mail.locator(".item .status")).to_have_text("Ready", timeout=60_000)
+    expect(mail.locator(".thumb img")).to_be_visible()
     assert page.evaluate("window.stillTheSamePage") is True  # no reload happened
 
-    thumb = post.locator(".thumb img").get_attribute("src")
+    thumb = upload.locator(".thumb img").get_attribute("src")
     assert thumb and page.request.get(thumb).status == 200
 
 

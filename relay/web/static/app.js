@@ -31,12 +31,46 @@
     }
   }
 
+  // An item the page has not shown yet (a mailed post's attachments appear once the message
+  // is unpacked): built like the server renders it.
+  function newItem(list, item) {
+    const li = document.createElement("li");
+    li.className = "item";
+    li.dataset.item = item.id;
+    li.dataset.status = "";
+    const name = document.createElement("span");
+    name.className = "filename";
+    name.textContent = item.filename;
+    li.appendChild(name);
+    if (item.status === "queued" || item.status === "processing") {
+      const bar = document.createElement("progress");
+      bar.setAttribute("aria-label", label("progress").replace("%(name)s", item.filename));
+      li.appendChild(bar);
+    }
+    const status = document.createElement("span");
+    status.className = "status";
+    status.setAttribute("role", "status");
+    li.appendChild(status);
+    list.appendChild(li);
+    return li;
+  }
+
   function updatePost(post) {
     const li = document.getElementById("post-" + post.id);
     if (!li) return;
+    const link = li.querySelector("h2 a");
+    if (link && post.title && link.textContent !== post.title) link.textContent = post.title;
+    let items = li.querySelector("ul.items");
+    if (!items && post.items.length > 0) {
+      items = document.createElement("ul");
+      items.className = "items";
+      items.setAttribute("aria-label", label("media"));
+      li.querySelector(".state").after(items);
+    }
     for (const item of post.items) {
-      const itemLi = li.querySelector('li.item[data-item="' + CSS.escape(item.id) + '"]');
-      if (itemLi) updateItem(itemLi, item);
+      const itemLi = li.querySelector('li.item[data-item="' + CSS.escape(item.id) + '"]')
+        || newItem(items, item);
+      updateItem(itemLi, item);
     }
     if (post.thumbnail && !li.querySelector(".thumb img")) {
       const thumb = li.querySelector(".thumb");
