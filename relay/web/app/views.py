@@ -82,6 +82,7 @@ def render(
         {
             **context,
             "lang": lang,
+            "public_url": relay.settings.public_url,
             "languages": i18n.LANGUAGES,
             "_": translations.gettext,
             "ngettext": translations.ngettext,
