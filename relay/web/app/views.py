@@ -9,7 +9,9 @@ CSRF token; every answer is ``no-store`` because it is one person's.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlparse
@@ -21,6 +23,7 @@ from aiohttp import web
 from relay.config import derive_key, secret_key
 from relay.context import RELAY, Relay
 from relay.db import queries
+from relay.errors import RelayError
 from relay.model import DeliveryStatus, Item, ItemStatus, Post
 from relay.web import auth
 from relay.web.app import i18n
@@ -124,9 +127,50 @@ async def _form(request: web.Request) -> Any | web.Response:
     return form
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def html_page(handler: Handler) -> Handler:
+    """A page of the web app answers its errors as a page of the web app, in the reader's
+    language, never as the API's JSON (redirects pass through)."""
+
+    @functools.wraps(handler)
+    async def page(request: web.Request) -> web.StreamResponse:
+        _ = _gettext(request)
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return error(request, exc.status, exc.reason, _("Go back and try again."))
+        except RelayError as exc:
+            if exc.spec.http_status >= 500:
+                log.error("%s %s: %s", request.method, request.path, exc)
+                return error(
+                    request,
+                    exc.spec.http_status,
+                    _("Something went wrong"),
+                    _("The relay could not do this just now. Try again in a moment."),
+                )
+            return error(
+                request, exc.spec.http_status, exc.spec.message, _("Go back and try again.")
+            )
+        except Exception:
+            log.exception("%s %s failed", request.method, request.path)
+            return error(
+                request,
+                500,
+                _("Something went wrong"),
+                _("The relay could not do this just now. Try again in a moment."),
+            )
+
+    return page
+
+
 # --- sign in, sign out ------------------------------------------------------------------------
 
 
+@html_page
 async def front(request: web.Request) -> web.Response:
     user = await signed_in(request)
     if user is None:
@@ -134,6 +178,7 @@ async def front(request: web.Request) -> web.Response:
     return await posts_page(request, user)
 
 
+@html_page
 async def sign_in(request: web.Request) -> web.Response:
     form = await _form(request)
     if isinstance(form, web.Response):
@@ -176,6 +221,7 @@ async def sign_in(request: web.Request) -> web.Response:
     raise response
 
 
+@html_page
 async def sign_out(request: web.Request) -> web.Response:
     form = await _form(request)
     if isinstance(form, web.Response):
@@ -188,6 +234,7 @@ async def sign_out(request: web.Request) -> web.Response:
     raise response
 
 
+@html_page
 async def language(request: web.Request) -> web.Response:
     form = await _form(request)
     if isinstance(form, web.Response):
