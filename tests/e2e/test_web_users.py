@@ -80,3 +80,24 @@ def test_a_user_without_a_password_cannot_sign_in(start_relay: Callable[..., Rel
                 "/signin", data={"csrf_token": token, "name": "dan", "password": password}
             )
             assert answer.status_code == 401
+
+
+def test_the_web_apps_forms_answer_bad_bodies_with_pages(
+    start_relay: Callable[..., RelayServer],
+) -> None:
+    server = start_relay()
+    with httpx.Client(base_url=server.url) as client:
+        garbled = client.post(
+            "/signin", content=b"garbage", headers={"Content-Type": "multipart/form-data"}
+        )
+        assert garbled.status_code == 400
+        assert garbled.headers["content-type"].startswith("text/html")
+        assert "This form could not be read" in garbled.text
+        huge = client.post(
+            "/signin",
+            content=b"name=" + b"a" * (2 << 20),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert huge.status_code == 413
+        assert huge.headers["content-type"].startswith("text/html")
+        assert client.get("/healthz").status_code == 200  # and the server is still there

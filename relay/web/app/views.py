@@ -114,7 +114,11 @@ def _gettext(request: web.Request) -> Any:
 
 async def _form(request: web.Request) -> Any | web.Response:
     """The POSTed form, or the 403 page when its CSRF token is missing or wrong."""
-    form = await request.post()
+    try:
+        form = await request.post()
+    except ValueError:  # a body that is no form (aiohttp says so with ValueError): not our fault
+        _ = _gettext(request)
+        return error(request, 400, _("This form could not be read"), _("Go back and try again."))
     submitted = form.get(auth.CSRF_FIELD)
     if not auth.csrf_ok(request, submitted if isinstance(submitted, str) else None):
         _ = _gettext(request)
