@@ -591,3 +591,16 @@ def posts_by_ids(conn: Connection, user_id: str, ids: list[str]) -> list[Post]:
     for post in found:
         post.deliveries = post_deliveries[post.id]
     return found
+
+
+def destination_labels(conn: Connection, user_id: str) -> dict[str, tuple[str, str | None]]:
+    """id → (type, url) of the user's destinations, removed ones included (old deliveries name
+    them); secrets and tokens are not read."""
+    from relay.db.schema import destinations
+
+    rows = conn.execute(
+        select(destinations.c.id, destinations.c.type, destinations.c.url).where(
+            destinations.c.user_id == user_id
+        )
+    )
+    return {row[0]: (row[1], row[2]) for row in rows}

@@ -17,6 +17,7 @@ from tests.browser.conftest import (
     sign_in,
 )
 from tests.media import iphone_mail, phone_jpeg
+from tests.receivers import webhook_receiver
 from tests.server import RelayServer
 
 
@@ -246,3 +247,34 @@ def test_zero_axe_violations_and_screenshots(web: RelayServer, page: Page) -> No
     expect(page.get_by_role("heading", name="Dina inlägg")).to_be_visible()
     assert axe_violations(page) == []
     screenshots(page, "posts-sv")
+
+
+def test_deliveries_show_sent_or_the_error_and_the_failed_filter_finds_them(
+    start_relay: Callable[..., RelayServer], context: BrowserContext
+) -> None:
+    server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
+    anna = server.add_user("anna")
+    set_password(server, "anna", PASSWORD)
+    with webhook_receiver() as good, webhook_receiver(lambda _: 401) as refusing:
+        server.add_destination("webhook", good.url)
+        server.add_destination("webhook", refusing.url)
+        post = server.upload(anna["token"], title="Till kanalerna")
+        settled = server.wait_settled(anna["token"], post["id"])
+        while any(d["status"] == "pending" for d in settled["deliveries"]):
+            settled = server.wait_settled(anna["token"], post["id"])
+        quiet = server.upload(anna["token"], file=False, title="Utan fel", draft="true")
+
+        page = context.new_page()
+        sign_in(page, server)
+        shown = page.locator(f"#post-{post['id']}")
+        expect(shown.locator(".delivery-delivered")).to_contain_text("Webhook (127.0.0.1): Sent")
+        failed = shown.locator(".delivery-failed")
+        expect(failed).to_contain_text("Webhook (127.0.0.1): Not sent")
+        assert "/hooks/relay" not in page.content()  # the URL's path may hold a secret
+        expect(failed.locator(".problem")).to_contain_text("check the channel's settings")
+        assert axe_violations(page) == []
+        page.get_by_role("link", name="Failed").click()
+        expect(page.locator(f"#post-{post['id']}")).to_be_visible()
+        expect(page.locator(f"#post-{quiet['id']}")).to_have_count(0)
+        assert page.get_by_role("link", name="Failed").get_attribute("aria-current") == "page"
+        screenshots(page, "posts-failed")

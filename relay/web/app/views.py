@@ -286,7 +286,33 @@ def _item_view(item: Item) -> dict[str, Any]:
     }
 
 
-def post_view(relay: Relay, post: Post) -> dict[str, Any]:
+CHANNEL_NAMES = {
+    "webhook": "Webhook",
+    "mastodon": "Mastodon",
+    "bluesky": "Bluesky",
+    "wordpress": "WordPress",
+    "micropub": "Micropub",
+    "facebook": "Facebook",
+    "instagram": "Instagram",
+    "threads": "Threads",
+    "linkedin": "LinkedIn",
+    "x": "X",
+    "youtube": "YouTube",
+}
+
+
+def channel_name(labels: dict[str, tuple[str, str | None]], destination_id: str) -> str:
+    """The channel as a person knows it: the service, and the site's host (never the URL's
+    path or query, where a webhook may carry a token)."""
+    kind, url = labels.get(destination_id, ("", None))
+    name = CHANNEL_NAMES.get(kind, kind.capitalize() or destination_id)
+    host = urlparse(url).hostname if url else None
+    return f"{name} ({host})" if host else name
+
+
+def post_view(
+    relay: Relay, post: Post, labels: dict[str, tuple[str, str | None]] | None = None
+) -> dict[str, Any]:
     """What the posts page (and its polling) shows of a post."""
     return {
         "id": post.id,
@@ -301,6 +327,7 @@ def post_view(relay: Relay, post: Post) -> dict[str, Any]:
         "deliveries": [
             {
                 "destination": d.destination_id,
+                "channel": channel_name(labels or {}, d.destination_id),
                 "status": d.status.value,
                 "remote_url": d.remote_url,
                 "error": (d.error or {}).get("message")
@@ -319,6 +346,7 @@ async def posts_page(request: web.Request, user: Signed) -> web.Response:
         show = None
     after = request.query.get("after") or None
     found = await relay.db.read(queries.posts_page, user.user_id, PAGE_SIZE + 1, after, show)
+    labels = await relay.db.read(queries.destination_labels, user.user_id)
     more = len(found) > PAGE_SIZE
     shown = found[:PAGE_SIZE]
     older = None
@@ -330,7 +358,7 @@ async def posts_page(request: web.Request, user: Signed) -> web.Response:
         "app/posts.html",
         {
             "user": user,
-            "posts": [post_view(relay, post) for post in shown],
+            "posts": [post_view(relay, post, labels) for post in shown],
             "show": show,
             "filters": queries.POST_FILTERS,
             "older": older,
@@ -352,8 +380,9 @@ async def posts_json(request: web.Request) -> web.Response:
     relay = request.app[RELAY]
     ids = [i for i in request.query.get("ids", "").split(",") if i][:PAGE_SIZE]
     found = await relay.db.read(queries.posts_by_ids, user.user_id, ids)
+    labels = await relay.db.read(queries.destination_labels, user.user_id)
     return web.json_response(
-        {"posts": [post_view(relay, post) for post in found]},
+        {"posts": [post_view(relay, post, labels) for post in found]},
         headers={"Cache-Control": "no-store"},
     )
 
