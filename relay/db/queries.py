@@ -596,7 +596,7 @@ def posts_by_ids(conn: Connection, user_id: str, ids: list[str]) -> list[Post]:
 def destination_labels(conn: Connection, user_id: str) -> dict[str, tuple[str, str | None]]:
     """id → (type, url) of the user's destinations, removed ones included (old deliveries name
     them); secrets and tokens are not read."""
-    from relay.db.schema import destinations
+    from relay.db.schema import destinations  # here: this part is appended by the web app
 
     rows = conn.execute(
         select(destinations.c.id, destinations.c.type, destinations.c.url).where(

@@ -278,3 +278,21 @@ def test_deliveries_show_sent_or_the_error_and_the_failed_filter_finds_them(
         expect(page.locator(f"#post-{quiet['id']}")).to_have_count(0)
         assert page.get_by_role("link", name="Failed").get_attribute("aria-current") == "page"
         screenshots(page, "posts-failed")
+
+
+def test_older_posts_page_by_page(start_relay: Callable[..., RelayServer], page: Page) -> None:
+    server = start_relay(RELAY_WORKERS="1")
+    anna = server.add_user("anna")
+    set_password(server, "anna", PASSWORD)
+    made = [server.upload(anna["token"], file=False, title=f"Inlägg {n}")["id"] for n in range(22)]
+    sign_in(page, server)
+    first = [page.locator("li.post").nth(n).get_attribute("id") for n in range(20)]
+    expect(page.locator("li.post")).to_have_count(20)
+    assert first == [f"post-{post_id}" for post_id in reversed(made[2:])]
+    expect(page.get_by_role("link", name="Newest posts")).to_have_count(0)
+    page.get_by_role("link", name="Older posts").click()
+    expect(page.locator("li.post")).to_have_count(2)
+    assert page.locator("li.post").first.get_attribute("id") == f"post-{made[1]}"
+    expect(page.get_by_role("link", name="Older posts")).to_have_count(0)
+    page.get_by_role("link", name="Newest posts").click()
+    expect(page.locator("li.post")).to_have_count(20)
