@@ -56,6 +56,17 @@ def test_a_post_without_the_csrf_token_is_refused(
     )
     assert wrong.status == 403
     assert not [c for c in context.cookies() if c["name"] == "relay_session"]
+    # In the page itself: a form whose token was stripped gets the 403 page, not a sign-in.
+    page.goto(web.url + "/")
+    page.evaluate("document.querySelector('form[action=\"/signin\"] [name=csrf_token]').remove()")
+    page.get_by_label("User name").fill("anna")
+    page.get_by_label("Password").fill(PASSWORD)
+    with page.expect_response(web.url + "/signin") as answer:
+        page.get_by_role("button", name="Sign in").click()
+    assert answer.value.status == 403
+    expect(page.get_by_role("heading", name="This form has expired")).to_be_visible()
+    assert axe_violations(page) == []
+    screenshots(page, "error-403")
     # Signed in, a sign-out without the token is refused too: the session survives it.
     sign_in(page, web)
     out = context.request.post(web.url + "/signout", form={"everywhere": "1"}, max_redirects=0)
@@ -155,6 +166,7 @@ def test_failed_sign_ins_get_a_429_page_per_user_name(
         assert answer.value.status == 429
         assert int(answer.value.headers["retry-after"]) > 0
         expect(page.get_by_role("heading", name="Too many tries")).to_be_visible()
+        assert axe_violations(page) == []
     finally:
         context.close()
 
