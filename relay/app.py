@@ -34,6 +34,7 @@ from relay.reply import REPLY, Replier, reply_key
 from relay.spool import Spool
 from relay.storage import open_store
 from relay.web import api, auth, feeds, pages, posts
+from relay.web import app as web_app
 from relay.web.present import post_json
 from relay.worker import Workers
 from relay.workpool import WorkPool
@@ -225,6 +226,7 @@ def make_app(settings: Settings, *, smtp: bool = True, workers: bool = True) -> 
     http_intake.setup_routes(app)
     tus_intake.setup_routes(app)
     pages.setup_routes(app)
+    web_app.setup(app, settings)  # the web app at "/": sign-in, posts
     feeds.setup_routes(app)
     return app
 

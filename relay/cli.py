@@ -172,19 +172,42 @@ def user() -> None:
     """Users: each has API tokens and secret addresses."""
 
 
+def _read_password(name: str) -> str:
+    """A new password: prompted for twice on a terminal (never echoed, never in argv), else the
+    first line of stdin (scripts: ``printf '%s\\n' "$PW" | relay user password anna``)."""
+    if sys.stdin.isatty():
+        password = click.prompt(
+            f"Password for {name}", hide_input=True, confirmation_prompt=True, err=True
+        )
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < 8:
+        raise click.ClickException("a password needs at least 8 characters")
+    return str(password)
+
+
 @user.command("add")
 @click.argument("name")
+@click.option("--password", "with_password", is_flag=True, help="Ask for a web app password.")
+@click.option("--admin", is_flag=True, help="Make the user an administrator of the relay.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
-def user_add(ctx: Context, name: str, as_json: bool) -> None:
+def user_add(ctx: Context, name: str, with_password: bool, admin: bool, as_json: bool) -> None:
     """Create a user with one API token and one secret address."""
+    from relay.web.auth import hash_password  # argon2 is loaded only when it is needed
+
     domain = ctx.settings().mail_domain
+    hashed = hash_password(_read_password(name)) if with_password else None
 
     def create(conn: Any) -> tuple[str, str]:
         try:
             user_id = queries.add_user(conn, name)
         except queries.Conflict as exc:
             raise click.ClickException(f"user {name!r} already exists") from exc
+        if hashed is not None:
+            queries.set_password(conn, user_id, hashed)
+        if admin:
+            queries.set_admin(conn, user_id, True)
         return queries.add_token(conn, user_id), queries.add_address(conn, user_id)
 
     token, secret = _in_transaction(ctx, create)
@@ -194,6 +217,25 @@ def user_add(ctx: Context, name: str, as_json: bool) -> None:
         {"user": name, "token": token, "address": address},
         f"user:    {name}\ntoken:   {token}   (shown once; keep it)\naddress: {address}",
     )
+
+
+@user.command("password")
+@click.argument("name")
+@click.pass_obj
+def user_password(ctx: Context, name: str) -> None:
+    """Set the user's web app password (prompted for, or the first line of stdin). Sessions
+    signed in with the old one end."""
+    from relay.web.auth import hash_password
+
+    hashed = hash_password(_read_password(name))
+
+    def change(conn: Any) -> None:
+        user_id = _user_id(conn, name)
+        queries.set_password(conn, user_id, hashed)
+        queries.end_sessions(conn, user_id)
+
+    _in_transaction(ctx, change)
+    click.echo(f"{name}: password set", err=True)
 
 
 @user.command("reply")

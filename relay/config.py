@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     private_media_seconds: int = Field(default=3600, ge=60, le=604_800)
     # The page's ``lang`` when the text is too short to tell English from Swedish.
     default_language: Literal["en", "sv"] = "en"
+    # The web app: how long a sign-in lasts, and failed sign-ins per user name and per client
+    # address within the window before the sign-in form answers 429.
+    session_seconds: int = Field(default=14 * 86400, ge=300)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_failure_window_seconds: float = Field(default=300.0, gt=0)
 
     # The zone of a mailed [publish 2026-12-24 09:00] for a user without one of their own
     # (`relay user timezone NAME ZONE`): an IANA name.

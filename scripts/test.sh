@@ -9,6 +9,10 @@ command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
   || need_apt+=(libmagic1)
 # tests/e2e/test_proxy.py runs deploy/nginx/relay.conf for real.
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
+# tests/browser/ drive Debian's chromium through Playwright (never `playwright install`), and
+# run axe-core, from npm by package-lock.json.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]} (Debian packages)" >&2
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -21,6 +25,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[test]'
+
+# axe-core for the accessibility checks in tests/browser/, exactly as locked.
+if [ ! -f node_modules/axe-core/axe.min.js ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error >/dev/null
+fi
 
 .venv/bin/ruff check relay handlers tests
 exec .venv/bin/python -m pytest "$@"

@@ -66,6 +66,18 @@ def _job_claims(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE jobs ADD COLUMN claims INTEGER NOT NULL DEFAULT 0"))
 
 
+def _web_users(conn: Connection) -> None:
+    # Passwords, admins and session generations for the web app; existing users have no
+    # password (no web sign-in until `relay user password NAME`), are not admins, generation 0.
+    have = {column["name"] for column in inspect(conn).get_columns("users")}
+    if "password_hash" not in have:
+        conn.execute(text("ALTER TABLE users ADD COLUMN password_hash TEXT"))
+    if "admin" not in have:
+        conn.execute(text("ALTER TABLE users ADD COLUMN admin BOOLEAN NOT NULL DEFAULT FALSE"))
+    if "session_gen" not in have:
+        conn.execute(text("ALTER TABLE users ADD COLUMN session_gen INTEGER NOT NULL DEFAULT 0"))
+
+
 # (version, step): version 1 is the first schema, created whole from schema.py.
 STEPS: list[tuple[int, Step]] = [
     (2, _add_uploads),
@@ -73,6 +85,7 @@ STEPS: list[tuple[int, Step]] = [
     (4, _post_life),
     (5, _fair_jobs),
     (6, _job_claims),
+    (7, _web_users),
 ]
 
 LATEST = max([1, *(version for version, _ in STEPS)])

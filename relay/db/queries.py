@@ -498,3 +498,117 @@ def open_uploads(conn: Connection, user_id: str, now: float, deferred: int) -> t
         )
     ).one()
     return int(count), int(total)
+
+
+# --- the web app: passwords, sessions, the posts page ----------------------------------------
+
+
+def set_password(conn: Connection, user_id: str, password_hash: str) -> None:
+    conn.execute(update(users).where(users.c.id == user_id).values(password_hash=password_hash))
+
+
+def set_admin(conn: Connection, user_id: str, admin: bool) -> None:
+    conn.execute(update(users).where(users.c.id == user_id).values(admin=admin))
+
+
+def user_login(conn: Connection, name: str) -> tuple[str, str | None, int] | None:
+    """(id, password hash, session generation) of the user with that name."""
+    row = conn.execute(
+        select(users.c.id, users.c.password_hash, users.c.session_gen).where(users.c.name == name)
+    ).first()
+    return (row[0], row[1], row[2]) if row else None
+
+
+def user_session(conn: Connection, user_id: str) -> tuple[str, int, bool, bool] | None:
+    """(name, session generation, admin, has a password) of a signed-in user."""
+    row = conn.execute(
+        select(users.c.name, users.c.session_gen, users.c.admin, users.c.password_hash).where(
+            users.c.id == user_id
+        )
+    ).first()
+    return (row[0], row[1], bool(row[2]), row[3] is not None) if row else None
+
+
+def end_sessions(conn: Connection, user_id: str) -> None:
+    """Sign out everywhere: every cookie carries the generation it was issued under."""
+    conn.execute(
+        update(users).where(users.c.id == user_id).values(session_gen=users.c.session_gen + 1)
+    )
+
+
+POST_FILTERS = ("draft", "scheduled", "failed")
+
+
+def posts_page(
+    conn: Connection,
+    user_id: str,
+    limit: int,
+    after: str | None = None,
+    show: str | None = None,
+) -> list[Post]:
+    """One page of the user's posts for the web app, newest first, by keyset: ``after`` is the
+    id of the last post of the previous page (its time is looked up, exactly as stored), so a
+    page costs the same however deep it is. ``show``: only drafts, only scheduled ones, or only
+    those with a failed item or delivery. Deleted posts are not listed."""
+    query = select(posts).where(
+        posts.c.user_id == user_id, posts.c.state != PostState.DELETED.value
+    )
+    if show in ("draft", "scheduled"):
+        query = query.where(posts.c.state == show)
+    elif show == "failed":
+        failed_item = select(items.c.id).where(
+            items.c.post_id == posts.c.id, items.c.status == ItemStatus.FAILED.value
+        )
+        failed_delivery = select(deliveries.c.id).where(
+            deliveries.c.post_id == posts.c.id, deliveries.c.status == DeliveryStatus.FAILED.value
+        )
+        query = query.where(failed_item.exists() | failed_delivery.exists())
+    if after is not None:
+        at = (
+            select(posts.c.created_at)
+            .where(posts.c.id == after, posts.c.user_id == user_id)
+            .scalar_subquery()
+        )
+        query = query.where(
+            (posts.c.created_at < at) | ((posts.c.created_at == at) & (posts.c.id < after))
+        )
+    query = query.order_by(posts.c.created_at.desc(), posts.c.id.desc()).limit(limit)
+    rows = conn.execute(query).mappings().all()
+    ids = [r["id"] for r in rows]
+    post_items = load_items(conn, ids)
+    post_deliveries = load_deliveries(conn, ids)
+    found = [_post_from_row(r, post_items[r["id"]]) for r in rows]
+    for post in found:
+        post.deliveries = post_deliveries[post.id]
+    return found
+
+
+def posts_by_ids(conn: Connection, user_id: str, ids: list[str]) -> list[Post]:
+    """The user's posts among ``ids`` (the posts page polls the ones it shows)."""
+    if not ids:
+        return []
+    rows = (
+        conn.execute(select(posts).where(posts.c.user_id == user_id, posts.c.id.in_(ids)))
+        .mappings()
+        .all()
+    )
+    found_ids = [r["id"] for r in rows]
+    post_items = load_items(conn, found_ids)
+    post_deliveries = load_deliveries(conn, found_ids)
+    found = [_post_from_row(r, post_items[r["id"]]) for r in rows]
+    for post in found:
+        post.deliveries = post_deliveries[post.id]
+    return found
+
+
+def destination_labels(conn: Connection, user_id: str) -> dict[str, tuple[str, str | None]]:
+    """id → (type, url) of the user's destinations, removed ones included (old deliveries name
+    them); secrets and tokens are not read."""
+    from relay.db.schema import destinations  # here: this part is appended by the web app
+
+    rows = conn.execute(
+        select(destinations.c.id, destinations.c.type, destinations.c.url).where(
+            destinations.c.user_id == user_id
+        )
+    )
+    return {row[0]: (row[1], row[2]) for row in rows}

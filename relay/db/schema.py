@@ -31,6 +31,12 @@ users = Table(
     Column("reply_to_sender", Boolean, nullable=False, default=False),
     Column("timezone", String(64)),  # IANA name; NULL: RELAY_TIMEZONE
     Column("created_at", Float, nullable=False),
+    # The web app (relay/web/app): an argon2 hash (NULL: no password, no web sign-in), whether
+    # the user administers the relay, and the session generation every session cookie carries
+    # (raised by "sign out everywhere", which so ends every cookie issued before).
+    Column("password_hash", Text),
+    Column("admin", Boolean, nullable=False, default=False),
+    Column("session_gen", Integer, nullable=False, default=0),
 )
 
 addresses = Table(

@@ -1,4 +1,4 @@
-"""Who is calling: bearer tokens, and the throttle on failed ones (sessions and CSRF come later).
+"""Who is calling: bearer tokens and the throttle on failed ones; web app sessions and CSRF.
 
 Every door and API route that takes a token goes through ``bearer_token`` (which refuses an
 address that failed too often before anything is looked up) and ``authenticate``. A token
@@ -12,12 +12,17 @@ the one it forwarded, else the peer's.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import math
+import secrets
 import time
 from collections import OrderedDict
 
 from aiohttp import web
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 
 from relay.context import RELAY, USER
 from relay.db import queries
@@ -123,3 +128,113 @@ async def authenticate(request: web.Request) -> str:
         raise AuthError()
     request[USER] = user_id
     return user_id
+
+
+# --- web app: passwords, sessions, CSRF (relay/web/app) ---------------------------------------
+#
+# A session is a cookie ``user_id.generation.expires.mac``, HMAC-SHA256 under a subkey of the
+# relay's secret key: nothing is stored per session, so any node can check it. "Sign out
+# everywhere" raises the user's generation in the database; every cookie issued before then no
+# longer matches it. CSRF is double-submit: a random token in its own cookie, repeated in a
+# hidden field of every form, compared on every POST (SameSite=Lax covers the rest).
+
+SESSION_COOKIE = "relay_session"
+CSRF_COOKIE = "relay_csrf"
+CSRF_FIELD = "csrf_token"
+
+_HASHER = PasswordHasher()  # argon2id with the library's (RFC 9106 low-memory) defaults
+_DUMMY_HASH: str | None = None
+
+
+def hash_password(password: str) -> str:
+    return _HASHER.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Whether ``password`` is the one hashed. With no hash (unknown user, or one without a
+    password) the same argon2 verification runs against a dummy hash, so the answer takes as
+    long either way and timing tells no one which user names exist."""
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
+    try:
+        matched = _HASHER.verify(password_hash or _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return False
+    return bool(matched and password_hash)
+
+
+class Sessions:
+    """Signs and checks session cookies under the relay's ``web-session`` subkey."""
+
+    def __init__(self, key: bytes, lifetime: float, secure: bool) -> None:
+        self._key = key
+        self.lifetime = lifetime
+        self.secure = secure
+
+    def _mac(self, message: str) -> str:
+        return hmac.new(self._key, message.encode(), hashlib.sha256).hexdigest()
+
+    def issue(self, user_id: str, generation: int, now: float | None = None) -> str:
+        expires = int((time.time() if now is None else now) + self.lifetime)
+        message = f"{user_id}.{generation}.{expires}"
+        return f"{message}.{self._mac(message)}"
+
+    def check(self, cookie: str | None, now: float | None = None) -> tuple[str, int] | None:
+        """(user id, generation) of a well-signed, unexpired cookie; the caller compares the
+        generation with the database's."""
+        parts = (cookie or "").split(".")
+        if len(parts) != 4:
+            return None
+        user_id, generation, expires, mac = parts
+        if not hmac.compare_digest(self._mac(f"{user_id}.{generation}.{expires}"), mac):
+            return None
+        try:
+            if int(expires) < (time.time() if now is None else now):
+                return None
+            return user_id, int(generation)
+        except ValueError:
+            return None
+
+    def set_cookie(self, response: web.StreamResponse, value: str) -> None:
+        response.set_cookie(
+            SESSION_COOKIE,
+            value,
+            max_age=int(self.lifetime),
+            path="/",
+            httponly=True,
+            samesite="Lax",
+            secure=self.secure,
+        )
+
+    def clear_cookie(self, response: web.StreamResponse) -> None:
+        response.del_cookie(SESSION_COOKIE, path="/", samesite="Lax", secure=self.secure)
+
+
+SESSIONS = web.AppKey("web_sessions", Sessions)
+LOGIN_THROTTLE = web.AppKey("web_login_throttle", FailureThrottle)
+
+
+def setup_sessions(
+    app: web.Application, key: bytes, lifetime: float, secure: bool, throttle: FailureThrottle
+) -> None:
+    app[SESSIONS] = Sessions(key, lifetime, secure)
+    app[LOGIN_THROTTLE] = throttle
+
+
+def csrf_token(request: web.Request) -> tuple[str, bool]:
+    """The request's CSRF token, and whether it is new (then the response must set it)."""
+    found = request.cookies.get(CSRF_COOKIE, "")
+    if len(found) == 43 and found.replace("-", "").replace("_", "").isalnum():
+        return found, False
+    return secrets.token_urlsafe(32), True
+
+
+def set_csrf_cookie(response: web.StreamResponse, token: str, secure: bool) -> None:
+    # Not HttpOnly would be needed only for script-sent forms; ours are plain forms.
+    response.set_cookie(CSRF_COOKIE, token, path="/", httponly=True, samesite="Lax", secure=secure)
+
+
+def csrf_ok(request: web.Request, submitted: str | None) -> bool:
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    return bool(cookie) and hmac.compare_digest(cookie, submitted or "")

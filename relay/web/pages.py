@@ -1,4 +1,4 @@
-"""Public pages: the front page, the post page (Open Graph, Twitter card, oEmbed discovery),
+"""Public pages: the post page (Open Graph, Twitter card, oEmbed discovery),
 ``/oembed``, and the media the local store holds.
 
 User-supplied active content is never rendered from this origin: only images, video, audio and
@@ -224,19 +224,6 @@ async def media(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(relay.store.local_path(key), headers=headers)
 
 
-async def front_page(request: web.Request) -> web.Response:
-    """What this relay is and where its API is. The web app (sign-in, your posts) will live
-    here; until then this page stands in for it."""
-    relay = request.app[RELAY]
-    html = _templates.get_template("index.html").render(
-        lang="en",
-        public_url=relay.settings.public_url,
-        mail_domain=relay.settings.mail_domain,
-    )
-    headers = {**SECURITY_HEADERS, "Content-Security-Policy": HTML_CSP}
-    return web.Response(text=html, content_type="text/html", headers=headers)
-
-
 # --- errors as pages ------------------------------------------------------------------------
 
 _ERROR_PAGES: dict[int, tuple[str, str]] = {
@@ -311,7 +298,7 @@ async def html_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 def setup_routes(app: web.Application) -> None:
-    app.router.add_get("/", front_page)
+    # "/" is the web app's (relay/web/app).
     app.router.add_get("/p/{post_id}", post_page)
     app.router.add_get("/oembed", oembed)
     app.router.add_get("/media/{key:.+}", media)

@@ -257,13 +257,13 @@ def test_html_routes_answer_html_errors_and_the_api_keeps_json(relay: RelayServe
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
 
 
-def test_front_page_says_what_this_is_and_where_the_api_is(relay: RelayServer) -> None:
+def test_front_page_is_the_web_apps_sign_in_and_says_where_the_api_is(relay: RelayServer) -> None:
     response = httpx.get(relay.url + "/")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     head = Head()
     head.feed(response.text)
     assert head.html_lang == "en"
-    assert "media relay" in response.text
+    assert '<label for="name">User name</label>' in response.text  # tests/browser/ go on
     assert f"{relay.url}/api/v1/openapi.json" in response.text
     assert httpx.get(f"{relay.url}/api/v1/openapi.json").status_code == 200
