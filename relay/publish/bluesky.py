@@ -12,6 +12,13 @@ Images (up to 4) are uploaded as blobs with their alt text and aspect ratio; one
 video upload is a separate service, so a video becomes a link card to the post's page with the
 poster frame as its picture; a post without media gets a link card too. The text (title, text, the
 page link) is cut to 300 graphemes with the link kept whole and marked by a link facet.
+
+Removal deletes the record (``com.atproto.repo.deleteRecord`` with the repo, collection and key
+of the ``at://`` URI kept as the delivery's remote id); a record already gone is success, as the
+PDS itself answers. Bluesky has no edit: by default an edit says on the delivery that this
+channel cannot edit a post. ``--set edit=repost`` makes an edit write a new record and then
+delete the old one (likes, replies and reposts of the old one are lost; only when asked), with
+the new record's key derived from the edit, so a repeat writes the same record again.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from typing import Any, ClassVar
 from PIL import Image
 
 from relay.errors import PublishError, TransientPublishError
-from relay.publish import Accepts, Destination, Media, Outgoing, Published
+from relay.publish import Accepts, Destination, Media, Outgoing, Published, Remote
 from relay.publish.net import Http, raise_for_status
 from relay.publish.text import bluesky_fits, cut, fit
 
@@ -41,6 +48,7 @@ DESCRIPTION_GRAPHEMES = 300
 POSTER_MAX_BYTES = 20 * 1024 * 1024
 TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"
 # XRPC error names that mean the credentials will not do; anything else goes by HTTP status.
+EDIT_MODES = ("refuse", "repost")
 AUTH_ERRORS = frozenset(
     {
         "AuthenticationRequired",
@@ -150,6 +158,11 @@ class BlueskyAdapter:
         self.identifier = handle
         self.password = destination.token
         self.destination_id = destination.id
+        self.edit_mode = str(destination.config.get("edit") or "refuse")
+        if self.edit_mode not in EDIT_MODES:
+            raise PublishError(
+                "publish.rejected", f"edit must be one of {', '.join(EDIT_MODES)}: {self.edit_mode}"
+            )
         self.http = http
 
     def _fail(self, status: int, body: str, nsid: str) -> None:
@@ -328,6 +341,62 @@ class BlueskyAdapter:
                 "record": self.record(outgoing, moment, embed),
             },
         )
+        return Published(
+            remote_url=f"https://bsky.app/profile/{handle}/post/{rkey}",
+            remote_id=written.get("uri") or f"at://{did}/{POST}/{rkey}",
+        )
+
+    # --- delete, and edit as delete and post again (relay.publish.Retractor, Editor) ---------
+
+    @staticmethod
+    def _parts(remote: Remote) -> tuple[str, str, str]:
+        """repo, collection and record key of the ``at://`` URI kept as the remote id."""
+        uri = remote.remote_id or ""
+        repo, _, rest = uri.removeprefix("at://").partition("/")
+        collection, _, rkey = rest.partition("/")
+        if not uri.startswith("at://") or not repo or not collection or not rkey or "/" in rkey:
+            raise PublishError("publish.rejected", f"no at:// URI kept for {remote.delivery_id}")
+        return repo, collection, rkey
+
+    async def _delete(self, token: str, repo: str, collection: str, rkey: str) -> None:
+        # The PDS answers 200 for a record that is not there: a repeat is a no-op.
+        await self._xrpc(
+            "com.atproto.repo.deleteRecord",
+            token,
+            json={"repo": repo, "collection": collection, "rkey": rkey},
+        )
+
+    async def retract(self, remote: Remote, post_id: str) -> None:
+        repo, collection, rkey = self._parts(remote)
+        session = await self.session()
+        await self._delete(session["accessJwt"], repo, collection, rkey)
+
+    async def edit(self, outgoing: Outgoing, remote: Remote) -> Published:
+        if self.edit_mode != "repost":
+            raise PublishError(
+                "publish.cannot_edit",
+                "Bluesky cannot edit a post; --set edit=repost deletes and posts it again",
+            )
+        repo, collection, old_rkey = self._parts(remote)
+        session = await self.session()
+        token, did, handle = session["accessJwt"], session["did"], session["handle"]
+        moment = created_at(outgoing.post)
+        # From the edit's own key: every try of this edit writes the same new record.
+        rkey = record_key(remote.idempotency_key, moment)
+        embed = await self._embed(token, outgoing)
+        written = await self._xrpc(
+            "com.atproto.repo.putRecord",
+            token,
+            json={
+                "repo": did,
+                "collection": POST,
+                "rkey": rkey,
+                "record": self.record(outgoing, moment, embed),
+            },
+        )
+        # The new copy first, then the old one goes: never a moment with none.
+        if old_rkey != rkey:
+            await self._delete(token, repo, collection, old_rkey)
         return Published(
             remote_url=f"https://bsky.app/profile/{handle}/post/{rkey}",
             remote_id=written.get("uri") or f"at://{did}/{POST}/{rkey}",

@@ -176,11 +176,12 @@ class Publisher:
             idempotency_key=key,
         )
         error: PublishError | None = None
+        edited = None
         try:
             adapter = adapter_for(destination_from_row(row), self.http)
             if editing and isinstance(adapter, Editor):
                 outgoing = self._outgoing(post, delivery_id, key, job.attempts)
-                await asyncio.wait_for(adapter.edit(outgoing, remote), self.timeout)
+                edited = await asyncio.wait_for(adapter.edit(outgoing, remote), self.timeout)
             elif not editing and isinstance(adapter, Retractor):
                 await asyncio.wait_for(adapter.retract(remote, post.id), self.timeout)
             else:
@@ -202,6 +203,9 @@ class Publisher:
                 values.update(error_code=error.code, error_message=error.public()["message"])
             else:
                 values.update(error_code=None, error_message=None)
+            if edited is not None:
+                # An edit may leave a new copy (Bluesky's delete and post again): track that one.
+                values.update(remote_id=edited.remote_id, remote_url=edited.remote_url)
             if not editing and (error is None or error.code == "publish.cannot_retract"):
                 # Taken down, or told it cannot be: either way no longer a live copy we track.
                 values["status"] = DeliveryStatus.RETRACTED.value

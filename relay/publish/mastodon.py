@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from relay.errors import PublishError, TransientPublishError
-from relay.publish import Accepts, Destination, Media, Outgoing, Published
+from relay.publish import Accepts, Destination, Media, Outgoing, Published, Remote
 from relay.publish.net import Http, raise_for_status
 from relay.publish.text import fit, mastodon_length
 
@@ -296,6 +296,65 @@ class MastodonAdapter:
         return Published(
             remote_url=status.get("url") or status.get("uri"), remote_id=str(status["id"])
         )
+
+    # --- edit and delete (relay.publish.Editor, Retractor) ------------------------------------
+
+    def _status_path(self, remote: Remote) -> str:
+        if not remote.remote_id or not remote.remote_id.isdigit():
+            raise PublishError("publish.rejected", f"no status id kept for {remote.delivery_id}")
+        return f"/api/v1/statuses/{remote.remote_id}"
+
+    async def edit(self, outgoing: Outgoing, remote: Remote) -> Published:
+        """``PUT /api/v1/statuses/:id``: the new text, the same attachments, and the changed
+        alt texts as ``media_attributes`` (Mastodon 4.1+; ``PUT /api/v1/media/:id`` only
+        changes media not yet attached, and answers 404 for these). The status keeps its id.
+
+        A repeat after a lost answer first reads the status's source: when it already says what
+        this edit would, nothing is sent, so an edit lands once in the status's history."""
+        path = self._status_path(remote)
+        limits = await self.limits()
+        status, body = await self._call("GET", path)
+        if status == 404:
+            raise PublishError("publish.rejected", f"{path}: 404", "the status is gone")
+        self._fail(status, body, path)
+        current = json.loads(body)
+        source = await self._json("GET", path + "/source")
+        text = self.status_text(outgoing, limits)
+        attached = [a for a in current.get("media_attachments") or [] if a.get("id")]
+        # Attachments were made in the order of the chosen media; that order pairs them again.
+        chosen = self.choose(outgoing.media, limits)
+        changed_alt = [
+            {"id": str(attachment["id"]), "description": medium.alt}
+            for medium, attachment in zip(chosen, attached, strict=False)
+            if medium.alt and medium.alt != (attachment.get("description") or "")
+        ]
+        if source.get("text") == text and not changed_alt:
+            return Published(
+                remote_url=current.get("url") or remote.remote_url, remote_id=remote.remote_id
+            )
+        payload: dict[str, Any] = {
+            "status": text,
+            # Omitting media_ids would drop every attachment: name them to keep them.
+            "media_ids": [str(a["id"]) for a in attached],
+            "sensitive": bool(current.get("sensitive")),
+            "spoiler_text": str(current.get("spoiler_text") or ""),
+        }
+        if changed_alt:
+            payload["media_attributes"] = changed_alt
+        edited = await self._json("PUT", path, json=payload)
+        return Published(
+            remote_url=edited.get("url") or remote.remote_url, remote_id=str(edited["id"])
+        )
+
+    async def retract(self, remote: Remote, post_id: str) -> None:
+        """``DELETE /api/v1/statuses/:id``; a 404 means an earlier try (or a person) already
+        deleted it: success."""
+        path = self._status_path(remote)
+        status, body = await self._call("DELETE", path)
+        if status == 404:
+            log.info("delivery %s: status %s already gone", remote.delivery_id, remote.remote_id)
+            return
+        self._fail(status, body, path)
 
     async def check(self) -> str:
         account = await self._json("GET", "/api/v1/accounts/verify_credentials")

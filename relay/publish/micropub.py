@@ -33,7 +33,7 @@ from aiohttp import MultipartWriter
 from aiohttp.payload import AsyncIterablePayload
 
 from relay.errors import PublishError
-from relay.publish import Accepts, Destination, Media, Outgoing, Published
+from relay.publish import Accepts, Destination, Media, Outgoing, Published, Remote
 from relay.publish.net import Http, raise_for_status
 
 MAX_PHOTOS = 20  # bounds on one delivery's uploads, not limits of the protocol
@@ -231,6 +231,69 @@ class MicropubAdapter:
         # post, so this is a success without a link rather than a retry that would post again.
         url = urljoin(self.endpoint, location) if location else None
         return Published(remote_url=url, remote_id=url)
+
+    # --- update and delete (relay.publish.Editor, Retractor) ----------------------------------
+
+    def _remote_url(self, remote: Remote) -> str:
+        url = remote.remote_url or remote.remote_id
+        if not url:
+            # A server that answered without Location gave the relay nothing to name the post by.
+            raise PublishError("publish.rejected", f"no post URL kept for {remote.delivery_id}")
+        return url
+
+    async def _action(self, body: dict[str, Any], key: str) -> tuple[int, str, str | None]:
+        return await self._send(
+            "POST",
+            self.endpoint,
+            data=json.dumps(body, ensure_ascii=False).encode(),
+            headers=self._headers(**{"Content-Type": "application/json", "Idempotency-Key": key}),
+        )
+
+    async def edit(self, outgoing: Outgoing, remote: Remote) -> Published:
+        """``{"action": "update", "url": …, "replace": {…}}`` (Micropub §3.3): the entry's name,
+        content and photos replaced with the post as it is now. Replacing is the same request
+        each time, so a repeat after a lost answer is safe. The media stay where the publish put
+        them (the relay's URLs, or the media endpoint's, which ``q=source`` tells)."""
+        url = self._remote_url(remote)
+        replace: dict[str, list[Any]] = {}
+        status, found = await self._query("source", url=url)
+        kept = found.get("properties", {}) if status == 200 and isinstance(found, dict) else {}
+        urls: list[tuple[Media, str]] = []
+        photos = [m for m in outgoing.media if m.kind == "image"][:MAX_PHOTOS]
+        old_photos = [_texts([v])[0] for v in kept.get("photo", []) if _texts([v])]
+        for n, media in enumerate(photos):
+            urls.append((media, old_photos[n] if n < len(old_photos) else media.url))
+        properties = entry_properties(outgoing, urls, "")
+        replace["content"] = properties["content"]
+        if "name" in properties:
+            replace["name"] = properties["name"]
+        if "photo" in properties:
+            replace["photo"] = properties["photo"]
+        body: dict[str, Any] = {"action": "update", "url": url, "replace": replace}
+        if not outgoing.title and kept.get("name"):
+            body["delete"] = ["name"]
+        status, text, location = await self._action(body, remote.idempotency_key)
+        if status >= 300:
+            self._raise(status, text, self.endpoint)
+        # 201 with Location: the update moved the post (Micropub §3.3.3)
+        moved = urljoin(self.endpoint, location) if status == 201 and location else url
+        return Published(remote_url=moved, remote_id=moved)
+
+    async def retract(self, remote: Remote, post_id: str) -> None:
+        """``{"action": "delete", "url": …}`` (Micropub §3.4). A post already gone answers
+        404/410, or 400 ``invalid_request`` when the server says so in its own words: then
+        ``q=source`` for the URL decides, and no post there is success."""
+        url = self._remote_url(remote)
+        status, text, _ = await self._action(
+            {"action": "delete", "url": url}, remote.idempotency_key
+        )
+        if status < 300 or status in (404, 410):
+            return
+        if status == 400:
+            found, _ = await self._query("source", url=url)
+            if found in (400, 404, 410):
+                return
+        self._raise(status, text, self.endpoint)
 
     async def check(self) -> str:
         _configs.pop(self._cache_key, None)

@@ -35,7 +35,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 import aiohttp
 
 from relay.errors import PublishError
-from relay.publish import Accepts, Destination, Media, Outgoing, Published
+from relay.publish import Accepts, Destination, Media, Outgoing, Published, Remote
 from relay.publish.net import Http, raise_for_status
 
 STATUSES = ("publish", "draft", "pending", "private")
@@ -328,6 +328,69 @@ class WordPressAdapter:
             body["featured_media"] = featured
         created = await self._call("POST", "wp/v2/posts", ok=(201,), json=body)
         return Published(remote_url=created.get("link"), remote_id=str(created["id"]))
+
+    # --- edit and trash (relay.publish.Editor, Retractor) -------------------------------------
+
+    def _post_route(self, remote: Remote) -> str:
+        if not remote.remote_id or not remote.remote_id.isdigit():
+            raise PublishError("publish.rejected", f"no post id kept for {remote.delivery_id}")
+        return f"wp/v2/posts/{int(remote.remote_id)}"
+
+    async def edit(self, outgoing: Outgoing, remote: Remote) -> Published:
+        """``POST /wp/v2/posts/<id>`` with the new title and content, escaped as on publish. The
+        images are the ones the publish uploaded (found again by their slugs, which come from
+        the delivery's key), their alt text updated where it changed. Setting the same fields
+        twice changes nothing, so a repeat after a lost answer is safe."""
+        slug = delivery_slug(remote.delivery_id)
+        images = [m for m in outgoing.media if m.kind == "image"][:MAX_IMAGES]
+        linked = [m for m in outgoing.media if m.kind in ("video", "audio")]
+        figures = []
+        for n, media in enumerate(images):
+            attachment = await self._upload(media, f"{slug}-{n}")
+            alt = media.alt or outgoing.title
+            if alt and attachment.get("alt_text") != html.escape(alt):
+                attachment = await self._call(
+                    "POST",
+                    f"wp/v2/media/{int(attachment['id'])}",
+                    json={"alt_text": html.escape(alt)},
+                )
+            figures.append(_figure(attachment, alt))
+        updated = await self._call(
+            "POST",
+            self._post_route(remote),
+            ok=(200,),
+            json={
+                "title": html.escape(outgoing.title),
+                "content": content_html(outgoing, figures, linked),
+            },
+        )
+        return Published(
+            remote_url=updated.get("link") or remote.remote_url, remote_id=str(updated["id"])
+        )
+
+    async def retract(self, remote: Remote, post_id: str) -> None:
+        """Trash the post (``DELETE`` without ``force``: the site's owner can still restore it).
+        ``410 rest_already_trashed`` (an earlier try trashed it) and ``404 rest_post_invalid_id``
+        (someone deleted it for good) both mean it is down: success."""
+        route = self._post_route(remote)
+        url = route_url(await self.root(), route)
+        response = await self.http.request(
+            "DELETE",
+            url,
+            headers={"Authorization": self.authorization, "Accept": "application/json"},
+        )
+        async with response:
+            text = await response.text(errors="replace")
+            status, location = response.status, response.headers.get("Location")
+        if status == 200:
+            return
+        try:
+            code = str(json.loads(text).get("code", ""))
+        except (ValueError, AttributeError):
+            code = ""
+        if (status, code) in ((410, "rest_already_trashed"), (404, "rest_post_invalid_id")):
+            return
+        self._raise(status, text, url, location)
 
     async def check(self) -> str:
         me = await self._call("GET", "wp/v2/users/me", ok=(200,), params={"context": "edit"})

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.fakes import life
 from tests.fakes.bluesky import FakeBluesky
 from tests.server import RelayServer, crossposting_relay
 
@@ -204,3 +205,60 @@ def test_destination_test_opens_a_session(start_relay, bluesky: FakeBluesky) -> 
     bluesky.revoke()
     failed = server.cli("destination", "test", destination_id, check=False)
     assert failed.returncode != 0 and "publish.unauthorized" in failed.stderr
+
+
+# --- edits and deletions ------------------------------------------------------------------------
+
+
+def test_an_edit_is_refused_by_default_and_a_delete_removes_the_record_once(
+    start_relay, bluesky: FakeBluesky
+) -> None:
+    server, token = crossposting_relay(start_relay)
+    server.add_destination("bluesky", bluesky.url, bluesky.app_password, f"handle={bluesky.handle}")
+    post = server.upload(token, file=False, title="Torget", text="Stavfel")
+    delivery = server.wait_delivery(token, post["id"])
+    [(rkey, record)] = bluesky.records.items()
+    life.edit(server, token, post["id"], text="Rättat")
+    said = life.wait_for(
+        lambda: life.delivery(server, token, post["id"])["error"], "the edit refused"
+    )
+    assert said["code"] == "publish.cannot_edit"
+    assert said["message"] == "This channel cannot edit a post."
+    assert bluesky.records == {rkey: record} and "Stavfel" in record["text"]  # untouched
+    assert bluesky.writes == [rkey]
+
+    bluesky.lose("deleteRecord")  # deleted, then the connection drops before the answer
+    life.delete(server, token, post["id"])
+    life.retracted(server, token, post["id"])
+    assert bluesky.records == {} and bluesky.deleted == [rkey]  # once
+    assert len(bluesky.calls("deleteRecord")) == 2  # the repeat found nothing: 200, done
+    assert delivery["remote_url"].endswith(f"/post/{rkey}")
+
+
+def test_edit_repost_writes_a_new_record_then_deletes_the_old_one(
+    start_relay, bluesky: FakeBluesky
+) -> None:
+    server, token = crossposting_relay(start_relay)
+    server.add_destination(
+        "bluesky", bluesky.url, bluesky.app_password, f"handle={bluesky.handle}", "edit=repost"
+    )
+    post = server.upload(token, file=False, title="Torget", text="Stavfel")
+    first = server.wait_delivery(token, post["id"])
+    [old] = bluesky.records
+    bluesky.lose("deleteRecord")  # the old one deleted, the answer lost: the edit is repeated
+    life.edit(server, token, post["id"], text="Rättat")
+    moved = life.wait_for(
+        lambda: (
+            (d := life.delivery(server, token, post["id"]))["remote_url"] != first["remote_url"]
+            and d
+        ),
+        "the new copy recorded",
+    )
+    [(new, record)] = bluesky.records.items()
+    assert new != old and "Rättat" in record["text"]
+    assert bluesky.deleted == [old] and bluesky.writes == [old, new, new]  # the same new key
+    assert moved["remote_url"].endswith(f"/post/{new}") and moved["error"] is None
+
+    life.delete(server, token, post["id"])
+    life.retracted(server, token, post["id"])
+    assert bluesky.records == {} and bluesky.deleted == [old, new]  # the new copy goes too

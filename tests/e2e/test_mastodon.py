@@ -9,6 +9,8 @@ from collections.abc import Iterator
 import pytest
 from PIL import Image
 
+from tests.fakes.life import delete, edit, retracted, wait_for
+from tests.fakes.life import delivery as delivery_of
 from tests.fakes.mastodon import FakeMastodon, countable_length
 from tests.server import crossposting_relay
 
@@ -149,3 +151,54 @@ def test_destination_test_verifies_the_token(start_relay, mastodon: FakeMastodon
     failed = server.cli("destination", "test", destination_id, check=False)
     assert failed.returncode != 0
     assert "publish.unauthorized" in failed.stderr and "access token is invalid" in failed.stderr
+
+
+# --- edits and deletions ------------------------------------------------------------------------
+
+
+def test_an_edit_changes_the_status_in_place_once_after_a_lost_answer(
+    start_relay, mastodon: FakeMastodon
+) -> None:
+    server, token = crossposting_relay(start_relay)
+    server.add_destination("mastodon", mastodon.url, mastodon.token)
+    post = server.upload(token, title="Torgte", text="Invigningen i dag.")
+    delivery = server.wait_delivery(token, post["id"])
+    [status] = mastodon.statuses
+    status_id = status["id"]
+    [attachment_id] = [a["id"] for a in status["media_attachments"]]
+    mastodon.lose("statuses.update")  # edited, but the answer never arrives
+    edit(
+        server,
+        token,
+        post["id"],
+        title="Torget",
+        items=[{"id": post["items"][0]["id"], "alt": "Folk på torget"}],
+    )
+    wait_for(lambda: status.get("edited_at"), "the status edited")
+    # The PUT is repeated after the lost answer (aiohttp itself resends an idempotent request
+    # whose connection dropped): the same edit again, which Mastodon does not record twice.
+    wait_for(lambda: len(mastodon.calls("statuses.update")) >= 2, "the repeat")
+    assert status["id"] == status_id and mastodon.statuses == [status]  # the same status
+    assert status["text"] == f"Torget\n\nInvigningen i dag.\n\n{post['url']}"
+    assert mastodon.media[attachment_id].description == "Folk på torget"
+    assert [a["id"] for a in status["media_attachments"]] == [attachment_id]  # kept
+    assert len(mastodon.history[status_id]) == 1  # one edit, not two
+    after = delivery_of(server, token, post["id"])
+    assert after["error"] is None
+    assert after["remote_url"] == delivery["remote_url"] and after["status"] == "delivered"
+
+
+def test_a_delete_removes_the_status_and_a_repeat_finds_it_gone(
+    start_relay, mastodon: FakeMastodon
+) -> None:
+    server, token = crossposting_relay(start_relay)
+    server.add_destination("mastodon", mastodon.url, mastodon.token)
+    post = server.upload(token, file=False, title="Fel", text="Detta var fel.")
+    assert server.wait_delivery(token, post["id"])["status"] == "delivered"
+    [status] = mastodon.statuses
+    mastodon.lose("statuses.delete")  # deleted, but the answer never arrives
+    delete(server, token, post["id"])
+    retracted(server, token, post["id"])
+    assert mastodon.statuses == [] and [s["id"] for s in mastodon.deleted] == [status["id"]]
+    # The repeat got Mastodon's 404 for a deleted status, and took it as done.
+    assert len(mastodon.calls("statuses.delete")) == 2

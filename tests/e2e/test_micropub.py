@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from tests.fakes import life
 from tests.fakes.micropub import LOST, fake_micropub
 from tests.server import crossposting_relay
 
@@ -137,3 +138,46 @@ def test_private_address_is_refused_by_default(start_relay) -> None:
         assert delivery["status"] == "failed"
         assert delivery["error"]["code"] == "publish.private_address"
         assert mp.requests == []
+
+
+# --- edits and deletions ------------------------------------------------------------------------
+
+
+def test_an_edit_is_an_update_action_and_a_delete_a_delete_action(start_relay) -> None:
+    server, token = crossposting_relay(start_relay)
+    with fake_micropub() as mp:
+        server.add_destination("micropub", mp.endpoint, mp.token)
+        post = server.upload(token, title="Stavfel", text="Hej")
+        delivery = server.wait_delivery(token, post["id"])
+        [entry] = mp.entries
+        photo = entry["properties"]["photo"][0]["value"]
+        mp.script("create", LOST)  # the update is applied, then the answer is lost (502)
+        life.edit(
+            server,
+            token,
+            post["id"],
+            title="Rättat",
+            items=[{"id": post["items"][0]["id"], "alt": "Två kor"}],
+        )
+        actions = lambda kind: [  # noqa: E731
+            json.loads(r.body)
+            for r in mp.seen("POST", "/micropub")
+            if r.body.startswith(b"{") and json.loads(r.body).get("action") == kind
+        ]
+        life.wait_for(lambda: len(actions("update")) >= 2, "the retried update")
+        life.wait_for(lambda: life.delivery(server, token, post["id"])["error"] is None, "done")
+        first, repeat = actions("update")[:2]
+        assert first == repeat and first["url"] == delivery["remote_url"]
+        assert entry["properties"]["name"] == ["Rättat"]
+        assert entry["properties"]["photo"] == [{"value": photo, "alt": "Två kor"}]
+        assert entry["properties"]["content"] == [f"Hej\n\n{post['url']}"]
+        assert entry.get("revisions") == 1 and len(mp.entries) == 1  # one change, no new post
+        bearer = [r.headers.get("Authorization") for r in mp.seen("POST", "/micropub")]
+        assert set(bearer) == {f"Bearer {mp.token}"}
+
+        mp.script("create", LOST)  # deleted, then the answer is lost
+        life.delete(server, token, post["id"])
+        life.retracted(server, token, post["id"])
+        assert mp.entries == [] and mp.deleted == [entry]
+        # The repeat was told there is no post there (400), and q=source confirmed it.
+        assert actions("delete") == [{"action": "delete", "url": delivery["remote_url"]}] * 2

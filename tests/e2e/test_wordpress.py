@@ -7,6 +7,7 @@ import time
 
 import httpx
 
+from tests.fakes import life
 from tests.fakes.wordpress import LOST, fake_wordpress
 from tests.media import iphone_mail, phone_jpeg
 from tests.server import crossposting_relay
@@ -187,3 +188,41 @@ def test_credentials_wordpress_does_not_take_are_unauthorized_not_rejected(start
         # destination test says the same
         failed = server.cli("destination", "test", destination_id, check=False)
         assert failed.returncode != 0 and "publish.unauthorized" in failed.stderr
+
+
+# --- edits and deletions ------------------------------------------------------------------------
+
+
+def test_an_edit_updates_the_post_once_and_a_delete_trashes_it(start_relay) -> None:
+    server, token = crossposting_relay(start_relay)
+    with fake_wordpress(permalinks="plain") as wp:
+        server.add_destination("wordpress", wp.url, wp.password, f"user={wp.user}")
+        post = server.upload(token, title="Stavfel", text="Hej")
+        assert server.wait_delivery(token, post["id"])["status"] == "delivered"
+        [remote] = wp.posts.values()
+        [medium] = wp.media.values()
+        wp.script("posts.update", LOST)  # updated, then the answer is lost (502)
+        life.edit(
+            server,
+            token,
+            post["id"],
+            title="Rättat <b>",
+            items=[{"id": post["items"][0]["id"], "alt": "Två kor"}],
+        )
+        life.wait_for(
+            lambda: len([r for r in wp.requests if r.route.startswith("/wp/v2/posts/")]) >= 2,
+            "the retried update",
+        )
+        life.wait_for(lambda: life.delivery(server, token, post["id"])["error"] is None, "done")
+        assert remote["title"]["raw"] == html.escape("Rättat <b>")
+        assert 'alt="Två kor"' in remote["content"]["raw"]
+        assert medium["alt_text"] == "Två kor"
+        assert remote.get("revisions") == 1  # the repeat changed nothing
+        assert len(wp.posts) == 1 and len(wp.media) == 1  # nothing uploaded or posted again
+
+        wp.script("posts.delete", LOST)  # trashed, then the answer is lost
+        life.delete(server, token, post["id"])
+        life.retracted(server, token, post["id"])
+        assert remote["status"] == "trash" and len(wp.posts) == 1  # trashed, not destroyed
+        deletes = [r for r in wp.requests if r.method == "DELETE"]
+        assert len(deletes) == 2 and all("force" not in r.query for r in deletes)

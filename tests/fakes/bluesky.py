@@ -23,9 +23,13 @@ What it enforces, with the PDS's error names (``{"error": NAME, "message": …}`
   Records are kept by key: writing the same key again replaces the record, so there is still one
   post. Invalid input is ``400 InvalidRequest``.
 - ``com.atproto.server.getSession``.
+- ``com.atproto.repo.deleteRecord``: ``repo`` (this account's DID or handle, else ``400
+  InvalidRequest`` "Could not find repo"), ``collection`` and ``rkey``; the record goes (kept in
+  ``deleted``). A record that is not there is no error: the PDS answers ``200`` ``{}`` and
+  nothing changes, so a repeat is safe.
 
 Routes for scripting (``fail``/``lose``): ``createSession``, ``getSession``, ``uploadBlob``,
-``putRecord``.
+``putRecord``, ``deleteRecord``.
 """
 
 from __future__ import annotations
@@ -81,6 +85,8 @@ class FakeBluesky(FakeService):
     """The account's app.bsky.feed.post records by record key."""
     writes: list[str] = field(default_factory=list)
     """Record keys in the order putRecord wrote them."""
+    deleted: list[str] = field(default_factory=list)
+    """Record keys in the order deleteRecord removed them."""
     _sessions: dict[str, bool] = field(default_factory=dict)
     _revoked: bool = False
 
@@ -104,6 +110,9 @@ class FakeBluesky(FakeService):
             base + "com.atproto.repo.uploadBlob", self.upload_blob, name="uploadBlob"
         )
         app.router.add_post(base + "com.atproto.repo.putRecord", self.put_record, name="putRecord")
+        app.router.add_post(
+            base + "com.atproto.repo.deleteRecord", self.delete_record, name="deleteRecord"
+        )
 
     @staticmethod
     def _error(status: int, name: str, message: str) -> web.Response:
@@ -327,4 +336,24 @@ class FakeBluesky(FakeService):
                 "commit": {"cid": cid(record_cid.encode(), 0x71), "rev": rkey},
                 "validationStatus": "valid",
             }
+        )
+
+    async def delete_record(self, request: web.Request) -> web.Response:
+        if (refused := self._auth(request)) is not None:
+            return refused
+        try:
+            body = await self._json_body(request)
+            for key in ("repo", "collection", "rkey"):
+                if not isinstance(body.get(key), str):
+                    raise Invalid(f'Input must have the property "{key}"')
+            if body["repo"] not in (self.did, self.handle):
+                raise Invalid(f"Could not find repo: {body['repo']}")
+        except Invalid as exc:
+            return self._error(400, exc.name, str(exc))
+        if body["collection"] != POST or body["rkey"] not in self.records:
+            return web.json_response({})
+        del self.records[body["rkey"]]
+        self.deleted.append(body["rkey"])
+        return web.json_response(
+            {"commit": {"cid": cid(body["rkey"].encode(), 0x71), "rev": body["rkey"]}}
         )

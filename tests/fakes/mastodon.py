@@ -18,9 +18,21 @@ What it enforces, with Mastodon's own answers:
   each URL with a host under a top-level domain as 23). ``Idempotency-Key``: the same key again
   gives the same status back and creates nothing.
 - ``GET /api/v1/accounts/verify_credentials`` and ``GET /api/v1/accounts/:id/statuses``.
+- ``GET /api/v1/statuses/:id`` and ``GET /api/v1/statuses/:id/source`` (``{id, text,
+  spoiler_text}``); an unknown or deleted id is ``404 {"error": "Record not found"}``.
+- ``PUT /api/v1/statuses/:id`` (form or JSON, the owner only): ``status``, ``media_ids`` (the
+  attachments to keep: omitted ones are dropped, new ones must be unattached and processed),
+  ``media_attributes`` ``[{id, description}]`` for attachments of this status, ``sensitive``,
+  ``spoiler_text``. The status keeps its id; ``edited_at`` is set and a revision kept in
+  ``history`` when something changed (an edit that changes nothing adds none).
+- ``PUT /api/v1/media/:id``: only an attachment not yet attached to a status (Mastodon looks it
+  up among the account's unattached media): an attached one is ``404``.
+- ``DELETE /api/v1/statuses/:id``: answers the deleted status with its source ``text``; after
+  that the id is ``404``.
 
 Routes for scripting (``fail``/``lose``): ``instance``, ``media.create``, ``media.get``,
-``statuses.create``, ``accounts.verify``, ``accounts.statuses``.
+``media.update``, ``statuses.create``, ``statuses.get``, ``statuses.source``,
+``statuses.update``, ``statuses.delete``, ``accounts.verify``, ``accounts.statuses``.
 """
 
 from __future__ import annotations
@@ -142,6 +154,9 @@ class FakeMastodon(FakeService):
     media: dict[str, Attachment] = field(default_factory=dict)
     statuses: list[dict[str, Any]] = field(default_factory=list)
     idempotency: dict[str, str] = field(default_factory=dict)
+    deleted: list[dict[str, Any]] = field(default_factory=list)
+    history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Per status id, each earlier revision an edit replaced (text and media descriptions)."""
     _ids: itertools.count = field(default_factory=lambda: itertools.count(110_000_000_000_000_001))
     _revoked: bool = False
 
@@ -153,6 +168,13 @@ class FakeMastodon(FakeService):
         app.router.add_post("/api/v2/media", self.create_media, name="media.create")
         app.router.add_get("/api/v1/media/{id}", self.get_media, name="media.get")
         app.router.add_post("/api/v1/statuses", self.create_status, name="statuses.create")
+        app.router.add_put("/api/v1/media/{id}", self.update_media, name="media.update")
+        app.router.add_get("/api/v1/statuses/{id}", self.get_status, name="statuses.get")
+        app.router.add_get(
+            "/api/v1/statuses/{id}/source", self.status_source, name="statuses.source"
+        )
+        app.router.add_put("/api/v1/statuses/{id}", self.update_status, name="statuses.update")
+        app.router.add_delete("/api/v1/statuses/{id}", self.delete_status, name="statuses.delete")
         app.router.add_get(
             "/api/v1/accounts/verify_credentials", self.verify, name="accounts.verify"
         )
@@ -348,6 +370,9 @@ class FakeMastodon(FakeService):
             "text": text,  # Mastodon returns the source only on delete; kept for assertions
             "account": self._account(),
             "media_attachments": [a.json(self.url) for a in found],
+            "sensitive": False,
+            "spoiler_text": "",
+            "edited_at": None,
         }
         self.statuses.append(status)
         if key:
@@ -367,6 +392,136 @@ class FakeMastodon(FakeService):
         return web.json_response(
             [{k: v for k, v in s.items() if k != "text"} for s in newest_first]
         )
+
+    def status(self, status_id: str) -> dict[str, Any] | None:
+        return next((s for s in self.statuses if s["id"] == status_id), None)
+
+    def _shown(self, status: dict[str, Any]) -> dict[str, Any]:
+        shown = {k: v for k, v in status.items() if k != "text"}
+        shown["media_attachments"] = [
+            self.media[a["id"]].json(self.url) for a in status["media_attachments"]
+        ]
+        return shown
+
+    async def get_status(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return error(401, INVALID_TOKEN)
+        status = self.status(request.match_info["id"])
+        if status is None:
+            return error(404, {"error": "Record not found"})
+        return web.json_response(self._shown(status))
+
+    async def status_source(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return error(401, INVALID_TOKEN)
+        status = self.status(request.match_info["id"])
+        if status is None:
+            return error(404, {"error": "Record not found"})
+        return web.json_response(
+            {"id": status["id"], "text": status["text"], "spoiler_text": status["spoiler_text"]}
+        )
+
+    async def update_media(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return error(401, INVALID_TOKEN)
+        attachment = self.media.get(request.match_info["id"])
+        if attachment is None or attachment.status_id is not None:
+            return error(404, {"error": "Record not found"})
+        form = await request.post()
+        if (description := form.get("description")) is not None:
+            attachment.description = str(description)
+        return web.json_response(attachment.json(self.url))
+
+    async def update_status(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return error(401, INVALID_TOKEN)
+        status = self.status(request.match_info["id"])
+        if status is None:
+            return error(404, {"error": "Record not found"})
+        attributes: list[Any] = []
+        if request.content_type == "application/json":
+            body = await request.json()
+            if not isinstance(body, dict):
+                return error(422, {"error": "Validation failed"})
+            text = str(body.get("status") or "")
+            media_ids = [str(i) for i in body.get("media_ids") or []]
+            attributes = body.get("media_attributes") or []
+            sensitive = bool(body.get("sensitive", status["sensitive"]))
+            spoiler = str(body.get("spoiler_text", status["spoiler_text"]) or "")
+        else:
+            form = await request.post()
+            text = str(form.get("status", ""))
+            media_ids = [str(i) for i in form.getall("media_ids[]", [])]
+            sensitive = str(form.get("sensitive", status["sensitive"])).lower() == "true"
+            spoiler = str(form.get("spoiler_text", status["spoiler_text"]))
+        if not text.strip() and not media_ids:
+            return error(422, {"error": "Validation failed: Text can't be blank"})
+        if countable_length(text) > self.max_characters:
+            return error(
+                422,
+                {
+                    "error": f"Validation failed: Text character limit of {self.max_characters} "
+                    "exceeded"
+                },
+            )
+        if len(media_ids) > 4:
+            return error(422, {"error": "Cannot attach more than 4 files"})
+        attachments = [self.media.get(i) for i in media_ids]
+        if any(a is None or a.status_id not in (None, status["id"]) for a in attachments):
+            return error(422, {"error": "Media attachments not found"})
+        found = [a for a in attachments if a is not None]
+        if any(a.polls_left > 0 for a in found):
+            return error(422, {"error": "Cannot attach files that have not finished processing."})
+        descriptions: dict[str, str] = {}
+        for attribute in attributes:
+            if not isinstance(attribute, dict) or str(attribute.get("id")) not in media_ids:
+                return error(422, {"error": "Validation failed: media_attributes"})
+            if len(str(attribute.get("description") or "")) > 1500:
+                return error(422, {"error": "Validation failed: Description is too long"})
+            descriptions[str(attribute["id"])] = str(attribute.get("description") or "")
+        before = {
+            "text": status["text"],
+            "media": [
+                (a["id"], self.media[a["id"]].description) for a in status["media_attachments"]
+            ],
+            "sensitive": status["sensitive"],
+            "spoiler_text": status["spoiler_text"],
+        }
+        after = {
+            "text": text,
+            "media": [(a.id, descriptions.get(a.id, a.description)) for a in found],
+            "sensitive": sensitive,
+            "spoiler_text": spoiler,
+        }
+        if before != after:
+            self.history.setdefault(status["id"], []).append(before)
+            for attachment in self.media.values():
+                if attachment.status_id == status["id"] and attachment not in found:
+                    attachment.status_id = None
+            for attachment in found:
+                attachment.status_id = status["id"]
+                attachment.description = descriptions.get(attachment.id, attachment.description)
+            status.update(
+                text=text,
+                content=render(text),
+                sensitive=sensitive,
+                spoiler_text=spoiler,
+                media_attachments=[a.json(self.url) for a in found],
+                edited_at=datetime.now(UTC)
+                .isoformat(timespec="milliseconds")
+                .replace("+00:00", "Z"),
+            )
+        return web.json_response(self._shown(status))
+
+    async def delete_status(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return error(401, INVALID_TOKEN)
+        status = self.status(request.match_info["id"])
+        if status is None:
+            return error(404, {"error": "Record not found"})
+        self.statuses.remove(status)
+        self.deleted.append(status)
+        return web.json_response({**self._shown(status), "text": status["text"]})
 
     def dump(self) -> str:
         return json.dumps(self.statuses, indent=1, ensure_ascii=False)

@@ -24,8 +24,16 @@ servers that honour it make it unique (WordPress's Micropub plugin goes through
 This fake takes none by default; ``idempotency=True`` makes it answer a repeated key with the post
 it made for it, like a careful server.
 
+Update and delete (§3.3, §3.4), JSON only: ``{"action": "update", "url", "replace": {name:
+[values]}, "add": {…}, "delete": [names] | {name: [values]}}`` wants the ``update`` scope and
+answers ``204 No Content`` (the URL unchanged); ``{"action": "delete", "url"}`` wants ``delete``
+and answers ``204``. A URL that is no post (or a deleted one) is ``400 invalid_request``, as the
+spec's error list has no 404; deleted posts are kept apart (``deleted``), so ``undelete`` could
+bring them back. ``revisions`` counts updates that changed something.
+
 Scripting: ``fake.script("create", 503)`` answers the next create with 503 without doing it;
-``fake.script("create", LOST)`` creates the post, then answers 502. Routes: ``create``,
+``fake.script("create", LOST)`` creates the post, then answers 502. Routes: ``create`` (every
+``POST`` to the endpoint: creates, updates and deletes),
 ``media``, ``query``.
 """
 
@@ -53,12 +61,13 @@ MEDIA_PROPERTIES = ("photo", "video", "audio")
 class FakeMicropub(ScriptedFake):
     max_body: ClassVar[int] = 256 << 20
     token: str = "mp-token-123"
-    scope: tuple[str, ...] = ("create", "media")
+    scope: tuple[str, ...] = ("create", "update", "delete", "media")
     media_endpoint: bool = True
     source_query: bool = False
     idempotency: bool = False
     accepted: bool = False
     entries: list[dict[str, Any]] = field(default_factory=list)
+    deleted: list[dict[str, Any]] = field(default_factory=list)
     keys: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
@@ -145,6 +154,8 @@ class FakeMicropub(ScriptedFake):
                 body = json.loads(seen.body)
             except ValueError:
                 raise _error(400, "invalid_request", "The body is not JSON.") from None
+            if isinstance(body, dict) and "action" in body:
+                return await self._act(request, body, action)
             if not isinstance(body, dict) or not isinstance(body.get("properties"), dict):
                 raise _error(400, "invalid_request", "Expected {type, properties}.")
             kind = body.get("type")
@@ -198,6 +209,56 @@ class FakeMicropub(ScriptedFake):
         if action == LOST:
             raise plain(502)
         return self._created(location)
+
+    async def _act(
+        self, request: web.Request, body: dict[str, Any], action: str | None
+    ) -> web.Response:
+        kind = body["action"]
+        if kind not in ("update", "delete", "undelete"):
+            raise _error(400, "invalid_request", f"Unsupported action {kind!r}.")
+        self._authorize(request, {}, "delete" if kind == "undelete" else kind)
+        url = body.get("url")
+        if not isinstance(url, str):
+            raise _error(400, "invalid_request", "The url is missing.")
+        pool = self.deleted if kind == "undelete" else self.entries
+        entry = next((e for e in pool if e["url"] == url), None)
+        if entry is None:
+            raise _error(400, "invalid_request", "There is no post at this URL.")
+        if kind == "delete":
+            self.entries.remove(entry)
+            self.deleted.append(entry)
+        elif kind == "undelete":
+            self.deleted.remove(entry)
+            self.entries.append(entry)
+        else:
+            before = json.dumps(entry["properties"], sort_keys=True)
+            properties = entry["properties"]
+            for part in ("replace", "add"):
+                changes = body.get(part, {})
+                if not isinstance(changes, dict) or not all(
+                    isinstance(v, list) for v in changes.values()
+                ):
+                    raise _error(400, "invalid_request", f"{part} takes arrays of values.")
+                for name, values in changes.items():
+                    if part == "replace":
+                        properties[name] = list(values)
+                    else:
+                        properties.setdefault(name, []).extend(values)
+            removed = body.get("delete", [])
+            if isinstance(removed, list):
+                for name in removed:
+                    properties.pop(str(name), None)
+            elif isinstance(removed, dict):
+                for name, values in removed.items():
+                    kept = [v for v in properties.get(name, []) if v not in values]
+                    properties[name] = kept
+            else:
+                raise _error(400, "invalid_request", "delete takes names or values.")
+            if json.dumps(properties, sort_keys=True) != before:
+                entry["revisions"] = entry.get("revisions", 0) + 1
+        if action == LOST:
+            raise plain(502)
+        return web.Response(status=204)
 
     def _created(self, location: str) -> web.Response:
         status = 202 if self.accepted else 201

@@ -344,6 +344,58 @@ class FakeWordPress(ScriptedFake):
             headers={"Location": f"{self.url}/wp-json/wp/v2/posts/{post_id}"},
         )
 
+    async def posts_update(self, request: web.Request) -> web.Response:
+        """``WP_REST_Posts_Controller::update_item``: only the fields sent change."""
+        action = await self._record(request, "posts.update")
+        post = self.posts.get(int(request[REST_ARGS]["id"]))
+        if post is None:
+            raise _error(404, "rest_post_invalid_id", "Invalid post ID.")
+        if not self._signed_in(request):
+            raise _error(401, "rest_cannot_edit", "Sorry, you are not allowed to edit this post.")
+        if request.content_type != "application/json":
+            raise _error(400, "rest_invalid_json", "This fake takes JSON bodies only.")
+        fields = _json_body(self.requests[-1])
+        if "status" in fields and fields["status"] not in STATUSES:
+            raise _invalid_status(
+                "rest_not_in_enum", "status is not one of publish, future, draft, pending, private."
+            )
+        changed = False
+        for key in ("title", "content"):
+            if key in fields:
+                value = _raw(fields[key])
+                changed = changed or post[key]["raw"] != value
+                post[key].update(raw=value, rendered=value)
+        if changed:  # WordPress saves a revision only when the content differs
+            post["revisions"] = post.get("revisions", 0) + 1
+        if "status" in fields:
+            post["status"] = fields["status"]
+        if action == LOST:
+            raise plain(502)
+        return web.json_response(self._post_json(post, True))
+
+    async def posts_delete(self, request: web.Request) -> web.Response:
+        """``delete_item``: without ``force`` the post goes to the trash; trashing it again is
+        ``410 rest_already_trashed``; ``force=true`` deletes it for good."""
+        action = await self._record(request, "posts.delete")
+        post = self.posts.get(int(request[REST_ARGS]["id"]))
+        if post is None:
+            raise _error(404, "rest_post_invalid_id", "Invalid post ID.")
+        if not self._signed_in(request):
+            raise _error(
+                401, "rest_cannot_delete", "Sorry, you are not allowed to delete this post."
+            )
+        if request.query.get("force") in ("true", "1"):
+            del self.posts[post["id"]]
+            shown = {"deleted": True, "previous": self._post_json(post, True)}
+        else:
+            if post["status"] == "trash":
+                raise _error(410, "rest_already_trashed", "The post has already been deleted.")
+            post["status"] = "trash"
+            shown = self._post_json(post, True)
+        if action == LOST:
+            raise plain(502)
+        return web.json_response(shown)
+
     async def front_page(self, request: web.Request) -> web.StreamResponse:
         """The site's home page, or (plain permalinks) any route given as ``?rest_route=``."""
         if self.permalinks == "plain" and "rest_route" in request.query:
@@ -380,6 +432,8 @@ class FakeWordPress(ScriptedFake):
             "media.update": self.media_update,
             "posts.list": self.posts_list,
             "posts.create": self.posts_create,
+            "posts.update": self.posts_update,
+            "posts.delete": self.posts_delete,
         }
         for method, pattern, name in REST_ROUTES:
             match = re.fullmatch(pattern, rest_route)
@@ -407,6 +461,10 @@ REST_ROUTES = [
     ("POST", r"/wp/v2/media/(?P<id>\d+)", "media.update"),
     ("GET", r"/wp/v2/posts", "posts.list"),
     ("POST", r"/wp/v2/posts", "posts.create"),
+    ("POST", r"/wp/v2/posts/(?P<id>\d+)", "posts.update"),
+    ("PUT", r"/wp/v2/posts/(?P<id>\d+)", "posts.update"),
+    ("PATCH", r"/wp/v2/posts/(?P<id>\d+)", "posts.update"),
+    ("DELETE", r"/wp/v2/posts/(?P<id>\d+)", "posts.delete"),
 ]
 
 
