@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, bindparam, func, select, text, update
@@ -444,6 +445,11 @@ def list_posts(
     if before is not None:
         query = query.where(posts.c.created_at < before)
     rows = conn.execute(query.order_by(posts.c.created_at.desc()).limit(limit)).mappings().all()
+    return _posts_from_rows(conn, rows)
+
+
+def _posts_from_rows(conn: Connection, rows: Sequence[RowMapping]) -> list[Post]:
+    """Posts with their items and deliveries: two queries for the lot, not two per post."""
     ids = [r["id"] for r in rows]
     post_items = load_items(conn, ids)
     post_deliveries = load_deliveries(conn, ids)
@@ -574,13 +580,7 @@ def posts_page(
         )
     query = query.order_by(posts.c.created_at.desc(), posts.c.id.desc()).limit(limit)
     rows = conn.execute(query).mappings().all()
-    ids = [r["id"] for r in rows]
-    post_items = load_items(conn, ids)
-    post_deliveries = load_deliveries(conn, ids)
-    found = [_post_from_row(r, post_items[r["id"]]) for r in rows]
-    for post in found:
-        post.deliveries = post_deliveries[post.id]
-    return found
+    return _posts_from_rows(conn, rows)
 
 
 def posts_by_ids(conn: Connection, user_id: str, ids: list[str]) -> list[Post]:
@@ -592,13 +592,7 @@ def posts_by_ids(conn: Connection, user_id: str, ids: list[str]) -> list[Post]:
         .mappings()
         .all()
     )
-    found_ids = [r["id"] for r in rows]
-    post_items = load_items(conn, found_ids)
-    post_deliveries = load_deliveries(conn, found_ids)
-    found = [_post_from_row(r, post_items[r["id"]]) for r in rows]
-    for post in found:
-        post.deliveries = post_deliveries[post.id]
-    return found
+    return _posts_from_rows(conn, rows)
 
 
 def destination_labels(conn: Connection, user_id: str) -> dict[str, tuple[str, str | None]]:

@@ -327,9 +327,15 @@ class BlueskyAdapter:
 
     async def publish(self, outgoing: Outgoing) -> Published:
         session = await self.session()
+        # The key comes from the delivery: every try of it writes the same record.
+        return await self._put(session, outgoing, outgoing.delivery_id)
+
+    async def _put(self, session: dict[str, Any], outgoing: Outgoing, key: str) -> Published:
+        """Write the post's record under a key made from ``key`` (putRecord: a repeat replaces
+        the record instead of adding a second one)."""
         token, did, handle = session["accessJwt"], session["did"], session["handle"]
         moment = created_at(outgoing.post)
-        rkey = record_key(outgoing.delivery_id, moment)
+        rkey = record_key(key, moment)
         embed = await self._embed(token, outgoing)
         written = await self._xrpc(
             "com.atproto.repo.putRecord",
@@ -379,28 +385,12 @@ class BlueskyAdapter:
             )
         repo, collection, old_rkey = self._parts(remote)
         session = await self.session()
-        token, did, handle = session["accessJwt"], session["did"], session["handle"]
-        moment = created_at(outgoing.post)
         # From the edit's own key: every try of this edit writes the same new record.
-        rkey = record_key(remote.idempotency_key, moment)
-        embed = await self._embed(token, outgoing)
-        written = await self._xrpc(
-            "com.atproto.repo.putRecord",
-            token,
-            json={
-                "repo": did,
-                "collection": POST,
-                "rkey": rkey,
-                "record": self.record(outgoing, moment, embed),
-            },
-        )
+        published = await self._put(session, outgoing, remote.idempotency_key)
         # The new copy first, then the old one goes: never a moment with none.
-        if old_rkey != rkey:
-            await self._delete(token, repo, collection, old_rkey)
-        return Published(
-            remote_url=f"https://bsky.app/profile/{handle}/post/{rkey}",
-            remote_id=written.get("uri") or f"at://{did}/{POST}/{rkey}",
-        )
+        if (published.remote_id or "").rsplit("/", 1)[-1] != old_rkey:
+            await self._delete(session["accessJwt"], repo, collection, old_rkey)
+        return published
 
     async def check(self) -> str:
         session = await self.session()
