@@ -23,8 +23,10 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 PASSWORD = "correct horse battery"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
+    # Package scope, not session: Playwright's sync API keeps an event loop running on the main
+    # thread while it is open, and every later test that calls asyncio.run() would fail.
     assert Path(CHROMIUM).exists(), "chromium missing: scripts/test.sh installs it with apt"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
