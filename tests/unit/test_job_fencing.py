@@ -153,7 +153,7 @@ def test_a_version_5_jobs_table_gets_claims_and_keeps_its_jobs(tmp_path: Path) -
         conn.execute(text("UPDATE relay_schema_version SET version = 5"))
     assert database.migrate() == 5
     with database.begin() as conn:
-        assert migrations.current_version(conn) == migrations.LATEST == 6
+        assert migrations.current_version(conn) == migrations.LATEST
         assert "claims" in {column["name"] for column in inspect(conn).get_columns("jobs")}
     # The job a worker held before the upgrade is claimed anew, fenced from then on.
     job = database.run_here(jobs.claim, "new:2:0", 60.0)
