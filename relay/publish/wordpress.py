@@ -129,6 +129,12 @@ def _linked_medium(media: Media) -> str:
     return f'<figure class="wp-block-audio"><audio controls src="{src}"></audio></figure>\n'
 
 
+def _linked(outgoing: Outgoing) -> list[Media]:
+    # Video and audio stay on the relay (WordPress sites often cap uploads at a few MB): the
+    # post plays them from there.
+    return [m for m in outgoing.media if m.kind in ("video", "audio")]
+
+
 def content_html(outgoing: Outgoing, figures: list[str], linked: list[Media]) -> str:
     page = html.escape(outgoing.page_url)
     return (
@@ -289,18 +295,12 @@ class WordPressAdapter:
             },
         )
 
-    async def publish(self, outgoing: Outgoing) -> Published:
-        slug = delivery_slug(outgoing.idempotency_key)
-        existing = await self._by_slug("wp/v2/posts", slug, status="any")
-        if existing is not None:
-            return Published(remote_url=existing.get("link"), remote_id=str(existing["id"]))
-
-        images = [m for m in outgoing.media if m.kind == "image"][:MAX_IMAGES]
-        # Video and audio stay on the relay (WordPress sites often cap uploads at a few MB):
-        # the post plays them from there.
-        linked = [m for m in outgoing.media if m.kind in ("video", "audio")]
+    async def _figures(self, outgoing: Outgoing, slug: str) -> tuple[list[str], int | None]:
+        """The post's images as figures, uploaded once (found again by their slugs, which come
+        from the delivery's key) with their alt text set, and the first one's id (featured)."""
         figures = []
         featured = None
+        images = [m for m in outgoing.media if m.kind == "image"][:MAX_IMAGES]
         for n, media in enumerate(images):
             attachment = await self._upload(media, f"{slug}-{n}")
             # Items rarely carry alt text yet; the post's title describes a photo post better
@@ -316,6 +316,16 @@ class WordPressAdapter:
                 )
             figures.append(_figure(attachment, alt))
             featured = featured or int(attachment["id"])
+        return figures, featured
+
+    async def publish(self, outgoing: Outgoing) -> Published:
+        slug = delivery_slug(outgoing.idempotency_key)
+        existing = await self._by_slug("wp/v2/posts", slug, status="any")
+        if existing is not None:
+            return Published(remote_url=existing.get("link"), remote_id=str(existing["id"]))
+
+        figures, featured = await self._figures(outgoing, slug)
+        linked = _linked(outgoing)
 
         body: dict[str, Any] = {
             # WordPress shows the title as HTML (unfiltered for administrators)
@@ -342,19 +352,8 @@ class WordPressAdapter:
         the delivery's key), their alt text updated where it changed. Setting the same fields
         twice changes nothing, so a repeat after a lost answer is safe."""
         slug = delivery_slug(remote.delivery_id)
-        images = [m for m in outgoing.media if m.kind == "image"][:MAX_IMAGES]
-        linked = [m for m in outgoing.media if m.kind in ("video", "audio")]
-        figures = []
-        for n, media in enumerate(images):
-            attachment = await self._upload(media, f"{slug}-{n}")
-            alt = media.alt or outgoing.title
-            if alt and attachment.get("alt_text") != html.escape(alt):
-                attachment = await self._call(
-                    "POST",
-                    f"wp/v2/media/{int(attachment['id'])}",
-                    json={"alt_text": html.escape(alt)},
-                )
-            figures.append(_figure(attachment, alt))
+        figures, _ = await self._figures(outgoing, slug)
+        linked = _linked(outgoing)
         updated = await self._call(
             "POST",
             self._post_route(remote),
