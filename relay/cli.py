@@ -798,10 +798,6 @@ def user_timezone(ctx: Context, name: str, zone: str | None) -> None:
     zone of a mailed [publish 2026-12-24 09:00]. Without one, RELAY_TIMEZONE applies."""
     from zoneinfo import ZoneInfo
 
-    from sqlalchemy import update
-
-    from relay.db.schema import users
-
     if zone:
         try:
             ZoneInfo(zone)
@@ -809,8 +805,6 @@ def user_timezone(ctx: Context, name: str, zone: str | None) -> None:
             raise click.BadParameter(f"unknown time zone {zone!r}", param_hint="ZONE") from exc
     _in_transaction(
         ctx,
-        lambda conn: conn.execute(
-            update(users).where(users.c.id == _user_id(conn, name)).values(timezone=zone or None)
-        ),
+        lambda conn: queries.set_user_timezone(conn, _user_id(conn, name), zone or None),
     )
     click.echo(f"{name}: {zone or 'the relay default (RELAY_TIMEZONE)'}")

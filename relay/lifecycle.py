@@ -169,9 +169,7 @@ def mail_time(local: str | None, delay: float | None, received: float, zone: str
 
 
 def user_zone(conn: Connection, user_id: str, default: str) -> str:
-    from relay.db.schema import users
-
-    return conn.execute(select(users.c.timezone).where(users.c.id == user_id)).scalar() or default
+    return queries.user_timezone(conn, user_id) or default
 
 
 def mailed(

@@ -151,6 +151,15 @@ def set_address_policy(conn: Connection, secret: str, policy: str, allowed: list
     return result.rowcount > 0
 
 
+def user_timezone(conn: Connection, user_id: str) -> str | None:
+    """The user's own IANA time zone, or None for the relay's default."""
+    return conn.execute(select(users.c.timezone).where(users.c.id == user_id)).scalar()
+
+
+def set_user_timezone(conn: Connection, user_id: str, zone: str | None) -> None:
+    conn.execute(update(users).where(users.c.id == user_id).values(timezone=zone))
+
+
 def set_reply_to_sender(conn: Connection, user_id: str, on: bool) -> None:
     conn.execute(update(users).where(users.c.id == user_id).values(reply_to_sender=on))
 
