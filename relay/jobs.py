@@ -256,6 +256,31 @@ def postpone(conn: Connection, job: Job, delay: float, error: str | None = None)
     _fenced(conn, update(jobs).values(**values), job, "postpone")
 
 
+def queued_id(conn: Connection, kind: str, ref: str) -> int | None:
+    """The id of a queued (not yet claimed) job of this kind and ref, if there is one."""
+    return conn.execute(
+        select(jobs.c.id).where(jobs.c.kind == kind, jobs.c.ref == ref, jobs.c.status == QUEUED)
+    ).scalar()
+
+
+def make_due(conn: Connection, job_id: int) -> None:
+    """A held job runs now rather than at its time."""
+    conn.execute(update(jobs).where(jobs.c.id == job_id).values(run_at=time.time()))
+
+
+def drop_queued(conn: Connection, kind: str, refs: list[str]) -> list[str]:
+    """Remove the queued jobs of this kind for these refs; the refs whose job was removed. A job a
+    worker claimed meanwhile is RUNNING, not QUEUED, and stays."""
+    dropped = []
+    for ref in refs:
+        gone = conn.execute(
+            jobs.delete().where(jobs.c.kind == kind, jobs.c.ref == ref, jobs.c.status == QUEUED)
+        ).rowcount
+        if gone:
+            dropped.append(ref)
+    return dropped
+
+
 def counts(conn: Connection) -> dict[str, int]:
     rows = conn.execute(select(jobs.c.status, func.count()).group_by(jobs.c.status)).all()
     return {status: n for status, n in rows}

@@ -29,7 +29,6 @@ Each takes an open ``Connection``: the caller owns the transaction.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -37,12 +36,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, text, update
+from sqlalchemy import Connection
 
 from relay import jobs
-from relay.db import Database, destinations, queries
-from relay.db.schema import deliveries, items, post_events, posts, renditions
-from relay.db.schema import jobs as jobs_table
+from relay.db import Database, destinations, life, lock, queries
 from relay.errors import NotFound, RelayError
 from relay.model import DeliveryStatus, PostState, PostStatus
 from relay.storage import Store
@@ -82,35 +79,10 @@ def record(
 ) -> int:
     """Append one event to the post's record; its id."""
     assert door in DOORS, door
-    result = conn.execute(
-        post_events.insert(),
-        {
-            "post_id": post_id,
-            "at": time.time(),
-            "kind": kind,
-            "actor": actor,
-            "door": door,
-            "detail": json.dumps(detail or {}, ensure_ascii=False, default=str),
-        },
-    )
-    return result.inserted_primary_key[0]
+    return life.append_event(conn, post_id, kind, actor, door, detail or {})
 
 
-def events(conn: Connection, post_id: str) -> list[dict[str, Any]]:
-    rows = conn.execute(
-        select(post_events).where(post_events.c.post_id == post_id).order_by(post_events.c.id)
-    ).mappings()
-    return [
-        {
-            "id": row["id"],
-            "at": datetime.fromtimestamp(row["at"], UTC).isoformat(),
-            "kind": row["kind"],
-            "actor": row["actor"],
-            "door": row["door"],
-            "detail": json.loads(row["detail"] or "{}"),
-        }
-        for row in rows
-    ]
+events = life.events
 
 
 # --- creation ----------------------------------------------------------------------------------
@@ -192,18 +164,14 @@ def mailed(
     owner = queries.user_name(conn, row["user_id"]) or ""
     actor = reply_address(row["sender"], row["auth_results"], owner) or row["user_id"]
     if draft:
-        _set_state(conn, post_id, row["state"], PostState.DRAFT.value)
+        life.set_state(conn, post_id, row["state"], PostState.DRAFT.value)
         record(conn, post_id, "drafted", actor, "mail", {"command": "[draft]"})
         return
     zone = user_zone(conn, row["user_id"], default_zone)
     when = mail_time(local, delay, row["created_at"], zone)
     if when is None or when <= time.time():
         return
-    conn.execute(
-        update(posts)
-        .where(posts.c.id == post_id)
-        .values(state=PostState.SCHEDULED.value, draft=False, publish_at=when)
-    )
+    life.set_scheduled(conn, post_id, when)
     command = f"[publish {local}]" if local else f"[delay {int(delay or 0)}s]"
     detail = {"command": command, "publish_at": _iso(when), "zone": zone}
     record(conn, post_id, "scheduled", actor, "mail", detail)
@@ -224,23 +192,15 @@ def hold(conn: Connection, post_id: str, max_attempts: int) -> None:
 
 def release(conn: Connection, post_id: str) -> bool:
     """Make the post's held reply due if none of its deliveries is pending; True if it did."""
-    held = conn.execute(
-        select(jobs_table.c.id).where(
-            jobs_table.c.kind == REPLY,
-            jobs_table.c.ref == post_id,
-            jobs_table.c.status == jobs.QUEUED,
-        )
-    ).scalar()
+    held = jobs.queued_id(conn, REPLY, post_id)
     if held is None:
         return False  # most posts: no reply wanted
-    if conn.dialect.name == "postgresql":
-        # Two deliveries of one post finishing at once: each would see the other still pending
-        # and neither release. With the lock the second one sees the first committed.
-        key = int.from_bytes(hashlib.sha256(post_id.encode()).digest()[:7], "big")
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-    if _deliveries(conn, post_id, DeliveryStatus.PENDING):
+    # Two deliveries of one post finishing at once: each would see the other still pending and
+    # neither release. With the lock the second one sees the first committed.
+    lock(conn, "reply", post_id)
+    if destinations.delivery_ids(conn, post_id, DeliveryStatus.PENDING):
         return False
-    conn.execute(update(jobs_table).where(jobs_table.c.id == held).values(run_at=time.time()))
+    jobs.make_due(conn, held)
     return True
 
 
@@ -252,8 +212,7 @@ def settle(conn: Connection, post_id: str, max_attempts: int = ATTEMPTS) -> bool
     True if this call made it ready."""
     if not queries.settle_post(conn, post_id):
         return False
-    state = conn.execute(select(posts.c.state).where(posts.c.id == post_id)).scalar()
-    if state == PostState.PUBLISHED.value:
+    if life.state_of(conn, post_id) == PostState.PUBLISHED.value:
         _open_deliveries(conn, post_id, max_attempts)
     release(conn, post_id)  # with no deliveries, a held reply to the sender goes now
     return True
@@ -273,22 +232,12 @@ def _row(conn: Connection, post_id: str) -> Any:
     return row
 
 
-def _set_state(conn: Connection, post_id: str, old: str, new: str, **values: Any) -> bool:
-    """The guarded transition: only from ``old``, so that two callers at once change it once."""
-    result = conn.execute(
-        update(posts)
-        .where(posts.c.id == post_id, posts.c.state == old)
-        .values(state=new, draft=new == PostState.DRAFT.value, **values)
-    )
-    return result.rowcount > 0
-
-
 def publish(conn: Connection, post_id: str, actor: str | None, door: str) -> bool:
     """Publish a draft or a scheduled post now; True if it changed (False: already published)."""
     row = _row(conn, post_id)
     if row["state"] == PostState.PUBLISHED.value:
         return False
-    if not _set_state(conn, post_id, row["state"], PostState.PUBLISHED.value, publish_at=None):
+    if not life.set_state(conn, post_id, row["state"], PostState.PUBLISHED.value, publish_at=None):
         return False
     record(conn, post_id, "published", actor, door, {"from": row["state"]})
     if row["status"] == PostStatus.READY.value:
@@ -303,11 +252,7 @@ def schedule(conn: Connection, post_id: str, when: float, actor: str | None, doo
         return publish(conn, post_id, actor, door)
     if row["state"] == PostState.PUBLISHED.value:
         raise RelayError("post.conflict", "a published post cannot be scheduled; retract it")
-    conn.execute(
-        update(posts)
-        .where(posts.c.id == post_id)
-        .values(state=PostState.SCHEDULED.value, draft=False, publish_at=when)
-    )
+    life.set_scheduled(conn, post_id, when)
     detail = {"from": row["state"], "publish_at": _iso(when)}
     record(conn, post_id, "scheduled", actor, door, detail)
     # The job of an earlier time finds publish_at moved and does nothing (run_publish_job).
@@ -320,7 +265,7 @@ def unschedule(conn: Connection, post_id: str, actor: str | None, door: str) -> 
     row = _row(conn, post_id)
     if row["state"] != PostState.SCHEDULED.value:
         return False
-    _set_state(conn, post_id, row["state"], PostState.DRAFT.value, publish_at=None)
+    life.set_state(conn, post_id, row["state"], PostState.DRAFT.value, publish_at=None)
     record(conn, post_id, "unscheduled", actor, door, {})
     return True
 
@@ -380,11 +325,9 @@ def edit(conn: Connection, post_id: str, actor: str | None, door: str, content: 
             changed[name] = {"from": old, "to": new}
             values[name] = json.dumps(new) if name == "tags" else new
     if values:
-        conn.execute(update(posts).where(posts.c.id == post_id).values(**values))
+        queries.update_post_text(conn, post_id, **values)
     for item_id, alt in content.items or []:
-        old_alt = conn.execute(
-            select(items.c.alt).where(items.c.id == item_id, items.c.post_id == post_id)
-        ).first()
+        old_alt = life.item_alt(conn, post_id, item_id)
         if old_alt is None:
             raise RelayError("request.invalid", f"no item {item_id} in this post")
         if old_alt[0] != alt:
@@ -394,7 +337,7 @@ def edit(conn: Connection, post_id: str, actor: str | None, door: str, content: 
         return 0
     event_id = record(conn, post_id, "edited", actor, door, {"changed": changed})
     if row["state"] == PostState.PUBLISHED.value:
-        for delivery_id in _deliveries(conn, post_id, DeliveryStatus.DELIVERED):
+        for delivery_id in destinations.delivery_ids(conn, post_id, DeliveryStatus.DELIVERED):
             jobs.enqueue(conn, EDIT, f"{delivery_id}:{event_id}", ATTEMPTS)
     return len(changed)
 
@@ -420,52 +363,25 @@ def change(conn: Connection, post_id: str, actor: str | None, door: str, wanted:
         publish(conn, post_id, actor, door)
 
 
-def _deliveries(conn: Connection, post_id: str, *statuses: DeliveryStatus) -> list[str]:
-    return list(
-        conn.execute(
-            select(deliveries.c.id)
-            .where(
-                deliveries.c.post_id == post_id,
-                deliveries.c.status.in_([s.value for s in statuses]),
-            )
-            .order_by(deliveries.c.created_at)
-        ).scalars()
-    )
-
-
 # --- taking down -------------------------------------------------------------------------------
 
 
 def _take_down(conn: Connection, post_id: str) -> int:
     """Every copy on a channel goes: a delivery not started yet is cancelled here; one in flight
     finishes and then its ``retract`` job (which waits for it) deletes the remote copy."""
-    queued = set(
-        conn.execute(
-            select(jobs_table.c.ref).where(
-                jobs_table.c.kind == DELIVER,
-                jobs_table.c.status == jobs.QUEUED,
-                jobs_table.c.ref.in_(_deliveries(conn, post_id, DeliveryStatus.PENDING)),
-            )
-        ).scalars()
+    pending = destinations.delivery_ids(conn, post_id, DeliveryStatus.PENDING)
+    # A delivery whose job a worker claimed meanwhile is in flight: its job stays.
+    for delivery_id in jobs.drop_queued(conn, DELIVER, pending):
+        destinations.set_delivery(
+            conn,
+            delivery_id,
+            status=DeliveryStatus.CANCELLED.value,
+            error_code="publish.cancelled",
+            error_message="The post was taken down before it was delivered.",
+        )
+    remaining = destinations.delivery_ids(
+        conn, post_id, DeliveryStatus.PENDING, DeliveryStatus.DELIVERED
     )
-    for delivery_id in queued:
-        # Guarded by status: a worker that claimed it meanwhile holds it RUNNING, not QUEUED.
-        gone = conn.execute(
-            jobs_table.delete().where(
-                jobs_table.c.kind == DELIVER,
-                jobs_table.c.ref == delivery_id,
-                jobs_table.c.status == jobs.QUEUED,
-            )
-        ).rowcount
-        if gone:
-            destinations.set_delivery(
-                conn,
-                delivery_id,
-                status=DeliveryStatus.CANCELLED.value,
-                error_code="publish.cancelled",
-                error_message="The post was taken down before it was delivered.",
-            )
-    remaining = _deliveries(conn, post_id, DeliveryStatus.PENDING, DeliveryStatus.DELIVERED)
     for delivery_id in remaining:
         jobs.enqueue(conn, RETRACT, delivery_id, ATTEMPTS)
     return len(remaining)
@@ -478,7 +394,7 @@ def retract(
     row = _row(conn, post_id)
     if row["state"] != PostState.PUBLISHED.value:
         return False
-    if not _set_state(conn, post_id, row["state"], PostState.DRAFT.value):
+    if not life.set_state(conn, post_id, row["state"], PostState.DRAFT.value):
         return False
     record(conn, post_id, "retracted", actor, door, {"reason": reason} if reason else {})
     _take_down(conn, post_id)
@@ -492,16 +408,9 @@ def delete(
     channel allows, its media leave the store (a ``purge`` job). The row and its record stay,
     with the SHA-256 of each original."""
     row = _row(conn, post_id)
-    originals = [
-        {"item": r.id, "filename": r.filename, "sha256": r.original_sha256}
-        for r in conn.execute(
-            select(items.c.id, items.c.filename, items.c.original_sha256)
-            .where(items.c.post_id == post_id)
-            .order_by(items.c.position)
-        )
-    ]
+    originals = life.originals(conn, post_id)
     now = time.time()
-    if not _set_state(conn, post_id, row["state"], PostState.DELETED.value, deleted_at=now):
+    if not life.set_state(conn, post_id, row["state"], PostState.DELETED.value, deleted_at=now):
         raise RelayError("post.gone")
     detail: dict[str, Any] = {"from": row["state"], "originals": originals}
     if reason:
@@ -513,8 +422,7 @@ def delete(
 
 def still_published(conn: Connection, post_id: str) -> bool:
     """For a delivery about to go out: is its post still meant to be on channels?"""
-    state = conn.execute(select(posts.c.state).where(posts.c.id == post_id)).scalar()
-    return state == PostState.PUBLISHED.value
+    return life.state_of(conn, post_id) == PostState.PUBLISHED.value
 
 
 # --- the jobs that need more than the database -------------------------------------------------
@@ -525,29 +433,11 @@ def _purge_plan(conn: Connection, post_id: str) -> list[str] | None:
     (its worker would store more after the purge)."""
     if queries.open_items(conn, post_id):
         return None
-    item_ids = list(conn.execute(select(items.c.id).where(items.c.post_id == post_id)).scalars())
-    keys = [
-        k
-        for k in conn.execute(
-            select(items.c.original_key).where(items.c.post_id == post_id)
-        ).scalars()
-        if k
-    ]
-    if item_ids:
-        keys += list(
-            conn.execute(select(renditions.c.key).where(renditions.c.item_id.in_(item_ids)))
-            .scalars()
-            .all()
-        )
-    return keys
+    return life.media_keys(conn, post_id)
 
 
 def _purged(conn: Connection, job: jobs.Job) -> None:
-    item_ids = list(conn.execute(select(items.c.id).where(items.c.post_id == job.ref)).scalars())
-    if item_ids:
-        conn.execute(renditions.delete().where(renditions.c.item_id.in_(item_ids)))
-    # The SHA-256, type and size of each original stay: the record of what was there.
-    conn.execute(update(items).where(items.c.post_id == job.ref).values(original_key=None))
+    life.forget_media(conn, job.ref)
     jobs.complete(conn, job)
 
 

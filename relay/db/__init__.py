@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -20,6 +21,14 @@ from sqlalchemy.pool import SingletonThreadPool
 from relay.db import migrations
 
 T = TypeVar("T")
+
+
+def lock(conn: Connection, *name: str) -> None:
+    """Serialise transactions that take the same ``name`` until they end (PostgreSQL's
+    transaction-scoped advisory lock); SQLite's writers queue anyway (BEGIN IMMEDIATE)."""
+    if conn.dialect.name == "postgresql":
+        digest = hashlib.sha256("\0".join(name).encode()).hexdigest()
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": int(digest[:15], 16)})
 
 
 def normalise_url(url: str) -> str:

@@ -122,3 +122,17 @@ def set_delivery(conn: Connection, delivery_id: str, **values: Any) -> None:
         .where(deliveries.c.id == delivery_id)
         .values(updated_at=time.time(), **values)
     )
+
+
+def delivery_ids(conn: Connection, post_id: str, *statuses: DeliveryStatus) -> list[str]:
+    """The post's deliveries in these states, oldest first."""
+    return list(
+        conn.execute(
+            select(deliveries.c.id)
+            .where(
+                deliveries.c.post_id == post_id,
+                deliveries.c.status.in_([s.value for s in statuses]),
+            )
+            .order_by(deliveries.c.created_at)
+        ).scalars()
+    )

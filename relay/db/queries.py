@@ -5,15 +5,15 @@ Each function takes an open ``Connection`` (one transaction) so callers can grou
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, bindparam, func, select, text, update
+from sqlalchemy import Connection, RowMapping, bindparam, func, select, update
 
 from relay import auth
+from relay.db import lock
 from relay.db.schema import (
     addresses,
     deliveries,
@@ -499,9 +499,7 @@ def open_uploads(conn: Connection, user_id: str, now: float, deferred: int) -> t
 
     On PostgreSQL it first takes a transaction lock on the user's uploads, so two creations
     at once cannot both see room for one (SQLite's writers queue anyway)."""
-    if conn.dialect.name == "postgresql":
-        key = int(hashlib.sha256(f"tus-quota\0{user_id}".encode()).hexdigest()[:15], 16)
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    lock(conn, "tus-quota", user_id)
     reserved = func.coalesce(uploads.c.length, deferred)
     count, total = conn.execute(
         select(func.count(), func.coalesce(func.sum(reserved), 0)).where(

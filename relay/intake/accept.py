@@ -18,7 +18,6 @@ user and Message-ID first, so two copies arriving at once still make one post.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -27,11 +26,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, select, text
+from sqlalchemy import Connection, Row, bindparam, select
 
 from relay import jobs, lifecycle
 from relay.auth import new_id
-from relay.db import Database, queries
+from relay.db import Database, lock, queries
 from relay.db.schema import posts
 from relay.lifecycle import settle
 from relay.mail.facts import after_first_field
@@ -277,10 +276,8 @@ class Acceptor:
     ) -> str | None:
         """The oldest post of this user with this Message-ID and these bytes, if any; the
         message's hash goes into ``extra`` when it had to be made."""
-        if conn.dialect.name == "postgresql":
-            # Two copies committing at once: the second waits here until the first is visible.
-            key = hashlib.sha256(f"{user_id}\0{mail.message_id}".encode()).hexdigest()
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": int(key[:15], 16)})
+        # Two copies committing at once: the second waits here until the first is visible.
+        lock(conn, "message", user_id, mail.message_id or "")
         # The oldest is picked here, not with ORDER BY: with it SQLite walked the (user,
         # created_at) index, every post the user ever had, for each mail.
         same_id = conn.execute(
