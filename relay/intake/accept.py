@@ -260,9 +260,10 @@ class Acceptor:
         )
         for item, spooled in zip(post.items, files, strict=True):
             queries.insert_item(conn, item, spooled.spool_name)
-            jobs.enqueue(conn, PROCESS_ITEM, item.id, self.max_attempts)
+            # The owner is known here: no lookup from the ref on the door's commit.
+            jobs.enqueue(conn, PROCESS_ITEM, item.id, self.max_attempts, owner=post.user_id)
         if mail_spool_name is not None:
-            jobs.enqueue(conn, UNPACK_MAIL, post.id, self.max_attempts)
+            jobs.enqueue(conn, UNPACK_MAIL, post.id, self.max_attempts, owner=post.user_id)
         if mail is not None and mail.reply:
             lifecycle.hold(conn, post.id, self.max_attempts)  # before settle, which may release it
         if mail_spool_name is not None:
