@@ -294,9 +294,7 @@ class Pipeline:
                     alt=part.alt,
                 )
                 queries.insert_item(conn, item, part.spool_name)
-                jobs.enqueue(
-                    conn, PROCESS_ITEM, item.id, job.max_attempts, owner=post["user_id"]
-                )
+                jobs.enqueue(conn, PROCESS_ITEM, item.id, job.max_attempts, owner=post["user_id"])
             settle(conn, post["id"])
             jobs.complete(conn, job)
 

@@ -2,7 +2,9 @@
 
 The ``.po`` files under ``relay/web/locale/`` are the only form kept in git: they are compiled
 to ``.mo`` in memory when the relay starts (a few milliseconds), so no build step can forget to
-compile them and no stale binary catalogue can be committed.
+compile them and no stale binary catalogue can be committed. A language's catalogue is every
+``.po`` file in its folder (``messages.po`` and one per room of the web app, such as
+``upload.po``), read in name order into one; a message in two files is an error at start.
 """
 
 from __future__ import annotations
@@ -24,11 +26,23 @@ LANG_COOKIE = "relay_lang"
 
 @cache
 def translations(lang: str) -> NullTranslations:
-    po = LOCALE_DIR / lang / "LC_MESSAGES" / "messages.po"
-    if lang == "en" or not po.is_file():
+    files = sorted((LOCALE_DIR / lang / "LC_MESSAGES").glob("*.po"))
+    if lang == "en" or not files:
         return NullTranslations()
-    with po.open("rb") as f:
-        catalog = read_po(f, locale=lang)
+    catalog = None
+    for po in files:
+        with po.open("rb") as f:
+            part = read_po(f, locale=lang)
+        if catalog is None:
+            catalog = part
+            continue
+        for message in part:
+            if not message.id:
+                continue  # the header
+            if message.id in catalog:
+                raise ValueError(f"{po.name}: {message.id!r} is already in another catalogue")
+            catalog[message.id] = message
+    assert catalog is not None
     compiled = io.BytesIO()
     write_mo(compiled, catalog)
     compiled.seek(0)
