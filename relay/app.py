@@ -111,7 +111,7 @@ def build(settings: Settings) -> Relay:
     workers.register(lifecycle.PURGE, life.purge)
     workers.register(lifecycle.EDIT, publisher.edit)
     workers.register(lifecycle.RETRACT, publisher.retract)
-    replier = Replier(db, settings, relay.page_url)
+    replier = Replier(db, settings, relay.page_url, reply_key(settings))
     workers.register(REPLY, replier.run, replier.give_up)
     # Replies to that mail ([delete], new text): relay/mail/reply_job.py.
     commands = MailCommands(db, spool, pool)

@@ -39,7 +39,7 @@ from relay.lifecycle import HOLD_SECONDS, REPLY, hold, release
 
 __all__ = ["HOLD_SECONDS", "REPLY", "Replier", "build_reply", "hold", "release", "reply_address"]
 from relay.mail.replies import address
-from relay.model import DeliveryStatus, PostStatus
+from relay.model import DeliveryStatus, PostState, PostStatus
 
 log = logging.getLogger("relay.reply")
 
@@ -94,6 +94,7 @@ def build_reply(
     outcomes: list[dict[str, Any]],
     domain: str,
     reply_to: str | None = None,
+    draft: bool = False,
 ) -> EmailMessage:
     message = EmailMessage(policy=policy.SMTP)
     message["From"] = Address(addr_spec=sender)
@@ -109,7 +110,10 @@ def build_reply(
     message["Auto-Submitted"] = "auto-replied"
     if reply_to:
         message["Reply-To"] = Address(addr_spec=reply_to)
-    lines = [f"Your post is online: {page_url}", ""]
+    if draft:  # its page answers 404 to everyone until it is published
+        lines = ["Your post is saved as a draft: it is not public yet.", ""]
+    else:
+        lines = [f"Your post is online: {page_url}", ""]
     if outcomes:
         lines.append("Destinations:")
         for outcome in outcomes:
@@ -170,10 +174,17 @@ def _load(conn: Connection, post_id: str) -> dict[str, Any] | None:
 
 
 class Replier:
-    def __init__(self, db: Database, settings: Settings, page_url: Callable[[str], str]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        page_url: Callable[[str], str],
+        signing_key: bytes,
+    ) -> None:
         self.db = db
         self.settings = settings
         self.page_url = page_url
+        self.signing_key = signing_key  # reply_key(settings): read once, not per reply
 
     @property
     def sender(self) -> str:
@@ -192,6 +203,9 @@ class Replier:
         )
         if waiting:
             await self.db.run(jobs.postpone, job, WAIT_SECONDS)
+            return
+        if found["state"] == PostState.DELETED:  # taken down before we answered: nothing to say
+            await self.db.run(jobs.complete, job)
             return
         to = reply_address(found["sender"], found["auth_results"], found["name"])
         if not found["reply_to_sender"] or to is None or not self.settings.outbound_smtp_host:
@@ -218,7 +232,8 @@ class Replier:
                 page_url=self.page_url(found["id"]),
                 outcomes=outcomes,
                 domain=self.settings.mail_domain,
-                reply_to=address(reply_key(self.settings), found["id"], self.settings.mail_domain),
+                reply_to=address(self.signing_key, found["id"], self.settings.mail_domain),
+                draft=found["state"] == PostState.DRAFT,
             )
         except (ValueError, TypeError, IndexError) as exc:
             # An address the stdlib will not put in a header: nothing to retry.

@@ -67,3 +67,20 @@ def test_a_post_without_title_or_destinations() -> None:
     assert message["Subject"] == "Re: your post"
     assert message["In-Reply-To"] is None
     assert "no destination" in message.get_content()
+
+
+def test_a_draft_is_not_called_online() -> None:
+    """A draft's page answers 404 to everyone: the reply must not send its sender there."""
+    message = build_reply(
+        sender="relay@relay.example",
+        to="anna@example.org",
+        title="Plans",
+        message_id=None,
+        page_url="http://relay.example/p/abc",
+        outcomes=[],
+        domain="relay.example",
+        draft=True,
+    )
+    body = message.get_content()
+    assert "draft" in body and "not public" in body
+    assert "online" not in body and "http://relay.example/p/abc" not in body
