@@ -235,6 +235,21 @@ def _channels(conn: Connection, user_id: str, post_id: str) -> list[Any]:
     ]
 
 
+def _waiting(shown: dict[str, Any], done: str | None) -> str:
+    """What ``post.js`` should watch for: ``yes`` while media are processed or copies are
+    being sent; ``settle`` for a while after a change that channels carry out in the background
+    (an edit or a take-down of a published post's copies); ``no`` when nothing changes."""
+    if shown["status"] == "processing" or any(
+        d["status"] == "pending" for d in shown["deliveries"]
+    ):
+        return "yes"
+    if done in ("saved", "retracted") and any(
+        d["status"] == "delivered" for d in shown["deliveries"]
+    ):
+        return "settle"
+    return "no"
+
+
 @signed_page
 async def post_page(request: web.Request, user: Signed) -> web.Response:
     relay = request.app[RELAY]
@@ -294,8 +309,7 @@ async def post_page(request: web.Request, user: Signed) -> web.Response:
                 "private": post.private,
                 "public_url": relay.page_url(post.id),
                 "publish_at": local_time(post.publish_at, zone),
-                "waiting": post.status.value == "processing"
-                or any(d["status"] == "pending" for d in shown["deliveries"]),
+                "waiting": _waiting(shown, done),
             },
             "zone": zone_name,
             "previews": previews,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -24,6 +25,10 @@ log = logging.getLogger("relay.web.app")
 
 LIMITS_TIMEOUT = 3.0
 """How long the page waits for an instance to state its limits before using the defaults."""
+LIMITS_TTL = 600.0
+"""An instance's limits rarely change: kept this long per instance (a failure for a tenth)."""
+
+_instance_limits: dict[str, tuple[float, Limits, bool]] = {}
 
 
 @dataclass(slots=True)
@@ -58,12 +63,7 @@ def _ids(media: list[Media]) -> list[str]:
 
 async def _mastodon(destination: Destination, http: Http, outgoing: Outgoing) -> ChannelPreview:
     adapter = MastodonAdapter(destination, http)
-    defaults = False
-    try:
-        limits = await asyncio.wait_for(adapter.limits(), LIMITS_TIMEOUT)
-    except Exception as exc:  # unreachable, refused, slow: preview with Mastodon's defaults
-        log.info("preview: limits of mastodon destination %s: %s", destination.id, exc)
-        limits, defaults = Limits(), True
+    limits, defaults = await _limits_of(adapter, destination)
     text = adapter.status_text(outgoing, limits)
     return ChannelPreview(
         destination.id,
@@ -74,6 +74,23 @@ async def _mastodon(destination: Destination, http: Http, outgoing: Outgoing) ->
         media=_ids(adapter.choose(outgoing.media, limits)),
         defaults=defaults,
     )
+
+
+async def _limits_of(adapter: MastodonAdapter, destination: Destination) -> tuple[Limits, bool]:
+    """The instance's limits, as a delivery reads them; Mastodon's defaults (and True) when
+    the instance does not say in time."""
+    now = time.monotonic()
+    cached = _instance_limits.get(adapter.base)
+    if cached is not None and cached[0] > now:
+        return cached[1], cached[2]
+    try:
+        limits = await asyncio.wait_for(adapter.limits(), LIMITS_TIMEOUT)
+    except Exception as exc:  # unreachable, refused, slow: preview with Mastodon's defaults
+        log.info("preview: limits of mastodon destination %s: %s", destination.id, exc)
+        _instance_limits[adapter.base] = (now + LIMITS_TTL / 10, Limits(), True)
+        return Limits(), True
+    _instance_limits[adapter.base] = (now + LIMITS_TTL, limits, False)
+    return limits, False
 
 
 def _bluesky(destination: Destination, outgoing: Outgoing) -> ChannelPreview:

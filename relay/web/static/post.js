@@ -91,6 +91,10 @@
     return state.status === "processing" || state.deliveries.some((d) => d.status === "pending");
   }
 
+  // After a change to a published post (an edit, a take-down) the copies change on the
+  // channels in the background, with no pending state to wait for: watch for a minute.
+  let settleRounds = article.dataset.waiting === "settle" ? 30 : 0;
+
   async function poll() {
     let again = true;
     try {
@@ -102,8 +106,8 @@
         const state = await response.json();
         state.items.forEach(updateItem);
         state.deliveries.forEach(updateDelivery);
-        again = stillChanging(state);
-        article.dataset.waiting = again ? "yes" : "no";
+        settleRounds = Math.max(0, settleRounds - 1);
+        again = stillChanging(state) || settleRounds > 0;
       } else if (response.status === 401 || response.status === 404) {
         again = false;  // signed out or gone: a reload says which
       }
@@ -113,5 +117,5 @@
     if (again) setTimeout(poll, INTERVAL_MS);
   }
 
-  if (article.dataset.waiting === "yes") setTimeout(poll, INTERVAL_MS);
+  if (article.dataset.waiting !== "no") setTimeout(poll, INTERVAL_MS);
 })();
