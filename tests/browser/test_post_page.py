@@ -34,7 +34,9 @@ def relay(
 ) -> Iterator[RelayServer]:
     """A relay whose ``anna`` (web password, time zone Stockholm) posts to the Mastodon fake,
     and a second user ``bo``."""
-    server = RelayServer(tmp_path_factory.mktemp("onepost"), RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
+    server = RelayServer(
+        tmp_path_factory.mktemp("onepost"), RELAY_ALLOW_PRIVATE_DESTINATIONS="true"
+    )
     server.start()
     server.anna = server.add_user("anna")  # type: ignore[attr-defined]
     set_password(server, "anna", PASSWORD)
@@ -80,7 +82,9 @@ def test_preview_edit_schedule_publish_and_the_copy_updates_live(
     shown = preview.locator(".preview-text").inner_text()
     assert shown.startswith("Torget\n\nTorget0 invigdes")
     assert shown.endswith("…\n\n" + post["url"])
-    assert countable_length(shown) <= 500 < countable_length(f"Torget\n\n{LONG_TEXT}\n\n{post['url']}")
+    assert (
+        countable_length(shown) <= 500 < countable_length(f"Torget\n\n{LONG_TEXT}\n\n{post['url']}")
+    )
     assert axe_violations(page) == []
     screenshots(page, "post-draft")
 
@@ -99,7 +103,9 @@ def test_preview_edit_schedule_publish_and_the_copy_updates_live(
         hour=9, minute=30, second=0, microsecond=0
     )
     expect(page.get_by_label(f"Publish at (your time zone: {ZONE})")).to_be_visible()
-    page.get_by_label(f"Publish at (your time zone: {ZONE})").fill(tomorrow.strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_label(f"Publish at (your time zone: {ZONE})").fill(
+        tomorrow.strftime("%Y-%m-%dT%H:%M")
+    )
     page.get_by_role("button", name="Schedule it").click()
     expect(page.get_by_role("status").filter(has_text="The post is scheduled.")).to_be_visible()
     expect(page.locator(".state")).to_contain_text(tomorrow.strftime("Scheduled: %Y-%m-%d 09:30"))
@@ -120,7 +126,9 @@ def test_preview_edit_schedule_publish_and_the_copy_updates_live(
     delivery = page.locator(".delivery")
     expect(delivery).to_contain_text("Mastodon (127.0.0.1): Sent", timeout=60_000)
     [status] = mastodon.statuses
-    expect(delivery.get_by_role("link", name="View the copy")).to_have_attribute("href", status["url"])
+    expect(delivery.get_by_role("link", name="View the copy")).to_have_attribute(
+        "href", status["url"]
+    )
     assert page.evaluate("window.stillTheSamePage") is True
     assert status["text"] == shown  # the preview was what Mastodon got
     assert mastodon.media[status["media_attachments"][0]["id"]].description == (

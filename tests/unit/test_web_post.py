@@ -26,7 +26,9 @@ async def _nothing():  # pragma: no cover - media are never read by a preview
 
 
 def _medium(item_id: str, kind: str = "image") -> Media:
-    return Media(item_id, kind, "image/jpeg", 1000, f"{PAGE}/{item_id}.jpg", 640, 480, None, "", _nothing)
+    return Media(
+        item_id, kind, "image/jpeg", 1000, f"{PAGE}/{item_id}.jpg", 640, 480, None, "", _nothing
+    )
 
 
 def _outgoing(text: str = LONG, media: list[Media] | None = None) -> Outgoing:

@@ -57,9 +57,7 @@ def item_problem(code: str | None, _: Callable[[str], str]) -> tuple[str, str]:
             "Make it smaller (fewer pixels), then upload it again."
         )
     if code == "media.too_long":
-        return _("The clip is too long for this relay."), _(
-            "Shorten it, then upload it again."
-        )
+        return _("The clip is too long for this relay."), _("Shorten it, then upload it again.")
     return _("The relay could not process this file."), _(
         "Upload it again. If it fails again, tell the relay's administrator."
     )
@@ -85,9 +83,7 @@ def delivery_problem(code: str | None, _: Callable[[str], str]) -> tuple[str, st
             "The copy there still shows the earlier version; change it on the channel itself."
         )
     if code == "publish.cannot_retract":
-        return _("This channel cannot delete a post."), _(
-            "Delete the copy on the channel itself."
-        )
+        return _("This channel cannot delete a post."), _("Delete the copy on the channel itself.")
     return _("The relay could not send the post there."), _(
         "The relay has stopped trying; check the channel's settings, then publish again."
     )
@@ -200,7 +196,10 @@ def not_found(request: web.Request) -> web.Response:
         request,
         404,
         _("There is no such post"),
-        _("It may belong to someone else, or the link may be mistyped. Your posts are listed on the start page."),
+        _(
+            "It may belong to someone else, or the link may be mistyped. Your posts are listed "
+            "on the start page."
+        ),
     )
 
 
@@ -421,7 +420,10 @@ async def edit(request: web.Request, user: Signed) -> web.Response:
             request,
             422,
             _("This change is too long"),
-            _("A title, text, tag or alt text is longer than the relay keeps. Shorten it and save again."),
+            _(
+                "A title, text, tag or alt text is longer than the relay keeps. Shorten it and "
+                "save again."
+            ),
         )
 
 
@@ -541,4 +543,3 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/posts/{post_id}/draft", to_draft)
     app.router.add_get("/posts/{post_id}/delete", confirm_delete)
     app.router.add_post("/posts/{post_id}/delete", delete)
-

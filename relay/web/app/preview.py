@@ -115,7 +115,9 @@ def _micropub(destination: Destination, outgoing: Outgoing) -> ChannelPreview:
         ("video", micropub.MAX_VIDEOS),
         ("audio", micropub.MAX_VIDEOS),
     )
-    chosen = [m for kind, most in kinds for m in [m for m in outgoing.media if m.kind == kind][:most]]
+    chosen = [
+        m for kind, most in kinds for m in [m for m in outgoing.media if m.kind == kind][:most]
+    ]
     properties = micropub.entry_properties(outgoing, [(m, m.url) for m in chosen], "preview")
     body = str(properties["content"][0])
     text = f"{outgoing.title}\n\n{body}" if outgoing.title else body
