@@ -6,8 +6,9 @@ axe-core and both screen widths."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -303,3 +304,39 @@ def test_swedish_post_page(relay: RelayServer, browser: Browser) -> None:
         screenshots(page, "post-sv")
     finally:
         context.close()
+
+
+def test_a_medium_turns_ready_without_a_reload(
+    start_relay: Callable[..., RelayServer], tmp_path: Path, page: Page
+) -> None:
+    # The web node processes nothing; a second node on the same data folder does, once the
+    # page shows the medium waiting.
+    data = tmp_path / "shared"
+    web = start_relay(data, RELAY_WORKERS="0")
+    anna = web.add_user("anna")
+    set_password(web, "anna", PASSWORD)
+    post = web.upload(anna["token"], title="Snart klar", draft="true")
+    sign_in(page, web)
+    page.goto(web.url + f"/posts/{post['id']}")
+    medium = page.locator(".medium")
+    expect(medium.locator(".status")).to_have_text("Waiting")
+    expect(medium.get_by_role("progressbar")).to_be_visible()
+    page.evaluate("window.stillTheSamePage = true")
+    start_relay(data, RELAY_WORKERS="2")
+    expect(medium.locator(".status")).to_have_text("Ready", timeout=60_000)
+    expect(medium.get_by_role("progressbar")).to_have_count(0)
+    expect(medium.locator(".thumb img")).to_be_visible()
+    assert page.evaluate("window.stillTheSamePage") is True
+
+
+def test_a_damaged_file_says_what_went_wrong_and_what_to_do(relay: RelayServer, page: Page) -> None:
+    broken = ("trasig.jpg", b"\xff\xd8\xff\xe0" + b"\x00" * 64, "image/jpeg")
+    post = relay.upload(_token(relay), file=broken, title="Trasig bild", draft="true")
+    relay.wait_post(_token(relay), post["id"])
+    sign_in(page, relay)
+    page.goto(relay.url + f"/posts/{post['id']}")
+    medium = page.locator(".medium")
+    expect(medium.locator(".status")).to_have_text("Failed")
+    expect(medium.locator(".problem")).to_contain_text("The file is damaged or empty.")
+    expect(medium.locator(".problem")).to_contain_text("Send it again")
+    assert axe_violations(page) == []
