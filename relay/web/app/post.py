@@ -28,7 +28,15 @@ from relay.errors import NotFound, RelayError
 from relay.model import DeliveryStatus, Item, ItemStatus, Post, PostState
 from relay.publish.deliver import destination_from_row
 from relay.web.app import preview
-from relay.web.app.page import Signed, error, gettext_for, read_form, render, signed_page
+from relay.web.app.page import (
+    Signed,
+    error,
+    gettext_for,
+    read_form,
+    render,
+    signed_in,
+    signed_page,
+)
 from relay.web.app.views import channel_name
 from relay.web.posts import ItemPatch, PostPatch, to_change
 
@@ -156,7 +164,10 @@ def delivery_view(
                 "id": d.id,
                 "channel": channel_name(labels, d.destination_id),
                 "status": d.status.value,
-                "remote_url": d.remote_url,
+                # A channel's answer, shown as a link: only web addresses, never javascript:.
+                "remote_url": d.remote_url
+                if d.remote_url and d.remote_url.startswith(("https://", "http://"))
+                else None,
                 "problem": problem,
                 "advice": advice,
             }
@@ -321,8 +332,6 @@ async def post_page(request: web.Request, user: Signed) -> web.Response:
 
 async def post_state(request: web.Request) -> web.Response:
     """``GET /posts/{id}/state.json`` for ``post.js``: JSON, never a page (a script reads it)."""
-    from relay.web.app.page import signed_in
-
     headers = {"Cache-Control": "no-store"}
     user = await signed_in(request)
     if user is None:
@@ -436,8 +445,8 @@ async def publish(request: web.Request, user: Signed) -> web.Response:
     return await _act(request, user, act)
 
 
-class _PastTime(Exception):
-    pass
+class _NotAhead(Exception):
+    """The schedule form's time is unreadable or already past."""
 
 
 @signed_page
@@ -449,13 +458,13 @@ async def schedule(request: web.Request, user: Signed) -> web.Response:
         zone = zone_of(lifecycle.user_zone(conn, user.user_id, relay.settings.timezone))
         when = parse_local(_field(form, "when"), zone)
         if when is None or when <= time.time():
-            raise _PastTime()
+            raise _NotAhead()
         lifecycle.schedule(conn, post_id, when, user.user_id, "web")
         return "scheduled"
 
     try:
         return await _act(request, user, act)
-    except _PastTime:
+    except _NotAhead:
         return error(
             request,
             422,
