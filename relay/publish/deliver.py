@@ -142,6 +142,10 @@ class Publisher:
             media=self._media(post, post_json),
         )
 
+    def preview(self, post: Post) -> Outgoing:
+        """The post as a delivery would send it now (the web app's preview of each channel)."""
+        return self._outgoing(post, "preview", "preview", 1)
+
     # --- edits and removals on channels (jobs ``edit`` and ``retract`` of relay/lifecycle) --
 
     async def edit(self, job: jobs.Job) -> None:
