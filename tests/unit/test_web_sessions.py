@@ -148,7 +148,7 @@ def test_every_string_of_the_web_app_has_a_swedish_translation() -> None:
 
     web = Path(i18n.__file__).parent.parent
     method_map = [("app/**.py", "python"), ("templates/app/**.html", "jinja2")]
-    i18n.translations("sv")  # compiles, and refuses a message found in two files
+    i18n.translations("sv")  # compiles, and refuses a message translated two ways
     translated = set()
     for po in (i18n.LOCALE_DIR / "sv" / "LC_MESSAGES").glob("*.po"):
         with po.open("rb") as f:

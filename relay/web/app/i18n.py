@@ -4,7 +4,8 @@ The ``.po`` files under ``relay/web/locale/`` are the only form kept in git: the
 to ``.mo`` in memory when the relay starts (a few milliseconds), so no build step can forget to
 compile them and no stale binary catalogue can be committed. A language's catalogue is every
 ``.po`` file in its folder (``messages.po`` and one per room of the web app, such as
-``upload.po``), read in name order into one; a message in two files is an error at start.
+``upload.po``), read in name order into one; a message translated two ways in two files is
+an error at start.
 """
 
 from __future__ import annotations
@@ -39,8 +40,11 @@ def translations(lang: str) -> NullTranslations:
         for message in part:
             if not message.id:
                 continue  # the header
-            if message.id in catalog:
-                raise ValueError(f"{po.name}: {message.id!r} is already in another catalogue")
+            known = catalog.get(message.id)
+            if known is not None and known.string != message.string:
+                # Two rooms translating one English string two ways: which one the reader
+                # sees would depend on file order, so neither wins.
+                raise ValueError(f"{po.name}: {message.id!r} is translated otherwise elsewhere")
             catalog[message.id] = message
     assert catalog is not None
     compiled = io.BytesIO()
