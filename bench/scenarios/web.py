@@ -56,7 +56,10 @@ def _seed(url: str, name: str, count: int) -> str:
             user_id = queries.add_user(conn, name)
             post_rows, item_rows, rendition_rows = [], [], []
             for n in range(count):
-                post_id, item_id = f"p{n:08d}{uuid.uuid4().hex[:8]}", f"i{n:08d}{uuid.uuid4().hex[:8]}"
+                post_id, item_id = (
+                    f"p{n:08d}{uuid.uuid4().hex[:8]}",
+                    f"i{n:08d}{uuid.uuid4().hex[:8]}",
+                )
                 at = now + n * 60
                 post_rows.append(
                     {
@@ -179,9 +182,9 @@ def _bare_sql_times(url: str, user_id: str) -> float:
     item_rows = text("SELECT * FROM items WHERE post_id IN :ids ORDER BY position").bindparams(
         bindparam("ids", expanding=True)
     )
-    rendition_rows = text(
-        "SELECT * FROM renditions WHERE item_id IN :ids ORDER BY id"
-    ).bindparams(bindparam("ids", expanding=True))
+    rendition_rows = text("SELECT * FROM renditions WHERE item_id IN :ids ORDER BY id").bindparams(
+        bindparam("ids", expanding=True)
+    )
     delivery_rows = text(
         "SELECT * FROM deliveries WHERE post_id IN :ids ORDER BY created_at"
     ).bindparams(bindparam("ids", expanding=True))
@@ -326,7 +329,11 @@ def _first_load(ctx: Context) -> list[Result]:
         ctx.drop(folder)
     total = sum(e["bytes"] for e in entries) / 1000
     kinds = {
-        "html": sum(e["bytes"] for e in entries if "/static/" not in e["name"] and "/media/" not in e["name"]),
+        "html": sum(
+            e["bytes"]
+            for e in entries
+            if "/static/" not in e["name"] and "/media/" not in e["name"]
+        ),
         "css+js": sum(e["bytes"] for e in entries if "/static/" in e["name"]),
         "images": sum(e["bytes"] for e in entries if "/media/" in e["name"]),
     }

@@ -738,9 +738,7 @@ def remove_user(conn: Connection, user_id: str) -> bool:
             .where(table.c.user_id == user_id, table.c.revoked_at.is_(None))
             .values(revoked_at=now)
         )
-    conn.execute(
-        update(destinations).where(destinations.c.user_id == user_id).values(active=False)
-    )
+    conn.execute(update(destinations).where(destinations.c.user_id == user_id).values(active=False))
     result = conn.execute(
         update(users)
         .where(users.c.id == user_id, users.c.removed_at.is_(None))

@@ -64,7 +64,7 @@ def test_an_admin_adds_a_user_who_signs_in_then_disables_and_removes_them(
     expect(page.get_by_text("bo can sign in now.")).to_be_visible()
     address = page.locator("#added-address").inner_text().strip()
     row = page.locator("tr", has=page.get_by_role("rowheader", name="bo", exact=True))
-    expect(row).to_contain_text("Active")
+    expect(row).to_contain_text("Can sign in")
     assert axe_violations(page) == []
     screenshots(page, "admin")
 
@@ -79,9 +79,9 @@ def test_an_admin_adds_a_user_who_signs_in_then_disables_and_removes_them(
             assert client.get("/api/v1/posts").status_code == 200
         assert rcpt_code(server, address) == 250
 
-        row.get_by_role("button", name="Disable").click()
+        row.get_by_role("button", name="Disable the user").click()
         row = page.locator("tr", has=page.get_by_role("rowheader", name="bo", exact=True))
-        expect(row).to_contain_text("Disabled")
+        expect(row).to_contain_text("Disabled: cannot sign in")
         bo_page.reload()  # signed out at once
         expect(bo_page.get_by_role("button", name="Sign in")).to_be_visible()
         sign_in(bo_page, server, name="bo", password="bo's long password")
@@ -90,16 +90,16 @@ def test_an_admin_adds_a_user_who_signs_in_then_disables_and_removes_them(
             assert client.get("/api/v1/posts").status_code == 401
         assert rcpt_code(server, address) == 550
 
-        row.get_by_role("button", name="Enable").click()
+        row.get_by_role("button", name="Enable the user").click()
         row = page.locator("tr", has=page.get_by_role("rowheader", name="bo", exact=True))
-        expect(row).to_contain_text("Active")
+        expect(row).to_contain_text("Can sign in")
         sign_in(bo_page, server, name="bo", password="bo's long password")
         expect(bo_page.get_by_role("heading", name="Your posts")).to_be_visible()
         with server.client(token) as client:
             assert client.get("/api/v1/posts").status_code == 200
 
         # Removing asks first.
-        row.get_by_role("link", name="Remove").click()
+        row.get_by_role("link", name="Remove the user").click()
         expect(page.get_by_role("heading", name="Remove the user bo?")).to_be_visible()
         assert axe_violations(page) == []
         screenshots(page, "admin-remove")
@@ -122,7 +122,7 @@ def test_an_admin_makes_another_admin_but_cannot_disable_or_remove_themselves(
     server = relay_with_admin
     as_admin(page, server)
     mine = page.locator("tr", has=page.get_by_role("rowheader", name="root", exact=True))
-    expect(mine).to_contain_text("You")
+    expect(mine).to_contain_text("This is you")
     expect(mine.get_by_role("button")).to_have_count(0)
     root_id = mine.get_attribute("id").removeprefix("user-")
     csrf = next(c["value"] for c in context.cookies() if c["name"] == "relay_csrf")
@@ -153,7 +153,7 @@ def test_an_admin_makes_another_admin_but_cannot_disable_or_remove_themselves(
         other.close()
     anna.get_by_role("button", name="Make an ordinary user").click()
     anna = page.locator("tr", has=page.get_by_role("rowheader", name="anna", exact=True))
-    expect(anna).to_contain_text("User")
+    expect(anna).to_contain_text("Ordinary user")
 
 
 def test_an_ordinary_user_gets_the_403_page(relay_with_admin: RelayServer, page: Page) -> None:

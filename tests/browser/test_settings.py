@@ -59,8 +59,8 @@ def test_add_an_address_copy_it_set_who_may_post_and_revoke_it(
     assert address.endswith("@" + web.anna["address"].split("@")[1])
     assert address != web.anna["address"]
     expect(addresses).to_have_count(2)
-    page.get_by_role("button", name="Copy").click()
-    expect(page.get_by_role("button", name="Copied")).to_be_visible()
+    page.get_by_role("button", name="Copy to clipboard").click()
+    expect(page.get_by_role("button", name="Copied to clipboard")).to_be_visible()
     assert page.evaluate("navigator.clipboard.readText()") == address
     # The plus addresses are explained in plain words.
     page.get_by_text("Plus addresses: choose what happens to one mail").click()
@@ -85,7 +85,7 @@ def test_add_an_address_copy_it_set_who_may_post_and_revoke_it(
     row.get_by_label("Allowed senders, one a line").fill("Anna@Example.se\n@family.example")
     row.get_by_label("Only the senders listed below").check()
     row.get_by_role("button", name="Save who may post").click()
-    expect(page.get_by_role("status")).to_contain_text("Saved")
+    expect(page.get_by_role("status")).to_contain_text("Your change is saved")
     row = page.locator("li.secret-row", has_text=secret[:8])
     expect(row.get_by_label("Allowed senders, one a line")).to_have_value(
         "anna@example.se\n@family.example"
@@ -96,18 +96,20 @@ def test_add_an_address_copy_it_set_who_may_post_and_revoke_it(
         smtp.ehlo("phone.example.se")
         smtp.docmd("MAIL", "FROM:<mallory@example.net>")
         assert smtp.docmd("RCPT", f"TO:<{address}>")[0] == 250
-        forged = mail(address, "From someone else").replace(b"anna@example.se", b"mallory@example.net")
+        forged = mail(address, "From someone else").replace(
+            b"anna@example.se", b"mallory@example.net"
+        )
         code, _reply = smtp.data(forged)
         assert code == 550  # refused at the end of DATA, as the policy says
 
     # Revoking asks first; "No" keeps it.
-    row.get_by_role("link", name="Revoke").click()
+    row.get_by_role("link", name="Revoke it").click()
     expect(page.get_by_role("heading", name="Revoke the address")).to_be_visible()
     assert axe_violations(page) == []
     screenshots(page, "settings-revoke")
-    page.get_by_role("link", name="No, go back").click()
+    page.get_by_role("link", name="No, keep it as it is").click()
     expect(addresses).to_have_count(2)
-    page.locator("li.secret-row", has_text=secret[:8]).get_by_role("link", name="Revoke").click()
+    page.locator("li.secret-row", has_text=secret[:8]).get_by_role("link", name="Revoke it").click()
     page.get_by_role("button", name="Yes, revoke it").click()
     expect(page.get_by_role("heading", name="Settings", exact=True)).to_be_visible()
     expect(addresses).to_have_count(1)
@@ -132,7 +134,7 @@ def test_a_token_is_shown_once_works_for_a_program_and_stops_when_revoked(
     assert token not in page.content()
     expect(page.locator("#tokens")).to_contain_text(token[:8] + "…")
     page.locator("#tokens li.secret-row", has_text=token[:8]).get_by_role(
-        "link", name="Revoke"
+        "link", name="Revoke it"
     ).click()
     expect(page.get_by_role("heading", name="Revoke the token")).to_be_visible()
     page.get_by_role("button", name="Yes, revoke it").click()
@@ -202,7 +204,7 @@ def test_change_the_password(web: RelayServer, page: Page, context: BrowserConte
         page.get_by_label("New password", exact=True).fill("a new long password")
         page.get_by_label("New password again").fill("a new long password")
         page.get_by_role("button", name="Change the password").click()
-        expect(page.get_by_role("status")).to_contain_text("Saved")  # still signed in here
+        expect(page.get_by_role("status")).to_contain_text("Your change is saved")  # still signed in here
         elsewhere.reload()  # the other browser's session ended with the old password
         expect(elsewhere.get_by_role("button", name="Sign in")).to_be_visible()
         sign_in(elsewhere, web)

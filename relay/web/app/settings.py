@@ -110,9 +110,7 @@ async def add_address(request: web.Request, user: Signed) -> web.Response:
     relay = request.app[RELAY]
     secret = await relay.db.run(queries.add_address, user.user_id)
     # Answered here, not redirected: the whole address exists only in this answer.
-    return await _settings_page(
-        request, user, new_address=f"{secret}@{relay.settings.mail_domain}"
-    )
+    return await _settings_page(request, user, new_address=f"{secret}@{relay.settings.mail_domain}")
 
 
 def _allowed_senders(text: str) -> list[str] | None:
@@ -231,7 +229,7 @@ def confirm_page(
             "consequence": consequence,
             "action": action,
             "yes": yes,
-            "no": _("No, go back"),
+            "no": _("No, keep it as it is"),
             "back": back,
         },
     )
@@ -279,7 +277,10 @@ async def set_zone(request: web.Request, user: Signed) -> web.Response:
             ZoneInfo(zone)
         except (KeyError, ValueError):
             return await _settings_page(
-                request, user, status=400, problem={"timezone": _("Choose a time zone from the list.")}
+                request,
+                user,
+                status=400,
+                problem={"timezone": _("Choose a time zone from the list.")},
             )
     await request.app[RELAY].db.run(queries.set_user_timezone, user.user_id, zone)
     raise web.HTTPSeeOther("/settings?saved=timezone#timezone")
