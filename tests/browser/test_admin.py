@@ -51,6 +51,8 @@ def test_an_admin_adds_a_user_who_signs_in_then_disables_and_removes_them(
     server = relay_with_admin
     as_admin(page, server)
     page.get_by_label("User name").fill("bo")
+    # The browser asks for 8 characters itself; without that check the relay still does.
+    page.evaluate("document.getElementById('new-user-password').removeAttribute('minlength')")
     page.get_by_label("Their password").fill("short")
     page.get_by_role("button", name="Add the user").click()
     expect(page.get_by_role("alert")).to_contain_text("at least 8 characters")
