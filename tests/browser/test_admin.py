@@ -16,6 +16,7 @@ from relay import jobs
 from relay.db import Database
 from tests.browser.conftest import PASSWORD, axe_violations, screenshots, set_password, sign_in
 from tests.browser.test_settings import rcpt_code
+from tests.media import iphone_mail, phone_jpeg
 from tests.server import RelayServer
 
 
@@ -80,6 +81,9 @@ def test_an_admin_adds_a_user_who_signs_in_then_disables_and_removes_them(
         with server.client(token) as client:
             assert client.get("/api/v1/posts").status_code == 200
         assert rcpt_code(server, address) == 250
+        bo_post = server.send_mail(address, iphone_mail(address, phone_jpeg(64, 48), "bo's"))
+        server.wait_post(token, bo_post)
+        assert httpx.get(f"{server.url}/p/{bo_post}").status_code == 200
 
         row.get_by_role("button", name="Disable the user").click()
         row = page.locator("tr", has=page.get_by_role("rowheader", name="bo", exact=True))
@@ -112,6 +116,7 @@ def test_an_admin_adds_a_user_who_signs_in_then_disables_and_removes_them(
         with server.client(token) as client:
             assert client.get("/api/v1/posts").status_code == 401
         assert rcpt_code(server, address) == 550
+        assert httpx.get(f"{server.url}/p/{bo_post}").status_code == 410  # their post is gone
         # The name is free again.
         assert server.cli("user", "add", "bo", "--json").returncode == 0
     finally:
