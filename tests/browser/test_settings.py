@@ -207,7 +207,8 @@ def test_change_the_password(web: RelayServer, page: Page, context: BrowserConte
         page.get_by_label("New password", exact=True).fill("a new long password")
         page.get_by_label("New password again").fill("a new long password")
         page.get_by_role("button", name="Change the password").click()
-        expect(page.get_by_role("status")).to_contain_text("Your change is saved")  # still signed in here
+        # Still signed in here, under the new password.
+        expect(page.get_by_role("status")).to_contain_text("Your change is saved")
         elsewhere.reload()  # the other browser's session ended with the old password
         expect(elsewhere.get_by_role("button", name="Sign in")).to_be_visible()
         sign_in(elsewhere, web)
