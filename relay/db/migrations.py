@@ -78,6 +78,15 @@ def _web_users(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE users ADD COLUMN session_gen INTEGER NOT NULL DEFAULT 0"))
 
 
+def _users_disabled(conn: Connection) -> None:
+    # Everyone there before is enabled and not removed.
+    have = {column["name"] for column in inspect(conn).get_columns("users")}
+    if "disabled" not in have:
+        conn.execute(text("ALTER TABLE users ADD COLUMN disabled BOOLEAN NOT NULL DEFAULT FALSE"))
+    if "removed_at" not in have:
+        conn.execute(text("ALTER TABLE users ADD COLUMN removed_at FLOAT"))
+
+
 # (version, step): version 1 is the first schema, created whole from schema.py.
 STEPS: list[tuple[int, Step]] = [
     (2, _add_uploads),
@@ -86,6 +95,7 @@ STEPS: list[tuple[int, Step]] = [
     (5, _fair_jobs),
     (6, _job_claims),
     (7, _web_users),
+    (10, _users_disabled),
 ]
 
 LATEST = max([1, *(version for version, _ in STEPS)])

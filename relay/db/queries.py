@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, bindparam, func, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, case, func, select, update
 
 from relay import auth
 from relay.db import lock
@@ -99,7 +99,9 @@ def revoke(conn: Connection, table: Any, secret: str) -> bool:
 def _live_owner(conn: Connection, table: Any, column: Any, secret: str) -> str | None:
     wanted = auth.digest(secret)
     row = conn.execute(
-        select(table.c.user_id, column).where(column == wanted, table.c.revoked_at.is_(None))
+        select(table.c.user_id, column)
+        .join(users, users.c.id == table.c.user_id)
+        .where(column == wanted, table.c.revoked_at.is_(None), users.c.disabled.is_(False))
     ).first()
     if row is None or not auth.same_digest(row[1], wanted):
         return None
@@ -125,7 +127,11 @@ _RECIPIENT = (
         users.c.reply_to_sender,
     )
     .join(users, users.c.id == addresses.c.user_id)
-    .where(addresses.c.secret_hash == bindparam("wanted"), addresses.c.revoked_at.is_(None))
+    .where(
+        addresses.c.secret_hash == bindparam("wanted"),
+        addresses.c.revoked_at.is_(None),
+        users.c.disabled.is_(False),
+    )
 )
 """Built once: every RCPT runs it, and building a select costs more than running it."""
 
@@ -525,18 +531,21 @@ def set_admin(conn: Connection, user_id: str, admin: bool) -> None:
 
 
 def user_login(conn: Connection, name: str) -> tuple[str, str | None, int] | None:
-    """(id, password hash, session generation) of the user with that name."""
+    """(id, password hash, session generation) of the user with that name, unless disabled."""
     row = conn.execute(
-        select(users.c.id, users.c.password_hash, users.c.session_gen).where(users.c.name == name)
+        select(users.c.id, users.c.password_hash, users.c.session_gen).where(
+            users.c.name == name, users.c.disabled.is_(False)
+        )
     ).first()
     return (row[0], row[1], row[2]) if row else None
 
 
 def user_session(conn: Connection, user_id: str) -> tuple[str, int, bool, bool] | None:
-    """(name, session generation, admin, has a password) of a signed-in user."""
+    """(name, session generation, admin, has a password) of a signed-in user (None once an
+    admin disabled them: their cookies end at once)."""
     row = conn.execute(
         select(users.c.name, users.c.session_gen, users.c.admin, users.c.password_hash).where(
-            users.c.id == user_id
+            users.c.id == user_id, users.c.disabled.is_(False)
         )
     ).first()
     return (row[0], row[1], bool(row[2]), row[3] is not None) if row else None
@@ -613,3 +622,181 @@ def destination_labels(conn: Connection, user_id: str) -> dict[str, tuple[str, s
         )
     )
     return {row[0]: (row[1], row[2]) for row in rows}
+
+
+# --- the web app's settings and admin pages (relay/web/app/settings.py, admin.py) -------------
+
+
+def live_addresses(conn: Connection, user_id: str) -> list[RowMapping]:
+    """The user's secret addresses still taking mail, oldest first: id, hint (the secret's
+    first characters; the database keeps no more), sender policy and allowed senders."""
+    return list(
+        conn.execute(
+            select(
+                addresses.c.id,
+                addresses.c.hint,
+                addresses.c.sender_policy,
+                addresses.c.allowed_senders,
+                addresses.c.created_at,
+            )
+            .where(addresses.c.user_id == user_id, addresses.c.revoked_at.is_(None))
+            .order_by(addresses.c.created_at, addresses.c.id)
+        ).mappings()
+    )
+
+
+def live_tokens(conn: Connection, user_id: str) -> list[RowMapping]:
+    """The user's API tokens not revoked, oldest first: id, hint, created_at."""
+    return list(
+        conn.execute(
+            select(tokens.c.id, tokens.c.hint, tokens.c.created_at)
+            .where(tokens.c.user_id == user_id, tokens.c.revoked_at.is_(None))
+            .order_by(tokens.c.created_at, tokens.c.id)
+        ).mappings()
+    )
+
+
+def revoke_own(conn: Connection, table: Any, user_id: str, row_id: str) -> bool:
+    """Revoke the user's own address or token by its id (the secret is not kept to name it)."""
+    result = conn.execute(
+        update(table)
+        .where(table.c.id == row_id, table.c.user_id == user_id, table.c.revoked_at.is_(None))
+        .values(revoked_at=time.time())
+    )
+    return result.rowcount > 0
+
+
+def set_own_address_policy(
+    conn: Connection, user_id: str, address_id: str, policy: str, allowed: list[str]
+) -> bool:
+    result = conn.execute(
+        update(addresses)
+        .where(
+            addresses.c.id == address_id,
+            addresses.c.user_id == user_id,
+            addresses.c.revoked_at.is_(None),
+        )
+        .values(sender_policy=policy, allowed_senders=json.dumps(allowed))
+    )
+    return result.rowcount > 0
+
+
+def password_hash(conn: Connection, user_id: str) -> str | None:
+    return conn.execute(select(users.c.password_hash).where(users.c.id == user_id)).scalar()
+
+
+def list_users(conn: Connection) -> list[RowMapping]:
+    """Every user not removed, by name: id, name, admin, disabled, whether they have a web
+    password, created_at."""
+    return list(
+        conn.execute(
+            select(
+                users.c.id,
+                users.c.name,
+                users.c.admin,
+                users.c.disabled,
+                users.c.password_hash.is_not(None).label("has_password"),
+                users.c.created_at,
+            )
+            .where(users.c.removed_at.is_(None))
+            .order_by(users.c.name)
+        ).mappings()
+    )
+
+
+def set_disabled(conn: Connection, user_id: str, disabled: bool) -> bool:
+    """Disable (or enable) a user; disabling also ends their sessions."""
+    values: dict[str, Any] = {"disabled": disabled}
+    if disabled:
+        values["session_gen"] = users.c.session_gen + 1
+    result = conn.execute(
+        update(users).where(users.c.id == user_id, users.c.removed_at.is_(None)).values(**values)
+    )
+    return result.rowcount > 0
+
+
+def live_post_ids(conn: Connection, user_id: str) -> list[str]:
+    """The user's posts not deleted (an admin removing the user deletes them)."""
+    return list(
+        conn.execute(
+            select(posts.c.id).where(
+                posts.c.user_id == user_id, posts.c.state != PostState.DELETED.value
+            )
+        ).scalars()
+    )
+
+
+def remove_user(conn: Connection, user_id: str) -> bool:
+    """Take a user away: no sign-in, tokens, addresses or channels any more, gone from the list,
+    the name free again. The row stays, since the record of their (deleted) posts names it."""
+    from relay.db.schema import destinations
+
+    now = time.time()
+    for table in (tokens, addresses):
+        conn.execute(
+            update(table)
+            .where(table.c.user_id == user_id, table.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+    conn.execute(update(destinations).where(destinations.c.user_id == user_id).values(active=False))
+    result = conn.execute(
+        update(users)
+        .where(users.c.id == user_id, users.c.removed_at.is_(None))
+        .values(
+            name="removed:" + user_id,  # a colon: no name `relay user add` is asked for
+            password_hash=None,
+            admin=False,
+            disabled=True,
+            removed_at=now,
+            session_gen=users.c.session_gen + 1,
+        )
+    )
+    return result.rowcount > 0
+
+
+def queue_health(conn: Connection, now: float) -> dict[str, int]:
+    """Jobs due now (waiting for a worker), waiting for a later time, running, and failed
+    (dead: out of attempts)."""
+    due = func.sum(case(((jobs.c.status == "queued") & (jobs.c.run_at <= now), 1), else_=0))
+    later = func.sum(case(((jobs.c.status == "queued") & (jobs.c.run_at > now), 1), else_=0))
+    running = func.sum(case((jobs.c.status == "running", 1), else_=0))
+    dead = func.sum(case((jobs.c.status == "dead", 1), else_=0))
+    row = conn.execute(select(due, later, running, dead)).one()
+    return {
+        "due": int(row[0] or 0),
+        "later": int(row[1] or 0),
+        "running": int(row[2] or 0),
+        "failed": int(row[3] or 0),
+    }
+
+
+def failed_jobs(conn: Connection, limit: int) -> list[RowMapping]:
+    """The newest dead jobs, with their last error."""
+    return list(
+        conn.execute(
+            select(jobs.c.id, jobs.c.kind, jobs.c.ref, jobs.c.attempts, jobs.c.last_error)
+            .where(jobs.c.status == "dead")
+            .order_by(jobs.c.id.desc())
+            .limit(limit)
+        ).mappings()
+    )
+
+
+def stored_bytes(conn: Connection) -> int:
+    """Bytes of the originals and renditions of posts not deleted, as recorded when stored."""
+    live = posts.c.state != PostState.DELETED.value
+    originals = conn.execute(
+        select(func.coalesce(func.sum(items.c.original_bytes), 0))
+        .select_from(items.join(posts, posts.c.id == items.c.post_id))
+        .where(live)
+    ).scalar()
+    copies = conn.execute(
+        select(func.coalesce(func.sum(renditions.c.bytes), 0))
+        .select_from(
+            renditions.join(items, items.c.id == renditions.c.item_id).join(
+                posts, posts.c.id == items.c.post_id
+            )
+        )
+        .where(live)
+    ).scalar()
+    return int(originals or 0) + int(copies or 0)

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     event,
+    false,
 )
 
 metadata = MetaData()
@@ -37,6 +38,11 @@ users = Table(
     Column("password_hash", Text),
     Column("admin", Boolean, nullable=False, default=False),
     Column("session_gen", Integer, nullable=False, default=0),
+    # An admin's choices (relay/web/app/admin.py): a disabled user cannot sign in, use a token
+    # or mail in; a removed one is also gone from the list (the row stays: its posts' record
+    # names it), its name freed for someone new.
+    Column("disabled", Boolean, nullable=False, default=False, server_default=false()),
+    Column("removed_at", Float),
 )
 
 addresses = Table(
