@@ -59,7 +59,8 @@ class Sealer:
         if not is_sealed(value):
             raise Unreadable("not a sealed value")
         try:
-            raw = base64.urlsafe_b64decode(value[len(PREFIX) :].encode("ascii"))
+            encoded = value[len(PREFIX) :].encode("ascii")
+            raw = base64.b64decode(encoded, altchars=b"-_", validate=True)
         except (binascii.Error, UnicodeEncodeError, ValueError):
             raise Unreadable("damaged") from None
         if len(raw) < _NONCE_BYTES + _TAG_BYTES:

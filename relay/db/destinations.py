@@ -278,7 +278,9 @@ def seal_clear_text(conn: Connection) -> int:
         return 0
     changed = 0
     rows = conn.execute(
-        select(destinations.c.id, destinations.c.secret, destinations.c.token, destinations.c.config)
+        select(
+            destinations.c.id, destinations.c.secret, destinations.c.token, destinations.c.config
+        )
     ).all()
     for row in rows:
         values: dict[str, Any] = {}

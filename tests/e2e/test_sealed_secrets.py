@@ -30,7 +30,9 @@ def _raw_rows(database: Database) -> str:
     return json.dumps([dict(row) for row in rows])
 
 
-def test_relay_destination_add_stores_no_secret_in_clear(database: Database, tmp_path: Path) -> None:
+def test_relay_destination_add_stores_no_secret_in_clear(
+    database: Database, tmp_path: Path
+) -> None:
     cli = RelayServer(tmp_path / "data", RELAY_DATABASE_URL=database.url, RELAY_SECRET_KEY=KEY)
     cli.add_user("anna")
     webhook = cli.add_destination("webhook", "https://hooks.example/relay")

@@ -112,13 +112,13 @@ def test_a_sealed_token_copied_into_another_row_does_not_open(database: Database
     user_id = _user(database)
     with database.begin() as conn:
         mine = destinations.add_destination(conn, user_id, "mastodon", "https://m", None, TOKEN, {})
-        theirs = destinations.add_destination(conn, user_id, "mastodon", "https://evil", None, "x", {})
+        theirs = destinations.add_destination(
+            conn, user_id, "mastodon", "https://evil", None, "x", {}
+        )
     copied = _raw(database, mine)["token"]
     with database.begin() as conn:
         conn.execute(
-            update(destinations_table)
-            .where(destinations_table.c.id == theirs)
-            .values(token=copied)
+            update(destinations_table).where(destinations_table.c.id == theirs).values(token=copied)
         )
         row = destinations.destination_row(conn, theirs)
     assert row["token"] is None and row[destinations.UNREADABLE] == ["token"]
@@ -148,6 +148,7 @@ def test_a_changed_key_leaves_the_destination_unreadable_with_a_code_that_says_w
 
 
 def test_a_database_opened_without_the_key_cannot_store_a_secret(database: Database) -> None:
+    database.sealer = None
     user_id = _user(database)
     with pytest.raises(RuntimeError, match="without the relay's key"), database.begin() as conn:
         destinations.add_destination(conn, user_id, "webhook", "https://h", SECRET, None, {})
@@ -198,6 +199,7 @@ def test_migration_8_seals_the_clear_text_of_version_7(database: Database) -> No
 def test_a_migration_without_the_key_leaves_clear_text_for_the_next_start_with_it(
     database: Database,
 ) -> None:
+    database.sealer = None
     webhook, _ = _version_7_with_clear_text(database)
     assert database.migrate() == 7  # opened without a key: nothing it can seal
     assert _raw(database, webhook)["secret"] == SECRET
