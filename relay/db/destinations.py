@@ -49,8 +49,10 @@ def _is_clear(value: Any) -> bool:
 
 
 def _seal(conn: Connection, destination_id: str, field: str, value: Any) -> Any:
-    if not _is_clear(value):
-        return value  # nothing to hide, or sealed already
+    # What a caller gives is sealed whatever it looks like: a value pasted with a "v1:" in
+    # front is stored sealed too, not taken for one (it would open nowhere).
+    if not isinstance(value, str) or not value:
+        return value  # nothing to hide
     sealer = sealer_of(conn)
     if sealer is None:
         raise RuntimeError(
@@ -60,11 +62,15 @@ def _seal(conn: Connection, destination_id: str, field: str, value: Any) -> Any:
     return sealer.seal(value, _context(destination_id, field))
 
 
-def _sealed_config(conn: Connection, destination_id: str, config: Mapping[str, Any]) -> str:
+def _sealed_config(
+    conn: Connection, destination_id: str, config: Mapping[str, Any], only_clear: bool = False
+) -> str:
+    """The config as stored: values under secret keys sealed (``only_clear``: those not sealed
+    yet, for a config read back from the database)."""
     return json.dumps(
         {
             key: _seal(conn, destination_id, f"config.{key}", value)
-            if _is_secret_key(key)
+            if _is_secret_key(key) and (_is_clear(value) or not only_clear)
             else value
             for key, value in config.items()
         }
@@ -260,14 +266,10 @@ def update_destination(
             values[column] = _seal(conn, destination_id, column, value)
     if config is not _UNCHANGED:
         values["config"] = _sealed_config(conn, destination_id, config)
+    active = (destinations.c.id == destination_id) & destinations.c.active.is_(True)
     if not values:
-        return destination_row(conn, destination_id) is not None
-    result = conn.execute(
-        update(destinations)
-        .where(destinations.c.id == destination_id, destinations.c.active.is_(True))
-        .values(**values)
-    )
-    return result.rowcount > 0
+        return conn.execute(select(destinations.c.id).where(active)).first() is not None
+    return conn.execute(update(destinations).where(active).values(**values)).rowcount > 0
 
 
 def seal_clear_text(conn: Connection) -> int:
@@ -290,7 +292,7 @@ def seal_clear_text(conn: Connection) -> int:
                 values[column] = _seal(conn, row.id, column, value)
         config = json.loads(row.config or "{}")
         if any(_is_secret_key(k) and _is_clear(v) for k, v in config.items()):
-            values["config"] = _sealed_config(conn, row.id, config)
+            values["config"] = _sealed_config(conn, row.id, config, only_clear=True)
         if values:
             conn.execute(update(destinations).where(destinations.c.id == row.id).values(**values))
             changed += 1

@@ -107,6 +107,20 @@ def test_a_new_token_is_sealed_too(database: Database) -> None:
         assert destinations.destination_row(conn, made)["token"] == "second-token-value"
 
 
+def test_a_changed_token_is_sealed_whatever_it_looks_like_and_only_on_an_active_row(
+    database: Database,
+) -> None:
+    database.sealer = KEY
+    user_id = _user(database)
+    looks_sealed = "v1:pasted-by-someone"
+    with database.begin() as conn:
+        made = destinations.add_destination(conn, user_id, "mastodon", "https://m", None, "a", {})
+        assert destinations.update_destination(conn, made, token=looks_sealed)
+        assert destinations.destination_row(conn, made)["token"] == looks_sealed
+        assert destinations.remove_destination(conn, made)
+        assert not destinations.update_destination(conn, made, token="too late")
+
+
 def test_a_sealed_token_copied_into_another_row_does_not_open(database: Database) -> None:
     database.sealer = KEY
     user_id = _user(database)
@@ -162,7 +176,7 @@ def _version_7_with_clear_text(database: Database) -> tuple[str, str]:
     with database.begin() as conn:
         for destination_id, secret, token, config in (
             ("d_webhook", SECRET, None, {}),
-            ("d_bluesky", None, "app-pass-word-1234", {"handle": "anna.bsky.social"}),
+            ("d_bluesky", None, "app-pass-word-1234", {"handle": "a.bsky", "refresh_token": "rt1"}),
         ):
             conn.execute(
                 destinations_table.insert().values(
@@ -187,13 +201,21 @@ def test_migration_8_seals_the_clear_text_of_version_7(database: Database) -> No
     assert database.migrate() == 7
     with database.begin(write=False) as conn:
         assert migrations.current_version(conn) == migrations.LATEST
-    sealed = {_raw(database, webhook)["secret"], _raw(database, bluesky)["token"]}
-    assert all(is_sealed(value) for value in sealed)
+
+    def stored() -> list[str]:
+        config = json.loads(_raw(database, bluesky)["config"])
+        return [_raw(database, webhook)["secret"], _raw(database, bluesky)["token"], config]
+
+    sealed = stored()
+    assert is_sealed(sealed[0]) and is_sealed(sealed[1]) and is_sealed(sealed[2]["refresh_token"])
+    assert sealed[2]["handle"] == "a.bsky"
     with database.begin(write=False) as conn:
         assert destinations.destination_row(conn, webhook)["secret"] == SECRET
-        assert destinations.destination_row(conn, bluesky)["token"] == "app-pass-word-1234"
+        row = destinations.destination_row(conn, bluesky)
+    assert row["token"] == "app-pass-word-1234"
+    assert json.loads(row["config"]) == {"handle": "a.bsky", "refresh_token": "rt1"}
     database.migrate()  # every start seals what is clear; what is sealed stays as it is
-    assert {_raw(database, webhook)["secret"], _raw(database, bluesky)["token"]} == sealed
+    assert stored() == sealed
 
 
 def test_a_migration_without_the_key_leaves_clear_text_for_the_next_start_with_it(
