@@ -167,6 +167,7 @@ def _preflight(settings: Settings) -> None:
             raise click.ClickException(
                 mask_secrets(f"{variable}: cannot listen on {listen}: {reason}")
             ) from None
+    _sealer(settings)  # a short RELAY_SECRET_KEY, an unreadable key file: one line, now
     if not settings.database_url.startswith("sqlite"):
         from sqlalchemy.exc import SQLAlchemyError
 
