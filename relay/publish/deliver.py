@@ -43,7 +43,7 @@ def destination_from_row(row: Any) -> Destination:
         # Names the fields, never a value: this detail is logged.
         raise PublishError(
             "destination.secret_unreadable",
-            f"destination {row['id']}: {', '.join(unreadable)} do not open with this key",
+            f"destination {row['id']}: cannot open its {', '.join(unreadable)} with this key",
         )
     return Destination(
         id=row["id"],
