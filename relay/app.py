@@ -31,6 +31,7 @@ from relay.pipeline import Pipeline, missing_media_tools
 from relay.publish.deliver import DELIVER, Publisher
 from relay.publish.net import Http
 from relay.reply import REPLY, Replier, reply_key
+from relay.sealed import Sealer
 from relay.spool import Spool
 from relay.storage import open_store
 from relay.web import api, auth, feeds, pages, posts
@@ -69,7 +70,7 @@ def build(settings: Settings) -> Relay:
             " and ".join(missing),
         )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, sealer=Sealer.from_settings(settings))
     spool = Spool(settings.spool_dir)
     store = open_store(settings.storage_url, settings)
     pool = WorkPool(settings.workers)

@@ -9,7 +9,7 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
@@ -26,6 +26,9 @@ from relay.db import Database, queries
 from relay.db.schema import addresses, tokens
 from relay.errors import StorageError
 
+if TYPE_CHECKING:
+    from relay.sealed import Sealer
+
 
 class Context:
     def __init__(self, config: str | None) -> None:
@@ -40,9 +43,19 @@ class Context:
     def db(self) -> Database:
         settings = self.settings()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        db = Database(settings.database_url)
+        db = Database(settings.database_url, sealer=_sealer(settings))
         db.migrate()
         return db
+
+
+def _sealer(settings: Settings) -> Sealer:
+    """The sealer of destinations' secrets, from the same key ``relay serve`` uses."""
+    from relay.sealed import Sealer
+
+    try:
+        return Sealer.from_settings(settings)
+    except (ValueError, OSError) as exc:  # a short RELAY_SECRET_KEY, an unreadable key file
+        raise click.ClickException(mask_secrets(f"cannot read the relay's key: {exc}")) from None
 
 
 def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
@@ -154,6 +167,7 @@ def _preflight(settings: Settings) -> None:
             raise click.ClickException(
                 mask_secrets(f"{variable}: cannot listen on {listen}: {reason}")
             ) from None
+    _sealer(settings)  # a short RELAY_SECRET_KEY, an unreadable key file: one line, now
     if not settings.database_url.startswith("sqlite"):
         from sqlalchemy.exc import SQLAlchemyError
 
@@ -422,18 +436,34 @@ def doctor(ctx: Context, as_json: bool) -> None:
             )
         )
     settings = ctx.settings()
+    key_error = ""
+    sealer: Sealer | None = None
     try:
+        sealer = _sealer(settings)
+    except click.ClickException as exc:  # the key itself: the database is checked without it
+        key_error = exc.message
+    unreadable: list[Any] = []
+    try:
+        from relay.db import destinations
+
         # As `relay serve` does on its first start: the SQLite file lives in the data folder.
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        db = Database(settings.database_url)
+        db = Database(settings.database_url, sealer=sealer)
         try:
             db.migrate()
             db.ping()
+            if sealer is not None:
+                with db.begin(write=False) as conn:
+                    unreadable = destinations.unreadable_destinations(conn)
         finally:
             db.close()
         checks["database"] = (True, mask_url(settings.database_url))
     except Exception as exc:
         checks["database"] = (False, _database_error(settings, exc))
+    if key_error:
+        checks["secrets"] = (False, key_error)
+    elif checks["database"][0]:  # a database that cannot be read says nothing of its secrets
+        checks["secrets"] = _secrets_check(unreadable)
     try:
         from relay.storage import open_store
 
@@ -469,6 +499,17 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
             raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--set")
         options[key.strip()] = value
     return options
+
+
+def _secrets_check(unreadable: list[Any]) -> tuple[bool, str]:
+    """``relay doctor``'s line on channel secrets: the channels whose secrets do not open."""
+    if not unreadable:
+        return True, "channel secrets open with this RELAY_SECRET_KEY"
+    names = ", ".join(f"{row['id']} ({row['type']})" for row in unreadable)
+    return False, (
+        f"{len(unreadable)} channel(s) with secrets that do not open with this RELAY_SECRET_KEY:"
+        f" {names}; connect them again, or restore the RELAY_SECRET_KEY they were saved with"
+    )
 
 
 @destination.command("add")

@@ -212,6 +212,16 @@ _SPECS.extend(
     ]
 )
 
+# Channel secrets sealed at rest (relay/sealed.py, relay/db/destinations.py).
+_SPECS.append(
+    ErrorSpec(
+        "destination.secret_unreadable",
+        "The relay cannot read this channel's saved sign-in: its key (RELAY_SECRET_KEY) has"
+        " changed. Connect the channel again, or restore RELAY_SECRET_KEY.",
+        409,
+    )
+)
+
 CATALOG: dict[str, ErrorSpec] = {spec.code: spec for spec in _SPECS}
 
 

@@ -9,7 +9,11 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from relay.db import Database, normalise_url
+from relay.sealed import Sealer
 from tests.server import RelayServer
+
+# The relay always opens its database with a key for channel secrets; so do the tests.
+TEST_SEALER = Sealer.from_master(b"the test suite's master key")
 
 CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
 if not CORPORA.is_dir():
@@ -57,9 +61,9 @@ def _database_urls() -> list[str]:
 @pytest.fixture(params=_database_urls())
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     """A migrated, empty database: SQLite, and PostgreSQL when RELAY_TEST_DATABASE_URL is set
-    (in a schema of its own, dropped afterwards)."""
+    (in a schema of its own, dropped afterwards), opened with a key (``TEST_SEALER``)."""
     if request.param == "sqlite":
-        db = Database(f"sqlite:///{tmp_path / 'test.db'}")
+        db = Database(f"sqlite:///{tmp_path / 'test.db'}", sealer=TEST_SEALER)
         db.migrate()
         yield db
         db.close()
@@ -70,7 +74,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     separator = "&" if "?" in base else "?"
-    db = Database(f"{base}{separator}options=-csearch_path%3D{schema}")
+    db = Database(f"{base}{separator}options=-csearch_path%3D{schema}", sealer=TEST_SEALER)
     db.migrate()
     yield db
     db.close()

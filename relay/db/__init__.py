@@ -13,12 +13,15 @@ import hashlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.pool import SingletonThreadPool
 
 from relay.db import migrations
+
+if TYPE_CHECKING:
+    from relay.sealed import Sealer
 
 T = TypeVar("T")
 
@@ -80,8 +83,12 @@ def make_engine(url: str, durable: bool = True, one_per_thread: bool = False) ->
 
 
 class Database:
-    def __init__(self, url: str, threads: int = 4) -> None:
+    def __init__(self, url: str, threads: int = 4, sealer: Sealer | None = None) -> None:
+        """``sealer`` seals and opens destinations' secrets (relay/db/destinations.py reads it
+        from each connection's execution options); the relay and the CLI always give one
+        (``Sealer.from_settings``). Without one, a secret can be neither stored nor read."""
         self.url = url
+        self.sealer = sealer
         self.engine = make_engine(url)
         self.volatile = make_engine(url, durable=False)
         self.is_postgres = self.engine.dialect.name == "postgresql"
@@ -92,14 +99,21 @@ class Database:
     @contextmanager
     def begin(self, write: bool = True, engine: Engine | None = None) -> Iterator[Connection]:
         connection = (engine or self.engine).connect()
-        with connection.execution_options(write=write) as conn, conn.begin():
+        options = connection.execution_options(write=write, sealer=self.sealer)
+        with options as conn, conn.begin():
             yield conn
 
     def migrate(self) -> int:
+        from relay.db import destinations
+
         with self.begin() as conn:
             if self.is_postgres:  # several nodes may start at once
                 conn.execute(text("SELECT pg_advisory_xact_lock(7465)"))
-            return migrations.migrate(conn)
+            found = migrations.migrate(conn)
+            # Migration 8 seals the secrets it finds; this seals any written in clear since
+            # (by a database opened without the key). Idempotent, and cheap: few rows.
+            destinations.seal_clear_text(conn)
+            return found
 
     def ping(self) -> None:
         with self.begin(write=False) as conn:

@@ -1,9 +1,18 @@
-"""Destinations (where a user's posts go) and deliveries (one post to one destination)."""
+"""Destinations (where a user's posts go) and deliveries (one post to one destination).
+
+A destination's secrets (its ``secret`` and ``token``, and each ``config`` value whose key names
+a secret) are sealed at rest (relay/sealed.py) with the sealer the ``Database`` was opened with:
+these functions seal what they write and open what they read, so callers see clear values. A
+value that does not open (``RELAY_SECRET_KEY`` changed) reads as None, and its field is named in
+the row's ``unreadable_secrets``; delivering to it then fails with
+``destination.secret_unreadable`` (relay/publish/deliver.py).
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, select, update
@@ -11,6 +20,95 @@ from sqlalchemy import Connection, RowMapping, select, update
 from relay.auth import new_id
 from relay.db.schema import deliveries, destinations, posts
 from relay.model import DeliveryStatus
+from relay.sealed import PREFIX, Sealer, Unreadable, is_sealed
+
+SEALED_COLUMNS = ("secret", "token")
+# A config value is a secret when its key says so (client_secret, refresh_token, app_password).
+_SECRET_WORDS = ("password", "secret", "token", "credential")
+UNREADABLE = "unreadable_secrets"
+"""Key of a read row: the fields (``token``, ``config.client_secret``) that did not open."""
+
+
+def sealer_of(conn: Connection) -> Sealer | None:
+    """The sealer of the ``Database`` this connection came from (an execution option)."""
+    return conn.get_execution_options().get("sealer")
+
+
+def _is_secret_key(key: str) -> bool:
+    return any(word in key.lower() for word in _SECRET_WORDS)
+
+
+def _context(destination_id: str, field: str) -> str:
+    # Associated data: a sealed value opens only in the row and field it was sealed for.
+    return f"destination/{destination_id}/{field}"
+
+
+def _is_clear(value: Any) -> bool:
+    """A secret in clear text: a non-empty string without the sealed prefix."""
+    return isinstance(value, str) and bool(value) and not is_sealed(value)
+
+
+def _seal(conn: Connection, destination_id: str, field: str, value: Any) -> Any:
+    # What a caller gives is sealed whatever it looks like: a value pasted with a "v1:" in
+    # front is stored sealed too, not taken for one (it would open nowhere).
+    if not isinstance(value, str) or not value:
+        return value  # nothing to hide
+    sealer = sealer_of(conn)
+    if sealer is None:
+        raise RuntimeError(
+            "the database was opened without the relay's key (Database(..., sealer=...)): "
+            "a destination's secret cannot be stored"
+        )
+    return sealer.seal(value, _context(destination_id, field))
+
+
+def _sealed_config(
+    conn: Connection, destination_id: str, config: Mapping[str, Any], only_clear: bool = False
+) -> str:
+    """The config as stored: values under secret keys sealed (``only_clear``: those not sealed
+    yet, for a config read back from the database)."""
+    return json.dumps(
+        {
+            key: _seal(conn, destination_id, f"config.{key}", value)
+            if _is_secret_key(key) and (_is_clear(value) or not only_clear)
+            else value
+            for key, value in config.items()
+        }
+    )
+
+
+def _opened(conn: Connection, row: RowMapping) -> dict[str, Any]:
+    """The row with its secrets opened, and ``unreadable_secrets`` naming those that did not."""
+    found = dict(row)
+    sealer = sealer_of(conn)
+    unreadable: list[str] = []
+
+    def open_(field: str, value: Any) -> Any:
+        if not isinstance(value, str) or not is_sealed(value):
+            return value  # clear text from before sealing, or nothing
+        try:
+            if sealer is None:
+                raise Unreadable("no key")
+            return sealer.open(value, _context(found["id"], field))
+        except Unreadable:
+            unreadable.append(field)
+            return None
+
+    for column in SEALED_COLUMNS:
+        if column in found:
+            found[column] = open_(column, found[column])
+    if "config" in found and _has_sealed_value(found["config"]):
+        config = json.loads(found["config"])
+        found["config"] = json.dumps(
+            {key: open_(f"config.{key}", value) for key, value in config.items()}
+        )
+    found[UNREADABLE] = unreadable
+    return found
+
+
+def _has_sealed_value(config_json: str | None) -> bool:
+    # A cheap test before parsing: every sealed value in the JSON starts with this.
+    return bool(config_json) and f'"{PREFIX}' in str(config_json)
 
 
 def add_destination(
@@ -29,9 +127,9 @@ def add_destination(
             user_id=user_id,
             type=type_,
             url=url,
-            secret=secret,
-            token=token,
-            config=json.dumps(config),
+            secret=_seal(conn, destination_id, "secret", secret),
+            token=_seal(conn, destination_id, "token", token),
+            config=_sealed_config(conn, destination_id, config),
             active=True,
             created_at=time.time(),
         )
@@ -39,15 +137,20 @@ def add_destination(
     return destination_id
 
 
-def destination_row(conn: Connection, destination_id: str) -> RowMapping | None:
-    return (
+def destination_row(conn: Connection, destination_id: str) -> Mapping[str, Any] | None:
+    row = (
         conn.execute(select(destinations).where(destinations.c.id == destination_id))
         .mappings()
         .first()
     )
+    return None if row is None else _opened(conn, row)
 
 
-def list_destinations(conn: Connection, user_id: str) -> list[RowMapping]:
+def list_destinations(conn: Connection, user_id: str) -> list[Mapping[str, Any]]:
+    return [_opened(conn, row) for row in _active_rows(conn, user_id)]
+
+
+def _active_rows(conn: Connection, user_id: str) -> list[RowMapping]:
     return list(
         conn.execute(
             select(destinations)
@@ -90,7 +193,7 @@ def create_deliveries(conn: Connection, post_id: str) -> list[str]:
     )
     created = []
     now = time.time()
-    for destination in list_destinations(conn, post.user_id):
+    for destination in _active_rows(conn, post.user_id):  # ids and types: nothing to open
         if destination["id"] in existing:
             continue
         wanted = post.only_destination.split(",") if post.only_destination else None
@@ -136,3 +239,73 @@ def delivery_ids(conn: Connection, post_id: str, *statuses: DeliveryStatus) -> l
             .order_by(deliveries.c.created_at)
         ).scalars()
     )
+
+
+# --- secrets at rest: changing them, sealing old clear text, finding those that do not open ---
+
+
+_UNCHANGED: Any = object()
+
+
+def update_destination(
+    conn: Connection,
+    destination_id: str,
+    *,
+    url: str | None = _UNCHANGED,
+    secret: str | None = _UNCHANGED,
+    token: str | None = _UNCHANGED,
+    config: Mapping[str, Any] = _UNCHANGED,
+) -> bool:
+    """Change what is given (a channel connected again gets its new token), sealed as
+    ``add_destination`` seals; False when there is no such active destination."""
+    values: dict[str, Any] = {}
+    if url is not _UNCHANGED:
+        values["url"] = url
+    for column, value in (("secret", secret), ("token", token)):
+        if value is not _UNCHANGED:
+            values[column] = _seal(conn, destination_id, column, value)
+    if config is not _UNCHANGED:
+        values["config"] = _sealed_config(conn, destination_id, config)
+    active = (destinations.c.id == destination_id) & destinations.c.active.is_(True)
+    if not values:
+        return conn.execute(select(destinations.c.id).where(active)).first() is not None
+    return conn.execute(update(destinations).where(active).values(**values)).rowcount > 0
+
+
+def seal_clear_text(conn: Connection) -> int:
+    """Seal every secret still in clear text (written before migration 8, or by a database
+    opened without the key); removed destinations too, as their tokens may still work.
+    Idempotent: a sealed value is left as it is. Returns how many rows changed."""
+    if sealer_of(conn) is None:
+        return 0
+    changed = 0
+    rows = conn.execute(
+        select(
+            destinations.c.id, destinations.c.secret, destinations.c.token, destinations.c.config
+        )
+    ).all()
+    for row in rows:
+        values: dict[str, Any] = {}
+        for column in SEALED_COLUMNS:
+            value = getattr(row, column)
+            if _is_clear(value):
+                values[column] = _seal(conn, row.id, column, value)
+        config = json.loads(row.config or "{}")
+        if any(_is_secret_key(k) and _is_clear(v) for k, v in config.items()):
+            values["config"] = _sealed_config(conn, row.id, config, only_clear=True)
+        if values:
+            conn.execute(update(destinations).where(destinations.c.id == row.id).values(**values))
+            changed += 1
+    return changed
+
+
+def unreadable_destinations(conn: Connection) -> list[Mapping[str, Any]]:
+    """Active destinations with a secret that does not open with this key (``relay doctor``):
+    their ``id``, ``user_id``, ``type`` and the fields, never a value."""
+    rows = conn.execute(select(destinations).where(destinations.c.active.is_(True))).mappings()
+    found = []
+    for row in rows:
+        opened = _opened(conn, row)
+        if opened[UNREADABLE]:
+            found.append({k: opened[k] for k in ("id", "user_id", "type", UNREADABLE)})
+    return found

@@ -78,6 +78,18 @@ def _web_users(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE users ADD COLUMN session_gen INTEGER NOT NULL DEFAULT 0"))
 
 
+def _seal_channel_secrets(conn: Connection) -> None:
+    # Destinations' secrets and tokens were clear text; now they are sealed (relay/sealed.py)
+    # with a key from RELAY_SECRET_KEY. A step has no settings: the key comes with the
+    # connection (the sealer the Database was opened with). Opened without one (tests), the
+    # rows stay clear here and Database.migrate seals them at the next start that has the key:
+    # it seals clear text after migrating, every start, idempotently. No column changes; the
+    # version stops an older relay, which would send sealed values as tokens, from starting.
+    from relay.db import destinations
+
+    destinations.seal_clear_text(conn)
+
+
 def _users_disabled(conn: Connection) -> None:
     # Everyone there before is enabled and not removed.
     have = {column["name"] for column in inspect(conn).get_columns("users")}
@@ -95,6 +107,7 @@ STEPS: list[tuple[int, Step]] = [
     (5, _fair_jobs),
     (6, _job_claims),
     (7, _web_users),
+    (8, _seal_channel_secrets),
     (10, _users_disabled),
 ]
 

@@ -33,8 +33,18 @@ __all__ = ["ATTEMPTS", "BACKOFF_CAP", "DELIVER", "Publisher", "settle"]
 
 
 def destination_from_row(row: Any) -> Destination:
+    """The adapter's view of a destination row; raises ``destination.secret_unreadable`` when
+    a secret of the row did not open (relay/db/destinations.py), rather than let the adapter
+    go on without it and blame the channel."""
     import json
 
+    unreadable = row.get(destinations.UNREADABLE)
+    if unreadable:
+        # Names the fields, never a value: this detail is logged.
+        raise PublishError(
+            "destination.secret_unreadable",
+            f"destination {row['id']}: cannot open its {', '.join(unreadable)} with this key",
+        )
     return Destination(
         id=row["id"],
         user_id=row["user_id"],

@@ -77,6 +77,7 @@ def test_a_listen_without_host_names_the_variable_and_hides_the_database_passwor
         ({"RELAY_SMTP_LISTEN": "localhost"}, "RELAY_SMTP_LISTEN"),
         ({"RELAY_SMTP_TLS_CERT": "/etc/ssl/relay.pem"}, "RELAY_SMTP_TLS_KEY"),
         ({"RELAY_CONFIG": "/nonexistent/relay.toml"}, "RELAY_CONFIG"),
+        ({"RELAY_SECRET_KEY": "too-short"}, "RELAY_SECRET_KEY"),
     ],
 )
 def test_a_bad_value_names_its_variable(tmp_path: Path, env: dict[str, str], variable: str) -> None:
