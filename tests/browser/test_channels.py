@@ -102,7 +102,7 @@ def test_mastodon_connects_through_its_own_sign_in_and_gets_the_next_post(
         page.get_by_role("link", name="Remove Mastodon").click()
         expect(page.get_by_role("heading", name="Remove Mastodon?")).to_be_visible()
         assert len(destinations(relay)) == 1  # not before the confirmation
-        page.get_by_role("button", name="Remove", exact=True).click()
+        page.get_by_role("button", name="Yes, remove it").click()
         expect(page.get_by_role("status")).to_contain_text("The channel was removed.")
         assert destinations(relay) == []
         assert mastodon.issued == {}  # revoked
@@ -234,12 +234,12 @@ def test_bluesky_with_a_wrong_app_password_saves_nothing(relay: RelayServer, pag
     remove_all(relay)
     with FakeBluesky() as bluesky:
         enter(page, relay)
-        page.get_by_label("Handle").fill(bluesky.handle)
+        page.get_by_label("Bluesky handle").fill(bluesky.handle)
         page.get_by_label("App password").fill("wrong-pass-word-here")
         page.get_by_label("Server (leave empty for bsky.social)").fill(bluesky.url)
         page.get_by_role("button", name="Add Bluesky").click()
         expect(page.get_by_role("alert")).to_contain_text("did not accept the sign-in")
-        expect(page.get_by_label("Handle")).to_have_value(bluesky.handle)  # kept, not the password
+        expect(page.get_by_label("Bluesky handle")).to_have_value(bluesky.handle)  # kept, not the password
         expect(page.get_by_label("App password")).to_have_value("")
         assert destinations(relay) == []
         assert axe_violations(page) == []
@@ -304,7 +304,7 @@ def test_webhook_secret_is_shown_once_then_check_and_remove(
         page.get_by_role("link", name="Keep it").click()
         assert len(destinations(relay)) == 1
         page.get_by_role("link", name="Remove Webhook").click()
-        page.get_by_role("button", name="Remove", exact=True).click()
+        page.get_by_role("button", name="Yes, remove it").click()
         expect(page.get_by_text("No channels yet.")).to_be_visible()
         assert destinations(relay) == []
 

@@ -91,7 +91,7 @@ def _problem(request: web.Request, exc: Exception) -> str:
                 "The sign-in came back for another site than yours, so nothing was connected."
             ),
         }
-        return reasons.get(exc.reason, _("Try again."))
+        return reasons.get(exc.reason, reasons["no-code"])
     code = exc.code if isinstance(exc, PublishError) else ""
     remote = getattr(exc, "remote", "")
     plain = {
