@@ -239,7 +239,8 @@ def test_bluesky_with_a_wrong_app_password_saves_nothing(relay: RelayServer, pag
         page.get_by_label("Server (leave empty for bsky.social)").fill(bluesky.url)
         page.get_by_role("button", name="Add Bluesky").click()
         expect(page.get_by_role("alert")).to_contain_text("did not accept the sign-in")
-        expect(page.get_by_label("Bluesky handle")).to_have_value(bluesky.handle)  # kept, not the password
+        # The handle is kept for another try; the password is not.
+        expect(page.get_by_label("Bluesky handle")).to_have_value(bluesky.handle)
         expect(page.get_by_label("App password")).to_have_value("")
         assert destinations(relay) == []
         assert axe_violations(page) == []

@@ -705,8 +705,7 @@ class FakeMastodon(FakeService):
             self._back(
                 query["redirect_uri"],
                 error="access_denied",
-                error_description="The resource owner or authorization server denied the "
-                "request.",
+                error_description="The resource owner or authorization server denied the request.",
                 state=query.get("state", ""),
             )
         code = secrets.token_urlsafe(32)

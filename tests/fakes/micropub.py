@@ -328,9 +328,8 @@ class FakeMicropub(ScriptedFake):
         links = [f'<link rel="micropub" href="{self.endpoint}">']
         response = web.Response(content_type="text/html")
         if self.indieauth_metadata:
-            response.headers.add(
-                "Link", f'<{self.url}/.well-known/oauth-authorization-server>; rel="indieauth-metadata"'
-            )
+            metadata = f"{self.url}/.well-known/oauth-authorization-server"
+            response.headers.add("Link", f'<{metadata}>; rel="indieauth-metadata"')
         else:
             links += [
                 f'<link rel="authorization_endpoint" href="{self.url}/auth">',

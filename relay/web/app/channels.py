@@ -269,7 +269,11 @@ async def add_bluesky(request: web.Request, user: Signed) -> web.Response:
     try:
         url = connect.normal_site(server) if server else None
         destination = Destination(
-            id="", user_id=user.user_id, type="bluesky", url=url, token=password,
+            id="",
+            user_id=user.user_id,
+            type="bluesky",
+            url=url,
+            token=password,
             config={"handle": handle},
         )
         await adapter_for(destination, connect.http(request)).check()

@@ -118,9 +118,7 @@ def finish(request: web.Request, user_id: str, service: str, state: str | None) 
 
 def forget(request: web.Request, response: web.StreamResponse) -> None:
     """A flow ends once, whatever its outcome: its state cannot be used again."""
-    response.del_cookie(
-        COOKIE, path="/channels/", secure=request.config_dict[auth.SESSIONS].secure
-    )
+    response.del_cookie(COOKIE, path="/channels/", secure=request.config_dict[auth.SESSIONS].secure)
 
 
 def code_verifier(request: web.Request, state: str) -> str:
@@ -144,9 +142,7 @@ def callback_url(request: web.Request, service: str) -> str:
     return f"{request.app[RELAY].settings.public_url}/channels/{service}/callback"
 
 
-async def read_json(
-    client: Http, method: str, url: str, **kwargs: Any
-) -> tuple[int, Any, str]:
+async def read_json(client: Http, method: str, url: str, **kwargs: Any) -> tuple[int, Any, str]:
     """(status, parsed JSON or None, text) of one request through the guard."""
     response = await client.request(method, url, **kwargs)
     async with response:

@@ -73,7 +73,9 @@ async def discover(client: Http, site: str) -> dict[str, str]:
         if response.status != 200:
             raise connect.ConnectFailed("indieauth-unreachable")
         links = _link_header(response.headers.getall("Link", []))
-        body = await response.content.read(MAX_PAGE)
+        body = b""
+        while len(body) < MAX_PAGE and not response.content.at_eof():
+            body += await response.content.read(MAX_PAGE - len(body))
     parser = _Links()
     parser.feed(body.decode("utf-8", errors="replace"))
     for rel, href in parser.found.items():
@@ -126,7 +128,7 @@ async def begin(request: web.Request, user_id: str, site: str) -> web.HTTPSeeOth
         "me": found["me"],
     }
     page = found["authorization_endpoint"]
-    response.location = f"{page}{'&' if '?' in page else '?'}{urlencode(query)}"
+    response.headers["Location"] = f"{page}{'&' if '?' in page else '?'}{urlencode(query)}"
     return response
 
 

@@ -9,6 +9,7 @@ destination (kept as its secret, so removing the channel can revoke the token wi
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -59,7 +60,7 @@ async def begin(request: web.Request, user_id: str, instance: str) -> web.HTTPSe
         "code_challenge": connect.code_challenge(connect.code_verifier(request, state)),
         "code_challenge_method": "S256",
     }
-    response.location = f"{base}/oauth/authorize?{urlencode(query)}"
+    response.headers["Location"] = f"{base}/oauth/authorize?{urlencode(query)}"
     return response
 
 
@@ -109,18 +110,18 @@ async def complete(request: web.Request, pending: connect.Pending) -> dict[str, 
     }
 
 
-async def revoke(request: web.Request, url: str, token: str, config: dict[str, Any], secret: str | None) -> None:
+async def revoke(
+    request: web.Request, url: str, token: str, config: dict[str, Any], secret: str | None
+) -> None:
     """Give the token back when the channel is removed (``POST /oauth/revoke``); a failure
     there does not keep the channel: the person asked for it gone."""
     client_id = config.get("client_id")
     if not client_id or not secret:
         return
-    try:
+    with contextlib.suppress(PublishError):
         await connect.read_json(
             connect.http(request),
             "POST",
             url.rstrip("/") + "/oauth/revoke",
             data={"client_id": client_id, "client_secret": secret, "token": token},
         )
-    except PublishError:
-        pass

@@ -28,6 +28,8 @@ APP_ID = "0f6b2e2c-5d0e-4d55-9a57-2b1f6c0d2a71"
 
 
 async def _authorization_page(request: web.Request, site: str) -> str:
+    # The adapter's discovery of the REST root (from the front page's Link header) needs no
+    # credentials; placeholders stand in for the ones this flow is about to get.
     adapter = WordPressAdapter(
         Destination(id="", user_id="", type="wordpress", url=site, token="-", config={"user": "-"}),
         connect.http(request),
@@ -55,7 +57,7 @@ async def begin(request: web.Request, user_id: str, site: str) -> web.HTTPSeeOth
         "success_url": f"{back}?{urlencode({'state': state})}",
         "reject_url": f"{back}?{urlencode({'state': state})}",
     }
-    response.location = f"{page}{'&' if '?' in page else '?'}{urlencode(query)}"
+    response.headers["Location"] = f"{page}{'&' if '?' in page else '?'}{urlencode(query)}"
     return response
 
 
@@ -70,7 +72,11 @@ async def complete(request: web.Request, pending: connect.Pending) -> dict[str, 
     # a forged callback must not point the relay somewhere else.
     site = pending.data["site"]
     destination = Destination(
-        id="", user_id=pending.user_id, type="wordpress", url=site, token=password,
+        id="",
+        user_id=pending.user_id,
+        type="wordpress",
+        url=site,
+        token=password,
         config={"user": user},
     )
     await adapter_for(destination, connect.http(request)).check()
@@ -81,4 +87,3 @@ async def complete(request: web.Request, pending: connect.Pending) -> dict[str, 
         "config": {"user": user},
         "account": f"{user} ({site})",
     }
-
