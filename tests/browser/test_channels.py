@@ -6,10 +6,11 @@ shown once, check and remove, CSRF and a forged sign-in refused, axe-core and bo
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import BrowserContext, Locator, Page, expect
 
 from tests.browser.conftest import axe_violations, screenshots, set_password, sign_in
 from tests.fakes.bluesky import FakeBluesky
@@ -43,6 +44,11 @@ def enter(page: Page, relay: RelayServer, name: str = "carin") -> None:
     expect(page.get_by_role("heading", name="Your posts")).to_be_visible()
     page.get_by_role("link", name="Channels").click()
     expect(page.get_by_role("heading", name="Channels", exact=True)).to_be_visible()
+
+
+def on(page: Page, role: str, action: str, service: str) -> Locator:
+    """A channel's button or link: its visible words and, for screen readers, which channel."""
+    return page.get_by_role(role, name=re.compile(rf"^{re.escape(action)}\W+{service}"))  # type: ignore[arg-type]
 
 
 def destinations(relay: RelayServer, user: str = "carin") -> list[dict]:
@@ -96,10 +102,10 @@ def test_mastodon_connects_through_its_own_sign_in_and_gets_the_next_post(
         assert create.headers["Authorization"] == f"Bearer {token}"
 
         # Check makes a real call; Remove asks first, then gives the token back.
-        page.get_by_role("button", name="Check Mastodon").click()
+        on(page, "button", "Check now", "Mastodon").click()
         expect(page.get_by_role("status")).to_contain_text("It works")
         assert mastodon.calls("accounts.verify")
-        page.get_by_role("link", name="Remove Mastodon").click()
+        on(page, "link", "Remove…", "Mastodon").click()
         expect(page.get_by_role("heading", name="Remove Mastodon?")).to_be_visible()
         assert len(destinations(relay)) == 1  # not before the confirmation
         page.get_by_role("button", name="Yes, remove it").click()
@@ -260,21 +266,21 @@ def test_webhook_secret_is_shown_once_then_check_and_remove(
         enter(page, relay)
         page.get_by_label("Address (URL) to send posts to").fill(receiver.url)
         page.get_by_role("button", name="Add webhook").click()
-        secret = page.get_by_label("Signing secret").input_value()
+        secret = page.get_by_label("Signing secret", exact=True).input_value()
         assert secret.startswith("whsec_")
         expect(page.get_by_text("shown only this once")).to_be_visible()
         assert axe_violations(page) == []
         screenshots(page, "channels-webhook-secret")
         page.goto(relay.url + "/channels")
         assert secret not in page.content()
-        expect(page.get_by_label("Signing secret")).to_have_count(0)
+        expect(page.get_by_label("Signing secret", exact=True)).to_have_count(0)
 
-        page.get_by_role("button", name="Check Webhook").click()
+        on(page, "button", "Check now", "Webhook").click()
         expect(page.get_by_role("status")).to_contain_text("It works")
         [probe] = receiver.requests
         assert json.loads(probe.body) == {"type": "relay.check"}
         receiver.answers.append(410)
-        page.get_by_role("button", name="Check Webhook").click()
+        on(page, "button", "Check now", "Webhook").click()
         expect(page.get_by_role("alert")).to_contain_text("The service refused")
 
         # Another person cannot check, see or remove it.
@@ -299,12 +305,12 @@ def test_webhook_secret_is_shown_once_then_check_and_remove(
         # Remove: a removal without the CSRF token is refused; with it, after confirming.
         refused = context.request.post(relay.url + f"/channels/{hook['id']}/remove", form={})
         assert refused.status == 403
-        page.get_by_role("link", name="Remove Webhook").click()
+        on(page, "link", "Remove…", "Webhook").click()
         assert axe_violations(page) == []
         screenshots(page, "channels-remove")
         page.get_by_role("link", name="Keep it").click()
         assert len(destinations(relay)) == 1
-        page.get_by_role("link", name="Remove Webhook").click()
+        on(page, "link", "Remove…", "Webhook").click()
         page.get_by_role("button", name="Yes, remove it").click()
         expect(page.get_by_text("No channels yet.")).to_be_visible()
         assert destinations(relay) == []
