@@ -34,7 +34,7 @@ from relay.web.app.views import CHANNEL_NAMES
 log = logging.getLogger("relay.web.app.channels")
 
 Complete = Callable[[web.Request, connect.Pending], Awaitable[dict[str, Any]]]
-Begin = Callable[[web.Request, str, str], Awaitable[web.HTTPSeeOther]]
+Begin = Callable[[web.Request, str, str], Awaitable[tuple[str, dict[str, Any]]]]
 # Services connected by signing in there: the form field with the address, the flow.
 FLOWS: dict[str, tuple[str, Begin, Complete]] = {
     "mastodon": ("instance", mastodon.begin, mastodon.complete),
@@ -297,12 +297,25 @@ async def begin(request: web.Request, user: Signed) -> web.StreamResponse:
     if not address:
         problem = gettext_for(request)("Give the address first.")
         return await _page(request, user, 400, problem=problem, form=kept)
+    state = connect.new_state()
     try:
-        redirect = await start(request, user.user_id, address)
+        target, data = await start(request, address, state)
     except (PublishError, connect.ConnectFailed) as exc:
         log.info("connecting %s failed before sign-in: %s", service, exc)
         return await _page(request, user, 400, problem=_problem(request, exc), form=kept)
-    raise redirect
+    response = render(
+        request,
+        "app/channels_continue.html",
+        {
+            "user": user,
+            "room": "channels",
+            "here": "/channels",
+            "target": target,
+            "host": urlsplit(target).netloc,
+        },
+    )
+    connect.remember(request, response, user.user_id, service, state, data)
+    return response
 
 
 @signed_page

@@ -1,6 +1,9 @@
 """Connecting a channel through the service's own sign-in: what the services' flows share.
 
-A flow leaves the relay for the service's page and comes back to a callback. What the callback
+A flow leaves the relay for the service's page and comes back to a callback. The way out is a
+page with a link to the service (followed at once by ``/static/channels.js``), not a redirect
+from the form's POST: the pages' CSP (``form-action 'self'``) rightly stops a form whose answer
+redirects to another site. What the callback
 needs (which service, where, the ``state`` it must see again, a registered app's client id) is
 kept in a short-lived cookie, ``relay_connect``, signed with a subkey of the relay's secret key
 and bound to the signed-in user: nothing is stored per flow, so any node can take the callback,
@@ -65,11 +68,19 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def start(
-    request: web.Request, response: web.StreamResponse, user_id: str, service: str, **data: Any
-) -> str:
-    """Begin a flow: sets the cookie on ``response`` and gives the new ``state``."""
-    state = secrets.token_urlsafe(24)
+def new_state() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def remember(
+    request: web.Request,
+    response: web.StreamResponse,
+    user_id: str,
+    service: str,
+    state: str,
+    data: dict[str, Any],
+) -> None:
+    """Keep a flow under way in the signed cookie, set on ``response``."""
     payload = {
         "u": user_id,
         "s": service,
@@ -88,7 +99,6 @@ def start(
         samesite="Lax",  # the service sends the browser back with a top-level GET: Lax allows it
         secure=request.config_dict[auth.SESSIONS].secure,
     )
-    return state
 
 
 def finish(request: web.Request, user_id: str, service: str, state: str | None) -> Pending | None:

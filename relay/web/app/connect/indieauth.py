@@ -100,23 +100,11 @@ def client_id(request: web.Request) -> str:
     return request.app[RELAY].settings.public_url + "/"
 
 
-async def begin(request: web.Request, user_id: str, site: str) -> web.HTTPSeeOther:
+async def begin(request: web.Request, site: str, state: str) -> tuple[str, dict[str, Any]]:
     base = connect.normal_site(site)
     if not urlsplit(base).path:
         base += "/"  # a profile URL has a path, at least "/"
     found = await discover(connect.http(request), base)
-    response = web.HTTPSeeOther("/")
-    state = connect.start(
-        request,
-        response,
-        user_id,
-        "micropub",
-        me=found["me"],
-        issuer=found.get("issuer", ""),
-        authorization_endpoint=found["authorization_endpoint"],
-        token_endpoint=found["token_endpoint"],
-        micropub=found["micropub"],
-    )
     query = {
         "response_type": "code",
         "client_id": client_id(request),
@@ -128,8 +116,14 @@ async def begin(request: web.Request, user_id: str, site: str) -> web.HTTPSeeOth
         "me": found["me"],
     }
     page = found["authorization_endpoint"]
-    response.headers["Location"] = f"{page}{'&' if '?' in page else '?'}{urlencode(query)}"
-    return response
+    kept = {
+        "me": found["me"],
+        "issuer": found.get("issuer", ""),
+        "authorization_endpoint": found["authorization_endpoint"],
+        "token_endpoint": found["token_endpoint"],
+        "micropub": found["micropub"],
+    }
+    return f"{page}{'&' if '?' in page else '?'}{urlencode(query)}", kept
 
 
 async def complete(request: web.Request, pending: connect.Pending) -> dict[str, Any]:

@@ -23,8 +23,8 @@ SCOPES = "read:accounts read:statuses write:media write:statuses"
 APP_NAME = "Relay"
 
 
-async def begin(request: web.Request, user_id: str, instance: str) -> web.HTTPSeeOther:
-    """Register the app and redirect to the instance's consent page."""
+async def begin(request: web.Request, instance: str, state: str) -> tuple[str, dict[str, Any]]:
+    """Register the app; the instance's consent page and what the callback needs."""
     client = connect.http(request)
     base = connect.normal_site(instance)
     redirect_uri = connect.callback_url(request, "mastodon")
@@ -41,16 +41,6 @@ async def begin(request: web.Request, user_id: str, instance: str) -> web.HTTPSe
     )
     if status != 200 or not isinstance(app, dict) or not app.get("client_id"):
         raise PublishError("publish.rejected", f"{base}/api/v1/apps answered {status}")
-    response = web.HTTPSeeOther("/")
-    state = connect.start(
-        request,
-        response,
-        user_id,
-        "mastodon",
-        instance=base,
-        client_id=app["client_id"],
-        client_secret=app.get("client_secret", ""),
-    )
     query = {
         "response_type": "code",
         "client_id": app["client_id"],
@@ -60,8 +50,12 @@ async def begin(request: web.Request, user_id: str, instance: str) -> web.HTTPSe
         "code_challenge": connect.code_challenge(connect.code_verifier(request, state)),
         "code_challenge_method": "S256",
     }
-    response.headers["Location"] = f"{base}/oauth/authorize?{urlencode(query)}"
-    return response
+    kept = {
+        "instance": base,
+        "client_id": app["client_id"],
+        "client_secret": app.get("client_secret", ""),
+    }
+    return f"{base}/oauth/authorize?{urlencode(query)}", kept
 
 
 async def complete(request: web.Request, pending: connect.Pending) -> dict[str, Any]:

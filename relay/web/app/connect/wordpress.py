@@ -45,11 +45,9 @@ async def _authorization_page(request: web.Request, site: str) -> str:
     return found
 
 
-async def begin(request: web.Request, user_id: str, site: str) -> web.HTTPSeeOther:
+async def begin(request: web.Request, site: str, state: str) -> tuple[str, dict[str, Any]]:
     base = connect.normal_site(site)
     page = await _authorization_page(request, base)
-    response = web.HTTPSeeOther("/")
-    state = connect.start(request, response, user_id, "wordpress", site=base)
     back = connect.callback_url(request, "wordpress")
     query = {
         "app_name": APP_NAME,
@@ -57,8 +55,7 @@ async def begin(request: web.Request, user_id: str, site: str) -> web.HTTPSeeOth
         "success_url": f"{back}?{urlencode({'state': state})}",
         "reject_url": f"{back}?{urlencode({'state': state})}",
     }
-    response.headers["Location"] = f"{page}{'&' if '?' in page else '?'}{urlencode(query)}"
-    return response
+    return f"{page}{'&' if '?' in page else '?'}{urlencode(query)}", {"site": base}
 
 
 async def complete(request: web.Request, pending: connect.Pending) -> dict[str, Any]:
