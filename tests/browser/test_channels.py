@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import BrowserContext, Locator, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
 from tests.browser.conftest import axe_violations, screenshots, set_password, sign_in
 from tests.fakes.bluesky import FakeBluesky
@@ -337,3 +337,39 @@ def test_the_channels_page_is_accessible_in_both_languages_and_widths(
     assert outline != "none"
     page.get_by_role("button", name="English").click()
     expect(page.get_by_role("heading", name="Channels", exact=True)).to_be_visible()
+
+
+def test_without_javascript_the_way_out_is_a_link(relay: RelayServer, browser: Browser) -> None:
+    remove_all(relay)
+    context = browser.new_context(locale="en-GB", java_script_enabled=False)
+    try:
+        page = context.new_page()
+        with FakeMastodon() as mastodon:
+            enter(page, relay)
+            page.get_by_label("Your Mastodon server").fill(mastodon.url)
+            page.get_by_role("button", name="Connect Mastodon").click()
+            host = mastodon.url.removeprefix("http://")
+            expect(page.get_by_role("heading", name=f"Sign in at {host}")).to_be_visible()
+            page.get_by_role("link", name=f"Continue to {host}").click()
+            page.get_by_role("button", name="Authorize").click()
+            expect(page.get_by_role("status")).to_contain_text("Connected: Mastodon")
+            assert [d["type"] for d in destinations(relay)] == ["mastodon"]
+    finally:
+        context.close()
+
+
+def test_a_private_address_is_refused_unless_the_operator_allows_it(
+    web: RelayServer, page: Page
+) -> None:
+    """The ``web`` relay keeps the default: no requests to loopback or private addresses."""
+    with FakeMastodon() as mastodon:
+        sign_in(page, web)
+        page.goto(web.url + "/channels")
+        page.get_by_label("Your Mastodon server").fill(mastodon.url)
+        page.get_by_role("button", name="Connect Mastodon").click()
+        expect(page.get_by_role("alert")).to_contain_text("on a private network")
+        assert mastodon.apps == {} and not mastodon.seen
+        page.get_by_label("Address (URL) to send posts to").fill("http://10.0.0.5/hook")
+        page.get_by_role("button", name="Add webhook").click()
+        expect(page.get_by_role("alert")).to_contain_text("on a private network")
+        expect(page.get_by_label("Signing secret", exact=True)).to_have_count(0)
