@@ -9,6 +9,10 @@ kept in a short-lived cookie, ``relay_connect``, signed with a subkey of the rel
 and bound to the signed-in user: nothing is stored per flow, so any node can take the callback,
 and a callback in another user's browser (or with another ``state``) is refused.
 
+The cookie is signed, not encrypted: what it carries may be seen by the person whose browser
+holds it (HttpOnly keeps it from scripts), and no more than that is in it. A Mastodon app's
+client secret rides in it between the two halves of the flow; that app was registered for this
+one connection, and the secret is useless without a code the person's own sign-in gives.
 The PKCE ``code_verifier`` is never in the cookie nor anywhere else: it is derived from the
 state under another subkey, so only the relay can compute it, even from a stolen cookie.
 """
