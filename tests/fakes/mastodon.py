@@ -30,21 +30,43 @@ What it enforces, with Mastodon's own answers:
 - ``DELETE /api/v1/statuses/:id``: answers the deleted status with its source ``text``; after
   that the id is ``404``.
 
-Routes for scripting (``fail``/``lose``): ``instance``, ``media.create``, ``media.get``,
+Signing in (OAuth 2 as Mastodon 4.3 speaks it, Doorkeeper's answers):
+- ``POST /api/v1/apps`` (form or JSON): ``client_name`` and ``redirect_uris`` (one string, or an
+  array) required, each an absolute URI without a fragment, ``scopes`` known ones (``422
+  {"error": "Validation failed: …"}``); answers the app with ``client_id`` and ``client_secret``.
+- ``GET /oauth/authorize``: an unknown ``client_id`` or a ``redirect_uri`` the app did not
+  register gets Doorkeeper's error page (no redirect); otherwise ``response_type=code``, scopes
+  within the app's, and PKCE (``code_challenge`` with ``code_challenge_method=S256``, required
+  here because the relay always sends it) or a redirect back with ``error=…``. The page is a
+  plain HTML form, as the signed-in user sees it: "Authorize" or "Deny".
+- ``POST /oauth/authorize`` (the form, with its ``authenticity_token``): redirects to the
+  ``redirect_uri`` with ``code`` and ``state``; Deny (``_method=delete``) with
+  ``error=access_denied``.
+- ``POST /oauth/token``: ``grant_type=authorization_code``, the app's ``client_id`` and
+  ``client_secret`` (``401 invalid_client``), the ``code`` once, for the same app and the same
+  ``redirect_uri``, with the ``code_verifier`` whose S256 is the challenge (``400
+  invalid_grant``). The token it answers works on every route like ``token``.
+- ``POST /oauth/revoke``: the app's credentials and a token it issued; that token stops working.
+
+Routes for scripting (``fail``/``lose``): ``apps.create``, ``oauth.authorize``,
+``oauth.approve``, ``oauth.token``, ``oauth.revoke``, ``instance``, ``media.create``, ``media.get``,
 ``media.update``, ``statuses.create``, ``statuses.get``, ``statuses.source``,
 ``statuses.update``, ``statuses.delete``, ``accounts.verify``, ``accounts.statuses``.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import io
 import itertools
 import json
+import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import regex
 from aiohttp import web
@@ -54,6 +76,17 @@ from tests.fakes import FakeService, error
 
 MB = 1024 * 1024
 INVALID_TOKEN = {"error": "The access token is invalid"}
+SCOPES = {
+    "read",
+    "write",
+    "follow",
+    "push",
+    "profile",
+    "read:accounts",
+    "read:statuses",
+    "write:media",
+    "write:statuses",
+}
 IMAGE_TYPES = ["image/jpeg", "image/png", "image/gif", "image/webp", "image/heic", "image/avif"]
 VIDEO_TYPES = ["video/webm", "video/mp4", "video/quicktime", "video/ogg"]
 AUDIO_TYPES = [
@@ -159,6 +192,13 @@ class FakeMastodon(FakeService):
     """Per status id, each earlier revision an edit replaced (text and media descriptions)."""
     _ids: itertools.count = field(default_factory=lambda: itertools.count(110_000_000_000_000_001))
     _revoked: bool = False
+    apps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Registered apps by ``client_id``."""
+    codes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Authorization codes given out, by code (``used`` once exchanged)."""
+    issued: dict[str, str] = field(default_factory=dict)
+    """Access tokens issued through OAuth (token → client_id); revoked ones are dropped."""
+    _forms: set[str] = field(default_factory=set)
 
     def revoke(self) -> None:
         self._revoked = True
@@ -181,9 +221,17 @@ class FakeMastodon(FakeService):
         app.router.add_get(
             "/api/v1/accounts/{id}/statuses", self.account_statuses, name="accounts.statuses"
         )
+        app.router.add_post("/api/v1/apps", self.create_app, name="apps.create")
+        app.router.add_get("/oauth/authorize", self.authorize_page, name="oauth.authorize")
+        app.router.add_post("/oauth/authorize", self.authorize, name="oauth.approve")
+        app.router.add_post("/oauth/token", self.token_exchange, name="oauth.token")
+        app.router.add_post("/oauth/revoke", self.revoke_token, name="oauth.revoke")
 
     def _authorized(self, request: web.Request) -> bool:
-        return not self._revoked and request.headers.get("Authorization") == f"Bearer {self.token}"
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer ") and header[7:] in self.issued:
+            return True
+        return not self._revoked and header == f"Bearer {self.token}"
 
     def _account(self) -> dict[str, Any]:
         return {
@@ -525,3 +573,216 @@ class FakeMastodon(FakeService):
 
     def dump(self) -> str:
         return json.dumps(self.statuses, indent=1, ensure_ascii=False)
+
+    # --- signing in: apps and OAuth 2 ------------------------------------------------------
+
+    async def _params(self, request: web.Request) -> dict[str, Any]:
+        if request.content_type == "application/json":
+            try:
+                found = await request.json()
+            except ValueError:
+                raise web.HTTPBadRequest() from None
+            return found if isinstance(found, dict) else {}
+        form = await request.post()
+        return {k: form.getall(k) if k.endswith("[]") else form.get(k) for k in form}
+
+    async def create_app(self, request: web.Request) -> web.Response:
+        params = await self._params(request)
+        name = str(params.get("client_name") or "").strip()
+        uris: Any = params.get("redirect_uris") or params.get("redirect_uris[]") or ""
+        if isinstance(uris, str):
+            uris = uris.split()
+        scopes = str(params.get("scopes") or "read").split()
+        if not name:
+            return error(422, {"error": "Validation failed: Application name can't be blank"})
+        if not uris:
+            return error(422, {"error": "Validation failed: Redirect URI can't be blank"})
+        for uri in uris:
+            parts = urlsplit(str(uri))
+            if uri != "urn:ietf:wg:oauth:2.0:oob" and (
+                not parts.scheme or not parts.netloc or parts.fragment
+            ):
+                return error(
+                    422, {"error": "Validation failed: Redirect URI must be an absolute URI."}
+                )
+        if any(s not in SCOPES for s in scopes):
+            return error(422, {"error": "Validation failed: Scopes are invalid"})
+        client_id = secrets.token_urlsafe(32)
+        app = {
+            "id": str(len(self.apps) + 1),
+            "name": name,
+            "website": params.get("website"),
+            "scopes": scopes,
+            "redirect_uris": [str(u) for u in uris],
+            "redirect_uri": "\n".join(str(u) for u in uris),
+            "client_id": client_id,
+            "client_secret": secrets.token_urlsafe(32),
+            "client_secret_expires_at": 0,
+            "vapid_key": "BCk-fake",
+        }
+        self.apps[client_id] = app
+        return web.json_response(app)
+
+    def _doorkeeper_page(self, message: str, status: int) -> web.Response:
+        page = (
+            "<!doctype html><title>An error has occurred</title><h1>An error has occurred</h1>"
+            f"<p>{html.escape(message)}</p>"
+        )
+        return web.Response(text=page, status=status, content_type="text/html")
+
+    def _back(self, redirect_uri: str, **query: str) -> web.Response:
+        sep = "&" if "?" in redirect_uri else "?"
+        raise web.HTTPFound(redirect_uri + sep + urlencode({k: v for k, v in query.items() if v}))
+
+    def _check_authorization(self, query: Any) -> web.Response | dict[str, Any]:
+        """The app, or Doorkeeper's answer to a request it will not show the form for."""
+        app = self.apps.get(query.get("client_id", ""))
+        if app is None:
+            return self._doorkeeper_page(
+                "Client authentication failed due to unknown client, no client authentication "
+                "included, or unsupported authentication method.",
+                401,
+            )
+        redirect_uri = query.get("redirect_uri", "")
+        if redirect_uri not in app["redirect_uris"]:
+            return self._doorkeeper_page("The redirect uri included is not valid.", 400)
+        state = query.get("state", "")
+        if query.get("response_type") != "code":
+            self._back(redirect_uri, error="unsupported_response_type", state=state)
+        scopes = query.get("scope", "read").split()
+        if not scopes or any(s not in app["scopes"] for s in scopes):
+            self._back(redirect_uri, error="invalid_scope", state=state)
+        if not query.get("code_challenge") or query.get("code_challenge_method") != "S256":
+            self._back(
+                redirect_uri,
+                error="invalid_request",
+                error_description="Code challenge is required (S256).",
+                state=state,
+            )
+        return app
+
+    async def authorize_page(self, request: web.Request) -> web.Response:
+        checked = self._check_authorization(request.query)
+        if isinstance(checked, web.Response):
+            return checked
+        form_token = secrets.token_urlsafe(16)
+        self._forms.add(form_token)
+        keep = "".join(
+            f'<input type="hidden" name="{k}" value="{html.escape(request.query.get(k, ""))}">'
+            for k in (
+                "client_id",
+                "redirect_uri",
+                "state",
+                "response_type",
+                "scope",
+                "code_challenge",
+                "code_challenge_method",
+            )
+        )
+        token = f'<input type="hidden" name="authenticity_token" value="{form_token}">'
+        scopes = "".join(f"<li>{html.escape(s)}</li>" for s in request.query["scope"].split())
+        page = f"""<!doctype html><html lang="en"><title>Authorization required</title>
+<main><h1>Authorization required</h1>
+<p>{html.escape(checked["name"])} would like permission to access your account
+@{html.escape(self.username)}. It is a third-party application.</p><ul>{scopes}</ul>
+<form method="post" action="/oauth/authorize">{token}{keep}
+<button type="submit">Authorize</button></form>
+<form method="post" action="/oauth/authorize">{token}{keep}
+<input type="hidden" name="_method" value="delete"><button type="submit">Deny</button></form>
+</main></html>"""
+        return web.Response(text=page, content_type="text/html")
+
+    async def authorize(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        if form.get("authenticity_token") not in self._forms:
+            return self._doorkeeper_page("Invalid authenticity token.", 422)
+        self._forms.discard(str(form["authenticity_token"]))
+        query = {k: str(v) for k, v in form.items()}
+        checked = self._check_authorization(query)
+        if isinstance(checked, web.Response):
+            return checked
+        if query.get("_method") == "delete":
+            self._back(
+                query["redirect_uri"],
+                error="access_denied",
+                error_description="The resource owner or authorization server denied the request.",
+                state=query.get("state", ""),
+            )
+        code = secrets.token_urlsafe(32)
+        self.codes[code] = {
+            "client_id": query["client_id"],
+            "redirect_uri": query["redirect_uri"],
+            "scope": query.get("scope", "read"),
+            "code_challenge": query["code_challenge"],
+            "used": False,
+        }
+        self._back(query["redirect_uri"], code=code, state=query.get("state", ""))
+        raise AssertionError("unreachable")
+
+    def _client(self, request: web.Request, params: dict[str, Any]) -> dict[str, Any] | None:
+        client_id, secret = params.get("client_id"), params.get("client_secret")
+        header = request.headers.get("Authorization", "")
+        if header.lower().startswith("basic "):
+            client_id, _, secret = base64.b64decode(header[6:]).decode().partition(":")
+        app = self.apps.get(str(client_id or ""))
+        if app is None or not secrets.compare_digest(app["client_secret"], str(secret or "")):
+            return None
+        return app
+
+    async def token_exchange(self, request: web.Request) -> web.Response:
+        params = await self._params(request)
+        app = self._client(request, params)
+        if app is None:
+            return error(
+                401,
+                {
+                    "error": "invalid_client",
+                    "error_description": "Client authentication failed due to unknown client, "
+                    "no client authentication included, or unsupported authentication method.",
+                },
+            )
+        if params.get("grant_type") != "authorization_code":
+            return error(400, {"error": "unsupported_grant_type"})
+        invalid_grant = {
+            "error": "invalid_grant",
+            "error_description": "The provided authorization grant is invalid, expired, "
+            "revoked, does not match the redirection URI used in the authorization request, "
+            "or was issued to another client.",
+        }
+        grant = self.codes.get(str(params.get("code") or ""))
+        if (
+            grant is None
+            or grant["used"]
+            or grant["client_id"] != app["client_id"]
+            or grant["redirect_uri"] != params.get("redirect_uri")
+        ):
+            return error(400, invalid_grant)
+        verifier = str(params.get("code_verifier") or "")
+        challenge = (
+            base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+            .rstrip(b"=")
+            .decode()
+        )
+        if not 43 <= len(verifier) <= 128 or challenge != grant["code_challenge"]:
+            return error(400, invalid_grant)
+        grant["used"] = True
+        token = secrets.token_urlsafe(32)
+        self.issued[token] = app["client_id"]
+        return web.json_response(
+            {
+                "access_token": token,
+                "token_type": "Bearer",
+                "scope": grant["scope"],
+                "created_at": int(datetime.now(UTC).timestamp()),
+            }
+        )
+
+    async def revoke_token(self, request: web.Request) -> web.Response:
+        params = await self._params(request)
+        app = self._client(request, params)
+        if app is None:
+            return error(403, {"error": "unauthorized_client"})
+        token = str(params.get("token") or "")
+        if self.issued.get(token) == app["client_id"]:
+            del self.issued[token]
+        return web.json_response({})

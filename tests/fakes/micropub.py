@@ -31,6 +31,17 @@ and answers ``204``. A URL that is no post (or a deleted one) is ``400 invalid_r
 spec's error list has no 404; deleted posts are kept apart (``deleted``), so ``undelete`` could
 bring them back. ``revisions`` counts updates that changed something.
 
+IndieAuth (the 2022 spec), for connecting from the web app: ``GET /`` is the person's home page
+(``me``), naming ``micropub``, ``authorization_endpoint`` and ``token_endpoint`` with ``<link>``
+elements, or with ``indieauth_metadata=True`` an ``indieauth-metadata`` ``Link`` header to a
+metadata document (``issuer``, endpoints). ``GET /auth`` takes ``response_type=code``, a
+``client_id`` URL, a ``redirect_uri`` on the client's own host, ``state``, and PKCE (S256 only,
+required); it shows an Allow/Deny form whose answer redirects back with ``code`` (or
+``error=access_denied``), ``state`` and ``iss``. ``POST /token`` exchanges the code once, for the
+same client and redirect URI and the verifier of the challenge (``400 invalid_grant``), and
+answers ``access_token``, ``scope`` and ``me`` (``answer_me`` makes it claim another profile).
+The tokens it issues work at the endpoint like ``token``.
+
 Scripting: ``fake.script("create", 503)`` answers the next create with 503 without doing it;
 ``fake.script("create", LOST)`` creates the post, then answers 502. Routes: ``create`` (every
 ``POST`` to the endpoint: creates, updates and deletes),
@@ -39,7 +50,9 @@ Scripting: ``fake.script("create", 503)`` answers the next create with 503 witho
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import html
 import json
 import re
 import uuid
@@ -48,13 +61,23 @@ from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from aiohttp import web
 
 from tests.fakes import LOST, Answer, Recorded, ScriptedFake, plain, unique_slug
 
 MEDIA_PROPERTIES = ("photo", "video", "audio")
+INDIEAUTH_FIELDS = (
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+    "scope",
+    "me",
+)
 
 
 @dataclass
@@ -69,6 +92,10 @@ class FakeMicropub(ScriptedFake):
     entries: list[dict[str, Any]] = field(default_factory=list)
     deleted: list[dict[str, Any]] = field(default_factory=list)
     keys: dict[str, tuple[str, str]] = field(default_factory=dict)
+    indieauth_metadata: bool = False
+    answer_me: str = ""
+    codes: dict[str, dict[str, str]] = field(default_factory=dict)
+    issued: set[str] = field(default_factory=set)
 
     @property
     def endpoint(self) -> str:
@@ -91,7 +118,7 @@ class FakeMicropub(ScriptedFake):
                 raise _error(401, "unauthorized", "Use a Bearer token.")
         if not token:
             raise _error(401, "unauthorized", "No access token was provided in the request.")
-        if token != self.token:
+        if token != self.token and token not in self.issued:
             raise _error(403, "forbidden", "The access token is not valid for this site.")
         if scope not in self.scope:
             raise _error(
@@ -289,11 +316,127 @@ class FakeMicropub(ScriptedFake):
             raise plain(502)
         return web.Response(status=201, headers={"Location": f"{self.url}{path}"})
 
+    # --- IndieAuth: the site's home page, its authorization and token endpoints -------------
+
+    @property
+    def me(self) -> str:
+        return f"{self.url}/"
+
+    async def home(self, request: web.Request) -> web.Response:
+        """The person's home page: its endpoints as ``Link`` headers and ``<link>`` elements
+        (the metadata document's link when ``indieauth_metadata``)."""
+        links = [f'<link rel="micropub" href="{self.endpoint}">']
+        response = web.Response(content_type="text/html")
+        if self.indieauth_metadata:
+            metadata = f"{self.url}/.well-known/oauth-authorization-server"
+            response.headers.add("Link", f'<{metadata}>; rel="indieauth-metadata"')
+        else:
+            links += [
+                f'<link rel="authorization_endpoint" href="{self.url}/auth">',
+                f'<link rel="token_endpoint" href="{self.url}/token">',
+            ]
+        response.text = (
+            '<!doctype html><html lang="en"><head><title>Anna</title>'
+            + "".join(links)
+            + '</head><body><p class="h-card">Anna</p></body></html>'
+        )
+        return response
+
+    async def metadata(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "issuer": f"{self.url}/",
+                "authorization_endpoint": f"{self.url}/auth",
+                "token_endpoint": f"{self.url}/token",
+                "code_challenge_methods_supported": ["S256"],
+                "scopes_supported": list(self.scope),
+            }
+        )
+
+    def _authorization_request(self, params: Any) -> dict[str, str]:
+        found = {k: str(params.get(k, "")) for k in INDIEAUTH_FIELDS}
+        client, redirect = urlsplit(found["client_id"]), urlsplit(found["redirect_uri"])
+        if (
+            client.scheme not in ("http", "https")
+            or not client.path
+            or (client.scheme, client.netloc) != (redirect.scheme, redirect.netloc)
+        ):
+            # A redirect URI elsewhere than the client would need the client's page to list it.
+            raise Answer(web.Response(text="invalid client_id or redirect_uri", status=400))
+        if found["response_type"] != "code":
+            raise self._back(found, error="unsupported_response_type")
+        if not found["code_challenge"] or found["code_challenge_method"] != "S256":
+            raise self._back(found, error="invalid_request")
+        return found
+
+    def _back(self, found: dict[str, str], **query: str) -> web.HTTPFound:
+        target = found["redirect_uri"]
+        answer = {**query, "state": found["state"], "iss": f"{self.url}/"}
+        return web.HTTPFound(target + ("&" if "?" in target else "?") + urlencode(answer))
+
+    async def authorization_page(self, request: web.Request) -> web.Response:
+        found = self._authorization_request(request.query)
+        hidden = "".join(
+            f'<input type="hidden" name="{k}" value="{html.escape(v)}">' for k, v in found.items()
+        )
+        page = f"""<!doctype html><html lang="en"><title>Sign in to {html.escape(self.me)}</title>
+<main><h1>Sign in to {html.escape(found["client_id"])}</h1>
+<p>Allow it to {html.escape(found["scope"] or "identify you")} as {html.escape(self.me)}?</p>
+<form method="post" action="/auth">{hidden}
+<button type="submit" name="allow" value="1">Allow</button>
+<button type="submit" name="deny" value="1">Deny</button></form></main></html>"""
+        return web.Response(text=page, content_type="text/html")
+
+    async def authorization(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        found = self._authorization_request(form)
+        if form.get("deny"):
+            raise self._back(found, error="access_denied")
+        code = uuid.uuid4().hex
+        self.codes[code] = {**found, "used": ""}
+        raise self._back(found, code=code)
+
+    async def token_endpoint(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        grant = self.codes.get(str(form.get("code", "")))
+        verifier = str(form.get("code_verifier", ""))
+        challenge = (
+            base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+            .rstrip(b"=")
+            .decode()
+        )
+        if form.get("grant_type") != "authorization_code":
+            raise _error(400, "unsupported_grant_type", "Only authorization_code.")
+        if (
+            grant is None
+            or grant["used"]
+            or grant["client_id"] != form.get("client_id")
+            or grant["redirect_uri"] != form.get("redirect_uri")
+            or grant["code_challenge"] != challenge
+        ):
+            raise _error(400, "invalid_grant", "The code is invalid, used, or not yours.")
+        grant["used"] = "yes"
+        token = uuid.uuid4().hex
+        self.issued.add(token)
+        return web.json_response(
+            {
+                "access_token": token,
+                "token_type": "Bearer",
+                "scope": grant["scope"],
+                "me": self.answer_me or self.me,
+            }
+        )
+
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/micropub", self.query)
         app.router.add_post("/micropub", self.create)
         app.router.add_post("/micropub/media", self.media)
         app.router.add_get("/media/{name}", self.stored_file)
+        app.router.add_get("/", self.home)
+        app.router.add_get("/.well-known/oauth-authorization-server", self.metadata)
+        app.router.add_get("/auth", self.authorization_page)
+        app.router.add_post("/auth", self.authorization)
+        app.router.add_post("/token", self.token_endpoint)
 
 
 def _error(status: int, error: str, description: str, **more: str) -> Answer:

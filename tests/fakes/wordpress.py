@@ -32,6 +32,15 @@ visitor's, as WordPress does when Application Passwords are unavailable (a site 
 or the web server drops the ``Authorization`` header. ``status=any`` then gets the real
 ``400 rest_invalid_param`` whose ``data.details.status`` is ``rest_forbidden_status`` (401).
 
+The application-password authorization flow, as WordPress 6.x serves it: ``GET
+/wp-admin/authorize-application.php`` with ``app_name``, ``app_id`` (a UUID or nothing),
+``success_url`` and ``reject_url`` (not ``http://`` unless ``environment="local"``, as
+``wp_is_authorize_application_redirect_url_valid`` says; the default is WordPress's
+``production``) shows the signed-in user a form (approve or reject); approving makes an
+application password (24 letters and digits; it then works on every route like ``password``)
+and redirects to ``success_url`` with ``site_url``, ``user_login`` and ``password``; rejecting
+redirects to ``reject_url`` with ``success=false``. Its scripting route is ``authorize``.
+
 Scripting: ``fake.script("posts.create", 503)`` answers the next create with a 503 without doing
 it; ``fake.script("posts.create", LOST)`` creates the post and then answers 502, the way a proxy
 reports a response it lost. Routes: ``posts.create``, ``posts.list``, ``media.create``,
@@ -41,18 +50,24 @@ reports a response it lost. Routes: ``posts.create``, ``posts.list``, ``media.cr
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
+import secrets
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 from aiohttp.multipart import parse_content_disposition
 
 from tests.fakes import LOST, REST_ROUTE, Answer, Recorded, ScriptedFake, plain, unique_slug
 
+AUTHORIZE_FIELDS = ("app_name", "app_id", "success_url", "reject_url")
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
+PASSWORD_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 STATUSES = ("publish", "future", "draft", "pending", "private")
 # What WordPress's finfo check would see, by declared type.
 MAGIC = {
@@ -77,6 +92,11 @@ class FakeWordPress(ScriptedFake):
     discoveries: list[str] = field(default_factory=list)
     """The methods of the front-page requests (discovery), kept apart from ``requests``."""
     _next_id: int = 100
+    environment: str = "production"
+    """``wp_get_environment_type()``: ``local`` lets the authorization flow return to http."""
+    app_passwords: list[dict[str, str]] = field(default_factory=list)
+    """Made by the authorization flow: ``name``, ``app_id``, ``password``."""
+    _nonces: set[str] = field(default_factory=set)
 
     def created(self, route: str) -> list[Recorded]:
         method, rest_route = {
@@ -114,9 +134,9 @@ class FakeWordPress(ScriptedFake):
             raise _error(
                 401, "invalid_username", "Unknown username. Check again or try your email address."
             )
-        if re.sub(r"[^a-z\d]", "", password, flags=re.I) != re.sub(
-            r"[^a-z\d]", "", self.password, flags=re.I
-        ):
+        given = re.sub(r"[^a-z\d]", "", password, flags=re.I)
+        known = [self.password, *(p["password"] for p in self.app_passwords)]
+        if given not in [re.sub(r"[^a-z\d]", "", k, flags=re.I) for k in known]:
             raise _error(
                 401,
                 "incorrect_password",
@@ -445,11 +465,85 @@ class FakeWordPress(ScriptedFake):
             404, "rest_no_route", "No route was found matching the URL and request method."
         )
 
+    # --- the application-password authorization flow (wp-admin/authorize-application.php) ----
+
+    def _authorize_error(self, message: str) -> Answer:
+        page = f"<!doctype html><title>WordPress &rsaquo; Error</title><p>Error: {message}</p>"
+        return Answer(web.Response(text=page, status=400, content_type="text/html"))
+
+    def _redirect_ok(self, url: str) -> bool:
+        scheme = urlsplit(url).scheme.lower()
+        if not scheme or scheme in ("javascript", "data"):
+            return False
+        return scheme != "http" or self.environment == "local"
+
+    def _authorize_request(self, params: Any) -> dict[str, str]:
+        """What ``wp_is_authorize_application_password_request_valid`` accepts."""
+        found = {k: str(params.get(k, "")) for k in AUTHORIZE_FIELDS}
+        for key in ("success_url", "reject_url"):
+            if found[key] and not self._redirect_ok(found[key]):
+                raise self._authorize_error("The URL must be served over a secure connection.")
+        if found["app_id"] and not UUID.fullmatch(found["app_id"]):
+            raise self._authorize_error("The application ID must be a UUID.")
+        return found
+
+    async def authorize_page(self, request: web.Request) -> web.Response:
+        await self._record(request, "authorize")
+        if not self.application_passwords:
+            raise self._authorize_error("Application passwords are not available.")
+        found = self._authorize_request(request.query)
+        nonce = f"nonce-{len(self.app_passwords)}-{self._new_id()}"
+        self._nonces.add(nonce)
+        hidden = "".join(
+            f'<input type="hidden" name="{k}" value="{html.escape(v)}">' for k, v in found.items()
+        )
+        page = f"""<!doctype html><html lang="en"><title>Authorize Application</title>
+<main><h1>Authorize Application</h1>
+<p>Would you like to give {html.escape(found["app_name"] or "this application")} access to your
+account, {html.escape(self.user)}?</p>
+<form method="post" action="/wp-admin/authorize-application.php">
+<input type="hidden" name="action" value="authorize_application_password">
+<input type="hidden" name="_wpnonce" value="{nonce}">{hidden}
+<label for="app_name">New Application Password Name</label>
+<input id="app_name" name="app_name" value="{html.escape(found["app_name"])}" required>
+<button type="submit" name="approve" value="1">Yes, I approve of this connection</button>
+<button type="submit" name="reject" value="1">No, I do not approve of this connection</button>
+</form></main></html>"""
+        return web.Response(text=page, content_type="text/html")
+
+    async def authorize(self, request: web.Request) -> web.Response:
+        await self._record(request, "authorize")
+        form = await request.post()
+        nonce = str(form.get("_wpnonce", ""))
+        if form.get("action") != "authorize_application_password" or nonce not in self._nonces:
+            raise self._authorize_error("The link you followed has expired.")
+        self._nonces.discard(nonce)
+        found = self._authorize_request(form)
+        if form.get("reject"):
+            target = found["reject_url"] or f"{self.url}/wp-admin/"
+            sep = "&" if "?" in target else "?"
+            raise web.HTTPFound(target + sep + urlencode({"success": "false"}))
+        if not found["app_name"]:
+            raise self._authorize_error("An application name is required.")
+        password = "".join(secrets.choice(PASSWORD_CHARS) for _ in range(24))
+        self.app_passwords.append(
+            {"name": found["app_name"], "app_id": found["app_id"], "password": password}
+        )
+        if not found["success_url"]:
+            page = f"<p>Your new password for {html.escape(found['app_name'])} is: {password}</p>"
+            return web.Response(text=page, content_type="text/html")
+        target = found["success_url"]
+        sep = "&" if "?" in target else "?"
+        query = {"site_url": self.url, "user_login": self.user, "password": password}
+        raise web.HTTPFound(target + sep + urlencode(query))
+
     def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/", self.front_page)
         app.router.add_route("*", "/home/", self.front_page)
         app.router.add_route("*", "/wp-json{route:/?.*}", self.pretty)
         app.router.add_get("/wp-content/uploads/{path:.+}", self.stored_file)
+        app.router.add_get("/wp-admin/authorize-application.php", self.authorize_page)
+        app.router.add_post("/wp-admin/authorize-application.php", self.authorize)
 
 
 REST_ARGS = web.RequestKey("rest_args", dict)

@@ -1,0 +1,360 @@
+"""The channels room (``/channels``): the person's channels (destinations), each checked with a
+real call to its service and removed after a confirmation; new ones added by signing in at the
+service (Mastodon and Micropub with OAuth 2 / IndieAuth, WordPress with its application-password
+flow: relay/web/app/connect/), by a Bluesky handle and app password (tried before it is kept),
+or a webhook's URL (its signing secret made here and shown once).
+
+Every page works without JavaScript. Secrets and tokens go to relay/db/destinations.py and
+are never shown again, logged, or put in a URL by the relay.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from sqlalchemy import Connection
+
+from relay.context import RELAY
+from relay.db import destinations
+from relay.errors import PublishError
+from relay.publish import Destination, adapter_for
+from relay.publish.deliver import destination_from_row
+from relay.publish.webhook import new_secret
+from relay.web.app import connect
+from relay.web.app.connect import indieauth, mastodon, wordpress
+from relay.web.app.page import Signed, gettext_for, read_form, render, signed_page
+from relay.web.app.views import CHANNEL_NAMES
+
+log = logging.getLogger("relay.web.app.channels")
+
+Complete = Callable[[web.Request, connect.Pending], Awaitable[dict[str, Any]]]
+Begin = Callable[[web.Request, str, str], Awaitable[tuple[str, dict[str, Any]]]]
+# Services connected by signing in there: the form field with the address, the flow.
+FLOWS: dict[str, tuple[str, Begin, Complete]] = {
+    "mastodon": ("instance", mastodon.begin, mastodon.complete),
+    "wordpress": ("site", wordpress.begin, wordpress.complete),
+    "micropub": ("site", indieauth.begin, indieauth.complete),
+}
+
+
+# --- what the page says -----------------------------------------------------------------------
+
+
+def _account(row: Any) -> str:
+    """Whose account, or which site, as a person knows it (never a URL's path or query, where
+    a webhook may carry a token)."""
+    config = json.loads(row["config"] or "{}")
+    for key in ("account", "handle", "me"):
+        if config.get(key):
+            return str(config[key])
+    host = urlsplit(row["url"]).hostname if row["url"] else None
+    if config.get("user") and host:
+        return f"{config['user']} ({host})"
+    return host or ""
+
+
+def _channel_view(row: Any) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "type": row["type"],
+        "service": CHANNEL_NAMES.get(row["type"], row["type"].capitalize()),
+        "account": _account(row),
+        "added": datetime.fromtimestamp(row["created_at"], UTC).strftime("%Y-%m-%d"),
+    }
+
+
+def _problem(request: web.Request, exc: Exception) -> str:
+    """A failed call to a service in plain words, with what to do."""
+    _ = gettext_for(request)
+    if isinstance(exc, connect.ConnectFailed):
+        reasons = {
+            "denied": _("You did not allow the relay to post there, so nothing was connected."),
+            "no-code": _("The service did not send back what the relay needs. Try again."),
+            "wordpress-no-passwords": _(
+                "This site does not offer application passwords (WordPress 5.6 or later, "
+                "served over HTTPS). Ask the site's administrator."
+            ),
+            "indieauth-unreachable": _(
+                "The relay could not open your site's page. Check the address."
+            ),
+            "indieauth-no-endpoints": _(
+                "Your site does not name an authorization endpoint, a token endpoint and a "
+                "Micropub endpoint. Add them to your site, or ask its administrator."
+            ),
+            "indieauth-wrong-me": _(
+                "The sign-in came back for another site than yours, so nothing was connected."
+            ),
+        }
+        return reasons.get(exc.reason, reasons["no-code"])
+    code = exc.code if isinstance(exc, PublishError) else ""
+    remote = getattr(exc, "remote", "")
+    plain = {
+        "publish.unauthorized": _(
+            "The service did not accept the sign-in. Check the name and password, or connect "
+            "the account again."
+        ),
+        "publish.unreachable": _(
+            "The relay could not reach the service. Check the address, or try again later."
+        ),
+        "publish.rate_limited": _(
+            "The service asks the relay to slow down. Try again in a few minutes."
+        ),
+        "publish.private_address": _(
+            "This address is on a private network, which the relay may not reach. Ask your "
+            "administrator if it should."
+        ),
+    }.get(code) or _("The service refused. Check the address and the details you gave.")
+    return f"{plain} ({remote[:200]})" if remote else plain
+
+
+async def _page(
+    request: web.Request, user: Signed, status: int = 200, **shown: Any
+) -> web.Response:
+    relay = request.app[RELAY]
+    rows = await relay.db.read(destinations.list_destinations, user.user_id)
+    return render(
+        request,
+        "app/channels.html",
+        {
+            "user": user,
+            "room": "channels",
+            "here": "/channels",
+            "channels": [_channel_view(row) for row in rows],
+            "form": {},
+            **shown,
+        },
+        status=status,
+    )
+
+
+async def _own(request: web.Request, user: Signed) -> Any:
+    """The signed-in person's active channel named in the path; 404 for anyone else's."""
+    row = await request.app[RELAY].db.read(
+        destinations.destination_row, request.match_info["destination_id"]
+    )
+    if row is None or row["user_id"] != user.user_id or not row["active"]:
+        raise web.HTTPNotFound(reason=gettext_for(request)("There is no such channel"))
+    return row
+
+
+async def _save(request: web.Request, user: Signed, type_: str, made: dict[str, Any]) -> str:
+    return await request.app[RELAY].db.run(
+        destinations.add_destination,
+        user.user_id,
+        type_,
+        made.get("url"),
+        made.get("secret"),
+        made.get("token"),
+        made.get("config") or {},
+    )
+
+
+# --- the list, check, remove ------------------------------------------------------------------
+
+
+@signed_page
+async def channels_page(request: web.Request, user: Signed) -> web.Response:
+    added = request.query.get("added")
+    notice = None
+    if added:
+        _ = gettext_for(request)
+        found = await request.app[RELAY].db.read(destinations.destination_row, added)
+        if found is not None and found["user_id"] == user.user_id and found["active"]:
+            view = _channel_view(found)
+            notice = _("Connected: %(service)s, %(account)s") % view
+    elif request.query.get("removed"):
+        notice = gettext_for(request)("The channel was removed.")
+    return await _page(request, user, notice=notice)
+
+
+@signed_page
+async def check(request: web.Request, user: Signed) -> web.Response:
+    form = await read_form(request)
+    if isinstance(form, web.Response):
+        return form
+    row = await _own(request, user)
+    _ = gettext_for(request)
+    try:
+        said = await adapter_for(destination_from_row(row), connect.http(request)).check()
+    except PublishError as exc:
+        log.info("check of destination %s failed: %s %s", row["id"], exc.code, exc.detail)
+        result = {"id": row["id"], "ok": False, "message": _problem(request, exc)}
+    else:
+        result = {
+            "id": row["id"],
+            "ok": True,
+            "message": _("It works: the service answered the relay."),
+            "detail": said,
+        }
+    return await _page(request, user, checked=result)
+
+
+@signed_page
+async def confirm_remove(request: web.Request, user: Signed) -> web.Response:
+    row = await _own(request, user)
+    return render(
+        request,
+        "app/channels_remove.html",
+        {"user": user, "room": "channels", "here": "/channels", "channel": _channel_view(row)},
+    )
+
+
+def _remove_own(conn: Connection, user_id: str, destination_id: str) -> bool:
+    row = destinations.destination_row(conn, destination_id)
+    if row is None or row["user_id"] != user_id:
+        return False
+    return destinations.remove_destination(conn, destination_id)
+
+
+@signed_page
+async def remove(request: web.Request, user: Signed) -> web.Response:
+    form = await read_form(request)
+    if isinstance(form, web.Response):
+        return form
+    row = await _own(request, user)
+    if not await request.app[RELAY].db.run(_remove_own, user.user_id, row["id"]):
+        raise web.HTTPNotFound(reason=gettext_for(request)("There is no such channel"))
+    if row["type"] == "mastodon":
+        found = destination_from_row(row)
+        if found.url and found.token:
+            await mastodon.revoke(request, found.url, found.token, found.config, found.secret)
+    raise web.HTTPSeeOther("/channels?removed=1")
+
+
+# --- adding: webhook and Bluesky here, the sign-in flows in connect/ ---------------------------
+
+
+@signed_page
+async def add_webhook(request: web.Request, user: Signed) -> web.Response:
+    form = await read_form(request)
+    if isinstance(form, web.Response):
+        return form
+    _ = gettext_for(request)
+    url = str(form.get("url", "")).strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        problem = _("Give the full address, starting with https://")
+        return await _page(request, user, 400, problem=problem, form={"webhook_url": url})
+    try:
+        connect.http(request).check_url(url)
+    except PublishError as exc:
+        return await _page(
+            request, user, 400, problem=_problem(request, exc), form={"webhook_url": url}
+        )
+    secret = new_secret()
+    destination_id = await _save(request, user, "webhook", {"url": url, "secret": secret})
+    # Shown on this answer only (no redirect: the secret must not sit in a URL).
+    return await _page(request, user, new_secret={"id": destination_id, "secret": secret})
+
+
+@signed_page
+async def add_bluesky(request: web.Request, user: Signed) -> web.Response:
+    form = await read_form(request)
+    if isinstance(form, web.Response):
+        return form
+    _ = gettext_for(request)
+    handle = str(form.get("handle", "")).strip().lstrip("@")[:253]
+    password = str(form.get("password", "")).strip()
+    server = str(form.get("server", "")).strip()
+    kept = {"bluesky_handle": handle, "bluesky_server": server}
+    if not handle or not password:
+        problem = _("Give your handle and an app password.")
+        return await _page(request, user, 400, problem=problem, form=kept)
+    try:
+        url = connect.normal_site(server) if server else None
+        destination = Destination(
+            id="",
+            user_id=user.user_id,
+            type="bluesky",
+            url=url,
+            token=password,
+            config={"handle": handle},
+        )
+        await adapter_for(destination, connect.http(request)).check()
+    except PublishError as exc:
+        log.info("bluesky sign-in for a new channel failed: %s %s", exc.code, exc.detail)
+        return await _page(request, user, 400, problem=_problem(request, exc), form=kept)
+    made = {"url": url, "token": password, "config": {"handle": handle}}
+    destination_id = await _save(request, user, "bluesky", made)
+    raise web.HTTPSeeOther(f"/channels?added={destination_id}")
+
+
+@signed_page
+async def begin(request: web.Request, user: Signed) -> web.StreamResponse:
+    form = await read_form(request)
+    if isinstance(form, web.Response):
+        return form
+    service = request.match_info["service"]
+    field, start, _complete = FLOWS[service]
+    address = str(form.get(field, "")).strip()[:500]
+    kept = {f"{service}_{field}": address}
+    if not address:
+        problem = gettext_for(request)("Give the address first.")
+        return await _page(request, user, 400, problem=problem, form=kept)
+    state = connect.new_state()
+    try:
+        target, data = await start(request, address, state)
+    except (PublishError, connect.ConnectFailed) as exc:
+        log.info("connecting %s failed before sign-in: %s", service, exc)
+        return await _page(request, user, 400, problem=_problem(request, exc), form=kept)
+    response = render(
+        request,
+        "app/channels_continue.html",
+        {
+            "user": user,
+            "room": "channels",
+            "here": "/channels",
+            "target": target,
+            "host": urlsplit(target).netloc,
+        },
+    )
+    connect.remember(request, response, user.user_id, service, state, data)
+    return response
+
+
+@signed_page
+async def callback(request: web.Request, user: Signed) -> web.StreamResponse:
+    service = request.match_info["service"]
+    _field, _start, complete = FLOWS[service]
+    _ = gettext_for(request)
+    pending = connect.finish(request, user.user_id, service, request.query.get("state"))
+    if pending is None:
+        response = await _page(
+            request,
+            user,
+            400,
+            problem=_(
+                "This sign-in has expired or did not start here, so nothing was connected. "
+                "Start again below."
+            ),
+        )
+        return response
+    try:
+        made = await complete(request, pending)
+    except (PublishError, connect.ConnectFailed) as exc:
+        log.info("connecting %s failed after sign-in: %s", service, exc)
+        response = await _page(request, user, 400, problem=_problem(request, exc))
+        connect.forget(request, response)
+        return response
+    destination_id = await _save(request, user, service, made)
+    redirect = web.HTTPSeeOther(f"/channels?added={destination_id}")
+    connect.forget(request, redirect)
+    raise redirect
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/channels", channels_page)
+    app.router.add_post("/channels/webhook", add_webhook)
+    app.router.add_post("/channels/bluesky", add_bluesky)
+    services = "{service:mastodon|wordpress|micropub}"
+    app.router.add_post(f"/channels/{services}", begin)
+    app.router.add_get(f"/channels/{services}/callback", callback)
+    app.router.add_post("/channels/{destination_id}/check", check)
+    app.router.add_get("/channels/{destination_id}/remove", confirm_remove)
+    app.router.add_post("/channels/{destination_id}/remove", remove)
