@@ -11,7 +11,15 @@ from collections.abc import Callable
 
 from sqlalchemy import Connection, inspect, select, text
 
-from relay.db.schema import jobs, metadata, post_events, posts, schema_version, uploads
+from relay.db.schema import (
+    jobs,
+    metadata,
+    post_events,
+    posts,
+    schema_version,
+    upload_parts,
+    uploads,
+)
 
 Step = Callable[[Connection], None]
 
@@ -78,6 +86,20 @@ def _web_users(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE users ADD COLUMN session_gen INTEGER NOT NULL DEFAULT 0"))
 
 
+def _tus_parts(conn: Connection) -> None:
+    # tus uploads in an S3 store: existing uploads have no multipart upload (their bytes are
+    # in the data folder, as before) and begin at part 1.
+    have = {column["name"] for column in inspect(conn).get_columns("uploads")}
+    for name, kind in (
+        ("multipart_id", "TEXT"),
+        ("tail_key", "VARCHAR(200)"),
+        ("next_part", "INTEGER NOT NULL DEFAULT 1"),
+    ):
+        if name not in have:
+            conn.execute(text(f"ALTER TABLE uploads ADD COLUMN {name} {kind}"))
+    upload_parts.create(conn, checkfirst=True)
+
+
 # (version, step): version 1 is the first schema, created whole from schema.py.
 STEPS: list[tuple[int, Step]] = [
     (2, _add_uploads),
@@ -86,6 +108,7 @@ STEPS: list[tuple[int, Step]] = [
     (5, _fair_jobs),
     (6, _job_claims),
     (7, _web_users),
+    (9, _tus_parts),
 ]
 
 LATEST = max([1, *(version for version, _ in STEPS)])
