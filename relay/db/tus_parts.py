@@ -76,7 +76,9 @@ def skip_part_on_takeover() -> Any:
     rather than was given back. The lapsed writer may still send the part it was writing,
     under the number it knew; the new writer then never records that number, so a late
     overwrite cannot change a recorded part."""
-    return case((uploads.c.locked_by.is_not(None), uploads.c.next_part + 1), else_=uploads.c.next_part)
+    return case(
+        (uploads.c.locked_by.is_not(None), uploads.c.next_part + 1), else_=uploads.c.next_part
+    )
 
 
 def stored_objects(conn: Connection, ids: list[str]) -> list[tuple[str, str | None, str | None]]:

@@ -307,9 +307,7 @@ def _sweepable(conn: Connection, now: float) -> tuple[list[str], list[Row]]:
 
 
 def _forget(conn: Connection, ids: list[str], now: float) -> int:
-    removed = conn.execute(
-        delete(uploads).where(uploads.c.id.in_(ids), _gone_clause(now))
-    ).rowcount
+    removed = conn.execute(delete(uploads).where(uploads.c.id.in_(ids), _gone_clause(now))).rowcount
     tus_parts.forget_orphan_parts(conn, ids)
     return int(removed)
 
@@ -488,6 +486,8 @@ class TusDoor:
         async with self._claimed(request.match_info["upload_id"], user_id) as (row, _):
             if self.parts is not None:
                 await self.parts.discard(row["id"], row["multipart_id"], row["tail_key"])
+                if row["spool_name"] and row["post_id"] is None:  # completed, not yet a post
+                    await self.parts.delete(self.parts.final_key(row["id"]))
             await asyncio.to_thread((self.dir / row["id"]).unlink, missing_ok=True)
             if row["spool_name"] and row["post_id"] is None:
                 self.relay.spool.remove(row["spool_name"])

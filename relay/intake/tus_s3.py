@@ -84,7 +84,9 @@ class TusParts:
         )
         return str(answer["UploadId"])
 
-    async def upload_part(self, upload_id: str, multipart_id: str, number: int, data: bytes) -> Part:
+    async def upload_part(
+        self, upload_id: str, multipart_id: str, number: int, data: bytes
+    ) -> Part:
         key = self.store.object_key(self.final_key(upload_id))
         answer = await self._call(
             f"part {number} of {key}",
@@ -257,7 +259,11 @@ async def receive(
     async def record(done: list[Part], release: bool = False, **more: Any) -> None:
         """Record ``done`` and ``more``, renewing the lease (or giving it back)."""
         now = time.time()
-        lease = {"locked_until": None, "locked_by": None} if release else {"locked_until": now + tus.LEASE}
+        lease = (
+            {"locked_until": None, "locked_by": None}
+            if release
+            else {"locked_until": now + tus.LEASE}
+        )
         if not await door.db.run(tus_parts.record, upload_id, claim.holder, lease, done, **more):
             claim.held = False
             raise IntakeError("tus.locked", "claim lapsed")
