@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import io
 import logging
 import os
 import time
@@ -85,7 +86,7 @@ class TusParts:
         return str(answer["UploadId"])
 
     async def upload_part(
-        self, upload_id: str, multipart_id: str, number: int, data: bytes
+        self, upload_id: str, multipart_id: str, number: int, data: io.BytesIO
     ) -> Part:
         key = self.store.object_key(self.final_key(upload_id))
         answer = await self._call(
@@ -95,11 +96,11 @@ class TusParts:
             Key=key,
             UploadId=multipart_id,
             PartNumber=number,
-            Body=data,
+            Body=_rewound(data),
         )
-        return Part(number, str(answer["ETag"]), len(data))
+        return Part(number, str(answer["ETag"]), data.getbuffer().nbytes)
 
-    async def put_tail(self, upload_id: str, number: int, data: bytes) -> str:
+    async def put_tail(self, upload_id: str, number: int, data: io.BytesIO) -> str:
         """Keep ``data`` (less than a part) as a new tail object; its store key. A fresh key
         each time: a lapsed writer's late tail never replaces the one recorded."""
         key = f"tus/{upload_id}-tail-{number}-{new_id()[:12]}"
@@ -108,7 +109,7 @@ class TusParts:
             self.client.put_object,
             Bucket=self.bucket,
             Key=self.store.object_key(key),
-            Body=data,
+            Body=_rewound(data),
         )
         return key
 
@@ -186,6 +187,13 @@ class TusParts:
         os.replace(partial, target)
 
 
+def _rewound(data: io.BytesIO) -> io.BytesIO:
+    """The buffer as a body to send: boto3 reads a file object from where it stands (and
+    rewinds it itself to retry), so no copy of the part is made."""
+    data.seek(0)
+    return data
+
+
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
@@ -247,7 +255,10 @@ async def receive(
     length = values.get("length", row["length"])
     hasher = tus.CHECKSUMS[checksum[0]]() if checksum else None
     old_tail: str | None = row["tail_key"]
-    buffer = bytearray(await parts.read_tail(old_tail)) if old_tail else bytearray()
+    # The part being gathered: a file object boto3 sends as it is (a copy would double it).
+    buffer = io.BytesIO()
+    if old_tail:
+        buffer.write(await parts.read_tail(old_tail))
     tail_in_buffer = bool(old_tail)
     received = row["received"]
     next_part = row["next_part"]
@@ -272,7 +283,7 @@ async def receive(
             unrecorded.clear()
 
     while True:
-        room = PART_SIZE - len(buffer)
+        room = PART_SIZE - buffer.tell()
         try:
             if pending:
                 chunk = pending.pop()
@@ -289,16 +300,16 @@ async def receive(
             break
         if received + len(chunk) > limit:
             raise TooLarge(code, f"over {limit} bytes")
-        buffer += chunk
+        buffer.write(chunk)
         received += len(chunk)
         tus.received_bytes.inc(len(chunk))
         if hasher is not None:
             hasher.update(chunk)
-        if len(buffer) >= PART_SIZE:
+        if buffer.tell() >= PART_SIZE:
             unrecorded.append(
-                await parts.upload_part(upload_id, row["multipart_id"], next_part, bytes(buffer))
+                await parts.upload_part(upload_id, row["multipart_id"], next_part, buffer)
             )
-            buffer.clear()
+            buffer = io.BytesIO()
             next_part += 1
             if hasher is None:  # the part is the upload's now: recorded, the old tail goes
                 await record(unrecorded, received=received, next_part=next_part, tail_key=None)
@@ -317,14 +328,15 @@ async def receive(
         raise RelayError("tus.checksum_mismatch")  # discarded: the offset stays
     finished = length is not None and received == length
     new_tail: str | None = old_tail if not tail_in_buffer else None
-    if finished and buffer:
+    gathered = buffer.tell()
+    if finished and gathered:
         unrecorded.append(
-            await parts.upload_part(upload_id, row["multipart_id"], next_part, bytes(buffer))
+            await parts.upload_part(upload_id, row["multipart_id"], next_part, buffer)
         )
         next_part += 1
-    elif buffer and received != row["received"]:
-        new_tail = await parts.put_tail(upload_id, next_part, bytes(buffer))
-    elif buffer:
+    elif gathered and received != row["received"]:
+        new_tail = await parts.put_tail(upload_id, next_part, buffer)
+    elif gathered:
         new_tail = old_tail  # nothing came: the tail read back stays what it was
     values.update(
         received=received,

@@ -95,8 +95,12 @@ def _create(client: httpx.Client, length: int, filename: str) -> str:
     return str(response.headers["Location"])
 
 
-def _patch(client: httpx.Client, url: str, offset: int, body: bytes) -> httpx.Response:
-    return client.patch(url, content=body, headers={**STREAM, "Upload-Offset": str(offset)})
+def _patch(
+    client: httpx.Client, url: str, offset: int, body: bytes, **headers: str
+) -> httpx.Response:
+    return client.patch(
+        url, content=body, headers={**STREAM, "Upload-Offset": str(offset), **headers}
+    )
 
 
 def _on(server: RelayServer, url: str) -> str:
@@ -127,11 +131,23 @@ def test_an_upload_begun_on_one_node_is_finished_on_the_other(
         assert s3.list(bucket)[tail]["ContentLength"] == cut - 5 * MIB
         assert not any((first.data_dir / "tus").iterdir())
 
+        # A chunk that does not match its checksum is discarded, though a part of it (the tail
+        # and the first bytes) reached the bucket: the offset stays.
+        rest = data[cut:]
+        wrong = base64.b64encode(hashlib.sha1(b"something else").digest()).decode()
+        refused = _patch(
+            on_first, _on(first, url), cut, rest, **{"Upload-Checksum": f"sha1 {wrong}"}
+        )
+        assert refused.status_code == 460, refused.text
+
         # Node B knows the offset at once, and takes the rest.
         head = on_second.head(_on(second, url), headers=TUS)
         assert head.status_code == 200, head.text
         assert head.headers["Upload-Offset"] == str(cut)
-        ended = _patch(on_second, _on(second, url), cut, data[cut:])
+        right = base64.b64encode(hashlib.sha1(rest).digest()).decode()
+        ended = _patch(
+            on_second, _on(second, url), cut, rest, **{"Upload-Checksum": f"sha1 {right}"}
+        )
         assert ended.status_code == 204, ended.text
         assert ended.headers["Upload-Offset"] == str(len(data))
         post_id = ended.headers["Relay-Post-Id"]
