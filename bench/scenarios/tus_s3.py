@@ -17,7 +17,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from bench.harness import MB, Context, Result, Target, bench_user, relay_serve, unavailable
+from bench.harness import (
+    MB,
+    Context,
+    MemorySampler,
+    Result,
+    Target,
+    bench_user,
+    relay_pid,
+    relay_serve,
+    unavailable,
+)
 from bench.scenarios import Scenario
 from bench.scenarios.tus import CHUNK, _upload
 
@@ -105,7 +115,7 @@ def _throughput(ctx: Context) -> list[Result]:
     if reason:
         return unavailable([(label, "MB/s")], reason)
     size = 40 * MB if ctx.quick else 200 * MB
-    baseline = rate = 0.0
+    baseline = rate = memory_mb = 0.0
     with _moto() as endpoint:
         client = _client(endpoint)
         for round_ in range(ctx.rounds):
@@ -124,8 +134,12 @@ def _throughput(ctx: Context) -> list[Result]:
             try:
                 with relay_serve(folder, **env) as relay:
                     auth = bench_user(relay)
-                    took = asyncio.run(_upload(relay.http_port, "/api/v1/tus/", auth, size, CHUNK))
+                    with MemorySampler(relay_pid(relay)) as memory:
+                        took = asyncio.run(
+                            _upload(relay.http_port, "/api/v1/tus/", auth, size, CHUNK)
+                        )
                 rate = max(rate, size / MB / took)
+                memory_mb = max(memory_mb, memory.growth_mb)
             finally:
                 ctx.drop(folder)
     return [
@@ -135,6 +149,7 @@ def _throughput(ctx: Context) -> list[Result]:
             relay=rate,
             baseline=baseline,
             target=Target(">=", 0.8),
+            memory_mb=memory_mb,
             note=f"{size // MB} MB; baseline: boto3 multipart, 5 MiB parts; "
             f"relay: parts + tail recorded per PATCH, then the fetch into the local spool; "
             f"best of {ctx.rounds}",

@@ -24,6 +24,7 @@ import io
 import logging
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -48,6 +49,8 @@ log = logging.getLogger("relay.tus")
 PART_SIZE = 5 * 1024 * 1024
 """S3's smallest part (all but the last); also the most a PATCH holds in memory."""
 THREADS = 8
+TAIL_CACHE = 32 * 1024 * 1024
+"""Bytes of tails a node keeps in memory for the next PATCH of their uploads."""
 T = TypeVar("T")
 
 
@@ -59,6 +62,11 @@ class TusParts:
         self.client: Any = store.client
         self.bucket = store.bucket
         self._pool = ThreadPoolExecutor(THREADS, thread_name_prefix="tus-s3")
+        self._tails: OrderedDict[str, io.BytesIO] = OrderedDict()
+        """Tails this node stored lately, by key: a client's next PATCH mostly comes back here,
+        and then need not read its tail back from the store. A key names one content for
+        good (a new tail gets a new key), so what is kept here is never stale."""
+        self._tails_size = 0
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -111,9 +119,23 @@ class TusParts:
             Key=self.store.object_key(key),
             Body=_rewound(data),
         )
+        self._keep_tail(key, data)  # the caller is done with it: no copy
         return key
 
-    async def read_tail(self, key: str) -> bytes:
+    def _keep_tail(self, key: str, data: io.BytesIO) -> None:
+        self._tails[key] = data
+        self._tails_size += data.getbuffer().nbytes
+        while self._tails_size > TAIL_CACHE:
+            _, dropped = self._tails.popitem(last=False)
+            self._tails_size -= dropped.getbuffer().nbytes
+
+    async def read_tail(self, key: str, into: io.BytesIO) -> None:
+        """Append the tail's bytes to ``into``: from memory if this node stored it."""
+        kept = self._tails.pop(key, None)
+        if kept is not None:
+            self._tails_size -= kept.getbuffer().nbytes
+            into.write(kept.getbuffer())
+            return
         answer = await self._call(
             f"read of {key}",
             self.client.get_object,
@@ -122,7 +144,7 @@ class TusParts:
         )
         body = answer["Body"]
         try:
-            return await self._call(f"read of {key}", body.read)
+            into.write(await self._call(f"read of {key}", body.read))
         finally:
             body.close()
 
@@ -258,7 +280,7 @@ async def receive(
     # The part being gathered: a file object boto3 sends as it is (a copy would double it).
     buffer = io.BytesIO()
     if old_tail:
-        buffer.write(await parts.read_tail(old_tail))
+        await parts.read_tail(old_tail, buffer)
     tail_in_buffer = bool(old_tail)
     received = row["received"]
     next_part = row["next_part"]
