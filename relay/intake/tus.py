@@ -3,7 +3,9 @@
 Core, creation (with upload, and with deferred length), termination, checksum and expiration,
 as https://tus.io/protocols/resumable-upload says. An upload is a row in ``uploads`` plus a file
 under ``<data_dir>/tus/``, so it survives restarts and is shared by nodes that share the database
-and the data folder. It belongs to the token's user; anyone else gets 404.
+and the data folder. It belongs to the token's user; anyone else gets 404. With an S3 store the
+bytes are an S3 multipart upload instead (relay/intake/tus_s3.py), so that nodes which share only
+the database and the bucket continue each other's uploads.
 
 Durability: a PATCH fsyncs the file before it records the new offset, and answers after that, so
 an offset a client was told is never ahead of the disk. With the last byte the row first records
@@ -31,6 +33,7 @@ import hashlib
 import logging
 import os
 import re
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
@@ -326,9 +329,10 @@ class TusDoor:
         self.held: dict[str, _Held] = {}  # leases kept between PATCHes, by upload
         self.parts: Any = None
         """``TusParts`` when the store is S3: uploads then live in the bucket, not here."""
-        from relay.storage.s3 import S3Store
-
-        if isinstance(relay.store, S3Store):
+        # relay.storage.s3 is loaded if the store is S3; importing it (and boto3) here would
+        # slow every start with a local store for nothing.
+        s3 = sys.modules.get("relay.storage.s3")
+        if s3 is not None and isinstance(relay.store, s3.S3Store):
             from relay.intake.tus_s3 import TusParts
 
             self.parts = TusParts(relay.store)

@@ -181,6 +181,12 @@ def test_a_delete_on_the_other_node_aborts_the_multipart_upload(
         assert len(_multipart_uploads(s3, bucket)) == 1
         assert len(_tus_objects(s3, bucket)) == 1  # the 1 MiB tail
 
+        # An empty upload needs no multipart upload (S3 has no empty one): a post at once.
+        empty = on_second.post("/api/v1/tus/", headers={**TUS, "Upload-Length": "0"})
+        assert empty.status_code == 201, empty.text
+        assert empty.headers["Relay-Post-Id"]
+        assert len(_multipart_uploads(s3, bucket)) == 1
+
         gone = on_second.delete(_on(second, url), headers=TUS)
         assert gone.status_code == 204, gone.text
         assert _multipart_uploads(s3, bucket) == []
