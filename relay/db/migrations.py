@@ -11,15 +11,7 @@ from collections.abc import Callable
 
 from sqlalchemy import Connection, inspect, select, text
 
-from relay.db.schema import (
-    jobs,
-    metadata,
-    post_events,
-    posts,
-    schema_version,
-    upload_parts,
-    uploads,
-)
+from relay.db.schema import jobs, metadata, post_events, posts, schema_version, uploads
 
 Step = Callable[[Connection], None]
 
@@ -89,6 +81,8 @@ def _web_users(conn: Connection) -> None:
 def _tus_parts(conn: Connection) -> None:
     # tus uploads in an S3 store: existing uploads have no multipart upload (their bytes are
     # in the data folder, as before) and begin at part 1.
+    from relay.db.schema import upload_parts  # here: the import line above is everyone's
+
     have = {column["name"] for column in inspect(conn).get_columns("uploads")}
     for name, kind in (
         ("multipart_id", "TEXT"),

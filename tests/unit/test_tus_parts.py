@@ -4,7 +4,12 @@ may still be sending."""
 
 from __future__ import annotations
 
-from relay.db import Database, queries, tus_parts
+from pathlib import Path
+
+from sqlalchemy import create_engine, inspect, text
+
+from relay.db import Database, migrations, queries, tus_parts
+from relay.db.schema import metadata, schema_version, upload_parts
 from relay.db.tus_parts import Part
 from relay.intake import tus
 
@@ -75,3 +80,32 @@ def test_the_sweep_forgets_the_parts_of_removed_uploads(database: Database) -> N
         assert tus_parts.stored_objects(conn, ["u1"]) == [("u1", "mp-1", None)]
         assert tus._forget(conn, ["u1"], now=2000.0) == 1
         assert tus_parts.parts_of(conn, "u1") == []
+
+
+def test_a_version_7_database_gets_the_parts(tmp_path: Path) -> None:
+    """Migration 9 on an existing database: its uploads go on from part 1."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    with engine.begin() as conn:
+        metadata.create_all(
+            conn, tables=[t for t in metadata.sorted_tables if t is not upload_parts]
+        )
+        for column in ("multipart_id", "tail_key", "next_part"):
+            conn.execute(text(f"ALTER TABLE uploads DROP COLUMN {column}"))
+        conn.execute(schema_version.insert().values(version=7))
+        user_id = queries.add_user(conn, "anna")
+        conn.execute(
+            text(
+                "INSERT INTO uploads (id, user_id, length, received, upload_metadata, "
+                "created_at, expires_at) VALUES ('old', :user, 10, 3, '', 0, 100)"
+            ),
+            {"user": user_id},
+        )
+    with engine.begin() as conn:
+        assert migrations.migrate(conn) == 7
+    with engine.begin() as conn:
+        assert inspect(conn).has_table("upload_parts")
+        assert migrations.current_version(conn) == migrations.LATEST
+        row = tus._load(conn, "old")
+        assert row is not None
+        assert (row["next_part"], row["multipart_id"], row["tail_key"]) == (1, None, None)
+    engine.dispose()
