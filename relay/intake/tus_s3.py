@@ -315,6 +315,19 @@ async def receive(
         if done is unrecorded:
             unrecorded.clear()
 
+    if row["multipart_id"] is None and length != 0:
+        if row["received"]:
+            # Begun while the store was local (before RELAY_STORAGE_URL became s3://): its
+            # bytes are on some node's disk, out of reach. The client starts again.
+            raise RelayError("tus.expired", "begun before the store was S3")
+        multipart_id = await parts.begin(upload_id)
+        try:
+            await record([], multipart_id=multipart_id)
+        except IntakeError:
+            await parts.abort(upload_id, multipart_id)
+            raise
+        row = {**row, "multipart_id": multipart_id}
+
     while True:
         room = PART_SIZE - buffer.tell()
         try:

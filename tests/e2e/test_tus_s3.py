@@ -11,6 +11,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -232,3 +233,35 @@ def test_an_expired_upload_is_aborted_in_the_bucket(
         assert _tus_objects(s3, bucket) == []
         gone = client.head(created.headers["Location"], headers=TUS)
         assert gone.status_code == 404, gone.text
+
+
+def test_uploads_begun_before_the_store_became_s3(
+    s3: MotoS3, bucket: str, database_url: str, start_relay: StartRelay, tmp_path: Path
+) -> None:
+    """One with bytes on the old node's disk is said to be expired (410: start again); one
+    that had none yet goes on in the bucket."""
+    local = start_relay(tmp_path / "local", RELAY_DATABASE_URL=database_url)
+    token = local.add_user("anna")["token"]
+    with local.client(token) as client:
+        begun = _create(client, 6 * MIB, "a.bin")
+        assert _patch(client, begun, 0, b"x" * 1000).status_code == 204
+        empty = _create(client, 6 * MIB, "b.bin")
+    local.stop()
+    data = os.urandom(6 * MIB)
+    node = start_relay(
+        tmp_path / "s3",
+        **AWS_ENV,
+        RELAY_STORAGE_URL=f"s3://{bucket}/{PREFIX}",
+        RELAY_S3_ENDPOINT_URL=s3.endpoint,
+        RELAY_DATABASE_URL=database_url,
+    )
+    with node.client(token) as client:
+        refused = _patch(client, _on(node, begun), 1000, b"y" * 1000)
+        assert refused.status_code == 410, refused.text
+        done = _patch(client, _on(node, empty), 0, data)
+        assert done.status_code == 204, done.text
+        post = node.wait_post(token, done.headers["Relay-Post-Id"])
+    [item] = post["items"]
+    original = httpx.get(item["original"]["url"], timeout=30)
+    assert hashlib.sha256(original.content).digest() == hashlib.sha256(data).digest()
+    assert _multipart_uploads(s3, bucket) == []
