@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, text
 from relay.db import normalise_url
 from tests.contract.s3server import AWS_ENV, MotoS3, moto_s3
 from tests.server import RelayServer
+from tests.tcpproxy import TcpProxy
 
 PREFIX = "media"
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -265,3 +266,34 @@ def test_uploads_begun_before_the_store_became_s3(
     original = httpx.get(item["original"]["url"], timeout=30)
     assert hashlib.sha256(original.content).digest() == hashlib.sha256(data).digest()
     assert _multipart_uploads(s3, bucket) == []
+
+
+def test_a_lost_bucket_is_503_and_the_upload_goes_on_when_it_is_back(
+    s3: MotoS3, bucket: str, start_relay: StartRelay
+) -> None:
+    with TcpProxy(("127.0.0.1", s3.port)) as proxy:
+        node = start_relay(
+            **AWS_ENV,
+            RELAY_STORAGE_URL=f"s3://{bucket}/{PREFIX}",
+            RELAY_S3_ENDPOINT_URL=f"http://127.0.0.1:{proxy.port}",
+        )
+        token = node.add_user("anna")["token"]
+        data = os.urandom(12 * MIB)
+        half = 6 * MIB
+        with node.client(token) as client:
+            url = _create(client, len(data), "klipp.bin")
+            assert _patch(client, url, 0, data[:half]).status_code == 204
+            proxy.cut()
+            lost = _patch(client, url, half, data[half:])
+            assert lost.status_code == 503, lost.text
+            assert lost.json()["error"]["code"] == "storage.unavailable"
+            assert lost.headers["Tus-Resumable"] == "1.0.0"
+            head = client.head(url, headers=TUS)
+            assert head.headers["Upload-Offset"] == str(half)  # what was stored, no more
+            proxy.restore()
+            done = _patch(client, url, half, data[half:])
+            assert done.status_code == 204, done.text
+            post = node.wait_post(token, done.headers["Relay-Post-Id"])
+        [item] = post["items"]
+        original = httpx.get(item["original"]["url"], timeout=30)  # through the proxy
+        assert hashlib.sha256(original.content).digest() == hashlib.sha256(data).digest()
