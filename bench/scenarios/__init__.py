@@ -18,7 +18,7 @@ class Scenario:
 
 
 def all_scenarios() -> list[Scenario]:
-    from bench.scenarios import http, images, smtp, tus, video, web, webhook
+    from bench.scenarios import http, images, smtp, tus, tus_s3, video, web, webhook
 
     return [
         *smtp.SCENARIOS,
@@ -28,6 +28,7 @@ def all_scenarios() -> list[Scenario]:
         *video.SCENARIOS,
         *webhook.SCENARIOS,
         *web.SCENARIOS,
+        *tus_s3.SCENARIOS,
     ]
 
 

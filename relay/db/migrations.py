@@ -90,6 +90,22 @@ def _seal_channel_secrets(conn: Connection) -> None:
     destinations.seal_clear_text(conn)
 
 
+def _tus_parts(conn: Connection) -> None:
+    # tus uploads in an S3 store: existing uploads have no multipart upload (their bytes are
+    # in the data folder, as before) and begin at part 1.
+    from relay.db.schema import upload_parts  # here: the import line above is everyone's
+
+    have = {column["name"] for column in inspect(conn).get_columns("uploads")}
+    for name, kind in (
+        ("multipart_id", "TEXT"),
+        ("tail_key", "VARCHAR(200)"),
+        ("next_part", "INTEGER NOT NULL DEFAULT 1"),
+    ):
+        if name not in have:
+            conn.execute(text(f"ALTER TABLE uploads ADD COLUMN {name} {kind}"))
+    upload_parts.create(conn, checkfirst=True)
+
+
 def _users_disabled(conn: Connection) -> None:
     # Everyone there before is enabled and not removed.
     have = {column["name"] for column in inspect(conn).get_columns("users")}
@@ -108,6 +124,7 @@ STEPS: list[tuple[int, Step]] = [
     (6, _job_claims),
     (7, _web_users),
     (8, _seal_channel_secrets),
+    (9, _tus_parts),
     (10, _users_disabled),
 ]
 

@@ -207,6 +207,21 @@ uploads = Table(
     Column("spool_name", String(64)),  # set with the last byte, before the move into the spool
     Column("post_id", ID),
     Column("terminated_at", Float),
+    # With an S3 store (relay/intake/tus_s3.py): the upload's S3 multipart upload, the object
+    # holding its bytes past the last full part, and the number its next part gets.
+    Column("multipart_id", Text),
+    Column("tail_key", String(200)),
+    Column("next_part", Integer, nullable=False, default=1, server_default="1"),
+)
+
+# The parts of a tus upload's S3 multipart upload, recorded under the writer's lease.
+upload_parts = Table(
+    "upload_parts",
+    metadata,
+    Column("upload_id", ID, primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("etag", String(200), nullable=False),
+    Column("size", BigInteger, nullable=False),
 )
 
 # The post's record: every change of state, appended, never updated or deleted (triggers below

@@ -3,7 +3,9 @@
 Core, creation (with upload, and with deferred length), termination, checksum and expiration,
 as https://tus.io/protocols/resumable-upload says. An upload is a row in ``uploads`` plus a file
 under ``<data_dir>/tus/``, so it survives restarts and is shared by nodes that share the database
-and the data folder. It belongs to the token's user; anyone else gets 404.
+and the data folder. It belongs to the token's user; anyone else gets 404. With an S3 store the
+bytes are an S3 multipart upload instead (relay/intake/tus_s3.py), so that nodes which share only
+the database and the bucket continue each other's uploads.
 
 Durability: a PATCH fsyncs the file before it records the new offset, and answers after that, so
 an offset a client was told is never ahead of the disk. With the last byte the row first records
@@ -31,6 +33,7 @@ import hashlib
 import logging
 import os
 import re
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
@@ -47,7 +50,7 @@ from sqlalchemy import Connection, delete, or_, select, update
 from relay import metrics
 from relay.auth import new_id
 from relay.context import RELAY, Relay
-from relay.db import queries
+from relay.db import queries, tus_parts
 from relay.db.schema import uploads
 from relay.errors import AuthError, IntakeError, NotFound, RelayError, TooLarge, temporary_error
 from relay.intake import fields as upload_fields
@@ -216,7 +219,11 @@ def _claim(
     taken = conn.execute(
         update(uploads)
         .where(uploads.c.id == upload_id, _lock_free(now), *owned)
-        .values(locked_until=now + LEASE, locked_by=holder)
+        .values(
+            locked_until=now + LEASE,
+            locked_by=holder,
+            next_part=tus_parts.skip_part_on_takeover(),
+        )
     ).rowcount
     return taken == 1, _load(conn, upload_id)
 
@@ -274,6 +281,12 @@ def _mark_finished(conn: Connection, post: Post, *, upload_id: str) -> None:
         raise RelayError("server.unavailable", f"upload {upload_id} finished twice")
 
 
+def _mark_finished_in_store(conn: Connection, post: Post, *, upload_id: str) -> None:
+    """``_mark_finished``, and the parts' records go: the multipart upload is complete."""
+    _mark_finished(conn, post, upload_id=upload_id)
+    tus_parts.forget_parts(conn, upload_id)
+
+
 def _gone_clause(now: float) -> Any:
     """Rows the sweep removes: expired unfinished uploads and old tombstones, unlocked."""
     return (
@@ -297,7 +310,9 @@ def _sweepable(conn: Connection, now: float) -> tuple[list[str], list[Row]]:
 
 
 def _forget(conn: Connection, ids: list[str], now: float) -> int:
-    return conn.execute(delete(uploads).where(uploads.c.id.in_(ids), _gone_clause(now))).rowcount
+    removed = conn.execute(delete(uploads).where(uploads.c.id.in_(ids), _gone_clause(now))).rowcount
+    tus_parts.forget_orphan_parts(conn, ids)
+    return int(removed)
 
 
 # --- the door -----------------------------------------------------------------------------------
@@ -312,6 +327,15 @@ class TusDoor:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.writing: set[str] = set()  # uploads a request of this process holds
         self.held: dict[str, _Held] = {}  # leases kept between PATCHes, by upload
+        self.parts: Any = None
+        """``TusParts`` when the store is S3: uploads then live in the bucket, not here."""
+        # relay.storage.s3 is loaded if the store is S3; importing it (and boto3) here would
+        # slow every start with a local store for nothing.
+        s3 = sys.modules.get("relay.storage.s3")
+        if s3 is not None and isinstance(relay.store, s3.S3Store):
+            from relay.intake.tus_s3 import TusParts
+
+            self.parts = TusParts(relay.store)
 
     def url(self, upload_id: str) -> str:
         return f"{self.settings.public_url}{PREFIX}{upload_id}"
@@ -363,14 +387,25 @@ class TusDoor:
             "spool_name": None,
             "post_id": None,
             "terminated_at": None,
+            "multipart_id": None,
+            "tail_key": None,
+            "next_part": 1,
         }
-        await self.db.run(
-            _insert_within_quota,
-            row,
-            self.settings.tus_max_open_uploads_per_user,
-            self.settings.tus_max_reserved_bytes_per_user,
-            self.settings.max_upload_bytes,
-        )
+        if self.parts is not None and length != 0:
+            row["multipart_id"] = await self.parts.begin(upload_id)
+        try:
+            await self.db.run(
+                _insert_within_quota,
+                row,
+                self.settings.tus_max_open_uploads_per_user,
+                self.settings.tus_max_reserved_bytes_per_user,
+                self.settings.max_upload_bytes,
+            )
+        except BaseException:
+            if row["multipart_id"]:
+                with contextlib.suppress(Exception):
+                    await self.parts.abort(upload_id, row["multipart_id"])
+            raise
         headers = request[_HEADERS]
         headers["Location"] = self.url(upload_id)
         headers["Upload-Expires"] = _http_date(row["expires_at"])
@@ -453,6 +488,10 @@ class TusDoor:
         _require_version(request)
         user_id = await authenticate(request)
         async with self._claimed(request.match_info["upload_id"], user_id) as (row, _):
+            if self.parts is not None:
+                await self.parts.discard(row["id"], row["multipart_id"], row["tail_key"])
+                if row["spool_name"] and row["post_id"] is None:  # completed, not yet a post
+                    await self.parts.delete(self.parts.final_key(row["id"]))
             await asyncio.to_thread((self.dir / row["id"]).unlink, missing_ok=True)
             if row["spool_name"] and row["post_id"] is None:
                 self.relay.spool.remove(row["spool_name"])
@@ -587,6 +626,12 @@ class TusDoor:
             if early or await request.content.read(1):
                 raise TooLarge(code, "the upload is complete")
             return row if row["post_id"] else await self._finish(row)
+        if self.parts is not None:
+            from relay.intake import tus_s3
+
+            return await tus_s3.receive(
+                self, request, row, claim, checksum, early[::-1], values, limit, code
+            )
         hasher = CHECKSUMS[checksum[0]]() if checksum else None
         received = start
         interrupted = False
@@ -694,7 +739,14 @@ class TusDoor:
         spool = self.relay.spool
         name = row["spool_name"]
         source = self.dir / row["id"]
-        if source.exists():
+        in_store = False
+        if self.parts is not None:
+            from relay.intake import tus_s3
+
+            in_store = await tus_s3.hand_over(self, row)
+        if in_store:
+            pass  # the spool took the completed object from the store
+        elif source.exists():
             await asyncio.to_thread(spool.adopt, source, name)
         elif not spool.path(name).exists():
             raise RelayError("server.internal", f"upload {row['id']}: bytes missing")
@@ -716,8 +768,13 @@ class TusDoor:
             tags=wanted.tags,
             alts=wanted.alts,
             only_destination=wanted.destinations,
-            also=functools.partial(_mark_finished, upload_id=row["id"]),
+            also=functools.partial(
+                _mark_finished if self.parts is None else _mark_finished_in_store,
+                upload_id=row["id"],
+            ),
         )
+        if self.parts is not None:
+            await tus_s3.after_accept(self, row)
         metrics.accepted_bytes.labels("tus").inc(row["length"])
         log.info("tus upload %s became post %s", row["id"], post.id)
         return {**row, "post_id": post.id}
@@ -750,6 +807,8 @@ class TusDoor:
         """Remove expired unfinished uploads (file, then row) and finish stuck ones."""
         now = time.time()
         gone, stuck = await self.db.read(_sweepable, now)
+        if self.parts is not None and gone:
+            gone = await self._discard_in_store(gone)
         for upload_id in gone:
             await asyncio.to_thread((self.dir / upload_id).unlink, missing_ok=True)
         removed = await self.db.run(_forget, gone, now) if gone else 0
@@ -758,6 +817,19 @@ class TusDoor:
         if removed:
             log.info("tus: removed %d expired upload(s)", removed)
         return removed
+
+    async def _discard_in_store(self, ids: list[str]) -> list[str]:
+        """Abort the multipart uploads of expired uploads and remove their tails; the ids of
+        those done (the others stay for the next sweep: the store may be back by then)."""
+        done = []
+        for upload_id, multipart_id, tail in await self.db.read(tus_parts.stored_objects, ids):
+            try:
+                await self.parts.discard(upload_id, multipart_id, tail)
+            except RelayError as exc:
+                log.warning("tus: upload %s not removed from the store yet: %s", upload_id, exc)
+                continue
+            done.append(upload_id)
+        return done
 
     async def sweep_forever(self) -> None:
         while True:
@@ -919,6 +991,8 @@ async def tus_ctx(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(asyncio.CancelledError):
         await task
     await door.release_kept()
+    if door.parts is not None:
+        door.parts.close()
 
 
 def setup_routes(app: web.Application) -> None:
