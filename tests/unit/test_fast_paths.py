@@ -1,5 +1,5 @@
 """The fast paths the benchmarks called for keep their slow twins' results: group commit of
-accepts, the one-pass DATA reader, the bounded header scan, strip-parallel resampling."""
+accepts, the one-pass DATA reader, the bounded header scan."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ import asyncio
 import random
 
 import pytest
-from PIL import Image, ImageChops, ImageStat
 from sqlalchemy import Connection, func, select
 
-from handlers import image
 from relay.db import Database, queries
 from relay.db.schema import jobs as jobs_table
 from relay.db.schema import posts
@@ -150,62 +148,3 @@ def test_header_scan_reads_the_block_only() -> None:
     assert (facts.sender, facts.message_id) == ("anna@example.org", "m1@example.org")
     bare = scan_headers(b"From: anna@example.org\n\nFrom: x@example.org\n")
     assert (bare.from_count, bare.sender) == (1, "anna@example.org")
-
-
-# --- resampling in strips ----------------------------------------------------------------------
-
-
-def _photo_like(size: tuple[int, int], mode: str) -> Image.Image:
-    base = Image.linear_gradient("L").resize(size).convert("RGB")
-    grain = Image.merge("RGB", [Image.effect_noise(size, 40) for _ in range(3)])
-    return Image.blend(base, grain, 0.2).convert(mode)
-
-
-@pytest.mark.parametrize(
-    ("mode", "source", "target"),
-    [
-        ("RGB", (4032, 3024), (2048, 1536)),
-        ("RGB", (3024, 4032), (1536, 2048)),
-        ("RGBA", (1999, 1333), (1024, 683)),
-        ("L", (1333, 2001), (700, 1051)),
-        ("RGB", (2048, 1536), (1024, 768)),
-    ],
-)
-def test_strips_make_the_pixels_of_one_resize_up_to_rounding(
-    mode: str, source: tuple[int, int], target: tuple[int, int]
-) -> None:
-    photo = _photo_like(source, mode)
-    whole = photo.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
-    strips = image._resize_upright(photo, target, 1, image._threads())  # noqa: SLF001
-    assert strips.size == whole.size and strips.mode == whole.mode
-    _assert_rounding_apart(strips, whole)
-
-
-@pytest.mark.parametrize("orientation", range(1, 9))
-def test_strips_turned_upright_on_their_threads_make_the_turned_whole(orientation: int) -> None:
-    # A gradient across and grain make every one of the eight turns and mirrors look different.
-    photo = Image.merge(
-        "RGB",
-        [
-            Image.linear_gradient("L").resize((1600, 1200)),
-            Image.linear_gradient("L").rotate(90).resize((1600, 1200)),
-            Image.effect_noise((1600, 1200), 40),
-        ],
-    )
-    whole = image._upright(  # noqa: SLF001
-        photo.resize((800, 600), Image.Resampling.LANCZOS, reducing_gap=3.0), orientation
-    )
-    strips = image._resize_upright(photo, (800, 600), orientation, image._threads())  # noqa: SLF001
-    assert strips.size == whole.size == ((600, 800) if orientation >= 5 else (800, 600))
-    _assert_rounding_apart(strips, whole)
-
-
-def _assert_rounding_apart(strips: Image.Image, whole: Image.Image) -> None:
-    difference = ImageChops.difference(strips, whole)
-    assert max(high for _, high in _extrema(difference)) <= 3
-    assert max(ImageStat.Stat(difference).mean) < 0.5
-
-
-def _extrema(img: Image.Image) -> list[tuple[int, int]]:
-    found = img.getextrema()
-    return [found] if isinstance(found[0], int) else list(found)  # type: ignore[list-item]
