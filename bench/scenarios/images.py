@@ -3,7 +3,8 @@
 The relay's figure is ``handlers.image.ImageHandler.process`` with its blocking part in the
 relay's own ``WorkPool`` (one worker process, as ``relay serve`` runs it), so it includes the
 trip to the worker and the cleaned original the relay also serves. The baseline is pyvips in
-process making the same three renditions (``bench.baseline_vips``). Median of several runs after
+process making the same three renditions (``bench.baseline_vips``, pyvips on the ``pyvips-binary``
+wheel in the bench's own environment). Median of several runs after
 a warm-up; memory is the worker's peak RSS (VmHWM), imports included.
 """
 
@@ -14,7 +15,6 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -38,9 +38,9 @@ LABEL = "image 12 MP → 2048/1024/320"
 class _Vips:
     """The pyvips baseline in a process of its own, one run per request."""
 
-    def __init__(self, source: Path, outdir: Path) -> None:
+    def __init__(self, python: str, source: Path, outdir: Path) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.baseline_vips", str(source), str(outdir)],
+            [python, "-m", "bench.baseline_vips", str(source), str(outdir)],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -72,7 +72,7 @@ class _Vips:
 
 
 async def _measure(
-    source: Path, work: Path, runs: int
+    python: str, source: Path, work: Path, runs: int
 ) -> tuple[list[float], list[float], float, float]:
     """Alternate one pyvips run and one relay run, ``runs`` times each, after a warm-up."""
     from handlers.image import ImageHandler
@@ -81,7 +81,7 @@ async def _measure(
 
     pool = WorkPool(1)
     handler = ImageHandler()
-    vips = await asyncio.to_thread(_Vips, source, work / "vips")
+    vips = await asyncio.to_thread(_Vips, python, source, work / "vips")
     relay_times: list[float] = []
     vips_times: list[float] = []
     try:
@@ -115,7 +115,7 @@ async def _measure(
 
 def _run(ctx: Context) -> list[Result]:
     try:
-        ensure_pyvips()
+        python, libvips = ensure_pyvips(ctx.cache)
     except Unavailable as exc:
         return unavailable([(LABEL, "ms")], str(exc))
     runs = 3 if ctx.quick else 15
@@ -124,7 +124,7 @@ def _run(ctx: Context) -> list[Result]:
     source.write_bytes(media.photo_jpeg())
     try:
         ctx.log(f"images: pyvips and the relay's handler, {runs} runs each, interleaved")
-        relay, vips, relay_peak, vips_peak = asyncio.run(_measure(source, work, runs))
+        relay, vips, relay_peak, vips_peak = asyncio.run(_measure(python, source, work, runs))
         size_mb = source.stat().st_size / 1e6
     finally:
         ctx.drop(work)
@@ -138,7 +138,7 @@ def _run(ctx: Context) -> list[Result]:
             memory_mb=relay_peak,
             memory_kind="peak",
             note=f"{size_mb:.1f} MB JPEG, median of {runs}; worker peak ≤ 150 MB wanted; "
-            f"pyvips peak {vips_peak:.0f} MB",
+            f"pyvips (libvips {libvips}, pyvips-binary) peak {vips_peak:.0f} MB",
         )
     ]
 
