@@ -228,6 +228,19 @@ def status_kb(pid: int, field_name: str) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process so far (its threads included)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return 0.0
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its live descendants so far."""
+    return sum(cpu_seconds(p) for p in tree(pid))
+
+
 def tree_rss_mb(pid: int) -> float:
     return sum(status_kb(p, "VmRSS") for p in tree(pid)) / 1024
 
