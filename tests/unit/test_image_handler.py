@@ -218,6 +218,23 @@ def test_phone_photo_renditions_are_upright_and_clean(phone_jpeg: Path, tmp_path
             assert near(mostly(image, (0, 0, corner, corner)), (0, 0, 255), 30), "top-left"
 
 
+def test_phone_photo_renditions_are_progressive_optimised_quality_85(
+    phone_jpeg: Path, tmp_path: Path
+) -> None:
+    # Progressive scans show a whole picture early on slow phone links (libjpeg makes optimised
+    # Huffman tables for every progressive JPEG); the quantisation tables are libjpeg's at
+    # quality 85, the same whichever library drives it.
+    output = process(phone_jpeg, "image/jpeg", tmp_path / "work")
+    reference = io.BytesIO()
+    Image.new("RGB", (64, 64)).save(reference, "JPEG", quality=85)
+    with Image.open(reference) as made:
+        tables = made.quantization
+    for rendition in output.renditions:
+        with Image.open(rendition.path) as image:
+            assert image.info.get("progressive") == 1, rendition.name
+            assert image.quantization == tables, rendition.name
+
+
 def test_phone_photo_original_is_served_without_position_losslessly(
     phone_jpeg: Path, tmp_path: Path
 ) -> None:
