@@ -28,6 +28,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--results", type=Path, default=DEFAULT_RESULTS, help="where to write the table"
     )
+    parser.add_argument(
+        "--photos", type=int, metavar="N", help="mails in the end-to-end photo scenario (200)"
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the rows as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     parser.add_argument(
@@ -64,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         harness.PROFILE.update(dir=args.profile.resolve(), format=args.profile_format)
     workdir = harness.make_workdir()
-    ctx = harness.Context(quick=args.quick, workdir=workdir)
+    ctx = harness.Context(quick=args.quick, workdir=workdir, photos=args.photos)
     started = time.monotonic()
     results: list[harness.Result] = []
     try:

@@ -228,6 +228,19 @@ def status_kb(pid: int, field_name: str) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process so far (its threads included)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return 0.0
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its live descendants so far."""
+    return sum(cpu_seconds(p) for p in tree(pid))
+
+
 def tree_rss_mb(pid: int) -> float:
     return sum(status_kb(p, "VmRSS") for p in tree(pid)) / 1024
 
@@ -340,6 +353,8 @@ class Context:
     quick: bool
     workdir: Path
     log: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))
+    photos: int | None = None
+    """``--photos N``: how many mails the end-to-end photo scenario sends (default 200)."""
 
     @property
     def rounds(self) -> int:
@@ -417,17 +432,38 @@ def ensure_postfix_tools() -> None:
         raise Unavailable("postfix installed but smtp-source/smtp-sink are missing")
 
 
-def ensure_pyvips() -> None:
-    probe = [sys.executable, "-c", "import pyvips; pyvips.Image.black(1, 1)"]
-    if subprocess.run(probe, capture_output=True).returncode == 0:
-        return
-    _apt_install("libvips42")
-    pip = [sys.executable, "-m", "pip", "install", "-q", "pyvips"]
+VIPS_VENV = "vips-venv"
+_VIPS_PROBE = (
+    "import pyvips, _libvips; pyvips.Image.black(1, 1); "
+    "print(pyvips.version(0), pyvips.version(1), pyvips.version(2))"
+)
+
+
+def ensure_pyvips(cache: Path) -> tuple[str, str]:
+    """The Python of the image baseline's own environment (made under ``cache`` on first use:
+    pyvips on the ``pyvips-binary`` wheel, the libvips the relay also uses, never a system
+    one), and the libvips version it loads."""
+    venv = cache / VIPS_VENV
+    python = venv / "bin" / "python"
+    probe = [str(python), "-c", _VIPS_PROBE]
+    if python.exists():
+        done = subprocess.run(probe, capture_output=True, text=True)
+        if done.returncode == 0:
+            return str(python), ".".join(done.stdout.split())
+    cache.mkdir(parents=True, exist_ok=True)
+    made = subprocess.run(
+        [sys.executable, "-m", "venv", "--clear", str(venv)], capture_output=True, text=True
+    )
+    if made.returncode != 0:
+        raise Unavailable(f"python -m venv: {made.stderr[-300:]}")
+    pip = [str(python), "-m", "pip", "install", "-q", "pyvips[binary]>=3.0", "pyvips-binary>=8.15"]
     done = subprocess.run(pip, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
-        raise Unavailable(f"pip install pyvips: {done.stderr[-300:]}")
-    if subprocess.run(probe, capture_output=True).returncode != 0:
-        raise Unavailable("pyvips installed but cannot load libvips")
+        raise Unavailable(f"pip install pyvips[binary]: {done.stderr[-300:]}")
+    done = subprocess.run(probe, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise Unavailable(f"pyvips-binary installed but does not load: {done.stderr[-300:]}")
+    return str(python), ".".join(done.stdout.split())
 
 
 @contextlib.contextmanager

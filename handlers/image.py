@@ -4,11 +4,14 @@ The work happens in ``_process_image``, run through ``job.run_blocking`` (a proc
 serve): its arguments and result are plain picklable values; our own errors (``MediaError``) are
 raised there and cross the process boundary as they are.
 
-In the worker: open lazily (header only) → refuse images over the pixel limit before any decoding
-→ decode the first frame once, at a reduced JPEG DCT scale when that still covers the largest
-rendition (libjpeg-turbo's M/8 scales through simplejpeg, else Pillow's 1/2, 1/4 and 1/8) →
-convert to 8-bit L, LA, RGB or RGBA → resize to "large", turning it upright, and derive "medium"
-and "small" from it. Renditions keep only the ICC profile.
+Renditions are made by libvips (pyvips, on the ``pyvips-binary`` wheel). In the worker: open
+lazily (header only) → refuse images over the pixel limit before any decoding → JPEG, PNG, WebP
+and GIF are decoded by libvips itself, a JPEG at the smallest DCT scale (1/2, 1/4, 1/8) that
+still covers the largest rendition (shrink-on-load); the types libvips cannot read here (HEIC,
+BMP) and those whose identifying metadata only Pillow reads for us (TIFF, AVIF) are decoded by
+Pillow and pillow-heif and handed over → 8-bit grey or sRGB, with alpha only where a pixel is
+transparent → "large" made once, upright, and held in memory; "medium" and "small" are derived
+from it. Renditions keep only the ICC profile.
 
 Then the served original. JPEG, PNG, WebP and GIF are cleaned at the container level: metadata
 segments are dropped or rewritten and everything else is copied byte for byte, so the pixels and
@@ -21,17 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import struct
 import zlib
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
 import pillow_heif
-import simplejpeg
+import pyvips
 from PIL import Image, ImageCms, ImageFile
 
 from handlers import scrub
@@ -40,9 +41,12 @@ from relay.model import HandlerInput, HandlerOutput, Kind, RenditionFile
 
 pillow_heif.register_heif_opener()
 Image.init()
+# Every job reads a new file once: cached operations would only keep a finished job's pixels
+# (and the descriptors of its deleted work files) alive in the worker.
+pyvips.cache_set_max(0)
 
-# The sniffed type decides which Pillow parser may look at the bytes: a file sniffed as PNG is
-# never handed to, say, the TIFF or PSD decoder.
+# The sniffed type decides which parser may look at the bytes: a file sniffed as PNG is never
+# handed to, say, the TIFF or PSD decoder.
 _PARSERS: Final[dict[str, str]] = {
     "image/jpeg": "JPEG",
     "image/png": "PNG",
@@ -59,31 +63,38 @@ _PARSERS: Final[dict[str, str]] = {
 }
 _PARSERS = {mime: parser for mime, parser in _PARSERS.items() if parser in Image.ID}
 
+_VIPS_LOADERS: Final[dict[str, str]] = {
+    "image/jpeg": "jpegload",
+    "image/png": "pngload",
+    "image/gif": "gifload",
+    "image/webp": "webpload",
+}
+"""The types libvips decodes itself (each has a container-level cleaner for its original, so
+Pillow need not read its metadata); every other type goes through Pillow."""
+
 MIMES: Final[frozenset[str]] = frozenset(_PARSERS)
 """The sniffed types ImageHandler accepts (AVIF only when this Pillow build decodes it)."""
 
 RENDITIONS: Final[tuple[tuple[str, int], ...]] = (("large", 2048), ("medium", 1024), ("small", 320))
 """Rendition names and the longest side each may have; sources are never upscaled."""
 
-_RENDITION_JPEG: Final = {"quality": 85, "optimize": True, "progressive": True}
-_ORIGINAL_JPEG: Final = {"quality": 92, "optimize": True, "progressive": True}
+_RENDITION_JPEG: Final = {"Q": 85, "optimize_coding": True, "interlace": True}
+_ORIGINAL_JPEG: Final = {"Q": 92, "optimize_coding": True, "interlace": True}
+_KEEP_ICC: Final = pyvips.enums.ForeignKeep.ICC
+_ICC: Final = "icc-profile-data"
+_ORIENTATION_FIELD: Final = "orientation"
 
 # Pillow raises these for damaged input (Image.open turns struct/index errors raised while
-# parsing headers into SyntaxError; decoders raise OSError; pillow_heif raises ValueError).
+# parsing headers into SyntaxError; decoders raise OSError; pillow_heif raises ValueError);
+# libvips raises pyvips.Error, when the pixels are computed as well as when a header is read.
 _DAMAGED: Final = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
+_DAMAGED_ANYWHERE: Final = (*_DAMAGED, pyvips.Error)
 # What parsing or rewriting metadata a decoder tolerated may raise; the answer is a re-encode.
 _UNFOLLOWED: Final = (*_DAMAGED, KeyError, IndexError, TypeError)
 
 _ORIENTATION: Final = 0x0112
-_UPRIGHT: Final[dict[int, Image.Transpose]] = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
+_TURNED: Final = frozenset({5, 6, 7, 8})
+"""EXIF orientations whose upright picture swaps width and height."""
 
 
 class ImageHandler:
@@ -134,145 +145,147 @@ class _Outcome:
 
 
 @dataclass(slots=True)
-class _Pixels:
-    image: Image.Image
-    """8-bit L, LA, RGB or RGBA, in stored orientation."""
-    transparent: bool
-    icc: bytes | None
-    """The source's ICC profile when it describes ``image``'s colour space, else None."""
+class _Source:
+    """The first frame, ready for resizing: 8-bit grey or sRGB, alpha optional, its stored
+    orientation and (only when it describes these pixels) its ICC profile attached."""
 
-
-@dataclass(frozen=True, slots=True)
-class _Metadata:
-    """Read once, before any output is written (writing clears the image's info)."""
-
-    orientation: int
-    icc: bytes | None
+    image: pyvips.Image
+    """Not decoded yet when libvips reads the file: pixels are computed on demand."""
+    width: int
+    height: int
+    """The stored picture's size, before any shrink-on-load."""
+    full: bool
+    """``image`` has every pixel of the original and may be read again (it was neither shrunk
+    on load nor opened for one sequential read)."""
     identifying: bool
-    """Location, XMP or identifying EXIF: the original must not be served as it came."""
-
-
-_BLOCKS_KEPT: Final = 2
-"""Freed pixel blocks (up to 16 MB each) Pillow keeps for reuse while one image is processed.
-
-The workers hand every allocation of 1 MiB or more back to the system when it is freed
-(relay/workpool.py), so each new image buffer (the resampler's intermediates, the strips, the
-upright copies) costs fresh page faults, ~36k for a 12 MP photo. With two blocks kept, the
-next buffer reuses the last one freed: ~8k faults fewer, ~5% less CPU, the same peak. They
-are released when the job ends."""
+    """Location, XMP or identifying EXIF in a type without a container-level cleaner."""
 
 
 def _process_image(source: Path, mime: str, workdir: Path, max_pixels: int) -> _Outcome:
-    kept = Image.core.get_blocks_max()
-    Image.core.set_blocks_max(max(kept, _BLOCKS_KEPT))
+    cleaner, suffix = scrub.CLEANERS.get(mime, (None, ""))
     try:
-        return _process(source, mime, workdir, max_pixels)
-    finally:
-        Image.core.set_blocks_max(kept)  # frees the blocks kept beyond that
-
-
-def _process(source: Path, mime: str, workdir: Path, max_pixels: int) -> _Outcome:
-    # Pillow's own bomb guard would fire inside Image.open with its own exception; our limit is
-    # the one that decides, and it is checked right after the header is read.
-    Image.MAX_IMAGE_PIXELS = None
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    try:
-        with Image.open(source, formats=[_PARSERS[mime]]) as img:
-            width, height = img.size
-            if width * height > max_pixels:
-                raise LimitExceeded(
-                    "media.too_many_pixels", f"{width}x{height} over {max_pixels} pixels"
-                )
-            if width < 1 or height < 1:
-                raise MediaError("media.corrupt", f"{width}x{height}")
-            sizes = [(name, _fit(width, height, cap)) for name, cap in RENDITIONS]
-            # The file is read once, for the cleaner and the JPEG decoder both. The
-            # container-level clean of the original needs only its bytes: it runs on a thread
-            # while the pixels are decoded (which releases the GIL).
-            cleaner, suffix = scrub.CLEANERS.get(mime, (None, ""))
-            data = source.read_bytes() if cleaner is not None else None
-            cleaning = _threads().submit(cleaner, data) if cleaner is not None else None
-            decoded = _decode(img, data, sizes[0][1])
-            meta = _read_metadata(img)
-            pixels = _normalize(decoded, meta.icc)
-            renditions = _write_renditions(pixels, sizes, meta.orientation, workdir)
-            full = pixels if pixels.image.size == (width, height) else None
-            served = _served_original(source, mime, workdir, meta, full, cleaning, suffix)
-    except _DAMAGED as exc:
+        if mime in _VIPS_LOADERS:
+            opened = _open_vips(source, mime, max_pixels, RENDITIONS[0][1])
+        else:
+            opened = _open_pillow(source, mime, max_pixels)
+        # The container-level clean of the original needs only the file's bytes: it runs on a
+        # thread while libvips decodes and resizes (which releases the GIL).
+        cleaning = _threads().submit(cleaner, source.read_bytes()) if cleaner else None
+        renditions, transparent = _write_renditions(opened, workdir)
+        served = _served_original(source, mime, workdir, opened, transparent, cleaning, suffix)
+    except _DAMAGED_ANYWHERE as exc:
         raise MediaError("media.corrupt", f"{type(exc).__name__}: {exc}") from None
     return _Outcome(renditions=renditions, served=served)
 
 
-_SCALED_MODES: Final = {"RGB": "RGB", "L": "GRAY"}
-"""Pillow's JPEG modes that simplejpeg decodes to the same pixels, and its name for each.
-(Decoding to RGBX, Pillow's own layout, would spare the copy into Pillow, but its resampler
-then works on four bands instead of three: measured slower.)"""
+def _check_size(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise LimitExceeded("media.too_many_pixels", f"{width}x{height} over {max_pixels} pixels")
+    if width < 1 or height < 1:
+        raise MediaError("media.corrupt", f"{width}x{height}")
 
 
-def _decode(img: Image.Image, data: bytes | None, size: tuple[int, int]) -> Image.Image:
-    """The first frame's pixels, at the smallest JPEG DCT scale still covering ``size``
-    (``data``: the file's bytes, which every JPEG has read for its cleaner)."""
-    if img.format in ("JPEG", "MPO") and img.size != size:
-        scaled = _decode_scaled(data, img.mode, size) if data is not None else None
-        if scaled is not None:
-            return scaled
-        img.draft(None, size)  # libjpeg picks a DCT scale still >= the size asked
-    img.load()
-    return img
+# --- decoding ----------------------------------------------------------------------------------
 
 
-def _decode_scaled(data: bytes, mode: str, size: tuple[int, int]) -> Image.Image | None:
-    """The JPEG decoded at the smallest of libjpeg-turbo's M/8 scales that covers ``size``, or
-    None when it is not a plain RGB or grey JPEG libjpeg decodes without a complaint.
-
-    Pillow's draft mode offers 1/2, 1/4 and 1/8 only, so a 12 MP photo (4032 wide) was decoded
-    whole for its 2048 rendition. At 5/8 the resize to 2048 reads 2.6× fewer pixels: that resize
-    was half the handler's time. Anything libjpeg warns about (a truncated scan, stray bytes
-    before a marker) goes back to Pillow's decoder, whose verdict stands as before.
-    """
-    colorspace = _SCALED_MODES.get(mode)
-    if colorspace is None:
-        return None  # CMYK and YCCK go through Pillow's conversion and the ICC profile
-    width, height = size
-    try:
-        array = simplejpeg.decode_jpeg(
-            data, colorspace=colorspace, min_width=width, min_height=height
-        )
-    except ValueError:
-        return None
-    rows, columns = array.shape[:2]
-    return Image.frombuffer(mode, (columns, rows), array, "raw", mode, 0, 1)
+def _open_vips(source: Path, mime: str, max_pixels: int, cap: int | None) -> _Source:
+    """The first frame through libvips' loader for ``mime`` only; a JPEG shrunk on load to the
+    smallest DCT scale whose longest side still covers ``cap`` (None: full resolution)."""
+    load = getattr(pyvips.Image, _VIPS_LOADERS[mime])
+    # "truncated": a file cut short is corrupt, as it was to Pillow; lesser warnings (stray
+    # bytes before a marker, which cameras write) are tolerated, as they were.
+    options: dict[str, object] = {"fail_on": "truncated"}
+    if cap is not None:
+        options["access"] = "sequential"  # decoded as the resize reads it: no full-size buffer
+    header = load(str(source), **options)  # reads the header only
+    width, height = header.width, header.height
+    _check_size(width, height, max_pixels)
+    image = header
+    shrink = _jpeg_shrink(width, height, cap) if mime == "image/jpeg" and cap else 1
+    if shrink > 1:
+        image = load(str(source), shrink=shrink, **options)
+    return _Source(_normalize(image), width, height, full=cap is None, identifying=False)
 
 
-def _fit(width: int, height: int, cap: int) -> tuple[int, int]:
+def _jpeg_shrink(width: int, height: int, cap: int) -> int:
     longest = max(width, height)
-    if longest <= cap:
-        return width, height
-    scale = cap / longest
-    return max(1, round(width * scale)), max(1, round(height * scale))
+    return next((s for s in (8, 4, 2) if longest // s >= cap), 1)
 
 
-def _read_metadata(img: Image.Image) -> _Metadata:
-    exif = img.getexif()
-    orientation = exif.get(_ORIENTATION, 1)
-    try:
-        identifying = bool(img.info.get("xmp")) or bool(scrub.identifying(exif))
-    except _UNFOLLOWED:
-        identifying = True  # EXIF we cannot read is EXIF we cannot vouch for
-    return _Metadata(
-        orientation=orientation if isinstance(orientation, int) else 1,
-        icc=img.info.get("icc_profile") or None,
-        identifying=identifying,
-    )
+def _normalize(image: pyvips.Image) -> pyvips.Image:
+    """8-bit grey or sRGB, 1 to 4 bands; the ICC profile dropped unless it describes them."""
+    icc = _field(image, _ICC)
+    if image.interpretation == "cmyk":
+        image, icc = _cmyk_to_srgb(image, icc), None
+    elif image.format != "uchar" or image.interpretation not in ("b-w", "srgb"):
+        # 16-bit PNGs are scaled to 8 bits here, not clipped.
+        image = image.colourspace("b-w" if image.bands in (1, 2) else "srgb")
+    if not _icc_fits(icc, image.bands):
+        image = _without(image, _ICC)
+    return image
 
 
-# --- pixels ----------------------------------------------------------------------------------
+def _cmyk_to_srgb(image: pyvips.Image, icc: bytes | None) -> pyvips.Image:
+    if icc and icc[16:20] == b"CMYK":
+        # A profile libvips cannot use falls back to its own CMYK profile.
+        converted = image.icc_transform("srgb", embedded=True, input_profile="cmyk")
+        return _without(converted.copy(interpretation="srgb"), _ICC)
+    # No profile: the plain conversion Pillow made, which keeps pure inks pure.
+    white = 255 - image[3]
+    rgb = ((255 - image[0:3]) * white / 255).rint().cast("uchar")
+    return rgb.copy(interpretation="srgb")
 
 
-def _normalize(img: Image.Image, icc: bytes | None) -> _Pixels:
+def _icc_fits(icc: bytes | None, bands: int) -> bool:
+    if not icc or len(icc) < 20:
+        return False
+    return icc[16:20] == (b"GRAY" if bands in (1, 2) else b"RGB ")
+
+
+def _field(image: pyvips.Image, name: str) -> bytes | None:
+    return image.get(name) if image.get_typeof(name) else None
+
+
+def _without(image: pyvips.Image, name: str) -> pyvips.Image:
+    if not image.get_typeof(name):
+        return image
+    image = image.copy()
+    image.remove(name)
+    return image
+
+
+def _open_pillow(source: Path, mime: str, max_pixels: int) -> _Source:
+    # Pillow's own bomb guard would fire inside Image.open with its own exception; our limit is
+    # the one that decides, and it is checked right after the header is read.
+    Image.MAX_IMAGE_PIXELS = None
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    with Image.open(source, formats=[_PARSERS[mime]]) as img:
+        width, height = img.size
+        _check_size(width, height, max_pixels)
+        img.load()
+        exif = img.getexif()
+        orientation = exif.get(_ORIENTATION, 1)
+        try:
+            identifying = bool(img.info.get("xmp")) or bool(scrub.identifying(exif))
+        except _UNFOLLOWED:
+            identifying = True  # EXIF we cannot read is EXIF we cannot vouch for
+        icc = img.info.get("icc_profile") or None
+        pixels, icc = _pillow_8bit(img, icc)
+    image = pyvips.Image.new_from_memory(
+        pixels.tobytes(), pixels.width, pixels.height, len(pixels.mode), "uchar"
+    ).copy(interpretation="b-w" if pixels.mode in ("L", "LA") else "srgb")
+    if isinstance(orientation, int) and orientation in range(2, 9):
+        image.set_type(pyvips.GValue.gint_type, _ORIENTATION_FIELD, orientation)
+    if _icc_fits(icc, image.bands):
+        image.set_type(pyvips.GValue.blob_type, _ICC, icc)
+    return _Source(image, width, height, full=True, identifying=identifying)
+
+
+def _pillow_8bit(img: Image.Image, icc: bytes | None) -> tuple[Image.Image, bytes | None]:
+    """L, LA, RGB or RGBA, and the ICC profile still describing it."""
     mode = img.mode
     if mode == "CMYK":
-        img, icc = _cmyk_to_rgb(img, icc), None
+        img, icc = _pillow_cmyk_to_rgb(img, icc), None
     elif mode.startswith(("I", "F")):
         img = _to_8bit_grey(img)
     elif mode in ("P", "PA", "RGBa", "La", "RGBX", "YCbCr", "LAB", "HSV", "1"):
@@ -282,17 +295,14 @@ def _normalize(img: Image.Image, icc: bytes | None) -> _Pixels:
         img = img.convert(mode + "A" if mode == "L" else "RGBA")
     elif mode not in ("L", "LA", "RGB", "RGBA"):
         img = img.convert("RGB")
-    if img.mode in ("LA", "RGBA") and img.getchannel("A").getextrema()[0] == 255:
-        img = img.convert(img.mode[:-1])  # an alpha channel nobody uses is not transparency
-    transparent = img.mode in ("LA", "RGBA")
-    return _Pixels(img, transparent, icc if _icc_fits(icc, img.mode) else None)
+    return img, icc
 
 
 def _base_mode(mode: str) -> str:
     return "L" if mode == "1" else "RGB"
 
 
-def _cmyk_to_rgb(img: Image.Image, icc: bytes | None) -> Image.Image:
+def _pillow_cmyk_to_rgb(img: Image.Image, icc: bytes | None) -> Image.Image:
     if icc and icc[16:20] == b"CMYK":
         try:
             converted = ImageCms.profileToProfile(
@@ -320,139 +330,94 @@ def _to_8bit_grey(img: Image.Image) -> Image.Image:
     return img.point(lambda v: v * scale - low * scale).convert("L")
 
 
-def _icc_fits(icc: bytes | None, mode: str) -> bool:
-    if not icc or len(icc) < 20:
-        return False
-    return icc[16:20] == (b"GRAY" if mode in ("L", "LA") else b"RGB ")
+# --- renditions --------------------------------------------------------------------------------
 
 
-_THREADS: Final = max(2, min(4, os.cpu_count() or 1))
-_STRIP_PIXELS: Final = 1 << 18
-"""Outputs of at least this many pixels are resampled in strips, one per thread."""
 _POOL: ThreadPoolExecutor | None = None
 
 
 def _threads() -> ThreadPoolExecutor:
-    """This worker process's threads for image work: Pillow releases the GIL while it
-    decodes, resamples and encodes, so one image can use more than one core."""
+    """This worker's threads for the original's clean and the renditions' encodes, which run
+    while the next rendition is made (libvips and the cleaner's C parts release the GIL)."""
     global _POOL
     if _POOL is None:
-        _POOL = ThreadPoolExecutor(_THREADS, "image")
+        _POOL = ThreadPoolExecutor(2, "image")
     return _POOL
 
 
-def _write_renditions(
-    pixels: _Pixels, sizes: list[tuple[str, tuple[int, int]]], orientation: int, workdir: Path
-) -> list[_Written]:
-    # The largest rendition is resized in strips, each turned upright on the thread that made
-    # it; the smaller ones are derived from the upright one (the caps are the same either way),
-    # so no turn is left for the encodes' critical path. Each rendition is encoded on a thread
-    # while the next, smaller one is derived, on this thread alone once an encode is under way
-    # (the encode has the other core; strips on both would only slow the encode down).
-    pool = _threads()
+def _fit(width: int, height: int, cap: int) -> tuple[int, int]:
+    longest = max(width, height)
+    if longest <= cap:
+        return width, height
+    scale = cap / longest
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _upright_size(source: _Source) -> tuple[int, int]:
+    turned = _orientation(source.image) in _TURNED
+    return (source.height, source.width) if turned else (source.width, source.height)
+
+
+def _orientation(image: pyvips.Image) -> int:
+    if not image.get_typeof(_ORIENTATION_FIELD):
+        return 1
+    value = image.get(_ORIENTATION_FIELD)
+    return value if isinstance(value, int) else 1
+
+
+def _write_renditions(source: _Source, workdir: Path) -> tuple[list[_Written], bool]:
+    """The renditions, and whether they carry transparency (PNG) or not (JPEG).
+
+    Each size comes from the original's stored size (``_fit``), forced exactly, so a JPEG
+    shrunk on load (which rounds its size up) gives the sizes a full decode would. "large" is
+    turned upright by libvips' thumbnail (which then drops the orientation) and computed once
+    into memory: the only decode; each smaller size is resampled from it. Each rendition is
+    encoded on a thread while the next one is made."""
+    upright = _upright_size(source)
     saving: list[Future[_Written]] = []
-    current: Image.Image | None = None
-    for name, size in sizes:
+    current: pyvips.Image | None = None
+    transparent = False
+    for name, cap in RENDITIONS:
+        width, height = _fit(*upright, cap)
         if current is None:
-            current = _resize_upright(pixels.image, size, orientation, pool)
-        else:
-            upright = (size[1], size[0]) if orientation in _TURNED else size
-            if current.size != upright:
-                current = current.resize(upright, Image.Resampling.LANCZOS, reducing_gap=3.0)
-        saving.append(pool.submit(_save, current, workdir / name, name, pixels, _RENDITION_JPEG))
-    return [future.result() for future in saving]
+            current = _resized(source.image, width, height).copy_memory()
+            current, transparent = _opaque_unless_transparent(current)
+        elif (current.width, current.height) != (width, height):
+            current = _resized(current, width, height).copy_memory()
+        saving.append(_threads().submit(_save, current, workdir / name, name, transparent))
+    return [future.result() for future in saving], transparent
 
 
-_TURNED: Final = frozenset({5, 6, 7, 8})
-"""EXIF orientations whose upright picture swaps width and height."""
+def _resized(image: pyvips.Image, width: int, height: int) -> pyvips.Image:
+    # thumbnail_image: the resize libvips' own thumbnailer does (a box shrink, then Lanczos 3,
+    # with alpha premultiplied), turning the picture upright first; width and height are upright.
+    return image.thumbnail_image(width, height=height, size="force")
 
 
-def _resize_upright(
-    img: Image.Image, size: tuple[int, int], orientation: int, pool: ThreadPoolExecutor
-) -> Image.Image:
-    """``_upright(img.resize(size, LANCZOS), orientation)``, computed in horizontal strips on
-    several threads, each strip turned upright where it was made.
-
-    Resampling a strip with ``box`` reads the source rows around it as the whole would (no
-    seams), with the same filter. Pillow may order a strip's two passes otherwise than the
-    whole's, and rounds to 8 bits between them: on photos a pixel differs by a level or two (a
-    test bounds that), on pixel-level noise by up to ~15 levels (2400×1801 of noise → 2048),
-    noise either way. Turning is exact. The 4032 → 2048 step of a 12 MP photo was half of the
-    handler's time on one core.
-    """
-    width, height = size
-    if img.size == size:
-        return _upright(img, orientation)
-    if width * height < _STRIP_PIXELS or height < 2 * _THREADS:
-        return _upright(img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0), orientation)
-    scale = img.height / height
-    bounds = [height * i // _THREADS for i in range(_THREADS + 1)]
-    spans = list(zip(bounds[:-1], bounds[1:], strict=True))
-
-    def strip(top: int, bottom: int) -> Image.Image:
-        box = (0.0, top * scale, float(img.width), bottom * scale)
-        made = img.resize(
-            (width, bottom - top), Image.Resampling.LANCZOS, box=box, reducing_gap=3.0
-        )
-        return _upright(made, orientation)
-
-    others = [pool.submit(strip, top, bottom) for top, bottom in spans[1:]]
-    first = strip(*spans[0])  # this thread takes a strip too, rather than only waiting
-    out = Image.new(first.mode, (height, width) if orientation in _TURNED else size)
-    out.paste(first, _upright_corner(0, spans[0][1], size, orientation))
-    for (top, bottom), future in zip(spans[1:], others, strict=True):
-        out.paste(future.result(), _upright_corner(top, bottom, size, orientation))
-    return out
-
-
-def _upright_corner(
-    top: int, bottom: int, size: tuple[int, int], orientation: int
-) -> tuple[int, int]:
-    """Where rows ``top:bottom`` of a ``size`` picture land once it is turned upright: the
-    upper left corner of their box, after mapping both corners of it."""
-    width, height = size
-    corners = [
-        _upright_point(x, y, width, height, orientation) for x, y in ((0, top), (width, bottom))
-    ]
-    return min(x for x, _ in corners), min(y for _, y in corners)
-
-
-def _upright_point(x: int, y: int, width: int, height: int, orientation: int) -> tuple[int, int]:
-    turn = _UPRIGHT_POINTS.get(orientation)
-    return turn(x, y, width, height) if turn is not None else (x, y)
-
-
-_UPRIGHT_POINTS: Final[dict[int, Callable[[int, int, int, int], tuple[int, int]]]] = {
-    # Where (x, y) of a width × height picture goes under each of ``_UPRIGHT``'s turns.
-    2: lambda x, y, w, h: (w - x, y),
-    3: lambda x, y, w, h: (w - x, h - y),
-    4: lambda x, y, w, h: (x, h - y),
-    5: lambda x, y, w, h: (y, x),
-    6: lambda x, y, w, h: (h - y, x),
-    7: lambda x, y, w, h: (h - y, w - x),
-    8: lambda x, y, w, h: (y, w - x),
-}
-
-
-def _upright(img: Image.Image, orientation: int) -> Image.Image:
-    method = _UPRIGHT.get(orientation)
-    return img.transpose(method) if method is not None else img
+def _opaque_unless_transparent(image: pyvips.Image) -> tuple[pyvips.Image, bool]:
+    """An alpha channel nobody uses is not transparency: it is dropped."""
+    if not image.hasalpha():
+        return image, False
+    if image[image.bands - 1].min() >= 255:
+        return image[0 : image.bands - 1], False
+    return image, True
 
 
 def _save(
-    img: Image.Image, stem: Path, name: str, pixels: _Pixels, jpeg_options: dict[str, object]
+    image: pyvips.Image,
+    stem: Path,
+    name: str,
+    transparent: bool,
+    jpeg: dict[str, object] | None = None,
 ) -> _Written:
-    # Derived images inherit the source's info (EXIF, XMP, comments), and some encoders read
-    # parts of it (JPEG writes a comment from it); only the ICC profile may reach an output.
-    # ``img`` may be the opened file itself when nothing needed resizing or converting.
-    img.info = {}
-    if pixels.transparent:
+    # Loaders attach EXIF, XMP, comments and more; only the ICC profile may reach an output.
+    if transparent:
         path, mime = stem.with_suffix(".png"), "image/png"
-        img.save(path, "PNG", icc_profile=pixels.icc)
+        image.pngsave(str(path), keep=_KEEP_ICC)
     else:
         path, mime = stem.with_suffix(".jpg"), "image/jpeg"
-        img.save(path, "JPEG", icc_profile=pixels.icc, **jpeg_options)
-    return _Written(name, path, mime, img.width, img.height)
+        image.jpegsave(str(path), keep=_KEEP_ICC, **(jpeg or _RENDITION_JPEG))
+    return _Written(name, path, mime, image.width, image.height)
 
 
 # --- the served original -----------------------------------------------------------------------
@@ -462,8 +427,8 @@ def _served_original(
     source: Path,
     mime: str,
     workdir: Path,
-    meta: _Metadata,
-    full: _Pixels | None,
+    opened: _Source,
+    transparent: bool,
     cleaning: Future[bytes | None] | None,
     suffix: str,
 ) -> tuple[Path, str] | None:
@@ -479,18 +444,19 @@ def _served_original(
             path = workdir / f"original-clean{suffix}"
             path.write_bytes(cleaned)
             return path, mime
-    elif not meta.identifying:
+    elif not opened.identifying:
         return None
-    written = _reencode(source, mime, workdir, meta, full)
+    written = _reencode(source, mime, workdir, opened, transparent)
     return written.path, written.mime
 
 
 def _reencode(
-    source: Path, mime: str, workdir: Path, meta: _Metadata, full: _Pixels | None
+    source: Path, mime: str, workdir: Path, opened: _Source, transparent: bool
 ) -> _Written:
-    if full is None:  # the renditions were decoded at a reduced scale
-        with Image.open(source, formats=[_PARSERS[mime]]) as img:
-            img.load()
-            full = _normalize(img, meta.icc)
-    upright = _upright(full.image, meta.orientation)
-    return _save(upright, workdir / "original-clean", "original", full, _ORIGINAL_JPEG)
+    full = opened if opened.full else _open_vips(source, mime, opened.width * opened.height, None)
+    image = full.image
+    if image.hasalpha() and not transparent:
+        image = image[0 : image.bands - 1]
+    return _save(
+        image.autorot(), workdir / "original-clean", "original", transparent, _ORIGINAL_JPEG
+    )

@@ -24,6 +24,8 @@ cap the walk stops descending and returns what it has.
 
 from __future__ import annotations
 
+import binascii
+import contextlib
 import logging
 import re
 import time
@@ -513,6 +515,13 @@ class _Walker:
         body = ent.raw[ent.body_start : ent.end]
         if ent.cte == "x-uuencode" and not _UU_BEGIN.search(body):
             return None  # the stdlib would hand back the encoded text as if it were the file
+        if ent.cte == "base64":
+            # What the stdlib gives for base64 (characters outside the alphabet, line breaks
+            # included, skipped), without its copies to text and back, its split into lines
+            # and its validating regex: for a phone photo those cost more than its renditions.
+            # Bad padding is left to the stdlib's repairs below.
+            with contextlib.suppress(binascii.Error):
+                return binascii.a2b_base64(body)
         try:
             ent.msg.set_payload(body.decode("ascii", "surrogateescape"))
             data = ent.msg.get_payload(decode=True)
