@@ -62,7 +62,7 @@ def _check_field(name: str, value: str | bytes) -> None:
         raise IntakeError("bad_request", f"{name} over {FIELD_LIMIT} bytes")
 
 
-async def _multipart(
+async def read_multipart(
     request: web.Request,
     relay: Relay,
     limit: int,
@@ -126,7 +126,7 @@ async def upload(request: web.Request) -> web.Response:
     received = 0
     try:
         if request.content_type == "multipart/form-data":
-            received = await _multipart(request, relay, limit, files, fields, more)
+            received = await read_multipart(request, relay, limit, files, fields, more)
         elif request.content_type == "application/x-www-form-urlencoded":
             try:
                 form = await request.post()  # text alone; bounded by client_max_size

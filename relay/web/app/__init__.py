@@ -15,11 +15,11 @@ from aiohttp import web
 
 from relay.config import derive_key, secret_key
 from relay.web import auth
-from relay.web.app import i18n, views
+from relay.web.app import i18n, upload, views
 from relay.web.app.page import JINJA, STATIC, TEMPLATES
 
 # Each room of the web app: a module with ``setup_routes(app)``.
-ROOMS = (views,)
+ROOMS = (views, upload)
 
 
 async def _static_headers(request: web.Request, response: web.StreamResponse) -> None:
