@@ -43,7 +43,7 @@ def install_browser_libraries() -> None:
         return
     npm = shutil.which("npm")
     if npm is None:
-        _say("npm is missing, so the upload page will be a plain form; install npm and run this again")
+        _say("npm is missing: the upload page will be a plain form; install npm, run this again")
         return
     work = ROOT / "build" / "npm"
     work.mkdir(parents=True, exist_ok=True)

@@ -810,9 +810,8 @@ def _spooled(row: Row) -> SpooledFile:
     mime = _text(meta, "filetype", "type") or None
     if mime and (len(mime) > 255 or "/" not in mime):
         mime = None
-    return SpooledFile(
-        row["spool_name"], clean_filename(_text(meta, "filename", "name"), mime, 0), mime, row["length"]
-    )
+    filename = clean_filename(_text(meta, "filename", "name"), mime, 0)
+    return SpooledFile(row["spool_name"], filename, mime, row["length"])
 
 
 class _SyncAhead:
