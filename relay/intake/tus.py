@@ -761,7 +761,10 @@ class TusDoor:
             await asyncio.to_thread((self.dir / upload_id).unlink, missing_ok=True)
         removed = await self.db.run(_forget, gone, now) if gone else 0
         for row in stuck:
-            await self._settle(row)
+            if row["expires_at"] < now and WAIT in parse_metadata(row["upload_metadata"]):
+                await self._drop_unjoined(row)
+            else:
+                await self._settle(row)
         if removed:
             log.info("tus: removed %d expired upload(s)", removed)
         return removed
@@ -802,6 +805,18 @@ class TusDoor:
         metrics.accepted_bytes.labels("tus").inc(sum(row["length"] for row in rows))
         log.info("tus uploads %s became post %s", ",".join(r["id"] for r in rows), made.id)
         return made
+
+    async def _drop_unjoined(self, row: Row) -> None:
+        """A finished upload that waited to be joined and never was (the page was left): gone
+        when it expires, as an unfinished one would be; its tombstone goes with the sweep."""
+        try:
+            async with self._claimed(row["id"], row["user_id"]) as (fresh, _):
+                if fresh["post_id"] is None:
+                    await asyncio.to_thread((self.dir / fresh["id"]).unlink, missing_ok=True)
+                    self.relay.spool.remove(fresh["spool_name"])
+                    await self.db.run(_set, fresh["id"], terminated_at=time.time())
+        except Exception as exc:  # busy elsewhere: the next sweep tries again
+            log.warning("tus upload %s not dropped yet: %s", row["id"], exc)
 
 
 def _spooled(row: Row) -> SpooledFile:
