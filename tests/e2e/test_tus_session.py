@@ -58,8 +58,8 @@ def test_a_session_cookie_needs_the_csrf_header_on_the_tus_door(
     server = start_relay()
     anna = server.add_user("anna")
     client, csrf = _signed_in(server, "anna")
-    with client:
-        meta = {"Upload-Metadata": _metadata(filename="a.txt", wait="")}
+    try:
+        meta = {"Upload-Metadata": _metadata(filename="a.txt", wait="1")}
         refused = _create(client, b"hello", meta)
         assert refused.status_code == 401
         assert refused.json()["error"]["code"] == "auth.session_invalid"
@@ -77,7 +77,7 @@ def test_a_session_cookie_needs_the_csrf_header_on_the_tus_door(
             headers={
                 "Tus-Resumable": "1.0.0",
                 "Upload-Length": "6",
-                "Upload-Metadata": _metadata(filename="b.txt", wait=""),
+                "Upload-Metadata": _metadata(filename="b.txt", wait="1"),
                 "X-CSRF-Token": csrf,
             },
         )
@@ -110,13 +110,17 @@ def test_a_session_cookie_needs_the_csrf_header_on_the_tus_door(
         again = client.post("/upload", files={"x": (None, "")}, data=form)
         assert again.status_code == 409
         assert len(server.client(anna["token"]).get("/api/v1/posts").json()["posts"]) == 1
+    finally:
+        client.close()
 
     # Someone else's session cannot touch anna's uploads; bearer tokens still work alone.
     bo = server.add_user("bo")
     other, other_csrf = _signed_in(server, "bo")
-    with other:
+    try:
         head = other.head(url, headers={"Tus-Resumable": "1.0.0", "X-CSRF-Token": other_csrf})
         assert head.status_code == 404
+    finally:
+        other.close()
     with server.client(bo["token"]) as scripted:
         made = _create(scripted, b"by token", {"Upload-Metadata": _metadata(filename="c.txt")})
         assert made.status_code == 201 and made.headers["Relay-Post-Id"]

@@ -81,7 +81,7 @@
       chunkSize: Number(form.dataset.chunk),
       retryDelays: RETRY_DELAYS,
       headers: { [form.dataset.csrfHeader]: csrf },
-      metadata: { filename: file.name, filetype: file.type || "application/octet-stream", wait: "" },
+      metadata: { filename: file.name, filetype: file.type || "application/octet-stream", wait: "1" },
       storeFingerprintForResuming: true,
       removeFingerprintOnSuccess: true,
       onProgress(sent, total) {
