@@ -91,6 +91,9 @@ async def read_multipart(
                     raise TooLarge("upload.too_many_parts", f"over {max_files} files")
                 writer = relay.spool.writer(limit=limit - received)
                 name = await _stream(writer, lambda p=part: p.read_chunk(CHUNK))
+                if writer.size == 0 and not part.filename:
+                    relay.spool.remove(name)  # an HTML form's file field with nothing chosen
+                    continue
                 received += writer.size
                 mime = part.headers.get("Content-Type")
                 files.append(
