@@ -25,6 +25,7 @@ def test_channels_ticked_a_local_publish_time_and_the_csrf_check(
         assert page.status_code == 200
         assert "Europe/Stockholm" in page.text
         assert page.text.count('name="destinations"') == 2
+        assert f'value="{blog["id"]}" checked' in page.text  # every channel ticked at first
         assert "Webhook (blog.example.org)" in page.text  # the host, never the URL's path
 
         def send(**fields: str | list[str]) -> int:
