@@ -53,19 +53,10 @@ NO_CHANNEL = "none"
 has, so the post goes to its own page alone."""
 MAX_UPLOADS = 100
 
-_warned: list[bool] = []
-
-
-def _tus_client_present() -> bool:
-    if TUS_CLIENT.is_file():
-        return True
-    if not _warned:
-        _warned.append(True)
-        log.warning(
-            "the upload page is a plain form: the JavaScript libraries are missing; install npm,"
-            " then run `pip install -e .` (or `npm ci --omit=dev`) again"
-        )
-    return False
+MISSING = (
+    "the upload page is a plain form: its JavaScript library (tus-js-client) is missing; install "
+    "npm, then run `pip install -e .` (or `pip install .`) again"
+)
 
 
 async def _zone(request: web.Request, user: Signed) -> str:
@@ -92,7 +83,7 @@ async def _form_page(
             "accept": ACCEPT,
             "channels": await _channels(request, user),
             "zone": await _zone(request, user),
-            "enhanced": _tus_client_present(),
+            "enhanced": TUS_CLIENT.is_file(),
             "tus_endpoint": PREFIX,
             "chunk_bytes": CHUNK_BYTES,
             "csrf_header": auth.CSRF_HEADER,
@@ -189,5 +180,7 @@ async def upload_send(request: web.Request, user: Signed) -> web.StreamResponse:
 
 
 def setup_routes(app: web.Application) -> None:
+    if not TUS_CLIENT.is_file():
+        log.warning(MISSING)  # once, at start; the page then works without it
     app.router.add_get("/upload", upload_form)
     app.router.add_post("/upload", upload_send)
