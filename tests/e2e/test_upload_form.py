@@ -27,6 +27,8 @@ def test_channels_ticked_a_local_publish_time_and_the_csrf_check(
         assert page.text.count('name="destinations"') == 2
         assert f'value="{blog["id"]}" checked' in page.text  # every channel ticked at first
         assert "Webhook (blog.example.org)" in page.text  # the host, never the URL's path
+        swedish = client.get("/upload", headers={"Accept-Language": "sv-SE"}).text
+        assert "Välj foton, videor, ljud eller dokument" in swedish and ">Skicka<" in swedish
 
         def send(**fields: str | list[str]) -> int:
             answer = client.post(
