@@ -5,9 +5,12 @@ uploads marked ``wait`` become one post only when the upload form joins them."""
 from __future__ import annotations
 
 import base64
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 
@@ -124,3 +127,27 @@ def test_a_session_cookie_needs_the_csrf_header_on_the_tus_door(
     with server.client(bo["token"]) as scripted:
         made = _create(scripted, b"by token", {"Upload-Metadata": _metadata(filename="c.txt")})
         assert made.status_code == 201 and made.headers["Relay-Post-Id"]
+
+
+def test_an_upload_that_waits_and_is_never_joined_goes_when_it_expires(
+    start_relay: Callable[..., RelayServer],
+) -> None:
+    server = start_relay(RELAY_TUS_EXPIRY_SECONDS="1", RELAY_TUS_CLEANUP_INTERVAL_SECONDS="0.2")
+    anna = server.add_user("anna")
+    body = os.urandom(64)
+
+    def stored() -> list[Path]:
+        return [p for p in server.data_dir.rglob("*") if p.is_file() and p.read_bytes() == body]
+
+    with server.client(anna["token"]) as client:
+        made = _create(client, body, {"Upload-Metadata": _metadata(filename="left.bin", wait="1")})
+        assert made.status_code == 201 and "Relay-Post-Id" not in made.headers
+        assert len(stored()) == 1  # in the spool, waiting to be joined
+        deadline = time.monotonic() + 30
+        while stored():  # the page was left: nobody joins it
+            assert time.monotonic() < deadline, "a waiting upload was never removed"
+            time.sleep(0.1)
+        assert client.head(
+            made.headers["Location"], headers={"Tus-Resumable": "1.0.0"}
+        ).status_code in (404, 410)
+        assert client.get("/api/v1/posts").json()["posts"] == []
