@@ -153,15 +153,16 @@ def test_a_reload_mid_upload_resumes_where_it_stopped(
     expect(_file_row(page, "opening.mp4").get_by_role("status")).to_contain_text(
         "trying again", timeout=60_000
     )
+    screenshots(page, "upload-retrying")
+    page.reload()  # with the line still down: no retry of the old page gets through
     page.unroute("**/api/v1/tus/**")
-    page.reload()
     after = _record(page)
     page.get_by_label(PICK).set_input_files(str(files["clip"]))  # a page forgets picked files
     status = _file_row(page, "opening.mp4").get_by_role("status")
     expect(status).to_have_text("Uploaded", timeout=120_000)
     assert sent[0] is None and sent[1] == 0
     assert None not in after  # no new upload: the stored one goes on
-    assert after[0] == CHUNK_BYTES
+    assert after[0] == CHUNK_BYTES, (sent, after)
     page.get_by_label("Title").fill("Reloaded")
     page.get_by_role("button", name="Send").click()
     expect(page.get_by_role("link", name="Reloaded")).to_be_visible()
