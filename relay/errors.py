@@ -222,6 +222,22 @@ _SPECS.append(
     )
 )
 
+# The web app's upload page (relay/web/app/upload.py): its script on the tus door.
+_SPECS.extend(
+    [
+        ErrorSpec(
+            "auth.session_invalid",
+            "Sign in again: the session ended, or the request lacked its X-CSRF-Token header.",
+            401,
+        ),
+        ErrorSpec(
+            "upload.not_finished",
+            "An upload to join into the post is not finished, or is a post already.",
+            409,
+        ),
+    ]
+)
+
 CATALOG: dict[str, ErrorSpec] = {spec.code: spec for spec in _SPECS}
 
 

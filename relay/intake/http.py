@@ -62,7 +62,7 @@ def _check_field(name: str, value: str | bytes) -> None:
         raise IntakeError("bad_request", f"{name} over {FIELD_LIMIT} bytes")
 
 
-async def _multipart(
+async def read_multipart(
     request: web.Request,
     relay: Relay,
     limit: int,
@@ -91,6 +91,9 @@ async def _multipart(
                     raise TooLarge("upload.too_many_parts", f"over {max_files} files")
                 writer = relay.spool.writer(limit=limit - received)
                 name = await _stream(writer, lambda p=part: p.read_chunk(CHUNK))
+                if writer.size == 0 and not part.filename:
+                    relay.spool.remove(name)  # an HTML form's file field with nothing chosen
+                    continue
                 received += writer.size
                 mime = part.headers.get("Content-Type")
                 files.append(
@@ -126,7 +129,7 @@ async def upload(request: web.Request) -> web.Response:
     received = 0
     try:
         if request.content_type == "multipart/form-data":
-            received = await _multipart(request, relay, limit, files, fields, more)
+            received = await read_multipart(request, relay, limit, files, fields, more)
         elif request.content_type == "application/x-www-form-urlencoded":
             try:
                 form = await request.post()  # text alone; bounded by client_max_size

@@ -59,7 +59,7 @@ from relay.intake.http import clean_filename
 from relay.model import Post
 from relay.web import auth
 from relay.web.api import relay_error_response
-from relay.web.auth import authenticate, bearer_token
+from relay.web.auth import bearer_token, session_or_token, session_user
 
 log = logging.getLogger("relay.tus")
 
@@ -84,6 +84,9 @@ SYNC_AHEAD = 2 * CHUNK
 fsync before its answer then waits only for the last of them, not for all eight MiB."""
 IDLE = 60.0  # a PATCH whose client sends nothing this long ends (what arrived is kept)
 TEXT_LIMIT = 64 * 1024
+WAIT = "wait"
+"""Upload-Metadata key: once finished the upload waits in the spool to be joined with others
+into one post (``TusDoor.join``, the web app's upload page) instead of becoming one itself."""
 
 EXPOSE = (
     "Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm, "
@@ -357,7 +360,7 @@ class TusDoor:
 
     async def create(self, request: web.Request) -> web.Response:
         _require_version(request)
-        user_id = await authenticate(request)
+        user_id = await session_or_token(request)
         length = _number(request, "Upload-Length")
         defer = request.headers.get("Upload-Defer-Length")
         if (length is None) == (defer is None) or (defer is not None and defer.strip() != "1"):
@@ -424,7 +427,9 @@ class TusDoor:
 
     async def patch(self, request: web.Request) -> web.Response:
         _require_version(request)
-        token = bearer_token(request)  # looked up with the claim: one transaction, not two
+        user_id = await session_user(request)  # the web app's upload page, or else a token
+        # A token is looked up with the claim: one transaction, not two.
+        token = None if user_id is not None else bearer_token(request)
         if request.content_type != OFFSET_STREAM:
             raise IntakeError("tus.unsupported_media_type")
         offset = _number(request, "Upload-Offset")
@@ -435,7 +440,7 @@ class TusDoor:
         early: list[bytes] = []
         reading = asyncio.create_task(_read_ahead(request.content, READ_AHEAD, early))
         try:
-            async with self._claimed(request.match_info["upload_id"], token=token) as (
+            async with self._claimed(request.match_info["upload_id"], user_id, token=token) as (
                 row,
                 claim,
             ):
@@ -453,7 +458,7 @@ class TusDoor:
 
     async def head(self, request: web.Request) -> web.Response:
         _require_version(request)
-        user_id = await authenticate(request)
+        user_id = await session_or_token(request)
         row = await self._visible(request.match_info["upload_id"], user_id)
         row = await self._settle(row)
         headers = request[_HEADERS]
@@ -466,7 +471,7 @@ class TusDoor:
 
     async def info(self, request: web.Request) -> web.Response:
         """Not tus: the upload as JSON, for people and scripts."""
-        user_id = await authenticate(request)
+        user_id = await session_or_token(request)
         row = await self._settle(await self._visible(request.match_info["upload_id"], user_id))
         meta = parse_metadata(row["upload_metadata"])
         finished = row["post_id"] is not None
@@ -486,7 +491,7 @@ class TusDoor:
 
     async def terminate(self, request: web.Request) -> web.Response:
         _require_version(request)
-        user_id = await authenticate(request)
+        user_id = await session_or_token(request)
         async with self._claimed(request.match_info["upload_id"], user_id) as (row, _):
             if self.parts is not None:
                 await self.parts.discard(row["id"], row["multipart_id"], row["tail_key"])
@@ -751,6 +756,8 @@ class TusDoor:
         elif not spool.path(name).exists():
             raise RelayError("server.internal", f"upload {row['id']}: bytes missing")
         meta = parse_metadata(row["upload_metadata"])
+        if WAIT in meta:  # becomes a post with others, when ``join`` is asked to
+            return row
         mime = _text(meta, "filetype", "type") or None
         if mime and (len(mime) > 255 or "/" not in mime):
             mime = None
@@ -813,7 +820,10 @@ class TusDoor:
             await asyncio.to_thread((self.dir / upload_id).unlink, missing_ok=True)
         removed = await self.db.run(_forget, gone, now) if gone else 0
         for row in stuck:
-            await self._settle(row)
+            if row["expires_at"] < now and WAIT in parse_metadata(row["upload_metadata"]):
+                await self._drop_unjoined(row)
+            else:
+                await self._settle(row)
         if removed:
             log.info("tus: removed %d expired upload(s)", removed)
         return removed
@@ -838,6 +848,57 @@ class TusDoor:
             except Exception:
                 log.exception("tus sweep failed")
             await asyncio.sleep(self.settings.tus_cleanup_interval_seconds)
+
+    # one post of several uploads (the web app's upload page)
+
+    async def join(self, user_id: str, upload_ids: list[str], **post: Any) -> Post:
+        """One post of the user's finished uploads marked ``wait``, one item each in the order
+        given; ``post``: the post's fields, as ``accept`` takes them. Each upload is held while
+        the post is committed and marked finished in the same transaction, so a second join
+        (a form sent twice) finds them taken: ``upload.not_finished``, never a second post."""
+        async with contextlib.AsyncExitStack() as held:
+            rows = []
+            for upload_id in dict.fromkeys(upload_ids):
+                row, _ = await held.enter_async_context(self._claimed(upload_id, user_id))
+                meta = parse_metadata(row["upload_metadata"])
+                if row["spool_name"] is None or row["post_id"] is not None or WAIT not in meta:
+                    raise RelayError("upload.not_finished", upload_id)
+                rows.append(await self._finish(row))  # into the spool, if a crash stopped it
+            if not rows:
+                raise IntakeError("upload.no_file")
+
+            def mark_all(conn: Connection, made: Post) -> None:
+                for row in rows:
+                    _mark_finished(conn, made, upload_id=row["id"])
+
+            made = await self.relay.acceptor.accept(
+                user_id, files=[_spooled(row) for row in rows], source="tus", also=mark_all, **post
+            )
+        metrics.accepted_bytes.labels("tus").inc(sum(row["length"] for row in rows))
+        log.info("tus uploads %s became post %s", ",".join(r["id"] for r in rows), made.id)
+        return made
+
+    async def _drop_unjoined(self, row: Row) -> None:
+        """A finished upload that waited to be joined and never was (the page was left): gone
+        when it expires, as an unfinished one would be; its tombstone goes with the sweep."""
+        try:
+            async with self._claimed(row["id"], row["user_id"]) as (fresh, _):
+                if fresh["post_id"] is None:
+                    await asyncio.to_thread((self.dir / fresh["id"]).unlink, missing_ok=True)
+                    self.relay.spool.remove(fresh["spool_name"])
+                    await self.db.run(_set, fresh["id"], terminated_at=time.time())
+        except Exception as exc:  # busy elsewhere: the next sweep tries again
+            log.warning("tus upload %s not dropped yet: %s", row["id"], exc)
+
+
+def _spooled(row: Row) -> SpooledFile:
+    """A finished upload's file in the spool, named and typed as its metadata says."""
+    meta = parse_metadata(row["upload_metadata"])
+    mime = _text(meta, "filetype", "type") or None
+    if mime and (len(mime) > 255 or "/" not in mime):
+        mime = None
+    filename = clean_filename(_text(meta, "filename", "name"), mime, 0)
+    return SpooledFile(row["spool_name"], filename, mime, row["length"])
 
 
 class _SyncAhead:

@@ -238,3 +238,38 @@ def set_csrf_cookie(response: web.StreamResponse, token: str, secure: bool) -> N
 def csrf_ok(request: web.Request, submitted: str | None) -> bool:
     cookie = request.cookies.get(CSRF_COOKIE, "")
     return bool(cookie) and hmac.compare_digest(cookie, submitted or "")
+
+
+# --- the web app's scripts on the API's doors (the upload page on tus) ------------------------
+#
+# A page's script sends the session cookie, which a cross-site request would carry too; what a
+# cross-site request cannot send is a header of our choosing with the CSRF token in it (the
+# CSRF cookie is HttpOnly, so only a page of ours, which has the token in its form, knows it).
+
+CSRF_HEADER = "X-CSRF-Token"
+
+
+async def session_user(request: web.Request) -> str | None:
+    """The user of a request from one of the web app's scripts: a valid, current session
+    cookie and the CSRF token repeated in ``X-CSRF-Token``. None for a request that carries a
+    bearer token or no session cookie (a script's or a program's: the token decides); AuthError
+    for a session cookie without the header, with a wrong one, or ended."""
+    sessions = request.config_dict.get(SESSIONS)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if sessions is None or cookie is None or "Authorization" in request.headers:
+        return None
+    if not csrf_ok(request, request.headers.get(CSRF_HEADER)):
+        raise AuthError("auth.session_invalid", "a session cookie without the CSRF header")
+    found = sessions.check(cookie)
+    user = await request.app[RELAY].db.read(queries.user_session, found[0]) if found else None
+    # Ended everywhere (or the password changed or was removed) since the cookie was issued.
+    if found is None or user is None or user[1] != found[1] or not user[3]:
+        raise AuthError("auth.session_invalid", "session ended")
+    request[USER] = found[0]
+    return found[0]
+
+
+async def session_or_token(request: web.Request) -> str:
+    """``session_user``, else the bearer token's user (``authenticate``)."""
+    user_id = await session_user(request)
+    return user_id if user_id is not None else await authenticate(request)
