@@ -12,7 +12,7 @@ from aiohttp import web
 from relay.config import Settings
 from relay.db import Database
 from relay.intake.accept import Acceptor
-from relay.spool import Spool
+from relay.spool import SpoolBackend
 from relay.storage import Store
 from relay.worker import Workers
 from relay.workpool import WorkPool
@@ -25,12 +25,14 @@ if TYPE_CHECKING:  # it is built after this dataclass, from its parts
 class Relay:
     settings: Settings
     db: Database
-    spool: Spool
+    spool: SpoolBackend
     store: Store
     pool: WorkPool
     workers: Workers
     acceptor: Acceptor
     publisher: Publisher | None = None
+    node_lock: int | None = None
+    """The descriptor that holds the data folder's lock (``relay.node``) while the node runs."""
     """Set once built, right after the rest (it registers its jobs with the workers)."""
 
     def media_url(self, key: str, *, private: bool = False) -> str:

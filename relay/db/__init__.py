@@ -97,8 +97,8 @@ class Database:
 
     def migrate(self) -> int:
         with self.begin() as conn:
-            if self.is_postgres:  # several nodes may start at once
-                conn.execute(text("SELECT pg_advisory_xact_lock(7465)"))
+            # Several nodes may start at once: one migrates, the others wait and find it done.
+            lock(conn, "migrate")
             return migrations.migrate(conn)
 
     def ping(self) -> None:

@@ -19,7 +19,7 @@ from relay.context import RELAY, Relay
 from relay.errors import IntakeError, TooLarge
 from relay.intake import fields as upload_fields
 from relay.intake.accept import SpooledFile
-from relay.spool import SpoolWriter
+from relay.spool import SpoolWriterLike
 from relay.web.auth import authenticate
 from relay.web.present import post_json
 
@@ -43,16 +43,15 @@ def clean_filename(name: str | None, mime: str | None, position: int) -> str:
     return name[:200]
 
 
-async def _stream(writer: SpoolWriter, read_chunk) -> str:  # noqa: ANN001
+async def _stream(writer: SpoolWriterLike, read_chunk) -> str:  # noqa: ANN001
     try:
         while chunk := await read_chunk():
             writer.write(chunk)
         return await writer.commit()
     except BaseException:
+        # A commit that failed (a full disk) may leave its half-written file in tmp/ (abort
+        # removes it: on a full disk every byte counts), or a multipart upload (aborted).
         writer.abort()
-        # A commit that failed (a full disk) may leave its half-written file in tmp/; on a
-        # full disk every byte counts, so it goes now rather than at the next start.
-        (writer.spool.tmp / writer.name).unlink(missing_ok=True)
         raise
 
 

@@ -42,7 +42,7 @@ from relay.intake.accept import Acceptor, AlreadyAccepted, MailMeta, mail_digest
 from relay.intake.smtpdata import CHUNK, DataReader
 from relay.mail import replies, sender
 from relay.mail.facts import ADDR_SPEC, HeaderFacts, scan_headers
-from relay.spool import Spool
+from relay.spool import SpoolBackend
 
 log = logging.getLogger("relay.smtp")
 AIOSMTPD_LOG = "mail.log"
@@ -460,7 +460,7 @@ class MailHandler:
     def __init__(
         self,
         db: Database,
-        spool: Spool,
+        spool: SpoolBackend,
         acceptor: Acceptor,
         domain: str,
         *,

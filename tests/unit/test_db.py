@@ -146,16 +146,32 @@ def test_backoff_grows_and_is_capped() -> None:
     assert jobs.backoff(40) <= 300.0
 
 
-def test_orphaned_jobs_of_a_dead_process_are_released(database: Database) -> None:
+def test_a_restarted_node_frees_its_own_jobs_and_never_another_nodes(database: Database) -> None:
+    """Two containers share a host name and pid 1: only the node id (its data folder) says
+    whose a claim is; another node's jobs wait for their leases to lapse."""
     with database.begin() as conn:
-        jobs.enqueue(conn, "process_item", "dead")
-        jobs.enqueue(conn, "process_item", "alive")
-        jobs.claim(conn, "host:111:0", lease=600)
-        jobs.claim(conn, "host:222:0", lease=600)
-        released = jobs.release_orphans(conn, "host", alive=lambda pid: pid == 222)
-        again = jobs.claim(conn, "host:333:0", lease=600)
+        jobs.enqueue(conn, "process_item", "mine")
+        jobs.enqueue(conn, "process_item", "theirs")
+        jobs.claim(conn, "node-a:1111:0", lease=600)
+        jobs.claim(conn, "node-b:2222:0", lease=600)
+        released = jobs.release_node(conn, "node-a")
+        again = jobs.claim(conn, "node-a:3333:0", lease=600)
+        nothing = jobs.claim(conn, "node-a:3333:1", lease=600)
     assert released == 1
-    assert again.ref == "dead"
+    assert again.ref == "mine"
+    assert nothing is None
+
+
+def test_a_lease_is_renewed_only_by_the_claim_that_holds_it(database: Database) -> None:
+    """A worker whose lease lapsed and was claimed since renews nothing, even under the same
+    name (the fencing token decides)."""
+    with database.begin() as conn:
+        jobs.enqueue(conn, "process_item", "x")
+        first = jobs.claim(conn, "node:run:0", lease=-1)  # lapsed at once
+        second = jobs.claim(conn, "node:run:0", lease=600)
+        assert first is not None and second is not None
+        assert not jobs.extend(conn, first, "node:run:0", 600)
+        assert jobs.extend(conn, second, "node:run:0", 600)
 
 
 def test_a_volatile_write_is_a_write_that_does_not_wait_for_the_disk(database: Database) -> None:
