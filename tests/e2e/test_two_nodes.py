@@ -286,7 +286,7 @@ def test_a_node_refuses_a_database_a_newer_relay_migrated(tmp_path: Path) -> Non
     node.start()
     node.stop()
     with sqlite3.connect(node.data_dir / "relay.db") as conn:
-        conn.execute("UPDATE schema_version SET version = version + 1")
+        conn.execute("UPDATE relay_schema_version SET version = version + 1")
     with pytest.raises(RuntimeError) as refused:
         node.start()
     said = str(refused.value)
