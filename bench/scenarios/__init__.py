@@ -18,7 +18,7 @@ class Scenario:
 
 
 def all_scenarios() -> list[Scenario]:
-    from bench.scenarios import http, images, smtp, tus, video, webhook
+    from bench.scenarios import http, images, nodes, smtp, tus, video, webhook
 
     return [
         *smtp.SCENARIOS,
@@ -27,6 +27,7 @@ def all_scenarios() -> list[Scenario]:
         *images.SCENARIOS,
         *video.SCENARIOS,
         *webhook.SCENARIOS,
+        *nodes.SCENARIOS,
     ]
 
 
