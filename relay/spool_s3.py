@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from relay.auth import new_id
@@ -172,6 +174,14 @@ class S3Spool:
         self.ready.mkdir(parents=True, exist_ok=True)
         self._threads: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        # A client of its own, with a connection for each thread: the store's pool is sized
+        # for its few transfer threads, and twenty sessions committing at once through it
+        # opened (and dropped) a new connection for most PUTs.
+        self.client: Any = boto3.session.Session().client(
+            "s3",
+            endpoint_url=store.endpoint_url,
+            config=store.client.meta.config.merge(Config(max_pool_connections=THREADS + 4)),
+        )
 
     @property
     def scratch(self) -> Path:
@@ -201,9 +211,7 @@ class S3Spool:
         answer 451/503, the workers wait)."""
         target = self.key(name)
         try:
-            return getattr(self.store.client, method)(
-                Bucket=self.store.bucket, Key=target, **params
-            )
+            return getattr(self.client, method)(Bucket=self.store.bucket, Key=target, **params)
         except (BotoCoreError, ClientError) as exc:
             raise self.store._error(exc, f"{doing} spool/{name}") from exc  # noqa: SLF001
 
@@ -241,7 +249,7 @@ class S3Spool:
         tmp = self.cache_tmp / f"{name}.{new_id()}"
         try:
             try:
-                self.store.client.download_file(self.store.bucket, self.key(name), str(tmp))
+                self.client.download_file(self.store.bucket, self.key(name), str(tmp))
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                     raise FileNotFoundError(f"no spool/{name} in {self.store.where}") from exc
@@ -262,7 +270,7 @@ class S3Spool:
         """Store a complete local file as ``name`` (multipart past the part size, from disk);
         the file becomes the node's copy."""
         try:
-            self.store.client.upload_file(str(source), self.store.bucket, self.key(name))
+            self.client.upload_file(str(source), self.store.bucket, self.key(name))
         except (BotoCoreError, ClientError) as exc:
             raise self.store._error(exc, f"upload of spool/{name}") from exc  # noqa: SLF001
         try:
@@ -297,7 +305,7 @@ class S3Spool:
         for folder in (self.cache_tmp, self.ready):
             for leftover in folder.iterdir():
                 leftover.unlink(missing_ok=True)
-        client, bucket = self.store.client, self.store.bucket
+        client, bucket = self.client, self.store.bucket
         prefix = self.store.object_key(PREFIX) + "/"
         cutoff = datetime.fromtimestamp(time.time() - grace, UTC)
         removed = []

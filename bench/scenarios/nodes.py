@@ -174,7 +174,13 @@ def _intake(door: str) -> Scenario:
                 ctx.log(f"{name} round {round_ + 1}: relay")
                 folder = ctx.scratch(name)
                 try:
-                    env = relay_env(endpoint, bucket, RELAY_WORKERS="0")
+                    env = relay_env(
+                        endpoint,
+                        bucket,
+                        RELAY_WORKERS="0",
+                        # One address sends all: a session that just ended may still count.
+                        RELAY_SMTP_MAX_CONNECTIONS_PER_CLIENT="100",
+                    )
                     with relay_serve(folder, **env) as relay:
                         if door == "smtp":
                             address = relay.add_user("bench")["address"]
@@ -267,7 +273,14 @@ def _requests(ctx: Context) -> list[Result]:
         with moto_endpoint() as endpoint:
             bucket = new_bucket(endpoint)
             proxy = CountingProxy(int(endpoint.rsplit(":", 1)[1]))
-            env = relay_env(f"http://127.0.0.1:{proxy.port}", bucket, RELAY_WORKERS="0")
+            env = relay_env(
+                f"http://127.0.0.1:{proxy.port}",
+                bucket,
+                RELAY_WORKERS="0",
+                # Two nodes, one database: SQLite's file is enough on one machine.
+                RELAY_DATABASE_URL=f"sqlite:///{folder / 'shared.db'}",
+                RELAY_SECRET_KEY="bench-nodes-share-one-secret-key",
+            )
             try:
                 with relay_serve(folder / "doors", **env) as doors:
                     user = doors.add_user("bench")
