@@ -127,13 +127,32 @@ async def start(relay: Relay) -> None:
         )
 
 
+TRIM_INTERVAL = 600.0
+
+
+async def _trim_forever(relay: Relay) -> None:
+    """The node's copies of spooled files that other nodes processed go after a while."""
+    while True:
+        await asyncio.sleep(TRIM_INTERVAL)
+        try:
+            await asyncio.to_thread(relay.spool.trim_cache)
+        except OSError as exc:
+            log.warning("trimming the spool's cache failed: %s", exc)
+
+
 async def _relay_ctx(app: web.Application) -> AsyncIterator[None]:
     relay = build(app[SETTINGS])
     app[RELAY] = relay
+    trimming: asyncio.Task[None] | None = None
     try:
         await start(relay)
+        trimming = asyncio.create_task(_trim_forever(relay), name="spool-trim")
         yield
     finally:
+        if trimming is not None:
+            trimming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await trimming
         if relay.publisher is not None:
             await relay.publisher.http.close()
         relay.pool.close()

@@ -220,6 +220,10 @@ class Spool:
             self._syncing = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="relay-spool")
         return self._syncing
 
+    def trim_cache(self, max_age: float = 0.0) -> int:
+        """Nothing to trim: a local spool's files are the only copy."""
+        return 0
+
     def close(self) -> None:
         if self._syncing is not None:
             self._syncing.shutdown(wait=True)
@@ -337,6 +341,10 @@ class SpoolBackend(Protocol):
     def syncing(self) -> ThreadPoolExecutor: ...
 
     def recover(self, in_use: set[str], grace: float = ...) -> list[str]: ...
+
+    def trim_cache(self, max_age: float = ...) -> int:
+        """Drop copies of spooled files that are only a cache (the object store's spool)."""
+        ...
 
     def close(self) -> None: ...
 

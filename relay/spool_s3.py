@@ -45,6 +45,9 @@ GRACE = 3600.0
 """Seconds a spooled object no row names is kept at start-up: another node may be between its
 PUT and its commit."""
 PREFIX = "spool"
+CACHE_AGE = 3600.0
+"""Seconds a node keeps a copy nobody used: what it took in and another node processed would
+otherwise stay for ever. Dropping one costs a download at most (the store has the bytes)."""
 
 
 class S3SpoolWriter:
@@ -126,7 +129,8 @@ class S3SpoolWriter:
             self.abort()
             raise
         self._close_cache()
-        os.replace(self.spool.cache_tmp / self.name, self.spool.path(self.name))
+        with contextlib.suppress(FileNotFoundError):  # trimmed meanwhile: only a cache
+            os.replace(self.spool.cache_tmp / self.name, self.spool.path(self.name))
         return self.name
 
     async def commit(self) -> str:
@@ -244,8 +248,11 @@ class S3Spool:
         """A local copy of the spooled file, fetched from the store when this node has none.
         ``FileNotFoundError`` when the store has no such object either."""
         path = self.path(name)
-        if path.exists():
+        try:
+            os.utime(path)  # in use: not for trim_cache
             return path
+        except FileNotFoundError:
+            pass
         tmp = self.cache_tmp / f"{name}.{new_id()}"
         try:
             try:
@@ -296,6 +303,18 @@ class S3Spool:
                 log.warning("spool/%s stays in the store for now: %s", name, exc.detail)
 
         self.threads().submit(delete)
+
+    def trim_cache(self, max_age: float = CACHE_AGE) -> int:
+        """Drop the node's copies not used for ``max_age`` seconds; how many went."""
+        cutoff = time.time() - max_age
+        dropped = 0
+        for folder in (self.cache_tmp, self.ready):
+            for path in folder.iterdir():
+                with contextlib.suppress(FileNotFoundError):
+                    if path.stat().st_mtime < cutoff:
+                        path.unlink()
+                        dropped += 1
+        return dropped
 
     def recover(self, in_use: set[str], grace: float = GRACE) -> list[str]:
         """At start-up: the node's copies all go (a cache), and objects and multipart uploads

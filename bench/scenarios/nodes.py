@@ -364,16 +364,47 @@ def _database(ctx: Context) -> list[Result]:
             time.sleep(idle_seconds)
             after, idle_backends = stats()
             per_second = (after - before) / idle_seconds
+            most = [idle_backends]
+            sampling = threading.Event()
+
+            def sample() -> None:
+                while not sampling.wait(0.2):
+                    most.append(stats()[1])
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            uploads = 3 * SENDERS
             with ThreadPoolExecutor(SENDERS) as senders:
-                list(senders.map(lambda _: node.upload(token), range(3 * SENDERS)))
-                _, busy_backends = stats()
+                posts = list(senders.map(lambda _: node.upload(token), range(uploads)))
+            for post in posts:
+                node.wait_post(token, post["id"], timeout=300)
+            sampling.set()
+            sampler.join()
+            done, _ = stats()
         results.append(
             Result(
                 "DB transactions a second, one idle node",
                 "xact/s",
                 relay=per_second,
-                note=f"2 workers polling for jobs; {idle_backends} connection(s) held idle, "
-                f"{busy_backends} just after {SENDERS} uploads at once",
+                note=f"2 workers polling for jobs; {idle_backends} connection(s) held idle",
+            )
+        )
+        results.append(
+            Result(
+                "DB connections of one node under load",
+                "connections",
+                relay=float(max(most)),
+                note=f"most seen (every 0.2 s) during {uploads} uploads from {SENDERS} "
+                "senders and their processing",
+            )
+        )
+        results.append(
+            Result(
+                "DB transactions per post (upload to ready)",
+                "xact",
+                relay=(done - after) / uploads,
+                note="one small photo each, processed by the node's 2 workers; includes the "
+                "workers' idle polling meanwhile",
             )
         )
     finally:

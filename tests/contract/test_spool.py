@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -204,6 +205,17 @@ def test_a_node_whose_folder_is_gone_loses_nothing(
         if leftover.is_file():
             leftover.unlink()
     assert spool.local_sync(name).read_bytes() == b"acknowledged"
+
+
+def test_copies_nobody_used_are_trimmed_and_fetched_again(
+    s3_backend: Backend, spool: SpoolBackend
+) -> None:
+    old, fresh = spool.put_bytes(b"processed on another node"), spool.put_bytes(b"in use")
+    long_ago = time.time() - 7200
+    os.utime(spool.path(old), (long_ago, long_ago))
+    assert spool.trim_cache(3600) == 1
+    assert not spool.path(old).exists() and spool.path(fresh).exists()
+    assert spool.local_sync(old).read_bytes() == b"processed on another node"
 
 
 def test_a_store_out_of_reach_fails_the_commit_and_keeps_nothing(
