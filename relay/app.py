@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
 import signal
 from collections.abc import AsyncIterator
 
@@ -28,7 +27,7 @@ from relay.mail.replies import MAIL_COMMAND
 from relay.mail.reply_job import MailCommands
 from relay.mail.sender import Dns
 from relay.model import Limits
-from relay.node import DataFolderInUse, claim_data_folder
+from relay.node import start_node, stop_node
 from relay.pipeline import Pipeline, missing_media_tools
 from relay.publish.deliver import DELIVER, Publisher
 from relay.publish.net import Http
@@ -59,7 +58,7 @@ def build(settings: Settings) -> Relay:
             " and ".join(missing),
         )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    node, node_lock = claim_data_folder(settings.data_dir)
+    node, node_lock, gone = start_node(settings.data_dir)
     db = Database(settings.database_url)
     store = open_store(settings.storage_url, settings)
     spool = open_spool(settings, store)
@@ -87,7 +86,9 @@ def build(settings: Settings) -> Relay:
     )
     pipeline.register(workers)
     acceptor = Acceptor(db, settings.job_max_attempts, workers.wake, spool)
-    relay = Relay(settings, db, spool, store, pool, workers, acceptor, node_lock=node_lock)
+    relay = Relay(
+        settings, db, spool, store, pool, workers, acceptor, node_lock=node_lock, gone=gone
+    )
     publisher = Publisher(
         db,
         store,
@@ -115,13 +116,16 @@ async def start(relay: Relay) -> None:
     """Migrate, check storage, and recover what a crash left behind."""
     await asyncio.to_thread(relay.db.migrate)
     await relay.store.check()
-    # Only this node's previous life: other nodes' jobs are freed by their leases running out.
-    released = await relay.db.run(jobs.release_node, relay.workers.node)
+    # Only processes of this data folder that are known gone (relay.node): other nodes' jobs
+    # are freed by their leases running out.
+    released = 0
+    for node in relay.gone:
+        released += await relay.db.run(jobs.release_node, node)
     in_use = await relay.db.read(queries.spool_names_in_use)
     removed = await asyncio.to_thread(relay.spool.recover, in_use)
     if released or removed:
         log.info(
-            "recovered: %d job(s) of this node's previous run, %d unclaimed spool file(s)",
+            "recovered: %d job(s) of a process that is gone, %d unclaimed spool file(s)",
             released,
             len(removed),
         )
@@ -158,7 +162,7 @@ async def _relay_ctx(app: web.Application) -> AsyncIterator[None]:
         relay.pool.close()
         relay.db.close()
         if relay.node_lock is not None:
-            os.close(relay.node_lock)  # the data folder is free for the next start
+            stop_node(relay.settings.data_dir, relay.workers.node, relay.node_lock)
 
 
 async def _smtp_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -288,7 +292,7 @@ def serve(
             web.run_app(app, host=host, port=port, print=None, access_log=None)
         else:
             asyncio.run(_run_without_http(app))
-    except (SchemaTooNew, DataFolderInUse) as exc:
+    except SchemaTooNew as exc:
         raise SystemExit(f"relay: cannot start: {exc}") from None
     except handlers.HandlerUnavailable as exc:
         raise SystemExit(f"relay: cannot start: {exc}") from None

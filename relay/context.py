@@ -3,7 +3,7 @@ the pages and the workers through ``web.AppKey``s."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -32,7 +32,9 @@ class Relay:
     acceptor: Acceptor
     publisher: Publisher | None = None
     node_lock: int | None = None
-    """The descriptor that holds the data folder's lock (``relay.node``) while the node runs."""
+    """The descriptor that holds this process's lock (``relay.node``) while it runs."""
+    gone: list[str] = field(default_factory=list)
+    """Processes of the same data folder found gone at start: their jobs are freed at once."""
     """Set once built, right after the rest (it registers its jobs with the workers)."""
 
     def media_url(self, key: str, *, private: bool = False) -> str:

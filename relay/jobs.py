@@ -289,9 +289,9 @@ def counts(conn: Connection) -> dict[str, int]:
 
 
 def release_node(conn: Connection, node: str) -> int:
-    """Free the jobs this node's previous life held (a crash or kill -9; ``relay.node`` says
-    that life is over), so a restart picks them up at once instead of when their leases run
-    out. Other nodes' jobs are never touched here: theirs lapse, or they finish them."""
+    """Free the jobs a process that is gone held (a crash or kill -9; ``relay.node`` knows it
+    is gone), so a restart picks them up at once instead of when their leases run out. Jobs of
+    processes not known gone are never touched here: theirs lapse, or they finish them."""
     result = conn.execute(
         update(jobs)
         .where(jobs.c.status == RUNNING, jobs.c.locked_by.like(f"{node}:%"))

@@ -52,10 +52,10 @@ class Workers:
         """The running workers (``relay.app`` starts them; ``/readyz`` looks at them)."""
         self.handlers: dict[str, tuple[JobRunner, GiveUp | None]] = {}
         self.wakeup = asyncio.Event()
+        # Unique to this start (relay.node): a claim is never taken for another process's,
+        # whatever host name and pid the two share (containers: pid 1 everywhere).
         self.node = node or secrets.token_hex(6)
-        # Unique to this start: a claim is never taken for another process's, whatever host
-        # name and pid the two share (containers: pid 1 everywhere).
-        self.worker_prefix = f"{self.node}:{secrets.token_hex(4)}"
+        self.worker_prefix = self.node
 
     def wake(self) -> None:
         """Jobs were queued: an idle worker looks now rather than at its next poll."""

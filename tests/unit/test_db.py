@@ -147,8 +147,8 @@ def test_backoff_grows_and_is_capped() -> None:
 
 
 def test_a_restarted_node_frees_its_own_jobs_and_never_another_nodes(database: Database) -> None:
-    """Two containers share a host name and pid 1: only the node id (its data folder) says
-    whose a claim is; another node's jobs wait for their leases to lapse."""
+    """Two containers share a host name and pid 1: only the id of the process's start
+    (``relay.node``) says whose a claim is; another node's jobs wait for their leases."""
     with database.begin() as conn:
         jobs.enqueue(conn, "process_item", "mine")
         jobs.enqueue(conn, "process_item", "theirs")
@@ -233,3 +233,35 @@ def test_a_version_2_database_gets_posts_indexed_by_message_id(tmp_path: Path) -
         names = {index["name"] for index in inspect(conn).get_indexes("posts")}
     assert "ix_posts_user_message" in names and "ix_posts_user_content" not in names
     database.close()
+
+
+def test_a_start_finds_the_processes_of_its_data_folder_that_are_gone(tmp_path: Path) -> None:
+    """The kernel drops a dead process's lock: a start takes it and frees that one's jobs;
+    a running one's lock it cannot take, and leaves alone."""
+    import subprocess
+    import sys
+
+    from relay.node import start_node, stop_node
+
+    script = (
+        "import sys, time; from pathlib import Path; from relay.node import start_node;"
+        "node, fd, gone = start_node(Path(sys.argv[1])); print(node, flush=True);"
+        "time.sleep(600)"
+    )
+    dead = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE)
+    alive = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE)
+    try:
+        assert dead.stdout is not None and alive.stdout is not None
+        dead_id = dead.stdout.readline().decode().strip()
+        alive_id = alive.stdout.readline().decode().strip()
+        dead.kill()
+        dead.wait()
+        node, fd, gone = start_node(tmp_path)
+        assert gone == [dead_id]
+        assert sorted(p.stem for p in (tmp_path / "nodes").glob("*.lock")) == sorted(
+            [alive_id, node]
+        )
+        stop_node(tmp_path, node, fd)
+    finally:
+        alive.kill()
+        alive.wait()
