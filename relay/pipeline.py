@@ -254,8 +254,13 @@ class Pipeline:
         scratch = self.spool.scratch
         unpacked = await self.pool.run(unpack_to_folder, str(source), str(scratch))
         try:
-            for part in unpacked.parts:
-                await self.spool.adopt_async(scratch / part.spool_name, part.spool_name)
+            # At once: into the object store, each part is a request of its own.
+            await asyncio.gather(
+                *(
+                    self.spool.adopt_async(scratch / part.spool_name, part.spool_name)
+                    for part in unpacked.parts
+                )
+            )
         except BaseException:
             # Retried from the message: the parts go, in the spool or not yet.
             for part in unpacked.parts:
