@@ -229,7 +229,10 @@ class Spool:
             self._syncing.shutdown(wait=True)
             self._syncing = None
 
-    def writer(self, limit: int | None = None, code: str = "upload.too_large") -> SpoolWriter:
+    def writer(
+        self, limit: int | None = None, code: str = "upload.too_large", *, reread: bool = True
+    ) -> SpoolWriter:
+        """``reread``: the door reads the file back (here it always can)."""
         return SpoolWriter(self, limit, code)
 
     def put_bytes(self, data: bytes) -> str:
@@ -322,7 +325,12 @@ class SpoolBackend(Protocol):
     @property
     def scratch(self) -> Path: ...
 
-    def writer(self, limit: int | None = None, code: str = "upload.too_large") -> Any: ...
+    def writer(
+        self, limit: int | None = None, code: str = "upload.too_large", *, reread: bool = True
+    ) -> Any:
+        """``reread=False``: the door will not read the bytes back (``path``), so a spool that
+        keeps a local copy only for that may skip it."""
+        ...
 
     def put_bytes(self, data: bytes) -> str: ...
 

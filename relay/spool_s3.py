@@ -65,6 +65,9 @@ class S3SpoolWriter:
         self._parts: list[Future[dict[str, Any]]] = []
         self._fd: int | None = None
         self._closed = False
+        self.keep_copy = True
+        """A copy in the node's cache, for a door that reads its message back (SMTP); an
+        upload's bytes are fetched by whichever worker takes them."""
 
     def write(self, chunk: bytes | bytearray | memoryview) -> None:
         self.size += len(chunk)
@@ -91,7 +94,8 @@ class S3SpoolWriter:
     def _start(self) -> str:
         """Opens the multipart upload and the node's cached copy (a file made on a thread:
         never on the event loop)."""
-        self._fd = os.open(self.spool.cache_tmp / self.name, os.O_WRONLY | os.O_CREAT, 0o600)
+        if self.keep_copy:
+            self._fd = os.open(self.spool.cache_tmp / self.name, os.O_WRONLY | os.O_CREAT, 0o600)
         answer = self.spool.call("start of", self.name, "create_multipart_upload")
         return str(answer["UploadId"])
 
@@ -110,7 +114,8 @@ class S3SpoolWriter:
             data = bytes(self._buffer)
             self.spool.call("PUT of", self.name, "put_object", Body=data)
             self._buffer = bytearray()
-            self.spool.keep(self.name, data)
+            if self.keep_copy:
+                self.spool.keep(self.name, data)
             return self.name
         if self._buffer or not self._parts:
             self._send(bytes(self._buffer))
@@ -219,8 +224,12 @@ class S3Spool:
         except (BotoCoreError, ClientError) as exc:
             raise self.store._error(exc, f"{doing} spool/{name}") from exc  # noqa: SLF001
 
-    def writer(self, limit: int | None = None, code: str = "upload.too_large") -> S3SpoolWriter:
-        return S3SpoolWriter(self, limit, code)
+    def writer(
+        self, limit: int | None = None, code: str = "upload.too_large", *, reread: bool = True
+    ) -> S3SpoolWriter:
+        writer = S3SpoolWriter(self, limit, code)
+        writer.keep_copy = reread
+        return writer
 
     def put_bytes(self, data: bytes) -> str:
         writer = self.writer()

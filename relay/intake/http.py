@@ -88,7 +88,7 @@ async def _multipart(
                 if len(files) >= max_files:
                     # Refused before the post exists: no item is ever made of any of them.
                     raise TooLarge("upload.too_many_parts", f"over {max_files} files")
-                writer = relay.spool.writer(limit=limit - received)
+                writer = relay.spool.writer(limit=limit - received, reread=False)
                 name = await _stream(writer, lambda p=part: p.read_chunk(CHUNK))
                 received += writer.size
                 mime = part.headers.get("Content-Type")
@@ -151,7 +151,7 @@ async def upload(request: web.Request) -> web.Response:
             )
             mime = request.headers.get("Content-Type")
             filename = content_disposition_filename(params, "filename") if disposition else None
-            writer = relay.spool.writer(limit=limit)
+            writer = relay.spool.writer(limit=limit, reread=False)
             name = await _stream(writer, lambda: request.content.read(CHUNK))
             files.append(SpooledFile(name, clean_filename(filename, mime, 0), mime, writer.size))
             for name in fields:

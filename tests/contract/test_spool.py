@@ -117,6 +117,19 @@ def test_a_committed_file_reads_back_byte_for_byte(
     assert backend.unfinished_uploads() == 0
 
 
+@pytest.mark.parametrize("size", [1000, PART + 1])
+def test_bytes_no_door_reads_back_are_read_back_by_a_worker(spool: SpoolBackend, size: int) -> None:
+    data = os.urandom(size)
+
+    async def scenario() -> bytes:
+        writer = spool.writer(reread=False)  # an HTTP upload: no local copy needed
+        writer.write(data)
+        name = await writer.commit()
+        return (await spool.local(name)).read_bytes()
+
+    assert asyncio.run(scenario()) == data
+
+
 def test_nothing_is_there_before_commit_nor_after_abort(
     backend: Backend, spool: SpoolBackend
 ) -> None:
