@@ -7,8 +7,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
-import socket
+import signal
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -18,6 +17,7 @@ from relay import jobs, lifecycle, publish
 from relay.config import Settings, parse_listen
 from relay.context import RELAY, Relay
 from relay.db import Database, queries
+from relay.db.migrations import SchemaTooNew
 from relay.errors import StorageError
 from relay.intake import http as http_intake
 from relay.intake import tus as tus_intake
@@ -27,12 +27,13 @@ from relay.mail.replies import MAIL_COMMAND
 from relay.mail.reply_job import MailCommands
 from relay.mail.sender import Dns
 from relay.model import Limits
+from relay.node import start_node, stop_node
 from relay.pipeline import Pipeline, missing_media_tools
 from relay.publish.deliver import DELIVER, Publisher
 from relay.publish.net import Http
 from relay.reply import REPLY, Replier, reply_key
 from relay.sealed import Sealer
-from relay.spool import Spool
+from relay.spool import open_spool
 from relay.storage import open_store
 from relay.web import api, auth, feeds, pages, posts
 from relay.web import app as web_app
@@ -41,18 +42,6 @@ from relay.worker import Workers
 from relay.workpool import WorkPool
 
 log = logging.getLogger("relay")
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # our pid, but we just started: a previous life (pid 1 in a container)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def build(settings: Settings) -> Relay:
@@ -70,16 +59,17 @@ def build(settings: Settings) -> Relay:
             " and ".join(missing),
         )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    node, node_lock, gone = start_node(settings.data_dir)
     db = Database(settings.database_url, sealer=Sealer.from_settings(settings))
-    spool = Spool(settings.spool_dir)
     store = open_store(settings.storage_url, settings)
+    spool = open_spool(settings, store)
     pool = WorkPool(settings.workers)
     limits = Limits(
         max_pixels=settings.max_image_pixels,
         max_duration=settings.max_duration_seconds,
         timeout=settings.processing_timeout_seconds,
     )
-    workers = Workers(db, settings.job_lease_seconds, settings.job_backoff_cap_seconds)
+    workers = Workers(db, settings.job_lease_seconds, settings.job_backoff_cap_seconds, node)
     pipeline = Pipeline(
         db,
         spool,
@@ -97,7 +87,9 @@ def build(settings: Settings) -> Relay:
     )
     pipeline.register(workers)
     acceptor = Acceptor(db, settings.job_max_attempts, workers.wake, spool)
-    relay = Relay(settings, db, spool, store, pool, workers, acceptor)
+    relay = Relay(
+        settings, db, spool, store, pool, workers, acceptor, node_lock=node_lock, gone=gone
+    )
     publisher = Publisher(
         db,
         store,
@@ -125,28 +117,53 @@ async def start(relay: Relay) -> None:
     """Migrate, check storage, and recover what a crash left behind."""
     await asyncio.to_thread(relay.db.migrate)
     await relay.store.check()
-    released = await relay.db.run(jobs.release_orphans, socket.gethostname(), _alive)
+    # Only processes of this data folder that are known gone (relay.node): other nodes' jobs
+    # are freed by their leases running out.
+    released = 0
+    for node in relay.gone:
+        released += await relay.db.run(jobs.release_node, node)
     in_use = await relay.db.read(queries.spool_names_in_use)
-    removed = relay.spool.recover(in_use)
+    removed = await asyncio.to_thread(relay.spool.recover, in_use)
     if released or removed:
         log.info(
-            "recovered: %d job(s) of a dead process, %d unclaimed spool file(s)",
+            "recovered: %d job(s) of a process that is gone, %d unclaimed spool file(s)",
             released,
             len(removed),
         )
 
 
+TRIM_INTERVAL = 600.0
+
+
+async def _trim_forever(relay: Relay) -> None:
+    """The node's copies of spooled files that other nodes processed go after a while."""
+    while True:
+        await asyncio.sleep(TRIM_INTERVAL)
+        try:
+            await asyncio.to_thread(relay.spool.trim_cache)
+        except OSError as exc:
+            log.warning("trimming the spool's cache failed: %s", exc)
+
+
 async def _relay_ctx(app: web.Application) -> AsyncIterator[None]:
     relay = build(app[SETTINGS])
     app[RELAY] = relay
+    trimming: asyncio.Task[None] | None = None
     try:
         await start(relay)
+        trimming = asyncio.create_task(_trim_forever(relay), name="spool-trim")
         yield
     finally:
+        if trimming is not None:
+            trimming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await trimming
         if relay.publisher is not None:
             await relay.publisher.http.close()
         relay.pool.close()
         relay.db.close()
+        if relay.node_lock is not None:
+            stop_node(relay.settings.data_dir, relay.workers.node, relay.node_lock)
 
 
 async def _smtp_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -232,19 +249,52 @@ def make_app(settings: Settings, *, smtp: bool = True, workers: bool = True) -> 
     return app
 
 
-def serve(settings: Settings) -> None:
+async def _run_without_http(app: web.Application) -> None:
+    """A node with no HTTP door (``--no-http``, ``relay worker``): the same parts, started and
+    stopped in the same order, until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def _roles(smtp: bool, http: bool, workers: bool, settings: Settings) -> str:
+    host, port = parse_listen(settings.http_listen)
+    said = []
+    if http:
+        said.append(f"HTTP on {host}:{port} ({settings.public_url})")
+    if smtp:
+        said.append(f"SMTP on {settings.smtp_listen}")
+    said.append(f"{settings.workers} worker(s)" if workers else "no workers")
+    return ", ".join(said)
+
+
+def serve(
+    settings: Settings, *, smtp: bool = True, http: bool = True, workers: bool = True
+) -> None:
+    """Run the doors and the workers this node has (all of them by default)."""
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     host, port = parse_listen(settings.http_listen)
-    app = make_app(settings)
+    app = make_app(settings, smtp=smtp, workers=workers)
     print(
-        f"relay: HTTP on {host}:{port} ({settings.public_url}), SMTP on {settings.smtp_listen}, "
-        f"data in {settings.data_dir.resolve()}",
+        f"relay: {_roles(smtp, http, workers, settings)}, data in {settings.data_dir.resolve()}",
         flush=True,
     )
     try:
-        web.run_app(app, host=host, port=port, print=None, access_log=None)
+        if http:
+            web.run_app(app, host=host, port=port, print=None, access_log=None)
+        else:
+            asyncio.run(_run_without_http(app))
+    except SchemaTooNew as exc:
+        raise SystemExit(f"relay: cannot start: {exc}") from None
     except handlers.HandlerUnavailable as exc:
         raise SystemExit(f"relay: cannot start: {exc}") from None
     except StorageError as exc:

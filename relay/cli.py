@@ -101,27 +101,49 @@ def main(click_ctx: click.Context, config: str | None) -> None:
 @click.option("--database-url", help="sqlite:///… or postgresql://… [RELAY_DATABASE_URL]")
 @click.option("--storage-url", help="file://… or s3://BUCKET[/PREFIX] [RELAY_STORAGE_URL]")
 @click.option("--workers", type=int, help="Processing workers. [RELAY_WORKERS]")
+@click.option("--no-smtp", is_flag=True, help="No SMTP door on this node.")
+@click.option("--no-http", is_flag=True, help="No HTTP door (API, uploads, pages) on this node.")
+@click.option("--no-workers", is_flag=True, help="No processing on this node: doors only.")
 @click.pass_obj
-def serve(ctx: Context, **flags: Any) -> None:
+def serve(ctx: Context, no_smtp: bool, no_http: bool, no_workers: bool, **flags: Any) -> None:
     """Run SMTP intake, HTTP intake and pages, and the workers in one process."""
+    if no_smtp and no_http and no_workers:
+        raise click.UsageError("--no-smtp, --no-http and --no-workers leave nothing to run")
+    _run(ctx.settings(**flags), smtp=not no_smtp, http=not no_http, workers=not no_workers)
+
+
+@main.command()
+@click.option("--data-dir", help="Scratch and caches (and SQLite, local media). [RELAY_DATA_DIR]")
+@click.option("--database-url", help="sqlite:///… or postgresql://… [RELAY_DATABASE_URL]")
+@click.option("--storage-url", help="file://… or s3://BUCKET[/PREFIX] [RELAY_STORAGE_URL]")
+@click.option("--workers", type=int, help="Processing workers. [RELAY_WORKERS]")
+@click.pass_obj
+def worker(ctx: Context, **flags: Any) -> None:
+    """Run the workers only: a node that processes media and delivers posts, no doors
+    (``relay serve --no-smtp --no-http``)."""
+    _run(ctx.settings(**flags), smtp=False, http=False, workers=True)
+
+
+def _run(settings: Settings, *, smtp: bool, http: bool, workers: bool) -> None:
     from sqlalchemy.exc import SQLAlchemyError
 
     from relay.app import serve as run
 
-    settings = ctx.settings(**flags)
-    _preflight(settings)
+    _preflight(settings, smtp=smtp, http=http)
     try:
-        run(settings)
+        run(settings, smtp=smtp, http=http, workers=workers)
     except OSError as exc:  # a port taken between the preflight and the bind
         raise click.ClickException(_listen_error(settings, exc)) from None
     except SQLAlchemyError as exc:
         raise click.ClickException(_database_error(settings, exc)) from None
 
 
-def _listen_variables(settings: Settings) -> list[tuple[str, str]]:
+def _listen_variables(
+    settings: Settings, *, smtp: bool = True, http: bool = True
+) -> list[tuple[str, str]]:
     return [
-        ("RELAY_HTTP_LISTEN", settings.http_listen),
-        ("RELAY_SMTP_LISTEN", settings.smtp_listen),
+        *([("RELAY_HTTP_LISTEN", settings.http_listen)] if http else []),
+        *([("RELAY_SMTP_LISTEN", settings.smtp_listen)] if smtp else []),
     ]
 
 
@@ -150,10 +172,10 @@ def _database_error(settings: Settings, exc: Exception) -> str:
     return mask_secrets(f"RELAY_DATABASE_URL: cannot use the database {url}: {reason}")
 
 
-def _preflight(settings: Settings) -> None:
+def _preflight(settings: Settings, *, smtp: bool = True, http: bool = True) -> None:
     """Check what most often stops a start (a port taken, a database down) before anything
     starts or logs, so that the operator gets one line naming the setting to fix."""
-    for variable, listen in _listen_variables(settings):
+    for variable, listen in _listen_variables(settings, smtp=smtp, http=http):
         host, port = parse_listen(listen)
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)

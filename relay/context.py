@@ -3,7 +3,7 @@ the pages and the workers through ``web.AppKey``s."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -12,7 +12,7 @@ from aiohttp import web
 from relay.config import Settings
 from relay.db import Database
 from relay.intake.accept import Acceptor
-from relay.spool import Spool
+from relay.spool import SpoolBackend
 from relay.storage import Store
 from relay.worker import Workers
 from relay.workpool import WorkPool
@@ -25,12 +25,16 @@ if TYPE_CHECKING:  # it is built after this dataclass, from its parts
 class Relay:
     settings: Settings
     db: Database
-    spool: Spool
+    spool: SpoolBackend
     store: Store
     pool: WorkPool
     workers: Workers
     acceptor: Acceptor
     publisher: Publisher | None = None
+    node_lock: int | None = None
+    """The descriptor that holds this process's lock (``relay.node``) while it runs."""
+    gone: list[str] = field(default_factory=list)
+    """Processes of the same data folder found gone at start: their jobs are freed at once."""
     """Set once built, right after the rest (it registers its jobs with the workers)."""
 
     def media_url(self, key: str, *, private: bool = False) -> str:

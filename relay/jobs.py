@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, and_, func, or_, select, update
@@ -178,9 +177,12 @@ def claim(
 
 
 def extend(conn: Connection, job: Job, worker: str, lease: float) -> bool:
+    """Renew our lease; False once another worker has claimed the job (fenced by ``claims``,
+    not by the worker's name)."""
+    held = _held(job) if job.claim is not None else jobs.c.id == job.id
     result = conn.execute(
         update(jobs)
-        .where(jobs.c.id == job.id, jobs.c.locked_by == worker, jobs.c.status == RUNNING)
+        .where(held, jobs.c.locked_by == worker, jobs.c.status == RUNNING)
         .values(lease_until=time.time() + lease)
     )
     return result.rowcount > 0
@@ -286,22 +288,16 @@ def counts(conn: Connection) -> dict[str, int]:
     return {status: n for status, n in rows}
 
 
-def release_orphans(conn: Connection, host: str, alive: Callable[[int], bool]) -> int:
-    """Free jobs leased by processes of this host that no longer run (a crash or kill -9), so a
-    restart picks them up at once instead of waiting for their leases to run out."""
-    rows = conn.execute(
-        select(jobs.c.id, jobs.c.locked_by).where(
-            jobs.c.status == RUNNING, jobs.c.locked_by.like(f"{host}:%")
-        )
-    ).all()
-    dead = []
-    for job_id, locked_by in rows:
-        pid = locked_by.split(":")[1]
-        if not pid.isdigit() or not alive(int(pid)):
-            dead.append(job_id)
-    if dead:
-        conn.execute(update(jobs).where(jobs.c.id.in_(dead)).values(lease_until=0.0))
-    return len(dead)
+def release_node(conn: Connection, node: str) -> int:
+    """Free the jobs a process that is gone held (a crash or kill -9; ``relay.node`` knows it
+    is gone), so a restart picks them up at once instead of when their leases run out. Jobs of
+    processes not known gone are never touched here: theirs lapse, or they finish them."""
+    result = conn.execute(
+        update(jobs)
+        .where(jobs.c.status == RUNNING, jobs.c.locked_by.like(f"{node}:%"))
+        .values(lease_until=0.0)
+    )
+    return result.rowcount
 
 
 def release_worker(conn: Connection, prefix: str) -> int:

@@ -28,7 +28,7 @@ from relay.errors import MediaError
 from relay.intake.accept import PROCESS_ITEM, UNPACK_MAIL
 from relay.lifecycle import settle
 from relay.model import HandlerInput, ItemStatus, Kind, Limits, Rendition, StoredObject
-from relay.spool import Spool, sha256_file
+from relay.spool import SpoolBackend, sha256_file
 from relay.storage import Store
 from relay.storage.media import content_disposition, safe_extension
 from relay.worker import Workers
@@ -62,7 +62,7 @@ class Pipeline:
     def __init__(
         self,
         db: Database,
-        spool: Spool,
+        spool: SpoolBackend,
         store: Store,
         pool: WorkPool,
         work_dir: Path,
@@ -106,7 +106,8 @@ class Pipeline:
             await self.db.run(jobs.complete, job)
             return
         await self.db.run(queries.set_item, job.ref, status=ItemStatus.PROCESSING.value)
-        source = self.spool.path(row["spool_name"])
+        # From the object store when another node took it (or died before processing it).
+        source = await self.spool.local(row["spool_name"])
         started = time.monotonic()
         workdir = self.work_dir / row["id"]
         shutil.rmtree(workdir, ignore_errors=True)
@@ -243,13 +244,29 @@ class Pipeline:
     # --- unpack_mail ----------------------------------------------------------------------------
 
     async def unpack_mail(self, job: jobs.Job) -> None:
-        from relay.mail.unpack import unpack_to_spool
+        from relay.mail.unpack import unpack_to_folder
 
         post = await self.db.run(queries.post_row, job.ref)
         if post is None or post["spool_name"] is None:
             await self.db.run(jobs.complete, job)
             return
-        unpacked = await self.pool.run(unpack_to_spool, str(self.spool.root), post["spool_name"])
+        source = await self.spool.local(post["spool_name"])
+        scratch = self.spool.scratch
+        unpacked = await self.pool.run(unpack_to_folder, str(source), str(scratch))
+        try:
+            # At once: into the object store, each part is a request of its own.
+            await asyncio.gather(
+                *(
+                    self.spool.adopt_async(scratch / part.spool_name, part.spool_name)
+                    for part in unpacked.parts
+                )
+            )
+        except BaseException:
+            # Retried from the message: the parts go, in the spool or not yet.
+            for part in unpacked.parts:
+                (scratch / part.spool_name).unlink(missing_ok=True)
+                self.spool.remove(part.spool_name)
+            raise
 
         def record(conn: Connection) -> None:
             import json

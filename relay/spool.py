@@ -18,11 +18,15 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from relay.auth import new_id
 from relay.directio import Staged, StagePool, write_direct
 from relay.errors import TooLarge
+
+if TYPE_CHECKING:
+    from relay.config import Settings
+    from relay.storage import Store
 
 SYNC_THREADS = 32
 
@@ -216,7 +220,19 @@ class Spool:
             self._syncing = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="relay-spool")
         return self._syncing
 
-    def writer(self, limit: int | None = None, code: str = "upload.too_large") -> SpoolWriter:
+    def trim_cache(self, max_age: float = 0.0) -> int:
+        """Nothing to trim: a local spool's files are the only copy."""
+        return 0
+
+    def close(self) -> None:
+        if self._syncing is not None:
+            self._syncing.shutdown(wait=True)
+            self._syncing = None
+
+    def writer(
+        self, limit: int | None = None, code: str = "upload.too_large", *, reread: bool = True
+    ) -> SpoolWriter:
+        """``reread``: the door reads the file back (here it always can)."""
         return SpoolWriter(self, limit, code)
 
     def put_bytes(self, data: bytes) -> str:
@@ -231,6 +247,23 @@ class Spool:
 
     def remove(self, name: str) -> None:
         self.path(name).unlink(missing_ok=True)
+
+    @property
+    def scratch(self) -> Path:
+        """Where a job writes (and fsyncs) files it will then ``adopt``: same filesystem."""
+        return self.tmp
+
+    def local_sync(self, name: str) -> Path:
+        return self.path(name)
+
+    async def local(self, name: str) -> Path:
+        """The spooled file, on this node's disk (it is here or nowhere)."""
+        return self.path(name)
+
+    async def adopt_async(self, source: Path, name: str) -> str:
+        return await asyncio.get_running_loop().run_in_executor(
+            self.syncing(), self.adopt, source, name
+        )
 
     def adopt(self, source: Path, name: str) -> str:
         """Move a complete file, already fsynced, into ``ready/`` as ``name`` (the tus door
@@ -268,3 +301,69 @@ class Spool:
                 path.unlink(missing_ok=True)
                 removed.append(path.name)
         return removed
+
+
+class SpoolWriterLike(Protocol):
+    name: str
+    size: int
+
+    def write(self, chunk: bytes | bytearray | memoryview) -> None: ...
+
+    async def commit(self) -> str:
+        """Durable when it returns: only then may the post be committed and the door answer."""
+        ...
+
+    def abort(self) -> None: ...
+
+
+class SpoolBackend(Protocol):
+    """What doors and jobs use of a spool: ``Spool`` (a local folder, fsynced) or
+    ``relay.spool_s3.S3Spool`` (the object store, when nodes share one)."""
+
+    root: Path
+
+    @property
+    def scratch(self) -> Path: ...
+
+    def writer(
+        self, limit: int | None = None, code: str = "upload.too_large", *, reread: bool = True
+    ) -> Any:
+        """``reread=False``: the door will not read the bytes back (``path``), so a spool that
+        keeps a local copy only for that may skip it."""
+        ...
+
+    def put_bytes(self, data: bytes) -> str: ...
+
+    def path(self, name: str) -> Path: ...
+
+    def local_sync(self, name: str) -> Path: ...
+
+    async def local(self, name: str) -> Path: ...
+
+    def adopt(self, source: Path, name: str) -> str: ...
+
+    async def adopt_async(self, source: Path, name: str) -> str: ...
+
+    def remove(self, name: str) -> None: ...
+
+    def syncing(self) -> ThreadPoolExecutor: ...
+
+    def recover(self, in_use: set[str], grace: float = ...) -> list[str]: ...
+
+    def trim_cache(self, max_age: float = ...) -> int:
+        """Drop copies of spooled files that are only a cache (the object store's spool)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def open_spool(settings: Settings, store: Store) -> SpoolBackend:
+    """The object store's spool when media go to S3 (so nothing acknowledged lives on one
+    node's disk), else the local folder."""
+    from relay.storage.s3 import S3Store
+
+    if isinstance(store, S3Store):
+        from relay.spool_s3 import S3Spool
+
+        return S3Spool(store, settings.data_dir / "spool-cache")
+    return Spool(settings.spool_dir)

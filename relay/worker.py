@@ -14,8 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
+import secrets
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy import Connection
@@ -37,7 +36,13 @@ def is_outage(exc: BaseException) -> bool:
 
 
 class Workers:
-    def __init__(self, db: Database, lease: float = 300.0, backoff_cap: float = 300.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        lease: float = 300.0,
+        backoff_cap: float = 300.0,
+        node: str | None = None,
+    ) -> None:
         self.db = db
         self.lease = lease
         self.backoff_cap = backoff_cap
@@ -47,7 +52,10 @@ class Workers:
         """The running workers (``relay.app`` starts them; ``/readyz`` looks at them)."""
         self.handlers: dict[str, tuple[JobRunner, GiveUp | None]] = {}
         self.wakeup = asyncio.Event()
-        self.worker_prefix = f"{socket.gethostname()}:{os.getpid()}"
+        # Unique to this start (relay.node): a claim is never taken for another process's,
+        # whatever host name and pid the two share (containers: pid 1 everywhere).
+        self.node = node or secrets.token_hex(6)
+        self.worker_prefix = self.node
 
     def wake(self) -> None:
         """Jobs were queued: an idle worker looks now rather than at its next poll."""

@@ -41,6 +41,8 @@ class RelayServer:
             **env,
         }
         self.url = f"http://127.0.0.1:{self.http_port}"
+        self.command = ["serve"]
+        """What ``start`` runs: ``["serve", "--no-smtp"]``, ``["worker"]``…"""
         self.process: subprocess.Popen[bytes] | None = None
         self.log = data_dir / "serve.log"
 
@@ -80,18 +82,25 @@ class RelayServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log, "ab")  # noqa: SIM115 - owned by the child
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "relay", "serve"],
+            [sys.executable, "-m", "relay", *self.command],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         deadline = time.monotonic() + 30
+        http = self.command[0] == "serve" and "--no-http" not in self.command
+        smtp = self.command[0] == "serve" and "--no-smtp" not in self.command
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"relay serve exited: {self.log.read_text()}")
             try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                if not http:  # a node without doors: up once it says so
+                    if "relay: " in self.log.read_text():
+                        return self
+                elif httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    if not smtp:
+                        return self
                     with socket.create_connection(("127.0.0.1", self.smtp_port), timeout=1):
                         return self
             except (httpx.HTTPError, OSError):

@@ -18,7 +18,7 @@ class Scenario:
 
 
 def all_scenarios() -> list[Scenario]:
-    from bench.scenarios import http, images, photos, smtp, tus, tus_s3, video, web, webhook
+    from bench.scenarios import http, images, nodes, photos, smtp, tus, tus_s3, video, web, webhook
 
     return [
         *smtp.SCENARIOS,
@@ -30,6 +30,7 @@ def all_scenarios() -> list[Scenario]:
         *web.SCENARIOS,
         *tus_s3.SCENARIOS,
         *photos.SCENARIOS,
+        *nodes.SCENARIOS,
     ]
 
 

@@ -107,8 +107,8 @@ class Database:
         from relay.db import destinations
 
         with self.begin() as conn:
-            if self.is_postgres:  # several nodes may start at once
-                conn.execute(text("SELECT pg_advisory_xact_lock(7465)"))
+            # Several nodes may start at once: one migrates, the others wait and find it done.
+            lock(conn, "migrate")
             found = migrations.migrate(conn)
             # Migration 8 seals the secrets it finds; this seals any written in clear since
             # (by a database opened without the key). Idempotent, and cheap: few rows.

@@ -137,6 +137,10 @@ def current_version(conn: Connection) -> int | None:
     return conn.execute(select(schema_version.c.version)).scalar()
 
 
+class SchemaTooNew(RuntimeError):
+    """A newer relay migrated the database: this one must not write to it."""
+
+
 def migrate(conn: Connection) -> int:
     """Bring the database to ``LATEST``; returns the version it was at (0 for a new one)."""
     found = current_version(conn)
@@ -145,7 +149,7 @@ def migrate(conn: Connection) -> int:
         conn.execute(schema_version.insert().values(version=LATEST))
         return 0
     if found > LATEST:
-        raise RuntimeError(
+        raise SchemaTooNew(
             f"database schema version {found} is newer than this relay ({LATEST}): "
             "upgrade the relay"
         )

@@ -35,7 +35,7 @@ from relay.db.schema import posts
 from relay.lifecycle import settle
 from relay.mail.facts import after_first_field
 from relay.model import Item, Post, PostState, PostStatus
-from relay.spool import Spool, sha256_file
+from relay.spool import SpoolBackend, sha256_file
 
 log = logging.getLogger("relay.accept")
 
@@ -105,7 +105,7 @@ class Acceptor:
         db: Database,
         max_attempts: int,
         wake: Callable[[], None],
-        spool: Spool | None = None,
+        spool: SpoolBackend | None = None,
     ) -> None:
         self.db = db
         self.spool = spool
@@ -297,7 +297,8 @@ class Acceptor:
         if row.content_sha256 or not row.spool_name or self.spool is None:
             return row.content_sha256
         try:
-            return mail_digest(self.spool.path(row.spool_name))
+            # Another node may have taken it: the object store has it then.
+            return mail_digest(self.spool.local_sync(row.spool_name))
         except FileNotFoundError:  # unpacked meanwhile (PostgreSQL): its job stored the hash
             return conn.execute(_DIGEST, {"id": row.id}).scalar()
 

@@ -19,7 +19,7 @@ from relay.context import RELAY, Relay
 from relay.errors import IntakeError, TooLarge
 from relay.intake import fields as upload_fields
 from relay.intake.accept import SpooledFile
-from relay.spool import SpoolWriter
+from relay.spool import SpoolWriterLike
 from relay.web.auth import authenticate
 from relay.web.present import post_json
 
@@ -43,16 +43,15 @@ def clean_filename(name: str | None, mime: str | None, position: int) -> str:
     return name[:200]
 
 
-async def _stream(writer: SpoolWriter, read_chunk) -> str:  # noqa: ANN001
+async def _stream(writer: SpoolWriterLike, read_chunk) -> str:  # noqa: ANN001
     try:
         while chunk := await read_chunk():
             writer.write(chunk)
         return await writer.commit()
     except BaseException:
+        # A commit that failed (a full disk) may leave its half-written file in tmp/ (abort
+        # removes it: on a full disk every byte counts), or a multipart upload (aborted).
         writer.abort()
-        # A commit that failed (a full disk) may leave its half-written file in tmp/; on a
-        # full disk every byte counts, so it goes now rather than at the next start.
-        (writer.spool.tmp / writer.name).unlink(missing_ok=True)
         raise
 
 
@@ -89,7 +88,7 @@ async def read_multipart(
                 if len(files) >= max_files:
                     # Refused before the post exists: no item is ever made of any of them.
                     raise TooLarge("upload.too_many_parts", f"over {max_files} files")
-                writer = relay.spool.writer(limit=limit - received)
+                writer = relay.spool.writer(limit=limit - received, reread=False)
                 name = await _stream(writer, lambda p=part: p.read_chunk(CHUNK))
                 if writer.size == 0 and not part.filename:
                     relay.spool.remove(name)  # an HTML form's file field with nothing chosen
@@ -155,7 +154,7 @@ async def upload(request: web.Request) -> web.Response:
             )
             mime = request.headers.get("Content-Type")
             filename = content_disposition_filename(params, "filename") if disposition else None
-            writer = relay.spool.writer(limit=limit)
+            writer = relay.spool.writer(limit=limit, reread=False)
             name = await _stream(writer, lambda: request.content.read(CHUNK))
             files.append(SpooledFile(name, clean_filename(filename, mime, 0), mime, writer.size))
             for name in fields:

@@ -37,12 +37,12 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Se
 from relay import auth, metrics
 from relay.db import Database, queries
 from relay.db.destinations import list_destinations
-from relay.errors import CATALOG
+from relay.errors import CATALOG, StorageError
 from relay.intake.accept import Acceptor, AlreadyAccepted, MailMeta, mail_digest
 from relay.intake.smtpdata import CHUNK, DataReader
 from relay.mail import replies, sender
 from relay.mail.facts import ADDR_SPEC, HeaderFacts, scan_headers
-from relay.spool import Spool
+from relay.spool import SpoolBackend
 
 log = logging.getLogger("relay.smtp")
 AIOSMTPD_LOG = "mail.log"
@@ -460,7 +460,7 @@ class MailHandler:
     def __init__(
         self,
         db: Database,
-        spool: Spool,
+        spool: SpoolBackend,
         acceptor: Acceptor,
         domain: str,
         *,
@@ -674,7 +674,10 @@ class MailHandler:
             name = await writer.commit()
         except Exception as exc:
             writer.abort()
-            log.exception("spooling a message failed")
+            if isinstance(exc, StorageError):  # the object store away: said, no traceback
+                log.error("spooling a message failed: %s", exc.detail)
+            else:
+                log.exception("spooling a message failed")
             metrics.smtp_messages.labels("temporary_error").inc()
             return spool_failure(exc)
         if recipient is None:  # RCPT took only a reply address (relay.mail.replies)

@@ -17,7 +17,7 @@ from relay.db import Database, queries
 from relay.errors import RelayError
 from relay.mail.replies import Reply, read_reply
 from relay.model import PostState
-from relay.spool import Spool
+from relay.spool import SpoolBackend
 from relay.workpool import WorkPool
 
 log = logging.getLogger("relay.mail.replies")
@@ -64,7 +64,7 @@ def apply(conn: Connection, job: jobs.Job, post_id: str, auth_results: str, repl
 class MailCommands:
     """Runs ``mail_command`` jobs."""
 
-    def __init__(self, db: Database, spool: Spool, pool: WorkPool) -> None:
+    def __init__(self, db: Database, spool: SpoolBackend, pool: WorkPool) -> None:
         self.db = db
         self.spool = spool
         self.pool = pool
@@ -72,8 +72,9 @@ class MailCommands:
     async def run(self, job: jobs.Job) -> None:
         message, _, meta = job.ref.partition(".")
         try:
-            facts: dict[str, Any] = json.loads(self.spool.path(meta).read_bytes())
-            path = str(self.spool.path(message))
+            # Fetched from the object store when another node took the mail.
+            facts: dict[str, Any] = json.loads((await self.spool.local(meta)).read_bytes())
+            path = str(await self.spool.local(message))
         except (OSError, ValueError):
             log.warning("mail command %s: its spooled files are gone", job.ref)
             await self.db.run(jobs.complete, job)

@@ -1,16 +1,19 @@
-"""Unpack a spooled message into spooled parts. Runs in a worker process: it parses hostile
-MIME, so it must not run on the event loop, and only names and short strings travel back."""
+"""Unpack a spooled message into parts. Runs in a worker process: it parses hostile MIME, so it
+must not run on the event loop, and only names and short strings travel back. The parts are
+written (and fsynced) into the spool's scratch folder; the job then hands each to the spool
+(``adopt``: a rename into the local spool, an upload to the object store)."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from relay.auth import new_id
 from relay.errors import MediaError
 from relay.mail.facts import after_first_field
 from relay.mail.parse import parse_message
-from relay.spool import Spool
 
 
 @dataclass(slots=True)
@@ -41,9 +44,10 @@ class Unpacked:
     """``[publish 2026-12-24 09:00]``: a local time, resolved in the user's zone."""
 
 
-def unpack_to_spool(spool_root: str, name: str) -> Unpacked:
-    spool = Spool(Path(spool_root))
-    raw = spool.path(name).read_bytes()
+def unpack_to_folder(source: str, folder: str) -> Unpacked:
+    """Parse the message at ``source``; each part becomes a file in ``folder`` named by its
+    ``spool_name``."""
+    raw = Path(source).read_bytes()
     digest = hashlib.sha256(memoryview(raw)[after_first_field(raw[:4096]) :]).hexdigest()
     try:
         parsed = parse_message(raw)
@@ -63,6 +67,17 @@ def unpack_to_spool(spool_root: str, name: str) -> Unpacked:
     )
     for part in parsed.parts:
         unpacked.parts.append(
-            UnpackedPart(spool.put_bytes(part.payload), part.filename, part.content_type, part.alt)
+            UnpackedPart(
+                _write(Path(folder), part.payload), part.filename, part.content_type, part.alt
+            )
         )
     return unpacked
+
+
+def _write(folder: Path, data: bytes) -> str:
+    name = new_id()
+    with open(folder / name, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())  # adopt() moves it into a local spool as it is
+    return name

@@ -146,16 +146,32 @@ def test_backoff_grows_and_is_capped() -> None:
     assert jobs.backoff(40) <= 300.0
 
 
-def test_orphaned_jobs_of_a_dead_process_are_released(database: Database) -> None:
+def test_a_restarted_node_frees_its_own_jobs_and_never_another_nodes(database: Database) -> None:
+    """Two containers share a host name and pid 1: only the id of the process's start
+    (``relay.node``) says whose a claim is; another node's jobs wait for their leases."""
     with database.begin() as conn:
-        jobs.enqueue(conn, "process_item", "dead")
-        jobs.enqueue(conn, "process_item", "alive")
-        jobs.claim(conn, "host:111:0", lease=600)
-        jobs.claim(conn, "host:222:0", lease=600)
-        released = jobs.release_orphans(conn, "host", alive=lambda pid: pid == 222)
-        again = jobs.claim(conn, "host:333:0", lease=600)
+        jobs.enqueue(conn, "process_item", "mine")
+        jobs.enqueue(conn, "process_item", "theirs")
+        jobs.claim(conn, "node-a:1111:0", lease=600)
+        jobs.claim(conn, "node-b:2222:0", lease=600)
+        released = jobs.release_node(conn, "node-a")
+        again = jobs.claim(conn, "node-a:3333:0", lease=600)
+        nothing = jobs.claim(conn, "node-a:3333:1", lease=600)
     assert released == 1
-    assert again.ref == "dead"
+    assert again.ref == "mine"
+    assert nothing is None
+
+
+def test_a_lease_is_renewed_only_by_the_claim_that_holds_it(database: Database) -> None:
+    """A worker whose lease lapsed and was claimed since renews nothing, even under the same
+    name (the fencing token decides)."""
+    with database.begin() as conn:
+        jobs.enqueue(conn, "process_item", "x")
+        first = jobs.claim(conn, "node:run:0", lease=-1)  # lapsed at once
+        second = jobs.claim(conn, "node:run:0", lease=600)
+        assert first is not None and second is not None
+        assert not jobs.extend(conn, first, "node:run:0", 600)
+        assert jobs.extend(conn, second, "node:run:0", 600)
 
 
 def test_a_volatile_write_is_a_write_that_does_not_wait_for_the_disk(database: Database) -> None:
@@ -217,3 +233,35 @@ def test_a_version_2_database_gets_posts_indexed_by_message_id(tmp_path: Path) -
         names = {index["name"] for index in inspect(conn).get_indexes("posts")}
     assert "ix_posts_user_message" in names and "ix_posts_user_content" not in names
     database.close()
+
+
+def test_a_start_finds_the_processes_of_its_data_folder_that_are_gone(tmp_path: Path) -> None:
+    """The kernel drops a dead process's lock: a start takes it and frees that one's jobs;
+    a running one's lock it cannot take, and leaves alone."""
+    import subprocess
+    import sys
+
+    from relay.node import start_node, stop_node
+
+    script = (
+        "import sys, time; from pathlib import Path; from relay.node import start_node;"
+        "node, fd, gone = start_node(Path(sys.argv[1])); print(node, flush=True);"
+        "time.sleep(600)"
+    )
+    dead = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE)
+    alive = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE)
+    try:
+        assert dead.stdout is not None and alive.stdout is not None
+        dead_id = dead.stdout.readline().decode().strip()
+        alive_id = alive.stdout.readline().decode().strip()
+        dead.kill()
+        dead.wait()
+        node, fd, gone = start_node(tmp_path)
+        assert gone == [dead_id]
+        assert sorted(p.stem for p in (tmp_path / "nodes").glob("*.lock")) == sorted(
+            [alive_id, node]
+        )
+        stop_node(tmp_path, node, fd)
+    finally:
+        alive.kill()
+        alive.wait()
