@@ -295,6 +295,22 @@ class S3Spool:
             shutil.move(source, self.path(name))
         return name
 
+    async def adopt_object(self, key: str, name: str) -> None:
+        """Take an object already in the store (a finished tus upload, ``key`` under the
+        store's prefix) as ``name``: copied inside the store, so its bytes never pass through
+        this node. The source stays for its owner to delete once the post is made, so a
+        second call after a crash copies again instead of finding nothing."""
+        source = {"Bucket": self.store.bucket, "Key": self.store.object_key(key)}
+
+        def copy() -> None:
+            try:
+                # The managed copy: one CopyObject, or a multipart copy past its size limit.
+                self.client.copy(source, self.store.bucket, self.key(name))
+            except (BotoCoreError, ClientError) as exc:
+                raise self.store._error(exc, f"copy of {key} to spool/{name}") from exc  # noqa: SLF001
+
+        await asyncio.get_running_loop().run_in_executor(self.threads(), copy)
+
     async def adopt_async(self, source: Path, name: str) -> str:
         return await asyncio.get_running_loop().run_in_executor(
             self.threads(), self.adopt, source, name

@@ -867,13 +867,20 @@ class TusDoor:
             if not rows:
                 raise IntakeError("upload.no_file")
 
+            mark = _mark_finished if self.parts is None else _mark_finished_in_store
+
             def mark_all(conn: Connection, made: Post) -> None:
                 for row in rows:
-                    _mark_finished(conn, made, upload_id=row["id"])
+                    mark(conn, made, upload_id=row["id"])
 
             made = await self.relay.acceptor.accept(
                 user_id, files=[_spooled(row) for row in rows], source="tus", also=mark_all, **post
             )
+            if self.parts is not None:  # the completed objects, now the spool's copies
+                from relay.intake import tus_s3
+
+                for row in rows:
+                    await tus_s3.after_accept(self, row)
         metrics.accepted_bytes.labels("tus").inc(sum(row["length"] for row in rows))
         log.info("tus uploads %s became post %s", ",".join(r["id"] for r in rows), made.id)
         return made

@@ -238,7 +238,8 @@ async def hand_over(door: TusDoor, row: Row) -> bool:
 
     A spool that keeps its files in the object store says so with ``adopt_object(key, name)``
     (a coroutine taking the store key the upload was completed as, safe to call again): it
-    takes the object as it is, and the bytes never pass through this node. The local spool
+    copies the object inside the store, and the bytes never pass through this node; the
+    completed object is deleted once the post is made (``after_accept``). The local spool
     gets a copy, streamed into the tus folder and moved in as an upload kept there would be.
     """
     parts: TusParts = door.parts  # type: ignore[assignment]
@@ -264,8 +265,9 @@ async def hand_over(door: TusDoor, row: Row) -> bool:
 
 
 async def after_accept(door: TusDoor, row: Row) -> None:
-    """The completed object, once the post has its copy in the local spool."""
-    if getattr(door.relay.spool, "adopt_object", None) is None and row["length"]:
+    """The completed object, once the post has its copy in the spool (a copy in the store,
+    or the node's file)."""
+    if row["length"]:
         parts: TusParts = door.parts  # type: ignore[assignment]
         with contextlib.suppress(RelayError):  # a leftover object harms nothing but space
             await parts.delete(parts.final_key(row["id"]))

@@ -171,6 +171,34 @@ def test_an_upload_begun_on_one_node_is_finished_on_the_other(
         assert "Traceback" not in node.log.read_text(), node.log.read_text()[-3000:]
 
 
+def test_a_finished_upload_goes_into_the_spool_inside_the_bucket(
+    s3: MotoS3, bucket: str, database_url: str, start_relay: StartRelay
+) -> None:
+    """The node that takes the last byte neither fetches the upload nor sends it again: the
+    spool's object is a copy made inside the store, and the node's disk holds none of it."""
+    first, second = _nodes(start_relay, s3, bucket, database_url)
+    token = first.add_user("anna")["token"]
+    data = os.urandom(11 * MIB)
+    with first.client(token) as on_first:
+        url = _create(on_first, len(data), "lång.bin")
+        ended = _patch(on_first, _on(first, url), 0, data)
+        assert ended.status_code == 204, ended.text
+        spooled = [
+            key
+            for key, head in s3.list(bucket).items()
+            if key.startswith(f"{PREFIX}/spool/") and head["ContentLength"] == len(data)
+        ]
+        assert len(spooled) == 1, s3.list(bucket)
+        # Node A runs no workers: nothing of the upload's size is on its disk.
+        big = [f for f in first.data_dir.rglob("*") if f.is_file() and f.stat().st_size >= MIB]
+        assert big == []
+    post = second.wait_post(token, ended.headers["Relay-Post-Id"])
+    [item] = post["items"]
+    assert item["status"] == "ready", post
+    assert item["original"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert _tus_objects(s3, bucket) == []
+
+
 def test_a_delete_on_the_other_node_aborts_the_multipart_upload(
     s3: MotoS3, bucket: str, database_url: str, start_relay: StartRelay
 ) -> None:
