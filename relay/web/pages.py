@@ -270,6 +270,7 @@ async def media(request: web.Request) -> web.StreamResponse:
 
 # --- errors as pages ------------------------------------------------------------------------
 
+
 def _error_words(status: int, _: Gettext) -> tuple[str, str]:
     """The title and the advice of an error page, in the reader's language."""
     pages = {
@@ -282,7 +283,10 @@ def _error_words(status: int, _: Gettext) -> tuple[str, str]:
         ),
         403: (
             _("Not allowed"),
-            _("This link is not valid, or no longer is. Open the post's page again for a fresh one."),
+            _(
+                "This link is not valid, or no longer is. Open the post's page again for a fresh "
+                "one."
+            ),
         ),
         404: (
             _("Not found"),

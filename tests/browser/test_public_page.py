@@ -110,9 +110,7 @@ def test_the_page_is_styled_under_a_csp_without_unsafe_inline(
     assert refused == []
 
 
-def test_alt_text_from_the_item_and_renditions_shown_inline(
-    relay: RelayServer, page: Page
-) -> None:
+def test_alt_text_from_the_item_and_renditions_shown_inline(relay: RelayServer, page: Page) -> None:
     post = _photo_post(relay, title="Torget", alt="Scenen med orkestern")
     page.goto(post["url"])
     expect(page.get_by_role("img", name="Scenen med orkestern")).to_be_visible()
