@@ -23,6 +23,7 @@ from urllib.parse import quote, urlparse
 
 import jinja2
 from aiohttp import web
+from babel.numbers import format_decimal
 
 from relay.context import RELAY, Relay
 from relay.db import queries
@@ -151,6 +152,7 @@ async def post_page(request: web.Request) -> web.Response:
         ui_lang=ui_lang,
         _=words.gettext,
         ngettext=words.ngettext,
+        number=functools.partial(format_decimal, locale=ui_lang),
         post=post,
         title=display_title(post, words.gettext),
         description=summary(post, ngettext=words.ngettext),

@@ -6,6 +6,7 @@ the language chosen in the web app's settings is the language of the reply mail.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import httpx
@@ -217,3 +218,17 @@ def test_the_language_saved_in_settings_is_the_reply_mails(
     queued(deliver(server, anna["address"], again))
     sink.wait(3)
     assert "Your post is online" in sink.messages[2][2].get_body().get_content()
+
+
+def test_a_file_to_download_is_described_in_the_readers_words(
+    relay: RelayServer, page: Page, swedish: Page
+) -> None:
+    data = ("data.bin", bytes(range(256)) * 10, "application/octet-stream")
+    post = relay.wait_post(_token(relay), relay.upload(_token(relay), file=data)["id"])
+    page.goto(post["url"])
+    # The type is what libmagic found; the size is in the reader's words and number format.
+    expect(page.locator("figcaption .meta")).to_have_text(re.compile(r", 2,560 bytes$"))
+    swedish.goto(post["url"])
+    expect(swedish.locator("figcaption .meta")).to_have_text(re.compile(", 2\u00a0560 byte$"))
+    expect(swedish.get_by_role("link", name="data.bin")).to_be_visible()
+    assert axe_violations(swedish) == []
