@@ -219,6 +219,15 @@ def test_the_language_saved_in_settings_is_the_reply_mails(
     sink.wait(3)
     assert "Your post is online" in sink.messages[2][2].get_body().get_content()
 
+    # Set from the command line; a language the relay does not speak is refused.
+    refused = server.cli("user", "language", "anna", "de", check=False)
+    assert refused.returncode != 0 and "'de' is not one of 'en', 'sv'" in refused.stderr
+    server.cli("user", "language", "anna", "sv")
+    last = key.sign(mail(subject="Sist", message_id="s@example.org"), "example.org")
+    queued(deliver(server, anna["address"], last))
+    sink.wait(4)
+    assert "Ditt inlägg är publicerat" in sink.messages[3][2].get_body().get_content()
+
 
 def test_a_file_to_download_is_described_in_the_readers_words(
     relay: RelayServer, page: Page, swedish: Page
