@@ -871,3 +871,17 @@ def user_timezone(ctx: Context, name: str, zone: str | None) -> None:
         lambda conn: queries.set_user_timezone(conn, _user_id(conn, name), zone or None),
     )
     click.echo(f"{name}: {zone or 'the relay default (RELAY_TIMEZONE)'}")
+
+
+@user.command("language")
+@click.argument("name")
+@click.argument("lang", required=False, type=click.Choice(["en", "sv"]))
+@click.pass_obj
+def user_language(ctx: Context, name: str, lang: str | None) -> None:
+    """Set (or with no LANG, clear) NAME's language, en or sv: the language of the reply mail.
+    Without one, RELAY_DEFAULT_LANGUAGE applies."""
+    _in_transaction(
+        ctx,
+        lambda conn: queries.set_user_language(conn, _user_id(conn, name), lang or None),
+    )
+    click.echo(f"{name}: {lang or 'the relay default (RELAY_DEFAULT_LANGUAGE)'}")

@@ -84,6 +84,18 @@ def _message_id(value: str | None) -> str | None:
     return f"<{kept}>" if "@" in kept else None
 
 
+def _delivery_status(_: Callable[[str], str], status: str) -> str:
+    """A delivery's status in the reader's words (the codes are English words already)."""
+    words = {
+        "pending": _("pending"),
+        "delivered": _("delivered"),
+        "failed": _("failed"),
+        "cancelled": _("cancelled"),
+        "retracted": _("retracted"),
+    }
+    return words.get(str(status), str(status))
+
+
 def build_reply(
     *,
     sender: str,
@@ -95,12 +107,18 @@ def build_reply(
     domain: str,
     reply_to: str | None = None,
     draft: bool = False,
+    lang: str = "en",
 ) -> EmailMessage:
+    """The reply, its words in ``lang`` (the user's language, else the operator's default)."""
+    # Imported here: the catalogues live with the web app, which imports much of the relay.
+    from relay.web.app.i18n import translations
+
+    _ = translations(lang).gettext
     message = EmailMessage(policy=policy.SMTP)
     message["From"] = Address(addr_spec=sender)
     message["To"] = Address(addr_spec=to)
     title = one_line(title)
-    message["Subject"] = f"Re: {title}" if title else "Re: your post"
+    message["Subject"] = "Re: " + (title or _("your post"))
     original = _message_id(message_id)
     if original:
         message["In-Reply-To"] = original
@@ -111,25 +129,27 @@ def build_reply(
     if reply_to:
         message["Reply-To"] = Address(addr_spec=reply_to)
     if draft:  # its page answers 404 to everyone until it is published
-        lines = ["Your post is saved as a draft: it is not public yet.", ""]
+        lines = [_("Your post is saved as a draft: it is not public yet."), ""]
     else:
-        lines = [f"Your post is online: {page_url}", ""]
+        lines = [_("Your post is online: {url}").format(url=page_url), ""]
     if outcomes:
-        lines.append("Destinations:")
+        lines.append(_("Destinations:"))
         for outcome in outcomes:
-            result = outcome["status"]
+            result = _delivery_status(_, outcome["status"])
             if outcome.get("remote_url"):
                 result += f" {outcome['remote_url']}"
             elif outcome.get("error"):
                 result += f" ({outcome['error']})"
             lines.append(f"- {outcome['type']} {outcome['id']}: {one_line(result, 500)}")
     else:
-        lines.append("It goes to no destination (private, draft, or none set up).")
+        lines.append(_("It goes to no destination (private, draft, or none set up)."))
     if reply_to:
         lines += [
             "",
-            "Reply to this mail to change the post: your new text replaces its text",
-            "([edit] in the subject replaces the title too); [delete] takes it down.",
+            _(
+                "Reply to this mail to change the post: your new text replaces its text\n"
+                "([edit] in the subject replaces the title too); [delete] takes it down."
+            ),
         ]
     message.set_content("\n".join(lines) + "\n")
     return message
@@ -147,6 +167,7 @@ def _load(conn: Connection, post_id: str) -> dict[str, Any] | None:
             posts.c.auth_results,
             users.c.name,
             users.c.reply_to_sender,
+            users.c.language,
         )
         .join(users, users.c.id == posts.c.user_id)
         .where(posts.c.id == post_id)
@@ -234,6 +255,7 @@ class Replier:
                 domain=self.settings.mail_domain,
                 reply_to=address(self.signing_key, found["id"], self.settings.mail_domain),
                 draft=found["state"] == PostState.DRAFT,
+                lang=found["language"] or self.settings.default_language,
             )
         except (ValueError, TypeError, IndexError) as exc:
             # An address the stdlib will not put in a header: nothing to retry.

@@ -115,6 +115,12 @@ def _users_disabled(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE users ADD COLUMN removed_at FLOAT"))
 
 
+def _users_language(conn: Connection) -> None:
+    # Everyone there before has no language of their own: RELAY_DEFAULT_LANGUAGE applies.
+    if "language" not in {column["name"] for column in inspect(conn).get_columns("users")}:
+        conn.execute(text("ALTER TABLE users ADD COLUMN language VARCHAR(8)"))
+
+
 # (version, step): version 1 is the first schema, created whole from schema.py.
 STEPS: list[tuple[int, Step]] = [
     (2, _add_uploads),
@@ -126,6 +132,7 @@ STEPS: list[tuple[int, Step]] = [
     (8, _seal_channel_secrets),
     (9, _tus_parts),
     (10, _users_disabled),
+    (12, _users_language),
 ]
 
 LATEST = max([1, *(version for version, _ in STEPS)])

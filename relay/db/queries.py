@@ -166,6 +166,15 @@ def set_user_timezone(conn: Connection, user_id: str, zone: str | None) -> None:
     conn.execute(update(users).where(users.c.id == user_id).values(timezone=zone))
 
 
+def user_language(conn: Connection, user_id: str) -> str | None:
+    """The user's own language for what the relay writes to them, or None for the default."""
+    return conn.execute(select(users.c.language).where(users.c.id == user_id)).scalar()
+
+
+def set_user_language(conn: Connection, user_id: str, lang: str | None) -> None:
+    conn.execute(update(users).where(users.c.id == user_id).values(language=lang))
+
+
 def set_reply_to_sender(conn: Connection, user_id: str, on: bool) -> None:
     conn.execute(update(users).where(users.c.id == user_id).values(reply_to_sender=on))
 

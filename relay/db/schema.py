@@ -43,6 +43,8 @@ users = Table(
     # names it), its name freed for someone new.
     Column("disabled", Boolean, nullable=False, default=False, server_default=false()),
     Column("removed_at", Float),
+    # The language of the reply mail ("en", "sv"); NULL: RELAY_DEFAULT_LANGUAGE.
+    Column("language", String(8)),
 )
 
 addresses = Table(

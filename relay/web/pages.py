@@ -5,6 +5,11 @@ User-supplied active content is never rendered from this origin: only images, vi
 PDF are served inline; everything else goes out as a sandboxed download. A draft is nobody's to
 see yet: its page and oEmbed answer 404, and its media, like a private post's, only answer at a
 signed, expiring link. HTML routes answer errors as HTML pages; ``/api/`` keeps JSON.
+
+The page's own words (and its error pages) are in the reader's language (``Accept-Language``
+or the web app's language cookie), through the web app's Babel catalogues; the post's ``lang``
+stays on the post's content. Its style is ``/static/public.css``, so the CSP needs no
+``unsafe-inline``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from urllib.parse import quote, urlparse
 
 import jinja2
 from aiohttp import web
+from babel.numbers import format_decimal
 
 from relay.context import RELAY, Relay
 from relay.db import queries
@@ -25,6 +31,7 @@ from relay.errors import NotFound, RelayError
 from relay.model import Item, Kind, Post, PostState
 from relay.storage import LocalPaths, valid_key
 from relay.storage.media import MediaSigner, served_disposition
+from relay.web.app import i18n
 from relay.web.lang import detect_language
 
 log = logging.getLogger("relay.pages")
@@ -60,7 +67,28 @@ def preview_image(post: Post) -> tuple[Item, Any] | None:
     return None
 
 
-def summary(post: Post, limit: int = 200) -> str:
+Gettext = Callable[[str], str]
+Ngettext = Callable[[str, str, int], str]
+
+
+def _same(message: str) -> str:
+    return message
+
+
+def _kind_count(kind: str, n: int, ngettext: Ngettext | None) -> str:
+    if ngettext is None:
+        return f"{n} {kind}{'s' if n > 1 else ''}"
+    words = {
+        "image": ngettext("{n} image", "{n} images", n),
+        "video": ngettext("{n} video", "{n} videos", n),
+        "audio": ngettext("{n} audio file", "{n} audio files", n),
+    }
+    return words.get(kind, ngettext("{n} file", "{n} files", n)).format(n=n)
+
+
+def summary(post: Post, limit: int = 200, ngettext: Ngettext | None = None) -> str:
+    """The post's text, cut, or what it holds ("2 images"), in English unless ``ngettext``
+    says otherwise (the page's reader's language; feeds stay English)."""
     if post.text:
         flat = " ".join(post.text.split())
         return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
@@ -69,11 +97,11 @@ def summary(post: Post, limit: int = 200) -> str:
         counts[item.kind.value if item.kind else "file"] = (
             counts.get(item.kind.value if item.kind else "file", 0) + 1
         )
-    return ", ".join(f"{n} {kind}{'s' if n > 1 else ''}" for kind, n in counts.items())
+    return ", ".join(_kind_count(kind, n, ngettext) for kind, n in counts.items())
 
 
-def display_title(post: Post) -> str:
-    return post.title or (post.items[0].filename if post.items else "") or "Post"
+def display_title(post: Post, _: Gettext = _same) -> str:
+    return post.title or (post.items[0].filename if post.items else "") or _("Post")
 
 
 async def _load_post(relay: Relay, post_id: str) -> Post:
@@ -92,24 +120,42 @@ def page_language(relay: Relay, post: Post) -> str:
     return detect_language(post.title, post.text, *alts) or relay.settings.default_language
 
 
-HTML_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+HTML_CSP = "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+# The post page may be framed (embeds) and shows media from wherever the store serves them.
+POST_CSP = (
+    "default-src 'none'; img-src * data:; media-src *; style-src 'self'; frame-ancestors *; "
+    "base-uri 'none'"
+)
+# One address answers in the reader's language: shared caches keep one copy per language.
+VARY = "Accept-Language, Cookie"
+
+
+def reader_language(request: web.Request) -> str:
+    """The language of the page's own words: the reader's, not the post's."""
+    return i18n.choose_language(request, request.app[RELAY].settings.default_language)
 
 
 async def post_page(request: web.Request) -> web.Response:
     relay = request.app[RELAY]
     post = await _load_post(relay, request.match_info["post_id"])
     if post.state == PostState.DELETED:
-        raise web.HTTPGone(text="This post was deleted.", headers=SECURITY_HEADERS)
+        raise web.HTTPGone(headers=SECURITY_HEADERS)  # the error page says it in words
     page_url = relay.page_url(post.id)
     preview = preview_image(post)
     # Feed discovery names the owner, so a private (unlisted) post's page does not carry it.
     owner = None if post.private else await relay.db.read(queries.user_name, post.user_id)
     feed_url = f"{relay.settings.public_url}/u/{quote(owner, safe='')}/feed.atom" if owner else None
+    ui_lang = reader_language(request)
+    words = i18n.translations(ui_lang)
     html = _templates.get_template("post.html").render(
         lang=page_language(relay, post),
+        ui_lang=ui_lang,
+        _=words.gettext,
+        ngettext=words.ngettext,
+        number=functools.partial(format_decimal, locale=ui_lang),
         post=post,
-        title=display_title(post),
-        description=summary(post),
+        title=display_title(post, words.gettext),
+        description=summary(post, ngettext=words.ngettext),
         page_url=page_url,
         oembed_url=f"{relay.settings.public_url}/oembed?url={quote(page_url, safe='')}&format=json",
         feed_url=feed_url,
@@ -120,8 +166,8 @@ async def post_page(request: web.Request) -> web.Response:
     )
     headers = {
         **SECURITY_HEADERS,
-        "Content-Security-Policy": "default-src 'none'; img-src * data:; media-src *; "
-        "style-src 'unsafe-inline'; frame-ancestors *",
+        "Content-Security-Policy": POST_CSP,
+        "Vary": VARY,
         # A private post's page holds signed media links: no shared cache keeps it.
         "Cache-Control": "private, max-age=60" if post.private else "public, max-age=60",
     }
@@ -226,33 +272,49 @@ async def media(request: web.Request) -> web.StreamResponse:
 
 # --- errors as pages ------------------------------------------------------------------------
 
-_ERROR_PAGES: dict[int, tuple[str, str]] = {
-    400: (
-        "Bad request",
-        "This address is not one the relay understands. Check the link against the one you "
-        "were sent.",
-    ),
-    403: (
-        "Not allowed",
-        "This link is not valid, or no longer is. Open the post's page again for a fresh one.",
-    ),
-    404: (
-        "Not found",
-        "There is nothing at this address. The post may not be published yet or may have "
-        "been removed, or the link is incomplete: check it against the one you were sent.",
-    ),
-    405: ("Not allowed", "This page cannot be used that way. Open it in a browser."),
-    410: ("Deleted", "This post was deleted by its author and is no longer here."),
-    500: (
-        "Something went wrong",
-        "The relay could not show this page. Try again in a moment; if it keeps happening, "
-        "tell whoever runs this relay.",
-    ),
-    503: (
-        "Unavailable for now",
-        "The relay cannot reach its storage or database just now. Try again in a few minutes.",
-    ),
-}
+
+def _error_words(status: int, _: Gettext) -> tuple[str, str]:
+    """The title and the advice of an error page, in the reader's language."""
+    pages = {
+        400: (
+            _("Bad request"),
+            _(
+                "This address is not one the relay understands. Check the link against the one "
+                "you were sent."
+            ),
+        ),
+        403: (
+            _("Not allowed"),
+            _(
+                "This link is not valid, or no longer is. Open the post's page again for a fresh "
+                "one."
+            ),
+        ),
+        404: (
+            _("Not found"),
+            _(
+                "There is nothing at this address. The post may not be published yet or may have "
+                "been removed, or the link is incomplete: check it against the one you were sent."
+            ),
+        ),
+        405: (_("Not allowed"), _("This page cannot be used that way. Open it in a browser.")),
+        410: (_("Deleted"), _("This post was deleted by its author and is no longer here.")),
+        500: (
+            _("Something went wrong"),
+            _(
+                "The relay could not show this page. Try again in a moment; if it keeps "
+                "happening, tell whoever runs this relay."
+            ),
+        ),
+        503: (
+            _("Unavailable for now"),
+            _(
+                "The relay cannot reach its storage or database just now. Try again in a few "
+                "minutes."
+            ),
+        ),
+    }
+    return pages.get(status) or pages[500 if status >= 500 else 400]
 
 
 def _wants_html(request: web.Request) -> bool:
@@ -266,12 +328,18 @@ def _wants_html(request: web.Request) -> bool:
     return "text/html" in request.headers.get("Accept", "")
 
 
-def error_page(status: int, code: str) -> web.Response:
-    title, advice = _ERROR_PAGES.get(status) or _ERROR_PAGES[500 if status >= 500 else 400]
+def error_page(status: int, code: str, lang: str = "en") -> web.Response:
+    words = i18n.translations(lang)
+    title, advice = _error_words(status, words.gettext)
     html = _templates.get_template("error.html").render(
-        lang="en", status=status, title=title, advice=advice, code=code
+        lang=lang, _=words.gettext, status=status, title=title, advice=advice, code=code
     )
-    headers = {**SECURITY_HEADERS, "Content-Security-Policy": HTML_CSP, "Cache-Control": "no-store"}
+    headers = {
+        **SECURITY_HEADERS,
+        "Content-Security-Policy": HTML_CSP,
+        "Cache-Control": "no-store",
+        "Vary": VARY,
+    }
     return web.Response(text=html, status=status, content_type="text/html", headers=headers)
 
 
@@ -287,14 +355,14 @@ async def html_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except RelayError as exc:
         if exc.spec.http_status >= 500:
             log.error("%s %s: %s", request.method, request.path, exc)
-        return error_page(exc.spec.http_status, exc.code)
+        return error_page(exc.spec.http_status, exc.code, reader_language(request))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_page(exc.status, f"http.{exc.status}")
+        return error_page(exc.status, f"http.{exc.status}", reader_language(request))
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
-        return error_page(500, "server.internal")
+        return error_page(500, "server.internal", reader_language(request))
 
 
 def setup_routes(app: web.Application) -> None:

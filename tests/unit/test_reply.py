@@ -84,3 +84,32 @@ def test_a_draft_is_not_called_online() -> None:
     body = message.get_content()
     assert "draft" in body and "not public" in body
     assert "online" not in body and "http://relay.example/p/abc" not in body
+
+
+def test_the_reply_speaks_the_users_language() -> None:
+    """A user whose language is Swedish reads the reply in Swedish; the codes and links stay."""
+    outcomes = [
+        {"id": "d1", "type": "mastodon", "status": "delivered", "remote_url": "https://m/1"},
+        {"id": "d2", "type": "webhook", "status": "failed", "remote_url": None, "error": "503"},
+    ]
+    common = {
+        "sender": "relay@relay.example",
+        "to": "anna@example.org",
+        "message_id": None,
+        "page_url": "http://relay.example/p/abc",
+        "outcomes": outcomes,
+        "domain": "relay.example",
+        "reply_to": "reply+abc.sig@relay.example",
+    }
+    swedish = build_reply(title="", lang="sv", **common)
+    assert swedish["Subject"] == "Re: ditt inlägg"
+    body = swedish.get_content()
+    assert "Ditt inlägg är publicerat: http://relay.example/p/abc" in body
+    assert "- mastodon d1: levererat https://m/1" in body
+    assert "- webhook d2: misslyckades (503)" in body
+    assert "Svara på det här mejlet" in body and "[delete]" in body
+    assert "Your post" not in body
+
+    english = build_reply(title="", **common).get_content()
+    assert "Your post is online: http://relay.example/p/abc" in english
+    assert "- webhook d2: failed (503)" in english

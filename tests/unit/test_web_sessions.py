@@ -141,13 +141,21 @@ def test_the_swedish_catalogue_compiles_and_covers_the_contract_labels() -> None
 
 
 def test_every_string_of_the_web_app_has_a_swedish_translation() -> None:
-    """Every ``_("…")`` in the web app's Python and templates is in a Swedish catalogue (a room
-    that forgets its ``.po`` entries fails here, not in front of a Swedish reader)."""
-    from babel.messages.extract import extract_from_dir
+    """Every ``_("…")`` in the web app's Python and templates, the public post page and its
+    error pages, and the reply mail is in a Swedish catalogue (a room that forgets its ``.po``
+    entries fails here, not in front of a Swedish reader)."""
+    from babel.messages.extract import extract_from_dir, extract_from_file
     from babel.messages.pofile import read_po
 
+    import relay.reply
+
     web = Path(i18n.__file__).parent.parent
-    method_map = [("app/**.py", "python"), ("templates/app/**.html", "jinja2")]
+    method_map = [
+        ("app/**.py", "python"),
+        ("pages.py", "python"),
+        ("templates/app/**.html", "jinja2"),
+        ("templates/*.html", "jinja2"),
+    ]
     i18n.translations("sv")  # compiles, and refuses a message translated two ways
     translated = set()
     for po in (i18n.LOCALE_DIR / "sv" / "LC_MESSAGES").glob("*.po"):
@@ -156,9 +164,22 @@ def test_every_string_of_the_web_app_has_a_swedish_translation() -> None:
                 m.id if isinstance(m.id, str) else m.id[0] for m in read_po(f) if m.string
             }
     missing = []
-    for filename, _lineno, message, _comments, _context in extract_from_dir(
-        str(web), method_map=method_map
-    ):
+    found = [
+        (filename, message)
+        for filename, _lineno, message, _comments, _context in extract_from_dir(
+            str(web), method_map=method_map
+        )
+    ]
+    assert any(filename.endswith("pages.py") for filename, _ in found)
+    assert any(filename.endswith("post.html") for filename, _ in found)
+    found += [
+        ("reply.py", message)
+        for _lineno, message, _comments, _context in extract_from_file(
+            "python", relay.reply.__file__
+        )
+    ]
+    assert any(filename == "reply.py" for filename, _ in found)
+    for filename, message in found:
         singular = message[0] if isinstance(message, tuple) else message
         if singular and singular not in translated:
             missing.append(f"{filename}: {singular}")

@@ -122,6 +122,9 @@ async def language(request: web.Request) -> web.Response:
     lang = str(form.get("lang", ""))
     response = web.HTTPSeeOther(safe_back(str(form.get("back", "/"))))
     if lang in i18n.LANGUAGES:
+        user = await signed_in(request)
+        if user is not None:  # the relay's mail to them (the reply) speaks it too
+            await request.app[RELAY].db.run(queries.set_user_language, user.user_id, lang)
         response.set_cookie(
             i18n.LANG_COOKIE,
             lang,
