@@ -132,7 +132,7 @@ STEPS: list[tuple[int, Step]] = [
     (8, _seal_channel_secrets),
     (9, _tus_parts),
     (10, _users_disabled),
-    (12, _users_language),
+    (11, _users_language),
 ]
 
 LATEST = max([1, *(version for version, _ in STEPS)])

@@ -1,4 +1,4 @@
-"""A user's own language (migration 12), on SQLite and (with RELAY_TEST_DATABASE_URL)
+"""A user's own language (migration 11), on SQLite and (with RELAY_TEST_DATABASE_URL)
 PostgreSQL: users there before have none (the operator's default applies), and it is set and
 cleared."""
 
