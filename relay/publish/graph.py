@@ -11,7 +11,8 @@ status, which is 400 for nearly all of them:
 - 4, 17, 32, 613, 80001-80014 and Instagram's/Threads' publishing limits: too many calls →
   ``publish.rate_limited``, retried with backoff.
 - 1, 2, or ``is_transient: true``: Meta's own trouble → ``publish.unreachable``, retried.
-- 9007 (subcode 2207027, "media not ready for publishing"): retried.
+- 9007 (subcode 2207027, "media not ready for publishing") and 9004/2207052 (Meta could not
+  fetch the medium from the relay's URL, yet): retried.
 - anything else (100 invalid parameter, 9004 media not fetched, 36003 aspect ratio, …):
   ``publish.rejected`` with Meta's message for the post's owner.
 
@@ -35,6 +36,8 @@ AUTH_CODES = frozenset({102, 190, 10}) | frozenset(range(200, 300))
 RATE_CODES = frozenset({4, 17, 32, 613}) | frozenset(range(80001, 80015))
 TEMPORARY_CODES = frozenset({1, 2})
 NOT_READY_CODE = 9007
+# Meta's crawler could not fetch the medium from the relay's URL (yet): worth another try.
+FETCH_FAILED = frozenset({(9004, 2207052)})
 # A container that Meta still fetches or transcodes; polled with these pauses (seconds), about
 # a minute in all, inside the delivery's own timeout; after that the delivery retries later.
 POLL_DELAYS: tuple[float, ...] = (0.25, 0.5, 1, 2, 3, 4, 5, 5, 5, 5, 5, 5, 5, 5)
@@ -66,7 +69,8 @@ def graph_error(status: int, body: str, path: str) -> PublishError:
         return PublishError("publish.unauthorized", detail, message)
     if code in RATE_CODES:
         return TransientPublishError("publish.rate_limited", detail, message)
-    if code in TEMPORARY_CODES or code == NOT_READY_CODE or error.get("is_transient") is True:
+    temporary = code in TEMPORARY_CODES or code == NOT_READY_CODE
+    if temporary or (code, error.get("error_subcode")) in FETCH_FAILED or error.get("is_transient"):
         return TransientPublishError("publish.unreachable", detail, message)
     if status >= 500:
         return TransientPublishError("publish.unreachable", detail, message)
