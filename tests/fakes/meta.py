@@ -477,14 +477,14 @@ class FakeMeta(FakeService):
         elif media_type == "IMAGE":
             if "image_url" not in params:
                 raise GraphError("(#100) The parameter image_url is required", 100)
-            data = await self._fetch(str(params["image_url"]), 100, 4279009)
+            data = await self._fetch(str(params["image_url"]), 9004, 2207052)
             if len(data) > 8 * MB or not data.startswith((b"\xff\xd8\xff", b"\x89PNG")):
                 raise GraphError("(#100) The image is not a JPEG or PNG up to 8 MB", 100)
             fields.update(image_url=params["image_url"], alt_text=params.get("alt_text"))
         elif media_type == "VIDEO":
             if "video_url" not in params:
                 raise GraphError("(#100) The parameter video_url is required", 100)
-            await self._fetch(str(params["video_url"]), 100, 4279009)
+            await self._fetch(str(params["video_url"]), 9004, 2207052)
             fields.update(video_url=params["video_url"])
         elif media_type == "CAROUSEL":
             children = [c for c in str(params.get("children", "")).split(",") if c]
