@@ -137,9 +137,7 @@ class Graph:
         last poll is a retry later (the container stays valid for a day)."""
         path = f"/{container_id}"
         for delay in delays:
-            container = await self.json(
-                "GET", path, params={"fields": f"id,{field},error_message"}
-            )
+            container = await self.json("GET", path, params={"fields": f"id,{field},error_message"})
             state = str(container.get(field) or "")
             if state in ("FINISHED", "PUBLISHED"):
                 return

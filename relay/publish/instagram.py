@@ -170,8 +170,7 @@ class InstagramAdapter:
             container = await self._container(plan.media[0], {"caption": plan.caption})
         else:
             children = [
-                await self._container(medium, {"is_carousel_item": "true"})
-                for medium in plan.media
+                await self._container(medium, {"is_carousel_item": "true"}) for medium in plan.media
             ]
             for child in children:
                 await self.graph.wait_finished(child, "status_code", self.poll_delays)
@@ -194,9 +193,7 @@ class InstagramAdapter:
         return Published(media.get("permalink"), media_id)
 
     async def check(self) -> str:
-        account = await self.graph.json(
-            "GET", f"/{self.user_id}", params={"fields": "id,username"}
-        )
+        account = await self.graph.json("GET", f"/{self.user_id}", params={"fields": "id,username"})
         return f"can post to Instagram as @{account.get('username') or self.user_id}"
 
 

@@ -147,8 +147,7 @@ class ThreadsAdapter:
             container = await self._container({"text": plan.text}, plan.media[0])
         else:
             children = [
-                await self._container({"is_carousel_item": "true"}, medium)
-                for medium in plan.media
+                await self._container({"is_carousel_item": "true"}, medium) for medium in plan.media
             ]
             for child in children:
                 await self.graph.wait_finished(child, "status", self.poll_delays)

@@ -172,8 +172,15 @@ def _meta() -> FakeMeta:
 def facebook() -> None:
     with _meta() as fake:
         _publish(
-            Destination("f", "u", "facebook", fake.facebook_url, None, fake.page_token,
-                        {"page_id": fake.page_id})  # fmt: skip
+            Destination(
+                "f",
+                "u",
+                "facebook",
+                fake.facebook_url,
+                None,
+                fake.page_token,
+                {"page_id": fake.page_id},
+            )  # fmt: skip
         )
         [post] = fake.of_kind("page_post")
         [photo] = fake.of_kind("photo")
@@ -186,8 +193,15 @@ def facebook() -> None:
 def instagram() -> None:
     with _meta() as fake:
         _publish(
-            Destination("i", "u", "instagram", fake.facebook_url, None, fake.user_token,
-                        {"ig_user_id": fake.ig_user_id})  # fmt: skip
+            Destination(
+                "i",
+                "u",
+                "instagram",
+                fake.facebook_url,
+                None,
+                fake.user_token,
+                {"ig_user_id": fake.ig_user_id},
+            )  # fmt: skip
         )
         [media] = fake.of_kind("ig_media")
         [container] = [c for c in fake.of_kind("ig_container") if c["id"] == media["container"]]
@@ -198,11 +212,20 @@ def instagram() -> None:
 def threads() -> None:
     with _meta() as fake:
         _publish(
-            Destination("t", "u", "threads", fake.threads_url, None, fake.threads_token,
-                        {"threads_user_id": fake.threads_user_id})  # fmt: skip
+            Destination(
+                "t",
+                "u",
+                "threads",
+                fake.threads_url,
+                None,
+                fake.threads_token,
+                {"threads_user_id": fake.threads_user_id},
+            )  # fmt: skip
         )
         [thread] = fake.of_kind("thread")
-        [container] = [c for c in fake.of_kind("threads_container") if c["id"] == thread["container"]]
+        [container] = [
+            c for c in fake.of_kind("threads_container") if c["id"] == thread["container"]
+        ]
     assert thread["text"] == f"{TITLE}\n\n{TEXT}\n\n{PAGE}"
     assert container["alt_text"] == ALT
 

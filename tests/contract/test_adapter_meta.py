@@ -34,16 +34,34 @@ def medium(n: int = 1, width: int = 64, height: int = 48, alt: str = "") -> Medi
     async def read() -> AsyncIterator[bytes]:
         yield data
 
-    return Media(f"item{n}", "image", "image/jpeg", len(data), f"http://relay.example/m/{n}.jpg",
-                 width, height, None, alt, read)  # fmt: skip
+    return Media(
+        f"item{n}",
+        "image",
+        "image/jpeg",
+        len(data),
+        f"http://relay.example/m/{n}.jpg",
+        width,
+        height,
+        None,
+        alt,
+        read,
+    )
 
 
 def outgoing(
     title: str = "Torget", text: str = "Hej", media: list[Media] | None = None, attempt: int = 1
 ) -> Outgoing:
     post = {"id": "abc", "title": title, "text": text, "url": PAGE, "items": []}
-    return Outgoing("dlv_01META", "dlv_01META", attempt, post, PAGE, title, text,
-                    [medium()] if media is None else media)  # fmt: skip
+    return Outgoing(
+        "dlv_01META",
+        "dlv_01META",
+        attempt,
+        post,
+        PAGE,
+        title,
+        text,
+        [medium()] if media is None else media,
+    )
 
 
 @pytest.fixture
@@ -64,13 +82,34 @@ def _serve(fake: FakeMeta, out: Outgoing) -> None:
 
 def destination(fake: FakeMeta, kind: str) -> Destination:
     if kind == "facebook":
-        return Destination("f", "u", "facebook", fake.facebook_url, None, fake.page_token,
-                           {"page_id": fake.page_id})  # fmt: skip
+        return Destination(
+            "f",
+            "u",
+            "facebook",
+            fake.facebook_url,
+            None,
+            fake.page_token,
+            {"page_id": fake.page_id},
+        )
     if kind == "instagram":
-        return Destination("i", "u", "instagram", fake.facebook_url, None, fake.user_token,
-                           {"ig_user_id": fake.ig_user_id})  # fmt: skip
-    return Destination("t", "u", "threads", fake.threads_url, None, fake.threads_token,
-                       {"threads_user_id": fake.threads_user_id})  # fmt: skip
+        return Destination(
+            "i",
+            "u",
+            "instagram",
+            fake.facebook_url,
+            None,
+            fake.user_token,
+            {"ig_user_id": fake.ig_user_id},
+        )
+    return Destination(
+        "t",
+        "u",
+        "threads",
+        fake.threads_url,
+        None,
+        fake.threads_token,
+        {"threads_user_id": fake.threads_user_id},
+    )
 
 
 def run(dest: Destination, step: Callable[[Any], Any]) -> Any:
@@ -100,14 +139,21 @@ def test_a_photo_post_reaches_the_channel_once_with_its_link(fake: FakeMeta, kin
     published = publish(fake, kind, outgoing(media=[medium(alt="Ko")]))
     [copy] = fake.of_kind(COPIES[kind])
     assert copy[TEXT_FIELD[kind]] == f"Torget\n\nHej\n\n{PAGE}"
-    assert published.remote_id == copy["id"] and published.remote_url == copy["permalink_url" if kind == "facebook" else "permalink"]
+    assert (
+        published.remote_id == copy["id"]
+        and published.remote_url == copy["permalink_url" if kind == "facebook" else "permalink"]
+    )
     if kind != "facebook":  # Instagram and Threads fetched the photo from the relay's URL
         assert fake.fetched == ["http://relay.example/m/1.jpg"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_lost_answer_is_found_again_not_posted_twice(fake: FakeMeta, kind: str) -> None:
-    route = {"facebook": "page.feed.create", "instagram": "ig.publish", "threads": "threads.publish"}
+    route = {
+        "facebook": "page.feed.create",
+        "instagram": "ig.publish",
+        "threads": "threads.publish",
+    }
     fake.lose(route[kind])
     with pytest.raises(TransientPublishError):
         publish(fake, kind, outgoing())
@@ -130,9 +176,19 @@ def test_an_expired_token_is_a_plain_unauthorized_failure(fake: FakeMeta, kind: 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_graph_rate_limit_is_retried_later(fake: FakeMeta, kind: str) -> None:
-    route = {"facebook": "page.feed.create", "instagram": "ig.media.create", "threads": "threads.create"}
-    body = {"error": {"message": "(#32) Page request limit reached", "type": "OAuthException",
-                      "code": 32, "fbtrace_id": "Axyz"}}  # fmt: skip
+    route = {
+        "facebook": "page.feed.create",
+        "instagram": "ig.media.create",
+        "threads": "threads.create",
+    }
+    body = {
+        "error": {
+            "message": "(#32) Page request limit reached",
+            "type": "OAuthException",
+            "code": 32,
+            "fbtrace_id": "Axyz",
+        }
+    }
     fake.fail(route[kind], 400, body)
     with pytest.raises(TransientPublishError) as raised:
         publish(fake, kind, outgoing())

@@ -4,6 +4,7 @@ the strict Graph fake, which fetches the media from the relay's own URLs as Meta
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,14 +31,23 @@ def connect_all(server: RelayServer, meta: FakeMeta) -> dict[str, str]:
             "instagram", meta.facebook_url, meta.user_token, f"ig_user_id={meta.ig_user_id}"
         )["id"],
         "threads": server.add_destination(
-            "threads", meta.threads_url, meta.threads_token, f"threads_user_id={meta.threads_user_id}"
+            "threads",
+            meta.threads_url,
+            meta.threads_token,
+            f"threads_user_id={meta.threads_user_id}",
         )["id"],
     }
 
 
 def settled(server: RelayServer, token: str, post_id: str) -> dict[str, dict[str, Any]]:
-    post = server.wait_settled(token, post_id, 90)
-    return {d["destination"]: d for d in post["deliveries"]}
+    """The post's deliveries by destination, once none is pending."""
+    deadline = time.monotonic() + 90
+    while True:
+        deliveries = server.wait_settled(token, post_id, 90)["deliveries"]
+        if all(d["status"] != "pending" for d in deliveries):
+            return {d["destination"]: d for d in deliveries}
+        assert time.monotonic() < deadline, deliveries
+        time.sleep(0.2)
 
 
 def test_a_photo_post_reaches_a_page_an_instagram_and_a_threads_account(
@@ -51,6 +61,7 @@ def test_a_photo_post_reaches_a_page_an_instagram_and_a_threads_account(
 
     [page_post] = meta.of_kind("page_post")
     assert page_post["message"] == text and len(page_post["photos"]) == 1
+    assert all(d["status"] == "delivered" for d in deliveries.values()), deliveries
     [media] = meta.of_kind("ig_media")
     assert media["caption"] == text and media["media_type"] == "IMAGE"
     [thread] = meta.of_kind("thread")

@@ -157,14 +157,26 @@ class FakeMeta(FakeService):
         add("POST", FB + "/{id}/media", self._wrap(self.ig_create), name="ig.media.create")
         add("GET", FB + "/{id}/media", self._wrap(self.ig_list), name="ig.media")
         add("POST", FB + "/{id}/media_publish", self._wrap(self.ig_publish), name="ig.publish")
-        add("GET", FB + "/{id}/content_publishing_limit", self._wrap(self.ig_limit), name="ig.limit")
+        add(
+            "GET", FB + "/{id}/content_publishing_limit", self._wrap(self.ig_limit), name="ig.limit"
+        )
         add("GET", FB + "/{id}", self._wrap(self.get_object), name="object.get")
         add("POST", FB + "/{id}", self._wrap(self.update_object), name="object.update")
         add("DELETE", FB + "/{id}", self._wrap(self.delete_object), name="object.delete")
         add("POST", TH + "/{id}/threads", self._wrap(self.th_create), name="threads.create")
         add("GET", TH + "/{id}/threads", self._wrap(self.th_list), name="threads.list")
-        add("POST", TH + "/{id}/threads_publish", self._wrap(self.th_publish), name="threads.publish")
-        add("GET", TH + "/{id}/threads_publishing_limit", self._wrap(self.th_limit), name="threads.limit")
+        add(
+            "POST",
+            TH + "/{id}/threads_publish",
+            self._wrap(self.th_publish),
+            name="threads.publish",
+        )
+        add(
+            "GET",
+            TH + "/{id}/threads_publishing_limit",
+            self._wrap(self.th_limit),
+            name="threads.limit",
+        )
         add("GET", TH + "/{id}", self._wrap(self.get_object), name="threads.get")
         add("DELETE", TH + "/{id}", self._wrap(self.delete_object), name="threads.delete")
 
@@ -191,8 +203,7 @@ class FakeMeta(FakeService):
         token = header[7:] if header.startswith("Bearer ") else str(params.pop("access_token", ""))
         if not token:
             raise GraphError(
-                "An active access token must be used to query information about the current"
-                " user.",
+                "An active access token must be used to query information about the current user.",
                 2500,
             )
         if token in self._expired:
@@ -249,20 +260,16 @@ class FakeMeta(FakeService):
             except aiohttp.ClientError:
                 data = None
         if data is None:
-            raise GraphError(
-                "The media could not be fetched from this URI: " + url, code, subcode
-            )
+            raise GraphError("The media could not be fetched from this URI: " + url, code, subcode)
         return data
 
     def _fields(self, obj: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         wanted = [f for f in str(params.get("fields") or "id").split(",") if f]
-        if obj["kind"] in ("ig_container", "threads_container") and (
-            "status_code" in wanted or "status" in wanted
-        ):
-            if obj["state"] == "IN_PROGRESS":
-                obj["polls_left"] -= 1
-                if obj["polls_left"] < 0:
-                    obj["state"] = "FINISHED"
+        polled = "status_code" in wanted or "status" in wanted
+        if obj["kind"].endswith("_container") and polled and obj["state"] == "IN_PROGRESS":
+            obj["polls_left"] -= 1
+            if obj["polls_left"] < 0:
+                obj["state"] = "FINISHED"
         shown = {"id": obj["id"]}
         for name in wanted:
             if name in ("status_code", "status"):
@@ -388,9 +395,13 @@ class FakeMeta(FakeService):
         self._caption(caption, 2200)
         media_type = params.get("media_type", "IMAGE")
         carousel_item = str(params.get("is_carousel_item", "false")).lower() == "true"
-        fields: dict[str, Any] = {"owner": oid, "caption": caption, "state": "IN_PROGRESS",
-                                  "polls_left": self.processing_polls,
-                                  "carousel_item": carousel_item}  # fmt: skip
+        fields: dict[str, Any] = {
+            "owner": oid,
+            "caption": caption,
+            "state": "IN_PROGRESS",
+            "polls_left": self.processing_polls,
+            "carousel_item": carousel_item,
+        }
         if media_type == "CAROUSEL":
             children = [c for c in str(params.get("children", "")).split(",") if c]
             if not 2 <= len(children) <= 10:
@@ -417,11 +428,17 @@ class FakeMeta(FakeService):
             except OSError:
                 image_format, width, height = None, 1, 1
             if image_format != "JPEG":
-                raise GraphError("Only photo or video can be accepted as media type.", 9004, 2207083)
+                raise GraphError(
+                    "Only photo or video can be accepted as media type.", 9004, 2207083
+                )
             if not 0.8 - 0.005 <= width / height <= 1.91 + 0.005:
                 raise GraphError("The aspect ratio is not supported.", 36003, 2207009)
-            fields.update(media_type="IMAGE", image_url=params["image_url"],
-                          alt_text=params.get("alt_text"), size=(width, height))  # fmt: skip
+            fields.update(
+                media_type="IMAGE",
+                image_url=params["image_url"],
+                alt_text=params.get("alt_text"),
+                size=(width, height),
+            )
         else:
             raise GraphError(f"(#100) media_type {media_type} is not supported", 100)
         return {"id": self._new("ig_container", **fields)["id"]}
@@ -432,8 +449,14 @@ class FakeMeta(FakeService):
     async def ig_limit(self, request: web.Request, oid: str, params: dict, token: str) -> Any:
         self._owner(token, oid)
         used = self._used("ig_media", oid)
-        return {"data": [{"quota_usage": used,
-                          "config": {"quota_total": self.ig_quota, "quota_duration": 86400}}]}  # fmt: skip
+        return {
+            "data": [
+                {
+                    "quota_usage": used,
+                    "config": {"quota_total": self.ig_quota, "quota_duration": 86400},
+                }
+            ]
+        }
 
     async def ig_publish(self, request: web.Request, oid: str, params: dict, token: str) -> Any:
         self._owner(token, oid)
@@ -448,9 +471,14 @@ class FakeMeta(FakeService):
             raise GraphError("Application request limit reached", 4, 2207042)
         container["state"] = "PUBLISHED"
         code = secrets.token_urlsafe(8)
-        media = self._new("ig_media", owner=oid, caption=container["caption"],
-                          container=container["id"], media_type=container["media_type"],
-                          permalink=f"https://www.instagram.com/p/{code}/")  # fmt: skip
+        media = self._new(
+            "ig_media",
+            owner=oid,
+            caption=container["caption"],
+            container=container["id"],
+            media_type=container["media_type"],
+            permalink=f"https://www.instagram.com/p/{code}/",
+        )
         return {"id": media["id"]}
 
     async def ig_list(self, request: web.Request, oid: str, params: dict, token: str) -> Any:
@@ -468,9 +496,14 @@ class FakeMeta(FakeService):
             raise GraphError("(#100) Param text must be at most 500 characters long.", 100)
         media_type = params.get("media_type")
         carousel_item = str(params.get("is_carousel_item", "false")).lower() == "true"
-        fields: dict[str, Any] = {"owner": oid, "text": text, "state": "IN_PROGRESS",
-                                  "polls_left": self.processing_polls,
-                                  "carousel_item": carousel_item, "media_type": media_type}  # fmt: skip
+        fields: dict[str, Any] = {
+            "owner": oid,
+            "text": text,
+            "state": "IN_PROGRESS",
+            "polls_left": self.processing_polls,
+            "carousel_item": carousel_item,
+            "media_type": media_type,
+        }
         if media_type == "TEXT":
             if not text:
                 raise GraphError("(#100) The parameter text is required", 100)
@@ -492,20 +525,32 @@ class FakeMeta(FakeService):
                 raise GraphError("(#100) A carousel takes 2 to 20 children", 100)
             fields.update(children=children)
         else:
-            raise GraphError("(#100) Param media_type must be one of TEXT, IMAGE, VIDEO, CAROUSEL", 100)
+            raise GraphError(
+                "(#100) Param media_type must be one of TEXT, IMAGE, VIDEO, CAROUSEL", 100
+            )
         return {"id": self._new("threads_container", **fields)["id"]}
 
     async def th_limit(self, request: web.Request, oid: str, params: dict, token: str) -> Any:
         oid = self.threads_user_id if oid == "me" else oid
         self._owner(token, oid)
-        return {"data": [{"quota_usage": self._used("thread", oid),
-                          "config": {"quota_total": self.threads_quota, "quota_duration": 86400}}]}  # fmt: skip
+        return {
+            "data": [
+                {
+                    "quota_usage": self._used("thread", oid),
+                    "config": {"quota_total": self.threads_quota, "quota_duration": 86400},
+                }
+            ]
+        }
 
     async def th_publish(self, request: web.Request, oid: str, params: dict, token: str) -> Any:
         oid = self.threads_user_id if oid == "me" else oid
         self._owner(token, oid)
         container = self.objects.get(str(params.get("creation_id", "")))
-        if container is None or container["kind"] != "threads_container" or container["owner"] != oid:
+        if (
+            container is None
+            or container["kind"] != "threads_container"
+            or container["owner"] != oid
+        ):
             raise GraphError("(#100) Invalid creation_id", 100)
         if container["state"] != "FINISHED":
             raise GraphError("Media ID is not available", 24, 4279009)
@@ -513,9 +558,14 @@ class FakeMeta(FakeService):
             raise GraphError("Application request limit reached", 4)
         container["state"] = "PUBLISHED"
         code = secrets.token_urlsafe(8)
-        thread = self._new("thread", owner=oid, text=container["text"],
-                           container=container["id"], media_type=container["media_type"],
-                           permalink=f"https://www.threads.net/@{self.threads_username}/post/{code}")  # fmt: skip
+        thread = self._new(
+            "thread",
+            owner=oid,
+            text=container["text"],
+            container=container["id"],
+            media_type=container["media_type"],
+            permalink=f"https://www.threads.net/@{self.threads_username}/post/{code}",
+        )
         return {"id": thread["id"]}
 
     async def th_list(self, request: web.Request, oid: str, params: dict, token: str) -> Any:
