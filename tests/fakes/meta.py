@@ -56,6 +56,7 @@ Routes for scripting (``fail``/``lose``): ``object.get``, ``object.update``, ``o
 
 from __future__ import annotations
 
+import html
 import io
 import itertools
 import json
@@ -63,6 +64,7 @@ import secrets
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
@@ -128,6 +130,11 @@ class FakeMeta(FakeService):
     """Every object by id: ``kind`` (photo, page_post, ig_container, ig_media,
     threads_container, thread) and its fields."""
     fetched: list[str] = field(default_factory=list)
+    app_id: str = "1234567890"
+    app_secret: str = "meta-app-secret-" + "s" * 16
+    codes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Login codes given out (``redirect_uri``, ``used``)."""
+    short_tokens: set[str] = field(default_factory=set)
     _revoked: set[str] = field(default_factory=set)
     _expired: set[str] = field(default_factory=set)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(900_000_000_001))
@@ -151,6 +158,10 @@ class FakeMeta(FakeService):
 
     def routes(self, app: web.Application) -> None:
         add = app.router.add_route
+        add("GET", "/dialog/oauth", self.dialog, name="oauth.dialog")
+        add("POST", "/dialog/oauth", self.approve, name="oauth.approve")
+        add("GET", FB + "/oauth/access_token", self.access_token, name="oauth.token")
+        add("GET", FB + "/me/accounts", self._wrap(self.accounts), name="me.accounts")
         add("POST", FB + "/{id}/photos", self._wrap(self.page_photos), name="page.photos")
         add("POST", FB + "/{id}/feed", self._wrap(self.create_page_post), name="page.feed.create")
         add("GET", FB + "/{id}/feed", self._wrap(self.page_feed), name="page.feed")
@@ -191,7 +202,7 @@ class FakeMeta(FakeService):
                     for key, value in form.items():
                         params[key] = value if isinstance(value, str) else value.file.read()
                 token = self._token(request, params)
-                answer = await handler(request, request.match_info["id"], params, token)
+                answer = await handler(request, request.match_info.get("id", "me"), params, token)
             except GraphError as exc:
                 return web.json_response(exc.body, status=400)
             return web.json_response(answer)
@@ -213,7 +224,7 @@ class FakeMeta(FakeService):
                 190,
                 463,
             )
-        known = (self.page_token, self.user_token, self.threads_token)
+        known = {self.page_token, self.user_token, self.threads_token} | self.short_tokens
         if token in self._revoked or token not in known:
             raise GraphError(
                 "Error validating access token: The session has been invalidated because the"
@@ -226,11 +237,12 @@ class FakeMeta(FakeService):
 
     def _owner(self, token: str, owner: str) -> None:
         allowed = {
-            self.page_id: self.page_token,
-            self.ig_user_id: self.user_token,
-            self.threads_user_id: self.threads_token,
+            self.page_id: {self.page_token},
+            # the Instagram account linked to the Page: the Page's token, or the user's
+            self.ig_user_id: {self.user_token, self.page_token},
+            self.threads_user_id: {self.threads_token},
         }
-        if allowed.get(owner) != token:
+        if token not in allowed.get(owner, set()):
             raise GraphError("(#200) Permissions error", 200)
 
     def _new(self, kind: str, **fields: Any) -> dict[str, Any]:
@@ -573,3 +585,80 @@ class FakeMeta(FakeService):
         self._owner(token, oid)
         threads = [t for t in self.of_kind("thread") if t["owner"] == oid][::-1]
         return {"data": [self._fields(t, params) for t in threads[: int(params.get("limit", 25))]]}
+
+    # --- Facebook Login -----------------------------------------------------------------------
+
+    async def dialog(self, request: web.Request) -> web.Response:
+        """The Login dialog as the signed-in person sees it: the app, the permissions, and two
+        buttons. An unknown app or no ``redirect_uri`` is an error page, never a redirect."""
+        query = request.query
+        if query.get("client_id") != self.app_id or not query.get("redirect_uri"):
+            page = "<!doctype html><title>Error</title><h1>Invalid App ID</h1>"
+            return web.Response(text=page, status=400, content_type="text/html")
+        if query.get("response_type", "code") != "code" or not query.get("state"):
+            page = "<!doctype html><title>Error</title><h1>Invalid request</h1>"
+            return web.Response(text=page, status=400, content_type="text/html")
+        hidden = "".join(
+            f'<input type="hidden" name="{name}" value="{html.escape(query[name])}">'
+            for name in ("redirect_uri", "state", "scope")
+            if name in query
+        )
+        page = (
+            "<!doctype html><html lang=en><title>Log in with Facebook</title>"
+            f"<h1>Relay is requesting access</h1><p>{html.escape(query.get('scope', ''))}</p>"
+            f'<form method="post" action="/dialog/oauth">{hidden}'
+            '<button name="choice" value="allow">Continue</button>'
+            '<button name="choice" value="deny">Cancel</button></form></html>'
+        )
+        return web.Response(text=page, content_type="text/html")
+
+    async def approve(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        target = str(form["redirect_uri"])
+        state = str(form.get("state", ""))
+        if form.get("choice") != "allow":
+            query = {"error": "access_denied", "error_reason": "user_denied", "state": state}
+        else:
+            code = secrets.token_urlsafe(24)
+            self.codes[code] = {"redirect_uri": target, "used": False, "scope": form.get("scope")}
+            query = {"code": code, "state": state}
+        raise web.HTTPFound(f"{target}?{urlencode(query)}")
+
+    async def access_token(self, request: web.Request) -> web.Response:
+        query = request.query
+        if query.get("client_id") != self.app_id or query.get("client_secret") != self.app_secret:
+            body = GraphError("Error validating client secret.", 1, 0).body
+            return web.json_response(body, status=400)
+        if query.get("grant_type") == "fb_exchange_token":
+            if query.get("fb_exchange_token") not in self.short_tokens | {self.user_token}:
+                body = GraphError("Error validating access token", 190, 460).body
+                return web.json_response(body, status=400)
+            return web.json_response(
+                {"access_token": self.user_token, "token_type": "bearer", "expires_in": 5183944}
+            )
+        given = self.codes.get(query.get("code", ""))
+        if given is None or given["used"] or given["redirect_uri"] != query.get("redirect_uri"):
+            body = GraphError("Invalid verification code format.", 100, 36007).body
+            return web.json_response(body, status=400)
+        given["used"] = True
+        short = "EAAShort" + secrets.token_urlsafe(12)
+        self.short_tokens.add(short)
+        return web.json_response(
+            {"access_token": short, "token_type": "bearer", "expires_in": 5183}
+        )
+
+    async def accounts(self, request: web.Request, oid: str, params: dict, token: str) -> Any:
+        if token not in self.short_tokens | {self.user_token}:
+            raise GraphError("(#200) Permissions error", 200)
+        fields = str(params.get("fields", ""))
+        page: dict[str, Any] = {
+            "id": self.page_id,
+            "name": self.page_name,
+            "access_token": self.page_token,
+        }
+        if "instagram_business_account" in fields:
+            page["instagram_business_account"] = {
+                "id": self.ig_user_id,
+                "username": self.ig_username,
+            }
+        return {"data": [page]}
