@@ -43,8 +43,9 @@ UPLOAD_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=12
 class Plan:
     """What a Page post of this delivery will be: its message and the photos it carries."""
 
-    message: str
-    photos: list[Media]
+    text: str
+    media: list[Media]
+    """The photos the post carries."""
     left_out: list[str]
 
 
@@ -131,9 +132,9 @@ class FacebookAdapter:
             if found is not None:
                 log.info("delivery %s: already posted as %s", outgoing.delivery_id, found["id"])
                 return Published(found.get("permalink_url"), str(found["id"]))
-        form: dict[str, str] = {"message": plan.message}
-        if plan.photos:
-            for index, medium in enumerate(plan.photos):
+        form: dict[str, str] = {"message": plan.text}
+        if plan.media:
+            for index, medium in enumerate(plan.media):
                 photo_id = await self._upload(medium, index, outgoing.idempotency_key)
                 form[f"attached_media[{index}]"] = json.dumps({"media_fbid": photo_id})
         else:
@@ -153,7 +154,7 @@ class FacebookAdapter:
         """``POST /{post-id}`` with the new ``message``; the photos stay. A repeat after a lost
         answer reads the post first and sends nothing when it already says this."""
         post_id = self._post_id(remote)
-        message = self.preflight(outgoing).message
+        message = self.preflight(outgoing).text
         current = await self.graph.json(
             "GET", f"/{post_id}", params={"fields": "id,message,permalink_url"}
         )

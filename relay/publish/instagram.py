@@ -46,7 +46,8 @@ MIN_SECONDS, MAX_SECONDS = 3.0, 15 * 60.0
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    caption: str
+    text: str
+    """The caption."""
     media: list[Media]
     left_out: list[str]
 
@@ -167,7 +168,7 @@ class InstagramAdapter:
                 "Instagram's limit of posts a day is reached; the relay posts when it allows",
             )
         if len(plan.media) == 1:
-            container = await self._container(plan.media[0], {"caption": plan.caption})
+            container = await self._container(plan.media[0], {"caption": plan.text})
         else:
             children = [
                 await self._container(medium, {"is_carousel_item": "true"}) for medium in plan.media
@@ -180,7 +181,7 @@ class InstagramAdapter:
                 data={
                     "media_type": "CAROUSEL",
                     "children": ",".join(children),
-                    "caption": plan.caption,
+                    "caption": plan.text,
                 },
             )
             container = str(answer["id"])

@@ -301,3 +301,20 @@ def test_threads_deletes_once_and_instagram_says_it_cannot(fake: FakeMeta) -> No
 def test_check_names_the_account(fake: FakeMeta, kind: str) -> None:
     said = run(destination(fake, kind), lambda a: a.check())
     assert ("Kommunen" if kind == "facebook" else "@kommunen") in said
+
+
+def test_the_web_apps_preview_shows_each_channels_preflight(fake: FakeMeta) -> None:
+    from relay.web.app.preview import channel_preview
+
+    text_only = outgoing(media=[])
+    refused = run(
+        destination(fake, "instagram"),
+        lambda a: channel_preview(destination(fake, "instagram"), a.graph.http, text_only),
+    )
+    assert "Instagram needs a photo or a video" in refused.refused and refused.text == ""
+    shown = run(
+        destination(fake, "facebook"),
+        lambda a: channel_preview(destination(fake, "facebook"), a.graph.http, outgoing()),
+    )
+    assert (shown.refused, shown.text, shown.media) == ("", f"Torget\n\nHej\n\n{PAGE}", ["item1"])
+    assert fake.seen == []  # the preview asks nothing of Meta
