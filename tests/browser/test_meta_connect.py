@@ -66,6 +66,8 @@ def test_facebook_login_connects_a_page_and_its_instagram(
     page.get_by_role("button", name="Connect the ticked ones").click()
     expect(page.get_by_role("status")).to_contain_text("Connected: Facebook, Kommunen")
     expect(page.locator(".channel-row")).to_have_count(2)
+    # The code and the short-lived token were exchanged in POST bodies: no secret in a URL.
+    assert len(meta.calls("oauth.token.post")) == 2 and meta.calls("oauth.token") == []
     [code] = meta.codes.values()
     assert code["used"] and code["redirect_uri"] == relay.url + "/channels/facebook/callback"
     saved = {d["type"]: d for d in destinations(relay)}

@@ -161,6 +161,7 @@ class FakeMeta(FakeService):
         add("GET", "/dialog/oauth", self.dialog, name="oauth.dialog")
         add("POST", "/dialog/oauth", self.approve, name="oauth.approve")
         add("GET", FB + "/oauth/access_token", self.access_token, name="oauth.token")
+        add("POST", FB + "/oauth/access_token", self.access_token, name="oauth.token.post")
         add("GET", FB + "/me/accounts", self._wrap(self.accounts), name="me.accounts")
         add("POST", FB + "/{id}/photos", self._wrap(self.page_photos), name="page.photos")
         add("POST", FB + "/{id}/feed", self._wrap(self.create_page_post), name="page.feed.create")
@@ -625,7 +626,9 @@ class FakeMeta(FakeService):
         raise web.HTTPFound(f"{target}?{urlencode(query)}")
 
     async def access_token(self, request: web.Request) -> web.Response:
-        query = request.query
+        """The code (or a short-lived token) for a token; Graph takes the fields as a query or
+        as a form body."""
+        query = {**request.query, **{k: str(v) for k, v in (await request.post()).items()}}
         if query.get("client_id") != self.app_id or query.get("client_secret") != self.app_secret:
             body = GraphError("Error validating client secret.", 1, 0).body
             return web.json_response(body, status=400)

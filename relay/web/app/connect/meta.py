@@ -2,7 +2,8 @@
 
 The person is sent to the Login dialog (``RELAY_META_DIALOG_URL``) with the relay's app id
 (``RELAY_META_APP_ID``) and the permissions the channels need; the code that comes back to
-``/channels/facebook/callback`` is exchanged at ``/oauth/access_token`` (with the app secret),
+``/channels/facebook/callback`` is exchanged at ``/oauth/access_token`` (a POST: the app secret
+goes in the body, never in a URL),
 the short-lived user token for a long-lived one (``grant_type=fb_exchange_token``), and
 ``/me/accounts`` lists the Pages the person manages, each with its Page token (which does not
 expire when it comes from a long-lived user token) and the Instagram professional account
@@ -74,9 +75,10 @@ def dialog_url(request: web.Request, state: str) -> str:
     return f"{settings.meta_dialog_url}?{urlencode(query)}"
 
 
-async def _get(request: web.Request, path: str, params: dict[str, str]) -> dict[str, Any]:
+async def _call(request: web.Request, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    """One Graph call; secrets go in the body or a header, never in the URL (URLs are logged)."""
     status, answer, text = await connect.read_json(
-        connect.http(request), "GET", _graph(request) + path, params=params
+        connect.http(request), method, _graph(request) + path, **kwargs
     )
     if status != 200 or not isinstance(answer, dict):
         raise graph_error(status, text, path)
@@ -91,10 +93,11 @@ async def user_token(request: web.Request) -> str:
     if not code:
         raise connect.ConnectFailed("no-code")
     app_id = request.app[RELAY].settings.meta_app_id
-    short = await _get(
+    short = await _call(
         request,
+        "POST",
         "/oauth/access_token",
-        {
+        data={
             "client_id": app_id,
             "client_secret": _secret(request),
             "redirect_uri": connect.callback_url(request, "facebook"),
@@ -103,10 +106,11 @@ async def user_token(request: web.Request) -> str:
     )
     if not short.get("access_token"):
         raise PublishError("publish.unauthorized", "/oauth/access_token: no access_token")
-    long = await _get(
+    long = await _call(
         request,
+        "POST",
         "/oauth/access_token",
-        {
+        data={
             "grant_type": "fb_exchange_token",
             "client_id": app_id,
             "client_secret": _secret(request),
@@ -119,13 +123,12 @@ async def user_token(request: web.Request) -> str:
 async def pages(request: web.Request, token: str) -> list[dict[str, Any]]:
     """The Pages the person manages: ``id``, ``name``, ``token`` and, when one is linked,
     ``instagram`` (``id``, ``username``)."""
-    answer = await _get(
+    answer = await _call(
         request,
+        "GET",
         "/me/accounts",
-        {
-            "fields": "id,name,access_token,instagram_business_account{id,username}",
-            "access_token": token,
-        },
+        params={"fields": "id,name,access_token,instagram_business_account{id,username}"},
+        headers={"Authorization": f"Bearer {token}"},
     )
     found = []
     for page in answer.get("data") or []:
