@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import set_password, sign_in
+from tests.browser.conftest import axe_violations, set_password, sign_in
 from tests.fakes.meta import FakeMeta
 from tests.server import RelayServer
 
@@ -52,6 +52,7 @@ def test_facebook_login_connects_a_page_and_its_instagram(
     sign_in(page, relay, "erik", PASSWORD)
     expect(page.get_by_role("heading", name="Your posts")).to_be_visible()
     page.goto(relay.url + "/channels")
+    assert axe_violations(page) == []
     page.get_by_role("button", name="Connect Facebook").click()
     # Facebook's Login dialog, for the relay's app and the permissions the channels need.
     expect(page.get_by_role("heading", name="Relay is requesting access")).to_be_visible()
@@ -61,6 +62,9 @@ def test_facebook_login_connects_a_page_and_its_instagram(
     # Back at the relay: the person's Pages and the Instagram account linked to each.
     expect(page.get_by_role("heading", name="Pick where the relay posts")).to_be_visible()
     assert meta.page_token not in page.content() and meta.user_token not in page.content()
+    assert axe_violations(page) == []
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.get_by_label("Facebook Page Kommunen").check()
     page.get_by_label("Instagram @kommunen (linked to Kommunen)").check()
     page.get_by_role("button", name="Connect the ticked ones").click()
