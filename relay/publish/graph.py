@@ -78,14 +78,15 @@ def graph_error(status: int, body: str, path: str) -> PublishError:
 
 
 def is_gone(status: int, body: str) -> bool:
-    """Whether Graph said the object does not exist (code 100, subcode 33, or a 404)."""
+    """Whether Graph said the object does not exist (code 100 with subcode 33, or a 404); a
+    bare code 100 is any invalid parameter, and must not pass for "already deleted"."""
     if status == 404:
         return True
     try:
         error = json.loads(body).get("error") or {}
     except (ValueError, AttributeError):
         return False
-    return error.get("code") == 100 and error.get("error_subcode") in (33, None, 2207008)
+    return error.get("code") == 100 and error.get("error_subcode") == 33
 
 
 class Graph:
