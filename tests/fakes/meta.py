@@ -45,13 +45,25 @@ Threads (``threads_user_id``):
 - ``POST /{threads-user-id}/threads_publish``, ``GET /{threads-user-id}/threads``,
   ``GET …/threads_publishing_limit`` (250 a day), ``DELETE /{threads-media-id}``.
 
+Facebook Login (``app_id``, ``app_secret``):
+- ``GET /dialog/oauth``: an unknown ``client_id`` or no ``redirect_uri`` is an error page (no
+  redirect); else a page with the scopes and "Continue" / "Cancel", which ``POST /dialog/oauth``
+  answers with a redirect to ``redirect_uri`` with ``code`` and ``state`` (or
+  ``error=access_denied``).
+- ``/v21.0/oauth/access_token`` (query or form): the app's id and secret, then a ``code`` once
+  for the same ``redirect_uri`` (a short-lived token), or ``grant_type=fb_exchange_token`` with
+  a short-lived token (the long-lived ``user_token``).
+- ``GET /v21.0/me/accounts`` with a user token: the Page, its token and its linked Instagram
+  account (``instagram_business_account{id,username}``).
+
 Media URLs the fake cannot reach (the contract tests' ``relay.example``) may be given in
 ``fetchable``; ``unfetchable`` lists URL prefixes that fail as if the relay were not reachable.
 
 Routes for scripting (``fail``/``lose``): ``object.get``, ``object.update``, ``object.delete``,
 ``page.photos``, ``page.feed.create``, ``page.feed``, ``ig.media.create``, ``ig.media``,
 ``ig.publish``, ``ig.limit``, ``threads.get``, ``threads.delete``, ``threads.create``,
-``threads.list``, ``threads.publish``, ``threads.limit``.
+``threads.list``, ``threads.publish``, ``threads.limit``, ``oauth.dialog``, ``oauth.approve``,
+``oauth.token`` (GET), ``oauth.token.post``, ``me.accounts``.
 """
 
 from __future__ import annotations
