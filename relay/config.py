@@ -124,6 +124,14 @@ class Settings(BaseSettings):
     # (`relay user timezone NAME ZONE`): an IANA name.
     timezone: str = "UTC"
 
+    # Facebook Login for the Meta channels (Facebook Pages, Instagram): the Meta app's id and
+    # secret; unset, the web app offers no "Connect Facebook". The Graph and dialog addresses
+    # change only to reach another API version (or a test's stand-in).
+    meta_app_id: str = ""
+    meta_app_secret: SecretStr | None = None
+    meta_graph_url: str = "https://graph.facebook.com/v21.0"
+    meta_dialog_url: str = "https://www.facebook.com/v21.0/dialog/oauth"
+
     # Field validators (not the model validator) check single values, so that an error names
     # its variable and pydantic never echoes the whole input, passwords included.
     @field_validator("smtp_listen", "http_listen")

@@ -134,7 +134,16 @@ class Retractor(Protocol):
 AdapterFactory = Callable[[Destination, Http], Adapter]
 
 
-_BUILTIN = ("webhook", "mastodon", "bluesky", "wordpress", "micropub")
+_BUILTIN = (
+    "webhook",
+    "mastodon",
+    "bluesky",
+    "wordpress",
+    "micropub",
+    "facebook",
+    "instagram",
+    "threads",
+)
 
 
 def _builtin() -> dict[str, AdapterFactory]:

@@ -20,6 +20,7 @@ from relay.publish import Destination, Media, Outgoing, Published, adapter_for
 from relay.publish.net import Http
 from tests.fakes.bluesky import FakeBluesky
 from tests.fakes.mastodon import FakeMastodon
+from tests.fakes.meta import FakeMeta
 from tests.fakes.micropub import fake_micropub
 from tests.fakes.wordpress import fake_wordpress
 from tests.receivers import webhook_receiver
@@ -164,12 +165,80 @@ def webhook() -> None:
     assert "x-evil" not in request.headers
 
 
+def _meta() -> FakeMeta:
+    return FakeMeta(fetchable={"http://relay.example/m/item1/large.jpg": JPEG})
+
+
+def facebook() -> None:
+    with _meta() as fake:
+        _publish(
+            Destination(
+                "f",
+                "u",
+                "facebook",
+                fake.facebook_url,
+                None,
+                fake.page_token,
+                {"page_id": fake.page_id},
+            )  # fmt: skip
+        )
+        [post] = fake.of_kind("page_post")
+        [photo] = fake.of_kind("photo")
+    # a Page post's message is plain text: Facebook escapes it itself
+    assert post["message"] == f"{TITLE}\n\n{TEXT}\n\n{PAGE}"
+    assert photo["alt_text_custom"] == ALT
+    assert all("X-Evil" not in seen.headers for seen in fake.seen)
+
+
+def instagram() -> None:
+    with _meta() as fake:
+        _publish(
+            Destination(
+                "i",
+                "u",
+                "instagram",
+                fake.facebook_url,
+                None,
+                fake.user_token,
+                {"ig_user_id": fake.ig_user_id},
+            )  # fmt: skip
+        )
+        [media] = fake.of_kind("ig_media")
+        [container] = [c for c in fake.of_kind("ig_container") if c["id"] == media["container"]]
+    assert media["caption"] == f"{TITLE}\n\n{TEXT}\n\n{PAGE}"
+    assert container["alt_text"] == ALT
+
+
+def threads() -> None:
+    with _meta() as fake:
+        _publish(
+            Destination(
+                "t",
+                "u",
+                "threads",
+                fake.threads_url,
+                None,
+                fake.threads_token,
+                {"threads_user_id": fake.threads_user_id},
+            )  # fmt: skip
+        )
+        [thread] = fake.of_kind("thread")
+        [container] = [
+            c for c in fake.of_kind("threads_container") if c["id"] == thread["container"]
+        ]
+    assert thread["text"] == f"{TITLE}\n\n{TEXT}\n\n{PAGE}"
+    assert container["alt_text"] == ALT
+
+
 ADAPTERS: dict[str, Callable[[], None]] = {
     "wordpress": wordpress,
     "mastodon": mastodon,
     "bluesky": bluesky,
     "micropub": micropub,
     "webhook": webhook,
+    "facebook": facebook,
+    "instagram": instagram,
+    "threads": threads,
 }
 
 

@@ -27,7 +27,7 @@ from relay.publish import Destination, adapter_for
 from relay.publish.deliver import destination_from_row
 from relay.publish.webhook import new_secret
 from relay.web.app import connect
-from relay.web.app.connect import indieauth, mastodon, wordpress
+from relay.web.app.connect import indieauth, mastodon, meta, wordpress
 from relay.web.app.page import Signed, gettext_for, read_form, render, signed_page
 from relay.web.app.views import CHANNEL_NAMES
 
@@ -127,6 +127,7 @@ async def _page(
             "here": "/channels",
             "channels": [_channel_view(row) for row in rows],
             "form": {},
+            "meta_enabled": meta.enabled(request),
             **shown,
         },
         status=status,
@@ -348,10 +349,119 @@ async def callback(request: web.Request, user: Signed) -> web.StreamResponse:
     raise redirect
 
 
+# --- Facebook Login: Pages and their Instagram accounts (relay/web/app/connect/meta.py) -------
+
+
+@signed_page
+async def begin_facebook(request: web.Request, user: Signed) -> web.StreamResponse:
+    form = await read_form(request)
+    if isinstance(form, web.Response):
+        return form
+    if not meta.enabled(request):
+        raise web.HTTPNotFound()
+    state = connect.new_state()
+    target = meta.dialog_url(request, state)
+    response = render(
+        request,
+        "app/channels_continue.html",
+        {"user": user, "room": "channels", "here": "/channels", "target": target,
+         "host": urlsplit(target).netloc},
+    )  # fmt: skip
+    connect.remember(request, response, user.user_id, "facebook", state, {})
+    return response
+
+
+@signed_page
+async def facebook_callback(request: web.Request, user: Signed) -> web.StreamResponse:
+    _ = gettext_for(request)
+    pending = connect.finish(request, user.user_id, "facebook", request.query.get("state"))
+    if pending is None:
+        return await _page(
+            request,
+            user,
+            400,
+            problem=_(
+                "This sign-in has expired or did not start here, so nothing was connected. "
+                "Start again below."
+            ),
+        )
+    try:
+        token = await meta.user_token(request)
+        pages = await meta.pages(request, token)
+    except (PublishError, connect.ConnectFailed) as exc:
+        log.info("connecting facebook failed after sign-in: %s", exc)
+        response = await _page(request, user, 400, problem=_problem(request, exc))
+        connect.forget(request, response)
+        return response
+    if not pages:
+        response = await _page(
+            request,
+            user,
+            400,
+            problem=_("Your Facebook account manages no Page the relay may post to."),
+        )
+        connect.forget(request, response)
+        return response
+    state = connect.new_state()
+    response = render(
+        request,
+        "app/channels_meta.html",
+        {"user": user, "room": "channels", "here": "/channels", "pages": pages, "state": state},
+    )
+    connect.remember(
+        request, response, user.user_id, "facebook-pick", state,
+        {"t": meta.seal(request, user.user_id, token)},
+    )  # fmt: skip
+    return response
+
+
+@signed_page
+async def facebook_pick(request: web.Request, user: Signed) -> web.StreamResponse:
+    form = await read_form(request)
+    if isinstance(form, web.Response):
+        return form
+    _ = gettext_for(request)
+    pending = connect.finish(request, user.user_id, "facebook-pick", str(form.get("state", "")))
+    if pending is None:
+        return await _page(
+            request, user, 400,
+            problem=_("This sign-in has expired or did not start here, so nothing was connected. "
+                      "Start again below."),
+        )  # fmt: skip
+    picked = set(form.getall("pick", []))
+    try:
+        token = meta.unseal(request, user.user_id, str(pending.data.get("t", "")))
+        pages = await meta.pages(request, token)
+    except (PublishError, connect.ConnectFailed) as exc:
+        response = await _page(request, user, 400, problem=_problem(request, exc))
+        connect.forget(request, response)
+        return response
+    added = []
+    for page in pages:
+        if f"facebook:{page['id']}" in picked:
+            made = meta.destinations_for(request, page, "facebook")
+            added.append(await _save(request, user, "facebook", made))
+        if page["instagram"] and f"instagram:{page['instagram']['id']}" in picked:
+            made = meta.destinations_for(request, page, "instagram")
+            added.append(await _save(request, user, "instagram", made))
+    if not added:
+        response = await _page(
+            request, user, 400, problem=_("You picked nothing, so nothing was connected.")
+        )
+        connect.forget(request, response)
+        return response
+    redirect = web.HTTPSeeOther(f"/channels?added={added[0]}")
+    connect.forget(request, redirect)
+    raise redirect
+
+
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/channels", channels_page)
     app.router.add_post("/channels/webhook", add_webhook)
     app.router.add_post("/channels/bluesky", add_bluesky)
+    app.router.add_post("/channels/facebook", begin_facebook)
+    app.router.add_get("/channels/facebook/callback", facebook_callback)
+    app.router.add_post("/channels/facebook/pick", facebook_pick)
     services = "{service:mastodon|wordpress|micropub}"
     app.router.add_post(f"/channels/{services}", begin)
     app.router.add_get(f"/channels/{services}/callback", callback)

@@ -299,6 +299,7 @@ async def post_page(request: web.Request, user: Signed) -> web.Response:
                 "link_card": p.link_card,
                 "defaults": p.defaults,
                 "unknown": p.unknown,
+                "refused": p.refused,
             }
             for p in found
         ]

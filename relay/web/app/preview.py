@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from relay.errors import PublishError
 from relay.publish import Destination, Media, Outgoing, adapter_for, bluesky, micropub, wordpress
 from relay.publish.mastodon import Limits, MastodonAdapter
 from relay.publish.net import Http
@@ -50,6 +51,9 @@ class ChannelPreview:
     """The channel's own limits could not be read; its usual ones were used."""
     unknown: bool = False
     """An adapter the relay does not know how to preview (a plug-in): sent as it is."""
+    refused: str = ""
+    """Why the channel's preflight says it will not take this post (Instagram without a photo
+    or video, …): the delivery would fail with this, the other channels go on."""
 
 
 def whole_text(outgoing: Outgoing) -> str:
@@ -136,6 +140,28 @@ def _wordpress(destination: Destination, outgoing: Outgoing) -> ChannelPreview:
     )
 
 
+def _meta(destination: Destination, http: Http, outgoing: Outgoing) -> ChannelPreview:
+    """The Meta adapters' own ``preflight``: the text they send, the media they keep, or why
+    they refuse the post."""
+    adapter = adapter_for(destination, http)
+    limit = adapter.accepts.text_chars
+    try:
+        plan = adapter.preflight(outgoing)  # type: ignore[attr-defined]
+    except PublishError as exc:
+        return ChannelPreview(
+            destination.id, destination.type, "", cut=False, limit=limit, refused=exc.remote
+        )
+    text = plan.text
+    return ChannelPreview(
+        destination.id,
+        destination.type,
+        text,
+        cut=text != whole_text(outgoing),
+        limit=limit,
+        media=_ids(plan.media),
+    )
+
+
 async def channel_preview(
     destination: Destination, http: Http, outgoing: Outgoing
 ) -> ChannelPreview:
@@ -149,6 +175,8 @@ async def channel_preview(
         return _micropub(destination, outgoing)
     if kind == "wordpress":
         return _wordpress(destination, outgoing)
+    if kind in ("facebook", "instagram", "threads"):
+        return _meta(destination, http, outgoing)
     if kind == "webhook":  # the whole post as JSON
         return ChannelPreview(
             destination.id, kind, whole_text(outgoing), cut=False, media=_ids(outgoing.media)

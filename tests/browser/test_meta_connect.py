@@ -1,0 +1,105 @@
+"""Connecting a Facebook Page and its Instagram account in a real browser, through the strict
+Graph fake's Login dialog: code → token → long-lived token → the person's Pages, picked on the
+relay's page; the next post then reaches both with the Page's token."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import axe_violations, set_password, sign_in
+from tests.fakes.meta import FakeMeta
+from tests.server import RelayServer
+
+PASSWORD = "channel horse battery"
+
+
+@pytest.fixture(scope="module")
+def meta() -> Iterator[FakeMeta]:
+    with FakeMeta() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def relay(tmp_path_factory: pytest.TempPathFactory, meta: FakeMeta) -> Iterator[RelayServer]:
+    server = RelayServer(
+        tmp_path_factory.mktemp("meta"),
+        RELAY_ALLOW_PRIVATE_DESTINATIONS="true",
+        RELAY_META_APP_ID=meta.app_id,
+        RELAY_META_APP_SECRET=meta.app_secret,
+        RELAY_META_GRAPH_URL=meta.facebook_url,
+        RELAY_META_DIALOG_URL=meta.url + "/dialog/oauth",
+    )
+    server.start()
+    server.erik = server.add_user("erik")  # type: ignore[attr-defined]
+    set_password(server, "erik", PASSWORD)
+    yield server
+    server.stop()
+
+
+def destinations(relay: RelayServer) -> list[dict]:
+    listed = relay.cli("destination", "list", "--user", "erik", "--json").stdout
+    return json.loads(listed)["destinations"]
+
+
+def test_facebook_login_connects_a_page_and_its_instagram(
+    relay: RelayServer, meta: FakeMeta, page: Page
+) -> None:
+    sign_in(page, relay, "erik", PASSWORD)
+    expect(page.get_by_role("heading", name="Your posts")).to_be_visible()
+    page.goto(relay.url + "/channels")
+    assert axe_violations(page) == []
+    page.get_by_role("button", name="Connect Facebook").click()
+    # Facebook's Login dialog, for the relay's app and the permissions the channels need.
+    expect(page.get_by_role("heading", name="Relay is requesting access")).to_be_visible()
+    assert "pages_manage_posts" in page.content() and "instagram_content_publish" in page.content()
+    page.get_by_role("button", name="Continue").click()
+
+    # Back at the relay: the person's Pages and the Instagram account linked to each.
+    expect(page.get_by_role("heading", name="Pick where the relay posts")).to_be_visible()
+    assert meta.page_token not in page.content() and meta.user_token not in page.content()
+    assert axe_violations(page) == []
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.get_by_label("Facebook Page Kommunen").check()
+    page.get_by_label("Instagram @kommunen (linked to Kommunen)").check()
+    page.get_by_role("button", name="Connect the ticked ones").click()
+    expect(page.get_by_role("status")).to_contain_text("Connected: Facebook, Kommunen")
+    expect(page.locator(".channel-row")).to_have_count(2)
+    # The code and the short-lived token were exchanged in POST bodies: no secret in a URL.
+    assert len(meta.calls("oauth.token.post")) == 2 and meta.calls("oauth.token") == []
+    [code] = meta.codes.values()
+    assert code["used"] and code["redirect_uri"] == relay.url + "/channels/facebook/callback"
+    saved = {d["type"]: d for d in destinations(relay)}
+    assert set(saved) == {"facebook", "instagram"}
+
+    # The next post reaches the Page and the Instagram account, with the Page's token.
+    post = relay.upload(relay.erik["token"], title="Hej", text="Från webben")  # type: ignore[attr-defined]
+    token = relay.erik["token"]  # type: ignore[attr-defined]
+    deliveries = relay.wait_settled(token, post["id"], 90)["deliveries"]
+    deadline = time.monotonic() + 90
+    while any(d["status"] == "pending" for d in deliveries) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        deliveries = relay.wait_settled(token, post["id"], 90)["deliveries"]
+    assert [d["status"] for d in deliveries] == ["delivered", "delivered"], deliveries
+    [page_post] = meta.of_kind("page_post")
+    assert page_post["message"].startswith("Hej\n\nFrån webben")
+    [media] = meta.of_kind("ig_media")
+    assert media["caption"].startswith("Hej\n\nFrån webben")
+    [create] = meta.calls("page.feed.create")
+    assert create.headers["Authorization"] == f"Bearer {meta.page_token}"
+
+
+def test_a_denied_login_connects_nothing(relay: RelayServer, meta: FakeMeta, page: Page) -> None:
+    before = len(destinations(relay))
+    sign_in(page, relay, "erik", PASSWORD)
+    expect(page.get_by_role("heading", name="Your posts")).to_be_visible()
+    page.goto(relay.url + "/channels")
+    page.get_by_role("button", name="Connect Facebook").click()
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.get_by_role("alert")).to_contain_text("You did not allow the relay to post there")
+    assert len(destinations(relay)) == before

@@ -1,0 +1,320 @@
+"""The three Meta adapters against the strict Graph fake (tests/fakes/meta.py), call by call:
+what each channel gets, what the preflight refuses before anything is sent, and how Graph's
+errors become the relay's stable codes (temporary ones retried, permanent ones plain)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import io
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from relay.errors import PublishError, TransientPublishError
+from relay.publish import Destination, Editor, Media, Outgoing, Remote, Retractor, adapter_for
+from relay.publish.net import Http
+from relay.publish.threads import threads_length
+from tests.fakes.meta import FakeMeta
+
+PAGE = "http://relay.example/p/abc"
+
+
+def _jpeg(width: int = 64, height: int = 48) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (30, 120, 30)).save(out, "JPEG")
+    return out.getvalue()
+
+
+def medium(n: int = 1, width: int = 64, height: int = 48, alt: str = "") -> Media:
+    data = _jpeg(width, height)
+
+    async def read() -> AsyncIterator[bytes]:
+        yield data
+
+    return Media(
+        f"item{n}",
+        "image",
+        "image/jpeg",
+        len(data),
+        f"http://relay.example/m/{n}.jpg",
+        width,
+        height,
+        None,
+        alt,
+        read,
+    )
+
+
+def outgoing(
+    title: str = "Torget", text: str = "Hej", media: list[Media] | None = None, attempt: int = 1
+) -> Outgoing:
+    post = {"id": "abc", "title": title, "text": text, "url": PAGE, "items": []}
+    return Outgoing(
+        "dlv_01META",
+        "dlv_01META",
+        attempt,
+        post,
+        PAGE,
+        title,
+        text,
+        [medium()] if media is None else media,
+    )
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeMeta]:
+    with FakeMeta() as running:
+        yield running
+
+
+def _serve(fake: FakeMeta, out: Outgoing) -> None:
+    """Make the media's relay.example URLs reachable for the fake, as a public relay's are."""
+
+    async def collect(m: Media) -> bytes:
+        return b"".join([chunk async for chunk in m.read()])
+
+    for m in out.media:
+        fake.fetchable.setdefault(m.url, asyncio.run(collect(m)))
+
+
+def destination(fake: FakeMeta, kind: str) -> Destination:
+    if kind == "facebook":
+        return Destination(
+            "f",
+            "u",
+            "facebook",
+            fake.facebook_url,
+            None,
+            fake.page_token,
+            {"page_id": fake.page_id},
+        )
+    if kind == "instagram":
+        return Destination(
+            "i",
+            "u",
+            "instagram",
+            fake.facebook_url,
+            None,
+            fake.user_token,
+            {"ig_user_id": fake.ig_user_id},
+        )
+    return Destination(
+        "t",
+        "u",
+        "threads",
+        fake.threads_url,
+        None,
+        fake.threads_token,
+        {"threads_user_id": fake.threads_user_id},
+    )
+
+
+def run(dest: Destination, step: Callable[[Any], Any]) -> Any:
+    async def go() -> Any:
+        http = Http(allow_private=True)
+        try:
+            result = step(adapter_for(dest, http))
+            return await result if inspect.isawaitable(result) else result
+        finally:
+            await http.close()
+
+    return asyncio.run(go())
+
+
+def publish(fake: FakeMeta, kind: str, out: Outgoing) -> Any:
+    _serve(fake, out)
+    return run(destination(fake, kind), lambda a: a.publish(out))
+
+
+KINDS = ("facebook", "instagram", "threads")
+COPIES = {"facebook": "page_post", "instagram": "ig_media", "threads": "thread"}
+TEXT_FIELD = {"facebook": "message", "instagram": "caption", "threads": "text"}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_photo_post_reaches_the_channel_once_with_its_link(fake: FakeMeta, kind: str) -> None:
+    published = publish(fake, kind, outgoing(media=[medium(alt="Ko")]))
+    [copy] = fake.of_kind(COPIES[kind])
+    assert copy[TEXT_FIELD[kind]] == f"Torget\n\nHej\n\n{PAGE}"
+    assert (
+        published.remote_id == copy["id"]
+        and published.remote_url == copy["permalink_url" if kind == "facebook" else "permalink"]
+    )
+    if kind != "facebook":  # Instagram and Threads fetched the photo from the relay's URL
+        assert fake.fetched == ["http://relay.example/m/1.jpg"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_lost_answer_is_found_again_not_posted_twice(fake: FakeMeta, kind: str) -> None:
+    route = {
+        "facebook": "page.feed.create",
+        "instagram": "ig.publish",
+        "threads": "threads.publish",
+    }
+    fake.lose(route[kind])
+    with pytest.raises(TransientPublishError):
+        publish(fake, kind, outgoing())
+    again = publish(fake, kind, outgoing(attempt=2))
+    [copy] = fake.of_kind(COPIES[kind])
+    assert again.remote_id == copy["id"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_expired_token_is_a_plain_unauthorized_failure(fake: FakeMeta, kind: str) -> None:
+    for token in (fake.page_token, fake.user_token, fake.threads_token):
+        fake.expire(token)
+    with pytest.raises(PublishError) as raised:
+        publish(fake, kind, outgoing())
+    assert not isinstance(raised.value, TransientPublishError)
+    assert raised.value.code == "publish.unauthorized"
+    assert "Session has expired" in raised.value.public()["message"]
+    assert "fbtrace" not in raised.value.public()["message"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_graph_rate_limit_is_retried_later(fake: FakeMeta, kind: str) -> None:
+    route = {
+        "facebook": "page.feed.create",
+        "instagram": "ig.media.create",
+        "threads": "threads.create",
+    }
+    body = {
+        "error": {
+            "message": "(#32) Page request limit reached",
+            "type": "OAuthException",
+            "code": 32,
+            "fbtrace_id": "Axyz",
+        }
+    }
+    fake.fail(route[kind], 400, body)
+    with pytest.raises(TransientPublishError) as raised:
+        publish(fake, kind, outgoing())
+    assert raised.value.code == "publish.rate_limited"
+    assert fake.of_kind(COPIES[kind]) == []
+
+
+@pytest.mark.parametrize("kind", ("instagram", "threads"))
+def test_a_used_up_quota_defers_without_posting(fake: FakeMeta, kind: str) -> None:
+    fake.ig_quota = fake.threads_quota = 0
+    with pytest.raises(TransientPublishError) as raised:
+        publish(fake, kind, outgoing())
+    assert raised.value.code == "publish.rate_limited"
+    assert "limit of posts a day" in raised.value.public()["message"]
+    assert fake.of_kind(COPIES[kind]) == [] and fake.fetched == []
+
+
+@pytest.mark.parametrize("kind", ("instagram", "threads"))
+def test_a_media_url_not_fetchable_yet_is_retried_then_posted(fake: FakeMeta, kind: str) -> None:
+    fake.unfetchable.append("http://relay.example/")
+    with pytest.raises(TransientPublishError):
+        publish(fake, kind, outgoing())
+    fake.unfetchable.clear()
+    publish(fake, kind, outgoing(attempt=2))
+    assert len(fake.of_kind(COPIES[kind])) == 1
+
+
+def test_instagram_preflight_refuses_a_post_without_photo_or_video(fake: FakeMeta) -> None:
+    with pytest.raises(PublishError) as raised:
+        publish(fake, "instagram", outgoing(media=[]))
+    assert raised.value.code == "publish.rejected"
+    assert "Instagram needs a photo or a video" in raised.value.public()["message"]
+    assert fake.seen == []  # refused before anything was sent
+
+
+def test_instagram_leaves_out_a_photo_of_a_shape_it_refuses(fake: FakeMeta) -> None:
+    panorama = medium(2, width=400, height=100)
+    with pytest.raises(PublishError) as raised:
+        publish(fake, "instagram", outgoing(media=[panorama]))
+    assert "shape" in raised.value.public()["message"] and fake.seen == []
+    publish(fake, "instagram", outgoing(media=[panorama, medium(3)]))
+    [copy] = fake.of_kind("ig_media")
+    assert copy["media_type"] == "IMAGE" and fake.fetched == ["http://relay.example/m/3.jpg"]
+
+
+def test_instagram_refuses_more_than_30_hashtags_and_cuts_a_long_caption(fake: FakeMeta) -> None:
+    tags = " ".join(f"#t{n}" for n in range(31))
+    with pytest.raises(PublishError) as raised:
+        publish(fake, "instagram", outgoing(text=tags))
+    assert "30 hashtags" in raised.value.public()["message"]
+    publish(fake, "instagram", outgoing(text="ord " * 1000))
+    [copy] = fake.of_kind("ig_media")
+    assert len(copy["caption"]) <= 2200 and copy["caption"].endswith(f"…\n\n{PAGE}")
+
+
+def test_instagram_carousel_and_facebook_multi_photo_post(fake: FakeMeta) -> None:
+    photos = [medium(1), medium(2), medium(3)]
+    publish(fake, "instagram", outgoing(media=photos))
+    [copy] = fake.of_kind("ig_media")
+    assert copy["media_type"] == "CAROUSEL"
+    [parent] = [c for c in fake.of_kind("ig_container") if c["id"] == copy["container"]]
+    assert len(parent["children"]) == 3
+    publish(fake, "facebook", outgoing(media=photos))
+    [post] = fake.of_kind("page_post")
+    assert len(post["photos"]) == 3 and post["link"] is None
+
+
+def test_facebook_without_photos_is_a_link_post(fake: FakeMeta) -> None:
+    publish(fake, "facebook", outgoing(media=[]))
+    [post] = fake.of_kind("page_post")
+    assert post["link"] == PAGE and post["photos"] == []
+
+
+def test_threads_text_is_cut_as_threads_counts_with_the_link_kept(fake: FakeMeta) -> None:
+    publish(fake, "threads", outgoing(text="hej 🎉 " * 200, media=[]))
+    [thread] = fake.of_kind("thread")
+    assert threads_length(thread["text"]) <= 500
+    assert thread["text"].endswith(f"…\n\n{PAGE}")
+
+
+def test_facebook_edits_once_and_deletes_once(fake: FakeMeta) -> None:
+    dest = destination(fake, "facebook")
+    published = publish(fake, "facebook", outgoing(title="Stavfel"))
+    adapter = run(dest, lambda a: a)
+    assert isinstance(adapter, Editor) and isinstance(adapter, Retractor)
+    remote = Remote("dlv_01META", published.remote_id, published.remote_url, "k.updated")
+    for _ in range(2):  # again, as after a lost answer: no second change
+        run(dest, lambda a: a.edit(outgoing(title="Rättat"), remote))
+    [post] = fake.of_kind("page_post")
+    assert post["message"].startswith("Rättat") and post["revisions"] == 1
+    for _ in range(2):  # already gone is success
+        run(dest, lambda a: a.retract(remote, "abc"))
+    assert fake.of_kind("page_post") == []
+
+
+def test_threads_deletes_once_and_instagram_says_it_cannot(fake: FakeMeta) -> None:
+    dest = destination(fake, "threads")
+    published = publish(fake, "threads", outgoing())
+    remote = Remote("dlv_01META", published.remote_id, published.remote_url, "k.deleted")
+    adapter = run(dest, lambda a: a)
+    assert isinstance(adapter, Retractor) and not isinstance(adapter, Editor)
+    for _ in range(2):
+        run(dest, lambda a: a.retract(remote, "abc"))
+    assert fake.of_kind("thread") == []
+    instagram = run(destination(fake, "instagram"), lambda a: a)
+    assert not isinstance(instagram, Retractor) and not isinstance(instagram, Editor)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_check_names_the_account(fake: FakeMeta, kind: str) -> None:
+    said = run(destination(fake, kind), lambda a: a.check())
+    assert ("Kommunen" if kind == "facebook" else "@kommunen") in said
+
+
+def test_the_web_apps_preview_shows_each_channels_preflight(fake: FakeMeta) -> None:
+    from relay.web.app.preview import channel_preview
+
+    text_only = outgoing(media=[])
+    refused = run(
+        destination(fake, "instagram"),
+        lambda a: channel_preview(destination(fake, "instagram"), a.graph.http, text_only),
+    )
+    assert "Instagram needs a photo or a video" in refused.refused and refused.text == ""
+    shown = run(
+        destination(fake, "facebook"),
+        lambda a: channel_preview(destination(fake, "facebook"), a.graph.http, outgoing()),
+    )
+    assert (shown.refused, shown.text, shown.media) == ("", f"Torget\n\nHej\n\n{PAGE}", ["item1"])
+    assert fake.seen == []  # the preview asks nothing of Meta

@@ -1,0 +1,126 @@
+"""Cross-posting to a Facebook Page, Instagram and Threads: a real ``relay serve`` delivering to
+the strict Graph fake, which fetches the media from the relay's own URLs as Meta does."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from tests.fakes.meta import FakeMeta
+from tests.server import RelayServer, crossposting_relay
+
+
+@pytest.fixture
+def meta() -> Iterator[FakeMeta]:
+    with FakeMeta() as fake:
+        yield fake
+
+
+def connect_all(server: RelayServer, meta: FakeMeta) -> dict[str, str]:
+    """The three channels by the CLI path, as an operator adds them; their ids by type."""
+    return {
+        "facebook": server.add_destination(
+            "facebook", meta.facebook_url, meta.page_token, f"page_id={meta.page_id}"
+        )["id"],
+        "instagram": server.add_destination(
+            "instagram", meta.facebook_url, meta.user_token, f"ig_user_id={meta.ig_user_id}"
+        )["id"],
+        "threads": server.add_destination(
+            "threads",
+            meta.threads_url,
+            meta.threads_token,
+            f"threads_user_id={meta.threads_user_id}",
+        )["id"],
+    }
+
+
+def settled(server: RelayServer, token: str, post_id: str) -> dict[str, dict[str, Any]]:
+    """The post's deliveries by destination, once none is pending."""
+    deadline = time.monotonic() + 90
+    while True:
+        deliveries = server.wait_settled(token, post_id, 90)["deliveries"]
+        if all(d["status"] != "pending" for d in deliveries):
+            return {d["destination"]: d for d in deliveries}
+        assert time.monotonic() < deadline, deliveries
+        time.sleep(0.2)
+
+
+def test_a_photo_post_reaches_a_page_an_instagram_and_a_threads_account(
+    start_relay, meta: FakeMeta
+) -> None:
+    server, token = crossposting_relay(start_relay)
+    ids = connect_all(server, meta)
+    post = server.upload(token, title="Torget", text="Invigningen av torget i dag.")
+    deliveries = settled(server, token, post["id"])
+    text = f"Torget\n\nInvigningen av torget i dag.\n\n{post['url']}"
+
+    [page_post] = meta.of_kind("page_post")
+    assert page_post["message"] == text and len(page_post["photos"]) == 1
+    assert all(d["status"] == "delivered" for d in deliveries.values()), deliveries
+    [media] = meta.of_kind("ig_media")
+    assert media["caption"] == text and media["media_type"] == "IMAGE"
+    [thread] = meta.of_kind("thread")
+    assert thread["text"] == text and thread["media_type"] == "IMAGE"
+    for kind, remote_url in (
+        ("facebook", page_post["permalink_url"]),
+        ("instagram", media["permalink"]),
+        ("threads", thread["permalink"]),
+    ):
+        delivery = deliveries[ids[kind]]
+        assert (delivery["status"], delivery["remote_url"]) == ("delivered", remote_url), kind
+    # Instagram and Threads fetched the photo from the relay's own URL: a JPEG they take.
+    assert len(meta.fetched) == 2
+    [photo] = meta.of_kind("photo")
+    with Image.open(io.BytesIO(photo["data"])) as sent:
+        assert sent.format == "JPEG"
+
+
+def test_the_preflight_refuses_for_instagram_only(start_relay, meta: FakeMeta) -> None:
+    server, token = crossposting_relay(start_relay)
+    ids = connect_all(server, meta)
+    post = server.upload(token, file=False, title="Torget", text="Bara text i dag.")
+    deliveries = settled(server, token, post["id"])
+    refused = deliveries[ids["instagram"]]
+    assert (refused["status"], refused["attempts"]) == ("failed", 1)
+    assert refused["error"]["code"] == "publish.rejected"
+    assert "Instagram needs a photo or a video" in refused["error"]["message"]
+    assert meta.calls("ig.media.create") == []
+    # the other channels took the post: a link post on the Page, a text thread
+    assert deliveries[ids["facebook"]]["status"] == "delivered"
+    assert deliveries[ids["threads"]]["status"] == "delivered"
+    [page_post] = meta.of_kind("page_post")
+    assert page_post["link"] == post["url"]
+
+
+def test_a_revoked_token_is_a_plain_failed_delivery(start_relay, meta: FakeMeta) -> None:
+    server, token = crossposting_relay(start_relay)
+    destination_id = server.add_destination(
+        "facebook", meta.facebook_url, meta.page_token, f"page_id={meta.page_id}"
+    )["id"]
+    meta.revoke(meta.page_token)
+    post = server.upload(token, title="Torget")
+    delivery = server.wait_delivery(token, post["id"])
+    assert delivery["destination"] == destination_id
+    assert (delivery["status"], delivery["attempts"]) == ("failed", 1)
+    assert delivery["error"]["code"] == "publish.unauthorized"
+    assert "Error validating access token" in delivery["error"]["message"]
+    assert meta.of_kind("page_post") == []
+
+
+def test_a_lost_publish_answer_makes_one_instagram_post(start_relay, meta: FakeMeta) -> None:
+    server, token = crossposting_relay(start_relay)
+    server.add_destination(
+        "instagram", meta.facebook_url, meta.user_token, f"ig_user_id={meta.ig_user_id}"
+    )
+    meta.lose("ig.publish")
+    post = server.upload(token, title="Torget")
+    delivery = server.wait_delivery(token, post["id"], timeout=90)
+    assert (delivery["status"], delivery["attempts"]) == ("delivered", 2)
+    [media] = meta.of_kind("ig_media")
+    assert delivery["remote_url"] == media["permalink"]
+    assert len(meta.calls("ig.publish")) == 1
