@@ -163,6 +163,27 @@ class Graph:
             return None
         return total - usage
 
+    async def require_quota(self, path: str, channel: str) -> None:
+        """Refuse for now (retried later) when the day's publishing quota is used up."""
+        left = await self.quota_left(path)
+        if left is not None and left <= 0:
+            raise TransientPublishError(
+                "publish.rate_limited",
+                f"{channel.lower()}: publishing quota used up",
+                f"{channel}: the limit of posts a day is reached; the relay posts when it allows",
+            )
+
+    async def posted_with(self, edge: str, text_field: str, page_url: str) -> dict[str, Any] | None:
+        """Among the newest posts of ``edge`` (``/{id}/media``, ``/{id}/threads``), the one whose
+        text holds the post's page link: what a first try made before its answer was lost."""
+        answer = await self.json(
+            "GET", edge, params={"fields": f"id,{text_field},permalink", "limit": "25"}
+        )
+        for found in answer.get("data") or []:
+            if page_url in str(found.get(text_field) or ""):
+                return dict(found)
+        return None
+
 
 def hashtags(text: str) -> int:
     return sum(1 for word in text.split() if word.startswith("#") and len(word) > 1)

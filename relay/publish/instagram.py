@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from relay.errors import PublishError, TransientPublishError
+from relay.errors import PublishError
 from relay.publish import Accepts, Destination, Media, Outgoing, Published
 from relay.publish.graph import POLL_DELAYS, Graph, hashtags
 from relay.publish.net import Http
@@ -140,33 +140,18 @@ class InstagramAdapter:
         answer = await self.graph.json("POST", f"/{self.user_id}/media", data=fields)
         return str(answer["id"])
 
-    async def _already_posted(self, page_url: str) -> dict[str, Any] | None:
-        answer = await self.graph.json(
-            "GET",
-            f"/{self.user_id}/media",
-            params={"fields": "id,caption,permalink", "limit": "25"},
-        )
-        for media in answer.get("data") or []:
-            if page_url in str(media.get("caption") or ""):
-                return media
-        return None
-
     async def publish(self, outgoing: Outgoing) -> Published:
         plan = self.preflight(outgoing)
         for reason in plan.left_out:
             log.info("instagram destination %s: left out: %s", self.destination_id, reason)
         if outgoing.attempt > 1:
-            found = await self._already_posted(outgoing.page_url)
+            found = await self.graph.posted_with(
+                f"/{self.user_id}/media", "caption", outgoing.page_url
+            )
             if found is not None:
                 log.info("delivery %s: already posted as %s", outgoing.delivery_id, found["id"])
                 return Published(found.get("permalink"), str(found["id"]))
-        left = await self.graph.quota_left(f"/{self.user_id}/content_publishing_limit")
-        if left is not None and left <= 0:
-            raise TransientPublishError(
-                "publish.rate_limited",
-                "instagram: publishing quota used up",
-                "Instagram's limit of posts a day is reached; the relay posts when it allows",
-            )
+        await self.graph.require_quota(f"/{self.user_id}/content_publishing_limit", "Instagram")
         if len(plan.media) == 1:
             container = await self._container(plan.media[0], {"caption": plan.text})
         else:

@@ -19,9 +19,9 @@ from __future__ import annotations
 import logging
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from relay.errors import PublishError, TransientPublishError
+from relay.errors import PublishError
 from relay.publish import Accepts, Destination, Media, Outgoing, Published, Remote
 from relay.publish.graph import POLL_DELAYS, Graph
 from relay.publish.net import Http
@@ -114,33 +114,18 @@ class ThreadsAdapter:
         answer = await self.graph.json("POST", f"/{self.user_id}/threads", data=fields)
         return str(answer["id"])
 
-    async def _already_posted(self, page_url: str) -> dict[str, Any] | None:
-        answer = await self.graph.json(
-            "GET",
-            f"/{self.user_id}/threads",
-            params={"fields": "id,text,permalink", "limit": "25"},
-        )
-        for thread in answer.get("data") or []:
-            if page_url in str(thread.get("text") or ""):
-                return thread
-        return None
-
     async def publish(self, outgoing: Outgoing) -> Published:
         plan = self.preflight(outgoing)
         for reason in plan.left_out:
             log.info("threads destination %s: left out: %s", self.destination_id, reason)
         if outgoing.attempt > 1:
-            found = await self._already_posted(outgoing.page_url)
+            found = await self.graph.posted_with(
+                f"/{self.user_id}/threads", "text", outgoing.page_url
+            )
             if found is not None:
                 log.info("delivery %s: already posted as %s", outgoing.delivery_id, found["id"])
                 return Published(found.get("permalink"), str(found["id"]))
-        left = await self.graph.quota_left(f"/{self.user_id}/threads_publishing_limit")
-        if left is not None and left <= 0:
-            raise TransientPublishError(
-                "publish.rate_limited",
-                "threads: publishing quota used up",
-                "Threads' limit of posts a day is reached; the relay posts when it allows",
-            )
+        await self.graph.require_quota(f"/{self.user_id}/threads_publishing_limit", "Threads")
         if not plan.media:
             container = await self._container({"media_type": "TEXT", "text": plan.text}, None)
         elif len(plan.media) == 1:
