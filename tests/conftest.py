@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -68,16 +69,45 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
         yield db
         db.close()
         return
-    base = normalise_url(os.environ["RELAY_TEST_DATABASE_URL"])
+    with _schema_on_postgres(os.environ["RELAY_TEST_DATABASE_URL"]) as schema:
+        url = in_schema(normalise_url(os.environ["RELAY_TEST_DATABASE_URL"]), schema)
+        db = Database(url, sealer=TEST_SEALER)
+        db.migrate()
+        yield db
+        db.close()
+
+
+def in_schema(url: str, schema: str) -> str:
+    """A PostgreSQL URL whose connections work in ``schema``."""
+    return url + ("&" if "?" in url else "?") + f"options=-csearch_path%3D{schema}"
+
+
+@contextlib.contextmanager
+def _schema_on_postgres(base: str) -> Iterator[str]:
+    """A fresh schema of its own on the test PostgreSQL, dropped afterwards."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
+    admin = create_engine(normalise_url(base))
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in base else "?"
-    db = Database(f"{base}{separator}options=-csearch_path%3D{schema}", sealer=TEST_SEALER)
-    db.migrate()
-    yield db
-    db.close()
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    try:
+        yield schema
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def postgres_schema() -> Iterator[tuple[str, str]]:
+    """(the test PostgreSQL's URL as given, a fresh schema on it); skipped without one."""
+    base = os.environ.get("RELAY_TEST_DATABASE_URL")
+    if not base:
+        pytest.skip("RELAY_TEST_DATABASE_URL is not set")
+    with _schema_on_postgres(base) as schema:
+        yield base, schema
+
+
+@pytest.fixture
+def postgres(postgres_schema: tuple[str, str]) -> str:
+    """The URL of a fresh schema on the test PostgreSQL (several nodes may share it)."""
+    return in_schema(*postgres_schema)

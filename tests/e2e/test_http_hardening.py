@@ -6,16 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
 
-from relay.db import normalise_url
 from tests.server import RelayServer
 from tests.tcpproxy import TcpProxy
 
@@ -257,22 +254,6 @@ def test_a_full_disk_is_507_storage_full_and_the_relay_recovers(
 
 
 # --- a lost database ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def postgres_schema() -> Iterator[tuple[str, str]]:
-    """(base URL, schema) of a fresh schema on the test PostgreSQL, dropped afterwards."""
-    base = os.environ.get("RELAY_TEST_DATABASE_URL")
-    if not base:
-        pytest.skip("RELAY_TEST_DATABASE_URL is not set")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(normalise_url(base))
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    yield base, schema
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
 
 
 def test_a_lost_database_is_503_server_unavailable_and_the_relay_recovers(

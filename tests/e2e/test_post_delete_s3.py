@@ -3,18 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
-import pytest
-
-from tests.contract.s3server import AWS_ENV, MotoS3, moto_s3
+from tests.contract.s3server import AWS_ENV, MotoS3
 from tests.e2e.test_post_life import events, wait_for
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[MotoS3]:
-    with moto_s3() as server:
-        yield server
 
 
 def test_delete_empties_the_bucket_of_the_posts_media(s3: MotoS3, start_relay) -> None:

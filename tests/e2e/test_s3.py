@@ -6,14 +6,13 @@ from __future__ import annotations
 import hashlib
 import html
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.contract.s3server import AWS_ENV, MotoS3, moto_s3
+from tests.contract.s3server import AWS_ENV, MotoS3
 from tests.media import pdf_bytes, phone_jpeg
 from tests.server import RelayServer, free_port
 
@@ -21,20 +20,6 @@ PREFIX = "site/media"
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 StartRelay = Callable[..., RelayServer]
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[MotoS3]:
-    with moto_s3() as server:
-        yield server
-
-
-@pytest.fixture
-def bucket(s3: MotoS3) -> str:
-    # moto keeps its buckets for the life of the process: one fresh bucket per test.
-    name = f"relay-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(name)
-    return name
 
 
 def _env(s3: MotoS3, bucket: str) -> dict[str, str]:

@@ -9,17 +9,13 @@ import base64
 import hashlib
 import os
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-from sqlalchemy import create_engine, text
 
-from relay.db import normalise_url
-from tests.contract.s3server import AWS_ENV, MotoS3, moto_s3
+from tests.contract.s3server import AWS_ENV, MotoS3
 from tests.server import RelayServer
 from tests.tcpproxy import TcpProxy
 
@@ -31,39 +27,8 @@ MIB = 1024 * 1024
 StartRelay = Callable[..., RelayServer]
 
 
-@pytest.fixture(scope="module")
-def s3() -> Iterator[MotoS3]:
-    with moto_s3() as server:
-        yield server
-
-
-@pytest.fixture
-def bucket(s3: MotoS3) -> str:
-    name = f"relay-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(name)
-    return name
-
-
-@pytest.fixture
-def database_url() -> Iterator[str]:
-    """A fresh schema of its own on the test PostgreSQL, dropped afterwards."""
-    base = os.environ.get("RELAY_TEST_DATABASE_URL")
-    if not base:
-        pytest.skip("RELAY_TEST_DATABASE_URL is not set")
-    base = normalise_url(base)
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in base else "?"
-    yield f"{base}{separator}options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
-
-
 def _nodes(
-    start_relay: StartRelay, s3: MotoS3, bucket: str, database_url: str, **env: str
+    start_relay: StartRelay, s3: MotoS3, bucket: str, postgres: str, **env: str
 ) -> tuple[RelayServer, RelayServer]:
     """Node A takes uploads only (no workers: the post's job then runs on B, whose local spool
     holds the finished upload); node B takes uploads and processes."""
@@ -71,7 +36,7 @@ def _nodes(
         **AWS_ENV,
         "RELAY_STORAGE_URL": f"s3://{bucket}/{PREFIX}",
         "RELAY_S3_ENDPOINT_URL": s3.endpoint,
-        "RELAY_DATABASE_URL": database_url,
+        "RELAY_DATABASE_URL": postgres,
         **env,
     }
     first = start_relay(RELAY_WORKERS="0", **shared)
@@ -111,9 +76,9 @@ def _on(server: RelayServer, url: str) -> str:
 
 
 def test_an_upload_begun_on_one_node_is_finished_on_the_other(
-    s3: MotoS3, bucket: str, database_url: str, start_relay: StartRelay
+    s3: MotoS3, bucket: str, postgres: str, start_relay: StartRelay
 ) -> None:
-    first, second = _nodes(start_relay, s3, bucket, database_url)
+    first, second = _nodes(start_relay, s3, bucket, postgres)
     token = first.add_user("anna")["token"]
     data = os.urandom(12_000_000)
     cut = 7_000_000  # one full part of 5 MiB and a tail
@@ -172,11 +137,11 @@ def test_an_upload_begun_on_one_node_is_finished_on_the_other(
 
 
 def test_a_finished_upload_goes_into_the_spool_inside_the_bucket(
-    s3: MotoS3, bucket: str, database_url: str, start_relay: StartRelay
+    s3: MotoS3, bucket: str, postgres: str, start_relay: StartRelay
 ) -> None:
     """The node that takes the last byte neither fetches the upload nor sends it again: the
     spool's object is a copy made inside the store, and the node's disk holds none of it."""
-    first, second = _nodes(start_relay, s3, bucket, database_url)
+    first, second = _nodes(start_relay, s3, bucket, postgres)
     token = first.add_user("anna")["token"]
     data = os.urandom(11 * MIB)
     with first.client(token) as on_first:
@@ -200,9 +165,9 @@ def test_a_finished_upload_goes_into_the_spool_inside_the_bucket(
 
 
 def test_a_delete_on_the_other_node_aborts_the_multipart_upload(
-    s3: MotoS3, bucket: str, database_url: str, start_relay: StartRelay
+    s3: MotoS3, bucket: str, postgres: str, start_relay: StartRelay
 ) -> None:
-    first, second = _nodes(start_relay, s3, bucket, database_url)
+    first, second = _nodes(start_relay, s3, bucket, postgres)
     token = first.add_user("anna")["token"]
     data = os.urandom(6 * MIB)
     with first.client(token) as on_first, second.client(token) as on_second:
@@ -228,13 +193,13 @@ def test_a_delete_on_the_other_node_aborts_the_multipart_upload(
 
 
 def test_an_expired_upload_is_aborted_in_the_bucket(
-    s3: MotoS3, bucket: str, database_url: str, start_relay: StartRelay
+    s3: MotoS3, bucket: str, postgres: str, start_relay: StartRelay
 ) -> None:
     first, _ = _nodes(
         start_relay,
         s3,
         bucket,
-        database_url,
+        postgres,
         RELAY_TUS_EXPIRY_SECONDS="1",
         RELAY_TUS_CLEANUP_INTERVAL_SECONDS="0.2",
     )
@@ -265,11 +230,11 @@ def test_an_expired_upload_is_aborted_in_the_bucket(
 
 
 def test_uploads_begun_before_the_store_became_s3(
-    s3: MotoS3, bucket: str, database_url: str, start_relay: StartRelay, tmp_path: Path
+    s3: MotoS3, bucket: str, postgres: str, start_relay: StartRelay, tmp_path: Path
 ) -> None:
     """One with bytes on the old node's disk is said to be expired (410: start again); one
     that had none yet goes on in the bucket."""
-    local = start_relay(tmp_path / "local", RELAY_DATABASE_URL=database_url)
+    local = start_relay(tmp_path / "local", RELAY_DATABASE_URL=postgres)
     token = local.add_user("anna")["token"]
     with local.client(token) as client:
         begun = _create(client, 6 * MIB, "a.bin")
@@ -282,7 +247,7 @@ def test_uploads_begun_before_the_store_became_s3(
         **AWS_ENV,
         RELAY_STORAGE_URL=f"s3://{bucket}/{PREFIX}",
         RELAY_S3_ENDPOINT_URL=s3.endpoint,
-        RELAY_DATABASE_URL=database_url,
+        RELAY_DATABASE_URL=postgres,
     )
     with node.client(token) as client:
         refused = _patch(client, _on(node, begun), 1000, b"y" * 1000)

@@ -8,14 +8,12 @@ and every post it answered ``250``/``202`` for still becomes ready through the o
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import smtplib
 import sqlite3
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,10 +21,8 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
 
-from relay.db import normalise_url
-from tests.contract.s3server import AWS_ENV, MotoS3, moto_s3
+from tests.contract.s3server import AWS_ENV, MotoS3
 from tests.media import iphone_mail, phone_jpeg
 from tests.receivers import webhook_receiver
 from tests.server import RelayServer
@@ -36,39 +32,6 @@ StartRelay = Callable[..., RelayServer]
 SECRET = "two-nodes-share-this-secret-key-0123456789"
 LEASE = "4"
 """Seconds of a job's lease: how long the work of a dead node waits before another takes it."""
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[MotoS3]:
-    with moto_s3() as server:
-        yield server
-
-
-@pytest.fixture
-def bucket(s3: MotoS3) -> str:
-    name = f"relay-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(name)
-    return name
-
-
-@pytest.fixture
-def postgres() -> Iterator[str]:
-    """The URL of a fresh schema on the test PostgreSQL, dropped afterwards."""
-    base = os.environ.get("RELAY_TEST_DATABASE_URL")
-    if not base:
-        pytest.skip("RELAY_TEST_DATABASE_URL is not set")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(normalise_url(base))
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    yield _in_schema(base, schema)
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
-
-
-def _in_schema(url: str, schema: str) -> str:
-    return url + ("&" if "?" in url else "?") + f"options=-csearch_path%3D{schema}"
 
 
 def _via(proxy: TcpProxy, url: str) -> str:
