@@ -78,8 +78,6 @@ async def show(request: web.Request, user: Signed) -> web.Response:
 @admin_page
 async def add_user(request: web.Request, user: Signed) -> web.Response:
     form = await read_form(request)
-    if isinstance(form, web.Response):
-        return form
     _ = gettext_for(request)
     app = request.app[RELAY]
     name = str(form.get("name", "")).strip()
@@ -136,8 +134,6 @@ async def _target(request: web.Request, user: Signed) -> tuple[str, str] | web.R
 @admin_page
 async def set_admin(request: web.Request, user: Signed) -> web.Response:
     form = await read_form(request)
-    if isinstance(form, web.Response):
-        return form
     target = await _target(request, user)
     if isinstance(target, web.Response):
         return target
@@ -148,8 +144,6 @@ async def set_admin(request: web.Request, user: Signed) -> web.Response:
 @admin_page
 async def set_disabled(request: web.Request, user: Signed) -> web.Response:
     form = await read_form(request)
-    if isinstance(form, web.Response):
-        return form
     target = await _target(request, user)
     if isinstance(target, web.Response):
         return target
@@ -182,9 +176,7 @@ async def confirm_remove(request: web.Request, user: Signed) -> web.Response:
 
 @admin_page
 async def remove(request: web.Request, user: Signed) -> web.Response:
-    form = await read_form(request)
-    if isinstance(form, web.Response):
-        return form
+    await read_form(request)
     target = await _target(request, user)
     if isinstance(target, web.Response):
         return target

@@ -176,9 +176,7 @@ async def channels_page(request: web.Request, user: Signed) -> web.Response:
 
 @signed_page
 async def check(request: web.Request, user: Signed) -> web.Response:
-    form = await read_form(request)
-    if isinstance(form, web.Response):
-        return form
+    await read_form(request)
     row = await _own(request, user)
     _ = gettext_for(request)
     try:
@@ -215,9 +213,7 @@ def _remove_own(conn: Connection, user_id: str, destination_id: str) -> bool:
 
 @signed_page
 async def remove(request: web.Request, user: Signed) -> web.Response:
-    form = await read_form(request)
-    if isinstance(form, web.Response):
-        return form
+    await read_form(request)
     row = await _own(request, user)
     if not await request.app[RELAY].db.run(_remove_own, user.user_id, row["id"]):
         raise web.HTTPNotFound(reason=gettext_for(request)("There is no such channel"))
@@ -234,8 +230,6 @@ async def remove(request: web.Request, user: Signed) -> web.Response:
 @signed_page
 async def add_webhook(request: web.Request, user: Signed) -> web.Response:
     form = await read_form(request)
-    if isinstance(form, web.Response):
-        return form
     _ = gettext_for(request)
     url = str(form.get("url", "")).strip()
     parts = urlsplit(url)
@@ -257,8 +251,6 @@ async def add_webhook(request: web.Request, user: Signed) -> web.Response:
 @signed_page
 async def add_bluesky(request: web.Request, user: Signed) -> web.Response:
     form = await read_form(request)
-    if isinstance(form, web.Response):
-        return form
     _ = gettext_for(request)
     handle = str(form.get("handle", "")).strip().lstrip("@")[:253]
     password = str(form.get("password", "")).strip()
@@ -289,8 +281,6 @@ async def add_bluesky(request: web.Request, user: Signed) -> web.Response:
 @signed_page
 async def begin(request: web.Request, user: Signed) -> web.StreamResponse:
     form = await read_form(request)
-    if isinstance(form, web.Response):
-        return form
     service = request.match_info["service"]
     field, start, _complete = FLOWS[service]
     address = str(form.get(field, "")).strip()[:500]
@@ -354,9 +344,7 @@ async def callback(request: web.Request, user: Signed) -> web.StreamResponse:
 
 @signed_page
 async def begin_facebook(request: web.Request, user: Signed) -> web.StreamResponse:
-    form = await read_form(request)
-    if isinstance(form, web.Response):
-        return form
+    await read_form(request)
     if not meta.enabled(request):
         raise web.HTTPNotFound()
     state = connect.new_state()
@@ -418,8 +406,6 @@ async def facebook_callback(request: web.Request, user: Signed) -> web.StreamRes
 @signed_page
 async def facebook_pick(request: web.Request, user: Signed) -> web.StreamResponse:
     form = await read_form(request)
-    if isinstance(form, web.Response):
-        return form
     _ = gettext_for(request)
     pending = connect.finish(request, user.user_id, "facebook-pick", str(form.get("state", "")))
     if pending is None:

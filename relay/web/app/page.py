@@ -109,21 +109,34 @@ def gettext_for(request: web.Request) -> Any:
     return i18n.translations(i18n.choose_language(request, relay.settings.default_language)).gettext
 
 
-async def read_form(request: web.Request) -> Any | web.Response:
-    """The POSTed form, or the 403 page when its CSRF token is missing or wrong."""
+class FormRefused(Exception):
+    """A form the page will not act on; ``html_page`` answers with its error page."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+async def read_form(request: web.Request) -> Any:
+    """The POSTed form; a form that cannot be read (400) or whose CSRF token is missing or
+    wrong (403) raises ``FormRefused``, which the page decorators answer with a page."""
     try:
         form = await request.post()
     except ValueError:  # a body that is no form (aiohttp says so with ValueError): not our fault
         _ = gettext_for(request)
-        return error(request, 400, _("This form could not be read"), _("Go back and try again."))
+        raise FormRefused(
+            error(request, 400, _("This form could not be read"), _("Go back and try again."))
+        ) from None
     submitted = form.get(auth.CSRF_FIELD)
     if not auth.csrf_ok(request, submitted if isinstance(submitted, str) else None):
         _ = gettext_for(request)
-        return error(
-            request,
-            403,
-            _("This form has expired"),
-            _("Go back, reload the page and send the form again."),
+        raise FormRefused(
+            error(
+                request,
+                403,
+                _("This form has expired"),
+                _("Go back, reload the page and send the form again."),
+            )
         )
     return form
 
@@ -140,6 +153,8 @@ def html_page(handler: Handler) -> Handler:
         _ = gettext_for(request)
         try:
             return await handler(request)
+        except FormRefused as refused:
+            return refused.response
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise

@@ -367,8 +367,6 @@ async def _act(
     checking the post is the user's and alive, and go back to the page with what ``act`` says
     happened."""
     form = await read_form(request)
-    if isinstance(form, web.Response):
-        return form
     relay = request.app[RELAY]
     post_id = request.match_info["post_id"]
 
@@ -520,9 +518,7 @@ async def confirm_delete(request: web.Request, user: Signed) -> web.Response:
 
 @signed_page
 async def delete(request: web.Request, user: Signed) -> web.Response:
-    form = await read_form(request)
-    if isinstance(form, web.Response):
-        return form
+    await read_form(request)
     relay = request.app[RELAY]
     post_id = request.match_info["post_id"]
 

@@ -104,9 +104,7 @@ async def show(request: web.Request, user: Signed) -> web.Response:
 
 @signed_page
 async def add_address(request: web.Request, user: Signed) -> web.Response:
-    form = await read_form(request)
-    if isinstance(form, web.Response):
-        return form
+    await read_form(request)
     relay = request.app[RELAY]
     secret = await relay.db.run(queries.add_address, user.user_id)
     # Answered here, not redirected: the whole address exists only in this answer.
@@ -129,8 +127,6 @@ def _allowed_senders(text: str) -> list[str] | None:
 @signed_page
 async def set_policy(request: web.Request, user: Signed) -> web.Response:
     form = await read_form(request)
-    if isinstance(form, web.Response):
-        return form
     _ = gettext_for(request)
     address_id = request.match_info["address_id"]
     policy = str(form.get("policy", ""))
@@ -237,9 +233,7 @@ def confirm_page(
 
 @signed_page
 async def revoke(request: web.Request, user: Signed) -> web.Response:
-    form = await read_form(request)
-    if isinstance(form, web.Response):
-        return form
+    await read_form(request)
     relay = request.app[RELAY]
     kind = request.match_info["kind"]
     if not await relay.db.run(
@@ -255,9 +249,7 @@ async def revoke(request: web.Request, user: Signed) -> web.Response:
 
 @signed_page
 async def add_token(request: web.Request, user: Signed) -> web.Response:
-    form = await read_form(request)
-    if isinstance(form, web.Response):
-        return form
+    await read_form(request)
     token = await request.app[RELAY].db.run(queries.add_token, user.user_id)
     return await _settings_page(request, user, new_token=token)
 
@@ -268,8 +260,6 @@ async def add_token(request: web.Request, user: Signed) -> web.Response:
 @signed_page
 async def set_zone(request: web.Request, user: Signed) -> web.Response:
     form = await read_form(request)
-    if isinstance(form, web.Response):
-        return form
     _ = gettext_for(request)
     zone = str(form.get("timezone", "")).strip() or None
     if zone is not None:
@@ -289,8 +279,6 @@ async def set_zone(request: web.Request, user: Signed) -> web.Response:
 @signed_page
 async def set_password(request: web.Request, user: Signed) -> web.Response:
     form = await read_form(request)
-    if isinstance(form, web.Response):
-        return form
     _ = gettext_for(request)
     relay = request.app[RELAY]
     old = str(form.get("old_password", ""))

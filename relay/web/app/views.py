@@ -55,8 +55,6 @@ async def front(request: web.Request) -> web.Response:
 @html_page
 async def sign_in(request: web.Request) -> web.Response:
     form = await read_form(request)
-    if isinstance(form, web.Response):
-        return form
     relay = request.app[RELAY]
     _ = gettext_for(request)
     name = str(form.get("name", "")).strip()[:200]
@@ -104,8 +102,6 @@ async def sign_in(request: web.Request) -> web.Response:
 @html_page
 async def sign_out(request: web.Request) -> web.Response:
     form = await read_form(request)
-    if isinstance(form, web.Response):
-        return form
     user = await signed_in(request)
     if user is not None and form.get("everywhere"):
         await request.app[RELAY].db.run(queries.end_sessions, user.user_id)
@@ -117,8 +113,6 @@ async def sign_out(request: web.Request) -> web.Response:
 @html_page
 async def language(request: web.Request) -> web.Response:
     form = await read_form(request)
-    if isinstance(form, web.Response):
-        return form
     lang = str(form.get("lang", ""))
     response = web.HTTPSeeOther(safe_back(str(form.get("back", "/"))))
     if lang in i18n.LANGUAGES:
