@@ -19,7 +19,7 @@ from relay import jobs, lifecycle
 from relay.auth import new_id
 from relay.db import Database, queries
 from relay.model import Item, Post, Rendition
-from relay.pipeline import PROCESS_ITEM, UNPACK_MAIL
+from relay.pipeline import PROCESS_ITEM, UNPACK_MAIL, Pipeline
 
 
 def one_photo(db: Database, user_id: str, n: int) -> None:
@@ -47,8 +47,7 @@ def one_photo(db: Database, user_id: str, n: int) -> None:
 
     db.run_here(unpack)
     job = db.run_here(jobs.claim, "bench:1:0", 300.0)
-    db.run_here(queries.item_row, item.id)
-    db.run_here(queries.set_item, item.id, status="processing")
+    assert db.run_here(Pipeline._start_item, job) is not None
     found = [
         Rendition(name=name, key=f"{post.id}/{name}", mime="image/jpeg", bytes=1, width=1, height=1)
         for name in ("thumb", "medium", "large")
