@@ -30,7 +30,7 @@ import random
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
 from relay.db.schema import deliveries, items, jobs, posts
 
@@ -70,25 +70,34 @@ class Job:
 def owner_of(conn: Connection, ref: str) -> str | None:
     """The user whose post the job's ``ref`` is, or is an item or a delivery of (ids are unique
     across tables); None for anything else."""
-    post_id = func.coalesce(
-        select(posts.c.id).where(posts.c.id == ref).scalar_subquery(),
-        select(items.c.post_id).where(items.c.id == ref).scalar_subquery(),
-        select(deliveries.c.post_id).where(deliveries.c.id == ref).scalar_subquery(),
+    return conn.execute(_OWNER_OF, {"ref": ref}).scalar()
+
+
+# The statements of the hot path are built once, here: building one (its clauses, its cache
+# key) cost more Python time than SQLite took to run it, for every job of every photo.
+_REF = bindparam("ref")
+_OWNER_OF = select(posts.c.user_id).where(
+    posts.c.id
+    == func.coalesce(
+        select(posts.c.id).where(posts.c.id == _REF).scalar_subquery(),
+        select(items.c.post_id).where(items.c.id == _REF).scalar_subquery(),
+        select(deliveries.c.post_id).where(deliveries.c.id == _REF).scalar_subquery(),
     )
-    return conn.execute(select(posts.c.user_id).where(posts.c.id == post_id)).scalar()
+)
+# The owner's last place among waiting jobs: a backward walk of (owner, fair_at), which stops
+# at the first waiting row (only dead jobs are skipped).
+_LAST_PLACE = (
+    select(jobs.c.fair_at)
+    .where(jobs.c.owner == bindparam("owner"), jobs.c.status.in_((QUEUED, RUNNING)))
+    .order_by(jobs.c.fair_at.desc())
+    .limit(1)
+)
 
 
 def _place(conn: Connection, owner: str | None, due: float) -> float:
     if owner is None:
         return due
-    # The owner's last place among waiting jobs: a backward walk of (owner, fair_at), which
-    # stops at the first waiting row (only dead jobs are skipped).
-    last = conn.execute(
-        select(jobs.c.fair_at)
-        .where(jobs.c.owner == owner, jobs.c.status.in_((QUEUED, RUNNING)))
-        .order_by(jobs.c.fair_at.desc())
-        .limit(1)
-    ).scalar()
+    last = conn.execute(_LAST_PLACE, {"owner": owner}).scalar()
     return due if last is None else max(due, last + FAIR_SLOT)
 
 
@@ -121,11 +130,48 @@ def enqueue(
     return result.inserted_primary_key[0]
 
 
-def _due(now: float):  # noqa: ANN202 - a SQLAlchemy clause
+def _due(now):  # noqa: ANN001, ANN202 - a time or a bind parameter; a SQLAlchemy clause
     return or_(
         and_(jobs.c.status == QUEUED, jobs.c.run_at <= now),
         and_(jobs.c.status == RUNNING, jobs.c.lease_until < now),
     )
+
+
+_NOW = bindparam("now")
+# Two ordered walks of the (status, run_at) index, each stopping at its first row: the OR of
+# both in one query made SQLite sort every due job at every claim, O(backlog) each.
+# Lapsed leases first: they are the oldest work and their worker is gone.
+# Queued jobs in their fair order (see above): a job's place is never before it is due, so the
+# walk skips only jobs waiting for a retry.
+_CLAIM_WALKS = (
+    (and_(jobs.c.status == RUNNING, jobs.c.lease_until < _NOW), jobs.c.run_at),
+    # "run_at + 0": a filter, not an index range. Given the range, SQLite walked the
+    # (status, run_at) index and sorted every due job by place: 50 ms with 100k queued.
+    (and_(jobs.c.status == QUEUED, jobs.c.run_at + 0 <= _NOW), jobs.c.fair_at),
+)
+_CLAIM_SELECTS = tuple(
+    select(jobs.c.id).where(due).order_by(order, jobs.c.id).limit(1) for due, order in _CLAIM_WALKS
+)
+_CLAIM_SELECTS_PG = tuple(query.with_for_update(skip_locked=True) for query in _CLAIM_SELECTS)
+_CLAIM = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("job_id"), _due(_NOW))
+    .values(
+        status=RUNNING,
+        attempts=jobs.c.attempts + 1,
+        lease_until=bindparam("new_lease_until"),
+        locked_by=bindparam("worker"),
+        claims=jobs.c.claims + 1,
+    )
+    .returning(
+        jobs.c.id,
+        jobs.c.kind,
+        jobs.c.ref,
+        jobs.c.attempts,
+        jobs.c.max_attempts,
+        jobs.c.claims,
+    )
+)
 
 
 def claim(
@@ -133,45 +179,18 @@ def claim(
 ) -> Job | None:
     now = time.time()
     job_id = None
-    # Two ordered walks of the (status, run_at) index, each stopping at its first row: the OR
-    # of both in one query made SQLite sort every due job at every claim, O(backlog) each.
-    # Lapsed leases first: they are the oldest work and their worker is gone.
-    # Queued jobs in their fair order (see above): a job's place is never before it is due, so
-    # the walk skips only jobs waiting for a retry.
-    for due, order in (
-        (and_(jobs.c.status == RUNNING, jobs.c.lease_until < now), jobs.c.run_at),
-        # "run_at + 0": a filter, not an index range. Given the range, SQLite walked the
-        # (status, run_at) index and sorted every due job by place: 50 ms with 100k queued.
-        (and_(jobs.c.status == QUEUED, jobs.c.run_at + 0 <= now), jobs.c.fair_at),
-    ):
-        query = select(jobs.c.id).where(due).order_by(order, jobs.c.id).limit(1)
-        if kinds:
-            query = query.where(jobs.c.kind.in_(kinds))
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        job_id = conn.execute(query).scalar()
+    postgres = conn.dialect.name == "postgresql"
+    queries = _CLAIM_SELECTS_PG if postgres else _CLAIM_SELECTS
+    if kinds:
+        queries = tuple(query.where(jobs.c.kind.in_(kinds)) for query in queries)
+    for query in queries:
+        job_id = conn.execute(query, {"now": now}).scalar()
         if job_id is not None:
             break
     if job_id is None:
         return None
     claimed = conn.execute(
-        update(jobs)
-        .where(jobs.c.id == job_id, _due(now))
-        .values(
-            status=RUNNING,
-            attempts=jobs.c.attempts + 1,
-            lease_until=now + lease,
-            locked_by=worker,
-            claims=jobs.c.claims + 1,
-        )
-        .returning(
-            jobs.c.id,
-            jobs.c.kind,
-            jobs.c.ref,
-            jobs.c.attempts,
-            jobs.c.max_attempts,
-            jobs.c.claims,
-        )
+        _CLAIM, {"job_id": job_id, "now": now, "new_lease_until": now + lease, "worker": worker}
     ).first()
     return Job(*claimed) if claimed else None
 
@@ -202,9 +221,16 @@ def _fenced(conn: Connection, statement, job: Job, action: str) -> None:  # noqa
         raise LeaseLost(job, action)
 
 
+_DELETE = jobs.delete().where(jobs.c.id == bindparam("job_id"))
+_DELETE_HELD = _DELETE.where(jobs.c.status == RUNNING, jobs.c.claims == bindparam("claim"))
+
+
 def complete(conn: Connection, job: Job) -> None:
     """Done: the job goes. LeaseLost (nothing deleted) if another worker holds it now."""
-    _fenced(conn, jobs.delete(), job, "complete")
+    if job.claim is None:
+        conn.execute(_DELETE, {"job_id": job.id})
+    elif conn.execute(_DELETE_HELD, {"job_id": job.id, "claim": job.claim}).rowcount == 0:
+        raise LeaseLost(job, "complete")
 
 
 def backoff(attempts: int, base: float = 2.0, cap: float = 300.0) -> float:
@@ -260,9 +286,12 @@ def postpone(conn: Connection, job: Job, delay: float, error: str | None = None)
 
 def queued_id(conn: Connection, kind: str, ref: str) -> int | None:
     """The id of a queued (not yet claimed) job of this kind and ref, if there is one."""
-    return conn.execute(
-        select(jobs.c.id).where(jobs.c.kind == kind, jobs.c.ref == ref, jobs.c.status == QUEUED)
-    ).scalar()
+    return conn.execute(_QUEUED_ID, {"kind": kind, "ref": ref}).scalar()
+
+
+_QUEUED_ID = select(jobs.c.id).where(
+    jobs.c.kind == bindparam("kind"), jobs.c.ref == bindparam("ref"), jobs.c.status == QUEUED
+)
 
 
 def make_due(conn: Connection, job_id: int) -> None:

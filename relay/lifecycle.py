@@ -210,9 +210,10 @@ def release(conn: Connection, post_id: str) -> bool:
 def settle(conn: Connection, post_id: str, max_attempts: int = ATTEMPTS) -> bool:
     """Mark the post ready if all its items are done; a published post's deliveries open then.
     True if this call made it ready."""
-    if not queries.settle_post(conn, post_id):
+    state = queries.settle_post_state(conn, post_id)
+    if state is None:
         return False
-    if life.state_of(conn, post_id) == PostState.PUBLISHED.value:
+    if state == PostState.PUBLISHED.value:
         _open_deliveries(conn, post_id, max_attempts)
     release(conn, post_id)  # with no deliveries, a held reply to the sender goes now
     return True

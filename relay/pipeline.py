@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, RowMapping
 
 from handlers import handler_for
 from relay import detect, jobs, lifecycle, metrics
@@ -101,11 +101,9 @@ class Pipeline:
     # --- process_item ---------------------------------------------------------------------------
 
     async def process_item(self, job: jobs.Job) -> None:
-        row = await self.db.run(queries.item_row, job.ref)
-        if row is None or row["status"] in (ItemStatus.READY, ItemStatus.FAILED):
-            await self.db.run(jobs.complete, job)
+        row = await self.db.run(self._start_item, job)
+        if row is None:
             return
-        await self.db.run(queries.set_item, job.ref, status=ItemStatus.PROCESSING.value)
         # From the object store when another node took it (or died before processing it).
         source = await self.spool.local(row["spool_name"])
         started = time.monotonic()
@@ -144,6 +142,17 @@ class Pipeline:
         self.spool.remove(row["spool_name"])
         status = "failed" if outcome.error_code else "ready"
         metrics.items_processed.labels(outcome.kind.value, status).inc()
+
+    @staticmethod
+    def _start_item(conn: Connection, job: jobs.Job) -> RowMapping | None:
+        """The item to process, marked processing; None (and the job done) when it is done
+        already. One transaction, not two: each was a commit (an fsync) per photo."""
+        row = queries.item_row(conn, job.ref)
+        if row is None or row["status"] in (ItemStatus.READY, ItemStatus.FAILED):
+            jobs.complete(conn, job)
+            return None
+        queries.set_item(conn, job.ref, status=ItemStatus.PROCESSING.value)
+        return row
 
     async def _process(self, row, source: Path, workdir: Path) -> Outcome:  # noqa: ANN001
         mime = await asyncio.to_thread(detect.sniff, source)
@@ -246,7 +255,7 @@ class Pipeline:
     async def unpack_mail(self, job: jobs.Job) -> None:
         from relay.mail.unpack import unpack_to_folder
 
-        post = await self.db.run(queries.post_row, job.ref)
+        post = await self.db.read(queries.post_row, job.ref)  # no write lock for a look
         if post is None or post["spool_name"] is None:
             await self.db.run(jobs.complete, job)
             return

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, select, update
 
 from relay.auth import new_id
 from relay.db.schema import deliveries, destinations, posts
@@ -151,13 +151,25 @@ def list_destinations(conn: Connection, user_id: str) -> list[Mapping[str, Any]]
 
 
 def _active_rows(conn: Connection, user_id: str) -> list[RowMapping]:
-    return list(
-        conn.execute(
-            select(destinations)
-            .where(destinations.c.user_id == user_id, destinations.c.active.is_(True))
-            .order_by(destinations.c.created_at)
-        ).mappings()
-    )
+    return list(conn.execute(_ACTIVE_ROWS, {"user_id": user_id}).mappings())
+
+
+# Built once: create_deliveries runs when every post is ready, and building a statement (its
+# clauses, its cache key) cost more Python time than the database took to answer it.
+_ACTIVE_ROWS = (
+    select(destinations)
+    .where(destinations.c.user_id == bindparam("user_id"), destinations.c.active.is_(True))
+    .order_by(destinations.c.created_at)
+)
+_POST_TO_DELIVER = select(
+    posts.c.user_id, posts.c.private, posts.c.draft, posts.c.only_destination
+).where(posts.c.id == bindparam("post_id"))
+# A copy taken down (retracted, or cancelled before it went) may go again when the post is
+# published again: as a new delivery, with a new idempotency key.
+_DELIVERED_TO = select(deliveries.c.destination_id).where(
+    deliveries.c.post_id == bindparam("post_id"),
+    deliveries.c.status.not_in([DeliveryStatus.RETRACTED.value, DeliveryStatus.CANCELLED.value]),
+)
 
 
 def remove_destination(conn: Connection, destination_id: str) -> bool:
@@ -172,28 +184,16 @@ def remove_destination(conn: Connection, destination_id: str) -> bool:
 def create_deliveries(conn: Connection, post_id: str) -> list[str]:
     """One pending delivery per active destination of the post's owner (or only the one the
     post names); none for a private or draft post, and none twice for the same destination."""
-    post = conn.execute(
-        select(posts.c.user_id, posts.c.private, posts.c.draft, posts.c.only_destination).where(
-            posts.c.id == post_id
-        )
-    ).first()
+    post = conn.execute(_POST_TO_DELIVER, {"post_id": post_id}).first()
     if post is None or post.private or post.draft:
         return []
-    # A copy taken down (retracted, or cancelled before it went) may go again when the post is
-    # published again: as a new delivery, with a new idempotency key.
-    existing = set(
-        conn.execute(
-            select(deliveries.c.destination_id).where(
-                deliveries.c.post_id == post_id,
-                deliveries.c.status.not_in(
-                    [DeliveryStatus.RETRACTED.value, DeliveryStatus.CANCELLED.value]
-                ),
-            )
-        ).scalars()
-    )
+    active = _active_rows(conn, post.user_id)  # ids and types: nothing to open
+    if not active:
+        return []  # most users: no channel, and nothing to compare
+    existing = set(conn.execute(_DELIVERED_TO, {"post_id": post_id}).scalars())
     created = []
     now = time.time()
-    for destination in _active_rows(conn, post.user_id):  # ids and types: nothing to open
+    for destination in active:
         if destination["id"] in existing:
             continue
         wanted = post.only_destination.split(",") if post.only_destination else None

@@ -60,7 +60,11 @@ def user_id_by_name(conn: Connection, name: str) -> str | None:
 
 
 def user_name(conn: Connection, user_id: str) -> str | None:
-    return conn.execute(select(users.c.name).where(users.c.id == user_id)).scalar()
+    return conn.execute(_USER_NAME, {"user_id": user_id}).scalar()
+
+
+_USER_NAME = select(users.c.name).where(users.c.id == bindparam("user_id"))
+_USER_TIMEZONE = select(users.c.timezone).where(users.c.id == bindparam("user_id"))
 
 
 def _add_secret(conn: Connection, table: Any, hash_column: str, user_id: str, secret: str) -> str:
@@ -159,7 +163,7 @@ def set_address_policy(conn: Connection, secret: str, policy: str, allowed: list
 
 def user_timezone(conn: Connection, user_id: str) -> str | None:
     """The user's own IANA time zone, or None for the relay's default."""
-    return conn.execute(select(users.c.timezone).where(users.c.id == user_id)).scalar()
+    return conn.execute(_USER_TIMEZONE, {"user_id": user_id}).scalar()
 
 
 def set_user_timezone(conn: Connection, user_id: str, zone: str | None) -> None:
@@ -207,8 +211,19 @@ def insert_post(
     )
 
 
+# Statements of every photo's path, built once: building one (its clauses, its cache key) cost
+# more Python time than SQLite took to run it. An UPDATE's SET comes from the parameters' keys.
+_POST_ID = bindparam("post_id")
+_ITEM_ID = bindparam("item_id")
+_UPDATE_POST = update(posts).where(posts.c.id == _POST_ID)
+_UPDATE_ITEM = update(items).where(items.c.id == _ITEM_ID)
+_POST_ROW = select(posts).where(posts.c.id == _POST_ID)
+_ITEM_ROW = select(items).where(items.c.id == _ITEM_ID)
+_DELETE_RENDITIONS = renditions.delete().where(renditions.c.item_id == _ITEM_ID)
+
+
 def update_post_text(conn: Connection, post_id: str, **values: Any) -> None:
-    conn.execute(update(posts).where(posts.c.id == post_id).values(**values))
+    conn.execute(_UPDATE_POST, {"post_id": post_id, **values})
 
 
 def insert_item(conn: Connection, item: Item, spool_name: str) -> None:
@@ -231,61 +246,75 @@ def insert_item(conn: Connection, item: Item, spool_name: str) -> None:
 
 
 def item_row(conn: Connection, item_id: str) -> RowMapping | None:
-    return conn.execute(select(items).where(items.c.id == item_id)).mappings().first()
+    return conn.execute(_ITEM_ROW, {"item_id": item_id}).mappings().first()
 
 
 def post_row(conn: Connection, post_id: str) -> RowMapping | None:
-    return conn.execute(select(posts).where(posts.c.id == post_id)).mappings().first()
+    return conn.execute(_POST_ROW, {"post_id": post_id}).mappings().first()
 
 
 def set_item(conn: Connection, item_id: str, **values: Any) -> None:
-    conn.execute(
-        update(items).where(items.c.id == item_id).values(updated_at=time.time(), **values)
-    )
+    conn.execute(_UPDATE_ITEM, {"updated_at": time.time(), **values, "item_id": item_id})
 
 
 def replace_renditions(conn: Connection, item_id: str, found: list[Rendition]) -> None:
-    conn.execute(renditions.delete().where(renditions.c.item_id == item_id))
-    for r in found:
+    conn.execute(_DELETE_RENDITIONS, {"item_id": item_id})
+    if found:
         conn.execute(
-            renditions.insert().values(
-                item_id=item_id,
-                name=r.name,
-                key=r.key,
-                mime=r.mime,
-                bytes=r.bytes,
-                width=r.width,
-                height=r.height,
-                duration=r.duration,
-            )
+            renditions.insert(),
+            [
+                {
+                    "item_id": item_id,
+                    "name": r.name,
+                    "key": r.key,
+                    "mime": r.mime,
+                    "bytes": r.bytes,
+                    "width": r.width,
+                    "height": r.height,
+                    "duration": r.duration,
+                }
+                for r in found
+            ],
         )
+
+
+_OPEN = (ItemStatus.QUEUED.value, ItemStatus.PROCESSING.value)
+_OPEN_ITEMS = (
+    select(func.count())
+    .select_from(items)
+    .where(items.c.post_id == _POST_ID, items.c.status.in_(_OPEN))
+)
+# One statement for all of settle_post's conditions (it was three round trips and the state a
+# fourth): not ready yet, not a mail still to be unpacked (its spool_name is set), no open item.
+_SETTLE = (
+    update(posts)
+    .where(
+        posts.c.id == _POST_ID,
+        posts.c.status != PostStatus.READY.value,
+        posts.c.spool_name.is_(None),
+        ~select(items.c.id)
+        .where(items.c.post_id == posts.c.id, items.c.status.in_(_OPEN))
+        .exists(),
+    )
+    .values(status=PostStatus.READY.value, ready_at=bindparam("ready_at"))
+    .returning(posts.c.state)
+)
 
 
 def open_items(conn: Connection, post_id: str) -> int:
     """The post's items still queued or being processed."""
-    return conn.execute(
-        select(func.count())
-        .select_from(items)
-        .where(
-            items.c.post_id == post_id,
-            items.c.status.in_([ItemStatus.QUEUED.value, ItemStatus.PROCESSING.value]),
-        )
-    ).scalar()
+    return conn.execute(_OPEN_ITEMS, {"post_id": post_id}).scalar()
 
 
 def settle_post(conn: Connection, post_id: str) -> bool:
     """Mark the post ready when none of its items is still open; True if this call did it."""
-    row = post_row(conn, post_id)
-    if row is None or row["status"] == PostStatus.READY or row["spool_name"] is not None:
-        return False  # a mail post still being unpacked has its spool_name set
-    if open_items(conn, post_id):
-        return False
-    result = conn.execute(
-        update(posts)
-        .where(posts.c.id == post_id, posts.c.status != PostStatus.READY.value)
-        .values(status=PostStatus.READY.value, ready_at=time.time())
-    )
-    return result.rowcount > 0
+    return settle_post_state(conn, post_id) is not None
+
+
+def settle_post_state(conn: Connection, post_id: str) -> str | None:
+    """``settle_post``, giving the post's state (published, draft…) when this call made it
+    ready, None when it did not."""
+    return conn.execute(_SETTLE, {"post_id": post_id, "ready_at": time.time()}).scalar()
 
 
 def _item_from_rows(row: RowMapping, rendition_rows: list[RowMapping]) -> Item:
