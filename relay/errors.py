@@ -222,6 +222,16 @@ _SPECS.append(
     )
 )
 
+# A channel whose sign-in the service declared dead (Meta: relay/publish/graph.py).
+_SPECS.append(
+    ErrorSpec(
+        "destination.reconnect_needed",
+        "This channel's sign-in has expired or was withdrawn (for example after a password"
+        " change). Open Channels in the relay and choose Connect again.",
+        409,
+    )
+)
+
 # The web app's upload page (relay/web/app/upload.py): its script on the tus door.
 _SPECS.extend(
     [

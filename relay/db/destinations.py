@@ -272,6 +272,28 @@ def update_destination(
     return conn.execute(update(destinations).where(active).values(**values)).rowcount > 0
 
 
+RECONNECT = "reconnect_needed"
+"""Config flag of a destination whose service declared its sign-in dead (an expired or revoked
+token): its deliveries fail at once until the channel is connected again, which writes a new
+config without it."""
+
+
+def needs_reconnect(row: Mapping[str, Any]) -> bool:
+    return bool(json.loads(row["config"] or "{}").get(RECONNECT))
+
+
+def mark_reconnect_needed(conn: Connection, destination_id: str) -> bool:
+    """Flag the destination; False when it is gone (or its config no longer opens: the
+    delivery already says so)."""
+    row = destination_row(conn, destination_id)
+    if row is None or not row["active"] or row.get(UNREADABLE):
+        return False
+    config = json.loads(row["config"] or "{}")
+    if config.get(RECONNECT):
+        return True
+    return update_destination(conn, destination_id, config={**config, RECONNECT: True})
+
+
 def seal_clear_text(conn: Connection) -> int:
     """Seal every secret still in clear text (written before migration 8, or by a database
     opened without the key); removed destinations too, as their tokens may still work.

@@ -28,6 +28,8 @@ from relay.storage import Store
 
 log = logging.getLogger("relay.publish")
 
+RECONNECT = "destination.reconnect_needed"
+
 __all__ = ["ATTEMPTS", "BACKOFF_CAP", "DELIVER", "Publisher", "settle"]
 """``settle`` and the job kinds live in relay/lifecycle.py now; names kept for old imports."""
 
@@ -117,6 +119,10 @@ class Publisher:
             # Retracted or deleted before this went out: nothing to send, nothing to take down.
             await self._finish(job, error=PublishError("publish.cancelled"), cancelled=True)
             return
+        if destinations.needs_reconnect(row):
+            # The service said this sign-in is dead: asking again would only repeat that.
+            await self._finish(job, error=PublishError(RECONNECT, "marked reconnect needed"))
+            return
         outgoing = self._outgoing(post, delivery["id"], delivery["id"], delivery["attempts"] + 1)
         try:
             adapter = adapter_for(destination_from_row(row), self.http)
@@ -131,6 +137,8 @@ class Publisher:
         else:
             await self._finish(job, remote_url=published.remote_url, remote_id=published.remote_id)
             return
+        if error.code == RECONNECT:
+            await self.db.run(destinations.mark_reconnect_needed, row["id"])
         too_old = time.time() - delivery["created_at"] > self.max_age
         if isinstance(error, TransientPublishError) and not job.exhausted and not too_old:
             await self._retry(job, error)

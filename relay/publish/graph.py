@@ -6,8 +6,9 @@ Every Graph error is ``{"error": {"message", "type", "code", "error_subcode", "f
 status, which is 400 for nearly all of them:
 
 - 190 (and 102, and any ``OAuthException`` with subcode 458-467): the token expired or was
-  revoked → ``publish.unauthorized``; the user has to connect the channel again.
-- 10 and 200-299: a permission the token lacks → ``publish.unauthorized`` as well.
+  revoked → ``destination.reconnect_needed``; the delivery marks the destination so, its next
+  deliveries fail at once, and the channels page offers to connect it again.
+- 10 and 200-299: a permission the token lacks → ``publish.unauthorized``.
 - 4, 17, 32, 613, 80001-80014 and Instagram's/Threads' publishing limits: too many calls →
   ``publish.rate_limited``, retried with backoff.
 - 1, 2, or ``is_transient: true``: Meta's own trouble → ``publish.unreachable``, retried.
@@ -32,7 +33,10 @@ from relay.publish.net import Http
 
 log = logging.getLogger("relay.publish.graph")
 
-AUTH_CODES = frozenset({102, 190, 10}) | frozenset(range(200, 300))
+# The token is dead (expired, revoked, password changed, app removed): only a new sign-in helps.
+DEAD_TOKEN_CODES = frozenset({102, 190})
+DEAD_TOKEN_SUBCODES = frozenset(range(458, 468))
+AUTH_CODES = frozenset({10}) | frozenset(range(200, 300))
 RATE_CODES = frozenset({4, 17, 32, 613}) | frozenset(range(80001, 80015))
 TEMPORARY_CODES = frozenset({1, 2})
 NOT_READY_CODE = 9007
@@ -65,7 +69,10 @@ def graph_error(status: int, body: str, path: str) -> PublishError:
         f"{path}: {status} code {code} subcode {error.get('error_subcode')}"
         f" trace {error.get('fbtrace_id')}"
     )
-    if code in AUTH_CODES or (error.get("type") == "OAuthException" and code is None):
+    oauth = error.get("type") == "OAuthException"
+    if code in DEAD_TOKEN_CODES or (oauth and error.get("error_subcode") in DEAD_TOKEN_SUBCODES):
+        return PublishError("destination.reconnect_needed", detail, message)
+    if code in AUTH_CODES or (oauth and code is None):
         return PublishError("publish.unauthorized", detail, message)
     if code in RATE_CODES:
         return TransientPublishError("publish.rate_limited", detail, message)

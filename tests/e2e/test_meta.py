@@ -107,9 +107,35 @@ def test_a_revoked_token_is_a_plain_failed_delivery(start_relay, meta: FakeMeta)
     delivery = server.wait_delivery(token, post["id"])
     assert delivery["destination"] == destination_id
     assert (delivery["status"], delivery["attempts"]) == ("failed", 1)
-    assert delivery["error"]["code"] == "publish.unauthorized"
+    assert delivery["error"]["code"] == "destination.reconnect_needed"
+    assert "Connect again" in delivery["error"]["message"]
     assert "Error validating access token" in delivery["error"]["message"]
     assert meta.of_kind("page_post") == []
+
+
+def test_an_expired_token_marks_the_channel_and_later_posts_fail_at_once(
+    start_relay, meta: FakeMeta
+) -> None:
+    server, token = crossposting_relay(start_relay)
+    ids = connect_all(server, meta)
+    meta.expire(meta.threads_token)
+    first = settled(server, token, server.upload(token, title="Torget")["id"])
+    expired = first[ids["threads"]]
+    assert (expired["status"], expired["attempts"]) == ("failed", 1)
+    assert expired["error"]["code"] == "destination.reconnect_needed"
+    assert "Session has expired" in expired["error"]["message"]
+    asked = len(meta.seen)
+    # the other channels are not held up by it
+    assert first[ids["facebook"]]["status"] == first[ids["instagram"]]["status"] == "delivered"
+
+    # The next post does not ask Threads again: it fails at once and says what to do.
+    second = settled(server, token, server.upload(token, file=False, title="Igen")["id"])
+    again = second[ids["threads"]]
+    assert (again["status"], again["attempts"]) == ("failed", 1)
+    assert again["error"]["code"] == "destination.reconnect_needed"
+    assert "Open Channels in the relay and choose Connect again" in again["error"]["message"]
+    assert not [c for c in meta.seen[asked:] if c.path.startswith("/threads/")]
+    assert len(meta.of_kind("thread")) == 0
 
 
 def test_a_lost_publish_answer_makes_one_instagram_post(start_relay, meta: FakeMeta) -> None:

@@ -66,7 +66,14 @@ def _channel_view(row: Any) -> dict[str, Any]:
         "service": CHANNEL_NAMES.get(row["type"], row["type"].capitalize()),
         "account": _account(row),
         "added": datetime.fromtimestamp(row["created_at"], UTC).strftime("%Y-%m-%d"),
+        "reconnect": destinations.needs_reconnect(row),
+        # Where "Connect again" starts: the service's own sign-in, when the web app has one.
+        "reconnect_action": RECONNECT_ACTIONS.get(row["type"]),
     }
+
+
+# The channel types whose sign-in the web app can start again, and where.
+RECONNECT_ACTIONS = {"facebook": "/channels/facebook", "instagram": "/channels/facebook"}
 
 
 def _problem(request: web.Request, exc: Exception) -> str:
@@ -104,6 +111,10 @@ def _problem(request: web.Request, exc: Exception) -> str:
         ),
         "publish.rate_limited": _(
             "The service asks the relay to slow down. Try again in a few minutes."
+        ),
+        "destination.reconnect_needed": _(
+            "The service no longer accepts this channel's sign-in (it expired, or was "
+            "withdrawn). Choose Connect again."
         ),
         "publish.private_address": _(
             "This address is on a private network, which the relay may not reach. Ask your "
@@ -156,6 +167,27 @@ async def _save(request: web.Request, user: Signed, type_: str, made: dict[str, 
     )
 
 
+async def _save_or_renew(
+    request: web.Request, user: Signed, type_: str, made: dict[str, Any], key: str
+) -> str:
+    """A channel connected again (the same account, ``config[key]``) gets the new token and a
+    fresh config, which clears "reconnect needed"; its deliveries' history stays with it."""
+
+    def save(conn: Connection) -> str:
+        for row in destinations.list_destinations(conn, user.user_id):
+            config = json.loads(row["config"] or "{}")
+            if row["type"] == type_ and config.get(key) == made["config"][key]:
+                destinations.update_destination(
+                    conn, row["id"], url=made["url"], token=made["token"], config=made["config"]
+                )
+                return str(row["id"])
+        return destinations.add_destination(
+            conn, user.user_id, type_, made["url"], None, made["token"], made["config"]
+        )
+
+    return await request.app[RELAY].db.run(save)
+
+
 # --- the list, check, remove ------------------------------------------------------------------
 
 
@@ -183,6 +215,8 @@ async def check(request: web.Request, user: Signed) -> web.Response:
         said = await adapter_for(destination_from_row(row), connect.http(request)).check()
     except PublishError as exc:
         log.info("check of destination %s failed: %s %s", row["id"], exc.code, exc.detail)
+        if exc.code == "destination.reconnect_needed":
+            await request.app[RELAY].db.run(destinations.mark_reconnect_needed, row["id"])
         result = {"id": row["id"], "ok": False, "message": _problem(request, exc)}
     else:
         result = {
@@ -426,10 +460,10 @@ async def facebook_pick(request: web.Request, user: Signed) -> web.StreamRespons
     for page in pages:
         if f"facebook:{page['id']}" in picked:
             made = meta.destinations_for(request, page, "facebook")
-            added.append(await _save(request, user, "facebook", made))
+            added.append(await _save_or_renew(request, user, "facebook", made, "page_id"))
         if page["instagram"] and f"instagram:{page['instagram']['id']}" in picked:
             made = meta.destinations_for(request, page, "instagram")
-            added.append(await _save(request, user, "instagram", made))
+            added.append(await _save_or_renew(request, user, "instagram", made, "ig_user_id"))
     if not added:
         response = await _page(
             request, user, 400, problem=_("You picked nothing, so nothing was connected.")
