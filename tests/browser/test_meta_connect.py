@@ -103,3 +103,52 @@ def test_a_denied_login_connects_nothing(relay: RelayServer, meta: FakeMeta, pag
     page.get_by_role("button", name="Cancel").click()
     expect(page.get_by_role("alert")).to_contain_text("You did not allow the relay to post there")
     assert len(destinations(relay)) == before
+
+
+def settled_deliveries(relay: RelayServer, post_id: str) -> dict[str, dict]:
+    token = relay.erik["token"]  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 90
+    while True:
+        deliveries = relay.wait_settled(token, post_id, 90)["deliveries"]
+        if all(d["status"] != "pending" for d in deliveries) or time.monotonic() > deadline:
+            return {d["destination"]: d for d in deliveries}
+        time.sleep(0.2)
+
+
+def test_an_expired_page_token_asks_to_connect_again_and_a_new_login_clears_it(
+    relay: RelayServer, meta: FakeMeta, page: Page
+) -> None:
+    sign_in(page, relay, "erik", PASSWORD)
+    expect(page.get_by_role("heading", name="Your posts")).to_be_visible()
+    page.goto(relay.url + "/channels")
+    page.get_by_role("button", name="Connect Facebook").click()
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_label("Facebook Page Kommunen").check()
+    page.get_by_role("button", name="Connect the ticked ones").click()
+    expect(page.get_by_role("status")).to_contain_text("Connected: Facebook, Kommunen")
+    [facebook] = [d for d in destinations(relay) if d["type"] == "facebook"]
+
+    meta.expire(meta.page_token)  # Meta: "Session has expired", code 190 subcode 463
+    post = relay.upload(relay.erik["token"], title="Hej", text="Utgånget")  # type: ignore[attr-defined]
+    failed = settled_deliveries(relay, post["id"])[facebook["id"]]
+    assert failed["error"]["code"] == "destination.reconnect_needed", failed
+
+    page.goto(relay.url + "/channels")
+    row = page.locator(f"#channel-{facebook['id']}")
+    expect(row).to_contain_text("Reconnect needed")
+    assert axe_violations(page) == []
+    # Logging in again gives a new Page token; the same channel takes it, no second one.
+    meta.page_token = "EAAPageRenewed" + "n" * 20
+    row.get_by_role("button", name="Connect again").click()
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_label("Facebook Page Kommunen").check()
+    page.get_by_role("button", name="Connect the ticked ones").click()
+    expect(page.get_by_role("status")).to_contain_text("Connected: Facebook, Kommunen")
+    expect(page.locator(f"#channel-{facebook['id']}")).not_to_contain_text("Reconnect needed")
+    assert [d["id"] for d in destinations(relay) if d["type"] == "facebook"] == [facebook["id"]]
+
+    post = relay.upload(relay.erik["token"], title="Hej igen", text="Förnyat")  # type: ignore[attr-defined]
+    delivered = settled_deliveries(relay, post["id"])[facebook["id"]]
+    assert delivered["status"] == "delivered", delivered
+    create = meta.calls("page.feed.create")[-1]
+    assert create.headers["Authorization"] == f"Bearer {meta.page_token}"
