@@ -163,13 +163,14 @@ def test_a_lost_answer_is_found_again_not_posted_twice(fake: FakeMeta, kind: str
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_an_expired_token_is_a_plain_unauthorized_failure(fake: FakeMeta, kind: str) -> None:
+def test_an_expired_token_is_a_reconnect_needed_failure(fake: FakeMeta, kind: str) -> None:
     for token in (fake.page_token, fake.user_token, fake.threads_token):
         fake.expire(token)
     with pytest.raises(PublishError) as raised:
         publish(fake, kind, outgoing())
     assert not isinstance(raised.value, TransientPublishError)
-    assert raised.value.code == "publish.unauthorized"
+    assert raised.value.code == "destination.reconnect_needed"
+    assert "Connect again" in raised.value.public()["message"]
     assert "Session has expired" in raised.value.public()["message"]
     assert "fbtrace" not in raised.value.public()["message"]
 
