@@ -131,6 +131,12 @@ class Settings(BaseSettings):
     meta_app_secret: SecretStr | None = None
     meta_graph_url: str = "https://graph.facebook.com/v21.0"
     meta_dialog_url: str = "https://www.facebook.com/v21.0/dialog/oauth"
+    # Threads has its own login and its own app id and secret (the Meta app's "Threads app");
+    # unset, the web app offers no "Connect Threads".
+    threads_app_id: str = ""
+    threads_app_secret: SecretStr | None = None
+    threads_graph_url: str = "https://graph.threads.net"
+    threads_authorize_url: str = "https://threads.net/oauth/authorize"
 
     # Field validators (not the model validator) check single values, so that an error names
     # its variable and pydantic never echoes the whole input, passwords included.

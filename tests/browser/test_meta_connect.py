@@ -33,6 +33,10 @@ def relay(tmp_path_factory: pytest.TempPathFactory, meta: FakeMeta) -> Iterator[
         RELAY_META_APP_SECRET=meta.app_secret,
         RELAY_META_GRAPH_URL=meta.facebook_url,
         RELAY_META_DIALOG_URL=meta.url + "/dialog/oauth",
+        RELAY_THREADS_APP_ID=meta.app_id,
+        RELAY_THREADS_APP_SECRET=meta.app_secret,
+        RELAY_THREADS_GRAPH_URL=meta.url + "/threads",
+        RELAY_THREADS_AUTHORIZE_URL=meta.url + "/dialog/oauth",
     )
     server.start()
     server.erik = server.add_user("erik")  # type: ignore[attr-defined]
@@ -152,3 +156,30 @@ def test_an_expired_page_token_asks_to_connect_again_and_a_new_login_clears_it(
     assert delivered["status"] == "delivered", delivered
     create = meta.calls("page.feed.create")[-1]
     assert create.headers["Authorization"] == f"Bearer {meta.page_token}"
+
+
+def test_threads_login_connects_the_account(relay: RelayServer, meta: FakeMeta, page: Page) -> None:
+    sign_in(page, relay, "erik", PASSWORD)
+    expect(page.get_by_role("heading", name="Your posts")).to_be_visible()
+    page.goto(relay.url + "/channels")
+    page.get_by_role("button", name="Connect Threads").click()
+    # Threads' Authorization Window, for the Threads scopes only.
+    expect(page.get_by_role("heading", name="Relay is requesting access")).to_be_visible()
+    assert "threads_content_publish" in page.content()
+    assert "pages_manage_posts" not in page.content()
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_role("status")).to_contain_text("Connected: Threads, @kommunen")
+    assert axe_violations(page) == []
+    assert meta.threads_token not in page.content()
+    # code → short-lived token → long-lived token, each in a POST body: no secret in a URL
+    assert len(meta.calls("threads.oauth.token")) == 1
+    assert len(meta.calls("threads.oauth.exchange")) == 1
+    code = next(c for c in meta.codes.values() if "threads_basic" in str(c["scope"]))
+    assert code["used"] and code["redirect_uri"] == relay.url + "/channels/threads/callback"
+    [threads] = [d for d in destinations(relay) if d["type"] == "threads"]
+
+    post = relay.upload(relay.erik["token"], title="Tråden", text="Från Threads-inloggningen")  # type: ignore[attr-defined]
+    delivered = settled_deliveries(relay, post["id"])[threads["id"]]
+    assert delivered["status"] == "delivered", delivered
+    thread = meta.of_kind("thread")[-1]
+    assert thread["text"].startswith("Tråden\n\nFrån Threads-inloggningen")

@@ -201,6 +201,9 @@ class FakeMeta(FakeService):
             self._wrap(self.th_limit),
             name="threads.limit",
         )
+        # Threads' own login: the same dialog, its own token endpoints (no version in the path)
+        add("POST", "/threads/oauth/access_token", self.threads_code, name="threads.oauth.token")
+        add("POST", "/threads/access_token", self.threads_exchange, name="threads.oauth.exchange")
         add("GET", TH + "/{id}", self._wrap(self.get_object), name="threads.get")
         add("DELETE", TH + "/{id}", self._wrap(self.delete_object), name="threads.delete")
 
@@ -660,6 +663,44 @@ class FakeMeta(FakeService):
         self.short_tokens.add(short)
         return web.json_response(
             {"access_token": short, "token_type": "bearer", "expires_in": 5183}
+        )
+
+    async def threads_code(self, request: web.Request) -> web.Response:
+        """``grant_type=authorization_code``: a short-lived Threads token and the account id."""
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        if form.get("client_id") != self.app_id or form.get("client_secret") != self.app_secret:
+            body = GraphError("Error validating client secret.", 1, 0).body
+            return web.json_response(body, status=400)
+        given = self.codes.get(form.get("code", ""))
+        if (
+            form.get("grant_type") != "authorization_code"
+            or given is None
+            or given["used"]
+            or given["redirect_uri"] != form.get("redirect_uri")
+        ):
+            body = GraphError("Invalid verification code format.", 100, 36007).body
+            return web.json_response(body, status=400)
+        given["used"] = True
+        short = "THShort" + secrets.token_urlsafe(12)
+        self.short_tokens.add(short)
+        return web.json_response({"access_token": short, "user_id": int(self.threads_user_id)})
+
+    async def threads_exchange(self, request: web.Request) -> web.Response:
+        """``grant_type=th_exchange_token``: the short-lived token for the long-lived one."""
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        if form.get("client_secret") != self.app_secret:
+            body = GraphError("Error validating client secret.", 1, 0).body
+            return web.json_response(body, status=400)
+        if form.get("grant_type") != "th_exchange_token" or not str(
+            form.get("access_token", "")
+        ).startswith("THShort"):
+            body = GraphError("Error validating access token", 190, 460).body
+            return web.json_response(body, status=400)
+        if form["access_token"] not in self.short_tokens:
+            body = GraphError("Error validating access token", 190, 460).body
+            return web.json_response(body, status=400)
+        return web.json_response(
+            {"access_token": self.threads_token, "token_type": "bearer", "expires_in": 5183944}
         )
 
     async def accounts(self, request: web.Request, oid: str, params: dict, token: str) -> Any:

@@ -27,7 +27,7 @@ from relay.publish import Destination, adapter_for
 from relay.publish.deliver import destination_from_row
 from relay.publish.webhook import new_secret
 from relay.web.app import connect
-from relay.web.app.connect import indieauth, mastodon, meta, wordpress
+from relay.web.app.connect import indieauth, mastodon, meta, threads, wordpress
 from relay.web.app.page import Signed, gettext_for, read_form, render, signed_page
 from relay.web.app.views import CHANNEL_NAMES
 
@@ -73,7 +73,11 @@ def _channel_view(row: Any) -> dict[str, Any]:
 
 
 # The channel types whose sign-in the web app can start again, and where.
-RECONNECT_ACTIONS = {"facebook": "/channels/facebook", "instagram": "/channels/facebook"}
+RECONNECT_ACTIONS = {
+    "facebook": "/channels/facebook",
+    "instagram": "/channels/facebook",
+    "threads": "/channels/threads",
+}
 
 
 def _problem(request: web.Request, exc: Exception) -> str:
@@ -139,6 +143,7 @@ async def _page(
             "channels": [_channel_view(row) for row in rows],
             "form": {},
             "meta_enabled": meta.enabled(request),
+            "threads_enabled": threads.enabled(request),
             **shown,
         },
         status=status,
@@ -475,6 +480,49 @@ async def facebook_pick(request: web.Request, user: Signed) -> web.StreamRespons
     raise redirect
 
 
+# --- Threads' own login (relay/web/app/connect/threads.py) ------------------------------------
+
+
+@signed_page
+async def begin_threads(request: web.Request, user: Signed) -> web.StreamResponse:
+    await read_form(request)
+    if not threads.enabled(request):
+        raise web.HTTPNotFound()
+    state = connect.new_state()
+    target = threads.authorize_url(request, state)
+    response = render(
+        request,
+        "app/channels_continue.html",
+        {"user": user, "room": "channels", "here": "/channels", "target": target,
+         "host": urlsplit(target).netloc},
+    )  # fmt: skip
+    connect.remember(request, response, user.user_id, "threads", state, {})
+    return response
+
+
+@signed_page
+async def threads_callback(request: web.Request, user: Signed) -> web.StreamResponse:
+    _ = gettext_for(request)
+    pending = connect.finish(request, user.user_id, "threads", request.query.get("state"))
+    if pending is None:
+        return await _page(
+            request, user, 400,
+            problem=_("This sign-in has expired or did not start here, so nothing was connected. "
+                      "Start again below."),
+        )  # fmt: skip
+    try:
+        made = await threads.complete(request)
+    except (PublishError, connect.ConnectFailed) as exc:
+        log.info("connecting threads failed after sign-in: %s", exc)
+        response = await _page(request, user, 400, problem=_problem(request, exc))
+        connect.forget(request, response)
+        return response
+    destination_id = await _save_or_renew(request, user, "threads", made, "threads_user_id")
+    redirect = web.HTTPSeeOther(f"/channels?added={destination_id}")
+    connect.forget(request, redirect)
+    raise redirect
+
+
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/channels", channels_page)
     app.router.add_post("/channels/webhook", add_webhook)
@@ -482,6 +530,8 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/channels/facebook", begin_facebook)
     app.router.add_get("/channels/facebook/callback", facebook_callback)
     app.router.add_post("/channels/facebook/pick", facebook_pick)
+    app.router.add_post("/channels/threads", begin_threads)
+    app.router.add_get("/channels/threads/callback", threads_callback)
     services = "{service:mastodon|wordpress|micropub}"
     app.router.add_post(f"/channels/{services}", begin)
     app.router.add_get(f"/channels/{services}/callback", callback)

@@ -1,0 +1,113 @@
+"""Connecting a Threads account through Threads' own login (Threads API "Get Access Tokens").
+
+The person is sent to the Authorization Window (``RELAY_THREADS_AUTHORIZE_URL``) with the
+Threads app id (``RELAY_THREADS_APP_ID``) and the scopes ``threads_basic`` and
+``threads_content_publish`` (``threads_delete`` to take posts down); the code that comes back
+to ``/channels/threads/callback`` is exchanged at ``/oauth/access_token``
+(``grant_type=authorization_code``) for a short-lived token and the account's id, that token
+at ``/access_token`` (``grant_type=th_exchange_token``) for a long-lived one (60 days), and
+``/v1.0/me`` names the account. The app secret goes in POST bodies, never in a URL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from relay.context import RELAY
+from relay.errors import PublishError
+from relay.publish.graph import graph_error
+from relay.web.app import connect
+
+SCOPES = "threads_basic,threads_content_publish,threads_delete"
+
+
+def enabled(request: web.Request) -> bool:
+    settings = request.app[RELAY].settings
+    return bool(settings.threads_app_id and settings.threads_app_secret)
+
+
+def _graph(request: web.Request) -> str:
+    return request.app[RELAY].settings.threads_graph_url.rstrip("/")
+
+
+def _secret(request: web.Request) -> str:
+    secret = request.app[RELAY].settings.threads_app_secret
+    return secret.get_secret_value() if secret is not None else ""
+
+
+def authorize_url(request: web.Request, state: str) -> str:
+    settings = request.app[RELAY].settings
+    query = {
+        "client_id": settings.threads_app_id,
+        "redirect_uri": connect.callback_url(request, "threads"),
+        "scope": SCOPES,
+        "response_type": "code",
+        "state": state,
+    }
+    return f"{settings.threads_authorize_url}?{urlencode(query)}"
+
+
+async def _call(request: web.Request, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    status, answer, text = await connect.read_json(
+        connect.http(request), method, _graph(request) + path, **kwargs
+    )
+    if status != 200 or not isinstance(answer, dict):
+        raise graph_error(status, text, path)
+    return answer
+
+
+async def complete(request: web.Request) -> dict[str, Any]:
+    """The new destination's fields for the code that came back to the callback."""
+    if request.query.get("error"):
+        raise connect.ConnectFailed("denied")
+    code = request.query.get("code", "")
+    if not code:
+        raise connect.ConnectFailed("no-code")
+    settings = request.app[RELAY].settings
+    short = await _call(
+        request,
+        "POST",
+        "/oauth/access_token",
+        data={
+            "client_id": settings.threads_app_id,
+            "client_secret": _secret(request),
+            "grant_type": "authorization_code",
+            "redirect_uri": connect.callback_url(request, "threads"),
+            "code": code,
+        },
+    )
+    if not short.get("access_token"):
+        raise PublishError("publish.unauthorized", "/oauth/access_token: no access_token")
+    long = await _call(
+        request,
+        "POST",
+        "/access_token",
+        data={
+            "grant_type": "th_exchange_token",
+            "client_secret": _secret(request),
+            "access_token": str(short["access_token"]),
+        },
+    )
+    token = str(long.get("access_token") or short["access_token"])
+    me = await _call(
+        request,
+        "GET",
+        "/v1.0/me",
+        params={"fields": "id,username"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    user_id = str(me.get("id") or short.get("user_id") or "")
+    if not user_id.isdigit():
+        raise PublishError("publish.rejected", "/v1.0/me: no account id")
+    username = str(me.get("username") or "")
+    return {
+        "url": _graph(request) + "/v1.0",
+        "token": token,
+        "config": {
+            "threads_user_id": user_id,
+            "account": f"@{username}" if username else user_id,
+        },
+    }
