@@ -22,7 +22,16 @@ from relay.db import Database, destinations, queries
 from relay.errors import PublishError, TransientPublishError
 from relay.lifecycle import ATTEMPTS, BACKOFF_CAP, DELIVER, settle
 from relay.model import DeliveryStatus, ItemStatus, Kind, Post
-from relay.publish import Destination, Editor, Media, Outgoing, Remote, Retractor, adapter_for
+from relay.publish import (
+    Destination,
+    Editor,
+    Media,
+    Outgoing,
+    Remote,
+    Retractor,
+    adapter_for,
+    renew,
+)
 from relay.publish.net import Http
 from relay.storage import Store
 
@@ -125,6 +134,7 @@ class Publisher:
             return
         outgoing = self._outgoing(post, delivery["id"], delivery["id"], delivery["attempts"] + 1)
         try:
+            row = await renew.fresh(self.db, self.http, row)
             adapter = adapter_for(destination_from_row(row), self.http)
             published = await asyncio.wait_for(adapter.publish(outgoing), self.timeout)
         except TimeoutError:

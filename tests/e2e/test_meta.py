@@ -150,3 +150,31 @@ def test_a_lost_publish_answer_makes_one_instagram_post(start_relay, meta: FakeM
     [media] = meta.of_kind("ig_media")
     assert delivery["remote_url"] == media["permalink"]
     assert len(meta.calls("ig.publish")) == 1
+
+
+def test_a_threads_token_near_its_end_is_renewed_before_posting(
+    start_relay, meta: FakeMeta
+) -> None:
+    server, token = crossposting_relay(start_relay)
+    ends_soon = int(time.time()) + 3 * 86400  # inside the week before its end
+    server.add_destination(
+        "threads",
+        meta.threads_url,
+        meta.threads_token,
+        f"threads_user_id={meta.threads_user_id}",
+        f"token_expires_at={ends_soon}",
+    )
+    old = meta.threads_token
+    post = server.upload(token, file=False, title="Förnyat", text="Med en ny nyckel.")
+    delivery = server.wait_delivery(token, post["id"], timeout=90)
+    assert delivery["status"] == "delivered", delivery
+    [refresh] = meta.calls("threads.refresh")
+    assert old in refresh.headers["Authorization"] and old not in refresh.path
+    assert meta.threads_token != old  # the fake no longer takes the old one
+    [create] = meta.calls("threads.create")
+    assert create.headers["Authorization"] == f"Bearer {meta.threads_token}"
+
+    # renewed for 60 days: the next post does not renew again
+    second = server.upload(token, file=False, title="Igen", text="Samma nyckel.")
+    assert server.wait_delivery(token, second["id"], timeout=90)["status"] == "delivered"
+    assert len(meta.calls("threads.refresh")) == 1

@@ -204,6 +204,7 @@ class FakeMeta(FakeService):
         # Threads' own login: the same dialog, its own token endpoints (no version in the path)
         add("POST", "/threads/oauth/access_token", self.threads_code, name="threads.oauth.token")
         add("POST", "/threads/access_token", self.threads_exchange, name="threads.oauth.exchange")
+        add("GET", "/threads/refresh_access_token", self.threads_refresh, name="threads.refresh")
         add("GET", TH + "/{id}", self._wrap(self.get_object), name="threads.get")
         add("DELETE", TH + "/{id}", self._wrap(self.delete_object), name="threads.delete")
 
@@ -699,6 +700,21 @@ class FakeMeta(FakeService):
         if form["access_token"] not in self.short_tokens:
             body = GraphError("Error validating access token", 190, 460).body
             return web.json_response(body, status=400)
+        return web.json_response(
+            {"access_token": self.threads_token, "token_type": "bearer", "expires_in": 5183944}
+        )
+
+    async def threads_refresh(self, request: web.Request) -> web.Response:
+        """``grant_type=th_refresh_token``: a live long-lived token for a new one (60 days);
+        the old one stops working here (a test then sees which one the relay uses)."""
+        try:
+            token = self._token(request, dict(request.query))
+        except GraphError as exc:
+            return web.json_response(exc.body, status=400)
+        if request.query.get("grant_type") != "th_refresh_token" or token != self.threads_token:
+            body = GraphError("Error validating access token", 190, 460).body
+            return web.json_response(body, status=400)
+        self.threads_token = "THAARenewed" + secrets.token_urlsafe(12)
         return web.json_response(
             {"access_token": self.threads_token, "token_type": "bearer", "expires_in": 5183944}
         )

@@ -11,6 +11,7 @@ at ``/access_token`` (``grant_type=th_exchange_token``) for a long-lived one (60
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -103,11 +104,15 @@ async def complete(request: web.Request) -> dict[str, Any]:
     if not user_id.isdigit():
         raise PublishError("publish.rejected", "/v1.0/me: no account id")
     username = str(me.get("username") or "")
+    lasts = long.get("expires_in")
+    # When the long-lived token ends: deliveries renew it a week before (relay/publish/renew.py).
+    expires_at = time.time() + (float(lasts) if isinstance(lasts, (int, float)) else 5184000)
     return {
         "url": _graph(request) + "/v1.0",
         "token": token,
         "config": {
             "threads_user_id": user_id,
             "account": f"@{username}" if username else user_id,
+            "token_expires_at": int(expires_at),
         },
     }
