@@ -19,6 +19,7 @@ from relay.context import RELAY, Relay
 from relay.errors import NotFound
 from relay.model import Kind, Post, PostState
 from relay.web import pages
+from relay.web.app import i18n
 
 EMBED_CSP = (
     "default-src 'none'; img-src * data:; media-src *; style-src 'self'; frame-ancestors *; "
@@ -87,7 +88,7 @@ async def embed_page(request: web.Request) -> web.Response:
     if found is None:
         raise NotFound()
     ui_lang = pages.reader_language(request)
-    words = pages.i18n.translations(ui_lang)
+    words = i18n.translations(ui_lang)
     html = pages._templates.get_template("embed.html").render(
         lang=pages.page_language(relay, post),
         ui_lang=ui_lang,
