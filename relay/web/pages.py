@@ -167,7 +167,6 @@ async def post_page(request: web.Request) -> web.Response:
         Kind=Kind,
         player=embed.player(post),
         embed_url=embed.embed_url(relay, post.id),
-        https=page_url.startswith("https://"),
     )
     headers = {
         **SECURITY_HEADERS,
