@@ -39,6 +39,15 @@ CLIPS = {
     # Already web-ready: H.264 High, yuv420p, AAC, index in front. The relay remuxes it.
     "web.mp4": "-c:v libx264 -preset veryfast -crf 20 -profile:v high -pix_fmt yuv420p "
     "-c:a aac -b:a 128k -movflags +faststart",
+    # An HDR phone clip: 10-bit HEVC, BT.2020 with the HLG transfer, tagged as an iPhone tags it.
+    "hlg.mov": "-c:v libx265 -preset ultrafast -crf 22 -pix_fmt yuv420p10le -tag:v hvc1 "
+    "-x265-params log-level=error -color_primaries bt2020 -color_trc arib-std-b67 "
+    "-colorspace bt2020nc -c:a aac -b:a 128k",
+}
+# The picture of a clip, before its encoder: grain, and for HDR clips the pattern taken to HLG.
+PICTURE = {
+    "hlg.mov": "noise=alls=8:allf=t,format=gbrpf32le,zscale=pin=bt709:tin=bt709:min=gbr:"
+    "p=bt2020:t=arib-std-b67:m=bt2020nc:r=tv:npl=100,format=yuv420p10le",
 }
 
 
@@ -55,7 +64,7 @@ def clip(folder: Path, name: str, seconds: int) -> Path:
         "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
         "-f", "lavfi", "-i", f"testsrc2=size=1920x1080:rate=30:duration={seconds}",
         "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
-        "-vf", "noise=alls=8:allf=t", "-shortest", *CLIPS[name].split(),
+        "-vf", PICTURE.get(name, "noise=alls=8:allf=t"), "-shortest", *CLIPS[name].split(),
         "-f", "matroska" if name.endswith(".mkv") else "mp4" if name.endswith(".mp4") else "mov",
         str(tmp),
     ]  # fmt: skip

@@ -152,6 +152,10 @@ def probe_args(path: Path, demuxer: str) -> list[str]:
 # --- what ffprobe says -----------------------------------------------------------------------
 
 
+HDR_TRANSFERS: Final = frozenset({"arib-std-b67", "smpte2084"})
+"""HLG and PQ, as ffprobe names them."""
+
+
 @dataclass(frozen=True, slots=True)
 class VideoStream:
     index: int
@@ -165,6 +169,14 @@ class VideoStream:
     """Display rotation, a multiple of 90 in 0..270 (anything else counts as 0)."""
     sar: Fraction
     field_order: str
+    color_transfer: str = ""
+    """ffprobe's name of the transfer function: ``arib-std-b67`` is HLG, ``smpte2084`` is PQ."""
+    color_primaries: str = ""
+
+    @property
+    def hdr(self) -> bool:
+        """HLG or PQ (HDR10): shown as it is, it looks washed out on an SDR screen."""
+        return self.color_transfer in HDR_TRANSFERS
 
     @property
     def displayed(self) -> tuple[int, int]:
@@ -256,6 +268,8 @@ def _video_stream(s: dict[str, Any]) -> VideoStream:
         rotation=_rotation(s),
         sar=_rate(s.get("sample_aspect_ratio"), ":") or Fraction(1),
         field_order=str(s.get("field_order") or "progressive"),
+        color_transfer=str(s.get("color_transfer") or ""),
+        color_primaries=str(s.get("color_primaries") or ""),
     )
 
 

@@ -9,6 +9,8 @@ Probe first (ffprobe, under a timeout), refuse what is too long or has too many 
 - anything else: transcode to H.264 (libx264, CRF and preset from the options), yuv420p, even
   dimensions, at most 1920 px on the long side, at most 60 fps, AAC 128 kb/s 48 kHz stereo.
   ffmpeg's autorotate turns the pixels upright and writes no rotation.
+- HDR (HLG or PQ, by ffprobe's ``color_transfer``) is always transcoded, never remuxed, and
+  tone-mapped to BT.709 SDR (``tone_map``), tagged BT.709, 8-bit 4:2:0.
 
 Either way only the first video and the first audio stream are kept, without any metadata,
 chapters, data or subtitle streams. The poster comes from the MP4 (small, upright, H.264):
@@ -47,6 +49,9 @@ _STRIP: Final = {
     "movflags": "+faststart",
     "max_muxing_queue_size": 1024,  # audio far ahead of video must not fail the mux
 }
+
+_BT709_TAGS: Final = {"color_primaries": "bt709", "color_trc": "bt709", "colorspace": "bt709"}
+"""What a tone-mapped clip says it is, so players do not take it for BT.601 or HDR."""
 
 _POSTER_WINDOW: Final = 10.0
 _POSTER_FPS: Final = 4
@@ -110,7 +115,8 @@ def web_ready(probed: av.Probe, mime: str) -> bool:
     if video is None or mime.lower() not in _REMUXABLE:
         return False
     return (
-        video.codec == "h264"
+        not video.hdr  # remuxed, it would stay HDR: washed out on almost every screen
+        and video.codec == "h264"
         and video.profile in WEB_PROFILES
         and video.pix_fmt == "yuv420p"
         and video.sar == 1
@@ -144,6 +150,8 @@ def transcode_args(job: HandlerInput, demuxer: str, probed: av.Probe, target: Pa
     picture = inp[str(video.index)].filter("scale", width, height).filter("setsar", 1)
     if video.fps is None or video.fps > MAX_FPS:
         picture = picture.filter("fps", MAX_FPS)
+    if video.hdr:
+        picture = tone_map(picture, video)
     picture = picture.filter("format", "yuv420p")
     streams: list[Any] = [picture]
     sound: dict[str, Any] = {}
@@ -161,9 +169,28 @@ def transcode_args(job: HandlerInput, demuxer: str, probed: av.Probe, target: Pa
             preset=_preset(options.get("video_preset", "veryfast")),
             pix_fmt="yuv420p",
             **{"profile:v": "high"},
+            **(_BT709_TAGS if video.hdr else {}),
             **sound,
             **_STRIP,
         )
+    )
+
+
+def tone_map(picture: Any, video: av.VideoStream) -> Any:
+    """HLG or PQ BT.2020 to BT.709 SDR, 8 bits: to linear light (100 nits is SDR white), the
+    BT.709 primaries in float, the highlights rolled off by Hable's curve without desaturating,
+    then the BT.709 transfer and matrix in limited range. It runs after scaling, on as few
+    pixels as the output has. The input's transfer is given, not read from the frames, so a clip
+    tagged only in its container is read right too."""
+    primaries = video.color_primaries if video.color_primaries == "bt2020" else "bt2020"
+    return (
+        picture.filter(
+            "zscale", tin=video.color_transfer, pin=primaries, min="bt2020nc", t="linear", npl=100
+        )
+        .filter("format", "gbrpf32le")
+        .filter("zscale", p="bt709")
+        .filter("tonemap", "hable", desat=0)
+        .filter("zscale", t="bt709", m="bt709", r="tv")
     )
 
 

@@ -9,7 +9,7 @@ import random
 import struct
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 LOCATION = "+59.3293+018.0686+012.000/"
 PASSWD_MARK = b"root:"
@@ -181,3 +181,34 @@ def ffconcat_list() -> bytes:
     return (
         b"ffconcat version 1.0\nfile 'file:///etc/passwd'\nfile 'concat:/etc/passwd|/etc/passwd'\n"
     )
+
+
+HLG: Final = "arib-std-b67"
+PQ: Final = "smpte2084"
+
+
+def hdr_clip(path: Path, transfer: str, size: str = "320x240", seconds: float = 1) -> Path:
+    """A 10-bit HEVC BT.2020 clip with the HLG or PQ transfer, tagged as a phone tags it: the
+    SDR test pattern taken to linear light and encoded with the HDR transfer (100 nits white)."""
+    ffmpeg(
+        *picture(size, seconds),
+        "-vf",
+        f"format=gbrpf32le,zscale=pin=bt709:tin=bt709:min=gbr:p=bt2020:t={transfer}"
+        ":m=bt2020nc:r=tv:npl=100,format=yuv420p10le",
+        "-c:v",
+        "libx265",
+        "-x265-params",
+        "log-level=error",
+        "-pix_fmt",
+        "yuv420p10le",
+        "-tag:v",
+        "hvc1",
+        "-color_primaries",
+        "bt2020",
+        "-color_trc",
+        transfer,
+        "-colorspace",
+        "bt2020nc",
+        str(path),
+    )
+    return path

@@ -1,5 +1,5 @@
 """Public pages: the post page (Open Graph, Twitter card, oEmbed discovery),
-``/oembed``, and the media the local store holds.
+``/oembed``, and the media the local store holds. The embed page is relay/web/embed.py.
 
 User-supplied active content is never rendered from this origin: only images, video, audio and
 PDF are served inline; everything else goes out as a sandboxed download. A draft is nobody's to
@@ -147,6 +147,8 @@ async def post_page(request: web.Request) -> web.Response:
     feed_url = f"{relay.settings.public_url}/u/{quote(owner, safe='')}/feed.atom" if owner else None
     ui_lang = reader_language(request)
     words = i18n.translations(ui_lang)
+    from relay.web import embed  # it builds on this module
+
     html = _templates.get_template("post.html").render(
         lang=page_language(relay, post),
         ui_lang=ui_lang,
@@ -163,6 +165,8 @@ async def post_page(request: web.Request) -> web.Response:
         media_url=functools.partial(relay.media_url, private=post.private),
         rendition=_rendition,
         Kind=Kind,
+        player=embed.player(post),
+        embed_url=embed.embed_url(relay, post.id),
     )
     headers = {
         **SECURITY_HEADERS,
@@ -230,6 +234,14 @@ async def oembed(request: web.Request) -> web.Response:
                 width=chosen.width,
                 height=chosen.height,
             )
+    from relay.web import embed  # it builds on this module
+
+    player = embed.player(post)
+    if player is not None:
+        width, height = embed.fit(player.width, player.height, max_width, max_height)
+        body.update(
+            type="video", html=embed.iframe(relay, post, width, height), width=width, height=height
+        )
     return web.json_response(body, headers={"Access-Control-Allow-Origin": "*"})
 
 
@@ -321,7 +333,7 @@ def _wants_html(request: web.Request) -> bool:
     """The HTML routes (``/``, ``/p/…``), and any other unknown address a browser asks for;
     ``/api/``, feeds, oEmbed and media keep their own error bodies."""
     path = request.path
-    if path == "/" or path.startswith("/p/"):
+    if path == "/" or path.startswith(("/p/", "/embed/")):
         return True
     if path.startswith("/api/") or request.match_info.http_exception is None:
         return False  # a route of its own, with its own kind of error body
