@@ -161,7 +161,12 @@ async def _relay_ctx(app: web.Application) -> AsyncIterator[None]:
         if relay.publisher is not None:
             await relay.publisher.http.close()
         relay.pool.close()
-        relay.db.close()
+        # A claim a cancelled worker had handed to a database thread can run after the workers'
+        # release (the thread goes on though its caller is gone), and the job would then wait
+        # out its lease. With the threads stopped, release once more.
+        relay.db.close(
+            last=functools.partial(jobs.release_worker, prefix=relay.workers.worker_prefix)
+        )
         if relay.node_lock is not None:
             stop_node(relay.settings.data_dir, relay.workers.node, relay.node_lock)
 

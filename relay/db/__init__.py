@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from relay.sealed import Sealer
 
 T = TypeVar("T")
+
+log = logging.getLogger("relay.db")
 
 
 def lock(conn: Connection, *name: str) -> None:
@@ -164,8 +167,16 @@ class Database:
         with self.begin(write=write, engine=engine) as conn:
             return fn(conn, *args, **kwargs)
 
-    def close(self) -> None:
+    def close(self, last: Callable[[Connection], object] | None = None) -> None:
+        """Stop the database threads (waiting for what they run), then ``last(conn)`` in one
+        transaction, then the connections."""
         self._pool.shutdown(wait=True)
+        if last is not None:
+            try:
+                with self.begin() as conn:
+                    last(conn)
+            except Exception:  # the database is away: what ``last`` does waits for leases
+                log.warning("the last step before closing the database failed", exc_info=True)
         self.engine.dispose()
         self.volatile.dispose()
         if self.inline is not None:
