@@ -175,8 +175,8 @@ class Database:
             try:
                 with self.begin() as conn:
                     last(conn)
-            except Exception:  # the database is away: what ``last`` does waits for leases
-                log.warning("the last step before closing the database failed", exc_info=True)
+            except Exception as exc:  # the database is away: what ``last`` does waits for leases
+                log.warning("the last step before closing the database failed: %s", exc)
         self.engine.dispose()
         self.volatile.dispose()
         if self.inline is not None:
