@@ -333,6 +333,20 @@ async def begin(request: web.Request, user: Signed) -> web.StreamResponse:
     except (PublishError, connect.ConnectFailed) as exc:
         log.info("connecting %s failed before sign-in: %s", service, exc)
         return await _page(request, user, 400, problem=_problem(request, exc), form=kept)
+    return _leave_for(request, user, service, state, target, data)
+
+
+def _leave_for(
+    request: web.Request,
+    user: Signed,
+    service: str,
+    state: str,
+    target: str,
+    data: dict[str, Any],
+) -> web.Response:
+    """The page that sends the person on to the service's own sign-in (a link that
+    channels.js follows: the CSP's form-action blocks a redirect off this site), with the flow
+    remembered in its cookie."""
     response = render(
         request,
         "app/channels_continue.html",
@@ -388,14 +402,7 @@ async def begin_facebook(request: web.Request, user: Signed) -> web.StreamRespon
         raise web.HTTPNotFound()
     state = connect.new_state()
     target = meta.dialog_url(request, state)
-    response = render(
-        request,
-        "app/channels_continue.html",
-        {"user": user, "room": "channels", "here": "/channels", "target": target,
-         "host": urlsplit(target).netloc},
-    )  # fmt: skip
-    connect.remember(request, response, user.user_id, "facebook", state, {})
-    return response
+    return _leave_for(request, user, "facebook", state, target, {})
 
 
 @signed_page
@@ -490,14 +497,7 @@ async def begin_threads(request: web.Request, user: Signed) -> web.StreamRespons
         raise web.HTTPNotFound()
     state = connect.new_state()
     target = threads.authorize_url(request, state)
-    response = render(
-        request,
-        "app/channels_continue.html",
-        {"user": user, "room": "channels", "here": "/channels", "target": target,
-         "host": urlsplit(target).netloc},
-    )  # fmt: skip
-    connect.remember(request, response, user.user_id, "threads", state, {})
-    return response
+    return _leave_for(request, user, "threads", state, target, {})
 
 
 @signed_page
