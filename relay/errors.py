@@ -232,6 +232,16 @@ _SPECS.append(
     )
 )
 
+# A channel's daily quota used up (YouTube: relay/publish/google.py says when it comes back).
+_SPECS.append(
+    ErrorSpec(
+        "publish.quota_exceeded",
+        "The channel's daily quota for the relay is used up; publish the post again once it"
+        " resets.",
+        429,
+    )
+)
+
 # The web app's upload page (relay/web/app/upload.py): its script on the tus door.
 _SPECS.extend(
     [

@@ -63,6 +63,9 @@ class Media:
     duration: float | None
     alt: str
     read: Callable[[], AsyncIterator[bytes]]
+    variants: dict[str, Media] = field(default_factory=dict)
+    """Other forms of the same item an adapter may prefer (a video's ``original``, metadata
+    stripped, and its ``poster``; ``captions`` once items carry a captions track)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +146,7 @@ _BUILTIN = (
     "facebook",
     "instagram",
     "threads",
+    "youtube",
 )
 
 

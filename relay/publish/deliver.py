@@ -21,7 +21,7 @@ from relay import jobs, lifecycle
 from relay.db import Database, destinations, queries
 from relay.errors import PublishError, TransientPublishError
 from relay.lifecycle import ATTEMPTS, BACKOFF_CAP, DELIVER, settle
-from relay.model import DeliveryStatus, ItemStatus, Kind, Post
+from relay.model import DeliveryStatus, Item, ItemStatus, Kind, Post, Rendition
 from relay.publish import (
     Destination,
     Editor,
@@ -110,8 +110,33 @@ class Publisher:
                     duration=chosen.duration,
                     alt=item.alt or "",
                     read=lambda key=chosen.key: self.store.read(key),
+                    variants=self._variants(item, chosen, urls[item.id], post_json),
                 )
             )
+        return found
+
+    def _variants(
+        self, item: Item, chosen: Rendition, urls: dict[str, str], post_json: dict[str, Any]
+    ) -> dict[str, Media]:
+        """A video's original and poster, for channels that take them (YouTube)."""
+        if item.kind != Kind.VIDEO:
+            return {}
+        found: dict[str, Media] = {}
+        by_name = {r.name: r for r in item.renditions}
+        poster = by_name.get("poster")
+        if poster is not None:
+            found["poster"] = Media(
+                item.id, "image", poster.mime, poster.bytes, urls["poster"], poster.width,
+                poster.height, None, item.alt or "", lambda key=poster.key: self.store.read(key),
+            )  # fmt: skip
+        original = item.original
+        shown = next((i["original"] for i in post_json["items"] if i["id"] == item.id), None)
+        if original is not None and shown and shown.get("url"):
+            found["original"] = Media(
+                item.id, "video", original.mime, original.bytes, shown["url"], chosen.width,
+                chosen.height, chosen.duration, item.alt or "",
+                lambda key=original.key: self.store.read(key),
+            )  # fmt: skip
         return found
 
     async def deliver(self, job: jobs.Job) -> None:

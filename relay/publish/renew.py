@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from relay.db import Database, destinations
+from relay.publish import google
 from relay.publish.net import Http
 
 log = logging.getLogger("relay.publish.renew")
@@ -37,6 +38,8 @@ def _expires_at(config: Mapping[str, Any]) -> float | None:
 async def fresh(db: Database, http: Http, row: Mapping[str, Any]) -> Mapping[str, Any]:
     """The destination row, with its token renewed first when it is a Threads token that ends
     soon; the row as it was when it needs nothing or the renewal fails."""
+    if row["type"] == "youtube":  # Google's access tokens last an hour: relay/publish/google.py
+        return await google.fresh(db, http, row)
     if row["type"] != "threads" or not row["token"]:
         return row
     config = json.loads(row["config"] or "{}")
