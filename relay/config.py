@@ -137,6 +137,14 @@ class Settings(BaseSettings):
     threads_app_secret: SecretStr | None = None
     threads_graph_url: str = "https://graph.threads.net"
     threads_authorize_url: str = "https://threads.net/oauth/authorize"
+    # Google sign-in for YouTube channels: the OAuth client (type "Web application") of a Google
+    # Cloud project with the YouTube Data API v3; unset, the web app offers no "Connect
+    # YouTube". The three addresses change only to reach a test's stand-in.
+    youtube_client_id: str = ""
+    youtube_client_secret: SecretStr | None = None
+    youtube_api_url: str = "https://www.googleapis.com"
+    youtube_authorize_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    youtube_token_url: str = "https://oauth2.googleapis.com/token"
 
     # Field validators (not the model validator) check single values, so that an error names
     # its variable and pydantic never echoes the whole input, passwords included.

@@ -27,7 +27,7 @@ from relay.publish import Destination, adapter_for
 from relay.publish.deliver import destination_from_row
 from relay.publish.webhook import new_secret
 from relay.web.app import connect
-from relay.web.app.connect import indieauth, mastodon, meta, threads, wordpress
+from relay.web.app.connect import indieauth, mastodon, meta, threads, wordpress, youtube
 from relay.web.app.page import Signed, gettext_for, read_form, render, signed_page
 from relay.web.app.views import CHANNEL_NAMES
 
@@ -77,6 +77,7 @@ RECONNECT_ACTIONS = {
     "facebook": "/channels/facebook",
     "instagram": "/channels/facebook",
     "threads": "/channels/threads",
+    "youtube": "/channels/youtube",
 }
 
 
@@ -100,6 +101,10 @@ def _problem(request: web.Request, exc: Exception) -> str:
             ),
             "indieauth-wrong-me": _(
                 "The sign-in came back for another site than yours, so nothing was connected."
+            ),
+            "youtube-no-channel": _(
+                "This Google account has no YouTube channel yet. Create one on YouTube, then "
+                "connect again."
             ),
         }
         return reasons.get(exc.reason, reasons["no-code"])
@@ -144,6 +149,7 @@ async def _page(
             "form": {},
             "meta_enabled": meta.enabled(request),
             "threads_enabled": threads.enabled(request),
+            "youtube_enabled": youtube.enabled(request),
             **shown,
         },
         status=status,
@@ -523,6 +529,44 @@ async def threads_callback(request: web.Request, user: Signed) -> web.StreamResp
     raise redirect
 
 
+# --- Google sign-in for YouTube (relay/web/app/connect/youtube.py) ---------------------------
+
+
+@signed_page
+async def begin_youtube(request: web.Request, user: Signed) -> web.StreamResponse:
+    form = await read_form(request)
+    if not youtube.enabled(request):
+        raise web.HTTPNotFound()
+    private_as = str(form.get("private_as", "private"))
+    state = connect.new_state()
+    target = youtube.authorize_url(request, state)
+    data = {"private_as": private_as if private_as in youtube.PRIVATE_AS else "private"}
+    return _leave_for(request, user, "youtube", state, target, data)
+
+
+@signed_page
+async def youtube_callback(request: web.Request, user: Signed) -> web.StreamResponse:
+    _ = gettext_for(request)
+    pending = connect.finish(request, user.user_id, "youtube", request.query.get("state"))
+    if pending is None:
+        return await _page(
+            request, user, 400,
+            problem=_("This sign-in has expired or did not start here, so nothing was connected. "
+                      "Start again below."),
+        )  # fmt: skip
+    try:
+        made = await youtube.complete(request, pending)
+    except (PublishError, connect.ConnectFailed) as exc:
+        log.info("connecting youtube failed after sign-in: %s", exc)
+        response = await _page(request, user, 400, problem=_problem(request, exc))
+        connect.forget(request, response)
+        return response
+    destination_id = await _save_or_renew(request, user, "youtube", made, "channel_id")
+    redirect = web.HTTPSeeOther(f"/channels?added={destination_id}")
+    connect.forget(request, redirect)
+    raise redirect
+
+
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/channels", channels_page)
     app.router.add_post("/channels/webhook", add_webhook)
@@ -532,6 +576,8 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/channels/facebook/pick", facebook_pick)
     app.router.add_post("/channels/threads", begin_threads)
     app.router.add_get("/channels/threads/callback", threads_callback)
+    app.router.add_post("/channels/youtube", begin_youtube)
+    app.router.add_get("/channels/youtube/callback", youtube_callback)
     services = "{service:mastodon|wordpress|micropub}"
     app.router.add_post(f"/channels/{services}", begin)
     app.router.add_get(f"/channels/{services}/callback", callback)
