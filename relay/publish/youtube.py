@@ -159,6 +159,8 @@ class Plan:
     poster: Media | None = None
     captions: Media | None = None
     left_out: list[str] = field(default_factory=list)
+    cut: bool = False
+    """The title or the description is shorter than the post's: YouTube's limits cut it."""
 
 
 def choose_file(medium: Media) -> tuple[Media, str]:
@@ -295,7 +297,7 @@ class YouTubeAdapter:
         parts = [_clean(outgoing.text)]
         if short and "#shorts" not in outgoing.text.lower():
             parts.append("#Shorts")
-        description = fit(parts, outgoing.page_url, _description_fits).text
+        fitted = fit(parts, outgoing.page_url, _description_fits)
         private = bool(outgoing.post.get("private"))
         poster = medium.variants.get("poster")
         if poster is not None and (
@@ -311,13 +313,14 @@ class YouTubeAdapter:
             video=video,
             source=source,
             title=title,
-            description=description,
+            description=fitted.text,
             tags=_tags(list(outgoing.post.get("tags") or []), outgoing.idempotency_key),
             privacy=self.private_as if private else "public",
             short=short,
             poster=poster,
             captions=captions,
             left_out=left_out,
+            cut=fitted.cut or len(" ".join(outgoing.title.split())) > MAX_TITLE,
         )
 
     def _title(self, outgoing: Outgoing, short: bool) -> str:

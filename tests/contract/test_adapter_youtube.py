@@ -368,3 +368,24 @@ def test_the_adapter_is_registered() -> None:
     from relay.publish import registry
 
     assert registry()["youtube"] is YouTubeAdapter
+
+
+def test_the_web_apps_preview_shows_what_youtube_gets(fake: FakeYouTube, clip: bytes) -> None:
+    from relay.web.app.preview import channel_preview
+
+    photo = _medium(_jpeg(), "image/jpeg", "image", (320, 180), None)
+    refused = run(
+        destination(fake),
+        lambda a: channel_preview(destination(fake), a.api.http, outgoing([photo])),
+    )
+    assert refused.refused == "YouTube takes a video; this post has none"
+    shown = run(
+        destination(fake),
+        lambda a: channel_preview(destination(fake), a.api.http, outgoing([video(clip)])),
+    )
+    assert shown.text == f"Invigningen\n\nTorget invigs i dag.\n\n{PAGE}"
+    assert (shown.media, shown.cut, shown.refused) == (["item1"], False, "")
+    long = outgoing([video(clip)], text="Å" * 4000)
+    cut = run(destination(fake), lambda a: channel_preview(destination(fake), a.api.http, long))
+    assert cut.cut
+    assert fake.seen == []  # the preview asks nothing of YouTube

@@ -162,6 +162,23 @@ def _meta(destination: Destination, http: Http, outgoing: Outgoing) -> ChannelPr
     )
 
 
+def _youtube(destination: Destination, http: Http, outgoing: Outgoing) -> ChannelPreview:
+    """The YouTube adapter's own ``preflight``: the video's title and description, the video
+    it sends, or why it refuses the post (no video)."""
+    adapter = adapter_for(destination, http)
+    try:
+        plan = adapter.preflight(outgoing)  # type: ignore[attr-defined]
+    except PublishError as exc:
+        return ChannelPreview(destination.id, destination.type, "", cut=False, refused=exc.remote)
+    return ChannelPreview(
+        destination.id,
+        destination.type,
+        f"{plan.title}\n\n{plan.description}",
+        cut=plan.cut,
+        media=[plan.video.item_id],
+    )
+
+
 async def channel_preview(
     destination: Destination, http: Http, outgoing: Outgoing
 ) -> ChannelPreview:
@@ -177,6 +194,8 @@ async def channel_preview(
         return _wordpress(destination, outgoing)
     if kind in ("facebook", "instagram", "threads"):
         return _meta(destination, http, outgoing)
+    if kind == "youtube":
+        return _youtube(destination, http, outgoing)
     if kind == "webhook":  # the whole post as JSON
         return ChannelPreview(
             destination.id, kind, whole_text(outgoing), cut=False, media=_ids(outgoing.media)
