@@ -161,7 +161,9 @@ class Publisher:
         try:
             row = await renew.fresh(self.db, self.http, row)
             adapter = adapter_for(destination_from_row(row), self.http)
-            published = await asyncio.wait_for(adapter.publish(outgoing), self.timeout)
+            # An adapter that uploads large media (YouTube) may ask for longer than the rest.
+            timeout = max(self.timeout, getattr(adapter, "time_for", lambda _o: 0.0)(outgoing))
+            published = await asyncio.wait_for(adapter.publish(outgoing), timeout)
         except TimeoutError:
             error: PublishError = TransientPublishError("publish.unreachable", "timed out")
         except PublishError as exc:

@@ -105,6 +105,8 @@ CATEGORY = "22"  # People & Blogs, YouTube's own default for uploads
 RESUMES = 5
 """Lost connections (or 5xx) one upload may resume after, each after a growing pause."""
 RESUME_PAUSE = 0.5
+SLOW_UPLINK = 256 * 1024  # bytes a second
+UPLOAD_GRACE = 300.0
 UPLOAD_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
 _RANGE = re.compile(r"bytes=0-(\d+)$")
 
@@ -340,6 +342,15 @@ class YouTubeAdapter:
             "tags": plan.tags,
             "categoryId": CATEGORY,
         }
+
+    def time_for(self, outgoing: Outgoing) -> float:
+        """How long a delivery may take (relay/publish/deliver.py): a gigabyte clip does not
+        upload in the two minutes other channels get; this allows a slow uplink (2 Mbit/s).
+        The worker keeps the job's lease all along, so no other node starts it meanwhile."""
+        videos = [m for m in outgoing.media if m.kind == "video"]
+        if not videos:
+            return 0.0
+        return UPLOAD_GRACE + choose_file(videos[0])[0].bytes / SLOW_UPLINK
 
     # --- publish ------------------------------------------------------------------------------
 

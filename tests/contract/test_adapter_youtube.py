@@ -6,6 +6,7 @@ once only across attempts, edit and delete, quota and token errors as the relay'
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import inspect
 import io
@@ -389,3 +390,10 @@ def test_the_web_apps_preview_shows_what_youtube_gets(fake: FakeYouTube, clip: b
     cut = run(destination(fake), lambda a: channel_preview(destination(fake), a.api.http, long))
     assert cut.cut
     assert fake.seen == []  # the preview asks nothing of YouTube
+
+
+def test_a_large_video_gets_time_to_upload(fake: FakeYouTube, clip: bytes) -> None:
+    small = run(destination(fake), lambda a: a.time_for(outgoing([video(clip)])))
+    gigabyte = dataclasses.replace(video(clip), bytes=2**30, variants={})
+    large = run(destination(fake), lambda a: a.time_for(outgoing([gigabyte])))
+    assert small < 600 < 3600 < large
