@@ -207,9 +207,14 @@ class Api:
 
     async def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, str], str]:
         extra = kwargs.pop("headers", {})
+        # ``data`` may be a factory: a one-shot stream is made anew for the call after a refresh.
+        data = kwargs.pop("data", None)
         while True:
             headers = {"Authorization": f"Bearer {self.token}", **extra}
-            response = await self.http.request(method, self.url(path), headers=headers, **kwargs)
+            body = data() if callable(data) else data
+            response = await self.http.request(
+                method, self.url(path), headers=headers, data=body, **kwargs
+            )
             async with response:
                 status = response.status
                 found = {k: v for k, v in response.headers.items()}
@@ -417,7 +422,7 @@ class YouTubeAdapter:
             status, found, text = await self.api.call(
                 "PUT",
                 session,
-                data=_once(body) if body else None,
+                data=(lambda: _once(body)) if body else None,
                 headers=headers,
                 timeout=UPLOAD_TIMEOUT,
             )
