@@ -197,3 +197,18 @@ def test_an_edit_updates_the_video_and_a_delete_removes_it(
         assert client.delete(f"/api/v1/posts/{post['id']}").status_code == 204
     wait_for(lambda: video["deleted"], "deleted video", 60)
     assert len(youtube.calls("videos.delete")) == 1
+
+
+def test_a_retry_after_a_lost_answer_uploads_nothing_twice(
+    start_relay, youtube: FakeYouTube, clips: dict[str, bytes]
+) -> None:
+    server, token = crossposting_relay(start_relay)
+    connect(server, youtube)
+    youtube.lose("thumbnails.set")  # the video is up; the connection drops after the thumbnail
+    post = upload(server, token, clips["small"], title="En gång")
+    delivery = server.wait_delivery(token, post["id"], timeout=90)
+    assert (delivery["status"], delivery["attempts"]) == ("delivered", 2), delivery
+    # The second attempt found the first one's video by its tag, and set the thumbnail on it.
+    [video] = youtube.live()
+    assert youtube.used_inserts == 1 and video["thumbnail"] is not None
+    assert delivery["remote_url"].endswith(video["id"])
