@@ -269,3 +269,14 @@ def test_an_author_that_is_no_urn_is_refused() -> None:
 def test_check_names_the_person_and_the_page(fake: FakeLinkedIn) -> None:
     assert "Anna Lind" in run(destination(fake), lambda a: a.check())
     assert "Kommunen" in run(destination(fake, fake.organization), lambda a: a.check())
+
+
+def test_the_web_apps_preview_shows_the_text_as_readers_see_it(fake: FakeLinkedIn) -> None:
+    from relay.web.app.preview import channel_preview
+
+    dest = destination(fake)
+    out = outgoing(text="Möte (kl. 10)", media=[photo(), pdf()])
+    shown = run(dest, lambda a: channel_preview(dest, a.http, out))
+    assert shown.text == f"Torget\n\nMöte (kl. 10)\n\n{PAGE}" and not shown.cut
+    assert shown.media == ["item1"]  # one kind of content: the PDF is left out
+    assert fake.seen == []  # the preview asks nothing of LinkedIn
