@@ -62,7 +62,8 @@ MB = 1024 * 1024
 PART = 4 * MB
 VERSIONS = re.compile(r"^20(2[4-9])(0[1-9]|1[0-2])$")
 RESERVED = set("\\|{}@[]()<>#*_~")
-_URL = re.compile(r"https?://[^\s<>\"']+")
+# A link as LinkedIn's linkifier sees it; a backslash (never valid in a URL) ends it.
+_URL = re.compile(r"https?://[^\s<>\"'\\]+")
 
 
 class LinkedInError(Exception):
