@@ -335,9 +335,17 @@ class LinkedInAdapter:
         return urn
 
     async def _video(self, medium: Media) -> str:
+        # The poster as the video's thumbnail, and a captions file when the item has one: other
+        # forms of the item that deliveries hand over as ``variants`` where they know them.
+        variants = getattr(medium, "variants", None) or {}
+        poster, captions = variants.get("poster"), variants.get("captions")
         value = await self._initialize(
             "videos",
-            {"fileSizeBytes": medium.bytes, "uploadCaptions": False, "uploadThumbnail": False},
+            {
+                "fileSizeBytes": medium.bytes,
+                "uploadCaptions": captions is not None,
+                "uploadThumbnail": poster is not None,
+            },
         )
         urn = str(value["video"])
         instructions = sorted(value.get("uploadInstructions") or [], key=lambda i: i["firstByte"])
@@ -366,6 +374,9 @@ class LinkedInAdapter:
                 }
             },
         )
+        for extra, key in ((poster, "thumbnailUploadUrl"), (captions, "captionsUploadUrl")):
+            if extra is not None and value.get(key):
+                await self._put_raw(str(value[key]), extra.read(), extra.mime)
         await self._wait_available("videos", urn)
         return urn
 

@@ -6,11 +6,13 @@ found again, edit and delete once, and LinkedIn's errors as the relay's stable c
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import io
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pypdfium2 as pdfium
@@ -280,3 +282,20 @@ def test_the_web_apps_preview_shows_the_text_as_readers_see_it(fake: FakeLinkedI
     assert shown.text == f"Torget\n\nMöte (kl. 10)\n\n{PAGE}" and not shown.cut
     assert shown.media == ["item1"]  # one kind of content: the PDF is left out
     assert fake.seen == []  # the preview asks nothing of LinkedIn
+
+
+def test_a_videos_poster_and_captions_go_with_it(fake: FakeLinkedIn, video: Media) -> None:
+    """Deliveries hand a video's other forms over as ``variants`` (the poster; captions once
+    items carry them): LinkedIn gets the poster as the thumbnail and the captions file."""
+    poster = _medium(6, "image", "image/jpeg", _jpeg(640, 360), width=640, height=360)
+    captions = _medium(7, "captions", "text/vtt", captions_bytes())
+    fields = {f.name: getattr(video, f.name) for f in dataclasses.fields(Media)}
+    with_variants = SimpleNamespace(**fields, variants={"poster": poster, "captions": captions})
+    publish(fake, outgoing(media=[with_variants]))  # type: ignore[list-item]
+    [post] = fake.live()
+    assert post["media"][0]["thumbnail"] == ("image/jpeg", _jpeg(640, 360))
+    assert post["media"][0]["captions"] == ("text/vtt", captions_bytes())
+
+
+def captions_bytes() -> bytes:
+    return b"WEBVTT\n\n00:00.000 --> 00:03.000\nHej\n"

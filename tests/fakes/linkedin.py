@@ -20,7 +20,8 @@ one 401 ``REVOKED_ACCESS_TOKEN`` (65601), one after ``expire()`` 401 ``EXPIRED_A
 - Images, videos, documents: ``POST /rest/{images|videos|documents}?action=initializeUpload``
   with ``initializeUploadRequest.owner`` the token's member or a Page they administer; the
   bytes PUT to the upload URL(s) (a video in 4 MB parts, each answered with an ``ETag``;
-  ``finalizeUpload`` with those ETags in order). Images over 36,152,320 pixels, or not JPEG,
+  ``finalizeUpload`` with those ETags in order; ``uploadThumbnail``/``uploadCaptions`` give a
+  ``thumbnailUploadUrl``/``captionsUploadUrl`` whose PUT is kept). Images over 36,152,320 pixels, or not JPEG,
   PNG or GIF, fail processing; videos over 500 MB are refused at ``initializeUpload``; PDFs
   over 100 MB or 300 pages fail processing. Videos and documents are ``PROCESSING`` for
   ``processing_polls`` reads of ``GET /rest/{api}/{urn}``, then ``AVAILABLE``.
@@ -413,8 +414,12 @@ class FakeLinkedIn(FakeService):
                     }
                     for i, first in enumerate(starts)
                 ],  # fmt: skip
-                thumbnailUploadUrl="",
-                captionsUploadUrl="",
+                thumbnailUploadUrl=(
+                    f"{self.url}/upload/{number}/thumbnail" if init.get("uploadThumbnail") else ""
+                ),
+                captionsUploadUrl=(
+                    f"{self.url}/upload/{number}/captions" if init.get("uploadCaptions") else ""
+                ),
             )
         else:
             value.update({kind: urn, "uploadUrl": f"{self.url}/upload/{number}/0"})
@@ -426,6 +431,12 @@ class FakeLinkedIn(FakeService):
         if asset is None:
             return web.Response(status=404)
         data = await request.read()
+        if asset["kind"] == "video" and request.match_info["part"] == "thumbnail":
+            asset["thumbnail"] = (request.headers.get("Content-Type"), data)
+            return web.Response(status=201)
+        if asset["kind"] == "video" and request.match_info["part"] == "captions":
+            asset["captions"] = (request.headers.get("Content-Type"), data)
+            return web.Response(status=201)
         part = int(request.match_info["part"])
         if asset["kind"] == "video":
             etag = '"' + secrets.token_hex(8) + '"'
@@ -563,7 +574,8 @@ class FakeLinkedIn(FakeService):
                     "ERROR :: /content/media/title :: field is required for this media",
                 )  # fmt: skip
             media = [{"id": one["id"], "altText": one.get("altText"), "title": one.get("title"),
-                      "data": asset["data"]}]  # fmt: skip
+                      "data": asset["data"], "thumbnail": asset.get("thumbnail"),
+                      "captions": asset.get("captions")}]  # fmt: skip
         urn = f"urn:li:share:{next(self._ids)}"
         self.posts[urn] = {
             "id": urn, "author": author, "commentary": commentary, "shown": shown(commentary),
