@@ -52,7 +52,7 @@ from multidict import CIMultiDict
 from relay.errors import PublishError, TransientPublishError
 from relay.publish import Accepts, Destination, Media, Outgoing, Published, Remote
 from relay.publish.net import Http
-from relay.publish.text import fit, url_spans
+from relay.publish.text import cut, fit, url_spans
 
 log = logging.getLogger("relay.publish.linkedin")
 
@@ -152,6 +152,12 @@ def _unfit(medium: Media) -> str | None:
             return "LinkedIn takes documents up to 100 MB"
         return None
     return f"LinkedIn cannot carry a {medium.kind}"
+
+
+def _title(outgoing: Outgoing) -> str:
+    """A video's or document's title (LinkedIn requires one): the post's title, else the start
+    of its text, else its page link."""
+    return outgoing.title.strip() or cut(outgoing.text.strip(), 100) or outgoing.page_url
 
 
 async def _parts(
@@ -288,14 +294,18 @@ class LinkedInAdapter:
         return value
 
     async def _put_raw(self, url: str, data: Any, mime: str) -> tuple[int, str, CIMultiDict[str]]:
-        # The upload URLs want the same bearer token; a failed PUT is retried as a whole.
-        response = await self.http.request(
-            "PUT",
-            url,
-            data=data,
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": mime},
-            timeout=UPLOAD_TIMEOUT,
-        )
+        # The upload URLs want the same bearer token; a failed PUT is retried as a whole. They
+        # carry LinkedIn's signed parameters: a failure names the upload, never its URL.
+        try:
+            response = await self.http.request(
+                "PUT",
+                url,
+                data=data,
+                headers={"Authorization": f"Bearer {self.token}", "Content-Type": mime},
+                timeout=UPLOAD_TIMEOUT,
+            )
+        except PublishError as exc:
+            raise type(exc)(exc.code, "the upload to LinkedIn failed") from None
         async with response:
             status, body = response.status, await response.text(errors="replace")
             headers = CIMultiDict(response.headers)
@@ -397,10 +407,9 @@ class LinkedInAdapter:
             if medium.alt:
                 media["altText"] = medium.alt
         elif plan.kind == "video":
-            media = {"id": await self._video(medium), "title": outgoing.title or "Video"}
+            media = {"id": await self._video(medium), "title": _title(outgoing)}
         else:
-            title = outgoing.title or medium.item_id
-            media = {"id": await self._document(medium), "title": title}
+            media = {"id": await self._document(medium), "title": _title(outgoing)}
         return {"media": media}
 
     # --- publish ------------------------------------------------------------------------------
@@ -418,7 +427,11 @@ class LinkedInAdapter:
             return None
         if status >= 300:
             raise linkedin_error(status, body, "/rest/posts")
-        for post in json.loads(body).get("elements") or []:
+        try:
+            elements = json.loads(body).get("elements") or []
+        except (ValueError, AttributeError):
+            raise TransientPublishError("publish.unreachable", "/rest/posts: not JSON") from None
+        for post in elements:
             if page_url in unescape_little_text(str(post.get("commentary") or "")):
                 return str(post["id"])
         return None

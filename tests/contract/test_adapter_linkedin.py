@@ -299,3 +299,15 @@ def test_a_videos_poster_and_captions_go_with_it(fake: FakeLinkedIn, video: Medi
 
 def captions_bytes() -> bytes:
     return b"WEBVTT\n\n00:00.000 --> 00:03.000\nHej\n"
+
+
+def test_a_failed_upload_is_retried_and_its_signed_url_never_in_the_error(
+    fake: FakeLinkedIn,
+) -> None:
+    fake.lose("upload")
+    with pytest.raises(TransientPublishError) as raised:
+        publish(fake, outgoing())
+    assert raised.value.code == "publish.unreachable"
+    assert "/upload/" not in str(raised.value) and fake.live() == []
+    publish(fake, outgoing(attempt=2))
+    assert len(fake.live()) == 1
