@@ -21,7 +21,7 @@ from relay import jobs, lifecycle
 from relay.db import Database, destinations, queries
 from relay.errors import PublishError, TransientPublishError
 from relay.lifecycle import ATTEMPTS, BACKOFF_CAP, DELIVER, settle
-from relay.model import DeliveryStatus, ItemStatus, Kind, Post
+from relay.model import DeliveryStatus, Item, ItemStatus, Kind, Post
 from relay.publish import (
     Destination,
     Editor,
@@ -125,7 +125,7 @@ class Publisher:
             )
         return found
 
-    def _document(self, item: Any, url: str | None) -> Media | None:
+    def _document(self, item: Item, url: str | None) -> Media | None:
         """A PDF goes as itself (its original): LinkedIn makes a document post of it; the other
         channels leave documents out and link the page."""
         original = item.original

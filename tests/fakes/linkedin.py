@@ -21,10 +21,11 @@ one 401 ``REVOKED_ACCESS_TOKEN`` (65601), one after ``expire()`` 401 ``EXPIRED_A
   with ``initializeUploadRequest.owner`` the token's member or a Page they administer; the
   bytes PUT to the upload URL(s) (a video in 4 MB parts, each answered with an ``ETag``;
   ``finalizeUpload`` with those ETags in order; ``uploadThumbnail``/``uploadCaptions`` give a
-  ``thumbnailUploadUrl``/``captionsUploadUrl`` whose PUT is kept). Images over 36,152,320 pixels, or not JPEG,
-  PNG or GIF, fail processing; videos over 500 MB are refused at ``initializeUpload``; PDFs
-  over 100 MB or 300 pages fail processing. Videos and documents are ``PROCESSING`` for
-  ``processing_polls`` reads of ``GET /rest/{api}/{urn}``, then ``AVAILABLE``.
+  ``thumbnailUploadUrl``/``captionsUploadUrl`` whose PUT is kept). Images over 36,152,320
+  pixels, or not JPEG, PNG or GIF, fail processing; videos over 500 MB are refused at
+  ``initializeUpload``; PDFs over 100 MB or 300 pages fail processing. Videos and documents
+  are ``PROCESSING`` for ``processing_polls`` reads of ``GET /rest/{api}/{urn}``, then
+  ``AVAILABLE``.
 - ``POST /rest/posts``: ``author``, ``commentary`` (at most 3,000 characters), ``visibility``,
   ``distribution.feedDistribution`` and ``lifecycleState`` are required (422 otherwise); media
   must be ``AVAILABLE`` and the author's; ``multiImage`` takes 2 to 20. 201, empty body, the
