@@ -29,6 +29,7 @@ from relay.mail.sender import Dns
 from relay.model import Limits
 from relay.node import start_node, stop_node
 from relay.pipeline import Pipeline, missing_media_tools
+from relay.publish import renew
 from relay.publish.deliver import DELIVER, Publisher
 from relay.publish.net import Http
 from relay.reply import REPLY, Replier, reply_key
@@ -96,6 +97,7 @@ def build(settings: Settings) -> Relay:
         Http(allow_private=settings.allow_private_destinations),
         functools.partial(post_json, relay),
         max_age=settings.delivery_max_age_seconds,
+        linkedin_app=renew.OAuthApp.linkedin(settings),
     )
     workers.register(DELIVER, publisher.deliver, publisher.give_up)
     # The post's life: scheduled publishing, edits and removals on channels, media purge.

@@ -145,6 +145,13 @@ class Settings(BaseSettings):
     youtube_api_url: str = "https://www.googleapis.com"
     youtube_authorize_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
     youtube_token_url: str = "https://oauth2.googleapis.com/token"
+    # LinkedIn: the app's client id and secret (developer.linkedin.com, Auth tab); unset, the web
+    # app offers no "Connect LinkedIn" and tokens are not renewed. The API and OAuth hosts change
+    # only for a test's stand-in.
+    linkedin_client_id: str = ""
+    linkedin_client_secret: SecretStr | None = None
+    linkedin_api_url: str = "https://api.linkedin.com"
+    linkedin_oauth_url: str = "https://www.linkedin.com"
 
     # Field validators (not the model validator) check single values, so that an error names
     # its variable and pydantic never echoes the whole input, passwords included.

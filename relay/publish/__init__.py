@@ -147,6 +147,7 @@ _BUILTIN = (
     "instagram",
     "threads",
     "youtube",
+    "linkedin",
 )
 
 

@@ -69,6 +69,8 @@ def destination_from_row(row: Any) -> Destination:
 
 # Which rendition stands for an item when an adapter sends media rather than links.
 _SENT_RENDITION = {Kind.IMAGE: ("large", "medium"), Kind.VIDEO: ("mp4",), Kind.AUDIO: ("audio",)}
+# Documents sent as their original (LinkedIn's document posts).
+_SENT_DOCUMENTS = ("application/pdf",)
 
 
 class Publisher:
@@ -80,6 +82,7 @@ class Publisher:
         present: Callable[[Post], dict[str, Any]],
         max_age: float,
         timeout: float = 120.0,
+        linkedin_app: renew.OAuthApp | None = None,
     ) -> None:
         self.db = db
         self.store = store
@@ -87,11 +90,19 @@ class Publisher:
         self.present = present
         self.max_age = max_age
         self.timeout = timeout
+        self.linkedin_app = linkedin_app
+        """The LinkedIn app that renews LinkedIn tokens (relay/publish/renew.py)."""
 
     def _media(self, post: Post, post_json: dict[str, Any]) -> list[Media]:
         found = []
         urls = {i["id"]: {r["name"]: r["url"] for r in i["renditions"]} for i in post_json["items"]}
+        urls_original = {i["id"]: (i.get("original") or {}).get("url") for i in post_json["items"]}
         for item in post.items:
+            if item.status == ItemStatus.READY and item.kind == Kind.DOCUMENT:
+                document = self._document(item, urls_original.get(item.id))
+                if document is not None:
+                    found.append(document)
+                continue
             if item.status != ItemStatus.READY or item.kind not in _SENT_RENDITION:
                 continue
             by_name = {r.name: r for r in item.renditions}
@@ -139,6 +150,25 @@ class Publisher:
             )  # fmt: skip
         return found
 
+    def _document(self, item: Item, url: str | None) -> Media | None:
+        """A PDF goes as itself (its original): LinkedIn makes a document post of it; the other
+        channels leave documents out and link the page."""
+        original = item.original
+        if original is None or original.mime not in _SENT_DOCUMENTS or not url:
+            return None
+        return Media(
+            item_id=item.id,
+            kind=Kind.DOCUMENT.value,
+            mime=original.mime,
+            bytes=original.bytes,
+            url=url,
+            width=None,
+            height=None,
+            duration=None,
+            alt=item.alt or "",
+            read=lambda key=original.key: self.store.read(key),
+        )
+
     async def deliver(self, job: jobs.Job) -> None:
         delivery = await self.db.read(destinations.delivery_row, job.ref)
         if delivery is None or delivery["status"] != DeliveryStatus.PENDING:
@@ -159,7 +189,7 @@ class Publisher:
             return
         outgoing = self._outgoing(post, delivery["id"], delivery["id"], delivery["attempts"] + 1)
         try:
-            row = await renew.fresh(self.db, self.http, row)
+            row = await renew.fresh(self.db, self.http, row, self.linkedin_app)
             adapter = adapter_for(destination_from_row(row), self.http)
             # An adapter that uploads large media (YouTube) may ask for longer than the rest.
             timeout = max(self.timeout, getattr(adapter, "time_for", lambda _o: 0.0)(outgoing))

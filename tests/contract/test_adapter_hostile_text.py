@@ -19,6 +19,7 @@ from PIL import Image
 from relay.publish import Destination, Media, Outgoing, Published, adapter_for
 from relay.publish.net import Http
 from tests.fakes.bluesky import FakeBluesky
+from tests.fakes.linkedin import FakeLinkedIn
 from tests.fakes.mastodon import FakeMastodon
 from tests.fakes.meta import FakeMeta
 from tests.fakes.micropub import fake_micropub
@@ -230,6 +231,17 @@ def threads() -> None:
     assert container["alt_text"] == ALT
 
 
+def linkedin() -> None:
+    # Plain "little text": every reserved character escaped, so readers see it all as written.
+    with FakeLinkedIn() as fake:
+        _publish(
+            Destination("l", "u", "linkedin", fake.url, None, fake.token, {"author": fake.person})
+        )
+        [post] = fake.live()
+    assert post["shown"] == f"{TITLE}\n\n{TEXT}\n\n{PAGE}"
+    assert post["media"][0]["altText"] == ALT
+
+
 ADAPTERS: dict[str, Callable[[], None]] = {
     "wordpress": wordpress,
     "mastodon": mastodon,
@@ -239,6 +251,7 @@ ADAPTERS: dict[str, Callable[[], None]] = {
     "facebook": facebook,
     "instagram": instagram,
     "threads": threads,
+    "linkedin": linkedin,
 }
 
 

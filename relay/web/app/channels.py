@@ -27,7 +27,15 @@ from relay.publish import Destination, adapter_for
 from relay.publish.deliver import destination_from_row
 from relay.publish.webhook import new_secret
 from relay.web.app import connect
-from relay.web.app.connect import indieauth, mastodon, meta, threads, wordpress, youtube
+from relay.web.app.connect import (
+    indieauth,
+    linkedin,
+    mastodon,
+    meta,
+    threads,
+    wordpress,
+    youtube,
+)
 from relay.web.app.page import Signed, gettext_for, read_form, render, signed_page
 from relay.web.app.views import CHANNEL_NAMES
 
@@ -78,6 +86,7 @@ RECONNECT_ACTIONS = {
     "instagram": "/channels/facebook",
     "threads": "/channels/threads",
     "youtube": "/channels/youtube",
+    "linkedin": "/channels/linkedin",
 }
 
 
@@ -150,6 +159,7 @@ async def _page(
             "meta_enabled": meta.enabled(request),
             "threads_enabled": threads.enabled(request),
             "youtube_enabled": youtube.enabled(request),
+            "linkedin_enabled": linkedin.enabled(request),
             **shown,
         },
         status=status,
@@ -188,13 +198,17 @@ async def _save_or_renew(
         for row in destinations.list_destinations(conn, user.user_id):
             config = json.loads(row["config"] or "{}")
             if row["type"] == type_ and config.get(key) == made["config"][key]:
+                # LinkedIn's refresh token is the channel's secret; the others keep none.
+                extra = {"secret": made["secret"]} if "secret" in made else {}
                 destinations.update_destination(
-                    conn, row["id"], url=made["url"], token=made["token"], config=made["config"]
-                )
+                    conn, row["id"], url=made["url"], token=made["token"], config=made["config"],
+                    **extra,
+                )  # fmt: skip
                 return str(row["id"])
         return destinations.add_destination(
-            conn, user.user_id, type_, made["url"], None, made["token"], made["config"]
-        )
+            conn, user.user_id, type_, made["url"], made.get("secret"), made["token"],
+            made["config"],
+        )  # fmt: skip
 
     return await request.app[RELAY].db.run(save)
 
@@ -567,6 +581,80 @@ async def youtube_callback(request: web.Request, user: Signed) -> web.StreamResp
     raise redirect
 
 
+# --- LinkedIn: the person or a Page they administer (relay/web/app/connect/linkedin.py) -----
+
+_EXPIRED_FLOW = (
+    "This sign-in has expired or did not start here, so nothing was connected. Start again below."
+)
+
+
+@signed_page
+async def begin_linkedin(request: web.Request, user: Signed) -> web.StreamResponse:
+    await read_form(request)
+    if not linkedin.enabled(request):
+        raise web.HTTPNotFound()
+    state = connect.new_state()
+    return _leave_for(request, user, "linkedin", state, linkedin.authorize_url(request, state), {})
+
+
+@signed_page
+async def linkedin_callback(request: web.Request, user: Signed) -> web.StreamResponse:
+    _ = gettext_for(request)
+    pending = connect.finish(request, user.user_id, "linkedin", request.query.get("state"))
+    if pending is None:
+        return await _page(request, user, 400, problem=_(_EXPIRED_FLOW))
+    try:
+        grant = await linkedin.grant(request)
+        authors = await linkedin.authors(request, grant["token"])
+    except (PublishError, connect.ConnectFailed) as exc:
+        log.info("connecting linkedin failed after sign-in: %s", exc)
+        response = await _page(request, user, 400, problem=_problem(request, exc))
+        connect.forget(request, response)
+        return response
+    state = connect.new_state()
+    response = render(
+        request,
+        "app/channels_linkedin.html",
+        {"user": user, "room": "channels", "here": "/channels", "authors": authors,
+         "state": state},
+    )  # fmt: skip
+    connect.remember(
+        request, response, user.user_id, "linkedin-pick", state,
+        {"g": linkedin.seal(request, user.user_id, grant)},
+    )  # fmt: skip
+    return response
+
+
+@signed_page
+async def linkedin_pick(request: web.Request, user: Signed) -> web.StreamResponse:
+    form = await read_form(request)
+    _ = gettext_for(request)
+    pending = connect.finish(request, user.user_id, "linkedin-pick", str(form.get("state", "")))
+    if pending is None:
+        return await _page(request, user, 400, problem=_(_EXPIRED_FLOW))
+    picked = str(form.get("author", ""))
+    try:
+        grant = linkedin.unseal(request, user.user_id, str(pending.data.get("g", "")))
+        # Asked again with the person's token: only an author they may post as is kept.
+        authors = await linkedin.authors(request, grant["token"])
+    except (PublishError, connect.ConnectFailed) as exc:
+        response = await _page(request, user, 400, problem=_problem(request, exc))
+        connect.forget(request, response)
+        return response
+    chosen = next((a for a in authors if a["urn"] == picked), None)
+    if chosen is None:
+        response = await _page(
+            request, user, 400, problem=_("You picked nothing, so nothing was connected.")
+        )
+        connect.forget(request, response)
+        return response
+    made = linkedin.destination_for(request, chosen, grant)
+    added = await _save_or_renew(request, user, "linkedin", made, "author")
+    redirect = web.HTTPSeeOther(f"/channels?added={added}")
+    connect.forget(request, redirect)
+    raise redirect
+
+
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/channels", channels_page)
     app.router.add_post("/channels/webhook", add_webhook)
@@ -578,6 +666,9 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/channels/threads/callback", threads_callback)
     app.router.add_post("/channels/youtube", begin_youtube)
     app.router.add_get("/channels/youtube/callback", youtube_callback)
+    app.router.add_post("/channels/linkedin", begin_linkedin)
+    app.router.add_get("/channels/linkedin/callback", linkedin_callback)
+    app.router.add_post("/channels/linkedin/pick", linkedin_pick)
     services = "{service:mastodon|wordpress|micropub}"
     app.router.add_post(f"/channels/{services}", begin)
     app.router.add_get(f"/channels/{services}/callback", callback)

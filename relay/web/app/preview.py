@@ -179,6 +179,23 @@ def _youtube(destination: Destination, http: Http, outgoing: Outgoing) -> Channe
     )
 
 
+def _linkedin(destination: Destination, http: Http, outgoing: Outgoing) -> ChannelPreview:
+    """LinkedIn's own preflight, its commentary shown as readers see it (unescaped)."""
+    from relay.publish.linkedin import unescape_little_text
+
+    adapter = adapter_for(destination, http)
+    plan = adapter.preflight(outgoing)  # type: ignore[attr-defined]
+    text = unescape_little_text(plan.text)
+    return ChannelPreview(
+        destination.id,
+        destination.type,
+        text,
+        cut=text != whole_text(outgoing),
+        limit=adapter.accepts.text_chars,
+        media=_ids(plan.media),
+    )
+
+
 async def channel_preview(
     destination: Destination, http: Http, outgoing: Outgoing
 ) -> ChannelPreview:
@@ -196,6 +213,8 @@ async def channel_preview(
         return _meta(destination, http, outgoing)
     if kind == "youtube":
         return _youtube(destination, http, outgoing)
+    if kind == "linkedin":
+        return _linkedin(destination, http, outgoing)
     if kind == "webhook":  # the whole post as JSON
         return ChannelPreview(
             destination.id, kind, whole_text(outgoing), cut=False, media=_ids(outgoing.media)
