@@ -31,6 +31,7 @@ from relay.node import start_node, stop_node
 from relay.pipeline import Pipeline, missing_media_tools
 from relay.publish.deliver import DELIVER, Publisher
 from relay.publish.net import Http
+from relay.publish.x import client_from as x_client
 from relay.reply import REPLY, Replier, reply_key
 from relay.sealed import Sealer
 from relay.spool import open_spool
@@ -96,6 +97,7 @@ def build(settings: Settings) -> Relay:
         Http(allow_private=settings.allow_private_destinations),
         functools.partial(post_json, relay),
         max_age=settings.delivery_max_age_seconds,
+        x_client=x_client(settings),
     )
     workers.register(DELIVER, publisher.deliver, publisher.give_up)
     # The post's life: scheduled publishing, edits and removals on channels, media purge.

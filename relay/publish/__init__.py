@@ -143,6 +143,7 @@ _BUILTIN = (
     "facebook",
     "instagram",
     "threads",
+    "x",
 )
 
 

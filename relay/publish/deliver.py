@@ -31,6 +31,7 @@ from relay.publish import (
     Retractor,
     adapter_for,
     renew,
+    x,
 )
 from relay.publish.net import Http
 from relay.storage import Store
@@ -80,7 +81,10 @@ class Publisher:
         present: Callable[[Post], dict[str, Any]],
         max_age: float,
         timeout: float = 120.0,
+        x_client: x.XClient | None = None,
     ) -> None:
+        self.x_client = x_client
+        """The relay's X app, to renew X channels' two-hour tokens (relay/publish/renew.py)."""
         self.db = db
         self.store = store
         self.http = http
@@ -134,7 +138,7 @@ class Publisher:
             return
         outgoing = self._outgoing(post, delivery["id"], delivery["id"], delivery["attempts"] + 1)
         try:
-            row = await renew.fresh(self.db, self.http, row)
+            row = await renew.fresh(self.db, self.http, row, self.x_client)
             adapter = adapter_for(destination_from_row(row), self.http)
             published = await asyncio.wait_for(adapter.publish(outgoing), self.timeout)
         except TimeoutError:
@@ -210,6 +214,7 @@ class Publisher:
         error: PublishError | None = None
         edited = None
         try:
+            row = await renew.fresh(self.db, self.http, row, self.x_client)
             adapter = adapter_for(destination_from_row(row), self.http)
             if editing and isinstance(adapter, Editor):
                 outgoing = self._outgoing(post, delivery_id, key, job.attempts)

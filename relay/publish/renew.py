@@ -7,10 +7,16 @@ connected). A renewal that fails leaves the channel as it is: the publish then s
 token still works (a dead one turns the channel to "reconnect needed").
 
 The token goes in the ``Authorization`` header, never in the URL.
+
+X's access tokens last two hours: a delivery to an X channel whose token ends within five
+minutes first spends the channel's refresh token (``relay/publish/x.py`` ``refresh``) and keeps
+the new pair at once (X's refresh tokens are single-use). One renewal per channel at a time in a
+process; a refresh token another delivery already spent is followed to the row it saved.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -18,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from relay.db import Database, destinations
+from relay.publish import x
 from relay.publish.net import Http
 
 log = logging.getLogger("relay.publish.renew")
@@ -34,9 +41,14 @@ def _expires_at(config: Mapping[str, Any]) -> float | None:
         return None
 
 
-async def fresh(db: Database, http: Http, row: Mapping[str, Any]) -> Mapping[str, Any]:
+async def fresh(
+    db: Database, http: Http, row: Mapping[str, Any], x_client: x.XClient | None = None
+) -> Mapping[str, Any]:
     """The destination row, with its token renewed first when it is a Threads token that ends
-    soon; the row as it was when it needs nothing or the renewal fails."""
+    soon (or an X token: ``x_client`` is the relay's X app); the row as it was when it needs
+    nothing or the renewal fails."""
+    if row["type"] == "x":
+        return await _fresh_x(db, http, row, x_client)
     if row["type"] != "threads" or not row["token"]:
         return row
     config = json.loads(row["config"] or "{}")
@@ -69,3 +81,45 @@ async def fresh(db: Database, http: Http, row: Mapping[str, Any]) -> Mapping[str
     await db.run(destinations.update_destination, row["id"], token=str(token), config=renewed)
     log.info("renewed the token of destination %s", row["id"])
     return await db.read(destinations.destination_row, row["id"]) or row
+
+
+_x_locks: dict[str, asyncio.Lock] = {}
+
+
+async def _fresh_x(
+    db: Database, http: Http, row: Mapping[str, Any], client: x.XClient | None
+) -> Mapping[str, Any]:
+    if not x.needs_renewal(json.loads(row["config"] or "{}")):
+        return row
+    if client is None:
+        log.warning("destination %s: X token ends, and RELAY_X_CLIENT_ID is unset", row["id"])
+        return row
+    async with _x_locks.setdefault(row["id"], asyncio.Lock()):
+        # Another delivery of this process may have renewed it while this one waited.
+        row = await db.read(destinations.destination_row, row["id"]) or row
+        config = json.loads(row["config"] or "{}")
+        if not x.needs_renewal(config):
+            return row
+        spent = str(config[x.REFRESH])
+        try:
+            status, answer = await x.refresh(http, client, spent)
+        except Exception as exc:  # the publish says whether the old token still works
+            log.warning("renewing the X token of destination %s failed: %r", row["id"], exc)
+            return row
+        token = answer.get("access_token") if answer else None
+        if not token or answer is None:
+            # Spent by another node in the meantime? Then its row has the new pair.
+            again = await db.read(destinations.destination_row, row["id"]) or row
+            if json.loads(again["config"] or "{}").get(x.REFRESH) != spent:
+                return again
+            log.warning(
+                "renewing the X token of destination %s failed: %s %s",
+                row["id"],
+                status,
+                (answer or {}).get("error", ""),
+            )
+            return row
+        renewed = x.renewed_config(config, answer)
+        await db.run(destinations.update_destination, row["id"], token=str(token), config=renewed)
+        log.info("renewed the X token of destination %s", row["id"])
+        return await db.read(destinations.destination_row, row["id"]) or row
