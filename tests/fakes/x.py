@@ -224,7 +224,12 @@ class FakeX(FakeService):
             kept = kept[: start + offset] + short + kept[end + offset :]
             end_short = start + offset + len(short)
             entities.append(
-                {"url": short, "expanded_url": found["url"], "start": start + offset, "end": end_short}
+                {
+                    "url": short,
+                    "expanded_url": found["url"],
+                    "start": start + offset,
+                    "end": end_short,
+                }  # fmt: skip
             )
             offset += len(short) - (end - start)
         return kept, entities
