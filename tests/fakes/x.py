@@ -108,6 +108,8 @@ class FakeX(FakeService):
     tweets: dict[str, dict[str, Any]] = field(default_factory=dict)
     codes: dict[str, dict[str, Any]] = field(default_factory=dict)
     refreshed: int = 0
+    lifetime: int = 7200
+    """Seconds an access token lasts (``expires_in``)."""
     throttled: dict[str, int] = field(default_factory=dict)
     """Routes whose next call is 429 with ``x-rate-limit-reset`` at this epoch second."""
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1860000000000000001))
@@ -464,8 +466,8 @@ class FakeX(FakeService):
         else:
             return error("invalid_request", "Missing required parameter [grant_type].")
         self.token = "XAccess" + secrets.token_urlsafe(24)
-        self.tokens[self.token] = Token(self.user_id, set(scopes), time.time() + 7200)
-        answer = {"token_type": "bearer", "expires_in": 7200, "access_token": self.token,
+        self.tokens[self.token] = Token(self.user_id, set(scopes), time.time() + self.lifetime)
+        answer = {"token_type": "bearer", "expires_in": self.lifetime, "access_token": self.token,
                   "scope": " ".join(sorted(scopes))}  # fmt: skip
         if "offline.access" in scopes:
             self.refresh = "XRefresh" + secrets.token_urlsafe(24)
