@@ -54,6 +54,10 @@ class ChannelPreview:
     refused: str = ""
     """Why the channel's preflight says it will not take this post (Instagram without a photo
     or video, …): the delivery would fail with this, the other channels go on."""
+    link: str = ""
+    """Where the page link goes, for channels that let the person choose (X): ``in_post``,
+    ``in_reply`` (then ``reply`` is that reply's text) or ``none``."""
+    reply: str = ""
 
 
 def whole_text(outgoing: Outgoing) -> str:
@@ -156,9 +160,11 @@ def _meta(destination: Destination, http: Http, outgoing: Outgoing) -> ChannelPr
         destination.id,
         destination.type,
         text,
-        cut=text != whole_text(outgoing),
+        cut=text != whole_text(outgoing) and getattr(plan, "link", "in_post") == "in_post",
         limit=limit,
         media=_ids(plan.media),
+        link=getattr(plan, "link", ""),
+        reply=getattr(plan, "reply", ""),
     )
 
 
@@ -175,7 +181,7 @@ async def channel_preview(
         return _micropub(destination, outgoing)
     if kind == "wordpress":
         return _wordpress(destination, outgoing)
-    if kind in ("facebook", "instagram", "threads"):
+    if kind in ("facebook", "instagram", "threads", "x"):
         return _meta(destination, http, outgoing)
     if kind == "webhook":  # the whole post as JSON
         return ChannelPreview(
