@@ -50,7 +50,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -186,7 +186,8 @@ class Plan:
     link: str
     """Where the page link goes: ``in_post``, ``in_reply`` or ``none``."""
     reply: str = ""
-    media_note: list[str] = field(default_factory=list)
+    cut: bool = False
+    """The title and text were shortened to fit (the link never is)."""
 
 
 def _category(medium: Media) -> str:
@@ -252,21 +253,28 @@ def choose(media: list[Media]) -> tuple[list[Media], list[str]]:
 def plan_for(outgoing: Outgoing, link: str) -> Plan:
     media, left_out = choose(outgoing.media)
     if link == "in_post":
-        text = fit([outgoing.title, outgoing.text], outgoing.page_url, fits).text
+        fitted = fit([outgoing.title, outgoing.text], outgoing.page_url, fits)
         reply = ""
     else:
-        text = fit([outgoing.title, outgoing.text], "", fits).text
+        fitted = fit([outgoing.title, outgoing.text], "", fits)
         reply = outgoing.page_url if link == "in_reply" else ""
-        if not text and not media:
-            # Nothing but the link to say: it goes in the post whatever the setting.
-            text, reply = outgoing.page_url, ""
+    text = fitted.text
+    if not text and not media:
+        if link == "none":
+            raise PublishError(
+                "publish.rejected",
+                "x preflight: nothing to post without the link",
+                "this post has no text or media, and the channel's setting leaves the link out",
+            )
+        # Nothing but the link to say: a reply to an empty post cannot be, so it is the post.
+        text, reply = outgoing.page_url, ""
     if not fits(text) or (reply and not fits(reply)):
         raise PublishError(
             "publish.rejected",
             "x preflight: the page link alone is too long",
             f"X takes at most {MAX_WEIGHTED} characters",
         )
-    return Plan(text, media, left_out, link, reply)
+    return Plan(text, media, left_out, link, reply, fitted.cut)
 
 
 def _expanded(tweet: Mapping[str, Any]) -> str:

@@ -23,6 +23,7 @@ from tests.fakes.mastodon import FakeMastodon
 from tests.fakes.meta import FakeMeta
 from tests.fakes.micropub import fake_micropub
 from tests.fakes.wordpress import fake_wordpress
+from tests.fakes.x import FakeX
 from tests.receivers import webhook_receiver
 
 TITLE = "<img src=x onerror=alert(1)> \"Q\" & 'A'"
@@ -230,6 +231,15 @@ def threads() -> None:
     assert container["alt_text"] == ALT
 
 
+def x() -> None:
+    with FakeX() as fake:
+        _publish(Destination("x", "u", "x", fake.url, None, fake.token, {}))
+        [tweet] = fake.live()
+        [media_id] = tweet["media"]
+    assert tweet["original"] == f"{TITLE}\n\n{TEXT}\n\n{PAGE}"  # X reads plain text
+    assert fake.media[media_id]["alt"] == ALT
+
+
 ADAPTERS: dict[str, Callable[[], None]] = {
     "wordpress": wordpress,
     "mastodon": mastodon,
@@ -239,6 +249,7 @@ ADAPTERS: dict[str, Callable[[], None]] = {
     "facebook": facebook,
     "instagram": instagram,
     "threads": threads,
+    "x": x,
 }
 
 

@@ -304,3 +304,12 @@ def test_an_invalid_request_says_what_x_said(fake: FakeX) -> None:
 
 def test_check_names_the_account(fake: FakeX) -> None:
     assert run(destination(fake), lambda a: a.check()) == "can post to X as @kommunen"
+
+
+def test_with_link_none_a_post_of_nothing_but_its_link_is_refused(fake: FakeX) -> None:
+    with pytest.raises(PublishError) as caught:
+        run(destination(fake, link="none"), lambda a: a.preflight(outgoing("", "", media=[])))
+    assert "leaves the link out" in caught.value.public()["message"]
+    # with in_reply, the link is all there is to say: it is the post
+    plan = run(destination(fake, link="in_reply"), lambda a: a.preflight(outgoing("", "", [])))
+    assert (plan.text, plan.reply) == (PAGE, "")

@@ -160,7 +160,7 @@ def _meta(destination: Destination, http: Http, outgoing: Outgoing) -> ChannelPr
         destination.id,
         destination.type,
         text,
-        cut=text != whole_text(outgoing) and getattr(plan, "link", "in_post") == "in_post",
+        cut=getattr(plan, "cut", text != whole_text(outgoing)),
         limit=limit,
         media=_ids(plan.media),
         link=getattr(plan, "link", ""),
