@@ -109,3 +109,30 @@ def test_connect_x_then_choose_where_the_link_goes(
     first, reply = x.live()
     assert first["original"] == "Hej\n\nFrån webben"
     assert reply["reply_to"] == first["id"] and reply["original"] == post["url"]
+
+
+def test_check_renews_a_lapsed_token_and_remove_gives_the_tokens_back(
+    relay: RelayServer, x: FakeX, page: Page
+) -> None:
+    x.lifetime = 60  # the token X gives now ends within the five minutes before renewal
+    sign_in(page, relay, "erik", PASSWORD)
+    page.goto(relay.url + "/channels")
+    page.get_by_role("button", name="Connect X").click()
+    page.get_by_role("button", name="Authorize app").click()
+    expect(page.get_by_role("status")).to_contain_text("Connected: X, @kommunen")
+    [channel] = [d for d in destinations(relay) if d["type"] == "x"]
+    lapsed, refresh = x.token, x.refresh
+    x.expire(lapsed)
+
+    row = page.locator(f"#channel-{channel['id']}")
+    row.get_by_role("button", name="Check now").click()
+    expect(page.get_by_role("status")).to_contain_text("It works")
+    assert x.refreshed >= 1 and x.token != lapsed and refresh not in x.refresh_tokens
+    expect(page.locator(f"#channel-{channel['id']}")).not_to_contain_text("Reconnect needed")
+
+    renewed_access, renewed_refresh = x.token, x.refresh
+    page.locator(f"#channel-{channel['id']}").get_by_role("link", name="Remove…").click()
+    page.get_by_role("button", name="Remove").click()
+    expect(page.get_by_role("status")).to_contain_text("The channel was removed.")
+    assert len(x.calls("oauth.revoke")) == 2
+    assert renewed_refresh not in x.refresh_tokens and renewed_access not in x.tokens

@@ -142,3 +142,15 @@ def test_an_expired_token_whose_refresh_was_revoked_asks_to_connect_again(
     assert delivery["error"]["code"] == "destination.reconnect_needed"
     assert "Connect again" in delivery["error"]["message"]
     assert len(x.calls("oauth.token")) == 1 and x.live() == []
+
+
+def test_a_lost_answer_makes_one_post_on_x(start_relay, x: FakeX) -> None:
+    server, token = relay_for(start_relay, x)
+    server.add_destination("x", x.url, x.token)
+    x.lose("tweets.create")  # X posts it, the answer never arrives
+    post = server.upload(token, file=False, title="En gång")
+    delivery = server.wait_delivery(token, post["id"], timeout=90)
+    assert (delivery["status"], delivery["attempts"]) == ("delivered", 2), delivery
+    [tweet] = x.live()
+    assert delivery["remote_url"].endswith(f"/status/{tweet['id']}")
+    assert len(x.calls("tweets.create")) == 1 and len(x.calls("tweets.list")) == 1

@@ -34,7 +34,8 @@ problems as X sends them.
 
 Routes for scripting (``fail``/``lose``): ``tweets.create``, ``tweets.delete``,
 ``tweets.list``, ``users.me``, ``media.init``, ``media.append``, ``media.finalize``,
-``media.status``, ``media.metadata``, ``oauth.token``, ``oauth.authorize``.
+``media.status``, ``media.metadata``, ``oauth.token``, ``oauth.revoke``, ``oauth.authorize``.
+``POST /2/oauth2/revoke`` (HTTP Basic, ``token``) ends an access or refresh token.
 """
 
 from __future__ import annotations
@@ -136,6 +137,7 @@ class FakeX(FakeService):
         add("GET", "/i/oauth2/authorize", self.authorize, name="oauth.authorize")
         add("POST", "/i/oauth2/authorize", self.approve, name="oauth.approve")
         add("POST", "/2/oauth2/token", self.oauth_token, name="oauth.token")
+        add("POST", "/2/oauth2/revoke", self.oauth_revoke, name="oauth.revoke")
         add("GET", "/2/users/me", self._api(self.me, "users.read"), name="users.me")
         add("GET", "/2/users/{id}/tweets", self._api(self.list, "tweet.read"), name="tweets.list")
         add("POST", "/2/tweets", self._api(self.create, "tweet.write"), name="tweets.create")
@@ -435,6 +437,18 @@ class FakeX(FakeService):
             }  # fmt: skip
             query = {"state": str(form["state"]), "code": code}
         raise web.HTTPFound(f"{target}?{urlencode(query)}")
+
+    async def oauth_revoke(self, request: web.Request) -> web.Response:
+        expected = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
+        if request.headers.get("Authorization") != f"Basic {expected}":
+            body = {"error": "unauthorized_client",
+                    "error_description": "Missing valid authorization header"}  # fmt: skip
+            return web.json_response(body, status=401)
+        form = await request.post()
+        token = str(form.get("token", ""))
+        self.refresh_tokens.pop(token, None)
+        self.tokens.pop(token, None)
+        return web.json_response({"revoked": True})
 
     async def oauth_token(self, request: web.Request) -> web.Response:
         def error(kind: str, description: str, status: int = 400) -> web.Response:

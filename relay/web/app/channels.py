@@ -23,7 +23,7 @@ from sqlalchemy import Connection
 from relay.context import RELAY
 from relay.db import destinations
 from relay.errors import PublishError
-from relay.publish import Destination, adapter_for
+from relay.publish import Destination, adapter_for, renew
 from relay.publish.deliver import destination_from_row
 from relay.publish.webhook import new_secret
 from relay.publish.x import LINK_PLACES
@@ -223,6 +223,11 @@ async def check(request: web.Request, user: Signed) -> web.Response:
     row = await _own(request, user)
     _ = gettext_for(request)
     try:
+        # A token that lapses on its own (X's last two hours) is renewed first, as a delivery
+        # would: an hour-old X channel must not be declared dead by a check.
+        publisher = request.app[RELAY].publisher
+        x_client = publisher.x_client if publisher is not None else None
+        row = await renew.fresh(request.app[RELAY].db, connect.http(request), row, x_client)
         said = await adapter_for(destination_from_row(row), connect.http(request)).check()
     except PublishError as exc:
         log.info("check of destination %s failed: %s %s", row["id"], exc.code, exc.detail)
@@ -266,6 +271,8 @@ async def remove(request: web.Request, user: Signed) -> web.Response:
         found = destination_from_row(row)
         if found.url and found.token:
             await mastodon.revoke(request, found.url, found.token, found.config, found.secret)
+    if row["type"] == "x":
+        await x_connect.revoke(request, destination_from_row(row))
     raise web.HTTPSeeOther("/channels?removed=1")
 
 

@@ -15,6 +15,7 @@ tokens are single-use.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 from urllib.parse import urlencode
@@ -23,6 +24,7 @@ from aiohttp import web
 
 from relay.context import RELAY
 from relay.errors import PublishError
+from relay.publish import Destination
 from relay.publish.x import XClient, client_from, x_error
 from relay.web.app import connect
 
@@ -103,3 +105,27 @@ async def complete(request: web.Request, pending: connect.Pending) -> dict[str, 
             ),
         },
     }
+
+
+async def revoke(request: web.Request, destination: Destination) -> None:
+    """Give the tokens back when the channel is removed (``POST /2/oauth2/revoke``, the refresh
+    token and the access token); a failure there does not keep the channel: the person asked
+    for it gone."""
+    client = client_from(request.app[RELAY].settings)
+    if client is None:
+        return
+    tokens = [
+        (str(destination.config.get("refresh_token") or ""), "refresh_token"),
+        (destination.token or "", "access_token"),
+    ]
+    for token, hint in tokens:
+        if not token:
+            continue
+        with contextlib.suppress(PublishError):
+            await connect.read_json(
+                connect.http(request),
+                "POST",
+                client.api.rstrip("/") + "/2/oauth2/revoke",
+                data={"token": token, "token_type_hint": hint, "client_id": client.client_id},
+                headers={"Authorization": client.basic()},
+            )
