@@ -22,8 +22,11 @@ relay's link goes, since X charges more for a post that carries a URL: ``in_post
 ``in_reply`` (a reply to the post carries it) or ``none``. ``preflight`` shows which.
 
 Media: up to 4 images (JPEG, PNG, WebP up to 5 MB each), or one GIF (15 MB), or one video
-(MP4, at most 140 s and 512 MB, its shape between 1:3 and 3:1). The relay does not trim: a video
-outside those bounds is left out (the page link plays it), and ``preflight`` says why.
+(MP4, at most 140 s and 512 MB, its shape between 1:3 and 3:1). A longer video is cut to its
+first 139 s (ffmpeg stream copy of the relay's MP4: no re-encoding), and ``preflight`` says so
+in ``notes``; one over 512 MB or of another shape is left out (the page link plays it), and
+``preflight`` says why in ``left_out``. Media are sent in 4 MB segments as they are read, never
+held whole in memory.
 
 Once only: X has no idempotency key. A retry (attempt > 1) first reads the account's latest
 posts (``GET /2/users/:id/tweets``) for the one the first try made: the one whose link (in its
@@ -48,10 +51,12 @@ import asyncio
 import base64
 import json
 import logging
+import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 import aiohttp
@@ -76,6 +81,10 @@ MIN_ASPECT, MAX_ASPECT = 1 / 3, 3.0
 ALT_CHARS = 1000
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
 VIDEO_TYPES = ("video/mp4", "video/quicktime")
+TRIM_TO = 139.0
+"""Seconds of a longer video sent: cut by stream copy, which ends at a packet boundary, so a
+second under X's 140 s limit."""
+TRIM_TIMEOUT = 120.0
 CHUNK = 4 * MB
 """Bytes per APPEND: X takes segments up to 5 MB."""
 LINK_PLACES = ("in_post", "in_reply", "none")
@@ -188,6 +197,8 @@ class Plan:
     reply: str = ""
     cut: bool = False
     """The title and text were shortened to fit (the link never is)."""
+    notes: tuple[str, ...] = ()
+    """What the relay changes to make X take a medium (a video cut to 140 s)."""
 
 
 def _category(medium: Media) -> str:
@@ -200,17 +211,16 @@ def _video_problem(medium: Media) -> str | None:
     if medium.mime not in VIDEO_TYPES:
         return f"X takes MP4 videos, not {medium.mime}"
     if medium.bytes > VIDEO_BYTES:
-        return "X takes videos up to 512 MB; the relay does not trim, the page link plays it"
-    if (medium.duration or 0) > VIDEO_SECONDS:
-        return (
-            f"X takes videos up to {VIDEO_SECONDS:.0f} s (this one is {medium.duration:.0f} s);"
-            " the relay does not trim, the page link plays it"
-        )
+        return "X takes videos up to 512 MB; the page link plays this one"
     if medium.width and medium.height:
         aspect = medium.width / medium.height
         if not MIN_ASPECT <= aspect <= MAX_ASPECT:
             return "X takes videos between 1:3 and 3:1; the page link plays this one"
     return None
+
+
+def too_long(medium: Media) -> bool:
+    return medium.kind == "video" and (medium.duration or 0) > VIDEO_SECONDS
 
 
 def choose(media: list[Media]) -> tuple[list[Media], list[str]]:
@@ -274,7 +284,13 @@ def plan_for(outgoing: Outgoing, link: str) -> Plan:
             "x preflight: the page link alone is too long",
             f"X takes at most {MAX_WEIGHTED} characters",
         )
-    return Plan(text, media, left_out, link, reply, fitted.cut)
+    notes = tuple(
+        f"{m.item_id}: X takes videos up to {VIDEO_SECONDS:.0f} s; the relay sends the first"
+        f" {TRIM_TO:.0f} s of this one ({m.duration:.0f} s), the page link plays it all"
+        for m in media
+        if too_long(m)
+    )
+    return Plan(text, media, left_out, link, reply, fitted.cut, notes)
 
 
 def _expanded(tweet: Mapping[str, Any]) -> str:
@@ -290,6 +306,48 @@ def _expanded(tweet: Mapping[str, Any]) -> str:
 def _links_to(tweet: Mapping[str, Any], page_url: str) -> bool:
     urls = (tweet.get("entities") or {}).get("urls") or []
     return any(u.get("expanded_url") == page_url for u in urls) or page_url in _expanded(tweet)
+
+
+# --- cutting a longer video ----------------------------------------------------------------
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := await asyncio.to_thread(f.read, CHUNK):
+            yield chunk
+
+
+async def trim(medium: Media, work: Path) -> Path:
+    """The first ``TRIM_TO`` seconds of the relay's own MP4 rendition, by stream copy (no
+    re-encoding: cheap enough for a delivery), in ``work``. ffmpeg reads only that file, as an
+    MP4 (``-protocol_whitelist file``, ``-f mp4``)."""
+    source, cut = work / "in.mp4", work / "out.mp4"
+    with source.open("wb") as f:
+        async for chunk in medium.read():
+            await asyncio.to_thread(f.write, chunk)
+    process = await asyncio.create_subprocess_exec(
+        "ffmpeg", "-nostdin", "-v", "error", "-protocol_whitelist", "file", "-f", "mp4",
+        "-i", str(source), "-t", f"{TRIM_TO:.3f}", "-map", "0:v:0", "-map", "0:a?",
+        "-c", "copy", "-movflags", "+faststart", "-y", str(cut),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        _, errors = await asyncio.wait_for(process.communicate(), TRIM_TIMEOUT)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise TransientPublishError(
+            "publish.unreachable", "x: cutting the video timed out"
+        ) from None
+    if process.returncode != 0 or not cut.is_file():
+        log.warning("x: ffmpeg could not cut %s: %s", medium.item_id, errors[-300:])
+        raise PublishError(
+            "publish.rejected",
+            f"x: ffmpeg exit {process.returncode} cutting {medium.item_id}",
+            "the relay could not cut the video to X's 140 seconds",
+        )
+    return cut
 
 
 # --- the adapter -----------------------------------------------------------------------------
@@ -325,34 +383,47 @@ class XAdapter:
 
     # --- media ---
 
-    async def _read(self, medium: Media) -> bytes:
-        return b"".join([chunk async for chunk in medium.read()])
-
     async def _upload(self, medium: Media) -> str:
-        """INIT, APPEND in segments, FINALIZE, then STATUS until X has processed it."""
-        data = await self._read(medium)
+        if not too_long(medium):
+            return await self._upload_stream(medium, medium.bytes, medium.read())
+        with tempfile.TemporaryDirectory(prefix="relay-x-") as work:
+            cut = await trim(medium, Path(work))
+            return await self._upload_stream(medium, cut.stat().st_size, _file_chunks(cut))
+
+    async def _upload_stream(self, medium: Media, total: int, chunks: AsyncIterator[bytes]) -> str:
+        """INIT, APPEND in segments of ``CHUNK`` bytes as they are read, FINALIZE, then
+        STATUS until X has processed it; alt text as the medium's metadata."""
         init = await self.api.json(
             "POST",
             "/2/media/upload/initialize",
             json={
                 "media_type": medium.mime,
-                "total_bytes": len(data),
+                "total_bytes": total,
                 "media_category": _category(medium),
             },
         )
         media_id = str(init["data"]["id"])
-        for index, start in enumerate(range(0, len(data), CHUNK)):
+        index = 0
+        buffer = bytearray()
+
+        async def append(segment: bytes) -> None:
             form = aiohttp.FormData()
             form.add_field("segment_index", str(index))
             form.add_field(
-                "media",
-                data[start : start + CHUNK],
-                filename="chunk",
-                content_type="application/octet-stream",
+                "media", segment, filename="chunk", content_type="application/octet-stream"
             )
             await self.api.json(
                 "POST", f"/2/media/upload/{media_id}/append", data=form, timeout=UPLOAD_TIMEOUT
             )
+
+        async for chunk in chunks:
+            buffer += chunk
+            while len(buffer) >= CHUNK:
+                await append(bytes(buffer[:CHUNK]))
+                del buffer[:CHUNK]
+                index += 1
+        if buffer:
+            await append(bytes(buffer))
         final = await self.api.json("POST", f"/2/media/upload/{media_id}/finalize")
         await self._processed(media_id, (final.get("data") or {}).get("processing_info"))
         if medium.alt and medium.kind == "image":
@@ -440,6 +511,8 @@ class XAdapter:
         plan = self.preflight(outgoing)
         for reason in plan.left_out:
             log.info("x destination %s: left out: %s", self.destination_id, reason)
+        for note in plan.notes:
+            log.info("x destination %s: %s", self.destination_id, note)
         post_id = reply_id = None
         if outgoing.attempt > 1:
             post_id, reply_id = self._made_earlier(await self._recent(), plan, outgoing.page_url)

@@ -14,7 +14,8 @@ problems as X sends them.
   in order, ≤ 5 MB a segment, never past ``total_bytes``); ``…/{id}/finalize`` (every byte
   there; an image must open, a video must be MP4): videos then go ``pending`` →
   ``in_progress`` → ``succeeded`` over ``processing_polls`` reads of ``GET /2/media/upload
-  ?command=STATUS&media_id=``. ``POST /2/media/metadata`` (``alt_text.text`` ≤ 1,000).
+  ?command=STATUS&media_id=`` (``failed``, "Duration too long", for a video over 140 s as
+  ffprobe measures it). ``POST /2/media/metadata`` (``alt_text.text`` ≤ 1,000).
 - ``POST /2/tweets`` (JSON): ``text`` within 280 as twitter-text weighs it, ``media.media_ids``
   (processed media of this user, at most 4 images or one GIF or video), ``reply``
   (``in_reply_to_tweet_id`` of an existing post); the same text as one of the user's posts is
@@ -47,6 +48,8 @@ import io
 import itertools
 import json
 import secrets
+import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +64,22 @@ from tests.fakes import FakeService
 MB = 1024 * 1024
 LIMITS = {"tweet_image": 5 * MB, "tweet_gif": 15 * MB, "tweet_video": 512 * MB}
 SCOPES = {"tweet.read", "tweet.write", "users.read", "media.write", "offline.access"}
+
+
+def _duration(data: bytes) -> float:
+    """The video's duration as ffprobe reads it (X measures what it processes)."""
+    with tempfile.NamedTemporaryFile(suffix=".mp4") as f:
+        f.write(data)
+        f.flush()
+        out = subprocess.run(
+            ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+             f.name],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    try:
+        return float(out.stdout.strip())
+    except ValueError:
+        return 0.0
 
 
 class Problem(Exception):
@@ -356,6 +375,7 @@ class FakeX(FakeService):
         if found["category"] == "tweet_video":
             if found["data"][4:8] != b"ftyp":
                 raise invalid("InvalidMedia: unsupported video format", "media")
+            found["duration"] = _duration(found["data"])
             found["state"] = "pending"
             info = {"state": "pending", "check_after_secs": 1}
             return web.json_response({"data": {"id": found["id"], "processing_info": info}})
@@ -375,7 +395,14 @@ class FakeX(FakeService):
             found["polls"] += 1
             found["state"] = ("succeeded" if found["polls"] >= self.processing_polls
                               else "in_progress")  # fmt: skip
+            if found["state"] == "succeeded" and not 0.5 <= found["duration"] <= 140:
+                found["state"] = "failed"
         info: dict[str, Any] = {"state": found["state"]}
+        if found["state"] == "failed":
+            info.update(progress_percent=100, error={
+                "code": 1, "name": "InvalidMedia",
+                "message": "Invalid or Unsupported media, Reason: Duration too long.",
+            })  # fmt: skip
         if found["state"] == "in_progress":
             info.update(check_after_secs=1, progress_percent=50)
         return web.json_response({"data": {"id": found["id"], "processing_info": info}})

@@ -302,6 +302,7 @@ async def post_page(request: web.Request, user: Signed) -> web.Response:
                 "refused": p.refused,
                 "link": p.link,
                 "reply": p.reply,
+                "notes": p.notes,
             }
             for p in found
         ]

@@ -58,6 +58,8 @@ class ChannelPreview:
     """Where the page link goes, for channels that let the person choose (X): ``in_post``,
     ``in_reply`` (then ``reply`` is that reply's text) or ``none``."""
     reply: str = ""
+    notes: list[str] = field(default_factory=list)
+    """What the relay changes so the channel takes a medium (X: a video cut to 140 s)."""
 
 
 def whole_text(outgoing: Outgoing) -> str:
@@ -165,6 +167,7 @@ def _meta(destination: Destination, http: Http, outgoing: Outgoing) -> ChannelPr
         media=_ids(plan.media),
         link=getattr(plan, "link", ""),
         reply=getattr(plan, "reply", ""),
+        notes=list(getattr(plan, "notes", ())),
     )
 
 
