@@ -154,3 +154,16 @@ def test_a_lost_answer_makes_one_post_on_x(start_relay, x: FakeX) -> None:
     [tweet] = x.live()
     assert delivery["remote_url"].endswith(f"/status/{tweet['id']}")
     assert len(x.calls("tweets.create")) == 1 and len(x.calls("tweets.list")) == 1
+
+
+def test_a_clip_longer_than_x_takes_is_cut_to_fit(start_relay, x: FakeX, tmp_path: Path) -> None:
+    server, token = relay_for(start_relay, x)
+    server.add_destination("x", x.url, x.token)
+    clip = web_ready_mp4(tmp_path / "long.mp4", "160x90", 150)
+    post = server.upload(token, file=("long.mp4", clip.read_bytes(), "video/mp4"), title="Lång")
+    delivery = server.wait_delivery(token, post["id"], timeout=180)
+    assert delivery["status"] == "delivered", delivery
+    [tweet] = x.live()
+    [media_id] = tweet["media"]
+    assert 138 <= x.media[media_id]["duration"] <= 140  # as X measures what it got
+    assert tweet["original"] == f"Lång\n\n{post['url']}"  # the page link plays it all
