@@ -32,6 +32,7 @@ from relay.pipeline import Pipeline, missing_media_tools
 from relay.publish import renew
 from relay.publish.deliver import DELIVER, Publisher
 from relay.publish.net import Http
+from relay.publish.x import client_from as x_client
 from relay.reply import REPLY, Replier, reply_key
 from relay.sealed import Sealer
 from relay.spool import open_spool
@@ -98,6 +99,7 @@ def build(settings: Settings) -> Relay:
         functools.partial(post_json, relay),
         max_age=settings.delivery_max_age_seconds,
         linkedin_app=renew.OAuthApp.linkedin(settings),
+        x_client=x_client(settings),
     )
     workers.register(DELIVER, publisher.deliver, publisher.give_up)
     # The post's life: scheduled publishing, edits and removals on channels, media purge.

@@ -152,6 +152,13 @@ class Settings(BaseSettings):
     linkedin_client_secret: SecretStr | None = None
     linkedin_api_url: str = "https://api.linkedin.com"
     linkedin_oauth_url: str = "https://www.linkedin.com"
+    # X (OAuth 2.0 with PKCE, a confidential client): the X app's client id and secret; unset,
+    # the web app offers no "Connect X" and X channels' two-hour tokens are not renewed. The
+    # API and authorize addresses change only for a test's stand-in.
+    x_client_id: str = ""
+    x_client_secret: SecretStr | None = None
+    x_api_url: str = "https://api.x.com"
+    x_authorize_url: str = "https://x.com/i/oauth2/authorize"
 
     # Field validators (not the model validator) check single values, so that an error names
     # its variable and pydantic never echoes the whole input, passwords included.

@@ -242,6 +242,15 @@ _SPECS.append(
     )
 )
 
+# X refuses a post whose text it already has (relay/publish/x.py).
+_SPECS.append(
+    ErrorSpec(
+        "publish.duplicate",
+        "The channel already has a post with this text, and refuses the same text twice.",
+        422,
+    )
+)
+
 # The web app's upload page (relay/web/app/upload.py): its script on the tus door.
 _SPECS.extend(
     [

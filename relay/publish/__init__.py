@@ -148,6 +148,7 @@ _BUILTIN = (
     "threads",
     "youtube",
     "linkedin",
+    "x",
 )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import Connection
@@ -31,6 +31,7 @@ from relay.publish import (
     Retractor,
     adapter_for,
     renew,
+    x,
 )
 from relay.publish.net import Http
 from relay.storage import Store
@@ -83,7 +84,10 @@ class Publisher:
         max_age: float,
         timeout: float = 120.0,
         linkedin_app: renew.OAuthApp | None = None,
+        x_client: x.XClient | None = None,
     ) -> None:
+        self.x_client = x_client
+        """The relay's X app, to renew X channels' two-hour tokens (relay/publish/renew.py)."""
         self.db = db
         self.store = store
         self.http = http
@@ -169,6 +173,10 @@ class Publisher:
             read=lambda key=original.key: self.store.read(key),
         )
 
+    async def fresh_row(self, row: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The destination row, a token that ends soon renewed first (publish/renew.py)."""
+        return await renew.fresh(self.db, self.http, row, self.linkedin_app, self.x_client)
+
     async def deliver(self, job: jobs.Job) -> None:
         delivery = await self.db.read(destinations.delivery_row, job.ref)
         if delivery is None or delivery["status"] != DeliveryStatus.PENDING:
@@ -189,7 +197,7 @@ class Publisher:
             return
         outgoing = self._outgoing(post, delivery["id"], delivery["id"], delivery["attempts"] + 1)
         try:
-            row = await renew.fresh(self.db, self.http, row, self.linkedin_app)
+            row = await self.fresh_row(row)
             adapter = adapter_for(destination_from_row(row), self.http)
             # An adapter that uploads large media (YouTube) may ask for longer than the rest.
             timeout = max(self.timeout, getattr(adapter, "time_for", lambda _o: 0.0)(outgoing))
@@ -267,6 +275,7 @@ class Publisher:
         error: PublishError | None = None
         edited = None
         try:
+            row = await self.fresh_row(row)
             adapter = adapter_for(destination_from_row(row), self.http)
             if editing and isinstance(adapter, Editor):
                 outgoing = self._outgoing(post, delivery_id, key, job.attempts)

@@ -14,10 +14,16 @@ access tokens last 60 days; an app LinkedIn granted programmatic refresh gets a 
 ``RENEW_BEFORE`` is renewed with ``POST /oauth/v2/accessToken`` (``grant_type=refresh_token``,
 the app's client id and secret in the body); without a refresh token nothing can be done, and
 the token's end turns the channel to "reconnect needed" (LinkedIn answers 401).
+
+X's access tokens last two hours: a delivery to an X channel whose token ends within five
+minutes first spends the channel's refresh token (``relay/publish/x.py`` ``refresh``) and keeps
+the new pair at once (X's refresh tokens are single-use). One renewal per channel at a time in a
+process; a refresh token another delivery already spent is followed to the row it saved.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -26,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from relay.db import Database, destinations
-from relay.publish import google
+from relay.publish import google, x
 from relay.publish.net import Http
 
 log = logging.getLogger("relay.publish.renew")
@@ -64,14 +70,21 @@ class OAuthApp:
 
 
 async def fresh(
-    db: Database, http: Http, row: Mapping[str, Any], linkedin: OAuthApp | None = None
+    db: Database,
+    http: Http,
+    row: Mapping[str, Any],
+    linkedin: OAuthApp | None = None,
+    x_client: x.XClient | None = None,
 ) -> Mapping[str, Any]:
-    """The destination row, with its token renewed first when it is a Threads or LinkedIn token
-    that ends soon; the row as it was when it needs nothing or the renewal fails."""
+    """The destination row, with its token renewed first when it is a Threads, LinkedIn, X or
+    YouTube token that ends soon (``linkedin`` and ``x_client`` are the relay's apps there); the
+    row as it was when it needs nothing or the renewal fails."""
     if row["type"] == "youtube":  # Google's access tokens last an hour: relay/publish/google.py
         return await google.fresh(db, http, row)
     if row["type"] == "linkedin":
         return await _linkedin(db, http, row, linkedin)
+    if row["type"] == "x":
+        return await _fresh_x(db, http, row, x_client)
     if row["type"] != "threads" or not row["token"]:
         return row
     config = json.loads(row["config"] or "{}")
@@ -149,3 +162,45 @@ async def _linkedin(
     )  # fmt: skip
     log.info("renewed the LinkedIn token of destination %s", row["id"])
     return await db.read(destinations.destination_row, row["id"]) or row
+
+
+_x_locks: dict[str, asyncio.Lock] = {}
+
+
+async def _fresh_x(
+    db: Database, http: Http, row: Mapping[str, Any], client: x.XClient | None
+) -> Mapping[str, Any]:
+    if not x.needs_renewal(json.loads(row["config"] or "{}")):
+        return row
+    if client is None:
+        log.warning("destination %s: X token ends, and RELAY_X_CLIENT_ID is unset", row["id"])
+        return row
+    async with _x_locks.setdefault(row["id"], asyncio.Lock()):
+        # Another delivery of this process may have renewed it while this one waited.
+        row = await db.read(destinations.destination_row, row["id"]) or row
+        config = json.loads(row["config"] or "{}")
+        if not x.needs_renewal(config):
+            return row
+        spent = str(config[x.REFRESH])
+        try:
+            status, answer = await x.refresh(http, client, spent)
+        except Exception as exc:  # the publish says whether the old token still works
+            log.warning("renewing the X token of destination %s failed: %r", row["id"], exc)
+            return row
+        token = answer.get("access_token") if answer else None
+        if not token or answer is None:
+            # Spent by another node in the meantime? Then its row has the new pair.
+            again = await db.read(destinations.destination_row, row["id"]) or row
+            if json.loads(again["config"] or "{}").get(x.REFRESH) != spent:
+                return again
+            log.warning(
+                "renewing the X token of destination %s failed: %s %s",
+                row["id"],
+                status,
+                (answer or {}).get("error", ""),
+            )
+            return row
+        renewed = x.renewed_config(config, answer)
+        await db.run(destinations.update_destination, row["id"], token=str(token), config=renewed)
+        log.info("renewed the X token of destination %s", row["id"])
+        return await db.read(destinations.destination_row, row["id"]) or row

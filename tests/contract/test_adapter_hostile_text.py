@@ -24,6 +24,7 @@ from tests.fakes.mastodon import FakeMastodon
 from tests.fakes.meta import FakeMeta
 from tests.fakes.micropub import fake_micropub
 from tests.fakes.wordpress import fake_wordpress
+from tests.fakes.x import FakeX
 from tests.receivers import webhook_receiver
 
 TITLE = "<img src=x onerror=alert(1)> \"Q\" & 'A'"
@@ -242,6 +243,15 @@ def linkedin() -> None:
     assert post["media"][0]["altText"] == ALT
 
 
+def x() -> None:
+    with FakeX() as fake:
+        _publish(Destination("x", "u", "x", fake.url, None, fake.token, {}))
+        [tweet] = fake.live()
+        [media_id] = tweet["media"]
+    assert tweet["original"] == f"{TITLE}\n\n{TEXT}\n\n{PAGE}"  # X reads plain text
+    assert fake.media[media_id]["alt"] == ALT
+
+
 ADAPTERS: dict[str, Callable[[], None]] = {
     "wordpress": wordpress,
     "mastodon": mastodon,
@@ -252,6 +262,7 @@ ADAPTERS: dict[str, Callable[[], None]] = {
     "instagram": instagram,
     "threads": threads,
     "linkedin": linkedin,
+    "x": x,
 }
 
 

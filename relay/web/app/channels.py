@@ -26,6 +26,7 @@ from relay.errors import PublishError
 from relay.publish import Destination, adapter_for
 from relay.publish.deliver import destination_from_row
 from relay.publish.webhook import new_secret
+from relay.publish.x import LINK_PLACES
 from relay.web.app import connect
 from relay.web.app.connect import (
     indieauth,
@@ -36,6 +37,7 @@ from relay.web.app.connect import (
     wordpress,
     youtube,
 )
+from relay.web.app.connect import x as x_connect
 from relay.web.app.page import Signed, gettext_for, read_form, render, signed_page
 from relay.web.app.views import CHANNEL_NAMES
 
@@ -77,6 +79,8 @@ def _channel_view(row: Any) -> dict[str, Any]:
         "reconnect": destinations.needs_reconnect(row),
         # Where "Connect again" starts: the service's own sign-in, when the web app has one.
         "reconnect_action": RECONNECT_ACTIONS.get(row["type"]),
+        # X: where the link to the post's page goes (relay/publish/x.py ``link``).
+        "link": json.loads(row["config"] or "{}").get("link") or "in_post",
     }
 
 
@@ -87,6 +91,7 @@ RECONNECT_ACTIONS = {
     "threads": "/channels/threads",
     "youtube": "/channels/youtube",
     "linkedin": "/channels/linkedin",
+    "x": "/channels/x",
 }
 
 
@@ -160,6 +165,7 @@ async def _page(
             "threads_enabled": threads.enabled(request),
             "youtube_enabled": youtube.enabled(request),
             "linkedin_enabled": linkedin.enabled(request),
+            "x_enabled": x_connect.enabled(request),
             **shown,
         },
         status=status,
@@ -237,6 +243,11 @@ async def check(request: web.Request, user: Signed) -> web.Response:
     row = await _own(request, user)
     _ = gettext_for(request)
     try:
+        # A token that lapses on its own (X's last two hours) is renewed first, as a delivery
+        # would: an hour-old X channel must not be declared dead by a check.
+        publisher = request.app[RELAY].publisher
+        if publisher is not None:
+            row = await publisher.fresh_row(row)
         said = await adapter_for(destination_from_row(row), connect.http(request)).check()
     except PublishError as exc:
         log.info("check of destination %s failed: %s %s", row["id"], exc.code, exc.detail)
@@ -280,6 +291,8 @@ async def remove(request: web.Request, user: Signed) -> web.Response:
         found = destination_from_row(row)
         if found.url and found.token:
             await mastodon.revoke(request, found.url, found.token, found.config, found.secret)
+    if row["type"] == "x":
+        await x_connect.revoke(request, destination_from_row(row))
     raise web.HTTPSeeOther("/channels?removed=1")
 
 
@@ -655,6 +668,63 @@ async def linkedin_pick(request: web.Request, user: Signed) -> web.StreamRespons
     raise redirect
 
 
+# --- X: OAuth 2.0 with PKCE (relay/web/app/connect/x.py) ---------------------------------------
+
+
+@signed_page
+async def begin_x(request: web.Request, user: Signed) -> web.StreamResponse:
+    await read_form(request)
+    if not x_connect.enabled(request):
+        raise web.HTTPNotFound()
+    state = connect.new_state()
+    return _leave_for(request, user, "x", state, x_connect.authorize_url(request, state), {})
+
+
+@signed_page
+async def x_callback(request: web.Request, user: Signed) -> web.StreamResponse:
+    _ = gettext_for(request)
+    pending = connect.finish(request, user.user_id, "x", request.query.get("state"))
+    if pending is None:
+        return await _page(
+            request, user, 400,
+            problem=_("This sign-in has expired or did not start here, so nothing was connected. "
+                      "Start again below."),
+        )  # fmt: skip
+    try:
+        made = await x_connect.complete(request, pending)
+    except (PublishError, connect.ConnectFailed) as exc:
+        log.info("connecting x failed after sign-in: %s", exc)
+        response = await _page(request, user, 400, problem=_problem(request, exc))
+        connect.forget(request, response)
+        return response
+    destination_id = await _save_or_renew(request, user, "x", made, "user_id")
+    redirect = web.HTTPSeeOther(f"/channels?added={destination_id}")
+    connect.forget(request, redirect)
+    raise redirect
+
+
+@signed_page
+async def x_link(request: web.Request, user: Signed) -> web.Response:
+    """Where an X channel puts the link to the post's page (in the post, a reply, nowhere)."""
+    form = await read_form(request)
+    row = await _own(request, user)
+    _ = gettext_for(request)
+    link = str(form.get("link", ""))
+    if row["type"] != "x" or link not in LINK_PLACES:
+        return await _page(request, user, 400, problem=_("Pick one of the choices."))
+
+    def save(conn: Connection) -> None:
+        # Read and written in one transaction: a delivery may be renewing the channel's
+        # single-use refresh token in the config right now, and it must not be set back.
+        current = destinations.destination_row(conn, row["id"])
+        if current is not None:
+            config = {**json.loads(current["config"] or "{}"), "link": link}
+            destinations.update_destination(conn, row["id"], config=config)
+
+    await request.app[RELAY].db.run(save)
+    return await _page(request, user, notice=_("Saved: the next posts follow this choice."))
+
+
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/channels", channels_page)
     app.router.add_post("/channels/webhook", add_webhook)
@@ -669,6 +739,9 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/channels/linkedin", begin_linkedin)
     app.router.add_get("/channels/linkedin/callback", linkedin_callback)
     app.router.add_post("/channels/linkedin/pick", linkedin_pick)
+    app.router.add_post("/channels/x", begin_x)
+    app.router.add_get("/channels/x/callback", x_callback)
+    app.router.add_post("/channels/{destination_id}/link", x_link)
     services = "{service:mastodon|wordpress|micropub}"
     app.router.add_post(f"/channels/{services}", begin)
     app.router.add_get(f"/channels/{services}/callback", callback)

@@ -300,6 +300,9 @@ async def post_page(request: web.Request, user: Signed) -> web.Response:
                 "defaults": p.defaults,
                 "unknown": p.unknown,
                 "refused": p.refused,
+                "link": p.link,
+                "reply": p.reply,
+                "notes": p.notes,
             }
             for p in found
         ]

@@ -54,6 +54,12 @@ class ChannelPreview:
     refused: str = ""
     """Why the channel's preflight says it will not take this post (Instagram without a photo
     or video, …): the delivery would fail with this, the other channels go on."""
+    link: str = ""
+    """Where the page link goes, for channels that let the person choose (X): ``in_post``,
+    ``in_reply`` (then ``reply`` is that reply's text) or ``none``."""
+    reply: str = ""
+    notes: list[str] = field(default_factory=list)
+    """What the relay changes so the channel takes a medium (X: a video cut to 140 s)."""
 
 
 def whole_text(outgoing: Outgoing) -> str:
@@ -156,9 +162,12 @@ def _meta(destination: Destination, http: Http, outgoing: Outgoing) -> ChannelPr
         destination.id,
         destination.type,
         text,
-        cut=text != whole_text(outgoing),
+        cut=getattr(plan, "cut", text != whole_text(outgoing)),
         limit=limit,
         media=_ids(plan.media),
+        link=getattr(plan, "link", ""),
+        reply=getattr(plan, "reply", ""),
+        notes=list(getattr(plan, "notes", ())),
     )
 
 
@@ -209,7 +218,7 @@ async def channel_preview(
         return _micropub(destination, outgoing)
     if kind == "wordpress":
         return _wordpress(destination, outgoing)
-    if kind in ("facebook", "instagram", "threads"):
+    if kind in ("facebook", "instagram", "threads", "x"):
         return _meta(destination, http, outgoing)
     if kind == "youtube":
         return _youtube(destination, http, outgoing)
