@@ -63,6 +63,10 @@ class Media:
     duration: float | None
     alt: str
     read: Callable[[], AsyncIterator[bytes]]
+    read_from: Callable[[int], AsyncIterator[bytes]] | None = None
+    """The bytes from an offset on (resuming an upload where the channel says it stopped)."""
+    poster: Callable[[], AsyncIterator[bytes]] | None = None
+    """A video's poster JPEG (rendition ``poster``), for channels that take a thumbnail."""
 
 
 @dataclass(frozen=True, slots=True)

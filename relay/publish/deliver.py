@@ -110,6 +110,12 @@ class Publisher:
                     duration=chosen.duration,
                     alt=item.alt or "",
                     read=lambda key=chosen.key: self.store.read(key),
+                    read_from=lambda start, key=chosen.key: self.store.read(key, start),
+                    poster=(
+                        (lambda key=by_name["poster"].key: self.store.read(key))
+                        if item.kind == Kind.VIDEO and "poster" in by_name
+                        else None
+                    ),
                 )
             )
         return found

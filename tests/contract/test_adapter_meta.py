@@ -285,6 +285,66 @@ def test_facebook_edits_once_and_deletes_once(fake: FakeMeta) -> None:
     assert fake.of_kind("page_post") == []
 
 
+def _video(data: bytes, poster: bytes | None) -> Media:
+    async def read() -> AsyncIterator[bytes]:
+        for start in range(0, len(data), 7000):  # a store gives it in pieces
+            yield data[start : start + 7000]
+
+    async def read_poster() -> AsyncIterator[bytes]:
+        yield poster or b""
+
+    return Media(
+        "item9",
+        "video",
+        "video/mp4",
+        len(data),
+        "http://relay.example/m/9.mp4",
+        320,
+        240,
+        2.0,
+        "",
+        read,
+        poster=read_poster if poster is not None else None,
+    )
+
+
+def test_facebook_a_video_upload_cut_twice_resumes_and_the_video_edits_and_deletes(
+    fake: FakeMeta,
+) -> None:
+    clip = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 200
+    dest = Destination(
+        "f", "u", "facebook", fake.facebook_url, None, fake.page_token,
+        {"page_id": fake.page_id, "app_id": fake.app_id},
+    )  # fmt: skip
+    fake.cut_uploads.extend([10_000, 20_000])
+    published = run(dest, lambda a: a.publish(outgoing(media=[_video(clip, _jpeg(160, 90))])))
+    [video] = fake.of_kind("video")
+    assert video["data"] == clip and video["thumb_size"] == (160, 90)
+    offsets = [c.headers["file_offset"] for c in fake.calls("upload.transfer")]
+    assert offsets == ["0", "10000", "30000"]
+    assert published.remote_id == f"video:{video['id']}"
+    assert published.remote_url == f"https://www.facebook.com{video['permalink_url']}"
+
+    remote = Remote("dlv_01META", published.remote_id, published.remote_url, "k.updated")
+    for _ in range(2):
+        run(dest, lambda a: a.edit(outgoing(title="Rättat"), remote))
+    assert video["description"].startswith("Rättat") and video["revisions"] == 1
+    for _ in range(2):
+        run(dest, lambda a: a.retract(remote, "abc"))
+    assert fake.of_kind("video") == [] and fake.of_kind("page_post") == []
+
+
+def test_facebook_a_post_with_photos_leaves_its_video_to_the_page_link(fake: FakeMeta) -> None:
+    dest = Destination(
+        "f", "u", "facebook", fake.facebook_url, None, fake.page_token,
+        {"page_id": fake.page_id, "app_id": fake.app_id},
+    )  # fmt: skip
+    out = outgoing(media=[medium(), _video(b"\x00\x00\x00\x18ftypmp42", None)])
+    plan = run(dest, lambda a: a.preflight(out))
+    assert plan.video is None and len(plan.media) == 1
+    assert plan.left_out == ["item9: a Page post carries photos or one video"]
+
+
 def test_threads_deletes_once_and_instagram_says_it_cannot(fake: FakeMeta) -> None:
     dest = destination(fake, "threads")
     published = publish(fake, "threads", outgoing())

@@ -158,7 +158,12 @@ def destinations_for(request: web.Request, page: dict[str, Any], kind: str) -> d
         return {
             "url": graph,
             "token": page["token"],
-            "config": {"page_id": page["id"], "account": page["name"]},
+            # The app's id opens the Resumable Upload API sessions a Page video goes through.
+            "config": {
+                "page_id": page["id"],
+                "account": page["name"],
+                "app_id": request.app[RELAY].settings.meta_app_id,
+            },
         }
     instagram = page["instagram"]
     return {
