@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from relay import jobs, lifecycle
+from relay import jobs, lifecycle, notice
 from relay.db import Database, destinations, queries
 from relay.errors import PublishError, TransientPublishError
 from relay.lifecycle import ATTEMPTS, BACKOFF_CAP, DELIVER, settle
@@ -154,7 +154,8 @@ class Publisher:
             await self._finish(job, remote_url=published.remote_url, remote_id=published.remote_id)
             return
         if error.code == RECONNECT:
-            await self.db.run(destinations.mark_reconnect_needed, row["id"])
+            # The first delivery to find the sign-in dead tells the user, once (relay/notice.py).
+            await self.db.run(notice.flag_and_notify, row["id"])
         too_old = time.time() - delivery["created_at"] > self.max_age
         if isinstance(error, TransientPublishError) and not job.exhausted and not too_old:
             await self._retry(job, error)
