@@ -217,6 +217,10 @@ class Publisher:
         error: PublishError | None = None
         edited = None
         try:
+            if destinations.needs_reconnect(row):
+                # As for deliveries: the service said this sign-in is dead; do not ask again.
+                raise PublishError(RECONNECT, "marked reconnect needed")
+            row = await renew.fresh(self.db, self.http, row)
             adapter = adapter_for(destination_from_row(row), self.http)
             if editing and isinstance(adapter, Editor):
                 outgoing = self._outgoing(post, delivery_id, key, job.attempts)
@@ -232,6 +236,8 @@ class Publisher:
         except Exception as exc:  # an adapter bug: retry rather than lose the change
             log.exception("adapter %s failed on %s of %s", row["type"], job.kind, delivery_id)
             error = TransientPublishError("publish.unreachable", repr(exc))
+        if error is not None and error.code == RECONNECT:
+            await self.db.run(notice.flag_and_notify, row["id"])
         if isinstance(error, TransientPublishError) and not job.exhausted:
             await self._retry(job, error, delivery_id)
             return

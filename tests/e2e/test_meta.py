@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from tests.clips import web_ready_mp4
+from tests.e2e.test_post_life import wait_for
 from tests.fakes.meta import FakeMeta
 from tests.server import RelayServer, crossposting_relay
 
@@ -241,3 +242,44 @@ def test_without_the_app_id_a_clip_goes_as_the_page_link(
     assert meta.calls("app.uploads") == [] and meta.of_kind("video") == []
     [page_post] = meta.of_kind("page_post")
     assert page_post["link"] == post["url"]
+
+
+def test_an_edit_finding_the_token_dead_marks_the_channel_and_a_delete_then_asks_nothing(
+    start_relay, meta: FakeMeta
+) -> None:
+    server, token = crossposting_relay(start_relay)
+    server.add_destination(
+        "facebook", meta.facebook_url, meta.page_token, f"page_id={meta.page_id}"
+    )
+    post = server.upload(token, file=False, title="Torget", text="Stavfel")
+    assert server.wait_delivery(token, post["id"], timeout=90)["status"] == "delivered"
+    meta.expire(meta.page_token)
+
+    with server.client(token) as client:
+        assert client.patch(f"/api/v1/posts/{post['id']}", json={"text": "Rättat"}).is_success
+
+    def edit_failed() -> dict[str, Any] | None:
+        with server.client(token) as client:
+            [delivery] = client.get(f"/api/v1/posts/{post['id']}").json()["deliveries"]
+        return delivery if delivery["error"] else None
+
+    failed = wait_for(edit_failed, "the edit's outcome")
+    assert failed["error"]["code"] == "destination.reconnect_needed"
+    assert "Session has expired" in failed["error"]["message"]
+    [page_post] = meta.of_kind("page_post")
+    assert page_post["message"].startswith("Torget\n\nStavfel")
+    asked = len(meta.seen)
+
+    # The channel is marked now: the delete fails at once, without asking Meta.
+    with server.client(token) as client:
+        assert client.delete(f"/api/v1/posts/{post['id']}").status_code == 204
+
+    def delete_said() -> dict[str, Any] | None:
+        with server.client(token) as client:
+            [delivery] = client.get(f"/api/v1/posts/{post['id']}").json()["deliveries"]
+        message = delivery["error"]["message"] if delivery["error"] else ""
+        return delivery if "Open Channels in the relay" in message else None
+
+    said = wait_for(delete_said, "the delete's outcome")
+    assert said["error"]["code"] == "destination.reconnect_needed"
+    assert meta.seen[asked:] == [] and meta.of_kind("page_post") == [page_post]
