@@ -136,7 +136,7 @@ class Settings(BaseSettings):
     threads_app_id: str = ""
     threads_app_secret: SecretStr | None = None
     threads_graph_url: str = "https://graph.threads.net"
-    threads_authorize_url: str = "https://threads.net/oauth/authorize"
+    threads_authorize_url: str = "https://threads.com/oauth/authorize"
 
     # Field validators (not the model validator) check single values, so that an error names
     # its variable and pydantic never echoes the whole input, passwords included.

@@ -257,6 +257,18 @@ def test_instagram_carousel_and_facebook_multi_photo_post(fake: FakeMeta) -> Non
     assert len(post["photos"]) == 3 and post["link"] is None
 
 
+def test_threads_carousel_of_up_to_20_from_finished_items(fake: FakeMeta) -> None:
+    """Items made with is_carousel_item and FINISHED before the CAROUSEL container that names
+    them (the fake refuses anything else); the 21st medium is left out."""
+    photos = [medium(n) for n in range(1, 22)]
+    publish(fake, "threads", outgoing(media=photos))
+    [thread] = fake.of_kind("thread")
+    assert thread["media_type"] == "CAROUSEL"
+    [parent] = [c for c in fake.of_kind("threads_container") if c["id"] == thread["container"]]
+    assert len(parent["children"]) == 20
+    assert all(fake.objects[c]["carousel_item"] for c in parent["children"])
+
+
 def test_facebook_without_photos_is_a_link_post(fake: FakeMeta) -> None:
     publish(fake, "facebook", outgoing(media=[]))
     [post] = fake.of_kind("page_post")

@@ -172,7 +172,8 @@ def test_a_threads_token_near_its_end_is_renewed_before_posting(
     delivery = server.wait_delivery(token, post["id"], timeout=90)
     assert delivery["status"] == "delivered", delivery
     [refresh] = meta.calls("threads.refresh")
-    assert old in refresh.headers["Authorization"] and old not in refresh.path
+    # as documented: a GET with the token as its access_token parameter (the fake takes no other)
+    assert refresh.method == "GET" and "Authorization" not in refresh.headers
     assert meta.threads_token != old  # the fake no longer takes the old one
     [create] = meta.calls("threads.create")
     assert create.headers["Authorization"] == f"Bearer {meta.threads_token}"

@@ -54,10 +54,19 @@ Instagram (``ig_user_id``):
 Threads (``threads_user_id``):
 - ``POST /{threads-user-id}/threads``: ``media_type`` TEXT (``text`` required), IMAGE
   (``image_url``, fetched: JPEG or PNG up to 8 MB), VIDEO (``video_url``) or CAROUSEL
-  (``children``); ``text`` at most 500 characters counted as Threads does (emoji as UTF-8
-  bytes); ``alt_text``. ``status`` goes IN_PROGRESS → FINISHED like Instagram's.
-- ``POST /{threads-user-id}/threads_publish``, ``GET /{threads-user-id}/threads``,
-  ``GET …/threads_publishing_limit`` (250 a day), ``DELETE /{threads-media-id}``.
+  (2-20 ``children``: containers of this account made with ``is_carousel_item=true`` and
+  ``FINISHED``); ``media_type`` is required (code 100); ``text`` at most 500 characters counted
+  as Threads does (emoji as UTF-8 bytes); ``alt_text``. ``status`` goes IN_PROGRESS → FINISHED
+  like Instagram's (https://developers.facebook.com/docs/threads/posts/).
+- ``POST /{threads-user-id}/threads_publish`` (a carousel item alone is code 100),
+  ``GET /{threads-user-id}/threads``, ``GET …/threads_publishing_limit`` (250 a day),
+  ``DELETE /{threads-media-id}``.
+- Tokens (https://developers.facebook.com/docs/threads/get-started/long-lived-tokens/):
+  ``POST /oauth/access_token`` (form: ``client_id``, ``client_secret``, ``code``,
+  ``grant_type=authorization_code``, ``redirect_uri``); ``GET /access_token`` (query:
+  ``grant_type=th_exchange_token``, ``client_secret``, ``access_token``); ``GET
+  /refresh_access_token`` (query: ``grant_type=th_refresh_token``, ``access_token``; a header
+  token does not count). Any other method is 405, as no route.
 
 Facebook Login (``app_id``, ``app_secret``):
 - ``GET /dialog/oauth``: an unknown ``client_id`` or no ``redirect_uri`` is an error page (no
@@ -227,7 +236,7 @@ class FakeMeta(FakeService):
         )
         # Threads' own login: the same dialog, its own token endpoints (no version in the path)
         add("POST", "/threads/oauth/access_token", self.threads_code, name="threads.oauth.token")
-        add("POST", "/threads/access_token", self.threads_exchange, name="threads.oauth.exchange")
+        add("GET", "/threads/access_token", self.threads_exchange, name="threads.oauth.exchange")
         add("GET", "/threads/refresh_access_token", self.threads_refresh, name="threads.refresh")
         add("GET", TH + "/{id}", self._wrap(self.get_object), name="threads.get")
         add("DELETE", TH + "/{id}", self._wrap(self.delete_object), name="threads.delete")
@@ -250,9 +259,12 @@ class FakeMeta(FakeService):
 
         return run
 
-    def _token(self, request: web.Request, params: dict[str, Any], scheme: str = "Bearer ") -> str:
+    def _token(
+        self, request: web.Request, params: dict[str, Any], scheme: str | None = "Bearer "
+    ) -> str:
+        """The call's token; ``scheme`` None: only the ``access_token`` parameter counts."""
         header = request.headers.get("Authorization", "")
-        if header.startswith(scheme):
+        if scheme is not None and header.startswith(scheme):
             token = header[len(scheme) :]
         else:
             token = str(params.pop("access_token", ""))
@@ -704,6 +716,17 @@ class FakeMeta(FakeService):
             children = [c for c in str(params.get("children", "")).split(",") if c]
             if not 2 <= len(children) <= 20:
                 raise GraphError("(#100) A carousel takes 2 to 20 children", 100)
+            for child in children:
+                found = self.objects.get(child)
+                if (
+                    found is None
+                    or found["kind"] != "threads_container"
+                    or found["owner"] != oid
+                    or not found["carousel_item"]
+                ):
+                    raise GraphError(f"(#100) Invalid child {child}", 100)
+                if found["state"] != "FINISHED":
+                    raise GraphError("Media ID is not available", 24, 4279009)
             fields.update(children=children)
         else:
             raise GraphError(
@@ -733,6 +756,8 @@ class FakeMeta(FakeService):
             or container["owner"] != oid
         ):
             raise GraphError("(#100) Invalid creation_id", 100)
+        if container["carousel_item"]:
+            raise GraphError("(#100) A carousel item cannot be published alone", 100)
         if container["state"] != "FINISHED":
             raise GraphError("Media ID is not available", 24, 4279009)
         if self._used("thread", oid) >= self.threads_quota:
@@ -839,8 +864,9 @@ class FakeMeta(FakeService):
         return web.json_response({"access_token": short, "user_id": int(self.threads_user_id)})
 
     async def threads_exchange(self, request: web.Request) -> web.Response:
-        """``grant_type=th_exchange_token``: the short-lived token for the long-lived one."""
-        form = {k: str(v) for k, v in (await request.post()).items()}
+        """``GET /access_token?grant_type=th_exchange_token&client_secret&access_token``: the
+        short-lived token for the long-lived one (a POST is no route here: 405)."""
+        form = dict(request.query)
         if form.get("client_secret") != self.app_secret:
             body = GraphError("Error validating client secret.", 1, 0).body
             return web.json_response(body, status=400)
@@ -857,10 +883,11 @@ class FakeMeta(FakeService):
         )
 
     async def threads_refresh(self, request: web.Request) -> web.Response:
-        """``grant_type=th_refresh_token``: a live long-lived token for a new one (60 days);
-        the old one stops working here (a test then sees which one the relay uses)."""
+        """``GET /refresh_access_token?grant_type=th_refresh_token&access_token``: a live
+        long-lived token for a new one (60 days); the old one stops working here (a test then
+        sees which one the relay uses). Only the query's ``access_token`` counts, as documented."""
         try:
-            token = self._token(request, dict(request.query))
+            token = self._token(request, dict(request.query), scheme=None)
         except GraphError as exc:
             return web.json_response(exc.body, status=400)
         if request.query.get("grant_type") != "th_refresh_token" or token != self.threads_token:

@@ -6,7 +6,15 @@ Threads app id (``RELAY_THREADS_APP_ID``) and the scopes ``threads_basic`` and
 to ``/channels/threads/callback`` is exchanged at ``/oauth/access_token``
 (``grant_type=authorization_code``) for a short-lived token and the account's id, that token
 at ``/access_token`` (``grant_type=th_exchange_token``) for a long-lived one (60 days), and
-``/v1.0/me`` names the account. The app secret goes in POST bodies, never in a URL.
+``/v1.0/me`` names the account.
+
+Request shapes as the Threads API documents them ("Get Access Tokens",
+https://developers.facebook.com/docs/threads/get-started/get-access-tokens-and-permissions, and
+"Long-Lived Access Tokens", https://developers.facebook.com/docs/threads/get-started/long-lived-tokens/):
+the code exchange is a ``POST`` (fields in the form body); the long-lived exchange is a ``GET``
+whose query must carry ``grant_type``, ``client_secret`` and the short-lived ``access_token``, as
+Threads takes no other form of it. Those values go as ``params`` of that one request and nowhere
+else: the relay's errors and logs name the path only, never the query.
 """
 
 from __future__ import annotations
@@ -84,9 +92,9 @@ async def complete(request: web.Request) -> dict[str, Any]:
         raise PublishError("publish.unauthorized", "/oauth/access_token: no access_token")
     long = await _call(
         request,
-        "POST",
+        "GET",
         "/access_token",
-        data={
+        params={
             "grant_type": "th_exchange_token",
             "client_secret": _secret(request),
             "access_token": str(short["access_token"]),
