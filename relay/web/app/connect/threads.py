@@ -27,15 +27,15 @@ from aiohttp import web
 
 from relay.context import RELAY
 from relay.errors import PublishError
-from relay.publish.graph import graph_error
 from relay.web.app import connect
+from relay.web.app.connect import graph_login
 
 SCOPES = "threads_basic,threads_content_publish,threads_delete"
 
 
 def enabled(request: web.Request) -> bool:
     settings = request.app[RELAY].settings
-    return bool(settings.threads_app_id and settings.threads_app_secret)
+    return graph_login.configured(settings.threads_app_id, settings.threads_app_secret)
 
 
 def _graph(request: web.Request) -> str:
@@ -43,8 +43,7 @@ def _graph(request: web.Request) -> str:
 
 
 def _secret(request: web.Request) -> str:
-    secret = request.app[RELAY].settings.threads_app_secret
-    return secret.get_secret_value() if secret is not None else ""
+    return graph_login.secret_value(request.app[RELAY].settings.threads_app_secret)
 
 
 def authorize_url(request: web.Request, state: str) -> str:
@@ -60,12 +59,7 @@ def authorize_url(request: web.Request, state: str) -> str:
 
 
 async def _call(request: web.Request, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-    status, answer, text = await connect.read_json(
-        connect.http(request), method, _graph(request) + path, **kwargs
-    )
-    if status != 200 or not isinstance(answer, dict):
-        raise graph_error(status, text, path)
-    return answer
+    return await graph_login.call(request, _graph(request), method, path, **kwargs)
 
 
 async def complete(request: web.Request) -> dict[str, Any]:
