@@ -28,7 +28,7 @@ from relay import jobs
 from relay.config import Settings
 from relay.db import Database, destinations
 from relay.db.schema import posts, users
-from relay.reply import Replier, one_line, reply_address
+from relay.reply import one_line, permanent_refusal, reply_address, send, sender_address
 
 log = logging.getLogger("relay.notice")
 
@@ -114,7 +114,6 @@ class Notices:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
-        self.mailer = Replier(db, settings, lambda _post: "", b"")
 
     async def reconnect(self, job: jobs.Job) -> None:
         found = await self.db.read(_load, job.ref)
@@ -128,7 +127,7 @@ class Notices:
             return
         try:
             message = build_notice(
-                sender=self.mailer.sender,
+                sender=sender_address(self.settings),
                 to=to,
                 service=SERVICES.get(found["type"], found["type"]),
                 account=found["account"],
@@ -140,8 +139,14 @@ class Notices:
             log.warning("destination %s: no notice to %r: %s", job.ref, to, exc)
             await self.db.run(jobs.complete, job)
             return
-        await self.mailer._send(message, to)  # a refusal raises: the queue retries, then buries
-        log.info("destination %s: told the user it needs connecting again", job.ref)
+        try:
+            await send(self.settings, message, sender_address(self.settings), to)
+        except Exception as exc:
+            if not permanent_refusal(exc):
+                raise  # the queue retries with backoff, then buries (give_up logs it)
+            log.warning("destination %s: the outbound server refused the notice: %s", job.ref, exc)
+        else:
+            log.info("destination %s: told the user it needs connecting again", job.ref)
         await self.db.run(jobs.complete, job)
 
     def give_up(self, conn: Connection, job: jobs.Job, code: str, detail: str) -> None:

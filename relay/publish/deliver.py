@@ -142,7 +142,9 @@ class Publisher:
         try:
             row = await renew.fresh(self.db, self.http, row)
             adapter = adapter_for(destination_from_row(row), self.http)
-            published = await asyncio.wait_for(adapter.publish(outgoing), self.timeout)
+            published = await asyncio.wait_for(
+                adapter.publish(outgoing), self._timeout(adapter, outgoing)
+            )
         except TimeoutError:
             error: PublishError = TransientPublishError("publish.unreachable", "timed out")
         except PublishError as exc:
@@ -163,6 +165,13 @@ class Publisher:
             if isinstance(error, TransientPublishError) and too_old:
                 error = PublishError("publish.expired", error.detail, error.remote)
             await self._finish(job, error=error)
+
+    def _timeout(self, adapter: Any, outgoing: Outgoing) -> float:
+        """The publish's time limit: an adapter that uploads big media (a Page video) may ask
+        for more than the default with ``timeout_for(outgoing)``."""
+        asked = getattr(adapter, "timeout_for", None)
+        wanted = asked(outgoing) if callable(asked) else None
+        return max(self.timeout, float(wanted)) if wanted else self.timeout
 
     def _outgoing(self, post: Post, delivery_id: str, key: str, attempt: int) -> Outgoing:
         post_json = self.present(post)

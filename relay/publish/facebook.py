@@ -57,6 +57,9 @@ VIDEO_BYTES = 10 * 1024 * MB  # the Video API's limit for a Page video
 UPLOAD_TRIES = 5
 """Transfers of one video upload session: the first and the resumptions after a cut."""
 VIDEO_PREFIX = "video:"
+UPLOAD_BYTES_PER_SECOND = 1 * MB
+"""The slowest upload a delivery waits for: a Page video's publish may take its size at this
+rate (plus the default), rather than time out on every try."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +130,11 @@ class FacebookAdapter:
             [outgoing.title, outgoing.text], outgoing.page_url, lambda t: len(t) <= MAX_MESSAGE
         ).text
         return Plan(message, photos, left_out, video)
+
+    def timeout_for(self, outgoing: Outgoing) -> float | None:
+        """More time for a publish that uploads a video (relay/publish/deliver.py asks)."""
+        video = self.preflight(outgoing).video
+        return None if video is None else 120 + video.bytes / UPLOAD_BYTES_PER_SECOND
 
     async def _upload(self, medium: Media, index: int, key: str) -> str:
         """An unpublished photo of the Page, to attach to the post; named by the delivery, never

@@ -5,6 +5,7 @@ errors become the relay's stable codes (temporary ones retried, permanent ones p
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import io
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -355,6 +356,18 @@ def test_facebook_a_post_with_photos_leaves_its_video_to_the_page_link(fake: Fak
     plan = run(dest, lambda a: a.preflight(out))
     assert plan.video is None and len(plan.media) == 1
     assert plan.left_out == ["item9: a Page post carries photos or one video"]
+
+
+def test_facebook_gives_a_big_video_upload_the_time_it_needs(fake: FakeMeta) -> None:
+    """A delivery's publish is cut off after 120 s unless the adapter asks for more: a 600 MB
+    clip gets at least the time it takes at 1 MB/s; a photo post asks for nothing."""
+    dest = Destination(
+        "f", "u", "facebook", fake.facebook_url, None, fake.page_token,
+        {"page_id": fake.page_id, "app_id": fake.app_id},
+    )  # fmt: skip
+    big = dataclasses.replace(_video(b"", None), bytes=600 * 1024 * 1024)
+    assert run(dest, lambda a: a.timeout_for(outgoing(media=[big]))) >= 600
+    assert run(dest, lambda a: a.timeout_for(outgoing())) is None
 
 
 def test_threads_deletes_once_and_instagram_says_it_cannot(fake: FakeMeta) -> None:
