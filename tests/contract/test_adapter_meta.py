@@ -347,6 +347,22 @@ def test_facebook_a_video_upload_cut_twice_resumes_and_the_video_edits_and_delet
     assert fake.of_kind("video") == [] and fake.of_kind("page_post") == []
 
 
+def test_facebook_a_lost_video_answer_makes_one_page_video(fake: FakeMeta) -> None:
+    clip = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40
+    dest = Destination(
+        "f", "u", "facebook", fake.facebook_url, None, fake.page_token,
+        {"page_id": fake.page_id, "app_id": fake.app_id},
+    )  # fmt: skip
+    fake.lose("page.videos")
+    with pytest.raises(TransientPublishError):
+        run(dest, lambda a: a.publish(outgoing(media=[_video(clip, None)])))
+    again = run(dest, lambda a: a.publish(outgoing(media=[_video(clip, None)], attempt=2)))
+    [video] = fake.of_kind("video")
+    [post] = fake.of_kind("page_post")
+    assert again.remote_id == post["id"] and post["video"] == video["id"]
+    assert len(fake.calls("page.videos")) == 1 and len(fake.calls("app.uploads")) == 1
+
+
 def test_facebook_a_post_with_photos_leaves_its_video_to_the_page_link(fake: FakeMeta) -> None:
     dest = Destination(
         "f", "u", "facebook", fake.facebook_url, None, fake.page_token,
