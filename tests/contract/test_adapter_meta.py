@@ -419,4 +419,11 @@ def test_the_web_apps_preview_shows_each_channels_preflight(fake: FakeMeta) -> N
         lambda a: channel_preview(destination(fake, "facebook"), a.graph.http, outgoing()),
     )
     assert (shown.refused, shown.text, shown.media) == ("", f"Torget\n\nHej\n\n{PAGE}", ["item1"])
+    page = Destination(
+        "f", "u", "facebook", fake.facebook_url, None, fake.page_token,
+        {"page_id": fake.page_id, "app_id": fake.app_id},
+    )  # fmt: skip
+    clip = outgoing(media=[_video(b"\x00\x00\x00\x18ftypmp42", None)])
+    video = run(page, lambda a: channel_preview(page, a.graph.http, clip))
+    assert video.media == ["item9"]
     assert fake.seen == []  # the preview asks nothing of Meta
