@@ -22,7 +22,8 @@ https://developers.facebook.com/docs/video-api/guides/publishing; the graph-vide
    N on streamed from the store (never the whole clip in memory) → ``{"h": FILE_HANDLE}``. A
    transfer cut off is resumed: ``GET /upload:…`` says ``{"file_offset": N}``, what Meta kept.
 3. ``POST /{page-id}/videos`` with ``fbuploader_video_file_chunk=FILE_HANDLE``, ``description``
-   (the message), ``title`` and the clip's poster as ``thumb`` → ``{"id": VIDEO_ID}``.
+   (the message), ``title`` and the clip's poster as ``thumb`` → ``{"id": VIDEO_ID}``
+   (https://developers.facebook.com/docs/graph-api/reference/page/videos).
 The delivery keeps ``video:VIDEO_ID``; an edit changes the video's ``description``.
 """
 
