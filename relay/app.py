@@ -28,6 +28,7 @@ from relay.mail.reply_job import MailCommands
 from relay.mail.sender import Dns
 from relay.model import Limits
 from relay.node import start_node, stop_node
+from relay.notice import RECONNECT_NOTICE, Notices
 from relay.pipeline import Pipeline, missing_media_tools
 from relay.publish import renew
 from relay.publish.deliver import DELIVER, Publisher
@@ -110,6 +111,8 @@ def build(settings: Settings) -> Relay:
     workers.register(lifecycle.RETRACT, publisher.retract)
     replier = Replier(db, settings, relay.page_url, reply_key(settings))
     workers.register(REPLY, replier.run, replier.give_up)
+    notices = Notices(db, settings)
+    workers.register(RECONNECT_NOTICE, notices.reconnect, notices.give_up)
     # Replies to that mail ([delete], new text): relay/mail/reply_job.py.
     commands = MailCommands(db, spool, pool)
     workers.register(MAIL_COMMAND, commands.run, commands.give_up)

@@ -136,7 +136,7 @@ class Settings(BaseSettings):
     threads_app_id: str = ""
     threads_app_secret: SecretStr | None = None
     threads_graph_url: str = "https://graph.threads.net"
-    threads_authorize_url: str = "https://threads.net/oauth/authorize"
+    threads_authorize_url: str = "https://threads.com/oauth/authorize"
     # Google sign-in for YouTube channels: the OAuth client (type "Web application") of a Google
     # Cloud project with the YouTube Data API v3; unset, the web app offers no "Connect
     # YouTube". The three addresses change only to reach a test's stand-in.

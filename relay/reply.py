@@ -209,7 +209,7 @@ class Replier:
 
     @property
     def sender(self) -> str:
-        return self.settings.reply_from or f"relay@{self.settings.mail_domain}"
+        return sender_address(self.settings)
 
     async def run(self, job: jobs.Job) -> None:
         found = await self.db.read(_load, job.ref)
@@ -265,7 +265,7 @@ class Replier:
         try:
             await self._send(message, to)
         except Exception as exc:
-            if not _permanent(exc):
+            if not permanent_refusal(exc):
                 raise  # the queue retries with backoff
             log.warning("post %s: the outbound server refused the reply: %s", job.ref, exc)
         else:
@@ -273,29 +273,38 @@ class Replier:
         await self.db.run(jobs.complete, job)
 
     async def _send(self, message: EmailMessage, to: str) -> None:
-        import aiosmtplib
-
-        settings = self.settings
-        implicit = settings.outbound_smtp_port == 465
-        await aiosmtplib.send(
-            message,
-            sender=self.sender,
-            recipients=[to],
-            hostname=settings.outbound_smtp_host,
-            port=settings.outbound_smtp_port,
-            username=settings.outbound_smtp_username or None,
-            password=settings.outbound_smtp_password or None,
-            use_tls=implicit,
-            start_tls=False if implicit else settings.outbound_smtp_starttls,
-            timeout=SEND_SECONDS,
-        )
+        await send(self.settings, message, self.sender, to)
 
     def give_up(self, conn: Connection, job: jobs.Job, code: str, detail: str) -> None:
         # Nothing to record on the post: a reply is a courtesy, its loss only logged.
         log.warning("post %s: the reply could not be sent: %s", job.ref, detail[:300])
 
 
-def _permanent(exc: Exception) -> bool:
+def sender_address(settings: Settings) -> str:
+    """The From of the relay's own mail (replies, notices)."""
+    return settings.reply_from or f"relay@{settings.mail_domain}"
+
+
+async def send(settings: Settings, message: EmailMessage, sender: str, to: str) -> None:
+    """One message through the outbound SMTP server (``RELAY_OUTBOUND_SMTP_*``)."""
+    import aiosmtplib
+
+    implicit = settings.outbound_smtp_port == 465
+    await aiosmtplib.send(
+        message,
+        sender=sender,
+        recipients=[to],
+        hostname=settings.outbound_smtp_host,
+        port=settings.outbound_smtp_port,
+        username=settings.outbound_smtp_username or None,
+        password=settings.outbound_smtp_password or None,
+        use_tls=implicit,
+        start_tls=False if implicit else settings.outbound_smtp_starttls,
+        timeout=SEND_SECONDS,
+    )
+
+
+def permanent_refusal(exc: Exception) -> bool:
     """A 5xx from the outbound server: sending again gets the same answer."""
     import aiosmtplib
 

@@ -283,15 +283,29 @@ def needs_reconnect(row: Mapping[str, Any]) -> bool:
 
 
 def mark_reconnect_needed(conn: Connection, destination_id: str) -> bool:
-    """Flag the destination; False when it is gone (or its config no longer opens: the
-    delivery already says so)."""
+    """Flag the destination; True only for the call that set the flag (it owes the user the
+    one notice), False when it was flagged already or is gone (or its config no longer opens:
+    the delivery already says so).
+
+    A compare-and-set on the stored config: of deliveries that find the token dead at once,
+    on one node or several, exactly one sees True. Sealed values stay as they were stored."""
     row = destination_row(conn, destination_id)
     if row is None or not row["active"] or row.get(UNREADABLE):
         return False
-    config = json.loads(row["config"] or "{}")
+    stored = conn.execute(
+        select(destinations.c.config).where(destinations.c.id == destination_id)
+    ).scalar_one_or_none()
+    config = json.loads(stored or "{}")
     if config.get(RECONNECT):
-        return True
-    return update_destination(conn, destination_id, config={**config, RECONNECT: True})
+        return False
+    flagged = json.dumps({**config, RECONNECT: True})
+    same = destinations.c.config.is_(None) if stored is None else destinations.c.config == stored
+    changed = conn.execute(
+        update(destinations)
+        .where((destinations.c.id == destination_id) & destinations.c.active.is_(True) & same)
+        .values(config=flagged)
+    )
+    return changed.rowcount == 1
 
 
 def seal_clear_text(conn: Connection) -> int:

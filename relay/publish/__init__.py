@@ -66,6 +66,8 @@ class Media:
     variants: dict[str, Media] = field(default_factory=dict)
     """Other forms of the same item an adapter may prefer (a video's ``original``, metadata
     stripped, and its ``poster``; ``captions`` once items carry a captions track)."""
+    read_from: Callable[[int], AsyncIterator[bytes]] | None = None
+    """The bytes from an offset on (resuming an upload where the channel says it stopped)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from relay import jobs, lifecycle
+from relay import jobs, lifecycle, notice
 from relay.db import Database, destinations, queries
 from relay.errors import PublishError, TransientPublishError
 from relay.lifecycle import ATTEMPTS, BACKOFF_CAP, DELIVER, settle
@@ -126,6 +126,7 @@ class Publisher:
                     alt=item.alt or "",
                     read=lambda key=chosen.key: self.store.read(key),
                     variants=self._variants(item, chosen, urls[item.id], post_json),
+                    read_from=lambda start, key=chosen.key: self.store.read(key, start),
                 )
             )
         return found
@@ -199,9 +200,9 @@ class Publisher:
         try:
             row = await self.fresh_row(row)
             adapter = adapter_for(destination_from_row(row), self.http)
-            # An adapter that uploads large media (YouTube) may ask for longer than the rest.
-            timeout = max(self.timeout, getattr(adapter, "time_for", lambda _o: 0.0)(outgoing))
-            published = await asyncio.wait_for(adapter.publish(outgoing), timeout)
+            published = await asyncio.wait_for(
+                adapter.publish(outgoing), self._timeout(adapter, outgoing)
+            )
         except TimeoutError:
             error: PublishError = TransientPublishError("publish.unreachable", "timed out")
         except PublishError as exc:
@@ -213,7 +214,8 @@ class Publisher:
             await self._finish(job, remote_url=published.remote_url, remote_id=published.remote_id)
             return
         if error.code == RECONNECT:
-            await self.db.run(destinations.mark_reconnect_needed, row["id"])
+            # The first delivery to find the sign-in dead tells the user, once (relay/notice.py).
+            await self.db.run(notice.flag_and_notify, row["id"])
         too_old = time.time() - delivery["created_at"] > self.max_age
         if isinstance(error, TransientPublishError) and not job.exhausted and not too_old:
             await self._retry(job, error)
@@ -221,6 +223,13 @@ class Publisher:
             if isinstance(error, TransientPublishError) and too_old:
                 error = PublishError("publish.expired", error.detail, error.remote)
             await self._finish(job, error=error)
+
+    def _timeout(self, adapter: Any, outgoing: Outgoing) -> float:
+        """The publish's time limit: an adapter that uploads big media (a Page video) may ask
+        for more than the default with ``timeout_for(outgoing)``."""
+        asked = getattr(adapter, "timeout_for", None)
+        wanted = asked(outgoing) if callable(asked) else None
+        return max(self.timeout, float(wanted)) if wanted else self.timeout
 
     def _outgoing(self, post: Post, delivery_id: str, key: str, attempt: int) -> Outgoing:
         post_json = self.present(post)
@@ -275,6 +284,9 @@ class Publisher:
         error: PublishError | None = None
         edited = None
         try:
+            if destinations.needs_reconnect(row):
+                # As for deliveries: the service said this sign-in is dead; do not ask again.
+                raise PublishError(RECONNECT, "marked reconnect needed")
             row = await self.fresh_row(row)
             adapter = adapter_for(destination_from_row(row), self.http)
             if editing and isinstance(adapter, Editor):
@@ -291,6 +303,8 @@ class Publisher:
         except Exception as exc:  # an adapter bug: retry rather than lose the change
             log.exception("adapter %s failed on %s of %s", row["type"], job.kind, delivery_id)
             error = TransientPublishError("publish.unreachable", repr(exc))
+        if error is not None and error.code == RECONNECT:
+            await self.db.run(notice.flag_and_notify, row["id"])
         if isinstance(error, TransientPublishError) and not job.exhausted:
             await self._retry(job, error, delivery_id)
             return

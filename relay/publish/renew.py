@@ -1,7 +1,8 @@
 """Renewing a long-lived Threads token before it lapses, on use: a delivery to a Threads
 channel whose token ends within ``RENEW_BEFORE`` first asks
-``GET /refresh_access_token?grant_type=th_refresh_token`` (Threads API "Long-Lived Access
-Tokens": a token at least a day old and not expired gets 60 more days), and saves the new token
+``GET /refresh_access_token?grant_type=th_refresh_token&access_token=…`` (Threads API
+"Long-Lived Access Tokens", https://developers.facebook.com/docs/threads/get-started/long-lived-tokens/:
+a token at least a day old and not expired gets 60 more days), and saves the new token
 and its end (``config.token_expires_at``, seconds since the epoch, written when the channel is
 connected). A renewal that fails leaves the channel as it is: the publish then says whether the
 token still works (a dead one turns the channel to "reconnect needed").
@@ -19,6 +20,8 @@ X's access tokens last two hours: a delivery to an X channel whose token ends wi
 minutes first spends the channel's refresh token (``relay/publish/x.py`` ``refresh``) and keeps
 the new pair at once (X's refresh tokens are single-use). One renewal per channel at a time in a
 process; a refresh token another delivery already spent is followed to the row it saved.
+Threads documents the token only as the ``access_token`` query parameter of this ``GET``; it
+goes there and nowhere else: what is logged names the destination and the status, never the URL.
 """
 
 from __future__ import annotations
@@ -96,14 +99,15 @@ async def fresh(
         response = await http.request(
             "GET",
             base + "/refresh_access_token",
-            params={"grant_type": "th_refresh_token"},
-            headers={"Authorization": f"Bearer {row['token']}"},
+            params={"grant_type": "th_refresh_token", "access_token": row["token"]},
         )
         async with response:
             status = response.status
             answer = json.loads(await response.text(errors="replace")) if status == 200 else None
     except Exception as exc:  # the renewal is a courtesy: the publish goes on with the old one
-        log.warning("renewing the token of destination %s failed: %r", row["id"], exc)
+        # The class and code only: the request's query holds the token.
+        said = getattr(exc, "code", "") or type(exc).__name__
+        log.warning("renewing the token of destination %s failed: %s", row["id"], said)
         return row
     token = answer.get("access_token") if isinstance(answer, dict) else None
     if not token:

@@ -348,7 +348,7 @@ class YouTubeAdapter:
             "categoryId": CATEGORY,
         }
 
-    def time_for(self, outgoing: Outgoing) -> float:
+    def timeout_for(self, outgoing: Outgoing) -> float:
         """How long a delivery may take (relay/publish/deliver.py): a gigabyte clip does not
         upload in the two minutes other channels get; this allows a slow uplink (2 Mbit/s).
         The worker keeps the job's lease all along, so no other node starts it meanwhile."""

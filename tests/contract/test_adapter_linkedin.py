@@ -12,7 +12,6 @@ import io
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pypdfium2 as pdfium
@@ -289,9 +288,8 @@ def test_a_videos_poster_and_captions_go_with_it(fake: FakeLinkedIn, video: Medi
     items carry them): LinkedIn gets the poster as the thumbnail and the captions file."""
     poster = _medium(6, "image", "image/jpeg", _jpeg(640, 360), width=640, height=360)
     captions = _medium(7, "captions", "text/vtt", captions_bytes())
-    fields = {f.name: getattr(video, f.name) for f in dataclasses.fields(Media)}
-    with_variants = SimpleNamespace(**fields, variants={"poster": poster, "captions": captions})
-    publish(fake, outgoing(media=[with_variants]))  # type: ignore[list-item]
+    with_variants = dataclasses.replace(video, variants={"poster": poster, "captions": captions})
+    publish(fake, outgoing(media=[with_variants]))
     [post] = fake.live()
     assert post["media"][0]["thumbnail"] == ("image/jpeg", _jpeg(640, 360))
     assert post["media"][0]["captions"] == ("text/vtt", captions_bytes())

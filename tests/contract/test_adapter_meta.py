@@ -5,6 +5,7 @@ errors become the relay's stable codes (temporary ones retried, permanent ones p
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import io
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -257,6 +258,18 @@ def test_instagram_carousel_and_facebook_multi_photo_post(fake: FakeMeta) -> Non
     assert len(post["photos"]) == 3 and post["link"] is None
 
 
+def test_threads_carousel_of_up_to_20_from_finished_items(fake: FakeMeta) -> None:
+    """Items made with is_carousel_item and FINISHED before the CAROUSEL container that names
+    them (the fake refuses anything else); the 21st medium is left out."""
+    photos = [medium(n) for n in range(1, 22)]
+    publish(fake, "threads", outgoing(media=photos))
+    [thread] = fake.of_kind("thread")
+    assert thread["media_type"] == "CAROUSEL"
+    [parent] = [c for c in fake.of_kind("threads_container") if c["id"] == thread["container"]]
+    assert len(parent["children"]) == 20
+    assert all(fake.objects[c]["carousel_item"] for c in parent["children"])
+
+
 def test_facebook_without_photos_is_a_link_post(fake: FakeMeta) -> None:
     publish(fake, "facebook", outgoing(media=[]))
     [post] = fake.of_kind("page_post")
@@ -283,6 +296,109 @@ def test_facebook_edits_once_and_deletes_once(fake: FakeMeta) -> None:
     for _ in range(2):  # already gone is success
         run(dest, lambda a: a.retract(remote, "abc"))
     assert fake.of_kind("page_post") == []
+
+
+def _video(data: bytes, poster: bytes | None) -> Media:
+    async def read() -> AsyncIterator[bytes]:
+        for start in range(0, len(data), 7000):  # a store gives it in pieces
+            yield data[start : start + 7000]
+
+    async def read_poster() -> AsyncIterator[bytes]:
+        yield poster or b""
+
+    return Media(
+        "item9",
+        "video",
+        "video/mp4",
+        len(data),
+        "http://relay.example/m/9.mp4",
+        320,
+        240,
+        2.0,
+        "",
+        read,
+        variants={}
+        if poster is None
+        else {
+            "poster": Media(
+                "item9",
+                "image",
+                "image/jpeg",
+                len(poster),
+                "http://relay.example/m/9.jpg",
+                320,
+                240,
+                None,
+                "",
+                read_poster,
+            )  # fmt: skip
+        },
+    )
+
+
+def test_facebook_a_video_upload_cut_twice_resumes_and_the_video_edits_and_deletes(
+    fake: FakeMeta,
+) -> None:
+    clip = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 200
+    dest = Destination(
+        "f", "u", "facebook", fake.facebook_url, None, fake.page_token,
+        {"page_id": fake.page_id, "app_id": fake.app_id},
+    )  # fmt: skip
+    fake.cut_uploads.extend([10_000, 20_000])
+    published = run(dest, lambda a: a.publish(outgoing(media=[_video(clip, _jpeg(160, 90))])))
+    [video] = fake.of_kind("video")
+    assert video["data"] == clip and video["thumb_size"] == (160, 90)
+    offsets = [c.headers["file_offset"] for c in fake.calls("upload.transfer")]
+    assert offsets == ["0", "10000", "30000"]
+    assert published.remote_id == f"video:{video['id']}"
+    assert published.remote_url == f"https://www.facebook.com{video['permalink_url']}"
+
+    remote = Remote("dlv_01META", published.remote_id, published.remote_url, "k.updated")
+    for _ in range(2):
+        run(dest, lambda a: a.edit(outgoing(title="Rättat"), remote))
+    assert video["description"].startswith("Rättat") and video["revisions"] == 1
+    for _ in range(2):
+        run(dest, lambda a: a.retract(remote, "abc"))
+    assert fake.of_kind("video") == [] and fake.of_kind("page_post") == []
+
+
+def test_facebook_a_lost_video_answer_makes_one_page_video(fake: FakeMeta) -> None:
+    clip = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40
+    dest = Destination(
+        "f", "u", "facebook", fake.facebook_url, None, fake.page_token,
+        {"page_id": fake.page_id, "app_id": fake.app_id},
+    )  # fmt: skip
+    fake.lose("page.videos")
+    with pytest.raises(TransientPublishError):
+        run(dest, lambda a: a.publish(outgoing(media=[_video(clip, None)])))
+    again = run(dest, lambda a: a.publish(outgoing(media=[_video(clip, None)], attempt=2)))
+    [video] = fake.of_kind("video")
+    [post] = fake.of_kind("page_post")
+    assert again.remote_id == post["id"] and post["video"] == video["id"]
+    assert len(fake.calls("page.videos")) == 1 and len(fake.calls("app.uploads")) == 1
+
+
+def test_facebook_a_post_with_photos_leaves_its_video_to_the_page_link(fake: FakeMeta) -> None:
+    dest = Destination(
+        "f", "u", "facebook", fake.facebook_url, None, fake.page_token,
+        {"page_id": fake.page_id, "app_id": fake.app_id},
+    )  # fmt: skip
+    out = outgoing(media=[medium(), _video(b"\x00\x00\x00\x18ftypmp42", None)])
+    plan = run(dest, lambda a: a.preflight(out))
+    assert plan.video is None and len(plan.media) == 1
+    assert plan.left_out == ["item9: a Page post carries photos or one video"]
+
+
+def test_facebook_gives_a_big_video_upload_the_time_it_needs(fake: FakeMeta) -> None:
+    """A delivery's publish is cut off after 120 s unless the adapter asks for more: a 600 MB
+    clip gets at least the time it takes at 1 MB/s; a photo post asks for nothing."""
+    dest = Destination(
+        "f", "u", "facebook", fake.facebook_url, None, fake.page_token,
+        {"page_id": fake.page_id, "app_id": fake.app_id},
+    )  # fmt: skip
+    big = dataclasses.replace(_video(b"", None), bytes=600 * 1024 * 1024)
+    assert run(dest, lambda a: a.timeout_for(outgoing(media=[big]))) >= 600
+    assert run(dest, lambda a: a.timeout_for(outgoing())) is None
 
 
 def test_threads_deletes_once_and_instagram_says_it_cannot(fake: FakeMeta) -> None:
@@ -318,4 +434,11 @@ def test_the_web_apps_preview_shows_each_channels_preflight(fake: FakeMeta) -> N
         lambda a: channel_preview(destination(fake, "facebook"), a.graph.http, outgoing()),
     )
     assert (shown.refused, shown.text, shown.media) == ("", f"Torget\n\nHej\n\n{PAGE}", ["item1"])
+    page = Destination(
+        "f", "u", "facebook", fake.facebook_url, None, fake.page_token,
+        {"page_id": fake.page_id, "app_id": fake.app_id},
+    )  # fmt: skip
+    clip = outgoing(media=[_video(b"\x00\x00\x00\x18ftypmp42", None)])
+    video = run(page, lambda a: channel_preview(page, a.graph.http, clip))
+    assert video.media == ["item9"]
     assert fake.seen == []  # the preview asks nothing of Meta

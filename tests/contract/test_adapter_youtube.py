@@ -393,7 +393,7 @@ def test_the_web_apps_preview_shows_what_youtube_gets(fake: FakeYouTube, clip: b
 
 
 def test_a_large_video_gets_time_to_upload(fake: FakeYouTube, clip: bytes) -> None:
-    small = run(destination(fake), lambda a: a.time_for(outgoing([video(clip)])))
+    small = run(destination(fake), lambda a: a.timeout_for(outgoing([video(clip)])))
     gigabyte = dataclasses.replace(video(clip), bytes=2**30, variants={})
-    large = run(destination(fake), lambda a: a.time_for(outgoing([gigabyte])))
+    large = run(destination(fake), lambda a: a.timeout_for(outgoing([gigabyte])))
     assert small < 600 < 3600 < large

@@ -6,11 +6,14 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
 
+from tests.clips import web_ready_mp4
+from tests.e2e.test_post_life import wait_for
 from tests.fakes.meta import FakeMeta
 from tests.server import RelayServer, crossposting_relay
 
@@ -169,7 +172,8 @@ def test_a_threads_token_near_its_end_is_renewed_before_posting(
     delivery = server.wait_delivery(token, post["id"], timeout=90)
     assert delivery["status"] == "delivered", delivery
     [refresh] = meta.calls("threads.refresh")
-    assert old in refresh.headers["Authorization"] and old not in refresh.path
+    # as documented: a GET with the token as its access_token parameter (the fake takes no other)
+    assert refresh.method == "GET" and "Authorization" not in refresh.headers
     assert meta.threads_token != old  # the fake no longer takes the old one
     [create] = meta.calls("threads.create")
     assert create.headers["Authorization"] == f"Bearer {meta.threads_token}"
@@ -178,3 +182,105 @@ def test_a_threads_token_near_its_end_is_renewed_before_posting(
     second = server.upload(token, file=False, title="Igen", text="Samma nyckel.")
     assert server.wait_delivery(token, second["id"], timeout=90)["status"] == "delivered"
     assert len(meta.calls("threads.refresh")) == 1
+
+
+def test_a_clip_becomes_a_page_video_through_a_resumed_upload(
+    start_relay, meta: FakeMeta, tmp_path: Path
+) -> None:
+    """A real clip: the relay's MP4 goes to the Page in a resumable upload session; the transfer
+    is cut halfway, the relay asks Meta where it stopped and sends the rest from there; the
+    poster becomes the video's thumbnail and the text its description."""
+    server, token = crossposting_relay(start_relay)
+    server.add_destination(
+        "facebook",
+        meta.facebook_url,
+        meta.page_token,
+        f"page_id={meta.page_id}",
+        f"app_id={meta.app_id}",
+    )
+    clip = web_ready_mp4(tmp_path / "invigning.mov", "640x360", 3)
+    meta.cut_uploads.append(40_000)
+    post = server.upload(
+        token,
+        file=("invigning.mov", clip.read_bytes(), "video/quicktime"),
+        title="Torget",
+        text="Invigningen, på film.",
+    )
+    delivery = server.wait_delivery(token, post["id"], timeout=120)
+    assert delivery["status"] == "delivered", delivery
+
+    [video] = meta.of_kind("video")
+    [item] = server.wait_post(token, post["id"])["items"]
+    mp4 = next(r for r in item["renditions"] if r["name"] == "mp4")
+    with server.client(token) as client:
+        sent = client.get(mp4["url"]).content
+    assert video["data"] == sent and len(sent) > 40_000  # all of it, once, in order
+    assert video["description"] == f"Torget\n\nInvigningen, på film.\n\n{post['url']}"
+    assert video["title"] == "Torget" and video["thumb_size"] is not None
+    [first, resumed] = meta.calls("upload.transfer")
+    assert first.headers["file_offset"] == "0"
+    assert resumed.headers["file_offset"] == "40000"
+    assert resumed.headers["Content-Length"] == str(len(sent) - 40_000)
+    assert first.headers["Authorization"] == f"OAuth {meta.page_token}"
+    assert len(meta.calls("upload.state")) == 1
+    assert delivery["remote_url"] == f"https://www.facebook.com{video['permalink_url']}"
+    # the Page's feed shows it once; the clip's page link is in its text
+    [page_post] = meta.of_kind("page_post")
+    assert page_post["video"] == video["id"]
+
+
+def test_without_the_app_id_a_clip_goes_as_the_page_link(
+    start_relay, meta: FakeMeta, tmp_path: Path
+) -> None:
+    server, token = crossposting_relay(start_relay)
+    server.add_destination(
+        "facebook", meta.facebook_url, meta.page_token, f"page_id={meta.page_id}"
+    )
+    clip = web_ready_mp4(tmp_path / "clip.mp4", "320x240", 1)
+    post = server.upload(token, file=("clip.mp4", clip.read_bytes(), "video/mp4"), title="Film")
+    delivery = server.wait_delivery(token, post["id"], timeout=120)
+    assert delivery["status"] == "delivered", delivery
+    assert meta.calls("app.uploads") == [] and meta.of_kind("video") == []
+    [page_post] = meta.of_kind("page_post")
+    assert page_post["link"] == post["url"]
+
+
+def test_an_edit_finding_the_token_dead_marks_the_channel_and_a_delete_then_asks_nothing(
+    start_relay, meta: FakeMeta
+) -> None:
+    server, token = crossposting_relay(start_relay)
+    server.add_destination(
+        "facebook", meta.facebook_url, meta.page_token, f"page_id={meta.page_id}"
+    )
+    post = server.upload(token, file=False, title="Torget", text="Stavfel")
+    assert server.wait_delivery(token, post["id"], timeout=90)["status"] == "delivered"
+    meta.expire(meta.page_token)
+
+    with server.client(token) as client:
+        assert client.patch(f"/api/v1/posts/{post['id']}", json={"text": "Rättat"}).is_success
+
+    def edit_failed() -> dict[str, Any] | None:
+        with server.client(token) as client:
+            [delivery] = client.get(f"/api/v1/posts/{post['id']}").json()["deliveries"]
+        return delivery if delivery["error"] else None
+
+    failed = wait_for(edit_failed, "the edit's outcome")
+    assert failed["error"]["code"] == "destination.reconnect_needed"
+    assert "Session has expired" in failed["error"]["message"]
+    [page_post] = meta.of_kind("page_post")
+    assert page_post["message"].startswith("Torget\n\nStavfel")
+    asked = len(meta.seen)
+
+    # The channel is marked now: the delete fails at once, without asking Meta.
+    with server.client(token) as client:
+        assert client.delete(f"/api/v1/posts/{post['id']}").status_code == 204
+
+    def delete_said() -> dict[str, Any] | None:
+        with server.client(token) as client:
+            [delivery] = client.get(f"/api/v1/posts/{post['id']}").json()["deliveries"]
+        message = delivery["error"]["message"] if delivery["error"] else ""
+        return delivery if "Open Channels in the relay" in message else None
+
+    said = wait_for(delete_said, "the delete's outcome")
+    assert said["error"]["code"] == "destination.reconnect_needed"
+    assert meta.seen[asked:] == [] and meta.of_kind("page_post") == [page_post]

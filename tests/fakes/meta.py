@@ -23,6 +23,20 @@ Facebook Pages:
   (code 100). Answers ``{"id": "PAGE_POST"}``. ``GET /{page-id}/feed``: newest first.
 - ``GET /{post-id}``, ``POST /{post-id}`` (``message``: an edit, counted in ``revisions``),
   ``DELETE /{post-id}`` (``{"success": true}``).
+- Videos (Resumable Upload API, https://developers.facebook.com/docs/graph-api/guides/upload,
+  and https://developers.facebook.com/docs/video-api/guides/publishing):
+  ``POST /{app-id}/uploads`` with ``file_name``, ``file_length`` and ``file_type`` (one of
+  application/pdf, image/jpeg, image/jpg, image/png, video/mp4; code 100 otherwise) for this
+  app → ``{"id": "upload:SESSION"}``. ``POST /upload:SESSION`` with ``Authorization: OAuth
+  TOKEN`` (another scheme is code 190) and a ``file_offset`` header equal to what the session
+  holds (code 100 otherwise), the bytes as the body → ``{"h": HANDLE}`` once all
+  ``file_length`` bytes are in; ``GET /upload:SESSION`` → ``{"id", "file_offset"}``.
+  ``cut_uploads`` lists byte counts after which the next transfers drop the connection (what
+  arrived so far is kept, as Meta keeps it). ``POST /{page-id}/videos`` with
+  ``fbuploader_video_file_chunk`` = a complete MP4's handle (used once), ``description``,
+  ``title``, ``thumb`` (an image file) → ``{"id": VIDEO}``; the video also shows in the Page's
+  feed as a post whose message is the description. ``GET /{video-id}`` gives ``description``
+  and a relative ``permalink_url``; ``POST /{video-id}`` edits ``description``; ``DELETE``.
 
 Instagram (``ig_user_id``):
 - ``GET /{ig-user-id}/content_publishing_limit``: ``quota_usage`` of ``quota_total`` (50).
@@ -40,10 +54,19 @@ Instagram (``ig_user_id``):
 Threads (``threads_user_id``):
 - ``POST /{threads-user-id}/threads``: ``media_type`` TEXT (``text`` required), IMAGE
   (``image_url``, fetched: JPEG or PNG up to 8 MB), VIDEO (``video_url``) or CAROUSEL
-  (``children``); ``text`` at most 500 characters counted as Threads does (emoji as UTF-8
-  bytes); ``alt_text``. ``status`` goes IN_PROGRESS → FINISHED like Instagram's.
-- ``POST /{threads-user-id}/threads_publish``, ``GET /{threads-user-id}/threads``,
-  ``GET …/threads_publishing_limit`` (250 a day), ``DELETE /{threads-media-id}``.
+  (2-20 ``children``: containers of this account made with ``is_carousel_item=true`` and
+  ``FINISHED``); ``media_type`` is required (code 100); ``text`` at most 500 characters counted
+  as Threads does (emoji as UTF-8 bytes); ``alt_text``. ``status`` goes IN_PROGRESS → FINISHED
+  like Instagram's (https://developers.facebook.com/docs/threads/posts/).
+- ``POST /{threads-user-id}/threads_publish`` (a carousel item alone is code 100),
+  ``GET /{threads-user-id}/threads``, ``GET …/threads_publishing_limit`` (250 a day),
+  ``DELETE /{threads-media-id}``.
+- Tokens (https://developers.facebook.com/docs/threads/get-started/long-lived-tokens/):
+  ``POST /oauth/access_token`` (form: ``client_id``, ``client_secret``, ``code``,
+  ``grant_type=authorization_code``, ``redirect_uri``); ``GET /access_token`` (query:
+  ``grant_type=th_exchange_token``, ``client_secret``, ``access_token``); ``GET
+  /refresh_access_token`` (query: ``grant_type=th_refresh_token``, ``access_token``; a header
+  token does not count). Any other method is 405, as no route.
 
 Facebook Login (``app_id``, ``app_secret``):
 - ``GET /dialog/oauth``: an unknown ``client_id`` or no ``redirect_uri`` is an error page (no
@@ -60,7 +83,8 @@ Media URLs the fake cannot reach (the contract tests' ``relay.example``) may be 
 ``fetchable``; ``unfetchable`` lists URL prefixes that fail as if the relay were not reachable.
 
 Routes for scripting (``fail``/``lose``): ``object.get``, ``object.update``, ``object.delete``,
-``page.photos``, ``page.feed.create``, ``page.feed``, ``ig.media.create``, ``ig.media``,
+``page.photos``, ``page.feed.create``, ``app.uploads``, ``upload.transfer``, ``upload.state``,
+``page.videos``, ``page.feed``, ``ig.media.create``, ``ig.media``,
 ``ig.publish``, ``ig.limit``, ``threads.get``, ``threads.delete``, ``threads.create``,
 ``threads.list``, ``threads.publish``, ``threads.limit``, ``oauth.dialog``, ``oauth.approve``,
 ``oauth.token`` (GET), ``oauth.token.post``, ``me.accounts``.
@@ -68,6 +92,7 @@ Routes for scripting (``fail``/``lose``): ``object.get``, ``object.update``, ``o
 
 from __future__ import annotations
 
+import asyncio
 import html
 import io
 import itertools
@@ -147,6 +172,9 @@ class FakeMeta(FakeService):
     codes: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Login codes given out (``redirect_uri``, ``used``)."""
     short_tokens: set[str] = field(default_factory=set)
+    uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Resumable upload sessions by id: ``file_length``, ``file_type``, ``data``, ``handle``."""
+    cut_uploads: list[int] = field(default_factory=list)
     _revoked: set[str] = field(default_factory=set)
     _expired: set[str] = field(default_factory=set)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(900_000_000_001))
@@ -170,6 +198,11 @@ class FakeMeta(FakeService):
 
     def routes(self, app: web.Application) -> None:
         add = app.router.add_route
+        # before ``/{id}``, which would take ``upload:…`` for an object id
+        add("POST", FB + "/upload:{sid}", self.upload_transfer, name="upload.transfer")
+        add("GET", FB + "/upload:{sid}", self.upload_state, name="upload.state")
+        add("POST", FB + "/{id}/uploads", self._wrap(self.app_uploads), name="app.uploads")
+        add("POST", FB + "/{id}/videos", self._wrap(self.page_videos), name="page.videos")
         add("GET", "/dialog/oauth", self.dialog, name="oauth.dialog")
         add("POST", "/dialog/oauth", self.approve, name="oauth.approve")
         add("GET", FB + "/oauth/access_token", self.access_token, name="oauth.token")
@@ -203,7 +236,7 @@ class FakeMeta(FakeService):
         )
         # Threads' own login: the same dialog, its own token endpoints (no version in the path)
         add("POST", "/threads/oauth/access_token", self.threads_code, name="threads.oauth.token")
-        add("POST", "/threads/access_token", self.threads_exchange, name="threads.oauth.exchange")
+        add("GET", "/threads/access_token", self.threads_exchange, name="threads.oauth.exchange")
         add("GET", "/threads/refresh_access_token", self.threads_refresh, name="threads.refresh")
         add("GET", TH + "/{id}", self._wrap(self.get_object), name="threads.get")
         add("DELETE", TH + "/{id}", self._wrap(self.delete_object), name="threads.delete")
@@ -226,9 +259,15 @@ class FakeMeta(FakeService):
 
         return run
 
-    def _token(self, request: web.Request, params: dict[str, Any]) -> str:
+    def _token(
+        self, request: web.Request, params: dict[str, Any], scheme: str | None = "Bearer "
+    ) -> str:
+        """The call's token; ``scheme`` None: only the ``access_token`` parameter counts."""
         header = request.headers.get("Authorization", "")
-        token = header[7:] if header.startswith("Bearer ") else str(params.pop("access_token", ""))
+        if scheme is not None and header.startswith(scheme):
+            token = header[len(scheme) :]
+        else:
+            token = str(params.pop("access_token", ""))
         if not token:
             raise GraphError(
                 "An active access token must be used to query information about the current user.",
@@ -326,6 +365,12 @@ class FakeMeta(FakeService):
     async def update_object(self, request: web.Request, oid: str, params: dict, token: str) -> Any:
         obj = self._object(oid, "post")
         self._owner(token, obj["owner"])
+        if obj["kind"] == "video" and "description" in params:
+            if params["description"] != obj.get("description"):
+                obj["description"] = params["description"]
+                obj["revisions"] = obj.get("revisions", 0) + 1
+                self.objects[obj["post"]]["message"] = params["description"]
+            return {"success": True}
         if obj["kind"] != "page_post" or "message" not in params:
             raise GraphError("(#100) Invalid parameter", 100)
         if params["message"] != obj.get("message"):
@@ -336,9 +381,11 @@ class FakeMeta(FakeService):
     async def delete_object(self, request: web.Request, oid: str, params: dict, token: str) -> Any:
         obj = self._object(oid, "delete")
         self._owner(token, obj["owner"])
-        if obj["kind"] not in ("page_post", "thread", "photo"):
+        if obj["kind"] not in ("page_post", "thread", "photo", "video"):
             raise GraphError("(#3) Application does not have the capability", 3)
         obj["deleted"] = True
+        if obj["kind"] == "video":
+            self.objects[obj["post"]]["deleted"] = True
         return {"success": True, **({"deleted_id": oid} if obj["kind"] == "thread" else {})}
 
     # --- Facebook Pages -----------------------------------------------------------------------
@@ -404,6 +451,123 @@ class FakeMeta(FakeService):
         for photo in photos:
             photo["attached_to"] = post_id
         return {"id": post_id}
+
+    # --- Resumable Upload API and Page videos ---------------------------------------------------
+
+    async def app_uploads(self, request: web.Request, oid: str, params: dict, token: str) -> Any:
+        if oid != self.app_id:
+            raise GraphError(f"(#100) Invalid app id {oid}", 100)
+        if token not in (self.page_token, self.user_token):
+            raise GraphError("(#200) Permissions error", 200)
+        try:
+            length = int(params["file_length"])
+        except (KeyError, ValueError):
+            raise GraphError("(#100) The parameter file_length is required", 100) from None
+        kind = params.get("file_type")
+        allowed = ("application/pdf", "image/jpeg", "image/jpg", "image/png", "video/mp4")
+        if kind not in allowed or length <= 0 or not params.get("file_name"):
+            raise GraphError("(#100) Invalid file_type, file_length or file_name", 100)
+        session = "upload:" + secrets.token_urlsafe(12)
+        self.uploads[session] = {
+            "file_length": length,
+            "file_type": kind,
+            "file_name": params["file_name"],
+            "token": token,
+            "data": bytearray(),
+            "handle": None,
+            "used": False,
+        }
+        return {"id": session}
+
+    def _upload_session(self, request: web.Request) -> dict[str, Any]:
+        if not request.headers.get("Authorization", "").startswith("OAuth "):
+            raise GraphError("(#190) This upload takes Authorization: OAuth <token>", 190)
+        token = self._token(request, {}, scheme="OAuth ")
+        session = self.uploads.get("upload:" + request.match_info["sid"])
+        if session is None or session["token"] != token:
+            raise gone("upload:" + request.match_info["sid"])
+        return session
+
+    async def upload_state(self, request: web.Request) -> web.Response:
+        try:
+            session = self._upload_session(request)
+        except GraphError as exc:
+            return web.json_response(exc.body, status=400)
+        sid = "upload:" + request.match_info["sid"]
+        return web.json_response({"id": sid, "file_offset": len(session["data"])})
+
+    async def upload_transfer(self, request: web.Request) -> web.Response:
+        try:
+            session = self._upload_session(request)
+            offset = request.headers.get("file_offset")
+            if offset is None or not offset.isdigit():
+                raise GraphError("(#100) The file_offset header is required", 100)
+            if int(offset) != len(session["data"]):
+                raise GraphError(
+                    f"(#100) file_offset {offset} does not match the {len(session['data'])}"
+                    " bytes received",
+                    100,
+                )
+        except GraphError as exc:
+            return web.json_response(exc.body, status=400)
+        cut = self.cut_uploads.pop(0) if self.cut_uploads else None
+        received = 0
+        async for chunk in request.content.iter_chunked(65536):
+            if cut is not None and received + len(chunk) >= cut:
+                session["data"] += chunk[: cut - received]
+                if request.transport is not None:
+                    request.transport.abort()
+                raise asyncio.CancelledError
+            received += len(chunk)
+            session["data"] += chunk
+            if len(session["data"]) > session["file_length"]:
+                body = GraphError("(#100) More bytes than file_length", 100).body
+                return web.json_response(body, status=400)
+        if len(session["data"]) < session["file_length"]:
+            sid = "upload:" + request.match_info["sid"]
+            return web.json_response({"id": sid, "file_offset": len(session["data"])})
+        session["handle"] = session["handle"] or "2:" + secrets.token_urlsafe(24)
+        return web.json_response({"h": session["handle"]})
+
+    async def page_videos(self, request: web.Request, oid: str, params: dict, token: str) -> Any:
+        self._owner(token, oid)
+        handle = params.get("fbuploader_video_file_chunk")
+        session = next((u for u in self.uploads.values() if handle and u["handle"] == handle), None)
+        if session is None or session["used"] or session["file_type"] != "video/mp4":
+            raise GraphError("(#100) Invalid fbuploader_video_file_chunk", 100)
+        if bytes(session["data"][4:8]) != b"ftyp":
+            raise GraphError("There was a problem uploading your video file.", 390, 1363030)
+        thumb = params.get("thumb")
+        thumb_size = None
+        if thumb is not None:
+            try:
+                with Image.open(io.BytesIO(thumb)) as image:
+                    thumb_size = image.size
+            except (OSError, TypeError):
+                raise GraphError("(#100) thumb must be an image file", 100) from None
+        session["used"] = True
+        video = self._new(
+            "video",
+            owner=oid,
+            description=params.get("description", ""),
+            title=params.get("title"),
+            thumb_size=thumb_size,
+            data=bytes(session["data"]),
+        )
+        video["permalink_url"] = f"/{oid}/videos/{video['id']}/"
+        post_id = f"{oid}_{next(self._ids)}"
+        self.objects[post_id] = {
+            "id": post_id,
+            "kind": "page_post",
+            "owner": oid,
+            "message": video["description"],
+            "link": None,
+            "photos": [],
+            "video": video["id"],
+            "permalink_url": f"https://www.facebook.com/{oid}/posts/{post_id.split('_')[1]}",
+        }
+        video["post"] = post_id
+        return {"id": video["id"]}
 
     async def page_feed(self, request: web.Request, oid: str, params: dict, token: str) -> Any:
         self._owner(token, oid)
@@ -552,6 +716,17 @@ class FakeMeta(FakeService):
             children = [c for c in str(params.get("children", "")).split(",") if c]
             if not 2 <= len(children) <= 20:
                 raise GraphError("(#100) A carousel takes 2 to 20 children", 100)
+            for child in children:
+                found = self.objects.get(child)
+                if (
+                    found is None
+                    or found["kind"] != "threads_container"
+                    or found["owner"] != oid
+                    or not found["carousel_item"]
+                ):
+                    raise GraphError(f"(#100) Invalid child {child}", 100)
+                if found["state"] != "FINISHED":
+                    raise GraphError("Media ID is not available", 24, 4279009)
             fields.update(children=children)
         else:
             raise GraphError(
@@ -581,6 +756,8 @@ class FakeMeta(FakeService):
             or container["owner"] != oid
         ):
             raise GraphError("(#100) Invalid creation_id", 100)
+        if container["carousel_item"]:
+            raise GraphError("(#100) A carousel item cannot be published alone", 100)
         if container["state"] != "FINISHED":
             raise GraphError("Media ID is not available", 24, 4279009)
         if self._used("thread", oid) >= self.threads_quota:
@@ -687,8 +864,9 @@ class FakeMeta(FakeService):
         return web.json_response({"access_token": short, "user_id": int(self.threads_user_id)})
 
     async def threads_exchange(self, request: web.Request) -> web.Response:
-        """``grant_type=th_exchange_token``: the short-lived token for the long-lived one."""
-        form = {k: str(v) for k, v in (await request.post()).items()}
+        """``GET /access_token?grant_type=th_exchange_token&client_secret&access_token``: the
+        short-lived token for the long-lived one (a POST is no route here: 405)."""
+        form = dict(request.query)
         if form.get("client_secret") != self.app_secret:
             body = GraphError("Error validating client secret.", 1, 0).body
             return web.json_response(body, status=400)
@@ -705,10 +883,11 @@ class FakeMeta(FakeService):
         )
 
     async def threads_refresh(self, request: web.Request) -> web.Response:
-        """``grant_type=th_refresh_token``: a live long-lived token for a new one (60 days);
-        the old one stops working here (a test then sees which one the relay uses)."""
+        """``GET /refresh_access_token?grant_type=th_refresh_token&access_token``: a live
+        long-lived token for a new one (60 days); the old one stops working here (a test then
+        sees which one the relay uses). Only the query's ``access_token`` counts, as documented."""
         try:
-            token = self._token(request, dict(request.query))
+            token = self._token(request, dict(request.query), scheme=None)
         except GraphError as exc:
             return web.json_response(exc.body, status=400)
         if request.query.get("grant_type") != "th_refresh_token" or token != self.threads_token:

@@ -179,6 +179,14 @@ def test_every_string_of_the_web_app_has_a_swedish_translation() -> None:
         )
     ]
     assert any(filename == "reply.py" for filename, _ in found)
+    import relay.notice
+
+    found += [
+        ("notice.py", message)
+        for _lineno, message, _comments, _context in extract_from_file(
+            "python", relay.notice.__file__
+        )
+    ]
     for filename, message in found:
         singular = message[0] if isinstance(message, tuple) else message
         if singular and singular not in translated:

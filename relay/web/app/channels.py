@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -395,34 +395,63 @@ def _leave_for(
     return response
 
 
+async def _begin_own(
+    request: web.Request,
+    user: Signed,
+    service: str,
+    enabled: Callable[[web.Request], bool],
+    target_for: Callable[[web.Request, str], str],
+) -> web.Response:
+    """The start of a sign-in the operator set up with the service's app (Facebook Login,
+    Threads): a new state, then on to the service; 404 while the app is not set up."""
+    await read_form(request)
+    if not enabled(request):
+        raise web.HTTPNotFound()
+    state = connect.new_state()
+    return _leave_for(request, user, service, state, target_for(request, state), {})
+
+
+async def _not_started_here(request: web.Request, user: Signed) -> web.Response:
+    """A callback whose flow is not in the cookie (expired, or begun elsewhere)."""
+    _ = gettext_for(request)
+    return await _page(
+        request,
+        user,
+        400,
+        problem=_(
+            "This sign-in has expired or did not start here, so nothing was connected. "
+            "Start again below."
+        ),
+    )
+
+
+async def _failed(request: web.Request, user: Signed, problem: str) -> web.Response:
+    """The channels page saying why nothing was connected; the flow is over (cookie gone)."""
+    response = await _page(request, user, 400, problem=problem)
+    connect.forget(request, response)
+    return response
+
+
+def _connected(request: web.Request, destination_id: str) -> NoReturn:
+    """On to the channels page naming the channel just connected; the flow is over."""
+    redirect = web.HTTPSeeOther(f"/channels?added={destination_id}")
+    connect.forget(request, redirect)
+    raise redirect
+
+
 @signed_page
 async def callback(request: web.Request, user: Signed) -> web.StreamResponse:
     service = request.match_info["service"]
     _field, _start, complete = FLOWS[service]
-    _ = gettext_for(request)
     pending = connect.finish(request, user.user_id, service, request.query.get("state"))
     if pending is None:
-        response = await _page(
-            request,
-            user,
-            400,
-            problem=_(
-                "This sign-in has expired or did not start here, so nothing was connected. "
-                "Start again below."
-            ),
-        )
-        return response
+        return await _not_started_here(request, user)
     try:
         made = await complete(request, pending)
     except (PublishError, connect.ConnectFailed) as exc:
         log.info("connecting %s failed after sign-in: %s", service, exc)
-        response = await _page(request, user, 400, problem=_problem(request, exc))
-        connect.forget(request, response)
-        return response
-    destination_id = await _save(request, user, service, made)
-    redirect = web.HTTPSeeOther(f"/channels?added={destination_id}")
-    connect.forget(request, redirect)
-    raise redirect
+        return await _failed(request, user, _problem(request, exc))
+    _connected(request, await _save(request, user, service, made))
 
 
 # --- Facebook Login: Pages and their Instagram accounts (relay/web/app/connect/meta.py) -------
@@ -430,12 +459,7 @@ async def callback(request: web.Request, user: Signed) -> web.StreamResponse:
 
 @signed_page
 async def begin_facebook(request: web.Request, user: Signed) -> web.StreamResponse:
-    await read_form(request)
-    if not meta.enabled(request):
-        raise web.HTTPNotFound()
-    state = connect.new_state()
-    target = meta.dialog_url(request, state)
-    return _leave_for(request, user, "facebook", state, target, {})
+    return await _begin_own(request, user, "facebook", meta.enabled, meta.dialog_url)
 
 
 @signed_page
@@ -443,32 +467,17 @@ async def facebook_callback(request: web.Request, user: Signed) -> web.StreamRes
     _ = gettext_for(request)
     pending = connect.finish(request, user.user_id, "facebook", request.query.get("state"))
     if pending is None:
-        return await _page(
-            request,
-            user,
-            400,
-            problem=_(
-                "This sign-in has expired or did not start here, so nothing was connected. "
-                "Start again below."
-            ),
-        )
+        return await _not_started_here(request, user)
     try:
         token = await meta.user_token(request)
         pages = await meta.pages(request, token)
     except (PublishError, connect.ConnectFailed) as exc:
         log.info("connecting facebook failed after sign-in: %s", exc)
-        response = await _page(request, user, 400, problem=_problem(request, exc))
-        connect.forget(request, response)
-        return response
+        return await _failed(request, user, _problem(request, exc))
     if not pages:
-        response = await _page(
-            request,
-            user,
-            400,
-            problem=_("Your Facebook account manages no Page the relay may post to."),
+        return await _failed(
+            request, user, _("Your Facebook account manages no Page the relay may post to.")
         )
-        connect.forget(request, response)
-        return response
     state = connect.new_state()
     response = render(
         request,
@@ -488,19 +497,13 @@ async def facebook_pick(request: web.Request, user: Signed) -> web.StreamRespons
     _ = gettext_for(request)
     pending = connect.finish(request, user.user_id, "facebook-pick", str(form.get("state", "")))
     if pending is None:
-        return await _page(
-            request, user, 400,
-            problem=_("This sign-in has expired or did not start here, so nothing was connected. "
-                      "Start again below."),
-        )  # fmt: skip
+        return await _not_started_here(request, user)
     picked = set(form.getall("pick", []))
     try:
         token = meta.unseal(request, user.user_id, str(pending.data.get("t", "")))
         pages = await meta.pages(request, token)
     except (PublishError, connect.ConnectFailed) as exc:
-        response = await _page(request, user, 400, problem=_problem(request, exc))
-        connect.forget(request, response)
-        return response
+        return await _failed(request, user, _problem(request, exc))
     added = []
     for page in pages:
         if f"facebook:{page['id']}" in picked:
@@ -510,14 +513,8 @@ async def facebook_pick(request: web.Request, user: Signed) -> web.StreamRespons
             made = meta.destinations_for(request, page, "instagram")
             added.append(await _save_or_renew(request, user, "instagram", made, "ig_user_id"))
     if not added:
-        response = await _page(
-            request, user, 400, problem=_("You picked nothing, so nothing was connected.")
-        )
-        connect.forget(request, response)
-        return response
-    redirect = web.HTTPSeeOther(f"/channels?added={added[0]}")
-    connect.forget(request, redirect)
-    raise redirect
+        return await _failed(request, user, _("You picked nothing, so nothing was connected."))
+    _connected(request, added[0])
 
 
 # --- Threads' own login (relay/web/app/connect/threads.py) ------------------------------------
@@ -525,35 +522,20 @@ async def facebook_pick(request: web.Request, user: Signed) -> web.StreamRespons
 
 @signed_page
 async def begin_threads(request: web.Request, user: Signed) -> web.StreamResponse:
-    await read_form(request)
-    if not threads.enabled(request):
-        raise web.HTTPNotFound()
-    state = connect.new_state()
-    target = threads.authorize_url(request, state)
-    return _leave_for(request, user, "threads", state, target, {})
+    return await _begin_own(request, user, "threads", threads.enabled, threads.authorize_url)
 
 
 @signed_page
 async def threads_callback(request: web.Request, user: Signed) -> web.StreamResponse:
-    _ = gettext_for(request)
     pending = connect.finish(request, user.user_id, "threads", request.query.get("state"))
     if pending is None:
-        return await _page(
-            request, user, 400,
-            problem=_("This sign-in has expired or did not start here, so nothing was connected. "
-                      "Start again below."),
-        )  # fmt: skip
+        return await _not_started_here(request, user)
     try:
         made = await threads.complete(request)
     except (PublishError, connect.ConnectFailed) as exc:
         log.info("connecting threads failed after sign-in: %s", exc)
-        response = await _page(request, user, 400, problem=_problem(request, exc))
-        connect.forget(request, response)
-        return response
-    destination_id = await _save_or_renew(request, user, "threads", made, "threads_user_id")
-    redirect = web.HTTPSeeOther(f"/channels?added={destination_id}")
-    connect.forget(request, redirect)
-    raise redirect
+        return await _failed(request, user, _problem(request, exc))
+    _connected(request, await _save_or_renew(request, user, "threads", made, "threads_user_id"))
 
 
 # --- Google sign-in for YouTube (relay/web/app/connect/youtube.py) ---------------------------

@@ -164,7 +164,8 @@ def _meta(destination: Destination, http: Http, outgoing: Outgoing) -> ChannelPr
         text,
         cut=getattr(plan, "cut", text != whole_text(outgoing)),
         limit=limit,
-        media=_ids(plan.media),
+        # a Facebook Page video goes as the post's medium, beside no photos
+        media=_ids([*plan.media, *filter(None, [getattr(plan, "video", None)])]),
         link=getattr(plan, "link", ""),
         reply=getattr(plan, "reply", ""),
         notes=list(getattr(plan, "notes", ())),

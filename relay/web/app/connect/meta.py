@@ -24,9 +24,9 @@ from aiohttp import web
 
 from relay.context import RELAY
 from relay.errors import PublishError
-from relay.publish.graph import graph_error
 from relay.sealed import Sealer, Unreadable
 from relay.web.app import connect
+from relay.web.app.connect import graph_login
 
 SCOPES = (
     "pages_manage_posts,pages_read_engagement,pages_show_list,publish_video,"
@@ -36,7 +36,7 @@ SCOPES = (
 
 def enabled(request: web.Request) -> bool:
     settings = request.app[RELAY].settings
-    return bool(settings.meta_app_id and settings.meta_app_secret)
+    return graph_login.configured(settings.meta_app_id, settings.meta_app_secret)
 
 
 def _graph(request: web.Request) -> str:
@@ -44,8 +44,7 @@ def _graph(request: web.Request) -> str:
 
 
 def _secret(request: web.Request) -> str:
-    secret = request.app[RELAY].settings.meta_app_secret
-    return secret.get_secret_value() if secret is not None else ""
+    return graph_login.secret_value(request.app[RELAY].settings.meta_app_secret)
 
 
 def _context(user_id: str) -> str:
@@ -77,12 +76,7 @@ def dialog_url(request: web.Request, state: str) -> str:
 
 async def _call(request: web.Request, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
     """One Graph call; secrets go in the body or a header, never in the URL (URLs are logged)."""
-    status, answer, text = await connect.read_json(
-        connect.http(request), method, _graph(request) + path, **kwargs
-    )
-    if status != 200 or not isinstance(answer, dict):
-        raise graph_error(status, text, path)
-    return answer
+    return await graph_login.call(request, _graph(request), method, path, **kwargs)
 
 
 async def user_token(request: web.Request) -> str:
@@ -158,7 +152,12 @@ def destinations_for(request: web.Request, page: dict[str, Any], kind: str) -> d
         return {
             "url": graph,
             "token": page["token"],
-            "config": {"page_id": page["id"], "account": page["name"]},
+            # The app's id opens the Resumable Upload API sessions a Page video goes through.
+            "config": {
+                "page_id": page["id"],
+                "account": page["name"],
+                "app_id": request.app[RELAY].settings.meta_app_id,
+            },
         }
     instagram = page["instagram"]
     return {

@@ -6,7 +6,15 @@ Threads app id (``RELAY_THREADS_APP_ID``) and the scopes ``threads_basic`` and
 to ``/channels/threads/callback`` is exchanged at ``/oauth/access_token``
 (``grant_type=authorization_code``) for a short-lived token and the account's id, that token
 at ``/access_token`` (``grant_type=th_exchange_token``) for a long-lived one (60 days), and
-``/v1.0/me`` names the account. The app secret goes in POST bodies, never in a URL.
+``/v1.0/me`` names the account.
+
+Request shapes as the Threads API documents them ("Get Access Tokens",
+https://developers.facebook.com/docs/threads/get-started/get-access-tokens-and-permissions, and
+"Long-Lived Access Tokens", https://developers.facebook.com/docs/threads/get-started/long-lived-tokens/):
+the code exchange is a ``POST`` (fields in the form body); the long-lived exchange is a ``GET``
+whose query must carry ``grant_type``, ``client_secret`` and the short-lived ``access_token``, as
+Threads takes no other form of it. Those values go as ``params`` of that one request and nowhere
+else: the relay's errors and logs name the path only, never the query.
 """
 
 from __future__ import annotations
@@ -19,15 +27,15 @@ from aiohttp import web
 
 from relay.context import RELAY
 from relay.errors import PublishError
-from relay.publish.graph import graph_error
 from relay.web.app import connect
+from relay.web.app.connect import graph_login
 
 SCOPES = "threads_basic,threads_content_publish,threads_delete"
 
 
 def enabled(request: web.Request) -> bool:
     settings = request.app[RELAY].settings
-    return bool(settings.threads_app_id and settings.threads_app_secret)
+    return graph_login.configured(settings.threads_app_id, settings.threads_app_secret)
 
 
 def _graph(request: web.Request) -> str:
@@ -35,8 +43,7 @@ def _graph(request: web.Request) -> str:
 
 
 def _secret(request: web.Request) -> str:
-    secret = request.app[RELAY].settings.threads_app_secret
-    return secret.get_secret_value() if secret is not None else ""
+    return graph_login.secret_value(request.app[RELAY].settings.threads_app_secret)
 
 
 def authorize_url(request: web.Request, state: str) -> str:
@@ -52,12 +59,7 @@ def authorize_url(request: web.Request, state: str) -> str:
 
 
 async def _call(request: web.Request, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-    status, answer, text = await connect.read_json(
-        connect.http(request), method, _graph(request) + path, **kwargs
-    )
-    if status != 200 or not isinstance(answer, dict):
-        raise graph_error(status, text, path)
-    return answer
+    return await graph_login.call(request, _graph(request), method, path, **kwargs)
 
 
 async def complete(request: web.Request) -> dict[str, Any]:
@@ -84,9 +86,9 @@ async def complete(request: web.Request) -> dict[str, Any]:
         raise PublishError("publish.unauthorized", "/oauth/access_token: no access_token")
     long = await _call(
         request,
-        "POST",
+        "GET",
         "/access_token",
-        data={
+        params={
             "grant_type": "th_exchange_token",
             "client_secret": _secret(request),
             "access_token": str(short["access_token"]),
