@@ -11,6 +11,7 @@ the item becomes ``failed`` (``fail_item``) once the attempts run out.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import shutil
 import time
@@ -21,13 +22,21 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping
 
-from handlers import handler_for
-from relay import detect, jobs, lifecycle, metrics
+from handlers import extra_renditions, handler_for
+from relay import detect, jobs, lifecycle, metrics, pairing
 from relay.db import Database, queries
 from relay.errors import MediaError
-from relay.intake.accept import PROCESS_ITEM, UNPACK_MAIL
+from relay.intake.accept import PAIR_ITEMS, PROCESS_ITEM, UNPACK_MAIL
 from relay.lifecycle import settle
-from relay.model import HandlerInput, ItemStatus, Kind, Limits, Rendition, StoredObject
+from relay.model import (
+    Companion,
+    HandlerInput,
+    ItemStatus,
+    Kind,
+    Limits,
+    Rendition,
+    StoredObject,
+)
 from relay.spool import SpoolBackend, sha256_file
 from relay.storage import Store
 from relay.storage.media import content_disposition, safe_extension
@@ -106,12 +115,13 @@ class Pipeline:
             return
         # From the object store when another node took it (or died before processing it).
         source = await self.spool.local(row["spool_name"])
+        companions = await self._companions(row)
         started = time.monotonic()
         workdir = self.work_dir / row["id"]
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
         try:
-            outcome = await self._process(row, source, workdir)
+            outcome = await self._process(row, source, workdir, companions)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         metrics.processing_seconds.labels(outcome.kind.value).observe(time.monotonic() - started)
@@ -140,6 +150,8 @@ class Pipeline:
 
         await self.db.run(record)
         self.spool.remove(row["spool_name"])
+        for companion in json.loads(row["companions"] or "[]"):
+            self.spool.remove(companion["spool_name"])
         status = "failed" if outcome.error_code else "ready"
         metrics.items_processed.labels(outcome.kind.value, status).inc()
 
@@ -154,7 +166,29 @@ class Pipeline:
         queries.set_item(conn, job.ref, status=ItemStatus.PROCESSING.value)
         return row
 
-    async def _process(self, row, source: Path, workdir: Path) -> Outcome:  # noqa: ANN001
+    async def _companions(self, row: RowMapping) -> list[Companion]:
+        """The files sent with the item that are part of it (relay/pairing.py); a captions
+        file that names no language is in its owner's."""
+        found = json.loads(row["companions"] or "[]")
+        if not found:
+            return []
+        language = None
+        if any(c.get("lang") is None for c in found):
+            language = await self.db.read(_owner_language, row["post_id"])
+        default = str(self.options.get("default_language") or "en")
+        return [
+            Companion(
+                role=c["role"],
+                path=await self.spool.local(c["spool_name"]),
+                filename=c["filename"],
+                lang=c.get("lang") or language or default,
+            )
+            for c in found
+        ]
+
+    async def _process(  # noqa: ANN001
+        self, row, source: Path, workdir: Path, companions: list[Companion] | None = None
+    ) -> Outcome:
         mime = await asyncio.to_thread(detect.sniff, source)
         kind = detect.kind_of(mime)
         size = source.stat().st_size
@@ -174,6 +208,7 @@ class Pipeline:
             run_blocking=self.pool.run,
             progress=progress,
             options=self.options,
+            companions=companions or [],
         )
         try:
             if kind in (Kind.VIDEO, Kind.AUDIO) and (missing := missing_media_tools()):
@@ -181,6 +216,10 @@ class Pipeline:
                 raise MediaError("media.ffmpeg_missing", f"{', '.join(missing)} not on PATH")
             output = await asyncio.wait_for(
                 handler_for(kind).process(job_input), self.limits.timeout
+            )
+            # Captions, a Live Photo's or a Motion Photo's clip: never at the item's cost.
+            output.renditions += await asyncio.wait_for(
+                extra_renditions(job_input, kind), self.limits.timeout
             )
         except MediaError as exc:
             # Keep the bytes (nothing acknowledged is lost) but serve nothing we could not check.
@@ -201,7 +240,8 @@ class Pipeline:
         )
         renditions = []
         for r in output.renditions:
-            key = f"{prefix}/{r.name}{safe_extension(r.path.name, r.mime)}"
+            tagged = f"{r.name}.{r.lang}" if r.lang else r.name  # captions, one per language
+            key = f"{prefix}/{tagged}{safe_extension(r.path.name, r.mime)}"
             await self.store.put_file(key, r.path, r.mime, cache_control=IMMUTABLE)
             renditions.append(
                 Rendition(
@@ -212,6 +252,7 @@ class Pipeline:
                     width=r.width,
                     height=r.height,
                     duration=r.duration,
+                    lang=r.lang,
                 )
             )
         return Outcome(kind, original, renditions)
@@ -310,7 +351,11 @@ class Pipeline:
                 delay=unpacked.delay,
                 default_zone=self.options.get("timezone", "UTC"),
             )
-            for position, part in enumerate(unpacked.parts):
+            # A clip's captions file is part of the clip's item; stills and MOVs may be Live
+            # Photos, read by the pairing job before they are processed.
+            entries = pairing.plan([(part.filename, part.spool_name) for part in unpacked.parts])
+            for position, entry in enumerate(entries):
+                part = unpacked.parts[entry.index]
                 item = Item(
                     id=new_id(),
                     post_id=post["id"],
@@ -319,11 +364,21 @@ class Pipeline:
                     declared_mime=part.content_type,
                     alt=part.alt,
                 )
-                queries.insert_item(conn, item, part.spool_name)
-                jobs.enqueue(conn, PROCESS_ITEM, item.id, job.max_attempts, owner=post["user_id"])
+                queries.insert_item(conn, item, part.spool_name, entry.companions_json())
+                if not entry.waits:
+                    jobs.enqueue(
+                        conn, PROCESS_ITEM, item.id, job.max_attempts, owner=post["user_id"]
+                    )
+            if any(entry.waits for entry in entries):
+                jobs.enqueue(conn, PAIR_ITEMS, post["id"], job.max_attempts, owner=post["user_id"])
             settle(conn, post["id"])
             jobs.complete(conn, job)
 
         await self.db.run(record)
         self.spool.remove(post["spool_name"])
         self.wake()
+
+
+def _owner_language(conn: Connection, post_id: str) -> str | None:
+    post = queries.post_row(conn, post_id)
+    return queries.user_language(conn, post["user_id"]) if post is not None else None

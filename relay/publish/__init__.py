@@ -50,6 +50,19 @@ class Destination:
 
 
 @dataclass(frozen=True, slots=True)
+class Captions:
+    """A clip's captions track (WebVTT) as a channel that takes captions may send it."""
+
+    lang: str
+    """BCP 47, e.g. ``sv`` or ``en``."""
+    mime: str
+    """``text/vtt``."""
+    bytes: int
+    url: str
+    read: Callable[[], AsyncIterator[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
 class Media:
     """One medium of the post as an adapter may send it."""
 
@@ -63,6 +76,8 @@ class Media:
     duration: float | None
     alt: str
     read: Callable[[], AsyncIterator[bytes]]
+    captions: tuple[Captions, ...] = ()
+    """A clip's captions, one per language (empty for anything else)."""
 
 
 @dataclass(frozen=True, slots=True)

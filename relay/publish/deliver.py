@@ -21,8 +21,9 @@ from relay import jobs, lifecycle
 from relay.db import Database, destinations, queries
 from relay.errors import PublishError, TransientPublishError
 from relay.lifecycle import ATTEMPTS, BACKOFF_CAP, DELIVER, settle
-from relay.model import DeliveryStatus, ItemStatus, Kind, Post
+from relay.model import DeliveryStatus, Item, ItemStatus, Kind, Post
 from relay.publish import (
+    Captions,
     Destination,
     Editor,
     Media,
@@ -68,6 +69,8 @@ def destination_from_row(row: Any) -> Destination:
 
 
 # Which rendition stands for an item when an adapter sends media rather than links.
+CAPTIONS = "captions"
+"""A clip's WebVTT rendition (relay/pairing.py)."""
 _SENT_RENDITION = {Kind.IMAGE: ("large", "medium"), Kind.VIDEO: ("mp4",), Kind.AUDIO: ("audio",)}
 
 
@@ -110,9 +113,25 @@ class Publisher:
                     duration=chosen.duration,
                     alt=item.alt or "",
                     read=lambda key=chosen.key: self.store.read(key),
+                    captions=self._captions(item, post_json),
                 )
             )
         return found
+
+    def _captions(self, item: Item, post_json: dict[str, Any]) -> tuple[Captions, ...]:
+        """The clip's captions tracks, with the links the post object gives them."""
+        shown = next((i for i in post_json["items"] if i["id"] == item.id), {"renditions": []})
+        return tuple(
+            Captions(
+                lang=r.lang or "",
+                mime=r.mime,
+                bytes=r.bytes,
+                url=link["url"],
+                read=lambda key=r.key: self.store.read(key),
+            )
+            for r, link in zip(item.renditions, shown["renditions"], strict=False)
+            if r.name == CAPTIONS
+        )
 
     async def deliver(self, job: jobs.Job) -> None:
         delivery = await self.db.read(destinations.delivery_row, job.ref)

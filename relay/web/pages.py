@@ -23,6 +23,7 @@ from urllib.parse import quote, urlparse
 
 import jinja2
 from aiohttp import web
+from babel import Locale, UnknownLocaleError
 from babel.numbers import format_decimal
 
 from relay.context import RELAY, Relay
@@ -130,6 +131,15 @@ POST_CSP = (
 VARY = "Accept-Language, Cookie"
 
 
+def language_name(tag: str | None) -> str:
+    """A captions track's label: its language named in that language (``sv`` → "svenska")."""
+    try:
+        name = Locale.parse(tag or "", sep="-").get_display_name() if tag else None
+    except (ValueError, TypeError, UnknownLocaleError):
+        name = None
+    return name or (tag or "captions")
+
+
 def reader_language(request: web.Request) -> str:
     """The language of the page's own words: the reader's, not the post's."""
     return i18n.choose_language(request, request.app[RELAY].settings.default_language)
@@ -164,6 +174,7 @@ async def post_page(request: web.Request) -> web.Response:
         preview=preview[1] if preview else None,
         media_url=functools.partial(relay.media_url, private=post.private),
         rendition=_rendition,
+        language_name=language_name,
         Kind=Kind,
         player=embed.player(post),
         embed_url=embed.embed_url(relay, post.id),
