@@ -30,7 +30,9 @@ MAX_CUE_CHARS: Final = 1000
 
 EXTENSIONS: Final = frozenset({".srt", ".vtt"})
 
-_LANGUAGE: Final = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
+_LANGUAGE: Final = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
+_CLIP_SUFFIXES: Final = frozenset({"mp4", "mov", "m4v", "webm", "mkv", "avi", "3gp", "mts", "ts"})
+"""``talk.mov.srt`` names the clip ``talk.mov``, not a language ``mov``."""
 _ENCODINGS: Final = ("utf-8-sig", "cp1252")
 """SRT from older tools is often Windows-1252; cp1252 decodes nearly any byte, so it is last."""
 
@@ -44,6 +46,8 @@ def base_and_language(filename: str) -> tuple[str, str | None]:
     lower-cased, as phones and mail programs do not keep a name's case alike."""
     stem = Path(filename).stem
     base, dot, tag = stem.rpartition(".")
+    if dot and tag.lower() in _CLIP_SUFFIXES:
+        return base.lower(), None
     if dot and _LANGUAGE.match(tag):
         return base.lower(), _normal_language(tag)
     return stem.lower(), None
