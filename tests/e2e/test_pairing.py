@@ -149,3 +149,24 @@ def test_a_motion_photo_keeps_its_still_and_gains_its_clip(
     # The served original is the still alone: the clip (and its location) is not in it.
     original = httpx.get(item["original"]["url"]).content
     assert b"ftyp" not in original and len(original) < len(photo) - len(mp4.read_bytes()) + 64
+
+
+def test_a_live_photo_mailed_from_an_iphone_is_one_item(relay: RelayServer, tmp_path: Path) -> None:
+    identifier = "F00DFACE-0000-4000-8000-000000000042"
+    mov = live_clip(tmp_path / "IMG_0042.MOV", identifier)
+    msg = EmailMessage()
+    msg["From"] = "anna@example.se"
+    msg["To"] = relay.anna["address"]  # type: ignore[attr-defined]
+    msg["Subject"] = "Torget"
+    msg.set_content("Skickat från min iPhone\n")
+    msg.add_attachment(
+        live_still(identifier, "JPEG"), maintype="image", subtype="jpeg", filename="IMG_0042.JPG"
+    )
+    msg.add_attachment(
+        mov.read_bytes(), maintype="video", subtype="quicktime", filename="IMG_0042.MOV"
+    )
+    post_id = relay.send_mail(relay.anna["address"], msg.as_bytes(policy=SMTP))  # type: ignore[attr-defined]
+    post = relay.wait_post(_token(relay), post_id)
+    [item] = post["items"]
+    assert (item["kind"], item["filename"]) == ("image", "IMG_0042.JPG")
+    assert {"large", "motion"} <= {r["name"] for r in item["renditions"]}
