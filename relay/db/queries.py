@@ -539,6 +539,13 @@ def spool_names_in_use(conn: Connection) -> set[str]:
     names.update(
         conn.execute(select(posts.c.spool_name).where(posts.c.spool_name.is_not(None))).scalars()
     )
+    # captions and Live Photo clips waiting with their item (relay/pairing.py)
+    for found in conn.execute(
+        select(items.c.companions).where(
+            items.c.companions.is_not(None), items.c.spool_name.is_not(None)
+        )
+    ).scalars():
+        names.update(companion["spool_name"] for companion in json.loads(found))
     # a reply by mail and its verdict, waiting for their job (relay/mail/replies.py)
     for ref in conn.execute(select(jobs.c.ref).where(jobs.c.kind == "mail_command")).scalars():
         names.update(ref.split("."))

@@ -39,5 +39,7 @@ def test_a_database_of_version_11_gains_companions_and_caption_languages(
         assert json.loads(queries.item_row(conn, clip.id)["companions"]) == companions
         [item] = [i for i in queries.load_items(conn, [post.id])[post.id] if i.id == clip.id]
         assert [(r.name, r.lang) for r in item.renditions] == [("captions", "sv")]
+        # A restart keeps the spooled captions of an item not processed yet.
+        assert {"spool-t", "s"} <= queries.spool_names_in_use(conn)
         queries.delete_queued_item(conn, old.id)
         assert queries.item_row(conn, old.id) is None
