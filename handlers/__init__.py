@@ -12,7 +12,14 @@ import importlib
 from pathlib import Path
 from typing import Any, Protocol
 
-from relay.model import HandlerInput, HandlerOutput, Kind, RenditionFile, RunBlocking
+from relay.model import (
+    Companion,
+    HandlerInput,
+    HandlerOutput,
+    Kind,
+    RenditionFile,
+    RunBlocking,
+)
 
 
 class Handler(Protocol):
@@ -81,9 +88,11 @@ async def content_identifier(
     return await motion.clip_identifier(path, timeout=timeout, memory_bytes=memory)
 
 
-async def extra_renditions(job: HandlerInput, kind: Kind) -> list[RenditionFile]:
+async def extra_renditions(
+    job: HandlerInput, kind: Kind
+) -> tuple[list[RenditionFile], list[Companion]]:
     """Renditions from an item's companions (captions, a Live Photo's clip) or from inside it
-    (a Motion Photo's clip), made after its own handler ran."""
+    (a Motion Photo's clip), made after its own handler ran; and the companions that gave none."""
     from handlers.companions import extra_renditions as make
 
     return await make(job, kind)

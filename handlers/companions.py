@@ -3,7 +3,8 @@ handler has run: a clip's captions (``captions``, WebVTT) and a photo's moving p
 a Live Photo's MOV, or the MP4 inside an Android Motion Photo).
 
 None of these may cost the item itself: a captions file that cannot be read or a clip that will
-not transcode leaves the item as its handler made it, and says why in the log.
+not transcode leaves the item as its handler made it, and says why in the log; the pipeline then
+makes that file an item of its own (nothing sent is dropped).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 
 from handlers import captions, motion
 from relay.errors import MediaError
-from relay.model import HandlerInput, Kind, RenditionFile
+from relay.model import Companion, HandlerInput, Kind, RenditionFile
 
 log = logging.getLogger("relay.handlers.companions")
 
@@ -20,8 +21,12 @@ CAPTIONS = "captions"
 _MOTION_PHOTO_TYPES = frozenset({"image/jpeg"})
 
 
-async def extra_renditions(job: HandlerInput, kind: Kind) -> list[RenditionFile]:
+async def extra_renditions(
+    job: HandlerInput, kind: Kind
+) -> tuple[list[RenditionFile], list[Companion]]:
+    """The renditions made, and the companions that made none (kept as items of their own)."""
     made: list[RenditionFile] = []
+    used: list[Companion] = []
     if kind == Kind.VIDEO:
         for n, companion in enumerate(c for c in job.companions if c.role == CAPTIONS):
             target = job.workdir / f"captions-{n}.vtt"
@@ -31,8 +36,10 @@ async def extra_renditions(job: HandlerInput, kind: Kind) -> list[RenditionFile]
                 log.warning("captions %s left out: %s %s", companion.filename, exc.code, exc.detail)
                 continue
             made.append(RenditionFile(CAPTIONS, target, "text/vtt", lang=companion.lang))
+            used.append(companion)
     elif kind == Kind.IMAGE:
-        clip = next((c.path for c in job.companions if c.role == motion.MOTION), None)
+        paired = next((c for c in job.companions if c.role == motion.MOTION), None)
+        clip = paired.path if paired is not None else None
         if clip is None and job.mime in _MOTION_PHOTO_TYPES:
             inside = job.workdir / "motion-photo.mp4"
             if await job.run_blocking(motion.split_motion_photo, job.source, inside):
@@ -42,4 +49,6 @@ async def extra_renditions(job: HandlerInput, kind: Kind) -> list[RenditionFile]
                 made.append(await motion.motion_rendition(job, clip))
             except MediaError as exc:
                 log.warning("motion of %s left out: %s %s", job.filename, exc.code, exc.detail)
-    return made
+            else:
+                used += [paired] if paired is not None else []
+    return made, [c for c in job.companions if c not in used]

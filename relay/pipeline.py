@@ -16,7 +16,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,8 @@ class Outcome:
     renditions: list[Rendition]
     error_code: str | None = None
     error_detail: str | None = None
+    left_out: list[Companion] = field(default_factory=list)
+    """Companions that became no rendition: each becomes an item of its own."""
 
 
 class Pipeline:
@@ -145,13 +147,19 @@ class Pipeline:
                 values.update(status=ItemStatus.READY.value, progress=1.0)
             queries.set_item(conn, row["id"], **values)
             queries.replace_renditions(conn, row["id"], outcome.renditions)
+            self._keep_apart(conn, row, [stored[c.path] for c in outcome.left_out], job)
             settle(conn, row["post_id"])
             jobs.complete(conn, job)
 
+        stored = {c.path: entry for c, entry in zip(companions, self._entries(row), strict=True)}
         await self.db.run(record)
         self.spool.remove(row["spool_name"])
-        for companion in json.loads(row["companions"] or "[]"):
-            self.spool.remove(companion["spool_name"])
+        kept = {stored[c.path]["spool_name"] for c in outcome.left_out}
+        for entry in self._entries(row):
+            if entry["spool_name"] not in kept:
+                self.spool.remove(entry["spool_name"])
+        if outcome.left_out:
+            self.wake()
         status = "failed" if outcome.error_code else "ready"
         metrics.items_processed.labels(outcome.kind.value, status).inc()
 
@@ -165,6 +173,35 @@ class Pipeline:
             return None
         queries.set_item(conn, job.ref, status=ItemStatus.PROCESSING.value)
         return row
+
+    @staticmethod
+    def _entries(row: RowMapping) -> list[dict[str, Any]]:
+        return json.loads(row["companions"] or "[]")
+
+    @staticmethod
+    def _keep_apart(
+        conn: Connection, row: RowMapping, entries: list[dict[str, Any]], job: jobs.Job
+    ) -> None:
+        """Companions that became no rendition (captions that are not, a clip that would not
+        transcode, or all of them when the item failed) become items of their own."""
+        if not entries:
+            return
+        from relay.auth import new_id
+        from relay.model import Item
+
+        post = queries.post_row(conn, row["post_id"])
+        owner = post["user_id"] if post is not None else None
+        position = len(queries.item_rows_of_post(conn, row["post_id"]))
+        for n, entry in enumerate(entries):
+            item = Item(
+                id=new_id(),
+                post_id=row["post_id"],
+                position=position + n,
+                filename=entry["filename"],
+                declared_mime=None,
+            )
+            queries.insert_item(conn, item, entry["spool_name"])
+            jobs.enqueue(conn, PROCESS_ITEM, item.id, job.max_attempts, owner=owner)
 
     async def _companions(self, row: RowMapping) -> list[Companion]:
         """The files sent with the item that are part of it (relay/pairing.py); a captions
@@ -195,7 +232,7 @@ class Pipeline:
         prefix = f"{row['post_id']}/{row['id']}"
         filename = row["filename"]
         if size == 0:
-            return Outcome(kind, None, [], "media.empty", "zero bytes")
+            return Outcome(kind, None, [], "media.empty", "zero bytes", list(companions or []))
 
         progress = self._progress_reporter(row["id"])
 
@@ -218,17 +255,25 @@ class Pipeline:
                 handler_for(kind).process(job_input), self.limits.timeout
             )
             # Captions, a Live Photo's or a Motion Photo's clip: never at the item's cost.
-            output.renditions += await asyncio.wait_for(
+            made, left_out = await asyncio.wait_for(
                 extra_renditions(job_input, kind), self.limits.timeout
             )
+            output.renditions += made
         except MediaError as exc:
             # Keep the bytes (nothing acknowledged is lost) but serve nothing we could not check.
             original = await self._put_original(
                 f"{prefix}/unchecked{safe_extension(filename, mime)}", source, mime, filename
             )
-            return Outcome(kind, original, [], exc.code, exc.detail)
+            return Outcome(kind, original, [], exc.code, exc.detail, list(job_input.companions))
         except TimeoutError:
-            return Outcome(kind, None, [], "media.timeout", f"over {self.limits.timeout}s")
+            return Outcome(
+                kind,
+                None,
+                [],
+                "media.timeout",
+                f"over {self.limits.timeout}s",
+                list(job_input.companions),
+            )
 
         served = output.served_original or source
         served_mime = output.served_original_mime or mime
@@ -255,7 +300,7 @@ class Pipeline:
                     lang=r.lang,
                 )
             )
-        return Outcome(kind, original, renditions)
+        return Outcome(kind, original, renditions, left_out=left_out)
 
     def _progress_reporter(self, item_id: str, every: float = 1.0) -> Callable[[float], None]:
         """A callback that writes the fraction done to the item, at most once per ``every``

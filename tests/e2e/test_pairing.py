@@ -86,6 +86,20 @@ def test_captions_without_a_language_in_the_name_take_the_user_s(
     assert captions["lang"] == "en"  # RELAY_DEFAULT_LANGUAGE: anna has chosen none
 
 
+def test_captions_that_cannot_be_read_are_kept_as_a_file_of_their_own(
+    relay: RelayServer, tmp_path: Path
+) -> None:
+    clip = web_ready_mp4(tmp_path / "broken.mp4")
+    post = _upload(
+        relay, [(clip.name, clip.read_bytes()), ("broken.srt", b"\x00\x01 not captions")]
+    )
+    video, kept = post["items"]
+    assert (video["kind"], video["status"]) == ("video", "ready")
+    assert "captions" not in {r["name"] for r in video["renditions"]}
+    assert (kept["filename"], kept["status"]) == ("broken.srt", "ready")
+    assert httpx.get(kept["original"]["url"]).content == b"\x00\x01 not captions"
+
+
 def test_a_live_photo_pair_becomes_one_item_with_a_still_and_a_motion_clip(
     relay: RelayServer, tmp_path: Path
 ) -> None:

@@ -179,7 +179,8 @@ def test_a_live_photo_s_clip_becomes_a_silent_motion_rendition_without_location(
     clip = live_clip(tmp_path / "IMG_1.MOV", ID)
     assert has_location(probe(clip))
     job = _job(tmp_path, still, "image/heic", [Companion("motion", clip, clip.name)])
-    [made] = asyncio.run(extra_renditions(job, Kind.IMAGE))
+    [made], left_out = asyncio.run(extra_renditions(job, Kind.IMAGE))
+    assert left_out == []
     assert (made.name, made.mime, made.width, made.height) == ("motion", "video/mp4", 480, 360)
     info = probe(made.path)
     assert stream(info, "video")["codec_name"] == "h264"
@@ -193,14 +194,16 @@ def test_a_clip_s_captions_become_a_text_vtt_rendition_in_their_language(tmp_pat
     srt = tmp_path / "talk.srt"
     srt.write_text(SRT)
     job = _job(tmp_path, clip, "video/mp4", [Companion("captions", srt, srt.name, "sv")])
-    [made] = asyncio.run(extra_renditions(job, Kind.VIDEO))
+    [made], left_out = asyncio.run(extra_renditions(job, Kind.VIDEO))
+    assert left_out == []
     assert (made.name, made.mime, made.lang) == ("captions", "text/vtt", "sv")
     assert made.path.read_text().startswith("WEBVTT")
 
 
-def test_unreadable_captions_leave_the_clip_as_it_is(tmp_path: Path) -> None:
+def test_unreadable_captions_leave_the_clip_as_it_is_and_are_left_out(tmp_path: Path) -> None:
     clip = web_ready_mp4(tmp_path / "talk.mp4")
     bad = tmp_path / "talk.srt"
     bad.write_bytes(b"\x00not captions")
-    job = _job(tmp_path, clip, "video/mp4", [Companion("captions", bad, bad.name, "en")])
-    assert asyncio.run(extra_renditions(job, Kind.VIDEO)) == []
+    companion = Companion("captions", bad, bad.name, "en")
+    job = _job(tmp_path, clip, "video/mp4", [companion])
+    assert asyncio.run(extra_renditions(job, Kind.VIDEO)) == ([], [companion])
