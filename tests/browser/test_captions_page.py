@@ -6,11 +6,18 @@ finds nothing on either page."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.conftest import PASSWORD, axe_violations, screenshots, sign_in
+from tests.browser.conftest import (
+    PASSWORD,
+    axe_violations,
+    screenshots,
+    set_password,
+    sign_in,
+)
 from tests.clips import web_ready_mp4
 from tests.phones import live_clip, live_still
 from tests.server import RelayServer
@@ -100,3 +107,37 @@ def test_the_web_app_marks_a_clip_without_captions(
         expect(told.locator(".nocaptions")).to_have_count(0)
         assert axe_violations(page) == []
         context.close()
+
+
+def test_the_post_page_learns_of_pairing_and_missing_captions_without_a_reload(
+    start_relay: Callable[..., RelayServer], tmp_path: Path, page: Page
+) -> None:
+    # The web node processes nothing; a second node on the same data folder does, once the
+    # page shows the MOV and the clip waiting.
+    data = tmp_path / "shared"
+    web = start_relay(data, RELAY_WORKERS="0")
+    anna = web.add_user("anna")
+    set_password(web, "anna", PASSWORD)
+    identifier = "7E7E7E7E-2A2A-4B4B-8C8C-3D3D3D3D3D3D"
+    mov = live_clip(tmp_path / "IMG_9.MOV", identifier)
+    clip = web_ready_mp4(tmp_path / "tal.mp4")
+    files = [
+        ("IMG_9.HEIC", live_still(identifier)),
+        ("IMG_9.MOV", mov.read_bytes()),
+        (clip.name, clip.read_bytes()),
+    ]
+    with web.client(anna["token"]) as client:
+        response = client.post(
+            "/api/v1/uploads", files=[("file", f) for f in files], data={"draft": "true"}
+        )
+    assert response.status_code == 202, response.text
+    sign_in(page, web)
+    page.goto(web.url + f"/posts/{response.json()['id']}")
+    expect(page.locator("li.medium")).to_have_count(3)
+    page.evaluate("window.stillTheSamePage = true")
+    start_relay(data, RELAY_WORKERS="2")
+    expect(page.locator("li.medium")).to_have_count(2, timeout=60_000)  # the MOV joined its still
+    talk = page.locator("li.medium", has_text="tal.mp4")
+    expect(talk.locator(".status")).to_have_text("Ready", timeout=60_000)
+    expect(talk.locator(".nocaptions")).to_contain_text("No captions")
+    assert page.evaluate("window.stillTheSamePage") is True
