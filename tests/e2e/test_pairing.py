@@ -6,6 +6,7 @@ keeps its still and gains its clip; a still and a MOV that are not one Live Phot
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.policy import SMTP
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from tests.clips import has_location, probe, stream, web_ready_mp4
+from tests.contract.s3server import AWS_ENV, MotoS3
 from tests.phones import live_clip, live_still, motion_photo
 from tests.server import RelayServer
 
@@ -21,6 +23,7 @@ SRT = (
     "1\n00:00:00,100 --> 00:00:00,900\nVälkomna till <b>kommunfullmäktige</b>\n\n"
     '2\n00:00:01,000 --> 00:00:01,900\n<img src=x onerror="alert(1)">Nästa punkt\n\n'
 )
+SRT_AS_VTT = "WEBVTT\n\n00:01.000 --> 00:02.000\nHej &amp; välkommen\n".encode()
 
 
 def _token(relay: RelayServer) -> str:
@@ -72,8 +75,15 @@ def test_a_clip_mailed_with_its_srt_gets_a_captions_track(
     [video] = re.findall(r"<video\b.*?</video>", page, re.S)
     [track] = re.findall(r"<track\b[^>]*>", video)
     assert 'kind="captions"' in track and 'srclang="sv"' in track and " default" in track
-    assert f'src="{captions["url"]}"' in track
     assert 'label="svenska"' in track
+    # The track is at the page's own origin, whatever the store (no CORS needed), as text/vtt.
+    [src] = re.findall(r'src="([^"]+)"', track)
+    assert src == f"{relay.url}/p/{post_id}/captions/{item['id']}/sv.vtt"
+    from_page = httpx.get(src)
+    assert from_page.headers["content-type"] == "text/vtt; charset=utf-8"
+    assert from_page.text == served.text
+    assert from_page.headers["x-content-type-options"] == "nosniff"
+    assert httpx.get(src.replace("/sv.vtt", "/en.vtt")).status_code == 404
 
 
 def test_captions_without_a_language_in_the_name_take_the_user_s(
@@ -184,3 +194,30 @@ def test_a_live_photo_mailed_from_an_iphone_is_one_item(relay: RelayServer, tmp_
     [item] = post["items"]
     assert (item["kind"], item["filename"]) == ("image", "IMG_0042.JPG")
     assert {"large", "motion"} <= {r["name"] for r in item["renditions"]}
+
+
+def test_on_an_s3_store_the_track_is_still_served_from_the_page_s_origin(
+    s3: MotoS3, bucket: str, start_relay: Callable[..., RelayServer], tmp_path: Path
+) -> None:
+    relay = start_relay(
+        **AWS_ENV, RELAY_STORAGE_URL=f"s3://{bucket}/media", RELAY_S3_ENDPOINT_URL=s3.endpoint
+    )
+    anna = relay.add_user("anna")
+    clip = web_ready_mp4(tmp_path / "talk.mp4")
+    with relay.client(anna["token"]) as client:
+        response = client.post(
+            "/api/v1/uploads",
+            files=[("file", (clip.name, clip.read_bytes())), ("file", ("talk.sv.vtt", SRT_AS_VTT))],
+        )
+    assert response.status_code == 202, response.text
+    post = relay.wait_post(anna["token"], response.json()["id"])
+    [item] = post["items"]
+    [captions] = [r for r in item["renditions"] if r["name"] == "captions"]
+    assert captions["url"].startswith(s3.endpoint)  # the API gives the bucket's link
+    page = httpx.get(post["url"]).text
+    [src] = re.findall(r'<track\b[^>]*\bsrc="([^"]+)"', page)
+    assert src.startswith(relay.url + "/p/")
+    served = httpx.get(src)
+    assert served.status_code == 200 and served.headers["content-type"].startswith("text/vtt")
+    assert served.text == httpx.get(captions["url"]).text
+    assert "00:00:01.000 --> 00:00:02.000\nHej &amp; välkommen" in served.text
