@@ -68,8 +68,8 @@ def still_identifier(path: Path) -> str | None:
             exif = image.getexif()
             note = exif.get_ifd(_EXIF_IFD).get(_MAKER_NOTE)
             xmp = image.info.get("xmp") or b""
-    except (OSError, ValueError, SyntaxError):
-        return None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None  # not a still we can read: it is processed (and refused) as an item
     found = apple_content_identifier(note) if isinstance(note, bytes) else None
     if found is None and isinstance(xmp, bytes | str):
         raw = xmp.encode() if isinstance(xmp, str) else xmp
@@ -109,7 +109,10 @@ def apple_content_identifier(note: bytes) -> str | None:
 
 async def clip_identifier(path: Path, *, timeout: float, memory_bytes: int) -> str | None:
     """The content identifier in a MOV's QuickTime metadata, or None."""
-    tags = await av.format_tags(path, "mov", timeout=timeout, memory_bytes=memory_bytes)
+    try:
+        tags = await av.format_tags(path, "mov", timeout=timeout, memory_bytes=memory_bytes)
+    except MediaError:  # ffprobe timed out: no pair, and the clip is processed on its own
+        return None
     value = tags.get("com.apple.quicktime.content.identifier", "").strip()
     return value.upper() if _IDENTIFIER.match(value) else None
 

@@ -207,3 +207,10 @@ def test_unreadable_captions_leave_the_clip_as_it_is_and_are_left_out(tmp_path: 
     companion = Companion("captions", bad, bad.name, "en")
     job = _job(tmp_path, clip, "video/mp4", [companion])
     assert asyncio.run(extra_renditions(job, Kind.VIDEO)) == ([], [companion])
+
+
+def test_what_is_not_a_still_or_a_clip_has_no_identifier(tmp_path: Path) -> None:
+    junk = tmp_path / "IMG_1.HEIC"
+    junk.write_bytes(b"\x00\x00\x00\x18ftypheic" + b"\x00" * 100)
+    assert motion.still_identifier(junk) is None
+    assert asyncio.run(motion.clip_identifier(junk, timeout=30, memory_bytes=2 << 30)) is None
