@@ -29,6 +29,8 @@ async def extra_renditions(
     used: list[Companion] = []
     if kind == Kind.VIDEO:
         for n, companion in enumerate(c for c in job.companions if c.role == CAPTIONS):
+            if any(r.lang == companion.lang for r in made):
+                continue  # one track per language: a second one is kept as a file
             target = job.workdir / f"captions-{n}.vtt"
             try:
                 await job.run_blocking(captions.to_webvtt, companion.path, target)

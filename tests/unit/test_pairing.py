@@ -214,3 +214,15 @@ def test_what_is_not_a_still_or_a_clip_has_no_identifier(tmp_path: Path) -> None
     junk.write_bytes(b"\x00\x00\x00\x18ftypheic" + b"\x00" * 100)
     assert motion.still_identifier(junk) is None
     assert asyncio.run(motion.clip_identifier(junk, timeout=30, memory_bytes=2 << 30)) is None
+
+
+def test_one_track_per_language_and_a_second_is_left_out(tmp_path: Path) -> None:
+    clip = web_ready_mp4(tmp_path / "talk.mp4")
+    tracks = []
+    for name, lang in (("talk.sv.srt", "sv"), ("talk.en.srt", "en"), ("talk.sv.vtt", "sv")):
+        (tmp_path / name).write_text(SRT)
+        tracks.append(Companion("captions", tmp_path / name, name, lang))
+    job = _job(tmp_path, clip, "video/mp4", tracks)
+    made, left_out = asyncio.run(extra_renditions(job, Kind.VIDEO))
+    assert [r.lang for r in made] == ["sv", "en"]
+    assert left_out == [tracks[2]]
