@@ -9,9 +9,17 @@ a ``HandlerOutput`` naming them. Errors are ``relay.errors.MediaError`` with a c
 from __future__ import annotations
 
 import importlib
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
-from relay.model import HandlerInput, HandlerOutput, Kind
+from relay.model import (
+    Companion,
+    HandlerInput,
+    HandlerOutput,
+    Kind,
+    RenditionFile,
+    RunBlocking,
+)
 
 
 class Handler(Protocol):
@@ -56,3 +64,35 @@ def load() -> dict[Kind, Handler]:
 
 def handler_for(kind: Kind) -> Handler:
     return load()[kind]
+
+
+# --- what is sent with an item (relay/pairing.py, relay/pipeline.py) ----------------------------
+
+
+def captions_language(filename: str) -> tuple[str, str | None]:
+    """A captions file's clip name and language: ``talk.sv.srt`` → ``("talk", "sv")``."""
+    from handlers.captions import base_and_language
+
+    return base_and_language(filename)
+
+
+async def content_identifier(
+    path: Path, role: str, run_blocking: RunBlocking, *, timeout: float, options: dict[str, Any]
+) -> str | None:
+    """The Apple content identifier of a Live Photo's ``still`` or ``clip``, or None."""
+    from handlers import ffmpeg, motion
+
+    if role == "still":
+        return await run_blocking(motion.still_identifier, path)
+    memory = ffmpeg.memory_limit(options)
+    return await motion.clip_identifier(path, timeout=timeout, memory_bytes=memory)
+
+
+async def extra_renditions(
+    job: HandlerInput, kind: Kind
+) -> tuple[list[RenditionFile], list[Companion]]:
+    """Renditions from an item's companions (captions, a Live Photo's clip) or from inside it
+    (a Motion Photo's clip), made after its own handler ran; and the companions that gave none."""
+    from handlers.companions import extra_renditions as make
+
+    return await make(job, kind)

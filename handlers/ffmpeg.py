@@ -220,6 +220,26 @@ async def probe(path: Path, demuxer: str, *, timeout: float, memory_bytes: int) 
         raise MediaError("media.corrupt", f"ffprobe output: {exc!r}") from None
 
 
+async def format_tags(
+    path: Path, demuxer: str, *, timeout: float, memory_bytes: int
+) -> dict[str, str]:
+    """The container's metadata tags as ffprobe reads them (a Live Photo's MOV carries Apple's
+    ``com.apple.quicktime.content.identifier`` there); empty when it cannot be read."""
+    result = await _execute(
+        probe_args(path, demuxer),
+        timeout=min(timeout, _PROBE_SECONDS),
+        memory_bytes=memory_bytes,
+        collect_stdout=True,
+    )
+    if result.returncode != 0:
+        return {}
+    try:
+        tags = (json.loads(result.stdout).get("format") or {}).get("tags") or {}
+    except (ValueError, AttributeError):
+        return {}
+    return {str(key): str(value) for key, value in tags.items()} if isinstance(tags, dict) else {}
+
+
 def parse_probe(data: dict[str, Any]) -> Probe:
     fmt = data.get("format") or {}
     streams = data.get("streams") or []

@@ -23,6 +23,7 @@ from relay.intake import http as http_intake
 from relay.intake import tus as tus_intake
 from relay.intake.accept import Acceptor
 from relay.intake.smtp import FailureGuard, MailHandler, smtp_factory, tls_context
+from relay.live_photos import LivePhotos
 from relay.mail.replies import MAIL_COMMAND
 from relay.mail.reply_job import MailCommands
 from relay.mail.sender import Dns
@@ -86,9 +87,11 @@ def build(settings: Settings) -> Relay:
             "video_preset": settings.video_preset,
             "ffmpeg_memory_bytes": settings.ffmpeg_memory_bytes,
             "timezone": settings.timezone,
+            "default_language": settings.default_language,
         },
     )
     pipeline.register(workers)
+    LivePhotos(db, spool, pool, workers.wake, pipeline.options).register(workers)
     acceptor = Acceptor(db, settings.job_max_attempts, workers.wake, spool)
     relay = Relay(
         settings, db, spool, store, pool, workers, acceptor, node_lock=node_lock, gone=gone

@@ -111,6 +111,11 @@ _SPECS = [
     ErrorSpec("media.too_long", "The clip is longer than this relay accepts.", 422),
     ErrorSpec("media.timeout", "Processing took longer than allowed.", 422),
     ErrorSpec("media.failed", "Processing failed.", 500),
+    ErrorSpec(
+        "media.captions_invalid",
+        "The captions file is not SRT or WebVTT, or is too large.",
+        422,
+    ),
     ErrorSpec("mail.unreadable", "The message could not be read as mail.", 422),
     ErrorSpec(
         "storage.unavailable",

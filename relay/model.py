@@ -73,6 +73,8 @@ class Rendition:
     width: int | None = None
     height: int | None = None
     duration: float | None = None
+    lang: str | None = None
+    """The language of a ``captions`` rendition (a BCP 47 tag)."""
 
 
 @dataclass(slots=True)
@@ -157,6 +159,19 @@ class HandlerInput:
     """Reports the fraction done (0..1); cheap to call often, the caller throttles."""
     options: dict[str, Any] = field(default_factory=dict)
     """Handler settings from the relay's configuration, e.g. ``{"video_crf": 23}``."""
+    companions: list[Companion] = field(default_factory=list)
+    """Files sent with this one that belong to it (captions of a clip, a Live Photo's clip)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Companion:
+    """A file that is not an item of its own but part of another (``relay.pairing``)."""
+
+    role: str
+    """``captions`` (an SRT or WebVTT file for a clip) or ``motion`` (a Live Photo's MOV)."""
+    path: Path
+    filename: str
+    lang: str | None = None
 
 
 @dataclass(slots=True)
@@ -167,6 +182,7 @@ class RenditionFile:
     width: int | None = None
     height: int | None = None
     duration: float | None = None
+    lang: str | None = None
 
 
 @dataclass(slots=True)

@@ -11,23 +11,32 @@ the item becomes ``failed`` (``fail_item``) once the attempts run out.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping
 
-from handlers import handler_for
-from relay import detect, jobs, lifecycle, metrics
+from handlers import extra_renditions, handler_for
+from relay import detect, jobs, lifecycle, metrics, pairing
 from relay.db import Database, queries
 from relay.errors import MediaError
-from relay.intake.accept import PROCESS_ITEM, UNPACK_MAIL
+from relay.intake.accept import PAIR_ITEMS, PROCESS_ITEM, UNPACK_MAIL
 from relay.lifecycle import settle
-from relay.model import HandlerInput, ItemStatus, Kind, Limits, Rendition, StoredObject
+from relay.model import (
+    Companion,
+    HandlerInput,
+    ItemStatus,
+    Kind,
+    Limits,
+    Rendition,
+    StoredObject,
+)
 from relay.spool import SpoolBackend, sha256_file
 from relay.storage import Store
 from relay.storage.media import content_disposition, safe_extension
@@ -53,6 +62,8 @@ class Outcome:
     renditions: list[Rendition]
     error_code: str | None = None
     error_detail: str | None = None
+    left_out: list[Companion] = field(default_factory=list)
+    """Companions that became no rendition: each becomes an item of its own."""
 
 
 class Pipeline:
@@ -106,12 +117,13 @@ class Pipeline:
             return
         # From the object store when another node took it (or died before processing it).
         source = await self.spool.local(row["spool_name"])
+        companions = await self._companions(row)
         started = time.monotonic()
         workdir = self.work_dir / row["id"]
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
         try:
-            outcome = await self._process(row, source, workdir)
+            outcome = await self._process(row, source, workdir, companions)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         metrics.processing_seconds.labels(outcome.kind.value).observe(time.monotonic() - started)
@@ -135,11 +147,19 @@ class Pipeline:
                 values.update(status=ItemStatus.READY.value, progress=1.0)
             queries.set_item(conn, row["id"], **values)
             queries.replace_renditions(conn, row["id"], outcome.renditions)
+            self._keep_apart(conn, row, [stored[c.path] for c in outcome.left_out], job)
             settle(conn, row["post_id"])
             jobs.complete(conn, job)
 
+        stored = {c.path: entry for c, entry in zip(companions, self._entries(row), strict=True)}
         await self.db.run(record)
         self.spool.remove(row["spool_name"])
+        kept = {stored[c.path]["spool_name"] for c in outcome.left_out}
+        for entry in self._entries(row):
+            if entry["spool_name"] not in kept:
+                self.spool.remove(entry["spool_name"])
+        if outcome.left_out:
+            self.wake()
         status = "failed" if outcome.error_code else "ready"
         metrics.items_processed.labels(outcome.kind.value, status).inc()
 
@@ -154,14 +174,65 @@ class Pipeline:
         queries.set_item(conn, job.ref, status=ItemStatus.PROCESSING.value)
         return row
 
-    async def _process(self, row, source: Path, workdir: Path) -> Outcome:  # noqa: ANN001
+    @staticmethod
+    def _entries(row: RowMapping) -> list[dict[str, Any]]:
+        return json.loads(row["companions"] or "[]")
+
+    @staticmethod
+    def _keep_apart(
+        conn: Connection, row: RowMapping, entries: list[dict[str, Any]], job: jobs.Job
+    ) -> None:
+        """Companions that became no rendition (captions that are not, a clip that would not
+        transcode, or all of them when the item failed) become items of their own."""
+        if not entries:
+            return
+        from relay.auth import new_id
+        from relay.model import Item
+
+        post = queries.post_row(conn, row["post_id"])
+        owner = post["user_id"] if post is not None else None
+        position = len(queries.item_rows_of_post(conn, row["post_id"]))
+        for n, entry in enumerate(entries):
+            item = Item(
+                id=new_id(),
+                post_id=row["post_id"],
+                position=position + n,
+                filename=entry["filename"],
+                declared_mime=None,
+            )
+            queries.insert_item(conn, item, entry["spool_name"])
+            jobs.enqueue(conn, PROCESS_ITEM, item.id, job.max_attempts, owner=owner)
+
+    async def _companions(self, row: RowMapping) -> list[Companion]:
+        """The files sent with the item that are part of it (relay/pairing.py); a captions
+        file that names no language is in its owner's."""
+        found = json.loads(row["companions"] or "[]")
+        if not found:
+            return []
+        language = None
+        if any(c.get("lang") is None for c in found):
+            language = await self.db.read(_owner_language, row["post_id"])
+        default = str(self.options.get("default_language") or "en")
+        return [
+            Companion(
+                role=c["role"],
+                path=await self.spool.local(c["spool_name"]),
+                filename=c["filename"],
+                lang=c.get("lang") or language or default,
+            )
+            for c in found
+        ]
+
+    async def _process(  # noqa: ANN001
+        self, row, source: Path, workdir: Path, companions: list[Companion] | None = None
+    ) -> Outcome:
         mime = await asyncio.to_thread(detect.sniff, source)
         kind = detect.kind_of(mime)
         size = source.stat().st_size
         prefix = f"{row['post_id']}/{row['id']}"
         filename = row["filename"]
         if size == 0:
-            return Outcome(kind, None, [], "media.empty", "zero bytes")
+            return Outcome(kind, None, [], "media.empty", "zero bytes", list(companions or []))
 
         progress = self._progress_reporter(row["id"])
 
@@ -174,6 +245,7 @@ class Pipeline:
             run_blocking=self.pool.run,
             progress=progress,
             options=self.options,
+            companions=companions or [],
         )
         try:
             if kind in (Kind.VIDEO, Kind.AUDIO) and (missing := missing_media_tools()):
@@ -182,14 +254,26 @@ class Pipeline:
             output = await asyncio.wait_for(
                 handler_for(kind).process(job_input), self.limits.timeout
             )
+            # Captions, a Live Photo's or a Motion Photo's clip: never at the item's cost.
+            made, left_out = await asyncio.wait_for(
+                extra_renditions(job_input, kind), self.limits.timeout
+            )
+            output.renditions += made
         except MediaError as exc:
             # Keep the bytes (nothing acknowledged is lost) but serve nothing we could not check.
             original = await self._put_original(
                 f"{prefix}/unchecked{safe_extension(filename, mime)}", source, mime, filename
             )
-            return Outcome(kind, original, [], exc.code, exc.detail)
+            return Outcome(kind, original, [], exc.code, exc.detail, list(job_input.companions))
         except TimeoutError:
-            return Outcome(kind, None, [], "media.timeout", f"over {self.limits.timeout}s")
+            return Outcome(
+                kind,
+                None,
+                [],
+                "media.timeout",
+                f"over {self.limits.timeout}s",
+                list(job_input.companions),
+            )
 
         served = output.served_original or source
         served_mime = output.served_original_mime or mime
@@ -201,7 +285,8 @@ class Pipeline:
         )
         renditions = []
         for r in output.renditions:
-            key = f"{prefix}/{r.name}{safe_extension(r.path.name, r.mime)}"
+            tagged = f"{r.name}.{r.lang}" if r.lang else r.name  # captions, one per language
+            key = f"{prefix}/{tagged}{safe_extension(r.path.name, r.mime)}"
             await self.store.put_file(key, r.path, r.mime, cache_control=IMMUTABLE)
             renditions.append(
                 Rendition(
@@ -212,9 +297,10 @@ class Pipeline:
                     width=r.width,
                     height=r.height,
                     duration=r.duration,
+                    lang=r.lang,
                 )
             )
-        return Outcome(kind, original, renditions)
+        return Outcome(kind, original, renditions, left_out=left_out)
 
     def _progress_reporter(self, item_id: str, every: float = 1.0) -> Callable[[float], None]:
         """A callback that writes the fraction done to the item, at most once per ``every``
@@ -310,7 +396,11 @@ class Pipeline:
                 delay=unpacked.delay,
                 default_zone=self.options.get("timezone", "UTC"),
             )
-            for position, part in enumerate(unpacked.parts):
+            # A clip's captions file is part of the clip's item; stills and MOVs may be Live
+            # Photos, read by the pairing job before they are processed.
+            entries = pairing.plan([(part.filename, part.spool_name) for part in unpacked.parts])
+            for position, entry in enumerate(entries):
+                part = unpacked.parts[entry.index]
                 item = Item(
                     id=new_id(),
                     post_id=post["id"],
@@ -319,11 +409,21 @@ class Pipeline:
                     declared_mime=part.content_type,
                     alt=part.alt,
                 )
-                queries.insert_item(conn, item, part.spool_name)
-                jobs.enqueue(conn, PROCESS_ITEM, item.id, job.max_attempts, owner=post["user_id"])
+                queries.insert_item(conn, item, part.spool_name, entry.companions_json())
+                if not entry.waits:
+                    jobs.enqueue(
+                        conn, PROCESS_ITEM, item.id, job.max_attempts, owner=post["user_id"]
+                    )
+            if any(entry.waits for entry in entries):
+                jobs.enqueue(conn, PAIR_ITEMS, post["id"], job.max_attempts, owner=post["user_id"])
             settle(conn, post["id"])
             jobs.complete(conn, job)
 
         await self.db.run(record)
         self.spool.remove(post["spool_name"])
         self.wake()
+
+
+def _owner_language(conn: Connection, post_id: str) -> str | None:
+    post = queries.post_row(conn, post_id)
+    return queries.user_language(conn, post["user_id"]) if post is not None else None

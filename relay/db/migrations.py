@@ -121,6 +121,15 @@ def _users_language(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE users ADD COLUMN language VARCHAR(8)"))
 
 
+def _item_companions(conn: Connection) -> None:
+    # Captions and Live Photo clips sent with an item (relay/pairing.py); items and
+    # renditions there before have none.
+    if "companions" not in {column["name"] for column in inspect(conn).get_columns("items")}:
+        conn.execute(text("ALTER TABLE items ADD COLUMN companions TEXT"))
+    if "lang" not in {column["name"] for column in inspect(conn).get_columns("renditions")}:
+        conn.execute(text("ALTER TABLE renditions ADD COLUMN lang VARCHAR(35)"))
+
+
 # (version, step): version 1 is the first schema, created whole from schema.py.
 STEPS: list[tuple[int, Step]] = [
     (2, _add_uploads),
@@ -133,6 +142,7 @@ STEPS: list[tuple[int, Step]] = [
     (9, _tus_parts),
     (10, _users_disabled),
     (11, _users_language),
+    (13, _item_companions),
 ]
 
 LATEST = max([1, *(version for version, _ in STEPS)])

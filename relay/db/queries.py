@@ -226,7 +226,10 @@ def update_post_text(conn: Connection, post_id: str, **values: Any) -> None:
     conn.execute(_UPDATE_POST, {"post_id": post_id, **values})
 
 
-def insert_item(conn: Connection, item: Item, spool_name: str) -> None:
+def insert_item(
+    conn: Connection, item: Item, spool_name: str, companions: str | None = None
+) -> None:
+    """``companions``: the JSON of the files that are part of this one (relay/pairing.py)."""
     now = time.time()
     conn.execute(
         items.insert(),
@@ -238,6 +241,7 @@ def insert_item(conn: Connection, item: Item, spool_name: str) -> None:
             "declared_mime": item.declared_mime,
             "alt": item.alt,
             "spool_name": spool_name,
+            "companions": companions,
             "status": item.status.value,
             "created_at": now,
             "updated_at": now,
@@ -247,6 +251,20 @@ def insert_item(conn: Connection, item: Item, spool_name: str) -> None:
 
 def item_row(conn: Connection, item_id: str) -> RowMapping | None:
     return conn.execute(_ITEM_ROW, {"item_id": item_id}).mappings().first()
+
+
+def item_rows_of_post(conn: Connection, post_id: str) -> list[RowMapping]:
+    """The post's item rows, in their order (relay/pairing.py reads the queued ones)."""
+    query = select(items).where(items.c.post_id == post_id).order_by(items.c.position)
+    return list(conn.execute(query).mappings().all())
+
+
+def delete_queued_item(conn: Connection, item_id: str) -> None:
+    """An item that never began (a Live Photo's MOV folded into its still): no rendition, no
+    job, nothing stored refers to it yet."""
+    conn.execute(
+        items.delete().where(items.c.id == item_id, items.c.status == ItemStatus.QUEUED.value)
+    )
 
 
 def post_row(conn: Connection, post_id: str) -> RowMapping | None:
@@ -272,6 +290,7 @@ def replace_renditions(conn: Connection, item_id: str, found: list[Rendition]) -
                     "width": r.width,
                     "height": r.height,
                     "duration": r.duration,
+                    "lang": r.lang,
                 }
                 for r in found
             ],
@@ -354,6 +373,7 @@ def _item_from_rows(row: RowMapping, rendition_rows: list[RowMapping]) -> Item:
                 width=r["width"],
                 height=r["height"],
                 duration=r["duration"],
+                lang=r["lang"],
             )
             for r in rendition_rows
         ],
@@ -519,6 +539,13 @@ def spool_names_in_use(conn: Connection) -> set[str]:
     names.update(
         conn.execute(select(posts.c.spool_name).where(posts.c.spool_name.is_not(None))).scalars()
     )
+    # captions and Live Photo clips waiting with their item (relay/pairing.py)
+    for found in conn.execute(
+        select(items.c.companions).where(
+            items.c.companions.is_not(None), items.c.spool_name.is_not(None)
+        )
+    ).scalars():
+        names.update(companion["spool_name"] for companion in json.loads(found))
     # a reply by mail and its verdict, waiting for their job (relay/mail/replies.py)
     for ref in conn.execute(select(jobs.c.ref).where(jobs.c.kind == "mail_command")).scalars():
         names.update(ref.split("."))

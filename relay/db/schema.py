@@ -120,6 +120,9 @@ items = Table(
     Column("original_sha256", String(64)),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # Files sent with this one that are part of it, until it is processed (relay/pairing.py):
+    # JSON [{"role": "captions"|"motion", "spool_name", "filename", "lang"}].
+    Column("companions", Text),
 )
 
 renditions = Table(
@@ -134,6 +137,7 @@ renditions = Table(
     Column("width", Integer),
     Column("height", Integer),
     Column("duration", Float),
+    Column("lang", String(35)),  # a captions rendition's language (BCP 47)
 )
 
 jobs = Table(

@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, select
 
-from relay import jobs, lifecycle
+from relay import jobs, lifecycle, pairing
 from relay.auth import new_id
 from relay.db import Database, lock, queries
 from relay.db.schema import posts
@@ -41,6 +41,9 @@ log = logging.getLogger("relay.accept")
 
 UNPACK_MAIL = "unpack_mail"
 PROCESS_ITEM = "process_item"
+PAIR_ITEMS = "pair_items"
+"""A post's stills and MOVs, read for Live Photo pairs before they are processed
+(relay/pairing.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +80,7 @@ class AlreadyAccepted(Exception):
 
 _Args = tuple[
     Post,
-    list[SpooledFile],
+    list[tuple[SpooledFile, "pairing.Entry"]],
     str | None,
     Callable[[Connection, Post], None] | None,
     dict[str, Any],
@@ -150,7 +153,10 @@ class Acceptor:
             tags=list(tags or []),
             created_at=datetime.fromtimestamp(time.time(), UTC),
         )
-        for position, spooled in enumerate(files or []):
+        # A clip's captions file is part of the clip's item; stills and MOVs may be Live Photos.
+        entries = pairing.plan([(f.filename, f.spool_name) for f in files or []])
+        chosen = [((files or [])[entry.index], entry) for entry in entries]
+        for position, (spooled, entry) in enumerate(chosen):
             post.items.append(
                 Item(
                     id=new_id(),
@@ -158,7 +164,7 @@ class Acceptor:
                     position=position,
                     filename=spooled.filename,
                     declared_mime=spooled.declared_mime,
-                    alt=(alts or [])[position] if position < len(alts or []) else None,
+                    alt=(alts or [])[entry.index] if entry.index < len(alts or []) else None,
                 )
             )
         state = lifecycle.initial_state(draft, publish_at)
@@ -177,7 +183,7 @@ class Acceptor:
                 sender=mail.sender,
                 auth_results=mail.auth_results,
             )
-        ready = await self._grouped((post, files or [], mail_spool_name, also, extra, mail))
+        ready = await self._grouped((post, chosen, mail_spool_name, also, extra, mail))
         if ready:
             post.status = PostStatus.READY  # text alone is ready at once
         self.wake()
@@ -232,7 +238,7 @@ class Acceptor:
         self,
         conn: Connection,
         post: Post,
-        files: list[SpooledFile],
+        files: list[tuple[SpooledFile, pairing.Entry]],
         mail_spool_name: str | None,
         also: Callable[[Connection, Post], None] | None = None,
         extra: dict[str, Any] | None = None,
@@ -258,10 +264,16 @@ class Acceptor:
             extra.get("publish_at"),
             sender=mail.sender if mail is not None else None,
         )
-        for item, spooled in zip(post.items, files, strict=True):
-            queries.insert_item(conn, item, spooled.spool_name)
+        waiting = False
+        for item, (spooled, entry) in zip(post.items, files, strict=True):
+            queries.insert_item(conn, item, spooled.spool_name, entry.companions_json())
+            if entry.waits:
+                waiting = True  # the pairing job queues it
+                continue
             # The owner is known here: no lookup from the ref on the door's commit.
             jobs.enqueue(conn, PROCESS_ITEM, item.id, self.max_attempts, owner=post.user_id)
+        if waiting:
+            jobs.enqueue(conn, PAIR_ITEMS, post.id, self.max_attempts, owner=post.user_id)
         if mail_spool_name is not None:
             jobs.enqueue(conn, UNPACK_MAIL, post.id, self.max_attempts, owner=post.user_id)
         if mail is not None and mail.reply:

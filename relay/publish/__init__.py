@@ -50,6 +50,19 @@ class Destination:
 
 
 @dataclass(frozen=True, slots=True)
+class Captions:
+    """A clip's captions track (WebVTT) as a channel that takes captions may send it."""
+
+    lang: str
+    """BCP 47, e.g. ``sv`` or ``en``."""
+    mime: str
+    """``text/vtt``."""
+    bytes: int
+    url: str
+    read: Callable[[], AsyncIterator[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
 class Media:
     """One medium of the post as an adapter may send it."""
 
@@ -65,9 +78,11 @@ class Media:
     read: Callable[[], AsyncIterator[bytes]]
     variants: dict[str, Media] = field(default_factory=dict)
     """Other forms of the same item an adapter may prefer (a video's ``original``, metadata
-    stripped, and its ``poster``; ``captions`` once items carry a captions track)."""
+    stripped, its ``poster`` and its first ``captions`` track)."""
     read_from: Callable[[int], AsyncIterator[bytes]] | None = None
     """The bytes from an offset on (resuming an upload where the channel says it stopped)."""
+    captions: tuple[Captions, ...] = ()
+    """A clip's captions, one per language (empty for anything else)."""
 
 
 @dataclass(frozen=True, slots=True)

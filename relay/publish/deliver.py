@@ -23,6 +23,7 @@ from relay.errors import PublishError, TransientPublishError
 from relay.lifecycle import ATTEMPTS, BACKOFF_CAP, DELIVER, settle
 from relay.model import DeliveryStatus, Item, ItemStatus, Kind, Post, Rendition
 from relay.publish import (
+    Captions,
     Destination,
     Editor,
     Media,
@@ -69,6 +70,8 @@ def destination_from_row(row: Any) -> Destination:
 
 
 # Which rendition stands for an item when an adapter sends media rather than links.
+CAPTIONS = "captions"
+"""A clip's WebVTT rendition (relay/pairing.py)."""
 _SENT_RENDITION = {Kind.IMAGE: ("large", "medium"), Kind.VIDEO: ("mp4",), Kind.AUDIO: ("audio",)}
 # Documents sent as their original (LinkedIn's document posts).
 _SENT_DOCUMENTS = ("application/pdf",)
@@ -127,6 +130,7 @@ class Publisher:
                     read=lambda key=chosen.key: self.store.read(key),
                     variants=self._variants(item, chosen, urls[item.id], post_json),
                     read_from=lambda start, key=chosen.key: self.store.read(key, start),
+                    captions=self._captions(item, post_json),
                 )
             )
         return found
@@ -146,12 +150,18 @@ class Publisher:
                 poster.height, None, item.alt or "", lambda key=poster.key: self.store.read(key),
             )  # fmt: skip
         original = item.original
-        shown = next((i["original"] for i in post_json["items"] if i["id"] == item.id), None)
+        shown = next((i.get("original") for i in post_json["items"] if i["id"] == item.id), None)
         if original is not None and shown and shown.get("url"):
             found["original"] = Media(
                 item.id, "video", original.mime, original.bytes, shown["url"], chosen.width,
                 chosen.height, chosen.duration, item.alt or "",
                 lambda key=original.key: self.store.read(key),
+            )  # fmt: skip
+        # Channels that take one captions file (YouTube, LinkedIn) get the first track.
+        for track in self._captions(item, post_json)[:1]:
+            found["captions"] = Media(
+                item.id, "captions", track.mime, track.bytes, track.url, None, None, None, "",
+                track.read,
             )  # fmt: skip
         return found
 
@@ -177,6 +187,21 @@ class Publisher:
     async def fresh_row(self, row: Mapping[str, Any]) -> Mapping[str, Any]:
         """The destination row, a token that ends soon renewed first (publish/renew.py)."""
         return await renew.fresh(self.db, self.http, row, self.linkedin_app, self.x_client)
+
+    def _captions(self, item: Item, post_json: dict[str, Any]) -> tuple[Captions, ...]:
+        """The clip's captions tracks, with the links the post object gives them."""
+        shown = next((i for i in post_json["items"] if i["id"] == item.id), {"renditions": []})
+        return tuple(
+            Captions(
+                lang=r.lang or "",
+                mime=r.mime,
+                bytes=r.bytes,
+                url=link["url"],
+                read=lambda key=r.key: self.store.read(key),
+            )
+            for r, link in zip(item.renditions, shown["renditions"], strict=False)
+            if r.name == CAPTIONS
+        )
 
     async def deliver(self, job: jobs.Job) -> None:
         delivery = await self.db.read(destinations.delivery_row, job.ref)

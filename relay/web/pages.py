@@ -23,6 +23,7 @@ from urllib.parse import quote, urlparse
 
 import jinja2
 from aiohttp import web
+from babel import Locale, UnknownLocaleError
 from babel.numbers import format_decimal
 
 from relay.context import RELAY, Relay
@@ -130,6 +131,15 @@ POST_CSP = (
 VARY = "Accept-Language, Cookie"
 
 
+def language_name(tag: str | None) -> str:
+    """A captions track's label: its language named in that language (``sv`` → "svenska")."""
+    try:
+        name = Locale.parse(tag or "", sep="-").get_display_name() if tag else None
+    except (ValueError, TypeError, UnknownLocaleError):
+        name = None
+    return name or (tag or "captions")
+
+
 def reader_language(request: web.Request) -> str:
     """The language of the page's own words: the reader's, not the post's."""
     return i18n.choose_language(request, request.app[RELAY].settings.default_language)
@@ -164,6 +174,8 @@ async def post_page(request: web.Request) -> web.Response:
         preview=preview[1] if preview else None,
         media_url=functools.partial(relay.media_url, private=post.private),
         rendition=_rendition,
+        language_name=language_name,
+        captions_url=functools.partial(captions_url, relay, post.id),
         Kind=Kind,
         player=embed.player(post),
         embed_url=embed.embed_url(relay, post.id),
@@ -377,8 +389,43 @@ async def html_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error_page(500, "server.internal", reader_language(request))
 
 
+def captions_url(relay: Relay, post_id: str, item_id: str, lang: str | None) -> str:
+    """A clip's captions track at the relay's own origin: a ``<track>`` from another origin (an
+    S3 bucket) would need CORS there and ``crossorigin`` on the video, which the MP4 does not."""
+    return f"{relay.settings.public_url}/p/{post_id}/captions/{item_id}/{quote(lang or 'und')}.vtt"
+
+
+async def captions_track(request: web.Request) -> web.Response:
+    """``GET /p/{post_id}/captions/{item_id}/{lang}.vtt``: whoever may see the page may read its
+    captions (WebVTT, made by handlers/captions.py, text only)."""
+    relay = request.app[RELAY]
+    post = await _load_post(relay, request.match_info["post_id"])
+    if post.state == PostState.DELETED:
+        raise web.HTTPGone(headers=SECURITY_HEADERS)
+    item = next((i for i in post.items if i.id == request.match_info["item_id"]), None)
+    lang = request.match_info["lang"]
+    track = next(
+        (
+            r
+            for r in (item.renditions if item is not None else [])
+            if r.name == "captions" and (r.lang or "und") == lang
+        ),
+        None,
+    )
+    if track is None:
+        raise NotFound()
+    body = b"".join([chunk async for chunk in relay.store.read(track.key)])
+    headers = {
+        **SECURITY_HEADERS,
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+        "Cache-Control": "private, max-age=60" if post.private else "public, max-age=3600",
+    }
+    return web.Response(body=body, content_type="text/vtt", charset="utf-8", headers=headers)
+
+
 def setup_routes(app: web.Application) -> None:
     # "/" is the web app's (relay/web/app).
     app.router.add_get("/p/{post_id}", post_page)
+    app.router.add_get("/p/{post_id}/captions/{item_id}/{lang}.vtt", captions_track)
     app.router.add_get("/oembed", oembed)
     app.router.add_get("/media/{key:.+}", media)

@@ -25,7 +25,7 @@ from relay import lifecycle
 from relay.context import RELAY, Relay
 from relay.db import destinations, queries
 from relay.errors import NotFound, RelayError
-from relay.model import DeliveryStatus, Item, ItemStatus, Post, PostState
+from relay.model import DeliveryStatus, Item, ItemStatus, Kind, Post, PostState
 from relay.publish.deliver import destination_from_row
 from relay.web.app import preview
 from relay.web.app.page import (
@@ -147,6 +147,10 @@ def item_view(relay: Relay, post: Post, item: Item, _: Callable[[str], str]) -> 
         "thumbnail": _thumbnail(relay, post, item),
         "problem": problem,
         "advice": advice,
+        # A municipality must caption its clips (EN 301 549): a ready clip without says so.
+        "uncaptioned": item.status == ItemStatus.READY
+        and item.kind == Kind.VIDEO
+        and not any(r.name == "captions" for r in item.renditions),
     }
 
 

@@ -46,7 +46,23 @@
       li.querySelector(".thumb").replaceChildren(img);
     }
     problem(li, item.problem ? item.problem + " " + item.advice : null);
+    if (item.uncaptioned && !li.querySelector(".nocaptions")) {
+      const span = document.createElement("span");
+      span.className = "nocaptions";
+      const strong = document.createElement("strong");
+      strong.textContent = label("nocaptions");
+      span.append(strong, " ", label("nocaptionsHint"));
+      (li.querySelector(".about") || li).appendChild(span);
+    }
     return true;
+  }
+
+  // A Live Photo's MOV leaves the post once it is paired with its still: its line goes too.
+  function dropGone(items) {
+    const known = new Set(items.map((item) => item.id));
+    section.querySelectorAll("li.medium[data-item]").forEach((li) => {
+      if (!known.has(li.dataset.item)) li.remove();
+    });
   }
 
   function deliveryList() {
@@ -105,6 +121,7 @@
       if (response.ok) {
         const state = await response.json();
         state.items.forEach(updateItem);
+        dropGone(state.items);
         state.deliveries.forEach(updateDelivery);
         settleRounds = Math.max(0, settleRounds - 1);
         again = stillChanging(state) || settleRounds > 0;
