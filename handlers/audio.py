@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Final
 
 from handlers import ffmpeg as av
+from handlers import loudness
 from relay.errors import MediaError
 from relay.model import HandlerInput, HandlerOutput, Kind, RenditionFile
 
@@ -62,21 +63,24 @@ async def convert(job: HandlerInput, demuxer: str, probed: av.Probe) -> HandlerO
     memory = av.memory_limit(job.options)
     job.progress(0.0)
     source = av.open_input(job.source, demuxer)[str(stream.index)]
-    if demuxer == "mp3" and stream.codec == "mp3":
+    measured = await loudness.measure(job, demuxer, probed)
+    copied = demuxer == "mp3" and stream.codec == "mp3"
+    if copied:
         target, mime, out_demuxer = job.workdir / "audio.mp3", "audio/mpeg", "mp3"
         # No ID3 tag at all: that is where names, comments and cover art live.
         node = av.output(source, path=target, muxer="mp3", acodec="copy", id3v2_version=0, **_STRIP)
     else:
         target, mime, out_demuxer = job.workdir / "audio.m4a", "audio/mp4", "mov"
         channels = 1 if stream.channels == 1 else 2
+        rate = stream.sample_rate if stream.sample_rate in _KEEP_RATES else 48000
         node = av.output(
-            source,
+            loudness.apply(source, measured, rate),
             path=target,
             muxer="mp4",
             acodec="aac",
             audio_bitrate=f"{64 * channels}k",
             ac=channels,
-            ar=stream.sample_rate if stream.sample_rate in _KEEP_RATES else 48000,
+            ar=rate,
             movflags="+faststart",
             **_STRIP,
         )
@@ -89,7 +93,15 @@ async def convert(job: HandlerInput, demuxer: str, probed: av.Probe) -> HandlerO
         max_seconds=job.limits.max_duration + 1,
     )
     made = await av.probe(target, out_demuxer, timeout=job.limits.timeout, memory_bytes=memory)
-    rendition = RenditionFile(AUDIO, target, mime, duration=made.duration)
+    rendition = RenditionFile(
+        AUDIO,
+        target,
+        mime,
+        duration=made.duration,
+        loudness=None
+        if measured is None
+        else measured.as_json(normalized=not copied and not measured.silent),
+    )
     served, served_mime = await served_original(job, demuxer, probed, rendition)
     job.progress(1.0)
     return HandlerOutput(

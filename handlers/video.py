@@ -26,7 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Final
 
-from handlers import audio
+from handlers import audio, loudness
 from handlers import ffmpeg as av
 from relay.errors import MediaError
 from relay.model import HandlerInput, HandlerOutput, Kind, RenditionFile
@@ -77,10 +77,12 @@ class VideoHandler:
         job.progress(0.0)
 
         target = job.workdir / "video.mp4"
+        remux = web_ready(probed, job.mime)
+        measured = await loudness.measure(job, demuxer, probed)
         args = (
             remux_args(job, demuxer, probed, target)
-            if web_ready(probed, job.mime)
-            else transcode_args(job, demuxer, probed, target)
+            if remux
+            else transcode_args(job, demuxer, probed, target, measured)
         )
         await av.transcode(
             args,
@@ -95,7 +97,13 @@ class VideoHandler:
             raise MediaError("media.corrupt", "no video frame could be decoded")
         width, height = made.video.displayed
         mp4 = RenditionFile(
-            MP4, target, "video/mp4", width=width, height=height, duration=made.duration
+            MP4,
+            target,
+            "video/mp4",
+            width=width,
+            height=height,
+            duration=made.duration,
+            loudness=_loudness_json(measured, normalized=not remux),
         )
         renditions = [mp4]
         job.progress(0.92)
@@ -141,7 +149,13 @@ def remux_args(job: HandlerInput, demuxer: str, probed: av.Probe, target: Path) 
     )
 
 
-def transcode_args(job: HandlerInput, demuxer: str, probed: av.Probe, target: Path) -> list[str]:
+def transcode_args(
+    job: HandlerInput,
+    demuxer: str,
+    probed: av.Probe,
+    target: Path,
+    measured: loudness.Measured | None = None,
+) -> list[str]:
     video = probed.video
     assert video is not None
     inp = av.open_input(job.source, demuxer)
@@ -156,7 +170,7 @@ def transcode_args(job: HandlerInput, demuxer: str, probed: av.Probe, target: Pa
     streams: list[Any] = [picture]
     sound: dict[str, Any] = {}
     if probed.audio is not None:
-        streams.append(inp[str(probed.audio.index)])
+        streams.append(loudness.apply(inp[str(probed.audio.index)], measured))
         sound = {"acodec": "aac", "audio_bitrate": "128k", "ar": 48000, "ac": 2}
     options = job.options
     return av.compile_args(
@@ -192,6 +206,14 @@ def tone_map(picture: Any, video: av.VideoStream) -> Any:
         .filter("tonemap", "hable", desat=0)
         .filter("zscale", t="bt709", m="bt709", r="tv")
     )
+
+
+def _loudness_json(measured: loudness.Measured | None, normalized: bool) -> dict[str, Any] | None:
+    """What the rendition says of its sound: measured always; normalized only when the audio
+    was re-encoded (a remux copies it untouched) and is not silence."""
+    if measured is None:
+        return None
+    return measured.as_json(normalized=normalized and not measured.silent)
 
 
 def _streams(inp: Any, probed: av.Probe) -> list[Any]:

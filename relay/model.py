@@ -73,6 +73,8 @@ class Rendition:
     width: int | None = None
     height: int | None = None
     duration: float | None = None
+    loudness: dict[str, Any] | None = None
+    """The input's measured loudness (handlers/loudness.py ``Measured.as_json``)."""
 
 
 @dataclass(slots=True)
@@ -167,6 +169,8 @@ class RenditionFile:
     width: int | None = None
     height: int | None = None
     duration: float | None = None
+    loudness: dict[str, Any] | None = None
+    """Audio and video: the input's measured loudness, and the target it was taken to."""
 
 
 @dataclass(slots=True)

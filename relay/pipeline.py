@@ -212,6 +212,7 @@ class Pipeline:
                     width=r.width,
                     height=r.height,
                     duration=r.duration,
+                    loudness=r.loudness,
                 )
             )
         return Outcome(kind, original, renditions)

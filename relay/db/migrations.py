@@ -121,6 +121,12 @@ def _users_language(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE users ADD COLUMN language VARCHAR(8)"))
 
 
+def _rendition_loudness(conn: Connection) -> None:
+    # Renditions made before have no measurement: their loudness stays null.
+    if "loudness" not in {column["name"] for column in inspect(conn).get_columns("renditions")}:
+        conn.execute(text("ALTER TABLE renditions ADD COLUMN loudness TEXT"))
+
+
 # (version, step): version 1 is the first schema, created whole from schema.py.
 STEPS: list[tuple[int, Step]] = [
     (2, _add_uploads),
@@ -133,6 +139,7 @@ STEPS: list[tuple[int, Step]] = [
     (9, _tus_parts),
     (10, _users_disabled),
     (11, _users_language),
+    (16, _rendition_loudness),
 ]
 
 LATEST = max([1, *(version for version, _ in STEPS)])

@@ -272,6 +272,7 @@ def replace_renditions(conn: Connection, item_id: str, found: list[Rendition]) -
                     "width": r.width,
                     "height": r.height,
                     "duration": r.duration,
+                    "loudness": json.dumps(r.loudness) if r.loudness is not None else None,
                 }
                 for r in found
             ],
@@ -354,6 +355,7 @@ def _item_from_rows(row: RowMapping, rendition_rows: list[RowMapping]) -> Item:
                 width=r["width"],
                 height=r["height"],
                 duration=r["duration"],
+                loudness=json.loads(r["loudness"]) if r["loudness"] else None,
             )
             for r in rendition_rows
         ],

@@ -134,6 +134,7 @@ renditions = Table(
     Column("width", Integer),
     Column("height", Integer),
     Column("duration", Float),
+    Column("loudness", Text),  # JSON: handlers/loudness.py Measured.as_json
 )
 
 jobs = Table(

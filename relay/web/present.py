@@ -38,6 +38,7 @@ def item_json(relay: Relay, item: Item, private: bool = False) -> dict[str, Any]
                 "width": r.width,
                 "height": r.height,
                 "duration": r.duration,
+                "loudness": r.loudness,
             }
             for r in item.renditions
         ],

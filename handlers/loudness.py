@@ -1,0 +1,179 @@
+"""Loudness: audio the relay re-encodes comes out at one loudness (EBU R128), and every clip's
+measured loudness is recorded with its rendition.
+
+Two passes of ffmpeg's ``loudnorm`` (the way its author documents it,
+http://k.ylo.ph/2016/04/04/loudnorm.html, and ffmpeg-filters "loudnorm"): the first reads the
+audio stream alone (no video decoded) and prints what it measured as JSON; the second applies
+those figures with ``linear=true``, one gain for the whole clip, so music keeps its dynamics.
+loudnorm falls back to its dynamic mode by itself only when one gain would push the true peak
+over the target. One pass (dynamic mode throughout) pumps on speech and music and lands further
+from the target, which is why both are run: the first pass decodes only audio, a fraction of a
+video transcode (bench/scenarios/loudness.py measures it).
+
+A silent track measures ``-inf``: nothing is applied to it (no gain can make silence loud) and
+its loudness is recorded as ``None``. A clip that is only remuxed is measured but left as it is.
+
+``loudness_filter`` is the second pass's filter as a string, for any encode that wants the same
+audio (the HLS ladder); ``apply`` is the same on an ffmpeg-python stream.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+
+from handlers import ffmpeg as av
+from relay.errors import MediaError
+from relay.model import HandlerInput
+
+TARGET_LUFS: Final = -16.0
+"""Integrated loudness for the web (what podcasts and most players aim at)."""
+TRUE_PEAK_DBTP: Final = -1.5
+LOUDNESS_RANGE_LU: Final = 11.0
+SAMPLE_RATE: Final = 48000
+"""loudnorm works at 192 kHz and hands that on: every output is resampled to this."""
+
+_SILENT_BELOW: Final = -70.0
+"""EBU R128's absolute gate: anything quieter has no integrated loudness."""
+_JSON: Final = re.compile(r"\{[^{}]*\"input_i\"[^{}]*\}", re.S)
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """What the first pass found in the input, and the target it is taken to."""
+
+    integrated: float | None
+    """LUFS; None for silence (``-inf``)."""
+    true_peak: float | None
+    """dBTP; None for silence."""
+    lra: float
+    """Loudness range, LU."""
+    threshold: float
+    """The relative gate, LUFS (loudnorm's ``measured_thresh``)."""
+    offset: float
+    """loudnorm's ``target_offset``: the gain left over after its own limiter, LU."""
+    target: float = TARGET_LUFS
+
+    @property
+    def silent(self) -> bool:
+        return self.integrated is None or self.true_peak is None
+
+    def as_json(self, normalized: bool) -> dict[str, Any]:
+        """The rendition's ``loudness`` in the API (relay/openapi.json, ``Loudness``)."""
+        return {
+            "integrated_lufs": self.integrated,
+            "true_peak_dbtp": self.true_peak,
+            "range_lu": self.lra,
+            "normalized_to_lufs": self.target if normalized else None,
+        }
+
+
+def target_from(options: dict[str, Any]) -> float | None:
+    """The integrated loudness to aim at (``RELAY_AUDIO_LOUDNESS_LUFS``); None: left alone."""
+    value = options.get("audio_loudness_lufs", TARGET_LUFS)
+    if value is None:
+        return None
+    try:
+        target = float(value)
+    except (TypeError, ValueError):
+        return TARGET_LUFS
+    return max(-70.0, min(-5.0, target)) if math.isfinite(target) else TARGET_LUFS
+
+
+def _settings(target: float) -> dict[str, Any]:
+    return {"I": f"{target:g}", "TP": f"{TRUE_PEAK_DBTP:g}", "LRA": f"{LOUDNESS_RANGE_LU:g}"}
+
+
+def _second_pass(measured: Measured) -> dict[str, Any]:
+    assert measured.integrated is not None and measured.true_peak is not None
+    return {
+        **_settings(measured.target),
+        "measured_I": f"{measured.integrated:.2f}",
+        "measured_TP": f"{measured.true_peak:.2f}",
+        "measured_LRA": f"{measured.lra:.2f}",
+        "measured_thresh": f"{measured.threshold:.2f}",
+        "offset": f"{measured.offset:.2f}",
+        "linear": "true",
+        "print_format": "none",
+    }
+
+
+def loudness_filter(measured: Measured, sample_rate: int = SAMPLE_RATE) -> str:
+    """The audio filter chain that brings this input to its target (``-af`` / ``-filter:a``);
+    ``aresample`` only for silence, which is left as it is. The encode must set its channels
+    (``-ac``): ffmpeg 5.1's loudnorm passes on no channel layout."""
+    resample = f"aresample={sample_rate}"
+    if measured.silent:
+        return resample
+    options = ":".join(f"{key}={value}" for key, value in _second_pass(measured).items())
+    return f"loudnorm={options},{resample}"
+
+
+def apply(stream: Any, measured: Measured | None, sample_rate: int = SAMPLE_RATE) -> Any:
+    """``stream`` (an ffmpeg-python audio stream) through ``loudness_filter``; as it is when
+    nothing was measured or the input is silent."""
+    if measured is None or measured.silent:
+        return stream
+    return stream.filter("loudnorm", **_second_pass(measured)).filter("aresample", sample_rate)
+
+
+def parse(log: str, target: float) -> Measured | None:
+    """The figures loudnorm printed at the end of the first pass; None if it printed none."""
+    found = _JSON.findall(log)
+    if not found:
+        return None
+    try:
+        data = json.loads(found[-1])
+        integrated = float(data["input_i"])
+        true_peak = float(data["input_tp"])
+        lra = float(data["input_lra"])
+        threshold = float(data["input_thresh"])
+        offset = float(data["target_offset"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    silent = not (math.isfinite(integrated) and integrated > _SILENT_BELOW)
+    silent = silent or not math.isfinite(true_peak)
+    return Measured(
+        integrated=None if silent else round(integrated, 2),
+        true_peak=None if silent else round(true_peak, 2),
+        lra=lra if math.isfinite(lra) else 0.0,
+        threshold=threshold if math.isfinite(threshold) else _SILENT_BELOW,
+        offset=0.0 if silent or not math.isfinite(offset) else offset,
+        target=target,
+    )
+
+
+async def measure(
+    job: HandlerInput, demuxer: str, probed: av.Probe, *, progress_share: float = 0.0
+) -> Measured | None:
+    """The first pass over ``probed``'s first audio stream, or None when the relay is told to
+    leave loudness alone, there is no audio, or loudnorm could not say (the clip then goes on
+    as it is: loudness is an improvement, never a reason to fail an item)."""
+    target = target_from(job.options)
+    if target is None or probed.audio is None:
+        return None
+    stream = av.open_input(job.source, demuxer)[str(probed.audio.index)]
+    node = av.output(
+        stream.filter("loudnorm", print_format="json", **_settings(target)),
+        path=job.workdir / "loudness.null",
+        muxer="null",
+    )
+    try:
+        log = await av.transcode(
+            av.compile_args(node, loglevel="info"),
+            timeout=av.budget(probed.duration, job.limits.timeout),
+            memory_bytes=av.memory_limit(job.options),
+            duration=probed.duration,
+            progress=(lambda fraction: job.progress(progress_share * fraction))
+            if progress_share
+            else None,
+            max_seconds=job.limits.max_duration + 1,
+        )
+    except MediaError as exc:
+        if exc.code in ("media.timeout", "media.too_long"):
+            raise
+        return None
+    return parse(log, target)
