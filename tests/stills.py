@@ -122,3 +122,57 @@ def avif(path: Path, transfer: int, size: str = "320x240") -> Path:
     offset = len(ftyp) + len(meta(0)) + 8
     path.write_bytes(ftyp + meta(offset) + _box(b"mdat", frame))
     return path
+
+
+APPLE_GAIN_MAP: Final = b"urn:com:apple:photo:2020:aux:hdrgainmap"
+
+
+def _children(data: bytes, start: int, end: int) -> list[bytes]:
+    found, at = [], start
+    while at < end:
+        (size,) = struct.unpack(">I", data[at : at + 4])
+        found.append(data[at : at + size])
+        at += size
+    return found
+
+
+def with_gain_map(heic: bytes) -> bytes:
+    """A two-image HEIC from pillow-heif made an iPhone's HDR photo: its second image becomes
+    the first one's auxiliary image of Apple's gain-map type (an ``auxC`` property and an
+    ``auxl`` reference, as ISO/IEC 23008-12 lays out auxiliary images), the mdat unchanged."""
+    [ftyp, meta, *rest] = _children(heic, 0, len(heic))
+    children = _children(meta, 12, len(meta))
+    kinds = [child[4:8] for child in children]
+    iprp = children[kinds.index(b"iprp")]
+    ipco, ipma = _children(iprp, 8, len(iprp))
+    properties = _children(ipco, 8, len(ipco))
+    aux_c = _full(b"auxC", 0, 0, APPLE_GAIN_MAP + b"\0")
+    ipco = _box(b"ipco", *properties, aux_c)
+    # ipma v0, flags 0: entry_count, then item_ID (2 bytes), count (1), one byte per property.
+    entries, at, rebuilt = struct.unpack(">I", ipma[12:16])[0], 16, []
+    for _ in range(entries):
+        item, count = struct.unpack(">HB", ipma[at : at + 3])
+        links = ipma[at + 3 : at + 3 + count]
+        if item == 2:
+            links, count = links + bytes([len(properties) + 1]), count + 1
+        rebuilt.append(struct.pack(">HB", item, count) + links)
+        at += 3 + count - (1 if item == 2 else 0)
+    ipma = _full(b"ipma", 0, 0, struct.pack(">I", entries), *rebuilt)
+    iref = _full(b"iref", 0, 0, _box(b"auxl", struct.pack(">HHH", 2, 1, 1)))
+    children[kinds.index(b"iprp")] = _box(b"iprp", ipco, ipma)
+    children.append(iref)
+    grown = sum(len(child) for child in children) + 12 - len(meta)
+    # iloc v0 with 4-byte offsets, lengths and base offsets: move every base offset past the
+    # grown meta box.
+    at = kinds.index(b"iloc")
+    iloc = bytearray(children[at])
+    assert iloc[8] == 0 and iloc[12:14] == b"\x44\x40", "an iloc pillow-heif did not write"
+    (items,) = struct.unpack(">H", iloc[14:16])
+    pos = 16
+    for _ in range(items):
+        (base,) = struct.unpack(">I", iloc[pos + 4 : pos + 8])
+        iloc[pos + 4 : pos + 8] = struct.pack(">I", base + grown)
+        (extents,) = struct.unpack(">H", iloc[pos + 8 : pos + 10])
+        pos += 10 + 8 * extents
+    children[at] = bytes(iloc)
+    return ftyp + _full(b"meta", 0, 0, *children) + b"".join(rest)

@@ -16,7 +16,7 @@ from PIL import Image, ImageCms, ImageStat
 from handlers.image import ImageHandler
 from tests.clips import ffmpeg, has_encoder
 from tests.handlers_support import run_handler
-from tests.stills import HLG_CICP, PQ_CICP, TRANSFERS, avif, hdr_png
+from tests.stills import HLG_CICP, PQ_CICP, TRANSFERS, avif, hdr_png, with_gain_map
 
 run = partial(run_handler, ImageHandler)
 
@@ -92,6 +92,40 @@ def test_an_hdr_heic_is_tone_mapped_to_srgb(tmp_path: Path) -> None:
         assert "sRGB" in profile_name(made)
 
 
+def sdr_pattern(tmp_path: Path) -> pyvips.Image:
+    pattern = tmp_path / "pattern.png"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=320x240:d=1", "-frames:v", "1", str(pattern))
+    return pyvips.Image.new_from_file(str(pattern))
+
+
+def assert_srgb_like(photo: Path, sdr: pyvips.Image) -> None:
+    """The rendition is the SDR picture in sRGB, tagged so; the photo as stored (Display P3
+    values, were they read as sRGB) is not."""
+    expected = [sdr[band].avg() for band in range(3)]
+    with Image.open(photo) as stored:
+        means = ImageStat.Stat(stored.convert("RGB")).mean
+        assert max(abs(a - b) for a, b in zip(means, expected, strict=True)) > 4
+    with large(photo) as made:
+        assert "sRGB" in profile_name(made)
+        assert ImageStat.Stat(made.convert("RGB")).mean == pytest.approx(expected, abs=LEVELS)
+
+
+def test_an_iphone_heic_with_a_gain_map_shows_its_sdr_base_in_srgb(tmp_path: Path) -> None:
+    sdr = sdr_pattern(tmp_path)
+    base = sdr.icc_transform("p3", input_profile="srgb")
+    gain_map = Image.new("L", (160, 120), 128)
+    heif = pillow_heif.from_bytes("RGB", (base.width, base.height), base.write_to_memory())
+    heif.add_from_pillow(gain_map)
+    stored = io.BytesIO()
+    heif.save(stored, format="HEIF", quality=95, icc_profile=pyvips.Image.profile_load("p3"))
+    photo = tmp_path / "IMG_0001.HEIC"
+    photo.write_bytes(with_gain_map(stored.getvalue()))
+    assert list(pillow_heif.open_heif(photo).info["aux"]) == [
+        "urn:com:apple:photo:2020:aux:hdrgainmap"
+    ]
+    assert_srgb_like(photo, sdr)
+
+
 def ultra_hdr_jpeg(path: Path, sdr: pyvips.Image) -> Path:
     """An Ultra HDR JPEG as a phone writes it: the SDR picture in Display P3 with its profile,
     the gain-map XMP (https://developer.android.com/media/platform/hdr-image-format) and the
@@ -113,14 +147,5 @@ ULTRA_HDR_XMP = (
 
 
 def test_an_ultra_hdr_jpeg_shows_its_sdr_base_in_srgb(tmp_path: Path) -> None:
-    pattern = tmp_path / "pattern.png"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=320x240:d=1", "-frames:v", "1", str(pattern))
-    sdr = pyvips.Image.new_from_file(str(pattern))
-    photo = ultra_hdr_jpeg(tmp_path / "PXL_0001.jpg", sdr)
-    expected = [sdr[band].avg() for band in range(3)]
-    with Image.open(photo) as base:  # Display P3 values read as sRGB: duller
-        assert max(abs(a - b) for a, b in zip(ImageStat.Stat(base).mean, expected, strict=True)) > 4
-    with large(photo) as made:
-        assert "sRGB" in profile_name(made)
-        means = ImageStat.Stat(made.convert("RGB")).mean
-        assert means == pytest.approx(expected, abs=LEVELS)
+    sdr = sdr_pattern(tmp_path)
+    assert_srgb_like(ultra_hdr_jpeg(tmp_path / "PXL_0001.jpg", sdr), sdr)
