@@ -173,7 +173,6 @@ def test_loudness_filter_works_on_the_ffmpeg_command_line(tmp_path: Path) -> Non
         true_peak=rendition.loudness["true_peak_dbtp"],
         lra=rendition.loudness["range_lu"],
         threshold=rendition.loudness["integrated_lufs"] - 10,
-        offset=0.0,
     )
     # The channels are set, as every encode of the relay sets them: ffmpeg 5.1's loudnorm
     # passes on no channel layout of its own.
@@ -181,13 +180,26 @@ def test_loudness_filter_works_on_the_ffmpeg_command_line(tmp_path: Path) -> Non
     assert integrated(out) == pytest.approx(TARGET, abs=1.0)
 
 
-def test_loudnorm_reports_of_silence_and_garbage_are_read_safely() -> None:
-    silent = parse(
-        '[Parsed_loudnorm_0 @ 0x1]\n{\n "input_i" : "-inf",\n "input_tp" : "-inf",\n'
-        ' "input_lra" : "0.00",\n "input_thresh" : "-70.00",\n "target_offset" : "inf"\n}',
-        TARGET,
-    )
+SILENCE = """[Parsed_ebur128_0 @ 0x1] Summary:
+
+  Integrated loudness:
+    I:         -70.0 LUFS
+    Threshold:   0.0 LUFS
+
+  Loudness range:
+    LRA:         0.0 LU
+    Threshold:   0.0 LUFS
+    LRA low:     0.0 LUFS
+    LRA high:    0.0 LUFS
+
+  True peak:
+    Peak:       -inf dBFS
+"""
+
+
+def test_meter_reports_of_silence_and_garbage_are_read_safely() -> None:
+    silent = parse(SILENCE, TARGET)
     assert silent is not None and silent.silent
     assert loudness_filter(silent) == "aresample=48000"
     assert parse("no report at all", TARGET) is None
-    assert parse('{"input_i": "x", "target_offset": "1"}', TARGET) is None
+    assert parse(SILENCE.replace("-70.0", "loud"), TARGET) is None
