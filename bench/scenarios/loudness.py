@@ -1,8 +1,8 @@
 """Loudness (handlers/loudness.py): what measuring and normalising the sound costs.
 
 - A 1080p H.264 clip in Matroska (transcoded, 30 s; 5 s with ``--quick``) through the video
-  handler with ``RELAY_AUDIO_LOUDNESS_LUFS`` at its default (-16: a first ``loudnorm`` pass over
-  the audio alone, then ``loudnorm`` in the transcode) against the same handler with it off.
+  handler with ``RELAY_AUDIO_LOUDNESS_LUFS`` at its default (-16: an ``ebur128`` pass over the
+  audio alone, then ``loudnorm`` in the transcode) against the same handler with it off.
 - A voice memo (WAV, 48 kHz stereo, a tone under noise; 10 min, 2 min with ``--quick``) through
   the audio handler to AAC, the same two ways. Audio alone is where loudnorm weighs most: the
   AAC encode is cheap and loudnorm works at 192 kHz.
@@ -91,7 +91,7 @@ def _compare(kind: str, label: str, make: Any, target: Target | None) -> Scenari
                 relay=best["on"],
                 baseline=best["off"],
                 target=target,
-                note=f"{seconds} s {source.name.split('-', 1)[1]}; two-pass loudnorm to -16 LUFS "
+                note=f"{seconds} s {source.name.split('-', 1)[1]}; ebur128 + loudnorm to -16 LUFS "
                 f"against the same handler with RELAY_AUDIO_LOUDNESS_LUFS=off; best of "
                 f"{ctx.rounds}; wall {walls['on']:.1f} s vs {walls['off']:.1f} s",
             )
