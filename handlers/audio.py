@@ -1,5 +1,6 @@
 """Audio: every clip becomes an AAC ``.m4a`` rendition named ``audio``, with its duration; an MP3
-stays MP3 (its frames are copied, not re-encoded) so that clients always find ``audio``.
+stays MP3 (its frames are copied, not re-encoded) so that clients always find ``audio``. The AAC
+is brought to -16 LUFS, an MP3 only measured (handlers/loudness.py).
 
 Tags and cover art are dropped from the rendition: only the first audio stream is kept. An
 original whose container says where it was recorded (location tags, timed metadata tracks) is not
@@ -98,9 +99,7 @@ async def convert(job: HandlerInput, demuxer: str, probed: av.Probe) -> HandlerO
         target,
         mime,
         duration=made.duration,
-        loudness=None
-        if measured is None
-        else measured.as_json(normalized=not copied and not measured.silent),
+        loudness=loudness.recorded(measured, reencoded=not copied),
     )
     served, served_mime = await served_original(job, demuxer, probed, rendition)
     job.progress(1.0)

@@ -75,6 +75,15 @@ class Measured:
         }
 
 
+def recorded(measured: Measured | None, reencoded: bool) -> dict[str, Any] | None:
+    """The rendition's ``loudness``: what was measured, and the target only when the sound was
+    re-encoded through ``apply`` (a remux or a copied MP3 is left as it came) and is not
+    silence."""
+    if measured is None:
+        return None
+    return measured.as_json(normalized=reencoded and not measured.silent)
+
+
 def target_from(options: dict[str, Any]) -> float | None:
     """The integrated loudness to aim at (``RELAY_AUDIO_LOUDNESS_LUFS``); None: left alone."""
     value = options.get("audio_loudness_lufs", TARGET_LUFS)
@@ -145,9 +154,7 @@ def parse(log: str, target: float) -> Measured | None:
     )
 
 
-async def measure(
-    job: HandlerInput, demuxer: str, probed: av.Probe, *, progress_share: float = 0.0
-) -> Measured | None:
+async def measure(job: HandlerInput, demuxer: str, probed: av.Probe) -> Measured | None:
     """The first pass (ebur128) over ``probed``'s first audio stream; None when the relay is
     told to leave loudness alone, there is no audio, or the meter could not say (the clip then
     goes on as it is: loudness is an improvement, never a reason to fail an item)."""
@@ -166,10 +173,6 @@ async def measure(
             av.compile_args(node, loglevel="info"),
             timeout=av.budget(probed.duration, job.limits.timeout),
             memory_bytes=av.memory_limit(job.options),
-            duration=probed.duration,
-            progress=(lambda fraction: job.progress(progress_share * fraction))
-            if progress_share
-            else None,
             max_seconds=job.limits.max_duration + 1,
         )
     except MediaError as exc:

@@ -7,7 +7,8 @@ Probe first (ffprobe, under a timeout), refuse what is too long or has too many 
   the index in front. The display matrix is copied with the stream, so a portrait phone clip
   still plays upright; the rendition reports the displayed (rotated) width and height.
 - anything else: transcode to H.264 (libx264, CRF and preset from the options), yuv420p, even
-  dimensions, at most 1920 px on the long side, at most 60 fps, AAC 128 kb/s 48 kHz stereo.
+  dimensions, at most 1920 px on the long side, at most 60 fps, AAC 128 kb/s 48 kHz stereo
+  at -16 LUFS (handlers/loudness.py; a remuxed clip's sound is measured, not changed).
   ffmpeg's autorotate turns the pixels upright and writes no rotation.
 - HDR (HLG or PQ, by ffprobe's ``color_transfer``) is always transcoded, never remuxed, and
   tone-mapped to BT.709 SDR (``tone_map``), tagged BT.709, 8-bit 4:2:0.
@@ -103,7 +104,7 @@ class VideoHandler:
             width=width,
             height=height,
             duration=made.duration,
-            loudness=_loudness_json(measured, normalized=not remux),
+            loudness=loudness.recorded(measured, reencoded=not remux),
         )
         renditions = [mp4]
         job.progress(0.92)
@@ -206,14 +207,6 @@ def tone_map(picture: Any, video: av.VideoStream) -> Any:
         .filter("tonemap", "hable", desat=0)
         .filter("zscale", t="bt709", m="bt709", r="tv")
     )
-
-
-def _loudness_json(measured: loudness.Measured | None, normalized: bool) -> dict[str, Any] | None:
-    """What the rendition says of its sound: measured always; normalized only when the audio
-    was re-encoded (a remux copies it untouched) and is not silence."""
-    if measured is None:
-        return None
-    return measured.as_json(normalized=normalized and not measured.silent)
 
 
 def _streams(inp: Any, probed: av.Probe) -> list[Any]:
