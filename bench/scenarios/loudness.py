@@ -3,6 +3,7 @@
 - A 1080p H.264 clip in Matroska (transcoded, 30 s; 5 s with ``--quick``) through the video
   handler with ``RELAY_AUDIO_LOUDNESS_LUFS`` at its default (-16: an ``ebur128`` pass over the
   audio alone, then ``loudnorm`` in the transcode) against the same handler with it off.
+- A web-ready 1080p MP4 (remuxed, its sound copied): the cost of only measuring it.
 - A voice memo (WAV, 48 kHz stereo, a tone under noise; 10 min, 2 min with ``--quick``) through
   the audio handler to AAC, the same two ways. Audio alone is where loudnorm weighs most: the
   AAC encode is cheap and loudnorm works at 192 kHz.
@@ -52,6 +53,7 @@ def _memo(folder: Path, seconds: int) -> Path:
 
 
 async def _run(kind: str, source: Path, workdir: Path, loudness: float | None) -> float:
+    """CPU seconds of the handler on ``source`` (``kind`` "audio": the audio handler)."""
     from handlers.audio import AudioHandler
     from handlers.video import VideoHandler
     from relay.detect import sniff
@@ -60,7 +62,7 @@ async def _run(kind: str, source: Path, workdir: Path, loudness: float | None) -
     shutil.rmtree(workdir, ignore_errors=True)
     options: dict[str, Any] = {"audio_loudness_lufs": loudness}
     job = HandlerInput(source, sniff(source), source.name, workdir, options=options)
-    handler = VideoHandler() if kind == "video" else AudioHandler()
+    handler = AudioHandler() if kind == "audio" else VideoHandler()
     cpu = _cpu()
     await handler.process(job)
     return _cpu() - cpu
@@ -105,6 +107,11 @@ def _video_clip(ctx: Context) -> tuple[Path, int]:
     return media.clip(ctx.cache, "h264.mkv", seconds), seconds
 
 
+def _web_clip(ctx: Context) -> tuple[Path, int]:
+    seconds = 5 if ctx.quick else 30
+    return media.clip(ctx.cache, "web.mp4", seconds), seconds
+
+
 def _audio_memo(ctx: Context) -> tuple[Path, int]:
     seconds = 120 if ctx.quick else 600
     return _memo(ctx.cache, seconds), seconds
@@ -114,5 +121,6 @@ SCENARIOS = [
     _compare(
         "video", "video h264 1080p transcode: loudnorm on vs off", _video_clip, Target("<=", 1.1)
     ),
+    _compare("remux", "video web-ready MP4 remux: measured vs not", _web_clip, None),
     _compare("audio", "audio WAV → AAC: loudnorm on vs off", _audio_memo, None),
 ]
