@@ -82,14 +82,16 @@ def jpeg_has_gain_map(image: pyvips.Image) -> bool:
     return _ULTRA_HDR_XMP in bytes(image.get("xmp-data"))
 
 
-def decode_16bit(source: Path, mime: str) -> pyvips.Image:
+def decode_16bit(source: Path, mime: str, fallback: pyvips.Image) -> pyvips.Image:
     """The primary image as 16-bit RGB(A) signal values, full range: libvips decodes AV1,
-    pillow-heif (libde265) HEVC."""
+    pillow-heif (libde265) HEVC. ``fallback`` (the 8-bit decode) when libvips has no AV1
+    decoder: tone-mapped from 8 bits, it bands a little but is no longer washed out."""
     if mime == "image/avif":
-        image = pyvips.Image.heifload(str(source), access="sequential")
-        if image.format != "ushort":
-            image = image.cast("ushort") * 257
-        return image
+        try:
+            image = pyvips.Image.heifload(str(source), access="sequential")
+        except pyvips.Error:
+            image = fallback
+        return image if image.format == "ushort" else (image.cast("ushort") * 257).cast("ushort")
     heif = pillow_heif.open_heif(source, convert_hdr_to_8bit=False)
     frame = heif[heif.primary_index]
     bands = 4 if frame.has_alpha else 3
@@ -103,7 +105,7 @@ def decode_16bit(source: Path, mime: str) -> pyvips.Image:
         bands,
         "ushort" if bytes_per_sample == 2 else "uchar",
     ).crop(0, 0, width, height)
-    return image if bytes_per_sample == 2 else image.cast("ushort") * 257
+    return image if bytes_per_sample == 2 else (image.cast("ushort") * 257).cast("ushort")
 
 
 def tone_mapped(image: pyvips.Image, transfer: int) -> pyvips.Image:

@@ -184,7 +184,7 @@ def _as_sdr(source: Path, mime: str, opened: _Source) -> _Source:
     HLG tone-mapped from 16 bits, a gain-map photo's SDR base in sRGB; any other as it was."""
     transfer = hdr_still.heif_transfer(source, mime)
     if transfer is not None:
-        decoded = hdr_still.decode_16bit(source, mime)
+        decoded = hdr_still.decode_16bit(source, mime, opened.image)
         if (decoded.width, decoded.height) != (opened.image.width, opened.image.height):
             raise MediaError("media.corrupt", "the HDR picture is not the size its header says")
         image = hdr_still.tone_mapped(decoded, transfer)
