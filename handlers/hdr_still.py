@@ -31,7 +31,6 @@ import pyvips
 
 PQ: Final = 16
 HLG: Final = 18
-BT2020: Final = 9
 _HEIF_MIMES: Final = frozenset(
     {"image/heic", "image/heif", "image/heic-sequence", "image/heif-sequence", "image/avif"}
 )
@@ -43,17 +42,27 @@ _ULTRA_HDR_XMP: Final = b"http://ns.adobe.com/hdr-gain-map/1.0/"
 _SDR_WHITE_NITS: Final = 100.0
 _PEAK: Final = 10.0
 """1000 nits over SDR white: ffmpeg's tonemap assumes it for linear input without metadata."""
-_BT2020_TO_BT709: Final = [
-    [1.660491, -0.587641, -0.072850],
-    [-0.124550, 1.132900, -0.008349],
-    [-0.018151, -0.100579, 1.118730],
-]
+_TO_BT709: Final[dict[int, list[list[float]]]] = {
+    9: [  # BT.2020, what HDR photos nearly always use
+        [1.660491, -0.587641, -0.072850],
+        [-0.124550, 1.132900, -0.008349],
+        [-0.018151, -0.100579, 1.118730],
+    ],
+    12: [  # Display P3 (P3-D65)
+        [1.224940, -0.224940, 0.0],
+        [-0.042057, 1.042057, 0.0],
+        [-0.019638, -0.078636, 1.098274],
+    ],
+    1: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],  # BT.709 already
+}
+"""Linear RGB in the photo's primaries (H.273 numbers) to BT.709/sRGB primaries."""
 _HABLE: Final = (0.15, 0.50, 0.10, 0.20, 0.02, 0.30)
 _ICC: Final = "icc-profile-data"
 
 
-def heif_transfer(source: Path, mime: str) -> int | None:
-    """PQ or HLG when the primary image of a HEIF or AVIF says it is; None for anything else."""
+def heif_hdr(source: Path, mime: str) -> tuple[int, int] | None:
+    """(transfer, primaries) when the primary image of a HEIF or AVIF says it is PQ or HLG;
+    None for anything else. Primaries other than BT.2020, P3 and BT.709 are taken for BT.2020."""
     if mime not in _HEIF_MIMES:
         return None
     try:
@@ -62,7 +71,10 @@ def heif_transfer(source: Path, mime: str) -> int | None:
         return None  # the ordinary decoder says what is wrong with it
     nclx = heif.info.get("nclx_profile") or {}
     transfer = nclx.get("transfer_characteristics")
-    return transfer if transfer in (PQ, HLG) else None
+    if transfer not in (PQ, HLG):
+        return None
+    primaries = nclx.get("color_primaries")
+    return transfer, primaries if primaries in _TO_BT709 else 9
 
 
 def heif_has_gain_map(source: Path, mime: str) -> bool:
@@ -108,12 +120,13 @@ def decode_16bit(source: Path, mime: str, fallback: pyvips.Image) -> pyvips.Imag
     return image if bytes_per_sample == 2 else (image.cast("ushort") * 257).cast("ushort")
 
 
-def tone_mapped(image: pyvips.Image, transfer: int) -> pyvips.Image:
-    """16-bit BT.2020 PQ or HLG signal → 8-bit sRGB with the sRGB profile attached."""
+def tone_mapped(image: pyvips.Image, transfer: int, primaries: int = 9) -> pyvips.Image:
+    """16-bit PQ or HLG signal (BT.2020 primaries unless told) → 8-bit sRGB with the sRGB
+    profile attached."""
     alpha = image[3] if image.bands == 4 else None
     signal = image[0:3].cast("float") / 65535.0
     light = _pq_to_linear(signal) if transfer == PQ else _hlg_to_linear(signal)
-    light = light.recomb(_BT2020_TO_BT709)
+    light = light.recomb(_TO_BT709.get(primaries, _TO_BT709[9]))
     light = _hable(light)
     out = (_srgb_oetf(_clip(light)) * 255).rint().cast("uchar")
     if alpha is not None:

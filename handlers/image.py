@@ -182,12 +182,12 @@ def _process_image(source: Path, mime: str, workdir: Path, max_pixels: int) -> _
 def _as_sdr(source: Path, mime: str, opened: _Source) -> _Source:
     """An HDR photo as the SDR sRGB picture it should look like (handlers/hdr_still.py): PQ or
     HLG tone-mapped from 16 bits, a gain-map photo's SDR base in sRGB; any other as it was."""
-    transfer = hdr_still.heif_transfer(source, mime)
-    if transfer is not None:
+    hdr = hdr_still.heif_hdr(source, mime)
+    if hdr is not None:
         decoded = hdr_still.decode_16bit(source, mime, opened.image)
         if (decoded.width, decoded.height) != (opened.image.width, opened.image.height):
             raise MediaError("media.corrupt", "the HDR picture is not the size its header says")
-        image = hdr_still.tone_mapped(decoded, transfer)
+        image = hdr_still.tone_mapped(decoded, *hdr)
         orientation = _orientation(opened.image)
         if orientation != 1:
             image.set_type(pyvips.GValue.gint_type, _ORIENTATION_FIELD, orientation)
