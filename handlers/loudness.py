@@ -3,10 +3,14 @@ measured loudness is recorded with its rendition.
 
 Two passes, as ffmpeg's ``loudnorm`` is meant to be used (ffmpeg-filters, "loudnorm";
 http://k.ylo.ph/2016/04/04/loudnorm.html): the first measures the audio stream alone (no video
-decoded), the second gives loudnorm those figures (``measured_*``) with ``linear=true``: one gain
-for the whole clip, so music and speech keep their dynamics (loudnorm falls back to its dynamic
-mode only when one gain would push the true peak over the target). One pass, dynamic throughout,
-pumps and lands further from the target.
+decoded), the second applies one gain for the whole clip, so music and speech keep their
+dynamics. That gain is what loudnorm's ``linear=true`` mode computes from the ``measured_*``
+figures (target minus measured integrated loudness, allowed while the measured true peak plus
+the gain stays under the true-peak target), applied by a plain ``volume`` filter: loudnorm works
+at 192 kHz even when all it does is one gain, which made the audio handler 4× dearer for
+nothing. Only when one gain would push the peak over the target does loudnorm itself run with
+the measured figures (its dynamic mode, which ``linear=true`` falls back to as well). One pass,
+dynamic throughout, pumps and lands further from the target.
 
 The first pass is ffmpeg's ``ebur128`` meter (``peak=true``), not loudnorm's own first pass: the
 same ITU-R BS.1770 measurement, but loudnorm resamples everything to 192 kHz first, which made
@@ -62,6 +66,16 @@ class Measured:
     target: float = TARGET_LUFS
 
     @property
+    def gain(self) -> float:
+        """dB that bring the integrated loudness to the target (0 for silence)."""
+        return 0.0 if self.integrated is None else self.target - self.integrated
+
+    @property
+    def linear(self) -> bool:
+        """One gain reaches the target without the true peak passing ``TRUE_PEAK_DBTP``."""
+        return self.true_peak is not None and self.true_peak + self.gain <= TRUE_PEAK_DBTP
+
+    @property
     def silent(self) -> bool:
         return self.integrated is None or self.true_peak is None
 
@@ -113,15 +127,24 @@ def _second_pass(measured: Measured) -> dict[str, Any]:
     }
 
 
+def _chain(measured: Measured) -> list[tuple[str, dict[str, Any]]]:
+    """The filters (name, options) of the second pass, before resampling."""
+    if measured.silent:
+        return []
+    if measured.linear:
+        return [("volume", {"volume": f"{measured.gain:.2f}dB"})]
+    return [("loudnorm", _second_pass(measured))]
+
+
 def loudness_filter(measured: Measured, sample_rate: int = SAMPLE_RATE) -> str:
     """The audio filter chain that brings this input to its target (``-af`` / ``-filter:a``);
     ``aresample`` only for silence, which is left as it is. The encode must set its channels
     (``-ac``): ffmpeg 5.1's loudnorm passes on no channel layout."""
-    resample = f"aresample={sample_rate}"
-    if measured.silent:
-        return resample
-    options = ":".join(f"{key}={value}" for key, value in _second_pass(measured).items())
-    return f"loudnorm={options},{resample}"
+    filters = [
+        f"{name}=" + ":".join(f"{key}={value}" for key, value in options.items())
+        for name, options in _chain(measured)
+    ]
+    return ",".join([*filters, f"aresample={sample_rate}"])
 
 
 def apply(stream: Any, measured: Measured | None, sample_rate: int = SAMPLE_RATE) -> Any:
@@ -129,7 +152,9 @@ def apply(stream: Any, measured: Measured | None, sample_rate: int = SAMPLE_RATE
     nothing was measured or the input is silent."""
     if measured is None or measured.silent:
         return stream
-    return stream.filter("loudnorm", **_second_pass(measured)).filter("aresample", sample_rate)
+    for name, options in _chain(measured):
+        stream = stream.filter(name, **options)
+    return stream.filter("aresample", sample_rate)
 
 
 def parse(log: str, target: float) -> Measured | None:

@@ -2,7 +2,8 @@
 
 - A 1080p H.264 clip in Matroska (transcoded, 30 s; 5 s with ``--quick``) through the video
   handler with ``RELAY_AUDIO_LOUDNESS_LUFS`` at its default (-16: an ``ebur128`` pass over the
-  audio alone, then ``loudnorm`` in the transcode) against the same handler with it off.
+  audio alone, then one gain, or ``loudnorm`` where one gain would clip, in the transcode)
+  against the same handler with it off.
 - A web-ready 1080p MP4 (remuxed, its sound copied): the cost of only measuring it.
 - A voice memo (WAV, 48 kHz stereo, a tone under noise; 10 min, 2 min with ``--quick``) through
   the audio handler to AAC, the same two ways. Audio alone is where loudnorm weighs most: the
@@ -93,7 +94,7 @@ def _compare(kind: str, label: str, make: Any, target: Target | None) -> Scenari
                 relay=best["on"],
                 baseline=best["off"],
                 target=target,
-                note=f"{seconds} s {source.name.split('-', 1)[1]}; ebur128 + loudnorm to -16 LUFS "
+                note=f"{seconds} s {source.name.split('-', 1)[1]}; ebur128, then gain to -16 LUFS "
                 f"against the same handler with RELAY_AUDIO_LOUDNESS_LUFS=off; best of "
                 f"{ctx.rounds}; wall {walls['on']:.1f} s vs {walls['off']:.1f} s",
             )
@@ -119,8 +120,8 @@ def _audio_memo(ctx: Context) -> tuple[Path, int]:
 
 SCENARIOS = [
     _compare(
-        "video", "video h264 1080p transcode: loudnorm on vs off", _video_clip, Target("<=", 1.1)
+        "video", "video h264 1080p transcode: loudness on vs off", _video_clip, Target("<=", 1.1)
     ),
     _compare("remux", "video web-ready MP4 remux: measured vs not", _web_clip, None),
-    _compare("audio", "audio WAV → AAC: loudnorm on vs off", _audio_memo, None),
+    _compare("audio", "audio WAV → AAC: loudness on vs off", _audio_memo, None),
 ]

@@ -93,6 +93,38 @@ def test_a_transcoded_clip_comes_out_at_minus_16_lufs(tmp_path: Path, volume_db:
     assert mp4.loudness["normalized_to_lufs"] == TARGET
 
 
+def true_peak(path: Path) -> float:
+    log = subprocess.run(
+        ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-i", str(path)]
+        + ["-map", "0:a:0", "-af", "ebur128=peak=true", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stderr
+    found = re.search(r"Peak:\s+(-?[\d.]+|-inf) dBFS", log[log.rindex("Summary:") :])
+    assert found is not None
+    return float(found.group(1))
+
+
+def test_a_quiet_clip_with_loud_clicks_is_limited_not_clipped(tmp_path: Path) -> None:
+    """One gain would take its clicks over full scale: loudnorm's limiter takes over, and the
+    clicks stay under the true-peak target. (On clicks this sharp its dynamic mode lands below
+    the target, -29 LUFS here, as the ffmpeg command line does on its own: quieter, never
+    clipped.)"""
+    clip = tmp_path / "clicks.wav"
+    ffmpeg(
+        "-f", "lavfi", "-i",
+        "aevalsrc=0.01*sin(2*PI*440*t)+if(lt(mod(t\\,1)\\,0.002)\\,0.95\\,0):s=48000:d=6",
+        "-c:a", "pcm_s16le", str(clip),
+    )  # fmt: skip
+    assert true_peak(clip) > -1 and integrated(clip) < TARGET - 6
+    [rendition] = run_audio(clip).renditions
+    assert true_peak(rendition.path) <= -1.0  # -1.5 dBTP wanted; AAC moves peaks a little
+    assert integrated(rendition.path) <= TARGET + 1.0
+    assert rendition.loudness is not None and rendition.loudness["true_peak_dbtp"] > -1
+
+
 def test_the_target_is_a_setting(tmp_path: Path) -> None:
     clip = wav(tmp_path / "memo.wav", QUIET_DB)
     [rendition] = run_audio(clip, options={"audio_loudness_lufs": -23.0}).renditions
