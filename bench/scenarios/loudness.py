@@ -74,6 +74,7 @@ def _compare(kind: str, label: str, make: Any, target: Target | None) -> Scenari
         if shutil.which("ffmpeg") is None:
             return unavailable([(label, "CPU s")], "ffmpeg not installed")
         source, seconds = make(ctx)
+        what = "ebur128 only (sound copied)" if kind == "remux" else "ebur128, gain to -16 LUFS"
         work = ctx.scratch(f"loudness-{kind}")
         best: dict[str, float] = {}
         walls: dict[str, float] = {}
@@ -94,7 +95,7 @@ def _compare(kind: str, label: str, make: Any, target: Target | None) -> Scenari
                 relay=best["on"],
                 baseline=best["off"],
                 target=target,
-                note=f"{seconds} s {source.name.split('-', 1)[1]}; ebur128, then gain to -16 LUFS "
+                note=f"{seconds} s {source.name.split('-', 1)[1]}; {what} "
                 f"against the same handler with RELAY_AUDIO_LOUDNESS_LUFS=off; best of "
                 f"{ctx.rounds}; wall {walls['on']:.1f} s vs {walls['off']:.1f} s",
             )
