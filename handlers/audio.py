@@ -1,5 +1,6 @@
 """Audio: every clip becomes an AAC ``.m4a`` rendition named ``audio``, with its duration; an MP3
-stays MP3 (its frames are copied, not re-encoded) so that clients always find ``audio``.
+stays MP3 (its frames are copied, not re-encoded) so that clients always find ``audio``. The AAC
+is brought to -16 LUFS, an MP3 only measured (handlers/loudness.py).
 
 Tags and cover art are dropped from the rendition: only the first audio stream is kept. An
 original whose container says where it was recorded (location tags, timed metadata tracks) is not
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Final
 
 from handlers import ffmpeg as av
+from handlers import loudness
 from relay.errors import MediaError
 from relay.model import HandlerInput, HandlerOutput, Kind, RenditionFile
 
@@ -62,21 +64,24 @@ async def convert(job: HandlerInput, demuxer: str, probed: av.Probe) -> HandlerO
     memory = av.memory_limit(job.options)
     job.progress(0.0)
     source = av.open_input(job.source, demuxer)[str(stream.index)]
-    if demuxer == "mp3" and stream.codec == "mp3":
+    measured = await loudness.measure(job, demuxer, probed)
+    copied = demuxer == "mp3" and stream.codec == "mp3"
+    if copied:
         target, mime, out_demuxer = job.workdir / "audio.mp3", "audio/mpeg", "mp3"
         # No ID3 tag at all: that is where names, comments and cover art live.
         node = av.output(source, path=target, muxer="mp3", acodec="copy", id3v2_version=0, **_STRIP)
     else:
         target, mime, out_demuxer = job.workdir / "audio.m4a", "audio/mp4", "mov"
         channels = 1 if stream.channels == 1 else 2
+        rate = stream.sample_rate if stream.sample_rate in _KEEP_RATES else 48000
         node = av.output(
-            source,
+            loudness.apply(source, measured, rate),
             path=target,
             muxer="mp4",
             acodec="aac",
             audio_bitrate=f"{64 * channels}k",
             ac=channels,
-            ar=stream.sample_rate if stream.sample_rate in _KEEP_RATES else 48000,
+            ar=rate,
             movflags="+faststart",
             **_STRIP,
         )
@@ -89,7 +94,13 @@ async def convert(job: HandlerInput, demuxer: str, probed: av.Probe) -> HandlerO
         max_seconds=job.limits.max_duration + 1,
     )
     made = await av.probe(target, out_demuxer, timeout=job.limits.timeout, memory_bytes=memory)
-    rendition = RenditionFile(AUDIO, target, mime, duration=made.duration)
+    rendition = RenditionFile(
+        AUDIO,
+        target,
+        mime,
+        duration=made.duration,
+        loudness=loudness.recorded(measured, reencoded=not copied),
+    )
     served, served_mime = await served_original(job, demuxer, probed, rendition)
     job.progress(1.0)
     return HandlerOutput(

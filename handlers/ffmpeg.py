@@ -121,10 +121,14 @@ def output(*streams: Any, path: Path, muxer: str, **options: Any) -> Any:
     return ffmpeg.output(*streams, f"file:{path.resolve()}", f=muxer, **options)
 
 
-def compile_args(node: Any) -> list[str]:
-    """The argv for an output node, global options first, reporting progress on stdout."""
+def compile_args(node: Any, loglevel: str = "error") -> list[str]:
+    """The argv for an output node, global options first, reporting progress on stdout.
+    ``loglevel="info"``: a run whose filters report what they measured (``transcode`` gives
+    the end of the log)."""
     args = ffmpeg.compile(node, cmd="ffmpeg", overwrite_output=True)
-    return [args[0], *_GLOBAL_ARGS, "-progress", "pipe:1", *args[1:]]
+    globals_ = [*_GLOBAL_ARGS]
+    globals_[globals_.index("-loglevel") + 1] = loglevel
+    return [args[0], *globals_, "-progress", "pipe:1", *args[1:]]
 
 
 def probe_args(path: Path, demuxer: str) -> list[str]:
@@ -354,8 +358,9 @@ async def transcode(
     duration: float | None = None,
     progress: Callable[[float], None] | None = None,
     max_seconds: float | None = None,
-) -> None:
-    """Run an ffmpeg argv from ``compile_args``; report the fraction done from ``-progress``.
+) -> str:
+    """Run an ffmpeg argv from ``compile_args``; report the fraction done from ``-progress``;
+    give the end of its log.
 
     ``max_seconds`` stops a clip whose header understated its length once the output passes it.
     """
@@ -376,6 +381,7 @@ async def transcode(
         if result.returncode < 0 or "Cannot allocate memory" in tail:
             raise MediaError("media.failed", f"ffmpeg exit {result.returncode}: {tail}")
         raise MediaError("media.corrupt", f"ffmpeg exit {result.returncode}: {tail}")
+    return result.stderr_tail
 
 
 @dataclass(frozen=True, slots=True)

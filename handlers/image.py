@@ -35,7 +35,7 @@ import pillow_heif
 import pyvips
 from PIL import Image, ImageCms, ImageFile
 
-from handlers import scrub
+from handlers import hdr_still, scrub
 from relay.errors import LimitExceeded, MediaError
 from relay.model import HandlerInput, HandlerOutput, Kind, RenditionFile
 
@@ -168,6 +168,7 @@ def _process_image(source: Path, mime: str, workdir: Path, max_pixels: int) -> _
             opened = _open_vips(source, mime, max_pixels, RENDITIONS[0][1])
         else:
             opened = _open_pillow(source, mime, max_pixels)
+        opened = _as_sdr(source, mime, opened)
         # The container-level clean of the original needs only the file's bytes: it runs on a
         # thread while libvips decodes and resizes (which releases the GIL).
         cleaning = _threads().submit(cleaner, source.read_bytes()) if cleaner else None
@@ -176,6 +177,26 @@ def _process_image(source: Path, mime: str, workdir: Path, max_pixels: int) -> _
     except _DAMAGED_ANYWHERE as exc:
         raise MediaError("media.corrupt", f"{type(exc).__name__}: {exc}") from None
     return _Outcome(renditions=renditions, served=served)
+
+
+def _as_sdr(source: Path, mime: str, opened: _Source) -> _Source:
+    """An HDR photo as the SDR sRGB picture it should look like (handlers/hdr_still.py): PQ or
+    HLG tone-mapped from 16 bits, a gain-map photo's SDR base in sRGB; any other as it was."""
+    hdr = hdr_still.heif_hdr(source, mime)
+    if hdr is not None:
+        decoded = hdr_still.decode_16bit(source, mime, opened.image)
+        if (decoded.width, decoded.height) != (opened.image.width, opened.image.height):
+            raise MediaError("media.corrupt", "the HDR picture is not the size its header says")
+        image = hdr_still.tone_mapped(decoded, *hdr)
+        orientation = _orientation(opened.image)
+        if orientation != 1:
+            image.set_type(pyvips.GValue.gint_type, _ORIENTATION_FIELD, orientation)
+        opened.image = image
+    elif (mime == "image/jpeg" and hdr_still.jpeg_has_gain_map(opened.image)) or (
+        hdr_still.heif_has_gain_map(source, mime)
+    ):
+        opened.image = hdr_still.as_srgb(opened.image)
+    return opened
 
 
 def _check_size(width: int, height: int, max_pixels: int) -> None:

@@ -7,7 +7,8 @@ Probe first (ffprobe, under a timeout), refuse what is too long or has too many 
   the index in front. The display matrix is copied with the stream, so a portrait phone clip
   still plays upright; the rendition reports the displayed (rotated) width and height.
 - anything else: transcode to H.264 (libx264, CRF and preset from the options), yuv420p, even
-  dimensions, at most 1920 px on the long side, at most 60 fps, AAC 128 kb/s 48 kHz stereo.
+  dimensions, at most 1920 px on the long side, at most 60 fps, AAC 128 kb/s 48 kHz stereo
+  at -16 LUFS (handlers/loudness.py; a remuxed clip's sound is measured, not changed).
   ffmpeg's autorotate turns the pixels upright and writes no rotation.
 - HDR (HLG or PQ, by ffprobe's ``color_transfer``) is always transcoded, never remuxed, and
   tone-mapped to BT.709 SDR (``tone_map``), tagged BT.709, 8-bit 4:2:0.
@@ -26,7 +27,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Final
 
-from handlers import audio
+from handlers import audio, loudness
 from handlers import ffmpeg as av
 from relay.errors import MediaError
 from relay.model import HandlerInput, HandlerOutput, Kind, RenditionFile
@@ -77,10 +78,12 @@ class VideoHandler:
         job.progress(0.0)
 
         target = job.workdir / "video.mp4"
+        remux = web_ready(probed, job.mime)
+        measured = await loudness.measure(job, demuxer, probed)
         args = (
             remux_args(job, demuxer, probed, target)
-            if web_ready(probed, job.mime)
-            else transcode_args(job, demuxer, probed, target)
+            if remux
+            else transcode_args(job, demuxer, probed, target, measured)
         )
         await av.transcode(
             args,
@@ -95,7 +98,13 @@ class VideoHandler:
             raise MediaError("media.corrupt", "no video frame could be decoded")
         width, height = made.video.displayed
         mp4 = RenditionFile(
-            MP4, target, "video/mp4", width=width, height=height, duration=made.duration
+            MP4,
+            target,
+            "video/mp4",
+            width=width,
+            height=height,
+            duration=made.duration,
+            loudness=loudness.recorded(measured, reencoded=not remux),
         )
         renditions = [mp4]
         job.progress(0.92)
@@ -141,7 +150,13 @@ def remux_args(job: HandlerInput, demuxer: str, probed: av.Probe, target: Path) 
     )
 
 
-def transcode_args(job: HandlerInput, demuxer: str, probed: av.Probe, target: Path) -> list[str]:
+def transcode_args(
+    job: HandlerInput,
+    demuxer: str,
+    probed: av.Probe,
+    target: Path,
+    measured: loudness.Measured | None = None,
+) -> list[str]:
     video = probed.video
     assert video is not None
     inp = av.open_input(job.source, demuxer)
@@ -156,7 +171,7 @@ def transcode_args(job: HandlerInput, demuxer: str, probed: av.Probe, target: Pa
     streams: list[Any] = [picture]
     sound: dict[str, Any] = {}
     if probed.audio is not None:
-        streams.append(inp[str(probed.audio.index)])
+        streams.append(loudness.apply(inp[str(probed.audio.index)], measured))
         sound = {"acodec": "aac", "audio_bitrate": "128k", "ar": 48000, "ac": 2}
     options = job.options
     return av.compile_args(

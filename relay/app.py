@@ -86,6 +86,7 @@ def build(settings: Settings) -> Relay:
             "video_crf": settings.video_crf,
             "video_preset": settings.video_preset,
             "ffmpeg_memory_bytes": settings.ffmpeg_memory_bytes,
+            "audio_loudness_lufs": settings.audio_loudness_lufs,
             "timezone": settings.timezone,
             "default_language": settings.default_language,
         },

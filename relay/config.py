@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     video_crf: int = 23
     video_preset: str = "veryfast"
     ffmpeg_memory_bytes: int = 2 << 30
+    # Re-encoded audio is brought to this integrated loudness (EBU R128, LUFS); empty or "off"
+    # leaves loudness alone and measures nothing (handlers/loudness.py).
+    audio_loudness_lufs: float | None = Field(default=-16.0, ge=-70.0, le=-5.0)
     job_max_attempts: int = 5
     job_lease_seconds: float = 300.0
     # The longest wait between two tries of a job (retries, and outages of our own store or
@@ -179,6 +182,13 @@ class Settings(BaseSettings):
                     ipaddress.ip_network(part.strip(), strict=False)
                 except ValueError as exc:
                     raise ValueError(f"not an IP address or CIDR: {part.strip()!r}") from exc
+        return value
+
+    @field_validator("audio_loudness_lufs", mode="before")
+    @classmethod
+    def _loudness_off(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "off")):
+            return None
         return value
 
     @field_validator("log_level")

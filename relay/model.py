@@ -75,6 +75,8 @@ class Rendition:
     duration: float | None = None
     lang: str | None = None
     """The language of a ``captions`` rendition (a BCP 47 tag)."""
+    loudness: dict[str, Any] | None = None
+    """The input's measured loudness (handlers/loudness.py ``Measured.as_json``)."""
 
 
 @dataclass(slots=True)
@@ -183,6 +185,8 @@ class RenditionFile:
     height: int | None = None
     duration: float | None = None
     lang: str | None = None
+    loudness: dict[str, Any] | None = None
+    """Audio and video: the input's measured loudness, and the target it was taken to."""
 
 
 @dataclass(slots=True)

@@ -298,6 +298,7 @@ class Pipeline:
                     height=r.height,
                     duration=r.duration,
                     lang=r.lang,
+                    loudness=r.loudness,
                 )
             )
         return Outcome(kind, original, renditions, left_out=left_out)

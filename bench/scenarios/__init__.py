@@ -18,6 +18,7 @@ class Scenario:
 
 
 def all_scenarios() -> list[Scenario]:
+    import bench.scenarios.loudness as loudness
     from bench.scenarios import http, images, nodes, photos, smtp, tus, tus_s3, video, web, webhook
 
     return [
@@ -26,6 +27,7 @@ def all_scenarios() -> list[Scenario]:
         *tus.SCENARIOS,
         *images.SCENARIOS,
         *video.SCENARIOS,
+        *loudness.SCENARIOS,
         *webhook.SCENARIOS,
         *web.SCENARIOS,
         *tus_s3.SCENARIOS,

@@ -60,6 +60,9 @@ def _job(source: Path, workdir: Path) -> Any:
             "video_crf": settings.video_crf,
             "video_preset": settings.video_preset,
             "ffmpeg_memory_bytes": settings.ffmpeg_memory_bytes,
+            # The CLI baseline runs the handler's argv without a loudness pass; what loudness
+            # costs is bench/scenarios/loudness.py's to measure.
+            "audio_loudness_lufs": None,
         },
     )
 

@@ -130,6 +130,12 @@ def _item_companions(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE renditions ADD COLUMN lang VARCHAR(35)"))
 
 
+def _rendition_loudness(conn: Connection) -> None:
+    # Renditions made before have no measurement: their loudness stays null.
+    if "loudness" not in {column["name"] for column in inspect(conn).get_columns("renditions")}:
+        conn.execute(text("ALTER TABLE renditions ADD COLUMN loudness TEXT"))
+
+
 # (version, step): version 1 is the first schema, created whole from schema.py.
 STEPS: list[tuple[int, Step]] = [
     (2, _add_uploads),
@@ -143,6 +149,7 @@ STEPS: list[tuple[int, Step]] = [
     (10, _users_disabled),
     (11, _users_language),
     (13, _item_companions),
+    (16, _rendition_loudness),
 ]
 
 LATEST = max([1, *(version for version, _ in STEPS)])

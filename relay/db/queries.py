@@ -291,6 +291,7 @@ def replace_renditions(conn: Connection, item_id: str, found: list[Rendition]) -
                     "height": r.height,
                     "duration": r.duration,
                     "lang": r.lang,
+                    "loudness": json.dumps(r.loudness) if r.loudness is not None else None,
                 }
                 for r in found
             ],
@@ -374,6 +375,7 @@ def _item_from_rows(row: RowMapping, rendition_rows: list[RowMapping]) -> Item:
                 height=r["height"],
                 duration=r["duration"],
                 lang=r["lang"],
+                loudness=json.loads(r["loudness"]) if r["loudness"] else None,
             )
             for r in rendition_rows
         ],

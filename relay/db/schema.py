@@ -138,6 +138,7 @@ renditions = Table(
     Column("height", Integer),
     Column("duration", Float),
     Column("lang", String(35)),  # a captions rendition's language (BCP 47)
+    Column("loudness", Text),  # JSON: handlers/loudness.py Measured.as_json
 )
 
 jobs = Table(

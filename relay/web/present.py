@@ -39,6 +39,7 @@ def item_json(relay: Relay, item: Item, private: bool = False) -> dict[str, Any]
                 "height": r.height,
                 "duration": r.duration,
                 "lang": r.lang,
+                "loudness": r.loudness,
             }
             for r in item.renditions
         ],
