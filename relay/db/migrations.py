@@ -121,6 +121,14 @@ def _users_language(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE users ADD COLUMN language VARCHAR(8)"))
 
 
+def _live(conn: Connection) -> None:
+    # Stream keys and broadcasts are new tables; nothing existing changes.
+    from relay.db.schema import broadcasts, stream_keys
+
+    stream_keys.create(conn, checkfirst=True)
+    broadcasts.create(conn, checkfirst=True)
+
+
 # (version, step): version 1 is the first schema, created whole from schema.py.
 STEPS: list[tuple[int, Step]] = [
     (2, _add_uploads),
@@ -133,6 +141,7 @@ STEPS: list[tuple[int, Step]] = [
     (9, _tus_parts),
     (10, _users_disabled),
     (11, _users_language),
+    (12, _live),
 ]
 
 LATEST = max([1, *(version for version, _ in STEPS)])

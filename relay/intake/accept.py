@@ -183,6 +183,37 @@ class Acceptor:
         self.wake()
         return post
 
+    async def attach(
+        self,
+        post_id: str,
+        user_id: str,
+        spooled: SpooledFile,
+        also: Callable[[Connection], None] | None = None,
+    ) -> str:
+        """Add one spooled file to a post already made (a live broadcast's recording): the
+        post is processing again until the item is done. ``also`` runs in the transaction.
+        The new item's id."""
+        item_id = new_id()
+
+        def commit(conn: Connection) -> None:
+            position = queries.item_count(conn, post_id)
+            item = Item(
+                id=item_id,
+                post_id=post_id,
+                position=position,
+                filename=spooled.filename,
+                declared_mime=spooled.declared_mime,
+            )
+            queries.insert_item(conn, item, spooled.spool_name)
+            queries.set_post_processing(conn, post_id)
+            jobs.enqueue(conn, PROCESS_ITEM, item_id, self.max_attempts, owner=user_id)
+            if also is not None:
+                also(conn)
+
+        await self.db.run(commit)
+        self.wake()
+        return item_id
+
     async def _grouped(self, args: _Args) -> bool:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiting.append((args, future))
