@@ -8,11 +8,11 @@ import re
 
 from aiohttp import web
 
-from relay.context import RELAY
+from relay.context import RELAY, Relay
 from relay.db import live as db_live
 from relay.db import queries
 from relay.intake.live import PLAYLIST, LiveDoor
-from relay.model import PostState
+from relay.model import Post, PostState
 
 LIVE_DOOR = web.AppKey("live_door", LiveDoor)
 
@@ -22,6 +22,14 @@ _TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t"}
 
 def playlist_url(public_url: str, post_id: str) -> str:
     return f"{public_url}/live/{post_id}/{PLAYLIST}"
+
+
+async def on_air(relay: Relay, post: Post) -> dict[str, str] | None:
+    """What the post page needs to play a broadcast that is live now: its playlist."""
+    broadcast = await relay.db.read(db_live.broadcast_of_post, post.id)
+    if broadcast is None or broadcast["state"] != "live":
+        return None
+    return {"playlist": playlist_url(relay.settings.public_url, post.id)}
 
 
 async def live_file(request: web.Request) -> web.StreamResponse:
