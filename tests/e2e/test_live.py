@@ -4,6 +4,7 @@ with its time burned in and a tone over RTMP, as Larix or OBS would."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -248,3 +249,45 @@ def test_nginx_rtmp_on_publish_asks_the_relay(live_relay: Callable[..., RelaySer
     done = httpx.post(f"{relay.url}/api/v1/live/on_publish_done", data=form)
     assert done.status_code == 200
     assert key["key"] not in relay.log.read_text()
+
+
+def test_stream_keys_in_the_web_apps_settings(live_relay: Callable[..., RelayServer]) -> None:
+    import subprocess as sp
+    import sys
+
+    relay = live_relay()
+    sp.run(
+        [sys.executable, "-m", "relay", "user", "password", "anna"],
+        env=relay.env, input="a good long password\n", text=True, check=True, timeout=60,
+    )  # fmt: skip
+    with httpx.Client(base_url=relay.url, timeout=30) as client:
+        csrf = client.get("/").cookies["relay_csrf"]
+        signed = client.post(
+            "/signin", data={"csrf_token": csrf, "name": "anna", "password": "a good long password"}
+        )
+        assert signed.status_code == 303, signed.text
+        assert "You have no stream key." in client.get("/settings").text
+        forged = client.post("/settings/stream-keys", data={"title": "x"})
+        assert forged.status_code == 403  # no CSRF token, no key
+        made = client.post(
+            "/settings/stream-keys", data={"csrf_token": csrf, "title": "<b>Harbour</b> cam"}
+        )
+        assert made.status_code == 200
+        page = made.text
+        [url] = re.findall(r'<code id="rtmp-url" class="secret">([^<]+)</code>', page)
+        [key] = re.findall(r'<code id="stream-key" class="secret">([^<]+)</code>', page)
+        assert url == f"rtmp://127.0.0.1:{relay.rtmp_port}/live/{key}"
+        assert re.search(r'<img class="qr" src="data:image/svg\+xml;[^"]+" [^>]*alt="[^"]+"', page)
+        assert "&lt;b&gt;Harbour&lt;/b&gt; cam" in page and "<b>Harbour" not in page
+        # The key the page gave is a real one: nginx-rtmp's callback takes it.
+        on_publish = f"{relay.url}/api/v1/live/on_publish"
+        assert httpx.post(on_publish, data={"name": key}).status_code == 200
+        settings = client.get("/settings").text
+        assert key not in settings and key[:9] in settings  # listed by its hint only
+        [key_id] = re.findall(r'href="/settings/stream-keys/([a-z0-9]+)/revoke"', settings)
+        question = client.get(f"/settings/stream-keys/{key_id}/revoke")
+        assert question.status_code == 200 and key[:9] in question.text
+        revoked = client.post(f"/settings/stream-keys/{key_id}/revoke", data={"csrf_token": csrf})
+        assert revoked.status_code == 303
+        assert httpx.post(on_publish, data={"name": key}).status_code == 403
+        assert "You have no stream key." in client.get("/settings").text
