@@ -224,8 +224,10 @@ async def _live_ctx(app: web.Application) -> AsyncIterator[None]:
     ended = await relay.db.run(db_live.end_orphans, relay.gone)
     if ended:
         log.info("%d broadcast(s) of a process that is gone: ended", ended)
-    root = settings.data_dir / "live"
-    await asyncio.to_thread(shutil.rmtree, root, True)  # nothing is live here before the start
+    # One folder per process: several may share a data folder. What gone ones left goes.
+    root = settings.data_dir / "live" / relay.workers.node
+    for gone in relay.gone:
+        await asyncio.to_thread(shutil.rmtree, settings.data_dir / "live" / gone, True)
     root.mkdir(parents=True, exist_ok=True)
     door = LiveDoor(
         relay.db,
@@ -249,6 +251,7 @@ async def _live_ctx(app: web.Application) -> AsyncIterator[None]:
     server.close()
     await door.close()
     await server.wait_closed()
+    await asyncio.to_thread(shutil.rmtree, root, True)
 
 
 async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -71,6 +71,8 @@ BITRATE_SETTLE = 3.0
 """Seconds of media before the bitrate is judged (a first keyframe is a burst)."""
 SEGMENT_SECONDS = 2
 PLAYLIST = "index.m3u8"
+KEEP_HLS_SECONDS = 600.0
+"""A broadcast's HLS stays this long after its end (the page shows the replay by then)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,6 +467,10 @@ class LiveDoor:
             else:
                 await self.db.run(ended)
             log.info("live %s: over after %.1f s (%s)", broadcast.post_id, seconds, code)
+            # Players that were watching finish the playlist; then its files go.
+            asyncio.get_running_loop().call_later(
+                KEEP_HLS_SECONDS, shutil.rmtree, broadcast.dir, True
+            )
         except Exception:
             log.exception("live %s: ending the broadcast failed", broadcast.post_id)
         finally:
