@@ -188,25 +188,8 @@ class Broadcast:
 
     def ffmpeg_args(self) -> list[str]:
         self.passthrough = self.video in (rtmp.AVC, None) and self.audio in (rtmp.AAC, None)
-        if self.passthrough:
-            codecs = ["-c", "copy"]
-        else:
-            codecs = [
-                "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency",
-                "-pix_fmt", "yuv420p",
-                "-force_key_frames", f"expr:gte(t,n_forced*{SEGMENT_SECONDS})",
-                "-c:a", "aac", "-b:a", "128k",
-            ]  # fmt: skip
-        return [
-            "-hide_banner", "-nostats", "-loglevel", "error",
-            "-f", "flv", "-i", "pipe:0",
-            "-map", "0:v?", "-map", "0:a?", "-map_metadata", "-1", "-dn", "-sn",
-            *codecs,
-            "-f", "hls", "-hls_time", str(SEGMENT_SECONDS), "-hls_list_size", "0",
-            "-hls_playlist_type", "event", "-hls_flags", "independent_segments+temp_file",
-            "-hls_segment_filename", str(self.dir / "s%05d.ts"),
-            str(self.dir / PLAYLIST),
-        ]  # fmt: skip
+        return ["-hide_banner", "-nostats", "-loglevel", "error", "-f", "flv", "-i", "pipe:0",
+                *hls_output_args(self.dir, self.passthrough)]  # fmt: skip
 
     async def _start_ffmpeg(self) -> None:
         args = self.ffmpeg_args()
@@ -260,6 +243,28 @@ class Broadcast:
         self.recording.flush()
         os.fsync(self.recording.fileno())
         self.recording.close()
+
+
+def hls_output_args(folder: Path, passthrough: bool) -> list[str]:
+    """ffmpeg's output arguments for a broadcast's live HLS (bench/ runs ffmpeg alone with
+    the same ones)."""
+    if passthrough:
+        codecs = ["-c", "copy"]
+    else:
+        codecs = [
+            "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency",
+            "-pix_fmt", "yuv420p",
+            "-force_key_frames", f"expr:gte(t,n_forced*{SEGMENT_SECONDS})",
+            "-c:a", "aac", "-b:a", "128k",
+        ]  # fmt: skip
+    return [
+        "-map", "0:v?", "-map", "0:a?", "-map_metadata", "-1", "-dn", "-sn",
+        *codecs,
+        "-f", "hls", "-hls_time", str(SEGMENT_SECONDS), "-hls_list_size", "0",
+        "-hls_playlist_type", "event", "-hls_flags", "independent_segments+temp_file",
+        "-hls_segment_filename", str(folder / "s%05d.ts"),
+        str(folder / PLAYLIST),
+    ]  # fmt: skip
 
 
 def _lower_priority() -> None:
