@@ -82,23 +82,52 @@ class _ChunkStream:
 
 
 class ChunkReader:
-    """Reassembles messages from the chunk stream (spec 5.3)."""
+    """Reassembles messages from the chunk stream (spec 5.3).
+
+    It reads the socket in blocks into a buffer of its own and parses headers from it without
+    awaiting: at 6 Mbit/s in 128-byte chunks a sender sends ~6,000 chunks a second, and an
+    ``await readexactly`` for each of a chunk's three or four fields cost more CPU than the
+    rest of the live door together."""
+
+    READ_SIZE = 1 << 16
 
     def __init__(self, reader: asyncio.StreamReader, max_message: int) -> None:
         self.reader = reader
         self.max_message = max_message
         self.chunk_size = 128
         self.bytes_read = 0
+        """Bytes of the chunk stream parsed so far (what an Acknowledgement counts)."""
         self._streams: dict[int, _ChunkStream] = {}
+        self._buffer = bytearray()
+        self._pos = 0
 
-    async def _read(self, n: int) -> bytes:
-        data = await self.reader.readexactly(n)
+    async def _fill(self, n: int) -> None:
+        """Have at least ``n`` unread bytes in the buffer."""
+        if self._pos > self.READ_SIZE:
+            del self._buffer[: self._pos]
+            self._pos = 0
+        while len(self._buffer) - self._pos < n:
+            data = await self.reader.read(self.READ_SIZE)
+            if not data:
+                raise asyncio.IncompleteReadError(bytes(self._buffer[self._pos :]), n)
+            self._buffer += data
+
+    def _take(self, n: int) -> bytes:
+        data = bytes(self._buffer[self._pos : self._pos + n])
+        self._pos += n
         self.bytes_read += n
         return data
 
+    async def _read(self, n: int) -> bytes:
+        if len(self._buffer) - self._pos < n:
+            await self._fill(n)
+        return self._take(n)
+
     async def message(self) -> Message:
         while True:
-            first = (await self._read(1))[0]
+            if len(self._buffer) - self._pos < 1:
+                await self._fill(1)
+            first = self._take(1)[0]
             fmt, csid = first >> 6, first & 0x3F
             if csid == 0:
                 csid = 64 + (await self._read(1))[0]
