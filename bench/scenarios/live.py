@@ -157,6 +157,7 @@ def _baseline(
          "-listen", "1", "-f", "flv", "-i", f"rtmp://127.0.0.1:{port}/live/bench",
          *hls_output_args(folder, passthrough)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: os.nice(5),  # as the relay runs its ffmpeg: the same scheduling
     )  # fmt: skip
     try:
         time.sleep(1.0)  # listening

@@ -142,12 +142,14 @@ def end_orphans(conn: Connection, nodes: list[str]) -> int:
     return result.rowcount
 
 
-def live_counts(conn: Connection, user_id: str) -> tuple[int, int]:
-    """Broadcasts live now: (the user's, everyone's)."""
+def live_counts(conn: Connection, user_id: str, since: float) -> tuple[int, int]:
+    """Broadcasts live now: (the user's, everyone's). Only those started after ``since``: one
+    older than the longest a broadcast may last was left by a node that died elsewhere."""
+    live = (broadcasts.c.state == "live") & (broadcasts.c.started_at > since)
     mine = conn.execute(
-        select(func.count()).where(broadcasts.c.state == "live", broadcasts.c.user_id == user_id)
+        select(func.count()).where(live, broadcasts.c.user_id == user_id)
     ).scalar_one()
-    total = conn.execute(select(func.count()).where(broadcasts.c.state == "live")).scalar_one()
+    total = conn.execute(select(func.count()).where(live)).scalar_one()
     return mine, total
 
 

@@ -32,6 +32,8 @@ from relay import jobs, lifecycle
 from relay.auth import new_id
 from relay.db import Database, lock, queries
 from relay.db.schema import posts
+from relay.lifecycle import LIVE_TEXT as LIVE_TEXT  # re-exported: the live door's, via accept
+from relay.lifecycle import live_ended as live_ended
 from relay.lifecycle import settle
 from relay.mail.facts import after_first_field
 from relay.model import Item, Post, PostState, PostStatus

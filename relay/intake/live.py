@@ -49,8 +49,7 @@ from relay.db import Database
 from relay.db import live as db_live
 from relay.errors import CATALOG
 from relay.intake import rtmp
-from relay.intake.accept import Acceptor, SpooledFile
-from relay.lifecycle import LIVE_TEXT, live_ended
+from relay.intake.accept import LIVE_TEXT, Acceptor, SpooledFile, live_ended
 from relay.spool import SpoolBackend
 
 log = logging.getLogger("relay.live")
@@ -117,25 +116,37 @@ class Broadcast:
         self.window: collections.deque[tuple[float, int]] = collections.deque()
         self.window_bytes = 0
         self.connected = False
+        self.session = 0
+        """Counts connections: a sender that comes back takes over from its old one."""
+        self.writer: asyncio.StreamWriter | None = None
         self.grace: asyncio.Task[None] | None = None
         self.ended = False
         self.end_reason = "ended"
 
     # --- connections ---------------------------------------------------------------------
 
-    def connect(self) -> None:
+    def connect(self, writer: asyncio.StreamWriter) -> int:
+        """A sender (re)connected; its session number. A phone that switched networks comes
+        back before its old connection times out: the old one is closed, the new one goes on."""
         if self.grace is not None:
             self.grace.cancel()
             self.grace = None
+        if self.connected and self.writer is not None:
+            self.writer.close()
+        self.session += 1
+        self.writer = writer
         self.connected = True
         self.first = None
         # A reconnect continues a frame after the last one, so the timeline has no overlap.
         self.offset = self.last + 40 if self.tags else 0
         self.window.clear()
         self.window_bytes = 0
+        return self.session
 
-    def dropped(self) -> None:
+    def dropped(self, session: int) -> None:
         """The sender is gone without saying so: wait for it to come back."""
+        if session != self.session:
+            return  # an old connection, taken over
         self.connected = False
         if not self.ended:
             self.grace = asyncio.create_task(self._grace(), name=f"live-grace-{self.post_id}")
@@ -293,6 +304,7 @@ class LiveDoor:
         self.by_key: dict[str, Broadcast] = {}
         self._connections: set[asyncio.Task[None]] = set()
         self._finishing: set[asyncio.Task[None]] = set()
+        self._beginning = asyncio.Lock()
 
     # --- the RTMP conversation -------------------------------------------------------------
 
@@ -302,6 +314,7 @@ class LiveDoor:
         self._connections.add(task)
         peer = writer.get_extra_info("peername")
         broadcast: Broadcast | None = None
+        session = 0
         graceful = False
         try:
             async with asyncio.timeout(HELLO_SECONDS):
@@ -309,7 +322,7 @@ class LiveDoor:
                 chunks = rtmp.ChunkReader(reader, MAX_COMMAND_BYTES)
                 stream_id, name = await self._until_publish(chunks, writer)
             try:
-                broadcast = await self._begin(name)
+                broadcast, session = await self._begin(name, writer)
             except Refused as refused:
                 log.info("live: refused a sender from %s: %s", peer and peer[0], refused.code)
                 message = CATALOG[refused.code].message
@@ -319,7 +332,7 @@ class LiveDoor:
             writer.write(_status(stream_id, "status", "NetStream.Publish.Start", "live"))
             await writer.drain()
             chunks.max_message = MAX_MEDIA_MESSAGE
-            graceful = await self._media(chunks, writer, broadcast)
+            graceful = await self._media(chunks, writer, broadcast, session)
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             pass  # dropped: a broadcast waits out its grace
         except rtmp.ProtocolError as exc:
@@ -329,11 +342,11 @@ class LiveDoor:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
-            if broadcast is not None and not broadcast.ended:
+            if broadcast is not None and not broadcast.ended and session == broadcast.session:
                 if graceful:
                     await self.finish(broadcast, broadcast.end_reason)
                 else:
-                    broadcast.dropped()
+                    broadcast.dropped(session)
 
     async def _until_publish(
         self, chunks: rtmp.ChunkReader, writer: asyncio.StreamWriter
@@ -385,7 +398,11 @@ class LiveDoor:
             await writer.drain()
 
     async def _media(
-        self, chunks: rtmp.ChunkReader, writer: asyncio.StreamWriter, broadcast: Broadcast
+        self,
+        chunks: rtmp.ChunkReader,
+        writer: asyncio.StreamWriter,
+        broadcast: Broadcast,
+        session: int,
     ) -> bool:
         """Audio and video into the broadcast until the sender ends (True) or a limit ends it
         (True, with the reason on the broadcast)."""
@@ -394,6 +411,8 @@ class LiveDoor:
         while True:
             async with asyncio.timeout(IDLE_SECONDS):
                 message = await chunks.message()
+            if session != broadcast.session:
+                return False  # taken over by the same sender's new connection
             if chunks.bytes_read - acked >= window:
                 acked = chunks.bytes_read
                 writer.write(rtmp.control(rtmp.ACK, (acked & 0xFFFFFFFF).to_bytes(4, "big")))
@@ -415,32 +434,38 @@ class LiveDoor:
 
     # --- broadcasts ------------------------------------------------------------------------
 
-    async def _begin(self, name: str) -> Broadcast:
+    async def _begin(self, name: str, writer: asyncio.StreamWriter) -> tuple[Broadcast, int]:
         """The broadcast the key starts or (within its grace) continues."""
         if not name or len(name) > 200:
             raise Refused("live.bad_key", "NetStream.Publish.BadName")
         key = await self.db.read(db_live.live_key, name)
         if key is None:
             raise Refused("live.bad_key", "NetStream.Publish.BadName")
+        async with self._beginning:  # two connections with one key at once: one broadcast
+            return await self._begin_locked(key, writer)
+
+    async def _begin_locked(
+        self, key: db_live.StreamKey, writer: asyncio.StreamWriter
+    ) -> tuple[Broadcast, int]:
         current = self.by_key.get(key.id)
         if current is not None and not current.ended:
-            if current.connected:
-                # One sender per key: a second one is refused, the first goes on.
-                raise Refused("live.too_many", "NetStream.Publish.BadName")
-            current.connect()
+            # The key's owner again: back after a drop, or on a new network before the old
+            # connection noticed it was gone. Only who holds the key can do this.
+            session = current.connect(writer)
             log.info("live %s: the sender is back", current.post_id)
-            return current
-        mine, total = await self.db.read(db_live.live_counts, key.user_id)
+            return current, session
+        since = time.time() - self.limits.max_duration - self.limits.grace - 60
+        mine, total = await self.db.read(db_live.live_counts, key.user_id, since)
         if mine >= self.limits.max_per_user or total >= self.limits.max_total:
             raise Refused("live.too_many", "NetStream.Publish.Rejected")
         title = key.title or "Live"
         post = await self.acceptor.accept(key.user_id, title=title, text=LIVE_TEXT, source="live")
         broadcast_id = await self.db.run(db_live.start_broadcast, key, post.id, self.node)
         broadcast = Broadcast(self, key, post.id, broadcast_id)
-        broadcast.connect()
+        session = broadcast.connect(writer)
         self.by_key[key.id] = broadcast
         log.info("live %s: on the air", post.id)
-        return broadcast
+        return broadcast, session
 
     async def finish(self, broadcast: Broadcast, reason: str) -> None:
         """End the broadcast: the recording becomes the post's video."""

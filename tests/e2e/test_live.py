@@ -179,9 +179,15 @@ def test_a_sender_that_drops_and_comes_back_continues_the_same_post(
         wait_for(lambda: len(segments(relay, post["id"])) >= 2, 30)
         first.send_signal(signal.SIGKILL)  # the phone lost its network: no goodbye
         first.wait(10)
-    with pushing(key["rtmp_url"], 4) as second:
-        second.wait(60)
-        assert second.returncode == 0, second.stderr.read() if second.stderr else ""
+    listed = len(segments(relay, post["id"]))
+    with pushing(key["rtmp_url"], 60) as second:
+        # Back within the grace time: the same broadcast goes on.
+        wait_for(lambda: len(segments(relay, post["id"])) > listed, 30)
+        # On another network before the old connection timed out: the new one takes over.
+        with pushing(key["rtmp_url"], 4) as third:
+            assert second.wait(30) != 0  # the relay closed the old connection
+            third.wait(60)
+            assert third.returncode == 0, third.stderr.read() if third.stderr else ""
     [again] = live_posts(relay, token)
     assert again["id"] == post["id"]
     final = wait_for(
@@ -189,8 +195,8 @@ def test_a_sender_that_drops_and_comes_back_continues_the_same_post(
     )
     [item] = final["items"]
     mp4 = next(r for r in item["renditions"] if r["name"] == "mp4")
-    # Both parts are in the one recording: at least two segments' worth, then four seconds.
-    assert mp4["duration"] >= 4.0 + 3.0
+    # All three parts are in the one recording: two segments' worth, more, then four seconds.
+    assert mp4["duration"] >= 4.0 + 4.0
     with relay.client(token) as client:
         events = client.get(f"/api/v1/posts/{post['id']}/events").json()["events"]
     assert [e["kind"] for e in events].count("live_ended") == 1
