@@ -202,10 +202,26 @@ def test_a_sender_that_drops_and_comes_back_continues_the_same_post(
     assert [e["kind"] for e in events].count("live_ended") == 1
 
 
+@pytest.mark.parametrize(
+    ("env", "reason", "seconds"),
+    [
+        (
+            {"RELAY_LIVE_MAX_DURATION_SECONDS": "4"},
+            "The broadcast reached the longest a broadcast may last.",
+            4.0,
+        ),
+        # The sender's ~1 Mbit/s against a limit of 100 kbit/s: judged after 3 s of media.
+        (
+            {"RELAY_LIVE_MAX_BITRATE": "100000"},
+            "The broadcast sent more bits a second than allowed.",
+            3.0,
+        ),
+    ],
+)
 def test_a_broadcast_over_its_limit_is_ended_with_the_reason_on_the_post(
-    live_relay: Callable[..., RelayServer],
+    live_relay: Callable[..., RelayServer], env: dict[str, str], reason: str, seconds: float
 ) -> None:
-    relay = live_relay(RELAY_LIVE_MAX_DURATION_SECONDS="4")
+    relay = live_relay(**env)
     token = relay.anna["token"]
     key = add_key(relay)
     with pushing(key["rtmp_url"], 30) as sender:
@@ -217,12 +233,22 @@ def test_a_broadcast_over_its_limit_is_ended_with_the_reason_on_the_post(
         return found if found["text"] != "Live now." else None
 
     final = wait_for(replayed, 120, "the post never said why it ended")
-    assert final["text"] == (
-        "Replay of a live broadcast. It was ended early: "
-        "The broadcast reached the longest a broadcast may last."
-    )
+    assert final["text"] == f"Replay of a live broadcast. It was ended early: {reason}"
     mp4 = next(r for r in final["items"][0]["renditions"] if r["name"] == "mp4")
-    assert abs(mp4["duration"] - 4.0) <= 1.0
+    assert abs(mp4["duration"] - seconds) <= 1.0
+
+
+def test_one_broadcast_at_a_time_per_user(live_relay: Callable[..., RelayServer]) -> None:
+    relay = live_relay()  # RELAY_LIVE_MAX_PER_USER: 1
+    phone_key, camera_key = add_key(relay), add_key(relay)
+    with pushing(phone_key["rtmp_url"], 20) as first:
+        wait_for(lambda: live_posts(relay, relay.anna["token"]), message="no live post")
+        with pushing(camera_key["rtmp_url"], 5) as second:
+            _, err = second.communicate(timeout=30)
+        assert second.returncode != 0
+        assert b"Too many broadcasts are live at once; try again later." in err, err
+        assert first.poll() is None  # the first one goes on
+    assert len(live_posts(relay, relay.anna["token"])) == 1
 
 
 def test_a_stream_that_is_not_h264_aac_is_transcoded(
