@@ -104,7 +104,7 @@ class Broadcast:
         self.recording: BinaryIO = open(self.recording_path, "wb")  # noqa: SIM115
         self.ffmpeg: asyncio.subprocess.Process | None = None
         self.ffmpeg_log = self.dir / "ffmpeg.log"
-        self.held: list[tuple[int, int, bytes]] = []
+        self.held: list[bytes] = []
         """Tags before ffmpeg starts (it starts once the codecs are known)."""
         self.audio: int | None = None
         self.video: int | None = None
@@ -173,10 +173,9 @@ class Broadcast:
         tag = rtmp.flv_tag(kind, stamp, body)
         self.tags += 1
         if self.ffmpeg is None:
-            self.held.append((kind, stamp, tag))
-            if (self.video is not None and self.audio is not None) or len(
-                self.held
-            ) >= START_AFTER_TAGS:
+            self.held.append(tag)
+            both = self.video is not None and self.audio is not None
+            if both or len(self.held) >= START_AFTER_TAGS:
                 await self._start_ffmpeg()
         else:
             self.recording.write(tag)
@@ -224,7 +223,7 @@ class Broadcast:
         self.recording.write(header)
         await self._to_ffmpeg(header)
         held, self.held = self.held, []
-        for _, _, tag in held:
+        for tag in held:
             self.recording.write(tag)
             await self._to_ffmpeg(tag)
 
@@ -251,6 +250,9 @@ class Broadcast:
             except TimeoutError:
                 self.ffmpeg.kill()
                 await self.ffmpeg.wait()
+        await asyncio.to_thread(self._close_recording)
+
+    def _close_recording(self) -> None:
         self.recording.flush()
         os.fsync(self.recording.fileno())
         self.recording.close()
