@@ -224,10 +224,8 @@ async def _live_ctx(app: web.Application) -> AsyncIterator[None]:
     ended = await relay.db.run(db_live.end_orphans, relay.gone)
     if ended:
         log.info("%d broadcast(s) of a process that is gone: ended", ended)
-    # One folder per process: several may share a data folder. What gone ones left goes.
+    # One folder per process: several may share a data folder.
     root = settings.data_dir / "live" / relay.workers.node
-    for gone in relay.gone:
-        await asyncio.to_thread(shutil.rmtree, settings.data_dir / "live" / gone, True)
     root.mkdir(parents=True, exist_ok=True)
     door = LiveDoor(
         relay.db,
@@ -244,6 +242,12 @@ async def _live_ctx(app: web.Application) -> AsyncIterator[None]:
         ),
     )
     app[LIVE_DOOR] = door
+    # A process killed mid-broadcast: its recordings become their posts' videos, then go.
+    for gone in relay.gone:
+        left = settings.data_dir / "live" / gone
+        if left.is_dir():
+            await door.salvage(left)
+        await asyncio.to_thread(shutil.rmtree, left, True)
     host, port = parse_listen(settings.rtmp_listen)
     server = await asyncio.start_server(door.connection, host, port)
     log.info("RTMP on %s:%d (%s/KEY)", host, port, settings.rtmp_url)

@@ -252,6 +252,11 @@ _SPECS.extend(
         ErrorSpec("live.bitrate", "The broadcast sent more bits a second than allowed.", 413),
         ErrorSpec("live.protocol", "The sender broke the RTMP protocol.", 400),
         ErrorSpec("live.failed", "The live stream could not be processed.", 500),
+        ErrorSpec(
+            "live.interrupted",
+            "The relay stopped during the broadcast; the recording up to then is kept.",
+            503,
+        ),
     ]
 )
 

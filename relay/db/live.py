@@ -137,7 +137,7 @@ def end_orphans(conn: Connection, nodes: list[str]) -> int:
     result = conn.execute(
         update(broadcasts)
         .where(broadcasts.c.state == "live", broadcasts.c.node.in_(nodes))
-        .values(state="ended", ended_at=time.time(), end_reason="live.failed")
+        .values(state="ended", ended_at=time.time(), end_reason="live.interrupted")
     )
     return result.rowcount
 

@@ -280,6 +280,11 @@ def hls_output_args(folder: Path, passthrough: bool) -> list[str]:
     ]  # fmt: skip
 
 
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as file:
+        os.fsync(file.fileno())
+
+
 def _lower_priority() -> None:
     # Live media work yields to the doors, as the process pool's does (relay/workpool.py).
     with contextlib.suppress(OSError):
@@ -508,6 +513,33 @@ class LiveDoor:
         finally:
             if task is not None:
                 self._finishing.discard(task)
+
+    async def salvage(self, folder: Path) -> int:
+        """Recordings that a process which is gone left (killed mid-broadcast, its broadcasts
+        ended as ``live.interrupted``): each becomes its post's video, as far as it got."""
+        from relay.auth import new_id
+
+        salvaged = 0
+        for recording in sorted(folder.glob("*/recording.flv")):
+            if recording.stat().st_size <= len(rtmp.flv_header(True, True)):
+                continue
+            found = await self.db.read(db_live.broadcast_of_post, recording.parent.name)
+            if found is None or found["state"] != "ended":
+                continue
+            await asyncio.to_thread(_fsync, recording)
+            name = await asyncio.to_thread(self.spool.adopt, recording, new_id())
+            size = self.spool.path(name).stat().st_size
+            spooled = SpooledFile(name, "live.flv", "video/x-flv", size)
+            post_id = found["post_id"]
+            await self.acceptor.attach(
+                post_id,
+                found["user_id"],
+                spooled,
+                also=lambda conn, p=post_id: live_ended(conn, p, "live.interrupted", 0.0),
+            )
+            log.info("live %s: the recording a stopped relay left is the post's video", post_id)
+            salvaged += 1
+        return salvaged
 
     async def _spool_recording(self, broadcast: Broadcast) -> str:
         from relay.auth import new_id

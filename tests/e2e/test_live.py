@@ -323,3 +323,32 @@ def test_stream_keys_in_the_web_apps_settings(live_relay: Callable[..., RelaySer
         assert revoked.status_code == 303
         assert httpx.post(on_publish, data={"name": key}).status_code == 403
         assert "You have no stream key." in client.get("/settings").text
+
+
+def test_a_relay_killed_mid_broadcast_keeps_the_recording(
+    start_relay: Callable[..., RelayServer], tmp_path: Path
+) -> None:
+    relay = start_relay(tmp_path / "node")
+    token = relay.add_user("anna")["token"]
+    key = add_key(relay)
+    with pushing(key["rtmp_url"], 60) as sender:
+        [post] = wait_for(lambda: live_posts(relay, token), message="no live post")
+        wait_for(lambda: len(segments(relay, post["id"])) >= 2, 30)
+        relay.kill()  # kill -9: no goodbye to anyone
+        sender.wait(30)
+    again = start_relay(tmp_path / "node")  # the same data folder, started again
+
+    def replayed() -> dict[str, Any] | None:
+        found = again.wait_post(token, post["id"], 120)
+        return found if found["items"] and found["text"] != "Live now." else None
+
+    final = wait_for(replayed, 120, "the recording was lost")
+    assert final["text"] == (
+        "Replay of a live broadcast. It was ended early: "
+        "The relay stopped during the broadcast; the recording up to then is kept."
+    )
+    [item] = final["items"]
+    assert item["status"] == "ready", item
+    mp4 = next(r for r in item["renditions"] if r["name"] == "mp4")
+    assert mp4["duration"] >= 3.0  # at least the two segments seen live
+    assert not list((tmp_path / "node" / "live").glob("*/*/recording.flv"))
