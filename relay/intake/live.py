@@ -61,6 +61,9 @@ HELLO_BYTES = 64 * 1024
 MAX_COMMAND_BYTES = 16 * 1024
 MAX_MEDIA_MESSAGE = 8 * 1024 * 1024
 """One video frame; a 4K keyframe at 50 Mbit/s is ~2 MiB."""
+MAX_HELLOS_PER_CLIENT = 20
+"""Connections from one address not yet past ``publish``; more are closed at once (the SMTP
+door's limit, RELAY_SMTP_MAX_CONNECTIONS_PER_CLIENT, for the same reason)."""
 IDLE_SECONDS = 30.0
 """A publisher that sends nothing for this long has dropped."""
 START_AFTER_TAGS = 60
@@ -312,6 +315,7 @@ class LiveDoor:
         self._connections: set[asyncio.Task[None]] = set()
         self._finishing: set[asyncio.Task[None]] = set()
         self._beginning = asyncio.Lock()
+        self._hellos: collections.Counter[str] = collections.Counter()
 
     # --- the RTMP conversation -------------------------------------------------------------
 
@@ -320,14 +324,24 @@ class LiveDoor:
         assert task is not None
         self._connections.add(task)
         peer = writer.get_extra_info("peername")
+        client = str(peer[0]) if peer else ""
         broadcast: Broadcast | None = None
         session = 0
         graceful = False
+        hello = self._hellos[client] < MAX_HELLOS_PER_CLIENT
         try:
-            async with asyncio.timeout(HELLO_SECONDS):
-                await rtmp.server_handshake(reader, writer)
-                chunks = rtmp.ChunkReader(reader, MAX_COMMAND_BYTES)
-                stream_id, name = await self._until_publish(chunks, writer)
+            if not hello:
+                return  # closed at once: too many from there are still saying hello
+            self._hellos[client] += 1
+            try:
+                async with asyncio.timeout(HELLO_SECONDS):
+                    await rtmp.server_handshake(reader, writer)
+                    chunks = rtmp.ChunkReader(reader, MAX_COMMAND_BYTES)
+                    stream_id, name = await self._until_publish(chunks, writer)
+            finally:
+                self._hellos[client] -= 1
+                if self._hellos[client] <= 0:
+                    del self._hellos[client]
             try:
                 broadcast, session = await self._begin(name, writer)
             except Refused as refused:

@@ -352,3 +352,29 @@ def test_a_relay_killed_mid_broadcast_keeps_the_recording(
     mp4 = next(r for r in item["renditions"] if r["name"] == "mp4")
     assert mp4["duration"] >= 3.0  # at least the two segments seen live
     assert not list((tmp_path / "node" / "live").glob("*/*/recording.flv"))
+
+
+def test_senders_that_never_say_publish_are_bounded(
+    live_relay: Callable[..., RelayServer],
+) -> None:
+    import socket
+
+    relay = live_relay()
+    token = relay.anna["token"]
+    idle = [socket.create_connection(("127.0.0.1", relay.rtmp_port), 5) for _ in range(20)]
+    try:
+        with socket.create_connection(("127.0.0.1", relay.rtmp_port), 5) as one_more:
+            one_more.settimeout(5)
+            assert one_more.recv(1) == b""  # closed at once, not left to time out
+        # Half a handshake, then silence: cut off after the hello time.
+        idle[0].sendall(b"\x03" + bytes(100))
+        idle[0].settimeout(30)
+        assert idle[0].recv(1) == b""
+    finally:
+        for each in idle:
+            each.close()
+    key = add_key(relay)
+    with pushing(key["rtmp_url"], 3) as sender:  # the door takes senders again
+        sender.wait(60)
+        assert sender.returncode == 0
+    assert len(live_posts(relay, token)) == 1
