@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import shutil
 import signal
 from collections.abc import AsyncIterator
 
@@ -41,6 +42,7 @@ from relay.spool import open_spool
 from relay.storage import open_store
 from relay.web import api, auth, embed, feeds, pages, posts
 from relay.web import app as web_app
+from relay.web import live as live_web
 from relay.web.present import post_json
 from relay.worker import Workers
 from relay.workpool import WorkPool
@@ -120,6 +122,7 @@ def build(settings: Settings) -> Relay:
     # Replies to that mail ([delete], new text): relay/mail/reply_job.py.
     commands = MailCommands(db, spool, pool)
     workers.register(MAIL_COMMAND, commands.run, commands.give_up)
+    workers.register(lifecycle.LIVE_REPLAY, life.live_replay)
     relay.publisher = publisher
     return relay
 
@@ -221,6 +224,51 @@ async def _smtp_ctx(app: web.Application) -> AsyncIterator[None]:
     await server.wait_closed()
 
 
+async def _live_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The RTMP door (relay/intake/live.py), with the HTTP door that serves its HLS."""
+    from relay.db import live as db_live
+    from relay.intake.live import LiveDoor, LiveLimits
+    from relay.web.live import LIVE_DOOR
+
+    relay = app[RELAY]
+    settings = relay.settings
+    ended = await relay.db.run(db_live.end_orphans, relay.gone)
+    if ended:
+        log.info("%d broadcast(s) of a process that is gone: ended", ended)
+    # One folder per process: several may share a data folder.
+    root = settings.data_dir / "live" / relay.workers.node
+    root.mkdir(parents=True, exist_ok=True)
+    door = LiveDoor(
+        relay.db,
+        relay.acceptor,
+        relay.spool,
+        root,
+        relay.workers.node,
+        LiveLimits(
+            grace=settings.live_reconnect_grace_seconds,
+            max_duration=settings.live_max_duration_seconds,
+            max_bitrate=settings.live_max_bitrate,
+            max_per_user=settings.live_max_per_user,
+            max_total=settings.live_max_broadcasts,
+        ),
+    )
+    app[LIVE_DOOR] = door
+    # A process killed mid-broadcast: its recordings become their posts' videos, then go.
+    for gone in relay.gone:
+        left = settings.data_dir / "live" / gone
+        if left.is_dir():
+            await door.salvage(left)
+        await asyncio.to_thread(shutil.rmtree, left, True)
+    host, port = parse_listen(settings.rtmp_listen)
+    server = await asyncio.start_server(door.connection, host, port)
+    log.info("RTMP on %s:%d (%s/KEY)", host, port, settings.rtmp_url)
+    yield
+    server.close()
+    await door.close()
+    await server.wait_closed()
+    await asyncio.to_thread(shutil.rmtree, root, True)
+
+
 async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
     relay = app[RELAY]
     tasks = [
@@ -241,7 +289,9 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
 SETTINGS = web.AppKey("settings", Settings)
 
 
-def make_app(settings: Settings, *, smtp: bool = True, workers: bool = True) -> web.Application:
+def make_app(
+    settings: Settings, *, smtp: bool = True, workers: bool = True, live: bool = False
+) -> web.Application:
     # The HTML errors middleware sits inside the JSON one: a browser's request gets an error
     # page from it, and every other request's errors pass through to the JSON bodies.
     app = web.Application(
@@ -253,6 +303,8 @@ def make_app(settings: Settings, *, smtp: bool = True, workers: bool = True) -> 
     app.cleanup_ctx.append(tus_intake.tus_ctx)
     if smtp:
         app.cleanup_ctx.append(_smtp_ctx)
+    if live and settings.rtmp_on:
+        app.cleanup_ctx.append(_live_ctx)
     if workers:
         app.cleanup_ctx.append(_workers_ctx)
     api.setup_routes(app)
@@ -263,6 +315,7 @@ def make_app(settings: Settings, *, smtp: bool = True, workers: bool = True) -> 
     web_app.setup(app, settings)  # the web app at "/": sign-in, posts
     feeds.setup_routes(app)
     embed.setup_routes(app)
+    live_web.setup_routes(app)
     return app
 
 
@@ -288,6 +341,8 @@ def _roles(smtp: bool, http: bool, workers: bool, settings: Settings) -> str:
         said.append(f"HTTP on {host}:{port} ({settings.public_url})")
     if smtp:
         said.append(f"SMTP on {settings.smtp_listen}")
+    if http and settings.rtmp_on:
+        said.append(f"RTMP on {settings.rtmp_listen}")
     said.append(f"{settings.workers} worker(s)" if workers else "no workers")
     return ", ".join(said)
 
@@ -300,7 +355,8 @@ def serve(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     host, port = parse_listen(settings.http_listen)
-    app = make_app(settings, smtp=smtp, workers=workers)
+    # The RTMP door goes with the HTTP door: the node that takes a broadcast serves its HLS.
+    app = make_app(settings, smtp=smtp, workers=workers, live=http)
     print(
         f"relay: {_roles(smtp, http, workers, settings)}, data in {settings.data_dir.resolve()}",
         flush=True,

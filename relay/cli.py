@@ -144,6 +144,7 @@ def _listen_variables(
     return [
         *([("RELAY_HTTP_LISTEN", settings.http_listen)] if http else []),
         *([("RELAY_SMTP_LISTEN", settings.smtp_listen)] if smtp else []),
+        *([("RELAY_RTMP_LISTEN", settings.rtmp_listen)] if http and settings.rtmp_on else []),
     ]
 
 
@@ -885,3 +886,9 @@ def user_language(ctx: Context, name: str, lang: str | None) -> None:
         lambda conn: queries.set_user_language(conn, _user_id(conn, name), lang or None),
     )
     click.echo(f"{name}: {lang or 'the relay default (RELAY_DEFAULT_LANGUAGE)'}")
+
+
+# `relay live key …`: in its own module, registered last (it imports the helpers above).
+from relay.live_cli import live  # noqa: E402
+
+main.add_command(live)

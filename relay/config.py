@@ -163,12 +163,32 @@ class Settings(BaseSettings):
     x_api_url: str = "https://api.x.com"
     x_authorize_url: str = "https://x.com/i/oauth2/authorize"
 
+    # Live broadcasting (relay/intake/live.py): the RTMP door ("off": none), how long a sender
+    # that dropped may take to come back into the same broadcast, and the limits.
+    rtmp_listen: str = "127.0.0.1:1935"
+    # The rtmp:// address senders are given (behind NAT or a balancer); unset: from
+    # RTMP_LISTEN and PUBLIC_URL's host.
+    rtmp_public_url: str = ""
+    live_reconnect_grace_seconds: float = Field(default=30.0, ge=0)
+    live_max_duration_seconds: float = Field(default=4 * 3600.0, gt=0)
+    # Bits a second, averaged over 10 s; 20 Mbit/s is above what phones send at 1080p60.
+    live_max_bitrate: int = Field(default=20_000_000, ge=100_000)
+    live_max_per_user: int = Field(default=1, ge=1)
+    live_max_broadcasts: int = Field(default=10, ge=1)
+
     # Field validators (not the model validator) check single values, so that an error names
     # its variable and pydantic never echoes the whole input, passwords included.
     @field_validator("smtp_listen", "http_listen")
     @classmethod
     def _listen(cls, value: str) -> str:
         parse_listen(value)
+        return value
+
+    @field_validator("rtmp_listen")
+    @classmethod
+    def _rtmp_listen(cls, value: str) -> str:
+        if value.strip().lower() != "off":
+            parse_listen(value)
         return value
 
     @field_validator("trusted_proxies")
@@ -250,6 +270,23 @@ class Settings(BaseSettings):
     @property
     def spool_dir(self) -> Path:
         return self.data_dir / "spool"
+
+    @property
+    def rtmp_on(self) -> bool:
+        return self.rtmp_listen.strip().lower() != "off"
+
+    @property
+    def rtmp_url(self) -> str:
+        """Where a sender pushes to, without the key: ``rtmp://HOST:PORT/live``."""
+        if self.rtmp_public_url:
+            return self.rtmp_public_url.rstrip("/")
+        from urllib.parse import urlsplit
+
+        host, port = parse_listen(self.rtmp_listen if self.rtmp_on else "127.0.0.1:1935")
+        if host in ("0.0.0.0", "::"):
+            host = urlsplit(self.public_url).hostname or "localhost"
+        shown = f"[{host}]" if ":" in host else host
+        return f"rtmp://{shown}:{port}/live"
 
 
 SECRET_KEY_FILE = "secret.key"

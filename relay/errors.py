@@ -269,6 +269,18 @@ _SPECS.extend(
             "An upload to join into the post is not finished, or is a post already.",
             409,
         ),
+        # Live broadcasting (relay/intake/live.py): why a sender was refused or a broadcast ended.
+        ErrorSpec("live.bad_key", "The stream key is wrong or revoked.", 403),
+        ErrorSpec("live.too_many", "Too many broadcasts are live at once; try again later.", 429),
+        ErrorSpec("live.too_long", "The broadcast reached the longest a broadcast may last.", 413),
+        ErrorSpec("live.bitrate", "The broadcast sent more bits a second than allowed.", 413),
+        ErrorSpec("live.protocol", "The sender broke the RTMP protocol.", 400),
+        ErrorSpec("live.failed", "The live stream could not be processed.", 500),
+        ErrorSpec(
+            "live.interrupted",
+            "The relay stopped during the broadcast; the recording up to then is kept.",
+            503,
+        ),
     ]
 )
 

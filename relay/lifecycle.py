@@ -52,6 +52,7 @@ PUBLISH = "publish"
 EDIT = "edit"
 RETRACT = "retract"
 PURGE = "purge"
+LIVE_REPLAY = "live_replay"
 
 ATTEMPTS = 25  # deliveries, edits and retractions: with backoff capped at 15 min, ~14 hours
 BACKOFF_CAP = 900.0
@@ -364,6 +365,40 @@ def change(conn: Connection, post_id: str, actor: str | None, door: str, wanted:
         publish(conn, post_id, actor, door)
 
 
+# --- live broadcasts -----------------------------------------------------------------------
+
+LIVE_TEXT = "Live now."
+REPLAY_TEXT = "Replay of a live broadcast."
+
+
+def live_ended(conn: Connection, post_id: str, reason: str, seconds: float) -> None:
+    """A broadcast is over (its recording, if any, is an item now): record why, and queue the
+    ``live_replay`` job that turns the post's text into the replay's once the video is ready,
+    which sends the change to the channels that take edits."""
+    record(conn, post_id, "live_ended", None, "system", {"reason": reason, "seconds": seconds})
+    jobs.enqueue(conn, LIVE_REPLAY, post_id, ATTEMPTS, delay=1.0)
+
+
+def run_live_replay(conn: Connection, job: jobs.Job) -> bool:
+    """The ``live_replay`` job; False while the recording is still being processed."""
+    from relay.db import live
+    from relay.errors import CATALOG
+
+    row = queries.post_row(conn, job.ref)
+    if row is not None and row["state"] != PostState.DELETED.value:
+        if row["status"] != PostStatus.READY.value:
+            return False
+        broadcast = live.broadcast_of_post(conn, job.ref) or {}
+        reason = broadcast.get("end_reason") or "ended"
+        text = REPLAY_TEXT
+        if reason in CATALOG:
+            text += f" It was ended early: {CATALOG[reason].message}"
+        if row["text"] == LIVE_TEXT:  # the owner's own words stay
+            edit(conn, job.ref, None, "system", Change(text=text))
+    jobs.complete(conn, job)
+    return True
+
+
 # --- taking down -------------------------------------------------------------------------------
 
 
@@ -462,3 +497,7 @@ class Jobs:
             await self.store.delete(key)  # idempotent: a repeat after a crash is safe
         await self.db.run(_purged, job)
         log.info("post %s: %d stored object(s) removed", job.ref, len(keys))
+
+    async def live_replay(self, job: jobs.Job) -> None:
+        if not await self.db.run(run_live_replay, job):
+            await self.db.run(jobs.postpone, job, WAIT_SECONDS)

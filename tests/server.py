@@ -32,11 +32,13 @@ class RelayServer:
         self.data_dir = data_dir
         self.http_port = free_port()
         self.smtp_port = free_port()
+        self.rtmp_port = free_port()
         self.env = {
             **os.environ,
             "RELAY_DATA_DIR": str(data_dir),
             "RELAY_HTTP_LISTEN": f"127.0.0.1:{self.http_port}",
             "RELAY_SMTP_LISTEN": f"127.0.0.1:{self.smtp_port}",
+            "RELAY_RTMP_LISTEN": f"127.0.0.1:{self.rtmp_port}",
             "RELAY_WORKERS": "2",
             **env,
         }

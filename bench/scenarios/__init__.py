@@ -20,6 +20,7 @@ class Scenario:
 def all_scenarios() -> list[Scenario]:
     import bench.scenarios.loudness as loudness
     from bench.scenarios import http, images, nodes, photos, smtp, tus, tus_s3, video, web, webhook
+    from bench.scenarios.live import SCENARIOS as LIVE  # apart, for merges
 
     return [
         *smtp.SCENARIOS,
@@ -33,6 +34,7 @@ def all_scenarios() -> list[Scenario]:
         *tus_s3.SCENARIOS,
         *photos.SCENARIOS,
         *nodes.SCENARIOS,
+        *LIVE,
     ]
 
 

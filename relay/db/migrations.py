@@ -136,6 +136,14 @@ def _rendition_loudness(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE renditions ADD COLUMN loudness TEXT"))
 
 
+def _live(conn: Connection) -> None:
+    # Stream keys and broadcasts are new tables; nothing existing changes.
+    from relay.db.schema import broadcasts, stream_keys
+
+    stream_keys.create(conn, checkfirst=True)
+    broadcasts.create(conn, checkfirst=True)
+
+
 # (version, step): version 1 is the first schema, created whole from schema.py.
 STEPS: list[tuple[int, Step]] = [
     (2, _add_uploads),
@@ -148,8 +156,9 @@ STEPS: list[tuple[int, Step]] = [
     (9, _tus_parts),
     (10, _users_disabled),
     (11, _users_language),
+    (12, _live),
     (13, _item_companions),
-    (16, _rendition_loudness),
+    (14, _rendition_loudness),
 ]
 
 LATEST = max([1, *(version for version, _ in STEPS)])

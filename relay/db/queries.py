@@ -249,6 +249,19 @@ def insert_item(
     )
 
 
+def item_count(conn: Connection, post_id: str) -> int:
+    return conn.execute(
+        select(func.count()).select_from(items).where(items.c.post_id == post_id)
+    ).scalar_one()
+
+
+def set_post_processing(conn: Connection, post_id: str) -> None:
+    """A ready post that got another item (a live broadcast's recording) waits for it."""
+    conn.execute(
+        update(posts).where(posts.c.id == post_id).values(status=PostStatus.PROCESSING.value)
+    )
+
+
 def item_row(conn: Connection, item_id: str) -> RowMapping | None:
     return conn.execute(_ITEM_ROW, {"item_id": item_id}).mappings().first()
 

@@ -278,6 +278,36 @@ event.listen(
     ).execute_if(dialect="postgresql"),
 )
 
+# Live broadcasting (relay/intake/live.py): a user's stream keys, kept as secret addresses are
+# (only the SHA-256 of the key, its first characters as a hint), and each broadcast made with
+# one: the post it became, why it ended.
+stream_keys = Table(
+    "stream_keys",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id"), nullable=False, index=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("hint", String(16), nullable=False),
+    Column("title", Text, nullable=False, default=""),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+)
+
+broadcasts = Table(
+    "broadcasts",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("key_id", ID, ForeignKey("stream_keys.id"), nullable=False, index=True),
+    Column("user_id", ID, ForeignKey("users.id"), nullable=False, index=True),
+    Column("post_id", ID, ForeignKey("posts.id"), nullable=False),
+    Column("state", String(16), nullable=False),  # live | ended
+    Column("started_at", Float, nullable=False),
+    Column("ended_at", Float),
+    Column("end_reason", String(64)),  # an error code (relay/errors.py) or "ended"
+    Column("seconds", Float),
+    Column("node", String(64)),  # the process that takes it in (relay/node.py)
+)
+
 schema_version = Table(
     "relay_schema_version",
     metadata,

@@ -32,6 +32,8 @@ from relay import jobs, lifecycle, pairing
 from relay.auth import new_id
 from relay.db import Database, lock, queries
 from relay.db.schema import posts
+from relay.lifecycle import LIVE_TEXT as LIVE_TEXT  # re-exported: the live door's, via accept
+from relay.lifecycle import live_ended as live_ended
 from relay.lifecycle import settle
 from relay.mail.facts import after_first_field
 from relay.model import Item, Post, PostState, PostStatus
@@ -188,6 +190,37 @@ class Acceptor:
             post.status = PostStatus.READY  # text alone is ready at once
         self.wake()
         return post
+
+    async def attach(
+        self,
+        post_id: str,
+        user_id: str,
+        spooled: SpooledFile,
+        also: Callable[[Connection], None] | None = None,
+    ) -> str:
+        """Add one spooled file to a post already made (a live broadcast's recording): the
+        post is processing again until the item is done. ``also`` runs in the transaction.
+        The new item's id."""
+        item_id = new_id()
+
+        def commit(conn: Connection) -> None:
+            position = queries.item_count(conn, post_id)
+            item = Item(
+                id=item_id,
+                post_id=post_id,
+                position=position,
+                filename=spooled.filename,
+                declared_mime=spooled.declared_mime,
+            )
+            queries.insert_item(conn, item, spooled.spool_name)
+            queries.set_post_processing(conn, post_id)
+            jobs.enqueue(conn, PROCESS_ITEM, item_id, self.max_attempts, owner=user_id)
+            if also is not None:
+                also(conn)
+
+        await self.db.run(commit)
+        self.wake()
+        return item_id
 
     async def _grouped(self, args: _Args) -> bool:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()

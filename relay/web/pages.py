@@ -158,6 +158,9 @@ async def post_page(request: web.Request) -> web.Response:
     ui_lang = reader_language(request)
     words = i18n.translations(ui_lang)
     from relay.web import embed  # it builds on this module
+    from relay.web.live import on_air as live_now
+
+    on_air = await live_now(relay, post) if post.source == "live" else None
 
     html = _templates.get_template("post.html").render(
         lang=page_language(relay, post),
@@ -179,6 +182,7 @@ async def post_page(request: web.Request) -> web.Response:
         Kind=Kind,
         player=embed.player(post),
         embed_url=embed.embed_url(relay, post.id),
+        live=on_air,
     )
     headers = {
         **SECURITY_HEADERS,

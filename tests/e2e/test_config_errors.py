@@ -29,6 +29,7 @@ def _serve(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
             "RELAY_DATA_DIR": str(tmp_path / "data"),
             "RELAY_HTTP_LISTEN": f"127.0.0.1:{free_port()}",
             "RELAY_SMTP_LISTEN": f"127.0.0.1:{free_port()}",
+            "RELAY_RTMP_LISTEN": f"127.0.0.1:{free_port()}",
             "RELAY_OUTBOUND_SMTP_PASSWORD": PASSWORD,
             **env,
         },
@@ -94,6 +95,13 @@ def test_an_http_port_in_use_names_the_variable(tmp_path: Path, busy_port: int) 
 def test_an_smtp_port_in_use_names_the_variable(tmp_path: Path, busy_port: int) -> None:
     line = _assert_one_line(
         _serve(tmp_path, RELAY_SMTP_LISTEN=f"127.0.0.1:{busy_port}"), "RELAY_SMTP_LISTEN"
+    )
+    assert str(busy_port) in line and "in use" in line
+
+
+def test_an_rtmp_port_in_use_names_the_variable(tmp_path: Path, busy_port: int) -> None:
+    line = _assert_one_line(
+        _serve(tmp_path, RELAY_RTMP_LISTEN=f"127.0.0.1:{busy_port}"), "RELAY_RTMP_LISTEN"
     )
     assert str(busy_port) in line and "in use" in line
 

@@ -67,6 +67,9 @@ async def _settings_page(
         )
 
     found_addresses, found_tokens, zone = await relay.db.read(read)
+    from relay.web.app.stream_keys import keys_of  # the stream keys' own room
+
+    found_keys = await relay.db.read(keys_of, user.user_id)
     return render(
         request,
         "app/settings.html",
@@ -80,6 +83,7 @@ async def _settings_page(
                 for row in found_addresses
             ],
             "tokens": found_tokens,
+            "stream_keys": found_keys,
             "policies": _policy_labels(gettext_for(request)),
             "zone": zone,
             "default_zone": relay.settings.timezone,

@@ -1,0 +1,83 @@
+"""Live broadcasts over HTTP: the HLS a broadcast makes while it runs (``/live/{post}/…``, from
+the node that takes it in, relay/intake/live.py), and the callbacks of nginx-rtmp for operators
+who ingest with it instead (``on_publish``/``on_publish_done``, see README "Going live")."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from relay.context import RELAY, Relay
+from relay.db import live as db_live
+from relay.db import queries
+from relay.intake.live import PLAYLIST, LiveDoor
+from relay.model import Post, PostState
+
+LIVE_DOOR = web.AppKey("live_door", LiveDoor)
+
+_FILE = re.compile(r"^(index\.m3u8|s\d{5}\.ts)$")
+_TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t"}
+
+
+def playlist_url(public_url: str, post_id: str) -> str:
+    return f"{public_url}/live/{post_id}/{PLAYLIST}"
+
+
+async def on_air(relay: Relay, post: Post) -> dict[str, str] | None:
+    """What the post page needs to play a broadcast that is live now: its playlist."""
+    broadcast = await relay.db.read(db_live.broadcast_of_post, post.id)
+    if broadcast is None or broadcast["state"] != "live":
+        return None
+    return {"playlist": playlist_url(relay.settings.public_url, post.id)}
+
+
+async def live_file(request: web.Request) -> web.StreamResponse:
+    post_id, name = request.match_info["post_id"], request.match_info["name"]
+    door = request.app.get(LIVE_DOOR)
+    if door is None or not _FILE.match(name):
+        raise web.HTTPNotFound()
+    folder = door.live_dir(post_id)
+    relay = request.app[RELAY]
+    row = await relay.db.read(queries.post_row, post_id) if folder is not None else None
+    if folder is None or row is None or row["draft"] or row["state"] == PostState.DELETED.value:
+        raise web.HTTPNotFound()
+    path = folder / name
+    if not path.is_file():
+        raise web.HTTPNotFound()
+    playlist = name.endswith(".m3u8")
+    headers = {
+        "Content-Type": _TYPES[path.suffix],
+        "X-Content-Type-Options": "nosniff",
+        "Access-Control-Allow-Origin": "*",  # players on other sites (embeds) fetch it
+        # The playlist grows every segment; a segment never changes once listed.
+        "Cache-Control": "no-cache" if playlist else "public, max-age=86400, immutable",
+    }
+    return web.FileResponse(path, headers=headers)
+
+
+async def on_publish(request: web.Request) -> web.Response:
+    """nginx-rtmp's ``on_publish``: form-encoded ``name=KEY`` (and app, addr…); 2xx lets the
+    sender publish, 403 refuses it (nginx-rtmp then closes the connection)."""
+    form = await request.post()
+    key = str(form.get("name", "")).partition("?")[0].strip()
+    relay = request.app[RELAY]
+    found = await relay.db.read(db_live.live_key, key) if key else None
+    if found is None:
+        return web.json_response(
+            {"error": {"code": "live.bad_key", "message": "The stream key is wrong or revoked."}},
+            status=403,
+        )
+    return web.json_response({"ok": True})
+
+
+async def on_publish_done(request: web.Request) -> web.Response:
+    """nginx-rtmp's ``on_publish_done``: the sender stopped; nothing to refuse any more."""
+    await request.post()
+    return web.json_response({"ok": True})
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/live/{post_id}/{name}", live_file)
+    app.router.add_post("/api/v1/live/on_publish", on_publish)
+    app.router.add_post("/api/v1/live/on_publish_done", on_publish_done)
