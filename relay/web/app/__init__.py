@@ -15,12 +15,12 @@ from aiohttp import web
 
 from relay.config import derive_key, secret_key
 from relay.web import auth
-from relay.web.app import admin, channels, i18n, post, stream_keys, upload, views
+from relay.web.app import admin, channels, i18n, post, signins, stream_keys, upload, views
 from relay.web.app import settings as settings_room
 from relay.web.app.page import JINJA, STATIC, TEMPLATES
 
 # Each room of the web app: a module with ``setup_routes(app)``.
-ROOMS = (views, post, upload, channels, settings_room, admin, stream_keys)
+ROOMS = (views, post, upload, channels, signins, settings_room, admin, stream_keys)
 
 
 async def _static_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -29,12 +28,10 @@ from relay.publish.webhook import new_secret
 from relay.publish.x import LINK_PLACES
 from relay.web.app import connect
 from relay.web.app.connect import (
-    indieauth,
     linkedin,
     mastodon,
     meta,
     threads,
-    wordpress,
     youtube,
 )
 from relay.web.app.connect import x as x_connect
@@ -42,16 +39,6 @@ from relay.web.app.page import Signed, gettext_for, read_form, render, signed_pa
 from relay.web.app.views import CHANNEL_NAMES
 
 log = logging.getLogger("relay.web.app.channels")
-
-Complete = Callable[[web.Request, connect.Pending], Awaitable[dict[str, Any]]]
-Begin = Callable[[web.Request, str, str], Awaitable[tuple[str, dict[str, Any]]]]
-# Services connected by signing in there: the form field with the address, the flow.
-FLOWS: dict[str, tuple[str, Begin, Complete]] = {
-    "mastodon": ("instance", mastodon.begin, mastodon.complete),
-    "wordpress": ("site", wordpress.begin, wordpress.complete),
-    "micropub": ("site", indieauth.begin, indieauth.complete),
-}
-
 
 # --- what the page says -----------------------------------------------------------------------
 
@@ -95,7 +82,7 @@ RECONNECT_ACTIONS = {
 }
 
 
-def _problem(request: web.Request, exc: Exception) -> str:
+def problem_for(request: web.Request, exc: Exception) -> str:
     """A failed call to a service in plain words, with what to do."""
     _ = gettext_for(request)
     if isinstance(exc, connect.ConnectFailed):
@@ -147,7 +134,7 @@ def _problem(request: web.Request, exc: Exception) -> str:
     return f"{plain} ({remote[:200]})" if remote else plain
 
 
-async def _page(
+async def show_channels(
     request: web.Request, user: Signed, status: int = 200, **shown: Any
 ) -> web.Response:
     relay = request.app[RELAY]
@@ -182,7 +169,7 @@ async def _own(request: web.Request, user: Signed) -> Any:
     return row
 
 
-async def _save(request: web.Request, user: Signed, type_: str, made: dict[str, Any]) -> str:
+async def save_channel(request: web.Request, user: Signed, type_: str, made: dict[str, Any]) -> str:
     return await request.app[RELAY].db.run(
         destinations.add_destination,
         user.user_id,
@@ -194,7 +181,7 @@ async def _save(request: web.Request, user: Signed, type_: str, made: dict[str, 
     )
 
 
-async def _save_or_renew(
+async def save_or_renew(
     request: web.Request, user: Signed, type_: str, made: dict[str, Any], key: str
 ) -> str:
     """A channel connected again (the same account, ``config[key]``) gets the new token and a
@@ -234,7 +221,7 @@ async def channels_page(request: web.Request, user: Signed) -> web.Response:
             notice = _("Connected: %(service)s, %(account)s") % view
     elif request.query.get("removed"):
         notice = gettext_for(request)("The channel was removed.")
-    return await _page(request, user, notice=notice)
+    return await show_channels(request, user, notice=notice)
 
 
 @signed_page
@@ -253,7 +240,7 @@ async def check(request: web.Request, user: Signed) -> web.Response:
         log.info("check of destination %s failed: %s %s", row["id"], exc.code, exc.detail)
         if exc.code == "destination.reconnect_needed":
             await request.app[RELAY].db.run(destinations.mark_reconnect_needed, row["id"])
-        result = {"id": row["id"], "ok": False, "message": _problem(request, exc)}
+        result = {"id": row["id"], "ok": False, "message": problem_for(request, exc)}
     else:
         result = {
             "id": row["id"],
@@ -261,7 +248,7 @@ async def check(request: web.Request, user: Signed) -> web.Response:
             "message": _("It works: the service answered the relay."),
             "detail": said,
         }
-    return await _page(request, user, checked=result)
+    return await show_channels(request, user, checked=result)
 
 
 @signed_page
@@ -307,17 +294,17 @@ async def add_webhook(request: web.Request, user: Signed) -> web.Response:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         problem = _("Give the full address, starting with https://")
-        return await _page(request, user, 400, problem=problem, form={"webhook_url": url})
+        return await show_channels(request, user, 400, problem=problem, form={"webhook_url": url})
     try:
         connect.http(request).check_url(url)
     except PublishError as exc:
-        return await _page(
-            request, user, 400, problem=_problem(request, exc), form={"webhook_url": url}
+        return await show_channels(
+            request, user, 400, problem=problem_for(request, exc), form={"webhook_url": url}
         )
     secret = new_secret()
-    destination_id = await _save(request, user, "webhook", {"url": url, "secret": secret})
+    destination_id = await save_channel(request, user, "webhook", {"url": url, "secret": secret})
     # Shown on this answer only (no redirect: the secret must not sit in a URL).
-    return await _page(request, user, new_secret={"id": destination_id, "secret": secret})
+    return await show_channels(request, user, new_secret={"id": destination_id, "secret": secret})
 
 
 @signed_page
@@ -330,7 +317,7 @@ async def add_bluesky(request: web.Request, user: Signed) -> web.Response:
     kept = {"bluesky_handle": handle, "bluesky_server": server}
     if not handle or not password:
         problem = _("Give your handle and an app password.")
-        return await _page(request, user, 400, problem=problem, form=kept)
+        return await show_channels(request, user, 400, problem=problem, form=kept)
     try:
         url = connect.normal_site(server) if server else None
         destination = Destination(
@@ -344,345 +331,10 @@ async def add_bluesky(request: web.Request, user: Signed) -> web.Response:
         await adapter_for(destination, connect.http(request)).check()
     except PublishError as exc:
         log.info("bluesky sign-in for a new channel failed: %s %s", exc.code, exc.detail)
-        return await _page(request, user, 400, problem=_problem(request, exc), form=kept)
+        return await show_channels(request, user, 400, problem=problem_for(request, exc), form=kept)
     made = {"url": url, "token": password, "config": {"handle": handle}}
-    destination_id = await _save(request, user, "bluesky", made)
+    destination_id = await save_channel(request, user, "bluesky", made)
     raise web.HTTPSeeOther(f"/channels?added={destination_id}")
-
-
-@signed_page
-async def begin(request: web.Request, user: Signed) -> web.StreamResponse:
-    form = await read_form(request)
-    service = request.match_info["service"]
-    field, start, _complete = FLOWS[service]
-    address = str(form.get(field, "")).strip()[:500]
-    kept = {f"{service}_{field}": address}
-    if not address:
-        problem = gettext_for(request)("Give the address first.")
-        return await _page(request, user, 400, problem=problem, form=kept)
-    state = connect.new_state()
-    try:
-        target, data = await start(request, address, state)
-    except (PublishError, connect.ConnectFailed) as exc:
-        log.info("connecting %s failed before sign-in: %s", service, exc)
-        return await _page(request, user, 400, problem=_problem(request, exc), form=kept)
-    return _leave_for(request, user, service, state, target, data)
-
-
-def _leave_for(
-    request: web.Request,
-    user: Signed,
-    service: str,
-    state: str,
-    target: str,
-    data: dict[str, Any],
-) -> web.Response:
-    """The page that sends the person on to the service's own sign-in (a link that
-    channels.js follows: the CSP's form-action blocks a redirect off this site), with the flow
-    remembered in its cookie."""
-    response = render(
-        request,
-        "app/channels_continue.html",
-        {
-            "user": user,
-            "room": "channels",
-            "here": "/channels",
-            "target": target,
-            "host": urlsplit(target).netloc,
-        },
-    )
-    connect.remember(request, response, user.user_id, service, state, data)
-    return response
-
-
-async def _begin_own(
-    request: web.Request,
-    user: Signed,
-    service: str,
-    enabled: Callable[[web.Request], bool],
-    target_for: Callable[[web.Request, str], str],
-) -> web.Response:
-    """The start of a sign-in the operator set up with the service's app (Facebook Login,
-    Threads): a new state, then on to the service; 404 while the app is not set up."""
-    await read_form(request)
-    if not enabled(request):
-        raise web.HTTPNotFound()
-    state = connect.new_state()
-    return _leave_for(request, user, service, state, target_for(request, state), {})
-
-
-async def _not_started_here(request: web.Request, user: Signed) -> web.Response:
-    """A callback whose flow is not in the cookie (expired, or begun elsewhere)."""
-    _ = gettext_for(request)
-    return await _page(
-        request,
-        user,
-        400,
-        problem=_(
-            "This sign-in has expired or did not start here, so nothing was connected. "
-            "Start again below."
-        ),
-    )
-
-
-async def _failed(request: web.Request, user: Signed, problem: str) -> web.Response:
-    """The channels page saying why nothing was connected; the flow is over (cookie gone)."""
-    response = await _page(request, user, 400, problem=problem)
-    connect.forget(request, response)
-    return response
-
-
-def _connected(request: web.Request, destination_id: str) -> NoReturn:
-    """On to the channels page naming the channel just connected; the flow is over."""
-    redirect = web.HTTPSeeOther(f"/channels?added={destination_id}")
-    connect.forget(request, redirect)
-    raise redirect
-
-
-@signed_page
-async def callback(request: web.Request, user: Signed) -> web.StreamResponse:
-    service = request.match_info["service"]
-    _field, _start, complete = FLOWS[service]
-    pending = connect.finish(request, user.user_id, service, request.query.get("state"))
-    if pending is None:
-        return await _not_started_here(request, user)
-    try:
-        made = await complete(request, pending)
-    except (PublishError, connect.ConnectFailed) as exc:
-        log.info("connecting %s failed after sign-in: %s", service, exc)
-        return await _failed(request, user, _problem(request, exc))
-    _connected(request, await _save(request, user, service, made))
-
-
-# --- Facebook Login: Pages and their Instagram accounts (relay/web/app/connect/meta.py) -------
-
-
-@signed_page
-async def begin_facebook(request: web.Request, user: Signed) -> web.StreamResponse:
-    return await _begin_own(request, user, "facebook", meta.enabled, meta.dialog_url)
-
-
-@signed_page
-async def facebook_callback(request: web.Request, user: Signed) -> web.StreamResponse:
-    _ = gettext_for(request)
-    pending = connect.finish(request, user.user_id, "facebook", request.query.get("state"))
-    if pending is None:
-        return await _not_started_here(request, user)
-    try:
-        token = await meta.user_token(request)
-        pages = await meta.pages(request, token)
-    except (PublishError, connect.ConnectFailed) as exc:
-        log.info("connecting facebook failed after sign-in: %s", exc)
-        return await _failed(request, user, _problem(request, exc))
-    if not pages:
-        return await _failed(
-            request, user, _("Your Facebook account manages no Page the relay may post to.")
-        )
-    state = connect.new_state()
-    response = render(
-        request,
-        "app/channels_meta.html",
-        {"user": user, "room": "channels", "here": "/channels", "pages": pages, "state": state},
-    )
-    connect.remember(
-        request, response, user.user_id, "facebook-pick", state,
-        {"t": meta.seal(request, user.user_id, token)},
-    )  # fmt: skip
-    return response
-
-
-@signed_page
-async def facebook_pick(request: web.Request, user: Signed) -> web.StreamResponse:
-    form = await read_form(request)
-    _ = gettext_for(request)
-    pending = connect.finish(request, user.user_id, "facebook-pick", str(form.get("state", "")))
-    if pending is None:
-        return await _not_started_here(request, user)
-    picked = set(form.getall("pick", []))
-    try:
-        token = meta.unseal(request, user.user_id, str(pending.data.get("t", "")))
-        pages = await meta.pages(request, token)
-    except (PublishError, connect.ConnectFailed) as exc:
-        return await _failed(request, user, _problem(request, exc))
-    added = []
-    for page in pages:
-        if f"facebook:{page['id']}" in picked:
-            made = meta.destinations_for(request, page, "facebook")
-            added.append(await _save_or_renew(request, user, "facebook", made, "page_id"))
-        if page["instagram"] and f"instagram:{page['instagram']['id']}" in picked:
-            made = meta.destinations_for(request, page, "instagram")
-            added.append(await _save_or_renew(request, user, "instagram", made, "ig_user_id"))
-    if not added:
-        return await _failed(request, user, _("You picked nothing, so nothing was connected."))
-    _connected(request, added[0])
-
-
-# --- Threads' own login (relay/web/app/connect/threads.py) ------------------------------------
-
-
-@signed_page
-async def begin_threads(request: web.Request, user: Signed) -> web.StreamResponse:
-    return await _begin_own(request, user, "threads", threads.enabled, threads.authorize_url)
-
-
-@signed_page
-async def threads_callback(request: web.Request, user: Signed) -> web.StreamResponse:
-    pending = connect.finish(request, user.user_id, "threads", request.query.get("state"))
-    if pending is None:
-        return await _not_started_here(request, user)
-    try:
-        made = await threads.complete(request)
-    except (PublishError, connect.ConnectFailed) as exc:
-        log.info("connecting threads failed after sign-in: %s", exc)
-        return await _failed(request, user, _problem(request, exc))
-    _connected(request, await _save_or_renew(request, user, "threads", made, "threads_user_id"))
-
-
-# --- Google sign-in for YouTube (relay/web/app/connect/youtube.py) ---------------------------
-
-
-@signed_page
-async def begin_youtube(request: web.Request, user: Signed) -> web.StreamResponse:
-    form = await read_form(request)
-    if not youtube.enabled(request):
-        raise web.HTTPNotFound()
-    private_as = str(form.get("private_as", "private"))
-    state = connect.new_state()
-    target = youtube.authorize_url(request, state)
-    data = {"private_as": private_as if private_as in youtube.PRIVATE_AS else "private"}
-    return _leave_for(request, user, "youtube", state, target, data)
-
-
-@signed_page
-async def youtube_callback(request: web.Request, user: Signed) -> web.StreamResponse:
-    _ = gettext_for(request)
-    pending = connect.finish(request, user.user_id, "youtube", request.query.get("state"))
-    if pending is None:
-        return await _page(
-            request, user, 400,
-            problem=_("This sign-in has expired or did not start here, so nothing was connected. "
-                      "Start again below."),
-        )  # fmt: skip
-    try:
-        made = await youtube.complete(request, pending)
-    except (PublishError, connect.ConnectFailed) as exc:
-        log.info("connecting youtube failed after sign-in: %s", exc)
-        response = await _page(request, user, 400, problem=_problem(request, exc))
-        connect.forget(request, response)
-        return response
-    destination_id = await _save_or_renew(request, user, "youtube", made, "channel_id")
-    redirect = web.HTTPSeeOther(f"/channels?added={destination_id}")
-    connect.forget(request, redirect)
-    raise redirect
-
-
-# --- LinkedIn: the person or a Page they administer (relay/web/app/connect/linkedin.py) -----
-
-_EXPIRED_FLOW = (
-    "This sign-in has expired or did not start here, so nothing was connected. Start again below."
-)
-
-
-@signed_page
-async def begin_linkedin(request: web.Request, user: Signed) -> web.StreamResponse:
-    await read_form(request)
-    if not linkedin.enabled(request):
-        raise web.HTTPNotFound()
-    state = connect.new_state()
-    return _leave_for(request, user, "linkedin", state, linkedin.authorize_url(request, state), {})
-
-
-@signed_page
-async def linkedin_callback(request: web.Request, user: Signed) -> web.StreamResponse:
-    _ = gettext_for(request)
-    pending = connect.finish(request, user.user_id, "linkedin", request.query.get("state"))
-    if pending is None:
-        return await _page(request, user, 400, problem=_(_EXPIRED_FLOW))
-    try:
-        grant = await linkedin.grant(request)
-        authors = await linkedin.authors(request, grant["token"])
-    except (PublishError, connect.ConnectFailed) as exc:
-        log.info("connecting linkedin failed after sign-in: %s", exc)
-        response = await _page(request, user, 400, problem=_problem(request, exc))
-        connect.forget(request, response)
-        return response
-    state = connect.new_state()
-    response = render(
-        request,
-        "app/channels_linkedin.html",
-        {"user": user, "room": "channels", "here": "/channels", "authors": authors,
-         "state": state},
-    )  # fmt: skip
-    connect.remember(
-        request, response, user.user_id, "linkedin-pick", state,
-        {"g": linkedin.seal(request, user.user_id, grant)},
-    )  # fmt: skip
-    return response
-
-
-@signed_page
-async def linkedin_pick(request: web.Request, user: Signed) -> web.StreamResponse:
-    form = await read_form(request)
-    _ = gettext_for(request)
-    pending = connect.finish(request, user.user_id, "linkedin-pick", str(form.get("state", "")))
-    if pending is None:
-        return await _page(request, user, 400, problem=_(_EXPIRED_FLOW))
-    picked = str(form.get("author", ""))
-    try:
-        grant = linkedin.unseal(request, user.user_id, str(pending.data.get("g", "")))
-        # Asked again with the person's token: only an author they may post as is kept.
-        authors = await linkedin.authors(request, grant["token"])
-    except (PublishError, connect.ConnectFailed) as exc:
-        response = await _page(request, user, 400, problem=_problem(request, exc))
-        connect.forget(request, response)
-        return response
-    chosen = next((a for a in authors if a["urn"] == picked), None)
-    if chosen is None:
-        response = await _page(
-            request, user, 400, problem=_("You picked nothing, so nothing was connected.")
-        )
-        connect.forget(request, response)
-        return response
-    made = linkedin.destination_for(request, chosen, grant)
-    added = await _save_or_renew(request, user, "linkedin", made, "author")
-    redirect = web.HTTPSeeOther(f"/channels?added={added}")
-    connect.forget(request, redirect)
-    raise redirect
-
-
-# --- X: OAuth 2.0 with PKCE (relay/web/app/connect/x.py) ---------------------------------------
-
-
-@signed_page
-async def begin_x(request: web.Request, user: Signed) -> web.StreamResponse:
-    await read_form(request)
-    if not x_connect.enabled(request):
-        raise web.HTTPNotFound()
-    state = connect.new_state()
-    return _leave_for(request, user, "x", state, x_connect.authorize_url(request, state), {})
-
-
-@signed_page
-async def x_callback(request: web.Request, user: Signed) -> web.StreamResponse:
-    _ = gettext_for(request)
-    pending = connect.finish(request, user.user_id, "x", request.query.get("state"))
-    if pending is None:
-        return await _page(
-            request, user, 400,
-            problem=_("This sign-in has expired or did not start here, so nothing was connected. "
-                      "Start again below."),
-        )  # fmt: skip
-    try:
-        made = await x_connect.complete(request, pending)
-    except (PublishError, connect.ConnectFailed) as exc:
-        log.info("connecting x failed after sign-in: %s", exc)
-        response = await _page(request, user, 400, problem=_problem(request, exc))
-        connect.forget(request, response)
-        return response
-    destination_id = await _save_or_renew(request, user, "x", made, "user_id")
-    redirect = web.HTTPSeeOther(f"/channels?added={destination_id}")
-    connect.forget(request, redirect)
-    raise redirect
 
 
 @signed_page
@@ -693,7 +345,7 @@ async def x_link(request: web.Request, user: Signed) -> web.Response:
     _ = gettext_for(request)
     link = str(form.get("link", ""))
     if row["type"] != "x" or link not in LINK_PLACES:
-        return await _page(request, user, 400, problem=_("Pick one of the choices."))
+        return await show_channels(request, user, 400, problem=_("Pick one of the choices."))
 
     def save(conn: Connection) -> None:
         # Read and written in one transaction: a delivery may be renewing the channel's
@@ -704,29 +356,14 @@ async def x_link(request: web.Request, user: Signed) -> web.Response:
             destinations.update_destination(conn, row["id"], config=config)
 
     await request.app[RELAY].db.run(save)
-    return await _page(request, user, notice=_("Saved: the next posts follow this choice."))
+    return await show_channels(request, user, notice=_("Saved: the next posts follow this choice."))
 
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/channels", channels_page)
     app.router.add_post("/channels/webhook", add_webhook)
     app.router.add_post("/channels/bluesky", add_bluesky)
-    app.router.add_post("/channels/facebook", begin_facebook)
-    app.router.add_get("/channels/facebook/callback", facebook_callback)
-    app.router.add_post("/channels/facebook/pick", facebook_pick)
-    app.router.add_post("/channels/threads", begin_threads)
-    app.router.add_get("/channels/threads/callback", threads_callback)
-    app.router.add_post("/channels/youtube", begin_youtube)
-    app.router.add_get("/channels/youtube/callback", youtube_callback)
-    app.router.add_post("/channels/linkedin", begin_linkedin)
-    app.router.add_get("/channels/linkedin/callback", linkedin_callback)
-    app.router.add_post("/channels/linkedin/pick", linkedin_pick)
-    app.router.add_post("/channels/x", begin_x)
-    app.router.add_get("/channels/x/callback", x_callback)
     app.router.add_post("/channels/{destination_id}/link", x_link)
-    services = "{service:mastodon|wordpress|micropub}"
-    app.router.add_post(f"/channels/{services}", begin)
-    app.router.add_get(f"/channels/{services}/callback", callback)
     app.router.add_post("/channels/{destination_id}/check", check)
     app.router.add_get("/channels/{destination_id}/remove", confirm_remove)
     app.router.add_post("/channels/{destination_id}/remove", remove)

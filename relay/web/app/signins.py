@@ -1,0 +1,349 @@
+"""Connecting a channel by signing in at its service: the flows' routes (``/channels/...``).
+
+Mastodon, WordPress and Micropub share one flow whose first step needs the site's address
+(``FLOWS``); Facebook Login, Threads, YouTube, LinkedIn and X start from the operator's app at
+the service (404 while it is not set up). Every flow leaves through ``_leave_for`` (a page, not a
+redirect: the CSP's form-action) and ends in ``_connected``, ``_failed`` or
+``_not_started_here``. What the services' flows share lives in relay/web/app/connect/; the
+channels page itself, and saving a channel, in relay/web/app/channels.py.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from relay.errors import PublishError
+from relay.web.app import connect
+from relay.web.app.channels import problem_for, save_channel, save_or_renew, show_channels
+from relay.web.app.connect import indieauth, linkedin, mastodon, meta, threads, wordpress, youtube
+from relay.web.app.connect import x as x_connect
+from relay.web.app.page import Signed, gettext_for, read_form, render, signed_page
+
+log = logging.getLogger("relay.web.app.signins")
+
+Complete = Callable[[web.Request, connect.Pending], Awaitable[dict[str, Any]]]
+Begin = Callable[[web.Request, str, str], Awaitable[tuple[str, dict[str, Any]]]]
+# Services connected by signing in there: the form field with the address, the flow.
+FLOWS: dict[str, tuple[str, Begin, Complete]] = {
+    "mastodon": ("instance", mastodon.begin, mastodon.complete),
+    "wordpress": ("site", wordpress.begin, wordpress.complete),
+    "micropub": ("site", indieauth.begin, indieauth.complete),
+}
+
+
+@signed_page
+async def begin(request: web.Request, user: Signed) -> web.StreamResponse:
+    form = await read_form(request)
+    service = request.match_info["service"]
+    field, start, _complete = FLOWS[service]
+    address = str(form.get(field, "")).strip()[:500]
+    kept = {f"{service}_{field}": address}
+    if not address:
+        problem = gettext_for(request)("Give the address first.")
+        return await show_channels(request, user, 400, problem=problem, form=kept)
+    state = connect.new_state()
+    try:
+        target, data = await start(request, address, state)
+    except (PublishError, connect.ConnectFailed) as exc:
+        log.info("connecting %s failed before sign-in: %s", service, exc)
+        return await show_channels(request, user, 400, problem=problem_for(request, exc), form=kept)
+    return _leave_for(request, user, service, state, target, data)
+
+
+def _leave_for(
+    request: web.Request,
+    user: Signed,
+    service: str,
+    state: str,
+    target: str,
+    data: dict[str, Any],
+) -> web.Response:
+    """The page that sends the person on to the service's own sign-in (a link that
+    channels.js follows: the CSP's form-action blocks a redirect off this site), with the flow
+    remembered in its cookie."""
+    response = render(
+        request,
+        "app/channels_continue.html",
+        {
+            "user": user,
+            "room": "channels",
+            "here": "/channels",
+            "target": target,
+            "host": urlsplit(target).netloc,
+        },
+    )
+    connect.remember(request, response, user.user_id, service, state, data)
+    return response
+
+
+async def _begin_own(
+    request: web.Request,
+    user: Signed,
+    service: str,
+    enabled: Callable[[web.Request], bool],
+    target_for: Callable[[web.Request, str], str],
+) -> web.Response:
+    """The start of a sign-in the operator set up with the service's app (Facebook Login,
+    Threads): a new state, then on to the service; 404 while the app is not set up."""
+    await read_form(request)
+    if not enabled(request):
+        raise web.HTTPNotFound()
+    state = connect.new_state()
+    return _leave_for(request, user, service, state, target_for(request, state), {})
+
+
+async def _not_started_here(request: web.Request, user: Signed) -> web.Response:
+    """A callback whose flow is not in the cookie (expired, or begun elsewhere)."""
+    _ = gettext_for(request)
+    return await show_channels(
+        request,
+        user,
+        400,
+        problem=_(
+            "This sign-in has expired or did not start here, so nothing was connected. "
+            "Start again below."
+        ),
+    )
+
+
+async def _failed(request: web.Request, user: Signed, problem: str) -> web.Response:
+    """The channels page saying why nothing was connected; the flow is over (cookie gone)."""
+    response = await show_channels(request, user, 400, problem=problem)
+    connect.forget(request, response)
+    return response
+
+
+def _connected(request: web.Request, destination_id: str) -> NoReturn:
+    """On to the channels page naming the channel just connected; the flow is over."""
+    redirect = web.HTTPSeeOther(f"/channels?added={destination_id}")
+    connect.forget(request, redirect)
+    raise redirect
+
+
+@signed_page
+async def callback(request: web.Request, user: Signed) -> web.StreamResponse:
+    service = request.match_info["service"]
+    _field, _start, complete = FLOWS[service]
+    pending = connect.finish(request, user.user_id, service, request.query.get("state"))
+    if pending is None:
+        return await _not_started_here(request, user)
+    try:
+        made = await complete(request, pending)
+    except (PublishError, connect.ConnectFailed) as exc:
+        log.info("connecting %s failed after sign-in: %s", service, exc)
+        return await _failed(request, user, problem_for(request, exc))
+    _connected(request, await save_channel(request, user, service, made))
+
+
+# --- Facebook Login: Pages and their Instagram accounts (relay/web/app/connect/meta.py) -------
+
+
+@signed_page
+async def begin_facebook(request: web.Request, user: Signed) -> web.StreamResponse:
+    return await _begin_own(request, user, "facebook", meta.enabled, meta.dialog_url)
+
+
+@signed_page
+async def facebook_callback(request: web.Request, user: Signed) -> web.StreamResponse:
+    _ = gettext_for(request)
+    pending = connect.finish(request, user.user_id, "facebook", request.query.get("state"))
+    if pending is None:
+        return await _not_started_here(request, user)
+    try:
+        token = await meta.user_token(request)
+        pages = await meta.pages(request, token)
+    except (PublishError, connect.ConnectFailed) as exc:
+        log.info("connecting facebook failed after sign-in: %s", exc)
+        return await _failed(request, user, problem_for(request, exc))
+    if not pages:
+        return await _failed(
+            request, user, _("Your Facebook account manages no Page the relay may post to.")
+        )
+    state = connect.new_state()
+    response = render(
+        request,
+        "app/channels_meta.html",
+        {"user": user, "room": "channels", "here": "/channels", "pages": pages, "state": state},
+    )
+    connect.remember(
+        request, response, user.user_id, "facebook-pick", state,
+        {"t": meta.seal(request, user.user_id, token)},
+    )  # fmt: skip
+    return response
+
+
+@signed_page
+async def facebook_pick(request: web.Request, user: Signed) -> web.StreamResponse:
+    form = await read_form(request)
+    _ = gettext_for(request)
+    pending = connect.finish(request, user.user_id, "facebook-pick", str(form.get("state", "")))
+    if pending is None:
+        return await _not_started_here(request, user)
+    picked = set(form.getall("pick", []))
+    try:
+        token = meta.unseal(request, user.user_id, str(pending.data.get("t", "")))
+        pages = await meta.pages(request, token)
+    except (PublishError, connect.ConnectFailed) as exc:
+        return await _failed(request, user, problem_for(request, exc))
+    added = []
+    for page in pages:
+        if f"facebook:{page['id']}" in picked:
+            made = meta.destinations_for(request, page, "facebook")
+            added.append(await save_or_renew(request, user, "facebook", made, "page_id"))
+        if page["instagram"] and f"instagram:{page['instagram']['id']}" in picked:
+            made = meta.destinations_for(request, page, "instagram")
+            added.append(await save_or_renew(request, user, "instagram", made, "ig_user_id"))
+    if not added:
+        return await _failed(request, user, _("You picked nothing, so nothing was connected."))
+    _connected(request, added[0])
+
+
+# --- Threads' own login (relay/web/app/connect/threads.py) ------------------------------------
+
+
+@signed_page
+async def begin_threads(request: web.Request, user: Signed) -> web.StreamResponse:
+    return await _begin_own(request, user, "threads", threads.enabled, threads.authorize_url)
+
+
+@signed_page
+async def threads_callback(request: web.Request, user: Signed) -> web.StreamResponse:
+    pending = connect.finish(request, user.user_id, "threads", request.query.get("state"))
+    if pending is None:
+        return await _not_started_here(request, user)
+    try:
+        made = await threads.complete(request)
+    except (PublishError, connect.ConnectFailed) as exc:
+        log.info("connecting threads failed after sign-in: %s", exc)
+        return await _failed(request, user, problem_for(request, exc))
+    _connected(request, await save_or_renew(request, user, "threads", made, "threads_user_id"))
+
+
+async def _complete_own(
+    request: web.Request,
+    user: Signed,
+    service: str,
+    complete: Complete,
+    same_by: str,
+) -> web.StreamResponse:
+    """The callback of a sign-in that ends in one channel (YouTube, X): the channel connected,
+    or the one with the same ``same_by`` in its config signed in again."""
+    pending = connect.finish(request, user.user_id, service, request.query.get("state"))
+    if pending is None:
+        return await _not_started_here(request, user)
+    try:
+        made = await complete(request, pending)
+    except (PublishError, connect.ConnectFailed) as exc:
+        log.info("connecting %s failed after sign-in: %s", service, exc)
+        return await _failed(request, user, problem_for(request, exc))
+    _connected(request, await save_or_renew(request, user, service, made, same_by))
+
+
+# --- Google sign-in for YouTube (relay/web/app/connect/youtube.py) ---------------------------
+
+
+@signed_page
+async def begin_youtube(request: web.Request, user: Signed) -> web.StreamResponse:
+    form = await read_form(request)
+    if not youtube.enabled(request):
+        raise web.HTTPNotFound()
+    private_as = str(form.get("private_as", "private"))
+    state = connect.new_state()
+    target = youtube.authorize_url(request, state)
+    data = {"private_as": private_as if private_as in youtube.PRIVATE_AS else "private"}
+    return _leave_for(request, user, "youtube", state, target, data)
+
+
+@signed_page
+async def youtube_callback(request: web.Request, user: Signed) -> web.StreamResponse:
+    return await _complete_own(request, user, "youtube", youtube.complete, "channel_id")
+
+
+# --- LinkedIn: the person or a Page they administer (relay/web/app/connect/linkedin.py) -----
+
+
+@signed_page
+async def begin_linkedin(request: web.Request, user: Signed) -> web.StreamResponse:
+    return await _begin_own(request, user, "linkedin", linkedin.enabled, linkedin.authorize_url)
+
+
+@signed_page
+async def linkedin_callback(request: web.Request, user: Signed) -> web.StreamResponse:
+    pending = connect.finish(request, user.user_id, "linkedin", request.query.get("state"))
+    if pending is None:
+        return await _not_started_here(request, user)
+    try:
+        grant = await linkedin.grant(request)
+        authors = await linkedin.authors(request, grant["token"])
+    except (PublishError, connect.ConnectFailed) as exc:
+        log.info("connecting linkedin failed after sign-in: %s", exc)
+        return await _failed(request, user, problem_for(request, exc))
+    state = connect.new_state()
+    response = render(
+        request,
+        "app/channels_linkedin.html",
+        {"user": user, "room": "channels", "here": "/channels", "authors": authors,
+         "state": state},
+    )  # fmt: skip
+    connect.remember(
+        request, response, user.user_id, "linkedin-pick", state,
+        {"g": linkedin.seal(request, user.user_id, grant)},
+    )  # fmt: skip
+    return response
+
+
+@signed_page
+async def linkedin_pick(request: web.Request, user: Signed) -> web.StreamResponse:
+    form = await read_form(request)
+    _ = gettext_for(request)
+    pending = connect.finish(request, user.user_id, "linkedin-pick", str(form.get("state", "")))
+    if pending is None:
+        return await _not_started_here(request, user)
+    picked = str(form.get("author", ""))
+    try:
+        grant = linkedin.unseal(request, user.user_id, str(pending.data.get("g", "")))
+        # Asked again with the person's token: only an author they may post as is kept.
+        authors = await linkedin.authors(request, grant["token"])
+    except (PublishError, connect.ConnectFailed) as exc:
+        return await _failed(request, user, problem_for(request, exc))
+    chosen = next((a for a in authors if a["urn"] == picked), None)
+    if chosen is None:
+        return await _failed(request, user, _("You picked nothing, so nothing was connected."))
+    made = linkedin.destination_for(request, chosen, grant)
+    _connected(request, await save_or_renew(request, user, "linkedin", made, "author"))
+
+
+# --- X: OAuth 2.0 with PKCE (relay/web/app/connect/x.py) ---------------------------------------
+
+
+@signed_page
+async def begin_x(request: web.Request, user: Signed) -> web.StreamResponse:
+    return await _begin_own(request, user, "x", x_connect.enabled, x_connect.authorize_url)
+
+
+@signed_page
+async def x_callback(request: web.Request, user: Signed) -> web.StreamResponse:
+    return await _complete_own(request, user, "x", x_connect.complete, "user_id")
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_post("/channels/facebook", begin_facebook)
+    app.router.add_get("/channels/facebook/callback", facebook_callback)
+    app.router.add_post("/channels/facebook/pick", facebook_pick)
+    app.router.add_post("/channels/threads", begin_threads)
+    app.router.add_get("/channels/threads/callback", threads_callback)
+    app.router.add_post("/channels/youtube", begin_youtube)
+    app.router.add_get("/channels/youtube/callback", youtube_callback)
+    app.router.add_post("/channels/linkedin", begin_linkedin)
+    app.router.add_get("/channels/linkedin/callback", linkedin_callback)
+    app.router.add_post("/channels/linkedin/pick", linkedin_pick)
+    app.router.add_post("/channels/x", begin_x)
+    app.router.add_get("/channels/x/callback", x_callback)
+    services = "{service:mastodon|wordpress|micropub}"
+    app.router.add_post(f"/channels/{services}", begin)
+    app.router.add_get(f"/channels/{services}/callback", callback)
