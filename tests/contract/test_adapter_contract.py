@@ -201,7 +201,9 @@ def bluesky() -> Iterator[Harness]:
 @contextmanager
 def wordpress() -> Iterator[Harness]:
     with fake_wordpress() as wp:
-        destination = Destination("w", "u", "wordpress", wp.url, None, wp.password, {"user": wp.user})
+        destination = Destination(
+            "w", "u", "wordpress", wp.url, None, wp.password, {"user": wp.user}
+        )
         yield Harness(
             destination,
             replace(destination, token=WRONG),
@@ -303,7 +305,9 @@ def linkedin() -> Iterator[Harness]:
 @contextmanager
 def x() -> Iterator[Harness]:
     with FakeX() as fake:
-        destination = Destination("x", "u", "x", fake.url, None, fake.token, {"username": "kommunen"})
+        destination = Destination(
+            "x", "u", "x", fake.url, None, fake.token, {"username": "kommunen"}
+        )
         yield Harness(
             destination,
             replace(destination, token=WRONG),
@@ -314,8 +318,12 @@ def x() -> Iterator[Harness]:
             lambda status: fake.fail(
                 "tweets.create",
                 status,
-                {"title": "Service Unavailable", "detail": "Service Unavailable",
-                 "type": "about:blank", "status": status},
+                {
+                    "title": "Service Unavailable",
+                    "detail": "Service Unavailable",
+                    "type": "about:blank",
+                    "status": status,
+                },
             ),  # fmt: skip
             "@kommunen",
         )
@@ -329,7 +337,9 @@ def youtube() -> Iterator[Harness]:
             "error": {
                 "code": 503,
                 "message": "The service is currently unavailable.",
-                "errors": [{"message": "Backend Error", "domain": "global", "reason": "backendError"}],
+                "errors": [
+                    {"message": "Backend Error", "domain": "global", "reason": "backendError"}
+                ],
             }
         }
         yield Harness(
