@@ -34,15 +34,15 @@ from relay.publish import Destination, Media, Outgoing, Published, _builtin, ada
 from relay.publish.net import Http
 from relay.web.app.preview import ChannelPreview, channel_preview
 from tests.clips import web_ready_mp4
-from tests.fakes import LOST
+from tests.fakes import LOST, Refuse
 from tests.fakes.bluesky import FakeBluesky
 from tests.fakes.linkedin import FakeLinkedIn
 from tests.fakes.mastodon import FakeMastodon
 from tests.fakes.meta import FakeMeta
 from tests.fakes.micropub import fake_micropub
 from tests.fakes.wordpress import fake_wordpress
-from tests.fakes.x import FakeX
-from tests.fakes.youtube import FakeYouTube
+from tests.fakes.x import FakeX, invalid
+from tests.fakes.youtube import FakeYouTube, GoogleError
 from tests.receivers import Received, webhook_receiver
 
 PAGE = "http://relay.example/p/abc"
@@ -109,6 +109,8 @@ class Harness:
     """The next create does its work and its answer is lost."""
     fail: Callable[[int], None]
     """The next create answers this status and does nothing."""
+    refuse: Callable[[], None]
+    """The next create is refused as invalid, in the service's own words, and does nothing."""
     account: str
     """What ``check()`` names: the account (or, for a webhook, the URL) reached."""
     reads: set[str] = field(default_factory=set)
@@ -156,6 +158,7 @@ def webhook() -> Iterator[Harness]:
             lambda: [f"{r.method} {r.path}" for r in receiver.requests],
             lambda: None,  # no answer to lose on this receiver: the repeat carries the same key
             failing.append,
+            lambda: failing.append(422),
             receiver.url,
         )
 
@@ -172,6 +175,9 @@ def mastodon() -> Iterator[Harness]:
             _seen(fake),
             lambda: fake.lose("statuses.create"),
             lambda status: fake.fail("statuses.create", status, {"error": "Service Unavailable"}),
+            lambda: fake.fail(
+                "statuses.create", 422, {"error": "Validation failed: Text is not allowed"}
+            ),
             "@anna",
             # the preview counts with the instance's own limits (public, no token)
             reads={"GET /api/v2/instance"},
@@ -194,6 +200,11 @@ def bluesky() -> Iterator[Harness]:
             lambda status: fake.fail(
                 "putRecord", status, {"error": "UpstreamFailure", "message": "Bad Gateway"}
             ),
+            lambda: fake.fail(
+                "putRecord",
+                400,
+                {"error": "InvalidRequest", "message": "Invalid app.bsky.feed.post record"},
+            ),
             fake.handle,
         )
 
@@ -212,6 +223,17 @@ def wordpress() -> Iterator[Harness]:
             _recorded(wp),
             lambda: wp.script("posts.create", LOST),
             lambda status: wp.script("posts.create", status),
+            lambda: wp.script(
+                "posts.create",
+                Refuse(
+                    400,
+                    {
+                        "code": "rest_invalid_param",
+                        "message": "Invalid parameter(s): status",
+                        "data": {"status": 400, "params": {"status": "status is not one of …"}},
+                    },
+                ),
+            ),
             "signed in as Anna",
         )
 
@@ -230,6 +252,10 @@ def micropub() -> Iterator[Harness]:
             _recorded(mp),
             lambda: mp.script("create", LOST),
             lambda status: mp.script("create", status),
+            lambda: mp.script(
+                "create",
+                Refuse(400, {"error": "invalid_request", "error_description": "No content."}),
+            ),
             mp.me,
         )
 
@@ -264,6 +290,14 @@ def _meta(kind: str, create: str) -> Callable[[], AbstractContextManager[Harness
                     "fbtrace_id": "Acontract",
                 }
             }
+            invalid = {
+                "error": {
+                    "message": "(#100) Invalid parameter",
+                    "type": "OAuthException",
+                    "code": 100,
+                    "fbtrace_id": "Acontract",
+                }
+            }
             yield Harness(
                 destination,
                 replace(destination, token=WRONG),
@@ -272,6 +306,7 @@ def _meta(kind: str, create: str) -> Callable[[], AbstractContextManager[Harness
                 _seen(fake),
                 lambda: fake.lose(create),
                 lambda status: fake.fail(create, status, body),
+                lambda: fake.fail(create, 400, invalid),
                 "Kommunen" if kind == "facebook" else "@kommunen",
             )
 
@@ -297,6 +332,16 @@ def linkedin() -> Iterator[Harness]:
                 "posts.create",
                 status,
                 {"status": status, "message": "Service unavailable", "code": "UNAVAILABLE"},
+            ),
+            lambda: fake.fail(
+                "posts.create",
+                422,
+                {
+                    "status": 422,
+                    "serviceErrorCode": 100,
+                    "code": "UNPROCESSABLE_ENTITY",
+                    "message": "ERROR :: /commentary :: is too long",
+                },
             ),
             "Kommunen",
         )
@@ -325,6 +370,7 @@ def x() -> Iterator[Harness]:
                     "status": status,
                 },
             ),  # fmt: skip
+            lambda: fake.fail("tweets.create", 400, invalid("Invalid text", "text").body),
             "@kommunen",
         )
 
@@ -350,6 +396,13 @@ def youtube() -> Iterator[Harness]:
             _seen(fake),
             lambda: fake.lose("videos.upload"),
             lambda status: fake.fail("videos.insert", status, body),
+            lambda: fake.fail(
+                "videos.insert",
+                400,
+                GoogleError(
+                    400, "invalidTitle", "The request metadata specifies an invalid title."
+                ).body,
+            ),
             fake.channel_title,
         )
 
@@ -434,6 +487,17 @@ def test_refused_credentials_are_permanent_with_a_stable_code(name: str) -> None
         assert raised.value.code in CATALOG
         assert h.copies() == []
         assert WRONG not in json.dumps(raised.value.public())
+
+
+@pytest.mark.parametrize("name", HARNESSES)
+def test_a_refused_post_is_permanent_with_a_stable_code(name: str) -> None:
+    with HARNESSES[name]() as h:
+        h.refuse()
+        with pytest.raises(PublishError) as raised:
+            publish(h)
+        assert not isinstance(raised.value, TransientPublishError), raised.value
+        assert raised.value.code == "publish.rejected"
+        assert h.copies() == []
 
 
 @pytest.mark.parametrize("name", HARNESSES)
