@@ -102,7 +102,7 @@ class Harness:
     """The same destination with a credential the service refuses."""
     medium: Callable[[], Media]
     copies: Callable[[], list[str]]
-    """The ids of the posts the fake holds (for a webhook: the distinct message ids)."""
+    """The ids of the posts the fake holds (for a webhook: the message ids it took, once each)."""
     requests: Callable[[], list[str]]
     """Every request the fake saw, as ``METHOD path``."""
     lose: Callable[[], None]
@@ -179,7 +179,7 @@ def mastodon() -> Iterator[Harness]:
                 "statuses.create", 422, {"error": "Validation failed: Text is not allowed"}
             ),
             "@anna",
-            # the preview counts with the instance's own limits (public, no token)
+            # the preview counts with the instance's own limits (a read, cached; nothing is posted)
             reads={"GET /api/v2/instance"},
         )
 
@@ -369,7 +369,7 @@ def x() -> Iterator[Harness]:
                     "type": "about:blank",
                     "status": status,
                 },
-            ),  # fmt: skip
+            ),
             lambda: fake.fail("tweets.create", 400, invalid("Invalid text", "text").body),
             "@kommunen",
         )
