@@ -9,7 +9,8 @@ Two ways of scripting a fake to misbehave on a named route:
   after the far side already posted.
 - ``ScriptedFake`` (WordPress, Micropub): ``script(route, 503)`` answers a plain 503 page without
   doing anything; ``script(route, LOST)`` does the work, then answers 502, the way a proxy
-  reports a response it lost.
+  reports a response it lost; ``script(route, Refuse(400, body))`` answers the service's own JSON
+  error without doing anything (a refusal, as the real service words it).
 """
 
 from __future__ import annotations
@@ -196,6 +197,14 @@ def unique_slug(slug: str, taken: set[str]) -> str:
     return f"{slug}-{n}"
 
 
+@dataclass(frozen=True)
+class Refuse:
+    """A scripted refusal: ``body`` (the service's own JSON error) with ``status``, nothing done."""
+
+    status: int
+    body: dict[str, Any]
+
+
 @dataclass
 class ScriptedFake:
     """A fake whose handlers each begin with ``_record``: it keeps the request and plays the next
@@ -207,9 +216,9 @@ class ScriptedFake:
     url: str = ""
     files: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
-    scripted: dict[str, list[int | str]] = field(default_factory=dict)
+    scripted: dict[str, list[int | str | Refuse]] = field(default_factory=dict)
 
-    def script(self, route: str, *answers: int | str) -> None:
+    def script(self, route: str, *answers: int | str | Refuse) -> None:
         self.scripted.setdefault(route, []).extend(answers)
 
     def routes(self, app: web.Application) -> None:
@@ -233,6 +242,8 @@ class ScriptedFake:
             action = queue.pop(0)
             if isinstance(action, int):
                 raise plain(action)
+            if isinstance(action, Refuse):
+                raise Answer(web.json_response(action.body, status=action.status))
             return action
         return None
 
