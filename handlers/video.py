@@ -26,7 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Final
 
-from handlers import audio
+from handlers import audio, ladder
 from handlers import ffmpeg as av
 from relay.errors import MediaError
 from relay.model import HandlerInput, HandlerOutput, Kind, RenditionFile
@@ -77,17 +77,20 @@ class VideoHandler:
         job.progress(0.0)
 
         target = job.workdir / "video.mp4"
+        remuxed = web_ready(probed, job.mime)
         args = (
             remux_args(job, demuxer, probed, target)
-            if web_ready(probed, job.mime)
+            if remuxed
             else transcode_args(job, demuxer, probed, target)
         )
+        hls = ladder.enabled(job.options)
+        share = _mp4_share(remuxed) if hls else 0.9
         await av.transcode(
             args,
             timeout=av.budget(probed.duration, job.limits.timeout),
             memory_bytes=memory,
             duration=probed.duration,
-            progress=lambda fraction: job.progress(0.9 * fraction),
+            progress=lambda fraction: job.progress(share * fraction),
             max_seconds=job.limits.max_duration + 1,
         )
         made = await av.probe(target, "mov", timeout=job.limits.timeout, memory_bytes=memory)
@@ -98,6 +101,8 @@ class VideoHandler:
             MP4, target, "video/mp4", width=width, height=height, duration=made.duration
         )
         renditions = [mp4]
+        if hls:
+            renditions.append(await make_ladder(job, demuxer, probed, remuxed, share))
         job.progress(0.92)
         poster = await make_poster(job, target, made)
         if poster is not None:
@@ -173,6 +178,42 @@ def transcode_args(job: HandlerInput, demuxer: str, probed: av.Probe, target: Pa
             **sound,
             **_STRIP,
         )
+    )
+
+
+def _mp4_share(remuxed: bool) -> float:
+    """The part of the progress bar the MP4 takes when a ladder follows it: a remux is nearly
+    free, a transcode about a third of the whole (the ladder encodes 1.75 times its pixels)."""
+    return 0.05 if remuxed else 0.3
+
+
+async def make_ladder(
+    job: HandlerInput, demuxer: str, probed: av.Probe, remuxed: bool, start: float
+) -> RenditionFile:
+    """The HLS ladder (handlers/ladder.py), its top rung the MP4's picture: the same scale,
+    frame-rate cap and tone mapping, or the same copied bitstream when the MP4 is a remux."""
+    video = probed.video
+    assert video is not None
+
+    def prepare(source: Any, width: int, height: int) -> Any:
+        picture = source.filter("scale", width, height).filter("setsar", 1)
+        if video.fps is None or video.fps > MAX_FPS:
+            picture = picture.filter("fps", MAX_FPS)
+        if video.hdr:
+            picture = tone_map(picture, video)
+        return picture.filter("format", "yuv420p")
+
+    return await ladder.make(
+        job,
+        demuxer,
+        probed,
+        # A display matrix is not carried into the segments: a turned clip is encoded upright.
+        copy_top=remuxed and video.rotation == 0,
+        prepare=prepare,
+        crf=_crf(job.options.get("video_crf", 23)),
+        preset=_preset(job.options.get("video_preset", "veryfast")),
+        fps_cap=MAX_FPS,
+        progress=lambda fraction: job.progress(start + (0.9 - start) * fraction),
     )
 
 

@@ -167,6 +167,9 @@ class RenditionFile:
     width: int | None = None
     height: int | None = None
     duration: float | None = None
+    files: tuple[Path, ...] = ()
+    """Files that go with ``path`` (an HLS ladder's playlists and segments), stored under the
+    same key prefix by their paths relative to ``path``'s folder."""
 
 
 @dataclass(slots=True)
