@@ -82,6 +82,7 @@ def build(settings: Settings) -> Relay:
             "video_crf": settings.video_crf,
             "video_preset": settings.video_preset,
             "ffmpeg_memory_bytes": settings.ffmpeg_memory_bytes,
+            "video_hls": settings.video_hls,
             "timezone": settings.timezone,
         },
     )

@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     video_crf: int = 23
     video_preset: str = "veryfast"
     ffmpeg_memory_bytes: int = 2 << 30
+    # An HLS ladder (1080/720/480/360 lines) beside each clip's MP4; off saves its CPU and disk.
+    video_hls: bool = True
     job_max_attempts: int = 5
     job_lease_seconds: float = 300.0
     # The longest wait between two tries of a job (retries, and outages of our own store or

@@ -29,7 +29,7 @@ from relay.intake.accept import PROCESS_ITEM, UNPACK_MAIL
 from relay.lifecycle import settle
 from relay.model import HandlerInput, ItemStatus, Kind, Limits, Rendition, StoredObject
 from relay.spool import SpoolBackend, sha256_file
-from relay.storage import Store
+from relay.storage import Store, hls
 from relay.storage.media import content_disposition, safe_extension
 from relay.worker import Workers
 from relay.workpool import WorkPool
@@ -202,19 +202,36 @@ class Pipeline:
         renditions = []
         for r in output.renditions:
             key = f"{prefix}/{r.name}{safe_extension(r.path.name, r.mime)}"
-            await self.store.put_file(key, r.path, r.mime, cache_control=IMMUTABLE)
+            size = r.path.stat().st_size
+            if r.files:
+                key, size = await self._put_folder(f"{prefix}/{r.name}", r.path, r.files)
+            else:
+                await self.store.put_file(key, r.path, r.mime, cache_control=IMMUTABLE)
             renditions.append(
                 Rendition(
                     name=r.name,
                     key=key,
                     mime=r.mime,
-                    bytes=r.path.stat().st_size,
+                    bytes=size,
                     width=r.width,
                     height=r.height,
                     duration=r.duration,
                 )
             )
         return Outcome(kind, original, renditions)
+
+    async def _put_folder(self, folder: str, main: Path, files: tuple[Path, ...]) -> tuple[str, int]:
+        """A rendition of many files (an HLS ladder): each under ``folder`` by its path relative
+        to ``main``'s folder, ``main`` (the master playlist) last, so a stored master means a
+        whole ladder. Returns ``main``'s key and the bytes of them all."""
+        size = 0
+        for path in (*files, main):
+            relative = path.relative_to(main.parent).as_posix()
+            mime = hls.mime_of(relative)
+            cache = hls.PLAYLIST_CACHE if hls.is_playlist(relative) else IMMUTABLE
+            await self.store.put_file(f"{folder}/{relative}", path, mime, cache_control=cache)
+            size += path.stat().st_size
+        return f"{folder}/{main.relative_to(main.parent).as_posix()}", size
 
     def _progress_reporter(self, item_id: str, every: float = 1.0) -> Callable[[float], None]:
         """A callback that writes the fraction done to the item, at most once per ``every``
