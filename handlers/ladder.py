@@ -58,9 +58,7 @@ class Rung:
 
     @property
     def peak_kbps(self) -> int:
-        return next(
-            (PEAK_KBPS[lines] for lines in sorted(PEAK_KBPS) if self.lines <= lines), 6000
-        )
+        return next((PEAK_KBPS[lines] for lines in sorted(PEAK_KBPS) if self.lines <= lines), 6000)
 
 
 def enabled(options: dict[str, Any]) -> bool:
@@ -157,9 +155,7 @@ def ladder_args(
     stream_map = [f"v:{i}{group},name:{rung.name}" for i, rung in enumerate(ladder)]
     if probed.audio is not None:
         streams.append(inp[str(probed.audio.index)])
-        per_stream.update(
-            {"c:a": "aac", "b:a": AUDIO_BITRATE, "ar": 48000, "ac": 2}
-        )
+        per_stream.update({"c:a": "aac", "b:a": AUDIO_BITRATE, "ar": 48000, "ac": 2})
         stream_map.append(f"a:0{group},name:{AUDIO_DIR}")
     node = av.output_folder(
         *streams,

@@ -35,7 +35,7 @@ from relay.reply import REPLY, Replier, reply_key
 from relay.sealed import Sealer
 from relay.spool import open_spool
 from relay.storage import open_store
-from relay.web import api, auth, embed, feeds, pages, posts
+from relay.web import api, auth, embed, feeds, pages, posts, streaming
 from relay.web import app as web_app
 from relay.web.present import post_json
 from relay.worker import Workers
@@ -253,6 +253,7 @@ def make_app(settings: Settings, *, smtp: bool = True, workers: bool = True) -> 
     web_app.setup(app, settings)  # the web app at "/": sign-in, posts
     feeds.setup_routes(app)
     embed.setup_routes(app)
+    streaming.setup_routes(app)
     return app
 
 

@@ -220,7 +220,9 @@ class Pipeline:
             )
         return Outcome(kind, original, renditions)
 
-    async def _put_folder(self, folder: str, main: Path, files: tuple[Path, ...]) -> tuple[str, int]:
+    async def _put_folder(
+        self, folder: str, main: Path, files: tuple[Path, ...]
+    ) -> tuple[str, int]:
         """A rendition of many files (an HLS ladder): each under ``folder`` by its path relative
         to ``main``'s folder, ``main`` (the master playlist) last, so a stored master means a
         whole ladder. Returns ``main``'s key and the bytes of them all."""

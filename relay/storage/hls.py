@@ -19,6 +19,8 @@ from relay.storage import valid_key
 if TYPE_CHECKING:
     from relay.storage import Store
 
+HLS: Final = "hls"
+"""The rendition's name."""
 PLAYLIST_MIME: Final = "application/vnd.apple.mpegurl"
 SEGMENT_MIME: Final = "video/mp4"
 PLAYLIST_CACHE: Final = "public, max-age=60"
