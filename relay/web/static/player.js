@@ -1,7 +1,8 @@
 // Adaptive streaming on the post page and /embed/: a <video> with the MP4 as its src and the
-// HLS master playlist in data-hls. Safari (and other browsers that play HLS themselves) get the
-// playlist as the src; elsewhere hls.js (vendored from npm, /static/vendor/hls.min.js) feeds it
-// through Media Source Extensions; without either, or when hls.js gives up, the MP4 plays.
+// HLS master playlist in data-hls. hls.js (vendored from npm, /static/vendor/hls.min.js) feeds
+// it through Media Source Extensions (ManagedMediaSource on iPhones since iOS 17.1); a browser
+// without them that plays HLS itself (Safari on older iPhones) gets the playlist as its src;
+// without either, or when hls.js gives up, the MP4 plays.
 // data-player says which one is playing, for people debugging (and for the browser tests).
 "use strict";
 
@@ -15,15 +16,18 @@
     const playlist = video.dataset.hls;
     const mp4 = video.getAttribute("src");
     if (!playlist) return;
-    if (video.canPlayType("application/vnd.apple.mpegurl")) {
-      video.dataset.player = "native";
-      video.src = playlist;
-      video.addEventListener("error", () => fallBack(video, mp4), { once: true });
-      return;
-    }
+    video.dataset.mp4 = mp4;
     const Hls = window.Hls;
     if (!Hls || !Hls.isSupported()) {
-      video.dataset.player = "mp4";
+      // hls.js's own order: Media Source first, the browser's HLS only without it (an older
+      // iPhone). Chromium says "maybe" to HLS too, yet plays it only on some systems.
+      if (video.canPlayType("application/vnd.apple.mpegurl")) {
+        video.dataset.player = "native";
+        video.src = playlist;
+        video.addEventListener("error", () => fallBack(video, mp4), { once: true });
+      } else {
+        video.dataset.player = "mp4";
+      }
       return;
     }
     // No worker: the page's CSP allows scripts from 'self' only, not blob: workers.
