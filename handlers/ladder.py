@@ -189,6 +189,7 @@ async def make(
     preset: str,
     fps_cap: int,
     progress: Any,
+    timeout: float | None = None,
 ) -> RenditionFile:
     """Run the ladder's ffmpeg and write its master playlist; the rendition's ``files`` are
     every playlist and segment, the master's folder their root."""
@@ -209,7 +210,7 @@ async def make(
     )
     await av.transcode(
         args,
-        timeout=av.budget(probed.duration, job.limits.timeout),
+        timeout=min(av.budget(probed.duration, job.limits.timeout), timeout or float("inf")),
         memory_bytes=av.memory_limit(job.options),
         duration=probed.duration,
         progress=progress,

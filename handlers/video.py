@@ -23,6 +23,8 @@ song with cover art) gets the audio handler's ``audio`` rendition; its kind stay
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 from typing import Any, Final
 
@@ -53,6 +55,11 @@ _STRIP: Final = {
 _BT709_TAGS: Final = {"color_primaries": "bt709", "color_trc": "bt709", "colorspace": "bt709"}
 """What a tone-mapped clip says it is, so players do not take it for BT.601 or HDR."""
 
+_LADDER_SHARE: Final = 0.9
+"""Of the item's time limit, what the MP4 and the ladder may take; the rest is the poster's."""
+
+log = logging.getLogger("handlers.video")
+
 _POSTER_WINDOW: Final = 10.0
 _POSTER_FPS: Final = 4
 _DARK: Final = 24
@@ -76,6 +83,7 @@ class VideoHandler:
         av.refuse_over_limits(probed, job.limits)
         job.progress(0.0)
 
+        started, limit = time.monotonic(), job.limits.timeout
         target = job.workdir / "video.mp4"
         remuxed = web_ready(probed, job.mime)
         args = (
@@ -102,7 +110,11 @@ class VideoHandler:
         )
         renditions = [mp4]
         if hls:
-            renditions.append(await make_ladder(job, demuxer, probed, remuxed, share))
+            made_ladder = await make_ladder(
+                job, demuxer, probed, remuxed, share, deadline=started + _LADDER_SHARE * limit
+            )
+            if made_ladder is not None:
+                renditions.append(made_ladder)
         job.progress(0.92)
         poster = await make_poster(job, target, made)
         if poster is not None:
@@ -188,12 +200,27 @@ def _mp4_share(remuxed: bool) -> float:
 
 
 async def make_ladder(
-    job: HandlerInput, demuxer: str, probed: av.Probe, remuxed: bool, start: float
-) -> RenditionFile:
+    job: HandlerInput,
+    demuxer: str,
+    probed: av.Probe,
+    remuxed: bool,
+    start: float,
+    *,
+    deadline: float | None = None,
+) -> RenditionFile | None:
     """The HLS ladder (handlers/ladder.py), its top rung the MP4's picture: the same scale,
-    frame-rate cap and tone mapping, or the same copied bitstream when the MP4 is a remux."""
+    frame-rate cap and tone mapping, or the same copied bitstream when the MP4 is a remux.
+
+    The ladder is the MP4's companion, not the item: when it cannot be made (or not before
+    ``deadline``, a ``time.monotonic()`` that leaves the poster its time within the item's
+    limit) the clip stays playable from its MP4 and the page plays that, so this says why in
+    the log and gives None instead of failing the item."""
     video = probed.video
     assert video is not None
+    left = None if deadline is None else deadline - time.monotonic()
+    if left is not None and left <= 1:
+        log.warning("no HLS ladder: the MP4 took the item's time")
+        return None
 
     def prepare(source: Any, width: int, height: int) -> Any:
         picture = source.filter("scale", width, height).filter("setsar", 1)
@@ -203,18 +230,23 @@ async def make_ladder(
             picture = tone_map(picture, video)
         return picture.filter("format", "yuv420p")
 
-    return await ladder.make(
-        job,
-        demuxer,
-        probed,
-        # A display matrix is not carried into the segments: a turned clip is encoded upright.
-        copy_top=remuxed and video.rotation == 0,
-        prepare=prepare,
-        crf=_crf(job.options.get("video_crf", 23)),
-        preset=_preset(job.options.get("video_preset", "veryfast")),
-        fps_cap=MAX_FPS,
-        progress=lambda fraction: job.progress(start + (0.9 - start) * fraction),
-    )
+    try:
+        return await ladder.make(
+            job,
+            demuxer,
+            probed,
+            # A display matrix is not carried into the segments: a turned clip is encoded upright.
+            copy_top=remuxed and video.rotation == 0,
+            prepare=prepare,
+            crf=_crf(job.options.get("video_crf", 23)),
+            preset=_preset(job.options.get("video_preset", "veryfast")),
+            fps_cap=MAX_FPS,
+            progress=lambda fraction: job.progress(start + (0.9 - start) * fraction),
+            timeout=left,
+        )
+    except MediaError as exc:
+        log.warning("no HLS ladder: %s", exc)
+        return None
 
 
 def tone_map(picture: Any, video: av.VideoStream) -> Any:

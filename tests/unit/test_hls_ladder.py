@@ -226,3 +226,17 @@ def test_rewrite_points_every_uri_at_its_url_and_drops_foreign_ones() -> None:
         "#EXTINF:4.0,",
         "#EXT-X-ENDLIST",
     ]
+
+
+def test_a_ladder_that_cannot_be_made_leaves_the_clip_playable_from_its_mp4(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from handlers import ladder
+    from relay.errors import MediaError
+
+    async def times_out(*args: object, **kwargs: object) -> None:
+        raise MediaError("media.timeout", "ffmpeg over 60.0s")
+
+    monkeypatch.setattr(ladder, "make", times_out)
+    output = run(web_ready_mp4(tmp_path / "clip.mp4", "640x360", 1))
+    assert [r.name for r in output.renditions] == ["mp4", "poster"]
