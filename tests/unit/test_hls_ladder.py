@@ -240,3 +240,11 @@ def test_a_ladder_that_cannot_be_made_leaves_the_clip_playable_from_its_mp4(
     monkeypatch.setattr(ladder, "make", times_out)
     output = run(web_ready_mp4(tmp_path / "clip.mp4", "640x360", 1))
     assert [r.name for r in output.renditions] == ["mp4", "poster"]
+
+
+def test_encoder_threads_are_bounded_so_the_ladder_fits_its_memory_limit() -> None:
+    from handlers.ladder import encoder_threads
+
+    # 4 encoders at 1.5 threads a core would not fit 2 GiB of address space on 64 cores.
+    assert [encoder_threads(8, cores=64), encoder_threads(4, cores=64)] == [8, 4]
+    assert [encoder_threads(8, cores=2), encoder_threads(4, cores=1)] == [3, 1]
