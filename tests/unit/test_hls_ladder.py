@@ -14,7 +14,17 @@ from handlers.ladder import Rung, attributes, rungs
 from handlers.video import VideoHandler
 from relay.model import HandlerOutput
 from relay.storage import hls
-from tests.clips import ffmpeg, has_encoder, picture, probe, stream, tone, web_ready_mp4
+from tests.clips import (
+    LOCATION,
+    ffmpeg,
+    has_encoder,
+    has_location,
+    picture,
+    probe,
+    stream,
+    tone,
+    web_ready_mp4,
+)
 from tests.handlers_support import run_handler
 from tests.unit.test_video_handler import assert_safe
 
@@ -117,6 +127,7 @@ def check_master(output: HandlerOutput, expected: list[tuple[int, int]], fps: fl
             "yuv420p",
         )
         assert (video["width"], video["height"]) == (width, height)
+        assert not has_location(info)  # as the MP4: no metadata, no location
         # The codec string is the stream's own: avc1.PPCCLL with its level.
         assert int(video_codec[-2:], 16) == video["level"]
     # Higher rungs need more bits.
@@ -152,7 +163,8 @@ def test_a_transcoded_clip_gets_its_ladder_from_one_ffmpeg_run(
 def test_a_remuxed_clip_copies_its_top_rung_and_encodes_the_rest(
     tmp_path: Path, argvs: list[list[str]]
 ) -> None:
-    source = web_ready_mp4(tmp_path / "clip.mp4", "854x480", 2)
+    source = web_ready_mp4(tmp_path / "clip.mp4", "854x480", 2, "-metadata", f"location={LOCATION}")
+    assert has_location(probe(source))
     output = run(source)
     check_master(output, [(854, 480), (640, 360)], 15)
     args = ladder_run(argvs)
