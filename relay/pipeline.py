@@ -40,6 +40,8 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 
 MEDIA_TOOLS = ("ffmpeg", "ffprobe")
 
+_FOLDER_PUTS_AT_ONCE = 8
+
 
 def missing_media_tools() -> list[str]:
     """The video/audio tools not on PATH (what handlers/ffmpeg.py would fail to find)."""
@@ -225,15 +227,22 @@ class Pipeline:
     ) -> tuple[str, int]:
         """A rendition of many files (an HLS ladder): each under ``folder`` by its path relative
         to ``main``'s folder, ``main`` (the master playlist) last, so a stored master means a
-        whole ladder. Returns ``main``'s key and the bytes of them all."""
-        size = 0
-        for path in (*files, main):
+        whole ladder. Returns ``main``'s key and the bytes of them all. An hour's ladder is
+        thousands of segments: into an object store, a few go at once."""
+        at_once = asyncio.Semaphore(_FOLDER_PUTS_AT_ONCE)
+
+        async def put(path: Path) -> str:
             relative = path.relative_to(main.parent).as_posix()
-            mime = hls.mime_of(relative)
             cache = hls.PLAYLIST_CACHE if hls.is_playlist(relative) else IMMUTABLE
-            await self.store.put_file(f"{folder}/{relative}", path, mime, cache_control=cache)
-            size += path.stat().st_size
-        return f"{folder}/{main.relative_to(main.parent).as_posix()}", size
+            async with at_once:
+                await self.store.put_file(
+                    f"{folder}/{relative}", path, hls.mime_of(relative), cache_control=cache
+                )
+            return f"{folder}/{relative}"
+
+        await asyncio.gather(*(put(path) for path in files))
+        key = await put(main)
+        return key, sum(path.stat().st_size for path in (*files, main))
 
     def _progress_reporter(self, item_id: str, every: float = 1.0) -> Callable[[float], None]:
         """A callback that writes the fraction done to the item, at most once per ``every``
