@@ -30,7 +30,7 @@ stream, the others play the MP4."""
 
 
 def playlist_url(public_url: str, key: str) -> str:
-    return f"{public_url}/hls/{quote(key)}"
+    return f"{public_url}/hls/{quote(key)}"  # as relay/web/present.py names a ladder
 
 
 def hls_url_for(relay: Relay, post: Post) -> Callable[[str], str] | None:

@@ -128,6 +128,7 @@ def test_a_clip_gets_a_ladder_served_with_types_caching_and_ranges(
     post = upload(relay, relay.anna["token"], clip_480p(tmp_path))
     renditions = {r["name"]: r for r in post["items"][0]["renditions"]}
     assert renditions["hls"]["mime"] == PLAYLIST
+    assert renditions["hls"]["url"] == player_playlist(relay, post)  # the API names /hls/ too
     assert (renditions["hls"]["width"], renditions["hls"]["height"]) == (854, 480)
     segments = check_ladder(player_playlist(relay, post), tmp_path)
 
