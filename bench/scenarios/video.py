@@ -219,11 +219,18 @@ def _hls(ctx: Context) -> list[Result]:
     source = media.clip(ctx.cache, "h264.mkv", seconds)
     work = ctx.scratch("video-hls")
     try:
+        # Relay, CLI, CLI, relay; each side's best: on a shared machine other work only ever
+        # adds CPU time (caches, hyper-threads), and the order evens out a drift in the load.
         ctx.log("video hls: the handler's ladder step")
         with MemorySampler(os.getpid(), idle_seconds=0.2) as memory:
             step, step_wall, args = asyncio.run(_ladder(source, work / "step"))
-        ctx.log("video hls: ffmpeg CLI, the same ladder argv")
-        cli, cli_wall = _cli(args, work / "step")
+        ctx.log("video hls: ffmpeg CLI, the same ladder argv, twice")
+        cli, cli_wall = min(_cli(args, work / "step"), _cli(args, work / "step"))
+        if not ctx.quick:
+            ctx.log("video hls: the handler's ladder step again")
+            step, step_wall, _ = min(
+                (step, step_wall, args), asyncio.run(_ladder(source, work / "step"))
+            )
         ctx.log("video hls: whole handler, MP4 alone")
         alone, alone_wall, _ = asyncio.run(_handler(source, work / "alone"))
         ctx.log("video hls: whole handler, MP4 + ladder")
@@ -239,7 +246,7 @@ def _hls(ctx: Context) -> list[Result]:
             target=Target("<=", 1.05),
             memory_mb=memory.growth_mb,
             note=f"{seconds} s h264.mkv, 1080/720/480/360 + AAC, same ffmpeg argv; "
-            f"wall {step_wall:.1f} s vs {cli_wall:.1f} s",
+            f"best of 2 each (relay, CLI, CLI, relay); wall {step_wall:.1f} s vs {cli_wall:.1f} s",
         ),
         Result(
             total_label,
