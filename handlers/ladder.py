@@ -13,10 +13,10 @@ The encoded rungs have a keyframe every ``SEGMENT_SECONDS`` (forced), so their s
 and a player switches between them on any segment boundary. Each is capped CRF: the quality of
 the MP4 with a peak rate a phone on a slow network can still follow.
 
-ffmpeg's own master playlist is only read for the codec strings (it computes them from the
-encoders' parameter sets): its ``BANDWIDTH`` is the audio's alone under CRF, it writes no
-``FRAME-RATE`` and lists the audio as a variant of its own. The master is written here instead,
-from what was really made.
+ffmpeg's own master playlist is not asked for: under CRF its ``BANDWIDTH`` is the audio's
+alone, it writes no ``FRAME-RATE``, leaves ``CODECS`` out for a copied stream and lists the audio
+as a variant of its own. The master is written here instead, from what was really made: the
+codec strings from each rung's ``avcC``, the rates from the segments' sizes.
 """
 
 from __future__ import annotations
