@@ -24,6 +24,7 @@ VENDOR = ROOT / "relay" / "web" / "static" / "vendor"
 BROWSER_BUILDS = {
     # npm package: (its browser build, the name the relay serves it under /static/vendor/)
     "tus-js-client": ("dist/tus.min.js", "tus.min.js"),
+    "hls.js": ("dist/hls.min.js", "hls.min.js"),
 }
 STAMP = VENDOR / ".package-lock.sha256"
 """The lock file's hash when vendor/ was filled: unchanged, npm is not run again."""

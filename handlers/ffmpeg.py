@@ -121,6 +121,16 @@ def output(*streams: Any, path: Path, muxer: str, **options: Any) -> Any:
     return ffmpeg.output(*streams, f"file:{path.resolve()}", f=muxer, **options)
 
 
+def output_folder(*streams: Any, playlist: Path, **options: Any) -> Any:
+    """An output that writes a folder of files (the hls muxer): named without ``file:``, since
+    the muxer makes the folders of its segment names itself and would make one named ``file:``
+    in the working directory. Only our own work folders are written so, never a name we got."""
+    path = str(playlist.resolve())
+    if ":" in path:
+        raise ValueError(f"output folder {path!r} has a colon")
+    return ffmpeg.output(*streams, path, **options)
+
+
 def compile_args(node: Any, loglevel: str = "error") -> list[str]:
     """The argv for an output node, global options first, reporting progress on stdout.
     ``loglevel="info"``: a run whose filters report what they measured (``transcode`` gives

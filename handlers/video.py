@@ -24,10 +24,12 @@ song with cover art) gets the audio handler's ``audio`` rendition; its kind stay
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 from typing import Any, Final
 
-from handlers import audio, loudness
+from handlers import audio, ladder, loudness
 from handlers import ffmpeg as av
 from relay.errors import MediaError
 from relay.model import HandlerInput, HandlerOutput, Kind, RenditionFile
@@ -54,6 +56,11 @@ _STRIP: Final = {
 _BT709_TAGS: Final = {"color_primaries": "bt709", "color_trc": "bt709", "colorspace": "bt709"}
 """What a tone-mapped clip says it is, so players do not take it for BT.601 or HDR."""
 
+_LADDER_SHARE: Final = 0.9
+"""Of the item's time limit, what the MP4 and the ladder may take; the rest is the poster's."""
+
+log = logging.getLogger("handlers.video")
+
 _POSTER_WINDOW: Final = 10.0
 _POSTER_FPS: Final = 4
 _DARK: Final = 24
@@ -77,20 +84,23 @@ class VideoHandler:
         av.refuse_over_limits(probed, job.limits)
         job.progress(0.0)
 
+        started, limit = time.monotonic(), job.limits.timeout
         target = job.workdir / "video.mp4"
-        remux = web_ready(probed, job.mime)
+        remuxed = web_ready(probed, job.mime)
         measured = await loudness.measure(job, demuxer, probed)
         args = (
             remux_args(job, demuxer, probed, target)
-            if remux
+            if remuxed
             else transcode_args(job, demuxer, probed, target, measured)
         )
+        hls = ladder.enabled(job.options)
+        share = _mp4_share(remuxed) if hls else 0.9
         await av.transcode(
             args,
             timeout=av.budget(probed.duration, job.limits.timeout),
             memory_bytes=memory,
             duration=probed.duration,
-            progress=lambda fraction: job.progress(0.9 * fraction),
+            progress=lambda fraction: job.progress(share * fraction),
             max_seconds=job.limits.max_duration + 1,
         )
         made = await av.probe(target, "mov", timeout=job.limits.timeout, memory_bytes=memory)
@@ -104,9 +114,16 @@ class VideoHandler:
             width=width,
             height=height,
             duration=made.duration,
-            loudness=loudness.recorded(measured, reencoded=not remux),
+            loudness=loudness.recorded(measured, reencoded=not remuxed),
         )
         renditions = [mp4]
+        if hls:
+            made_ladder = await make_ladder(
+                job, demuxer, probed, remuxed, share, deadline=started + _LADDER_SHARE * limit,
+                measured=None if remuxed else measured,
+            )  # fmt: skip
+            if made_ladder is not None:
+                renditions.append(made_ladder)
         job.progress(0.92)
         poster = await make_poster(job, target, made)
         if poster is not None:
@@ -189,6 +206,65 @@ def transcode_args(
             **_STRIP,
         )
     )
+
+
+def _mp4_share(remuxed: bool) -> float:
+    """The part of the progress bar the MP4 takes when a ladder follows it: a remux is nearly
+    free, a transcode about a third of the whole (the ladder encodes 1.75 times its pixels)."""
+    return 0.05 if remuxed else 0.3
+
+
+async def make_ladder(
+    job: HandlerInput,
+    demuxer: str,
+    probed: av.Probe,
+    remuxed: bool,
+    start: float,
+    *,
+    deadline: float | None = None,
+    measured: loudness.Measured | None = None,
+) -> RenditionFile | None:
+    """The HLS ladder (handlers/ladder.py), its top rung the MP4's picture: the same scale,
+    frame-rate cap and tone mapping, or the same copied bitstream when the MP4 is a remux.
+
+    The ladder is the MP4's companion, not the item: when it cannot be made (or not before
+    ``deadline``, a ``time.monotonic()`` that leaves the poster its time within the item's
+    limit) the clip stays playable from its MP4 and the page plays that, so this says why in
+    the log and gives None instead of failing the item."""
+    video = probed.video
+    assert video is not None
+    left = None if deadline is None else deadline - time.monotonic()
+    if left is not None and left <= 1:
+        log.warning("no HLS ladder: the MP4 took the item's time")
+        return None
+
+    def prepare(source: Any, width: int, height: int) -> Any:
+        picture = source.filter("scale", width, height).filter("setsar", 1)
+        if video.fps is None or video.fps > MAX_FPS:
+            picture = picture.filter("fps", MAX_FPS)
+        if video.hdr:
+            picture = tone_map(picture, video)
+        return picture.filter("format", "yuv420p")
+
+    try:
+        return await ladder.make(
+            job,
+            demuxer,
+            probed,
+            # A display matrix is not carried into the segments: a turned clip is encoded upright.
+            copy_top=remuxed and video.rotation == 0,
+            prepare=prepare,
+            crf=_crf(job.options.get("video_crf", 23)),
+            preset=_preset(job.options.get("video_preset", "veryfast")),
+            fps_cap=MAX_FPS,
+            progress=lambda fraction: job.progress(start + (0.9 - start) * fraction),
+            timeout=left,
+            # The MP4's loudness gain (``measured``: None for a remux, whose sound stays).
+            prepare_audio=lambda sound: loudness.apply(sound, measured),
+        )
+    except MediaError as exc:
+        log.warning("no HLS ladder: %s", exc)
+        return None
 
 
 def tone_map(picture: Any, video: av.VideoStream) -> Any:

@@ -40,7 +40,7 @@ from relay.reply import REPLY, Replier, reply_key
 from relay.sealed import Sealer
 from relay.spool import open_spool
 from relay.storage import open_store
-from relay.web import api, auth, embed, feeds, pages, posts
+from relay.web import api, auth, embed, feeds, pages, posts, streaming
 from relay.web import app as web_app
 from relay.web import live as live_web
 from relay.web.present import post_json
@@ -89,6 +89,7 @@ def build(settings: Settings) -> Relay:
             "video_preset": settings.video_preset,
             "ffmpeg_memory_bytes": settings.ffmpeg_memory_bytes,
             "audio_loudness_lufs": settings.audio_loudness_lufs,
+            "video_hls": settings.video_hls,
             "timezone": settings.timezone,
             "default_language": settings.default_language,
         },
@@ -316,6 +317,7 @@ def make_app(
     feeds.setup_routes(app)
     embed.setup_routes(app)
     live_web.setup_routes(app)
+    streaming.setup_routes(app)
     return app
 
 

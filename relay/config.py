@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     # Re-encoded audio is brought to this integrated loudness (EBU R128, LUFS); empty or "off"
     # leaves loudness alone and measures nothing (handlers/loudness.py).
     audio_loudness_lufs: float | None = Field(default=-16.0, ge=-70.0, le=-5.0)
+    # An HLS ladder (1080/720/480/360 lines) beside each clip's MP4; off saves its CPU and disk.
+    video_hls: bool = True
     job_max_attempts: int = 5
     job_lease_seconds: float = 300.0
     # The longest wait between two tries of a job (retries, and outages of our own store or

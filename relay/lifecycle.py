@@ -42,7 +42,7 @@ from relay import jobs
 from relay.db import Database, destinations, life, lock, queries
 from relay.errors import NotFound, RelayError
 from relay.model import DeliveryStatus, PostState, PostStatus
-from relay.storage import Store
+from relay.storage import Store, hls
 
 log = logging.getLogger("relay.lifecycle")
 
@@ -493,6 +493,8 @@ class Jobs:
         if keys is None:
             await self.db.run(jobs.postpone, job, WAIT_SECONDS)
             return
+        # An HLS ladder is one key in the database; its playlists name the rest.
+        keys = await hls.expand(self.store, keys)
         for key in keys:
             await self.store.delete(key)  # idempotent: a repeat after a crash is safe
         await self.db.run(_purged, job)

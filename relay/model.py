@@ -187,6 +187,9 @@ class RenditionFile:
     lang: str | None = None
     loudness: dict[str, Any] | None = None
     """Audio and video: the input's measured loudness, and the target it was taken to."""
+    files: tuple[Path, ...] = ()
+    """Files that go with ``path`` (an HLS ladder's playlists and segments), stored under the
+    same key prefix by their paths relative to ``path``'s folder."""
 
 
 @dataclass(slots=True)

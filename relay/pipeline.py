@@ -38,7 +38,7 @@ from relay.model import (
     StoredObject,
 )
 from relay.spool import SpoolBackend, sha256_file
-from relay.storage import Store
+from relay.storage import Store, hls
 from relay.storage.media import content_disposition, safe_extension
 from relay.worker import Workers
 from relay.workpool import WorkPool
@@ -48,6 +48,8 @@ log = logging.getLogger("relay.pipeline")
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 MEDIA_TOOLS = ("ffmpeg", "ffprobe")
+
+_FOLDER_PUTS_AT_ONCE = 8
 
 
 def missing_media_tools() -> list[str]:
@@ -287,13 +289,17 @@ class Pipeline:
         for r in output.renditions:
             tagged = f"{r.name}.{r.lang}" if r.lang else r.name  # captions, one per language
             key = f"{prefix}/{tagged}{safe_extension(r.path.name, r.mime)}"
-            await self.store.put_file(key, r.path, r.mime, cache_control=IMMUTABLE)
+            size = r.path.stat().st_size
+            if r.files:
+                key, size = await self._put_folder(f"{prefix}/{r.name}", r.path, r.files)
+            else:
+                await self.store.put_file(key, r.path, r.mime, cache_control=IMMUTABLE)
             renditions.append(
                 Rendition(
                     name=r.name,
                     key=key,
                     mime=r.mime,
-                    bytes=r.path.stat().st_size,
+                    bytes=size,
                     width=r.width,
                     height=r.height,
                     duration=r.duration,
@@ -302,6 +308,28 @@ class Pipeline:
                 )
             )
         return Outcome(kind, original, renditions, left_out=left_out)
+
+    async def _put_folder(
+        self, folder: str, main: Path, files: tuple[Path, ...]
+    ) -> tuple[str, int]:
+        """A rendition of many files (an HLS ladder): each under ``folder`` by its path relative
+        to ``main``'s folder, ``main`` (the master playlist) last, so a stored master means a
+        whole ladder. Returns ``main``'s key and the bytes of them all. An hour's ladder is
+        thousands of segments: into an object store, a few go at once."""
+        at_once = asyncio.Semaphore(_FOLDER_PUTS_AT_ONCE)
+
+        async def put(path: Path) -> str:
+            relative = path.relative_to(main.parent).as_posix()
+            cache = hls.PLAYLIST_CACHE if hls.is_playlist(relative) else IMMUTABLE
+            async with at_once:
+                await self.store.put_file(
+                    f"{folder}/{relative}", path, hls.mime_of(relative), cache_control=cache
+                )
+            return f"{folder}/{relative}"
+
+        await asyncio.gather(*(put(path) for path in files))
+        key = await put(main)
+        return key, sum(path.stat().st_size for path in (*files, main))
 
     def _progress_reporter(self, item_id: str, every: float = 1.0) -> Callable[[float], None]:
         """A callback that writes the fraction done to the item, at most once per ``every``

@@ -6,6 +6,8 @@
   (``transcode_args``), on the same input.
 - A 10-bit HLG HEVC clip is tone-mapped to SDR (``tone_map``): the same comparison, with the
   same filter graph in the CLI's argv.
+- The HLS ladder (``video-hls``) of the 1080p H.264 clip: the handler's ladder step against the
+  CLI with the same one-process argv, and the whole handler with the ladder against without.
 - A web-ready MP4 is remuxed. Its figure is the handler's speed in seconds of media per CPU
   second, against the speed of transcoding the same file with the same ffmpeg arguments.
 
@@ -40,7 +42,9 @@ def _missing() -> str | None:
     return None
 
 
-def _job(source: Path, workdir: Path) -> Any:
+def _job(source: Path, workdir: Path, *, hls: bool = False) -> Any:
+    """The handler's input as ``serve`` builds it; ``hls``: with the HLS ladder (the setting's
+    default). Off for the MP4 scenarios, which compare the MP4 alone with its ffmpeg argv."""
     from relay.config import Settings
     from relay.detect import sniff
     from relay.model import HandlerInput, Limits
@@ -63,6 +67,7 @@ def _job(source: Path, workdir: Path) -> Any:
             # The CLI baseline runs the handler's argv without a loudness pass; what loudness
             # costs is bench/scenarios/loudness.py's to measure.
             "audio_loudness_lufs": None,
+            "video_hls": hls,
         },
     )
 
@@ -73,13 +78,15 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + waited.ru_utime + waited.ru_stime
 
 
-async def _handler(source: Path, workdir: Path) -> tuple[float, float, list[str]]:
+async def _handler(
+    source: Path, workdir: Path, *, hls: bool = False
+) -> tuple[float, float, list[str]]:
     """(CPU seconds, wall seconds, renditions made) of the handler on ``source``."""
     from handlers.video import VideoHandler
 
     shutil.rmtree(workdir, ignore_errors=True)
     cpu, started = _cpu(), time.perf_counter()
-    output = await VideoHandler().process(_job(source, workdir))
+    output = await VideoHandler().process(_job(source, workdir, hls=hls))
     return _cpu() - cpu, time.perf_counter() - started, [r.name for r in output.renditions]
 
 
@@ -171,6 +178,90 @@ def _remux(ctx: Context) -> list[Result]:
     ]
 
 
+async def _ladder(source: Path, workdir: Path) -> tuple[float, float, list[str]]:
+    """(CPU seconds, wall seconds, ladder argv) of the handler's ladder step alone: probe, the
+    ladder's ffmpeg run, the master playlist written from its segments."""
+    from handlers import ffmpeg as av
+    from handlers import ladder, video
+
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    job = _job(source, workdir, hls=True)
+    seen: list[list[str]] = []
+    real = av._execute
+
+    async def recording(args: list[str], **kwargs: Any) -> Any:
+        seen.append(list(args))
+        return await real(args, **kwargs)
+
+    av._execute = recording  # type: ignore[assignment]
+    try:
+        cpu, started = _cpu(), time.perf_counter()
+        demuxer = av.demuxer_for(job.mime)
+        probed = await av.probe(source, demuxer, timeout=60, memory_bytes=av.MEMORY_BYTES)
+        remuxed = video.web_ready(probed, job.mime)
+        await video.make_ladder(job, demuxer, probed, remuxed, 0.0)
+        spent, wall = _cpu() - cpu, time.perf_counter() - started
+    finally:
+        av._execute = real  # type: ignore[assignment]
+    [args] = [a for a in seen if ladder.HLS in a and "-var_stream_map" in a]
+    return spent, wall, args
+
+
+def _hls(ctx: Context) -> list[Result]:
+    """The HLS ladder of a 1080p H.264 clip: the handler's ladder step against the ffmpeg CLI
+    running the same one-process ladder argv (one decode, split, four encodes); and the whole
+    handler with the ladder against it without (the single MP4 of before), what the ladder
+    costs. Both per second of input."""
+    ladder_label = "video h264 1080p → HLS ladder"
+    total_label = "video h264 1080p → MP4 + ladder vs MP4 alone"
+    reason = _missing()
+    if reason:
+        return unavailable([(ladder_label, "CPU s/s"), (total_label, "CPU s/s")], reason)
+    seconds = 5 if ctx.quick else 30
+    source = media.clip(ctx.cache, "h264.mkv", seconds)
+    work = ctx.scratch("video-hls")
+    try:
+        # Relay, CLI, CLI, relay; each side's best: on a shared machine other work only ever
+        # adds CPU time (caches, hyper-threads), and the order evens out a drift in the load.
+        ctx.log("video hls: the handler's ladder step")
+        with MemorySampler(os.getpid(), idle_seconds=0.2) as memory:
+            step, step_wall, args = asyncio.run(_ladder(source, work / "step"))
+        ctx.log("video hls: ffmpeg CLI, the same ladder argv, twice")
+        cli, cli_wall = min(_cli(args, work / "step"), _cli(args, work / "step"))
+        if not ctx.quick:
+            ctx.log("video hls: the handler's ladder step again")
+            step, step_wall, _ = min(
+                (step, step_wall, args), asyncio.run(_ladder(source, work / "step"))
+            )
+        ctx.log("video hls: whole handler, MP4 alone")
+        alone, alone_wall, _ = asyncio.run(_handler(source, work / "alone"))
+        ctx.log("video hls: whole handler, MP4 + ladder")
+        both, both_wall, made = asyncio.run(_handler(source, work / "both", hls=True))
+    finally:
+        ctx.drop(work)
+    return [
+        Result(
+            ladder_label,
+            "CPU s/s",
+            relay=step / seconds,
+            baseline=cli / seconds,
+            target=Target("<=", 1.05),
+            memory_mb=memory.growth_mb,
+            note=f"{seconds} s h264.mkv, 1080/720/480/360 + AAC, same ffmpeg argv; "
+            f"best of 2 each (relay, CLI, CLI, relay); wall {step_wall:.1f} s vs {cli_wall:.1f} s",
+        ),
+        Result(
+            total_label,
+            "CPU s/s",
+            relay=both / seconds,
+            baseline=alone / seconds,
+            note=f"what RELAY_VIDEO_HLS costs: handler made {'+'.join(made)}; "
+            f"wall {both_wall:.1f} s vs {alone_wall:.1f} s",
+        ),
+    ]
+
+
 SCENARIOS = [
     _transcode("h264", "h264.mkv"),
     _transcode("hevc", "hevc.mov"),
@@ -179,4 +270,5 @@ SCENARIOS = [
     # slow on 2 cores: a short clip.
     _transcode("hlg", "hlg.mov", target=1.1, seconds=(10, 3)),
     Scenario("video-remux", "video", "web-ready MP4: handler remux vs transcode", _remux),
+    Scenario("video-hls", "video", "h264 1080p: HLS ladder vs ffmpeg CLI; its cost", _hls),
 ]

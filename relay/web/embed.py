@@ -18,7 +18,7 @@ from aiohttp import web
 from relay.context import RELAY, Relay
 from relay.errors import NotFound
 from relay.model import Kind, Post, PostState
-from relay.web import pages
+from relay.web import pages, streaming
 from relay.web.app import i18n
 
 EMBED_CSP = (
@@ -33,6 +33,8 @@ class Player:
 
     mp4: Any
     poster: Any | None
+    hls: Any | None = None
+    """The HLS ladder's master playlist rendition, when the clip has one."""
 
     @property
     def width(self) -> int:
@@ -51,7 +53,8 @@ def player(post: Post) -> Player | None:
         if item.kind == Kind.VIDEO and item.status.value == "ready":
             mp4 = pages._rendition(item, "mp4", "video")
             if mp4 is not None:
-                return Player(mp4, pages._rendition(item, "poster", "preview"))
+                poster = pages._rendition(item, "poster", "preview")
+                return Player(mp4, poster, pages._rendition(item, "hls"))
     return None
 
 
@@ -89,6 +92,9 @@ async def embed_page(request: web.Request) -> web.Response:
         raise NotFound()
     ui_lang = pages.reader_language(request)
     words = i18n.translations(ui_lang)
+    hls_url = (
+        streaming.playlist_url(relay.settings.public_url, found.hls.key) if found.hls else None
+    )
     html = pages._templates.get_template("embed.html").render(
         lang=pages.page_language(relay, post),
         ui_lang=ui_lang,
@@ -99,10 +105,12 @@ async def embed_page(request: web.Request) -> web.Response:
         poster_url=relay.media_url(found.poster.key) if found.poster else None,
         width=found.width,
         height=found.height,
+        hls_url=hls_url,
+        hls_js=streaming.HLS_JS.is_file(),
     )
     headers = {
         **pages.SECURITY_HEADERS,
-        "Content-Security-Policy": EMBED_CSP,
+        "Content-Security-Policy": pages.PLAYER_CSP if hls_url else EMBED_CSP,
         "Vary": pages.VARY,
         "Cache-Control": "public, max-age=60",
     }

@@ -127,6 +127,12 @@ POST_CSP = (
     "default-src 'none'; img-src * data:; media-src *; style-src 'self'; frame-ancestors *; "
     "base-uri 'none'"
 )
+# A public video post plays HLS: its scripts from 'self', hls.js fetching playlists and
+# segments from wherever the store serves them, into a blob: (Media Source) URL.
+PLAYER_CSP = (
+    "default-src 'none'; img-src * data:; media-src * blob:; script-src 'self'; "
+    "connect-src *; style-src 'self'; frame-ancestors *; base-uri 'none'"
+)
 # One address answers in the reader's language: shared caches keep one copy per language.
 VARY = "Accept-Language, Cookie"
 
@@ -157,11 +163,11 @@ async def post_page(request: web.Request) -> web.Response:
     feed_url = f"{relay.settings.public_url}/u/{quote(owner, safe='')}/feed.atom" if owner else None
     ui_lang = reader_language(request)
     words = i18n.translations(ui_lang)
-    from relay.web import embed  # it builds on this module
+    from relay.web import embed, streaming  # they build on this module
     from relay.web.live import on_air as live_now
 
     on_air = await live_now(relay, post) if post.source == "live" else None
-
+    hls_url = streaming.hls_url_for(relay, post)
     html = _templates.get_template("post.html").render(
         lang=page_language(relay, post),
         ui_lang=ui_lang,
@@ -183,10 +189,12 @@ async def post_page(request: web.Request) -> web.Response:
         player=embed.player(post),
         embed_url=embed.embed_url(relay, post.id),
         live=on_air,
+        hls_url=hls_url,
+        hls_js=streaming.HLS_JS.is_file(),
     )
     headers = {
         **SECURITY_HEADERS,
-        "Content-Security-Policy": POST_CSP,
+        "Content-Security-Policy": PLAYER_CSP if hls_url else POST_CSP,
         "Vary": VARY,
         # A private post's page holds signed media links: no shared cache keeps it.
         "Cache-Control": "private, max-age=60" if post.private else "public, max-age=60",

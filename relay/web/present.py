@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from relay.context import Relay
 from relay.model import Delivery, Item, Post
+from relay.storage import hls
 
 
 def item_json(relay: Relay, item: Item, private: bool = False) -> dict[str, Any]:
@@ -32,7 +34,7 @@ def item_json(relay: Relay, item: Item, private: bool = False) -> dict[str, Any]
         "renditions": [
             {
                 "name": r.name,
-                "url": relay.media_url(r.key, private=private),
+                "url": _rendition_url(relay, r.name, r.key, private),
                 "mime": r.mime,
                 "bytes": r.bytes,
                 "width": r.width,
@@ -44,6 +46,14 @@ def item_json(relay: Relay, item: Item, private: bool = False) -> dict[str, Any]
             for r in item.renditions
         ],
     }
+
+
+def _rendition_url(relay: Relay, name: str, key: str, private: bool) -> str:
+    """A public ladder's master playlist at /hls/, whose playlists name the store's URLs of
+    their files on any store (a presigned S3 link would lose a relative URI's signature)."""
+    if name == hls.HLS and not private:
+        return f"{relay.settings.public_url}/hls/{quote(key)}"
+    return relay.media_url(key, private=private)
 
 
 def post_json(relay: Relay, post: Post) -> dict[str, Any]:

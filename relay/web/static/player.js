@@ -1,0 +1,51 @@
+// Adaptive streaming on the post page and /embed/: a <video> with the MP4 as its src and the
+// HLS master playlist in data-hls. hls.js (vendored from npm, /static/vendor/hls.min.js) feeds
+// it through Media Source Extensions (ManagedMediaSource on iPhones since iOS 17.1); a browser
+// without them that plays HLS itself (Safari on older iPhones) gets the playlist as its src;
+// without either, or when hls.js gives up, the MP4 plays.
+// data-player says which one is playing, for people debugging (and for the browser tests).
+"use strict";
+
+(function () {
+  function fallBack(video, mp4) {
+    video.dataset.player = "mp4";
+    if (video.getAttribute("src") !== mp4) video.src = mp4;
+  }
+
+  function attach(video) {
+    const playlist = video.dataset.hls;
+    const mp4 = video.getAttribute("src");
+    if (!playlist) return;
+    video.dataset.mp4 = mp4;
+    const Hls = window.Hls;
+    if (!Hls || !Hls.isSupported()) {
+      // hls.js's own order: Media Source first, the browser's HLS only without it (an older
+      // iPhone). Chromium says "maybe" to HLS too, yet plays it only on some systems.
+      if (video.canPlayType("application/vnd.apple.mpegurl")) {
+        video.dataset.player = "native";
+        video.src = playlist;
+        video.addEventListener("error", () => fallBack(video, mp4), { once: true });
+      } else {
+        video.dataset.player = "mp4";
+      }
+      return;
+    }
+    // No worker: the page's CSP allows scripts from 'self' only, not blob: workers.
+    const hls = new Hls({ enableWorker: false, capLevelToPlayerSize: true });
+    video.dataset.player = "hls.js";
+    hls.on(Hls.Events.MANIFEST_PARSED, (_event, data) => {
+      video.dataset.levels = String(data.levels.length);
+    });
+    hls.on(Hls.Events.ERROR, (_event, data) => {
+      if (!data.fatal) return;
+      video.dataset.hlsError = data.details || "fatal";
+      hls.destroy();
+      fallBack(video, mp4);
+    });
+    video.removeAttribute("src");
+    hls.loadSource(playlist);
+    hls.attachMedia(video);
+  }
+
+  document.querySelectorAll("video[data-hls]").forEach(attach);
+})();
