@@ -77,6 +77,8 @@ class Rendition:
     """The language of a ``captions`` rendition (a BCP 47 tag)."""
     loudness: dict[str, Any] | None = None
     """The input's measured loudness (handlers/loudness.py ``Measured.as_json``)."""
+    pages: int | None = None
+    """A PDF's page count, on its ``preview`` (handlers/document.py)."""
 
 
 @dataclass(slots=True)
@@ -187,6 +189,8 @@ class RenditionFile:
     lang: str | None = None
     loudness: dict[str, Any] | None = None
     """Audio and video: the input's measured loudness, and the target it was taken to."""
+    pages: int | None = None
+    """A PDF's ``preview``: the document's page count."""
 
 
 @dataclass(slots=True)

@@ -68,6 +68,7 @@ VIDEO_BYTES = 500 * MB
 VIDEO_MIN_BYTES = 75 * 1024
 MIN_SECONDS, MAX_SECONDS = 3.0, 30 * 60.0
 DOCUMENT_BYTES = 100 * MB
+DOCUMENT_PAGES = 300
 DOCUMENT_TYPES = ("application/pdf",)
 UPLOAD_TIMEOUT = 600.0
 # Video and document processing at LinkedIn, polled with these pauses (seconds) before the post
@@ -150,6 +151,11 @@ def _unfit(medium: Media) -> str | None:
             return "LinkedIn takes documents as PDF here"
         if medium.bytes > DOCUMENT_BYTES:
             return "LinkedIn takes documents up to 100 MB"
+        if medium.pages is not None and medium.pages > DOCUMENT_PAGES:
+            return (
+                f"LinkedIn takes documents of up to {DOCUMENT_PAGES} pages"
+                f" (this one has {medium.pages})"
+            )
         return None
     return f"LinkedIn cannot carry a {medium.kind}"
 
