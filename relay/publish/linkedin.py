@@ -33,8 +33,10 @@ token goes in ``Authorization``, never in a URL. Sources (read December 2026):
 
 A post carries one kind of content: one image or 2-20 (multi-image), one video, or one PDF as
 a document post; the first medium LinkedIn takes decides which, the rest is left out (the page
-link shows everything). Commentary: title, text and the page link, cut to 3,000 characters as
-escaped, the link kept and never escaped (so it stays a link).
+link shows everything). A PDF the relay counted over 300 pages (its preview's ``pages``) is left
+out before any upload, rather than uploaded for LinkedIn to fail processing. Commentary: title,
+text and the page link, cut to 3,000 characters as escaped, the link kept and never escaped (so
+it stays a link).
 """
 
 from __future__ import annotations
