@@ -11,7 +11,9 @@ still covers the largest rendition (shrink-on-load); the types libvips cannot re
 BMP) and those whose identifying metadata only Pillow reads for us (TIFF, AVIF) are decoded by
 Pillow and pillow-heif and handed over → 8-bit grey or sRGB, with alpha only where a pixel is
 transparent → "large" made once, upright, and held in memory; "medium" and "small" are derived
-from it. Renditions keep only the ICC profile.
+from it. Renditions keep only the ICC profile. A photo whose shape Instagram refuses (narrower
+than 4:5, wider than 1.91:1) also gets "fit_instagram", padded from "large" (``instagram_fit``);
+other photos cost nothing more.
 
 Then the served original. JPEG, PNG, WebP and GIF are cleaned at the container level: metadata
 segments are dropped or rewritten and everything else is copied byte for byte, so the pixels and
