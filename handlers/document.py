@@ -1,4 +1,5 @@
-"""Documents: always kept and served byte for byte; a PDF also gets a preview of page one.
+"""Documents: always kept and served byte for byte; a PDF also gets a preview of page one, which
+records the document's page count (``pages``).
 
 A document that cannot be previewed (damaged, password-protected, empty of pages, too costly)
 still succeeds without renditions: the download is the point, the preview a courtesy. So nothing
@@ -79,7 +80,12 @@ class DocumentHandler:
         if preview is None:
             return HandlerOutput()
         rendition = RenditionFile(
-            PREVIEW, preview.path, "image/jpeg", width=preview.width, height=preview.height
+            PREVIEW,
+            preview.path,
+            "image/jpeg",
+            width=preview.width,
+            height=preview.height,
+            pages=preview.pages,
         )
         return HandlerOutput(renditions=[rendition])
 
@@ -89,6 +95,8 @@ class _Preview:
     path: Path
     width: int
     height: int
+    pages: int
+    """The document's page count (LinkedIn takes document posts of up to 300 pages)."""
 
 
 def _render_pdf_preview(
@@ -125,4 +133,4 @@ def _render_first_page(pdf: pdfium.PdfDocument, target: Path, max_pixels: int) -
         return None
     image = page.render(scale=scale).to_pil().convert("RGB")
     image.save(target, "JPEG", quality=85, optimize=True, progressive=True)
-    return _Preview(target, image.width, image.height)
+    return _Preview(target, image.width, image.height, len(pdf))

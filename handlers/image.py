@@ -11,7 +11,9 @@ still covers the largest rendition (shrink-on-load); the types libvips cannot re
 BMP) and those whose identifying metadata only Pillow reads for us (TIFF, AVIF) are decoded by
 Pillow and pillow-heif and handed over → 8-bit grey or sRGB, with alpha only where a pixel is
 transparent → "large" made once, upright, and held in memory; "medium" and "small" are derived
-from it. Renditions keep only the ICC profile.
+from it. Renditions keep only the ICC profile. A photo whose shape Instagram refuses (narrower
+than 4:5, wider than 1.91:1) also gets "fit_instagram", padded from "large" (``instagram_fit``);
+other photos cost nothing more.
 
 Then the served original. JPEG, PNG, WebP and GIF are cleaned at the container level: metadata
 segments are dropped or rewritten and everything else is copied byte for byte, so the pixels and
@@ -393,10 +395,12 @@ def _write_renditions(source: _Source, workdir: Path) -> tuple[list[_Written], b
     shrunk on load (which rounds its size up) gives the sizes a full decode would. "large" is
     turned upright by libvips' thumbnail (which then drops the orientation) and computed once
     into memory: the only decode; each smaller size is resampled from it. Each rendition is
-    encoded on a thread while the next one is made."""
+    encoded on a thread while the next one is made. A photo of a shape Instagram refuses also
+    gets ``fit_instagram``, padded from "large" (``instagram_fit``)."""
     upright = _upright_size(source)
     saving: list[Future[_Written]] = []
     current: pyvips.Image | None = None
+    large: pyvips.Image | None = None
     transparent = False
     for name, cap in RENDITIONS:
         width, height = _fit(*upright, cap)
@@ -405,8 +409,88 @@ def _write_renditions(source: _Source, workdir: Path) -> tuple[list[_Written], b
             current, transparent = _opaque_unless_transparent(current)
         elif (current.width, current.height) != (width, height):
             current = _resized(current, width, height).copy_memory()
+        if large is None:
+            large = current
         saving.append(_threads().submit(_save, current, workdir / name, name, transparent))
+    if large is not None:
+        fitted = instagram_fit(large)
+        if fitted is not None:
+            saving.append(
+                _threads().submit(_save, fitted, workdir / FIT_INSTAGRAM, FIT_INSTAGRAM, False)
+            )
     return [future.result() for future in saving], transparent
+
+
+# --- a rendition Instagram takes ---------------------------------------------------------------
+
+FIT_INSTAGRAM: Final = "fit_instagram"
+"""The rendition made only for a photo whose shape Instagram refuses: padded to fit."""
+INSTAGRAM_ASPECTS: Final = ((4, 5), (191, 100))
+"""Instagram's narrowest (4:5) and widest (1.91:1) aspect ratios for a feed photo."""
+INSTAGRAM_WIDTHS: Final = (320, 1440)
+"""Instagram's narrowest and widest photo widths (it scales anything else itself)."""
+_ASPECT_SLACK: Final = 0.005
+"""The rounding a photo already at 4:5 or 1.91:1 may show (the adapter allows the same)."""
+_WHITE: Final = (255.0, 255.0, 255.0)
+
+
+def instagram_fit(image: pyvips.Image) -> pyvips.Image | None:
+    """``image`` (upright, 8-bit grey or sRGB) padded, never cropped, to the nearest aspect
+    ratio Instagram shows, 320 to 1440 px wide, opaque sRGB; None when it already fits.
+
+    Instagram refuses feed photos narrower than 4:5 or wider than 1.91:1; cropping would cut off
+    what the person chose to show, so the picture is kept whole on a band of its own mean edge
+    colour (white where it is transparent), as a print is mounted."""
+    width, height = image.width, image.height
+    (tall_w, tall_h), (wide_w, wide_h) = INSTAGRAM_ASPECTS
+    ratio = width / height
+    if ratio > wide_w / wide_h + _ASPECT_SLACK:
+        aspect, canvas_w = (wide_w, wide_h), width
+    elif ratio < tall_w / tall_h - _ASPECT_SLACK:
+        aspect, canvas_w = (tall_w, tall_h), height * tall_w / tall_h
+    else:
+        return None
+    low, high = INSTAGRAM_WIDTHS
+    scale = min(max(canvas_w, low), high) / canvas_w
+    out_w = min(max(round(canvas_w * scale), low), high)
+    out_h = round(out_w * aspect[1] / aspect[0])
+    picture_w = min(out_w, max(1, round(width * scale)))
+    picture_h = min(out_h, max(1, round(height * scale)))
+    picture = _srgb_opaque(image)
+    if (picture_w, picture_h) != (width, height):
+        picture = picture.resize(picture_w / width, vscale=picture_h / height, kernel="lanczos3")
+    background = _edge_colour(picture, wide=aspect == (wide_w, wide_h))
+    return picture.embed(
+        (out_w - picture_w) // 2,
+        (out_h - picture_h) // 2,
+        out_w,
+        out_h,
+        extend="background",
+        background=list(background),
+    )
+
+
+def _srgb_opaque(image: pyvips.Image) -> pyvips.Image:
+    """Three sRGB bands: grey made colour, any other profile converted to sRGB, transparency
+    laid on white (a JPEG has no alpha)."""
+    if _field(image, _ICC) and image.bands in (3, 4):
+        image = image.icc_transform("srgb", embedded=True)
+    elif image.bands in (1, 2):
+        image = _without(image, _ICC).colourspace("srgb")
+    if image.hasalpha():
+        image = image.flatten(background=list(_WHITE))
+    return image.cast("uchar").copy(interpretation="srgb")
+
+
+def _edge_colour(image: pyvips.Image, *, wide: bool) -> tuple[float, float, float]:
+    """The mean colour of the edges the padding will meet: top and bottom rows for a wide
+    picture, left and right columns for a tall one."""
+    if wide:
+        edges = [image.crop(0, 0, image.width, 1), image.crop(0, image.height - 1, image.width, 1)]
+    else:
+        edges = [image.crop(0, 0, 1, image.height), image.crop(image.width - 1, 0, 1, image.height)]
+    means = [sum(edge[band].avg() for edge in edges) / len(edges) for band in range(3)]
+    return (means[0], means[1], means[2])
 
 
 def _resized(image: pyvips.Image, width: int, height: int) -> pyvips.Image:

@@ -77,6 +77,8 @@ class Rendition:
     """The language of a ``captions`` rendition (a BCP 47 tag)."""
     loudness: dict[str, Any] | None = None
     """The input's measured loudness (handlers/loudness.py ``Measured.as_json``)."""
+    pages: int | None = None
+    """A PDF's page count, on its ``preview`` (handlers/document.py)."""
 
 
 @dataclass(slots=True)
@@ -190,6 +192,8 @@ class RenditionFile:
     files: tuple[Path, ...] = ()
     """Files that go with ``path`` (an HLS ladder's playlists and segments), stored under the
     same key prefix by their paths relative to ``path``'s folder."""
+    pages: int | None = None
+    """A PDF's ``preview``: the document's page count."""
 
 
 @dataclass(slots=True)

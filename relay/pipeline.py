@@ -305,6 +305,7 @@ class Pipeline:
                     duration=r.duration,
                     lang=r.lang,
                     loudness=r.loudness,
+                    pages=r.pages,
                 )
             )
         return Outcome(kind, original, renditions, left_out=left_out)

@@ -136,6 +136,12 @@ def _rendition_loudness(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE renditions ADD COLUMN loudness TEXT"))
 
 
+def _rendition_pages(conn: Connection) -> None:
+    # Previews made before have no page count: it stays null (nothing is refused for it).
+    if "pages" not in {column["name"] for column in inspect(conn).get_columns("renditions")}:
+        conn.execute(text("ALTER TABLE renditions ADD COLUMN pages INTEGER"))
+
+
 def _live(conn: Connection) -> None:
     # Stream keys and broadcasts are new tables; nothing existing changes.
     from relay.db.schema import broadcasts, stream_keys
@@ -159,6 +165,7 @@ STEPS: list[tuple[int, Step]] = [
     (12, _live),
     (13, _item_companions),
     (14, _rendition_loudness),
+    (15, _rendition_pages),
 ]
 
 LATEST = max([1, *(version for version, _ in STEPS)])

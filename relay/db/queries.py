@@ -305,6 +305,7 @@ def replace_renditions(conn: Connection, item_id: str, found: list[Rendition]) -
                     "duration": r.duration,
                     "lang": r.lang,
                     "loudness": json.dumps(r.loudness) if r.loudness is not None else None,
+                    "pages": r.pages,
                 }
                 for r in found
             ],
@@ -389,6 +390,7 @@ def _item_from_rows(row: RowMapping, rendition_rows: list[RowMapping]) -> Item:
                 duration=r["duration"],
                 lang=r["lang"],
                 loudness=json.loads(r["loudness"]) if r["loudness"] else None,
+                pages=r["pages"],
             )
             for r in rendition_rows
         ],

@@ -139,6 +139,7 @@ renditions = Table(
     Column("duration", Float),
     Column("lang", String(35)),  # a captions rendition's language (BCP 47)
     Column("loudness", Text),  # JSON: handlers/loudness.py Measured.as_json
+    Column("pages", Integer),  # a PDF's page count, on its preview (handlers/document.py)
 )
 
 jobs = Table(

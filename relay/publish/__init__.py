@@ -83,6 +83,8 @@ class Media:
     """The bytes from an offset on (resuming an upload where the channel says it stopped)."""
     captions: tuple[Captions, ...] = ()
     """A clip's captions, one per language (empty for anything else)."""
+    pages: int | None = None
+    """A PDF's page count, where the relay could read it (handlers/document.py)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from relay.publish import (
     renew,
     x,
 )
+from relay.publish.instagram import FIT_INSTAGRAM
 from relay.publish.net import Http
 from relay.storage import Store
 
@@ -138,11 +139,28 @@ class Publisher:
     def _variants(
         self, item: Item, chosen: Rendition, urls: dict[str, str], post_json: dict[str, Any]
     ) -> dict[str, Media]:
-        """A video's original and poster, for channels that take them (YouTube)."""
+        """A video's original and poster, for channels that take them (YouTube); a photo's
+        ``fit_instagram``, padded to a shape Instagram takes (handlers/image.py)."""
+        by_name = {r.name: r for r in item.renditions}
+        if item.kind == Kind.IMAGE and FIT_INSTAGRAM in by_name:
+            fitted = by_name[FIT_INSTAGRAM]
+            return {
+                FIT_INSTAGRAM: Media(
+                    item.id,
+                    "image",
+                    fitted.mime,
+                    fitted.bytes,
+                    urls[FIT_INSTAGRAM],
+                    fitted.width,
+                    fitted.height,
+                    None,
+                    item.alt or "",
+                    lambda key=fitted.key: self.store.read(key),
+                )  # fmt: skip
+            }
         if item.kind != Kind.VIDEO:
             return {}
         found: dict[str, Media] = {}
-        by_name = {r.name: r for r in item.renditions}
         poster = by_name.get("poster")
         if poster is not None:
             found["poster"] = Media(
@@ -182,6 +200,7 @@ class Publisher:
             duration=None,
             alt=item.alt or "",
             read=lambda key=original.key: self.store.read(key),
+            pages=next((r.pages for r in item.renditions if r.pages is not None), None),
         )
 
     async def fresh_row(self, row: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -9,7 +9,9 @@ Login, the Page the account is linked to); ``--url`` only for another Graph host
 Preflight (``preflight``), before anything is sent: Instagram takes no post without a photo or
 a video, photos only as JPEG with an aspect ratio between 4:5 and 1.91:1, Reels of 3 s to 15
 min, up to 10 media in a carousel, a caption of 2,200 characters with at most 30 hashtags.
-Media outside those are left out; a post left with none is refused with a plain reason. The
+A photo of another shape goes as its ``fit_instagram`` rendition (handlers/image.py: padded,
+never cropped, to 4:5 or 1.91:1, 320-1440 px wide), and the preview says so. Media outside
+those are left out; a post left with none is refused with a plain reason. The
 caption is cut to fit, the page link kept.
 
 Publishing quota: ``content_publishing_limit`` is read first; when the day's posts are used
@@ -23,7 +25,7 @@ media, so the adapter has no ``edit``/``retract`` and the delivery says so.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from relay.errors import PublishError
@@ -42,6 +44,9 @@ MAX_CAROUSEL = 10
 IMAGE_BYTES = 8 * MB
 MIN_RATIO, MAX_RATIO = 4 / 5, 1.91
 MIN_SECONDS, MAX_SECONDS = 3.0, 15 * 60.0
+FIT_INSTAGRAM = "fit_instagram"
+"""A photo's rendition padded to a shape Instagram takes, made only when it needs one
+(handlers/image.py); relay/publish/deliver.py hands it over as a variant."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +55,24 @@ class Plan:
     """The caption."""
     media: list[Media]
     left_out: list[str]
+    notes: list[str] = field(default_factory=list)
+    """What the relay changed so Instagram takes a medium (a photo padded to 4:5)."""
+
+
+def _aspect_name(medium: Media) -> str:
+    """The aspect a padded photo was given, as people say it."""
+    if medium.width and medium.height and medium.width < medium.height:
+        return "4:5"
+    return "1.91:1"
+
+
+def _fitted(medium: Media) -> tuple[Media, str | None]:
+    """The medium Instagram is sent: a photo of a shape it refuses swapped for its padded
+    ``fit_instagram`` rendition when the relay made one, with a note saying so."""
+    padded = medium.variants.get(FIT_INSTAGRAM)
+    if medium.kind != "image" or padded is None or _unfit(medium) is None or _unfit(padded):
+        return medium, None
+    return padded, f"{medium.item_id}: the photo is padded to {_aspect_name(padded)}"
 
 
 def _unfit(medium: Media) -> str | None:
@@ -104,12 +127,15 @@ class InstagramAdapter:
         would refuse the post whatever the relay did."""
         media: list[Media] = []
         left_out: list[str] = []
-        for medium in outgoing.media:
+        notes: list[str] = []
+        for original in outgoing.media:
+            medium, note = _fitted(original)
             reason = _unfit(medium)
             if reason is None and len(media) >= MAX_CAROUSEL:
                 reason = f"Instagram takes up to {MAX_CAROUSEL} photos or videos in one post"
             if reason is None:
                 media.append(medium)
+                notes.extend(filter(None, [note]))
             else:
                 left_out.append(reason)
         if not media:
@@ -128,7 +154,7 @@ class InstagramAdapter:
         caption = fit(
             [outgoing.title, outgoing.text], outgoing.page_url, lambda t: len(t) <= MAX_CAPTION
         ).text
-        return Plan(caption, media, left_out)
+        return Plan(caption, media, left_out, notes)
 
     async def _container(self, medium: Media, fields: dict[str, str]) -> str:
         if medium.kind == "image":
@@ -144,6 +170,8 @@ class InstagramAdapter:
         plan = self.preflight(outgoing)
         for reason in plan.left_out:
             log.info("instagram destination %s: left out: %s", self.destination_id, reason)
+        for note in plan.notes:
+            log.info("instagram destination %s: %s", self.destination_id, note)
         if outgoing.attempt > 1:
             found = await self.graph.posted_with(
                 f"/{self.user_id}/media", "caption", outgoing.page_url

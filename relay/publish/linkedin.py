@@ -33,8 +33,10 @@ token goes in ``Authorization``, never in a URL. Sources (read December 2026):
 
 A post carries one kind of content: one image or 2-20 (multi-image), one video, or one PDF as
 a document post; the first medium LinkedIn takes decides which, the rest is left out (the page
-link shows everything). Commentary: title, text and the page link, cut to 3,000 characters as
-escaped, the link kept and never escaped (so it stays a link).
+link shows everything). A PDF the relay counted over 300 pages (its preview's ``pages``) is left
+out before any upload, rather than uploaded for LinkedIn to fail processing. Commentary: title,
+text and the page link, cut to 3,000 characters as escaped, the link kept and never escaped (so
+it stays a link).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ VIDEO_BYTES = 500 * MB
 VIDEO_MIN_BYTES = 75 * 1024
 MIN_SECONDS, MAX_SECONDS = 3.0, 30 * 60.0
 DOCUMENT_BYTES = 100 * MB
+DOCUMENT_PAGES = 300
 DOCUMENT_TYPES = ("application/pdf",)
 UPLOAD_TIMEOUT = 600.0
 # Video and document processing at LinkedIn, polled with these pauses (seconds) before the post
@@ -150,6 +153,11 @@ def _unfit(medium: Media) -> str | None:
             return "LinkedIn takes documents as PDF here"
         if medium.bytes > DOCUMENT_BYTES:
             return "LinkedIn takes documents up to 100 MB"
+        if medium.pages is not None and medium.pages > DOCUMENT_PAGES:
+            return (
+                f"LinkedIn takes documents of up to {DOCUMENT_PAGES} pages"
+                f" (this one has {medium.pages})"
+            )
         return None
     return f"LinkedIn cannot carry a {medium.kind}"
 

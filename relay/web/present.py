@@ -42,6 +42,7 @@ def item_json(relay: Relay, item: Item, private: bool = False) -> dict[str, Any]
                 "duration": r.duration,
                 "lang": r.lang,
                 "loudness": r.loudness,
+                "pages": r.pages,
             }
             for r in item.renditions
         ],

@@ -188,6 +188,24 @@ def test_a_pdf_of_too_many_pages_is_a_plain_refusal(fake: FakeLinkedIn) -> None:
     assert "300 pages" in raised.value.public()["message"] and fake.live() == []
 
 
+def test_a_pdf_the_relay_counted_over_300_pages_is_left_out_before_any_upload(
+    fake: FakeLinkedIn,
+) -> None:
+    # The document handler counted the pages (Media.pages): nothing is uploaded only for
+    # LinkedIn to fail its processing; the post goes as text with its page link.
+    long = dataclasses.replace(pdf(301), pages=301)
+    plan = run(destination(fake), lambda a: a.preflight(outgoing(media=[long])))
+    assert plan.media == [] and plan.left_out == [
+        "item9: LinkedIn takes documents of up to 300 pages (this one has 301)"
+    ]
+    publish(fake, outgoing(media=[long]))
+    [post] = fake.live()
+    assert post["kind"] != "document" and PAGE in post["commentary"]
+    assert [s.route for s in fake.seen if s.route != "posts.find"] == ["posts.create"]
+    fine = dataclasses.replace(pdf(300), pages=300)
+    assert run(destination(fake), lambda a: a.preflight(outgoing(media=[fine]))).media == [fine]
+
+
 def test_a_lost_answer_is_found_again_not_posted_twice(fake: FakeLinkedIn) -> None:
     fake.lose("posts.create")
     with pytest.raises(TransientPublishError):

@@ -442,3 +442,44 @@ def test_the_web_apps_preview_shows_each_channels_preflight(fake: FakeMeta) -> N
     video = run(page, lambda a: channel_preview(page, a.graph.http, clip))
     assert video.media == ["item9"]
     assert fake.seen == []  # the preview asks nothing of Meta
+
+
+def padded(panorama: Media, width: int, height: int) -> Media:
+    """``panorama`` with the ``fit_instagram`` rendition the image handler pads it to."""
+    number = int(panorama.item_id.removeprefix("item")) + 50
+    fitted = dataclasses.replace(
+        medium(number, width, height),
+        item_id=panorama.item_id,
+        url=f"http://relay.example/m/{number}-fit_instagram.jpg",
+    )
+    return dataclasses.replace(panorama, variants={"fit_instagram": fitted})
+
+
+def test_instagram_gets_a_panorama_as_its_padded_rendition(fake: FakeMeta) -> None:
+    panorama = medium(2, width=400, height=100)
+    # Instagram itself refuses the panorama's shape (code 36003, subcode 2207009), as the fake
+    _serve(fake, outgoing(media=[panorama]))
+    with pytest.raises(PublishError) as raised:
+        run(destination(fake, "instagram"), lambda a: a._container(panorama, {"caption": "x"}))
+    assert raised.value.code == "publish.rejected" and fake.of_kind("ig_container") == []
+    fitted = padded(panorama, 764, 400)
+    out = outgoing(media=[fitted])
+    _serve(fake, outgoing(media=[fitted.variants["fit_instagram"]]))
+    publish(fake, "instagram", out)
+    [container] = fake.of_kind("ig_container")
+    assert container["size"] == (764, 400) and len(fake.of_kind("ig_media")) == 1
+    assert fake.fetched[-1] == "http://relay.example/m/52-fit_instagram.jpg"
+
+
+def test_instagram_preview_says_a_photo_is_padded(fake: FakeMeta) -> None:
+    from relay.web.app.preview import channel_preview
+
+    tall = padded(medium(4, width=300, height=600), 480, 600)
+    out = outgoing(media=[tall])
+    shown = run(
+        destination(fake, "instagram"),
+        lambda a: channel_preview(destination(fake, "instagram"), a.graph.http, out),
+    )
+    assert shown.refused == "" and shown.media == ["item4"]
+    assert shown.notes == ["item4: the photo is padded to 4:5"]
+    assert fake.seen == []

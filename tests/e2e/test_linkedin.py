@@ -101,6 +101,23 @@ def test_a_mailed_pdf_becomes_a_document_post_on_a_page(
     assert copy["shown"].startswith("Protokoll från fullmäktige\n\nHär är protokollet.")
 
 
+def test_a_pdf_over_300_pages_is_left_out_before_any_upload(
+    start_relay, linkedin: FakeLinkedIn
+) -> None:
+    server, token = crossposting_relay(start_relay)
+    add_linkedin(server, linkedin, linkedin.person)
+    post = server.upload(
+        token, file=("rapport.pdf", _pdf(301), "application/pdf"), title="Årsrapporten"
+    )
+    delivery = server.wait_delivery(token, post["id"], timeout=90)
+    assert delivery["status"] == "delivered", delivery
+    [preview] = server.wait_settled(token, post["id"])["items"][0]["renditions"]
+    assert (preview["name"], preview["pages"]) == ("preview", 301)
+    [copy] = linkedin.live()
+    assert copy["kind"] != "document" and post["url"] in copy["shown"]  # the page link instead
+    assert linkedin.calls("documents.action") == [] and linkedin.calls("upload") == []
+
+
 def test_an_expired_token_marks_the_channel_and_later_posts_fail_at_once(
     start_relay, linkedin: FakeLinkedIn
 ) -> None:

@@ -284,3 +284,34 @@ def test_an_edit_finding_the_token_dead_marks_the_channel_and_a_delete_then_asks
     said = wait_for(delete_said, "the delete's outcome")
     assert said["error"]["code"] == "destination.reconnect_needed"
     assert meta.seen[asked:] == [] and meta.of_kind("page_post") == [page_post]
+
+
+def test_a_panorama_reaches_instagram_padded_to_1_91(start_relay, meta: FakeMeta) -> None:
+    server, token = crossposting_relay(start_relay)
+    connect_all(server, meta)
+    wide = Image.new("RGB", (3000, 600), (200, 40, 40))  # 5:1, far wider than Instagram shows
+    exif = Image.Exif()
+    exif[0x8825] = {1: "N", 2: (59.0, 19.0, 45.48), 3: "E", 4: (18.0, 4.0, 6.96)}
+    data = io.BytesIO()
+    wide.save(data, "JPEG", quality=90, exif=exif)
+    post = server.upload(token, file=("pano.jpg", data.getvalue(), "image/jpeg"), title="Utsikt")
+    deliveries = settled(server, token, post["id"])
+    assert all(d["status"] == "delivered" for d in deliveries.values()), deliveries
+
+    shown = server.wait_settled(token, post["id"])
+    [item] = shown["items"]
+    fitted = next(r for r in item["renditions"] if r["name"] == "fit_instagram")
+    assert (fitted["width"], fitted["height"]) == (1440, 754)
+    [container] = [c for c in meta.of_kind("ig_container") if c.get("media_type") == "IMAGE"]
+    assert container["image_url"] == fitted["url"] and container["size"] == (1440, 754)
+    # What Instagram fetched: the whole panorama between bands of its own red, no position.
+    with server.client(token) as client:
+        received = client.get(fitted["url"])
+    assert received.status_code == 200 and received.headers["content-type"] == "image/jpeg"
+    with Image.open(io.BytesIO(received.content)) as sent:
+        assert (sent.format, sent.size) == ("JPEG", (1440, 754)) and not sent.getexif()
+        band, picture = sent.crop((0, 0, 1440, 40)), sent.crop((0, 300, 1440, 450))
+        colours = [image.resize((1, 1)).getpixel((0, 0)) for image in (band, picture)]
+        assert all(abs(a - b) <= 3 for a, b in zip(*colours, strict=True)), colours
+    # Threads fetched the photo as it is (the large rendition), not the padded one
+    assert meta.fetched.count(fitted["url"]) == 1 and len(meta.fetched) == 2

@@ -126,6 +126,14 @@ def test_pdf_gets_a_page_one_preview(tmp_path: Path) -> None:
         assert abs(image.width / image.height - 595 / 842) < 0.002
         red, green, blue = ImageStat.Stat(image).mean
         assert red > 230 and green < 25 and blue < 25  # page one, not page two
+    assert preview.pages == 2
+
+
+def test_preview_records_the_page_count(tmp_path: Path) -> None:
+    # LinkedIn takes document posts of up to 300 pages: the relay must know before it uploads.
+    source = pillow_pdf(tmp_path / "long.pdf", *[((60, 80), "white")] * 301)
+    [preview] = process(source, "application/pdf", tmp_path / "work").renditions
+    assert preview.pages == 301
 
 
 def test_landscape_page(tmp_path: Path) -> None:
