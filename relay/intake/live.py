@@ -189,7 +189,11 @@ class Broadcast:
         limits = self.door.limits
         if stamp / 1000 > limits.max_duration:
             return "live.too_long"
-        now = time.monotonic()
+        # Judged on the stream's own clock (its timestamps), not the wall's: a sender that lags
+        # or catches up (a phone between networks, a busy machine) is neither under nor over.
+        now = stamp / 1000
+        if self.window and now < self.window[-1][0]:
+            now = self.window[-1][0]  # audio and video interleave a few ms out of order
         self.window.append((now, size))
         self.window_bytes += size
         while self.window and self.window[0][0] < now - BITRATE_WINDOW:
