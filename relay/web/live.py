@@ -4,6 +4,7 @@ who ingest with it instead (``on_publish``/``on_publish_done``, see README "Goin
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from aiohttp import web
@@ -15,6 +16,9 @@ from relay.intake.live import PLAYLIST, LiveDoor
 from relay.model import Post, PostState
 
 LIVE_DOOR = web.AppKey("live_door", LiveDoor)
+
+PLAYLIST_WAIT = 10.0
+"""Seconds a request for a live broadcast's playlist waits for its first segment."""
 
 _FILE = re.compile(r"^(index\.m3u8|s\d{5}\.ts)$")
 _TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t"}
@@ -43,9 +47,17 @@ async def live_file(request: web.Request) -> web.StreamResponse:
     if folder is None or row is None or row["draft"] or row["state"] == PostState.DELETED.value:
         raise web.HTTPNotFound()
     path = folder / name
+    playlist = name.endswith(".m3u8")
+    if playlist:
+        # The post (and its page) comes with the first frame, the playlist with the first
+        # segment, seconds later: a player asking in between waits for it rather than taking a
+        # 404, which players (hls.js among them) treat as the end.
+        for _ in range(int(PLAYLIST_WAIT / 0.25)):
+            if path.is_file():
+                break
+            await asyncio.sleep(0.25)
     if not path.is_file():
         raise web.HTTPNotFound()
-    playlist = name.endswith(".m3u8")
     headers = {
         "Content-Type": _TYPES[path.suffix],
         "X-Content-Type-Options": "nosniff",

@@ -194,7 +194,7 @@ async def post_page(request: web.Request) -> web.Response:
     )
     headers = {
         **SECURITY_HEADERS,
-        "Content-Security-Policy": PLAYER_CSP if hls_url else POST_CSP,
+        "Content-Security-Policy": PLAYER_CSP if hls_url or on_air else POST_CSP,
         "Vary": VARY,
         # A private post's page holds signed media links: no shared cache keeps it.
         "Cache-Control": "private, max-age=60" if post.private else "public, max-age=60",

@@ -63,7 +63,16 @@ def test_the_live_post_page_plays_while_the_broadcast_runs(web: RelayServer, pag
         page.goto(live[0]["url"])
         expect(page.get_by_text("Live now", exact=True)).to_be_visible()
         video = page.locator("section.live video")
-        expect(video).to_have_attribute("src", f"{web.url}/live/{live[0]['id']}/index.m3u8")
+        expect(video).to_have_attribute("data-hls", f"{web.url}/live/{live[0]['id']}/index.m3u8")
+        # hls.js (chromium plays no HLS itself) feeds the live playlist into the player.
+        expect(video).to_have_attribute("data-player", "hls.js")
+        for _ in range(150):  # the page's CSP forbids eval: wait_for_function cannot run
+            if video.evaluate("v => v.currentTime") > 0.5:
+                break
+            page.wait_for_timeout(200)
+        assert video.evaluate("v => v.currentTime") > 0.5, video.evaluate(
+            "v => JSON.stringify({...v.dataset, err: v.error && v.error.message, rs: v.readyState})"
+        )
         expect(page.get_by_role("link", name="live stream (HLS)")).to_be_visible()
         assert axe_violations(page) == []
         screenshots(page, "live-post-page")

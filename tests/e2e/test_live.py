@@ -131,7 +131,8 @@ def test_a_broadcast_is_a_live_post_then_its_replay(
             assert (post["title"], post["text"]) == ("From the harbour", "Live now.")
             page = httpx.get(post["url"]).text
             playlist_url = f"{relay.url}/live/{post['id']}/index.m3u8"
-            assert f'src="{playlist_url}"' in page and "Live now" in page
+            assert f'data-hls="{playlist_url}"' in page and "Live now" in page
+            assert "/static/player.js" in page  # hls.js where the browser lacks HLS
 
             def listed() -> list[str]:
                 return segments(relay, post["id"])

@@ -8,6 +8,7 @@
 
 (function () {
   function fallBack(video, mp4) {
+    if (!mp4) return; // a live stream has no MP4 to fall back to: the page's link stays
     video.dataset.player = "mp4";
     if (video.getAttribute("src") !== mp4) video.src = mp4;
   }
@@ -25,7 +26,7 @@
         video.dataset.player = "native";
         video.src = playlist;
         video.addEventListener("error", () => fallBack(video, mp4), { once: true });
-      } else {
+      } else if (mp4) {
         video.dataset.player = "mp4";
       }
       return;
