@@ -277,6 +277,16 @@ def test_a_video_that_cannot_be_padded_fails_with_a_clear_message(fake: FakeX) -
     assert fake.calls("media.init") == [] and fake.live() == []
 
 
+def test_a_delivery_that_pads_a_video_gets_time_for_the_re_encode(fake: FakeX, mp4: bytes) -> None:
+    """The delivery's two minutes are for uploads; a re-encode of up to 140 s of video asks the
+    delivery (relay/publish/deliver.py) for more, a cut or a fitting video does not."""
+    wide = _medium("v1", "video", "video/mp4", mp4, width=400, height=100, duration=5.0)
+    fitting = _medium("v2", "video", "video/mp4", mp4, width=320, height=180, duration=1.0)
+    asked = run(destination(fake), lambda a: a.timeout_for(outgoing(media=[wide])))
+    assert asked is not None and asked >= 600
+    assert run(destination(fake), lambda a: a.timeout_for(outgoing(media=[fitting]))) is None
+
+
 def test_the_preview_says_a_video_is_padded(fake: FakeX) -> None:
     from relay.web.app.preview import channel_preview
 
