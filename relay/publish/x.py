@@ -23,10 +23,12 @@ relay's link goes, since X charges more for a post that carries a URL: ``in_post
 
 Media: up to 4 images (JPEG, PNG, WebP up to 5 MB each), or one GIF (15 MB), or one video
 (MP4, at most 140 s and 512 MB, its shape between 1:3 and 3:1). A longer video is cut to its
-first 139 s (ffmpeg stream copy of the relay's MP4: no re-encoding), and ``preflight`` says so
-in ``notes``; one over 512 MB or of another shape is left out (the page link plays it), and
-``preflight`` says why in ``left_out``. Media are sent in 4 MB segments as they are read, never
-held whole in memory.
+first 139 s (ffmpeg stream copy of the relay's MP4: no re-encoding); a wider one than 3:1 or a
+taller one than 1:3 is padded with black bars to 3:1 or 1:3 (ffmpeg ``pad``, re-encoded to
+H.264/AAC as the relay's web MP4 is, and cut in the same run when it is also too long). Both
+happen at delivery, into a temporary folder removed afterwards, and ``preflight`` says so in
+``notes``. One over 512 MB is left out (the page link plays it), and ``preflight`` says why in
+``left_out``. Media are sent in 4 MB segments as they are read, never held whole in memory.
 
 Once only: X has no idempotency key. A retry (attempt > 1) first reads the account's latest
 posts (``GET /2/users/:id/tweets``) for the one the first try made: the one whose link (in its
@@ -85,6 +87,13 @@ TRIM_TO = 139.0
 """Seconds of a longer video sent: cut by stream copy, which ends at a packet boundary, so a
 second under X's 140 s limit."""
 TRIM_TIMEOUT = 120.0
+PAD_TIMEOUT = 600.0
+"""Seconds a padding re-encode may take: up to 140 s of video at the web MP4's settings."""
+DELIVERY_TIME = 120.0
+"""Seconds a delivery gets without a re-encode (relay/publish/deliver.py's default)."""
+PAD_CRF, PAD_PRESET = 23, "veryfast"
+"""The web MP4's quality (handlers/video.py with the default ``RELAY_VIDEO_CRF`` and
+``RELAY_VIDEO_PRESET``): the padded copy looks as the clip does on the post's page."""
 CHUNK = 4 * MB
 """Bytes per APPEND: X takes segments up to 5 MB."""
 LINK_PLACES = ("in_post", "in_reply", "none")
@@ -198,7 +207,7 @@ class Plan:
     cut: bool = False
     """The title and text were shortened to fit (the link never is)."""
     notes: tuple[str, ...] = ()
-    """What the relay changes to make X take a medium (a video cut to 140 s)."""
+    """What the relay changes to make X take a medium (a video cut to 140 s, padded to 3:1)."""
 
 
 def _category(medium: Media) -> str:
@@ -212,15 +221,24 @@ def _video_problem(medium: Media) -> str | None:
         return f"X takes MP4 videos, not {medium.mime}"
     if medium.bytes > VIDEO_BYTES:
         return "X takes videos up to 512 MB; the page link plays this one"
-    if medium.width and medium.height:
-        aspect = medium.width / medium.height
-        if not MIN_ASPECT <= aspect <= MAX_ASPECT:
-            return "X takes videos between 1:3 and 3:1; the page link plays this one"
     return None
 
 
 def too_long(medium: Media) -> bool:
     return medium.kind == "video" and (medium.duration or 0) > VIDEO_SECONDS
+
+
+def pad_to(medium: Media) -> str | None:
+    """The shape a video is padded to, "3:1" (wider than X takes) or "1:3" (taller); None when
+    X takes its shape, or its size is not known."""
+    if medium.kind != "video" or not medium.width or not medium.height:
+        return None
+    aspect = medium.width / medium.height
+    if aspect > MAX_ASPECT:
+        return "3:1"
+    if aspect < MIN_ASPECT:
+        return "1:3"
+    return None
 
 
 def choose(media: list[Media]) -> tuple[list[Media], list[str]]:
@@ -284,13 +302,19 @@ def plan_for(outgoing: Outgoing, link: str) -> Plan:
             "x preflight: the page link alone is too long",
             f"X takes at most {MAX_WEIGHTED} characters",
         )
-    notes = tuple(
-        f"{m.item_id}: X takes videos up to {VIDEO_SECONDS:.0f} s; the relay sends the first"
-        f" {TRIM_TO:.0f} s of this one ({m.duration:.0f} s), the page link plays it all"
-        for m in media
-        if too_long(m)
-    )
-    return Plan(text, media, left_out, link, reply, fitted.cut, notes)
+    notes: list[str] = []
+    for m in media:
+        if too_long(m):
+            notes.append(
+                f"{m.item_id}: X takes videos up to {VIDEO_SECONDS:.0f} s; the relay sends the"
+                f" first {TRIM_TO:.0f} s of this one ({m.duration:.0f} s), the page link plays"
+                " it all"
+            )
+        if shape := pad_to(m):
+            notes.append(
+                f"{m.item_id}: X takes videos between 1:3 and 3:1; this one is padded to {shape}"
+            )
+    return Plan(text, media, left_out, link, reply, fitted.cut, tuple(notes))
 
 
 def _expanded(tweet: Mapping[str, Any]) -> str:
@@ -308,7 +332,7 @@ def _links_to(tweet: Mapping[str, Any], page_url: str) -> bool:
     return any(u.get("expanded_url") == page_url for u in urls) or page_url in _expanded(tweet)
 
 
-# --- cutting a longer video ----------------------------------------------------------------
+# --- cutting a longer video, padding one of another shape -----------------------------------
 
 
 async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
@@ -317,37 +341,70 @@ async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
             yield chunk
 
 
-async def trim(medium: Media, work: Path) -> Path:
-    """The first ``TRIM_TO`` seconds of the relay's own MP4 rendition, by stream copy (no
-    re-encoding: cheap enough for a delivery), in ``work``. ffmpeg reads only that file, as an
-    MP4 (``-protocol_whitelist file``, ``-f mp4``)."""
-    source, cut = work / "in.mp4", work / "out.mp4"
-    with source.open("wb") as f:
+def pad_filter(shape: str) -> str:
+    """ffmpeg's ``pad`` to ``shape`` around the picture, centred, black, both sides even (H.264
+    4:2:0 wants them so). Written in the input's own ``iw``/``ih``, which are the upright
+    picture's (ffmpeg turns a phone clip's display matrix into pixels before filtering), so it
+    fits whatever the rendition's encoded orientation. Rounding up keeps the shape within X's
+    limit: the long side stays, the short one becomes at least a third of it."""
+    wide, tall = "w=ceil(iw/2)*2:h=ceil(iw/6)*2", "w=ceil(ih/6)*2:h=ceil(ih/2)*2"
+    size = wide if shape == "3:1" else tall
+    return f"pad={size}:x=(ow-iw)/2:y=(oh-ih)/2:color=black,setsar=1,format=yuv420p"
+
+
+async def _spool(medium: Media, path: Path) -> None:
+    with path.open("wb") as f:
         async for chunk in medium.read():
             await asyncio.to_thread(f.write, chunk)
+
+
+async def fitted_video(medium: Media, work: Path) -> Path:
+    """The relay's own MP4 rendition made to fit X, in ``work``: cut to its first ``TRIM_TO``
+    seconds when longer than X takes, padded to 3:1 or 1:3 when of another shape. A cut alone
+    is a stream copy (no re-encoding: cheap enough for a delivery); padding re-encodes the
+    picture (H.264, the web MP4's CRF and preset) and the sound (AAC 128 kb/s), cut in the same
+    run. ffmpeg reads only that file, as an MP4 (``-protocol_whitelist file``, ``-f mp4``), and
+    streams to a file: nothing of the video is held in memory."""
+    source, out = work / "in.mp4", work / "out.mp4"
+    await _spool(medium, source)
+    shape = pad_to(medium)
+    cut = ["-t", f"{TRIM_TO:.3f}"] if too_long(medium) else []
+    if shape:
+        codecs = [
+            "-vf", pad_filter(shape), "-c:v", "libx264", "-crf", str(PAD_CRF),
+            "-preset", PAD_PRESET, "-profile:v", "high", "-pix_fmt", "yuv420p",
+            "-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-ac", "2",
+            "-map_metadata", "-1", "-max_muxing_queue_size", "1024",
+        ]  # fmt: skip
+        doing, timeout = f"padding {medium.item_id} to {shape}", PAD_TIMEOUT
+        public = f"the relay could not pad the video to {shape} for X"
+    else:
+        codecs = ["-c", "copy"]
+        doing, timeout = f"cutting {medium.item_id}", TRIM_TIMEOUT
+        public = "the relay could not cut the video to X's 140 seconds"
     process = await asyncio.create_subprocess_exec(
         "ffmpeg", "-nostdin", "-v", "error", "-protocol_whitelist", "file", "-f", "mp4",
-        "-i", str(source), "-t", f"{TRIM_TO:.3f}", "-map", "0:v:0", "-map", "0:a?",
-        "-c", "copy", "-movflags", "+faststart", "-y", str(cut),
+        "-i", str(source), *cut, "-map", "0:v:0", "-map", "0:a:0?", *codecs,
+        "-movflags", "+faststart", "-y", str(out),
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
-        _, errors = await asyncio.wait_for(process.communicate(), TRIM_TIMEOUT)
-    except TimeoutError:
-        process.kill()
+        _, errors = await asyncio.wait_for(process.communicate(), timeout)
+    except (TimeoutError, asyncio.CancelledError) as stopped:
+        process.kill()  # a re-encode left running would hold a core after the delivery ended
         await process.wait()
-        raise TransientPublishError(
-            "publish.unreachable", "x: cutting the video timed out"
-        ) from None
-    if process.returncode != 0 or not cut.is_file():
-        log.warning("x: ffmpeg could not cut %s: %s", medium.item_id, errors[-300:])
+        if isinstance(stopped, asyncio.CancelledError):
+            raise
+        raise TransientPublishError("publish.unreachable", f"x: {doing} timed out") from None
+    finally:
+        source.unlink(missing_ok=True)  # half the disk the delivery needs, freed before upload
+    if process.returncode != 0 or not out.is_file():
+        log.warning("x: ffmpeg failed %s: %s", doing, errors[-300:])
         raise PublishError(
-            "publish.rejected",
-            f"x: ffmpeg exit {process.returncode} cutting {medium.item_id}",
-            "the relay could not cut the video to X's 140 seconds",
+            "publish.rejected", f"x: ffmpeg exit {process.returncode} {doing}", public
         )
-    return cut
+    return out
 
 
 # --- the adapter -----------------------------------------------------------------------------
@@ -381,14 +438,21 @@ class XAdapter:
     def preflight(self, outgoing: Outgoing) -> Plan:
         return plan_for(outgoing, self.link)
 
+    def timeout_for(self, outgoing: Outgoing) -> float | None:
+        """More time for a publish that pads a video (relay/publish/deliver.py asks): the
+        re-encode may take up to ``PAD_TIMEOUT`` before the upload's usual two minutes. The
+        worker keeps the job's lease all along."""
+        media, _ = choose(outgoing.media)
+        return DELIVERY_TIME + PAD_TIMEOUT if any(pad_to(m) for m in media) else None
+
     # --- media ---
 
     async def _upload(self, medium: Media) -> str:
-        if not too_long(medium):
+        if not too_long(medium) and pad_to(medium) is None:
             return await self._upload_stream(medium, medium.bytes, medium.read())
         with tempfile.TemporaryDirectory(prefix="relay-x-") as work:
-            cut = await trim(medium, Path(work))
-            return await self._upload_stream(medium, cut.stat().st_size, _file_chunks(cut))
+            made = await fitted_video(medium, Path(work))
+            return await self._upload_stream(medium, made.stat().st_size, _file_chunks(made))
 
     async def _upload_stream(self, medium: Media, total: int, chunks: AsyncIterator[bytes]) -> str:
         """INIT, APPEND in segments of ``CHUNK`` bytes as they are read, FINALIZE, then

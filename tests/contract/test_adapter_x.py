@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import io
+import json
 import os
 import subprocess
 import time
@@ -171,14 +172,131 @@ def test_a_video_is_uploaded_in_segments_and_waits_for_processing(fake: FakeX, m
     assert len(fake.calls("media.status")) == 2  # in_progress, then succeeded
 
 
-def test_a_video_x_would_refuse_is_left_out_and_the_preflight_says_so(fake: FakeX) -> None:
-    tall = _medium("v2", "video", "video/mp4", b"\0\0\0\x18ftypmp42", width=100, height=400,
-                   duration=10.0)  # fmt: skip
+def _clip(path: Path, size: str, seconds: float, rate: int = 10) -> bytes:
+    """An MP4 of ``size`` with a test picture and a tone, as the relay's web MP4 is made."""
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", f"testsrc=size={size}:rate={rate}",
+         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", str(seconds),
+         "-pix_fmt", "yuv420p", "-g", str(rate), "-c:a", "aac", "-shortest", str(path)],
+        check=True,
+    )  # fmt: skip
+    return path.read_bytes()
+
+
+def _probe(data: bytes, tmp_path: Path) -> dict[str, Any]:
+    """What a viewer's player finds in the video X got: streams, duration, and whether every
+    frame decodes without an error."""
+    path = tmp_path / "got.mp4"
+    path.write_bytes(data)
+    shown = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries",
+         "format=duration:stream=codec_type,codec_name,width,height", "-of", "json", str(path)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    decoded = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-f", "null", "-"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    frame = tmp_path / "frame.png"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-ss", "1", "-i", str(path), "-frames:v", "1", "-y", str(frame)],
+        check=True,
+    )  # fmt: skip
+    with Image.open(frame) as image:
+        rgb = image.convert("RGB")
+    errors = (decoded.returncode, decoded.stderr)
+    return {**json.loads(shown.stdout), "errors": errors, "frame": rgb}
+
+
+def test_a_wider_video_than_3_to_1_reaches_x_padded_to_3_to_1(
+    fake: FakeX, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _clip(tmp_path / "wide.mp4", "480x120", 3)
+    wide = _medium("v1", "video", "video/mp4", data, width=480, height=120, duration=3.0)
+    plan = run(destination(fake), lambda a: a.preflight(outgoing(media=[wide])))
+    assert plan.media == [wide] and plan.left_out == []
+    assert plan.notes == ("v1: X takes videos between 1:3 and 3:1; this one is padded to 3:1",)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(work))
+    run(destination(fake), lambda a: a.publish(outgoing(media=[wide])))
+    [tweet] = fake.live()
+    [media_id] = tweet["media"]
+    sent = fake.media[media_id]
+    assert sent["state"] == "succeeded" and sent["size"] == (480, 160)
+    got = _probe(sent["data"], tmp_path)
+    assert got["errors"] == (0, "")
+    video, audio = sorted(got["streams"], key=lambda s: s["codec_type"] != "video")
+    assert (video["codec_name"], video["width"], video["height"]) == ("h264", 480, 160)
+    assert audio["codec_name"] == "aac"
+    assert abs(float(got["format"]["duration"]) - 3.0) < 0.2
+    frame = got["frame"]
+    assert max(frame.getpixel((240, 5))) < 24 and max(frame.getpixel((240, 154))) < 24  # bars
+    assert max(frame.getpixel((240, 80))) > 60  # the picture, in the middle
+    assert list(work.iterdir()) == []  # the work folder is gone after the delivery
+
+
+def test_a_longer_taller_video_than_1_to_3_is_cut_and_padded_in_one_go(
+    fake: FakeX, tmp_path: Path
+) -> None:
+    data = _clip(tmp_path / "tall.mp4", "36x144", 150, rate=2)
+    tall = _medium("v1", "video", "video/mp4", data, width=36, height=144, duration=150.0)
     plan = run(destination(fake), lambda a: a.preflight(outgoing(media=[tall])))
-    assert plan.media == [] and "between 1:3 and 3:1" in plan.left_out[0]
+    assert plan.media == [tall] and plan.left_out == []
+    assert plan.notes == (
+        "v1: X takes videos up to 140 s; the relay sends the first 139 s of this one (150 s),"
+        " the page link plays it all",
+        "v1: X takes videos between 1:3 and 3:1; this one is padded to 1:3",
+    )
     run(destination(fake), lambda a: a.publish(outgoing(media=[tall])))
     [tweet] = fake.live()
-    assert tweet["media"] == [] and fake.calls("media.init") == []
+    sent = fake.media[tweet["media"][0]]
+    assert sent["state"] == "succeeded" and sent["size"] == (48, 144)
+    assert 138 <= sent["duration"] <= 140
+    assert _probe(sent["data"], tmp_path)["errors"] == (0, "")
+
+
+def test_a_video_of_a_shape_x_refuses_is_refused_unpadded(fake: FakeX, tmp_path: Path) -> None:
+    """The fake measures what it gets: the padding is what makes X take it."""
+    data = _clip(tmp_path / "wide.mp4", "480x120", 1)
+    # said to be 16:9, so the adapter sends it as it is
+    lying = _medium("v1", "video", "video/mp4", data, width=480, height=270, duration=1.0)
+    with pytest.raises(PublishError) as caught:
+        run(destination(fake), lambda a: a.publish(outgoing(media=[lying])))
+    assert "Unsupported aspect ratio" in caught.value.public()["message"]
+    assert fake.live() == []
+
+
+def test_a_video_that_cannot_be_padded_fails_with_a_clear_message(fake: FakeX) -> None:
+    broken = _medium("v1", "video", "video/mp4", b"\0\0\0\x18ftypmp42" + b"\0" * 64,
+                     width=400, height=100, duration=2.0)  # fmt: skip
+    with pytest.raises(PublishError) as caught:
+        run(destination(fake), lambda a: a.publish(outgoing(media=[broken])))
+    assert caught.value.code == "publish.rejected"
+    assert caught.value.remote == "the relay could not pad the video to 3:1 for X"
+    assert fake.calls("media.init") == [] and fake.live() == []
+
+
+def test_a_delivery_that_pads_a_video_gets_time_for_the_re_encode(fake: FakeX, mp4: bytes) -> None:
+    """The delivery's two minutes are for uploads; a re-encode of up to 140 s of video asks the
+    delivery (relay/publish/deliver.py) for more, a cut or a fitting video does not."""
+    wide = _medium("v1", "video", "video/mp4", mp4, width=400, height=100, duration=5.0)
+    fitting = _medium("v2", "video", "video/mp4", mp4, width=320, height=180, duration=1.0)
+    asked = run(destination(fake), lambda a: a.timeout_for(outgoing(media=[wide])))
+    assert asked is not None and asked >= 600
+    assert run(destination(fake), lambda a: a.timeout_for(outgoing(media=[fitting]))) is None
+
+
+def test_the_preview_says_a_video_is_padded(fake: FakeX) -> None:
+    from relay.web.app.preview import channel_preview
+
+    wide = _medium("v1", "video", "video/mp4", b"\0\0\0\x18ftypmp42", width=400, height=100,
+                   duration=5.0)  # fmt: skip
+    dest = destination(fake)
+    shown = run(dest, lambda a: channel_preview(dest, a.api.http, outgoing(media=[wide])))
+    assert shown.refused == "" and shown.media == ["v1"]
+    assert shown.notes == ["v1: X takes videos between 1:3 and 3:1; this one is padded to 3:1"]
+    assert fake.seen == []
 
 
 def test_a_longer_video_is_cut_to_what_x_takes_and_the_preflight_says_so(

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.clips import web_ready_mp4
+from tests.clips import rotated, web_ready_mp4
 from tests.fakes.x import FakeX
 from tests.server import RelayServer
 
@@ -167,3 +167,21 @@ def test_a_clip_longer_than_x_takes_is_cut_to_fit(start_relay, x: FakeX, tmp_pat
     [media_id] = tweet["media"]
     assert 138 <= x.media[media_id]["duration"] <= 140  # as X measures what it got
     assert tweet["original"] == f"Lång\n\n{post['url']}"  # the page link plays it all
+
+
+def test_an_upright_phone_clip_taller_than_1_to_3_goes_padded_to_1_to_3(
+    start_relay, x: FakeX, tmp_path: Path
+) -> None:
+    """Stored 480x120 with a quarter turn in its display matrix (kept by the relay's remux):
+    a 1:4 picture upright, which X refuses; X gets it upright, padded to 1:3."""
+    server, token = relay_for(start_relay, x)
+    server.add_destination("x", x.url, x.token)
+    clip = rotated(web_ready_mp4(tmp_path / "wide.mp4", "480x120", 2), tmp_path / "phone.mp4")
+    post = server.upload(token, file=("phone.mp4", clip.read_bytes(), "video/mp4"), title="Hög")
+    delivery = server.wait_delivery(token, post["id"], timeout=180)
+    assert delivery["status"] == "delivered", delivery
+    [tweet] = x.live()
+    [media_id] = tweet["media"]
+    sent = x.media[media_id]
+    assert sent["state"] == "succeeded" and sent["size"] == (160, 480)  # as X measures it
+    assert 1.8 <= sent["duration"] <= 2.2

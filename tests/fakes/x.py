@@ -15,7 +15,10 @@ problems as X sends them.
   there; an image must open, a video must be MP4): videos then go ``pending`` →
   ``in_progress`` → ``succeeded`` over ``processing_polls`` reads of ``GET /2/media/upload
   ?command=STATUS&media_id=`` (``failed``, "Duration too long", for a video over 140 s as
-  ffprobe measures it). ``POST /2/media/metadata`` (``alt_text.text`` ≤ 1,000).
+  ffprobe measures it; ``failed``, "Unsupported aspect ratio", for one whose upright picture is
+  wider than 3:1 or taller than 1:3, X's documented video limit: the docs give the limit, not
+  the words, which follow the duration error's form). ``POST /2/media/metadata``
+  (``alt_text.text`` ≤ 1,000).
 - ``POST /2/tweets`` (JSON): ``text`` within 280 as twitter-text weighs it, ``media.media_ids``
   (processed media of this user, at most 4 images or one GIF or video), ``reply``
   (``in_reply_to_tweet_id`` of an existing post); the same text as one of the user's posts is
@@ -66,20 +69,37 @@ LIMITS = {"tweet_image": 5 * MB, "tweet_gif": 15 * MB, "tweet_video": 512 * MB}
 SCOPES = {"tweet.read", "tweet.write", "users.read", "media.write", "offline.access"}
 
 
-def _duration(data: bytes) -> float:
-    """The video's duration as ffprobe reads it (X measures what it processes)."""
+@dataclass(frozen=True)
+class Measured:
+    """What X measures of a video it processes: its duration and its upright picture's size."""
+
+    duration: float
+    width: int
+    height: int
+
+
+def _measure(data: bytes) -> Measured:
+    """The video as ffprobe reads it; a quarter turn (display matrix) swaps width and height."""
     with tempfile.NamedTemporaryFile(suffix=".mp4") as f:
         f.write(data)
         f.flush()
         out = subprocess.run(
-            ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+            ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+             "format=duration:stream=width,height:stream_side_data=rotation", "-of", "json",
              f.name],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
     try:
-        return float(out.stdout.strip())
-    except ValueError:
-        return 0.0
+        probed = json.loads(out.stdout)
+        duration = float(probed["format"]["duration"])
+    except (ValueError, KeyError, TypeError):
+        return Measured(0.0, 0, 0)
+    [stream] = probed.get("streams") or [{}]
+    width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
+    turns = [d.get("rotation") for d in stream.get("side_data_list") or []]
+    if any(abs(int(t or 0)) % 180 == 90 for t in turns):
+        width, height = height, width
+    return Measured(duration, width, height)
 
 
 class Problem(Exception):
@@ -375,7 +395,9 @@ class FakeX(FakeService):
         if found["category"] == "tweet_video":
             if found["data"][4:8] != b"ftyp":
                 raise invalid("InvalidMedia: unsupported video format", "media")
-            found["duration"] = _duration(found["data"])
+            measured = _measure(found["data"])
+            found["duration"] = measured.duration
+            found["size"] = (measured.width, measured.height)
             found["state"] = "pending"
             info = {"state": "pending", "check_after_secs": 1}
             return web.json_response({"data": {"id": found["id"], "processing_info": info}})
@@ -395,17 +417,29 @@ class FakeX(FakeService):
             found["polls"] += 1
             found["state"] = ("succeeded" if found["polls"] >= self.processing_polls
                               else "in_progress")  # fmt: skip
-            if found["state"] == "succeeded" and not 0.5 <= found["duration"] <= 140:
-                found["state"] = "failed"
+            if found["state"] == "succeeded":
+                found["failure"] = self._refusal(found)
+                if found["failure"]:
+                    found["state"] = "failed"
         info: dict[str, Any] = {"state": found["state"]}
         if found["state"] == "failed":
             info.update(progress_percent=100, error={
                 "code": 1, "name": "InvalidMedia",
-                "message": "Invalid or Unsupported media, Reason: Duration too long.",
+                "message": f"Invalid or Unsupported media, Reason: {found['failure']}.",
             })  # fmt: skip
         if found["state"] == "in_progress":
             info.update(check_after_secs=1, progress_percent=50)
         return web.json_response({"data": {"id": found["id"], "processing_info": info}})
+
+    @staticmethod
+    def _refusal(found: dict[str, Any]) -> str:
+        """Why X fails a processed video, or ""."""
+        if not 0.5 <= found["duration"] <= 140:
+            return "Duration too long"
+        width, height = found["size"]
+        if not width or not height or not 1 / 3 <= width / height <= 3:
+            return "Unsupported aspect ratio"
+        return ""
 
     async def metadata(self, request: web.Request, token: Token) -> web.Response:
         body = await self._json(request)
