@@ -7,7 +7,9 @@ from __future__ import annotations
 import math
 
 from handlers.ladder import attributes
+from relay.model import Item, Rendition
 from relay.storage import hls
+from relay.web import streaming
 
 MASTER = (
     "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n"
@@ -44,10 +46,22 @@ def test_the_master_names_a_subtitles_group_from_every_variant() -> None:
     assert lines[first_stream + 1] == "720p/index.m3u8"
 
 
-def test_a_master_without_captions_is_unchanged_and_adding_twice_is_harmless() -> None:
+def test_a_master_without_captions_is_unchanged() -> None:
     assert hls.with_subtitles(MASTER, []) == MASTER
-    twice = hls.with_subtitles(hls.with_subtitles(MASTER, TRACKS[:1]), [])
-    assert twice.count("SUBTITLES=") == 2
+
+
+def test_an_items_captions_become_tracks_named_as_the_pages() -> None:
+    item = Item("I", "P", 0, "talk.mp4", None, renditions=[
+        Rendition("mp4", "P/I/mp4.mp4", "video/mp4", 1000, duration=6.04),
+        Rendition("captions", "P/I/sv.vtt", "text/vtt", 10, lang="sv"),
+        Rendition("captions", "P/I/und.vtt", "text/vtt", 10),
+    ])  # fmt: skip
+    assert streaming.captions_of(item) == {"sv": 6.04, "und": 6.04}
+    assert [t.lang for t in streaming.subtitle_tracks(item)] == ["sv", "und"]
+    assert streaming.subtitle_tracks(item)[0].name == "svenska"
+    # Without the clip's duration no segment can be described: no subtitles, the page's stay.
+    item.renditions[0].duration = None
+    assert streaming.subtitle_tracks(item) == []
 
 
 def test_a_name_cannot_break_out_of_its_quoted_string() -> None:
