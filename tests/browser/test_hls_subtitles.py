@@ -45,6 +45,8 @@ def test_the_video_has_one_captions_track_per_language_while_hls_js_plays(
         response = client.post("/api/v1/uploads", files=files)
     assert response.status_code == 202, response.text
     post = relay.wait_post(token, response.json()["id"], timeout=120)
+    refused: list[str] = []
+    page.on("console", lambda m: refused.append(m.text) if "Content Security" in m.text else None)
     fetched: list[str] = []
     page.on("request", lambda request: fetched.append(request.url))
     page.goto(post["url"])
@@ -71,3 +73,4 @@ def test_the_video_has_one_captions_track_per_language_while_hls_js_plays(
     assert any("/hls/subtitles/sv.m3u8" in url for url in fetched)
     assert any(url.endswith("/sv.vtt") for url in fetched)
     assert not any(url.endswith("/mp4.mp4") for url in fetched)
+    assert refused == []
