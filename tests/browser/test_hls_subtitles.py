@@ -2,7 +2,8 @@
 clip uploaded with Swedish and English captions plays through hls.js from its ladder, which
 names both as subtitles; the video then has exactly one captions track per language (the page's
 own <track> elements are set aside, not shown a second time), the Swedish one showing by
-default with the relay's cues, and the browser never falls back to the MP4."""
+default with the relay's cues, and the browser never falls back to the MP4. /embed/, which
+has no <track> of its own, shows the same captions from the ladder."""
 
 from __future__ import annotations
 
@@ -73,4 +74,18 @@ def test_the_video_has_one_captions_track_per_language_while_hls_js_plays(
     assert any("/hls/subtitles/sv.m3u8" in url for url in fetched)
     assert any(url.endswith("/sv.vtt") for url in fetched)
     assert not any(url.endswith("/mp4.mp4") for url in fetched)
+    assert refused == []
+
+    # /embed/ has no <track> of its own: its player gets the captions from the ladder alone.
+    page.goto(f"{relay.url}/embed/{post['id']}")
+    handle = page.locator("video").element_handle()
+    assert handle is not None
+    page.wait_for_function("v => v.dataset.levels !== undefined", arg=handle)
+    handle.evaluate("v => { v.muted = true; return v.play(); }")
+    page.wait_for_function(
+        "v => Array.from(v.textTracks)"
+        ".some(t => t.language === 'sv' && t.mode === 'showing' && t.cues && t.cues.length)",
+        arg=handle,
+    )
+    assert sorted(t["lang"] for t in handle.evaluate(TRACKS)) == ["en", "sv"]
     assert refused == []
