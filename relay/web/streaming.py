@@ -28,7 +28,7 @@ from relay import pairing
 from relay.context import RELAY, Relay
 from relay.db import queries
 from relay.errors import NotFound
-from relay.model import Item, Post
+from relay.model import Item, Post, PostState
 from relay.storage import hls, valid_key
 from relay.web import pages
 
@@ -100,12 +100,15 @@ def captions_of(item: Item) -> dict[str, float]:
 
 def subtitle_tracks(item: Item) -> list[hls.SubtitleTrack]:
     # Named as the page's <track> labels them, so a player's menu reads alike either way.
-    return [hls.SubtitleTrack(lang, pages.language_name(lang)) for lang in captions_of(item)]
+    return [
+        hls.SubtitleTrack(lang, pages.language_name(None if lang == "und" else lang))
+        for lang in captions_of(item)
+    ]
 
 
 async def _public_item(relay: Relay, post_id: str, item_id: str) -> Item | None:
     post = await relay.db.read(queries.load_post, post_id)
-    if post is None or post.private or post.draft:
+    if post is None or post.private or post.draft or post.state == PostState.DELETED:
         return None
     return next((i for i in post.items if i.id == item_id), None)
 
