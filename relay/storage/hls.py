@@ -9,9 +9,11 @@ URI would lose, works as well as the relay's own ``/media/``.
 
 from __future__ import annotations
 
+import math
 import posixpath
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from relay.storage import valid_key
@@ -125,3 +127,70 @@ async def expand(store: Store, keys: list[str]) -> list[str]:
     for key in keys:
         out += await ladder_keys(store, key) if is_playlist(key) else [key]
     return out
+
+
+# Captions in the ladder (RFC 8216 4.3.4.1 EXT-X-MEDIA, 4.3.4.2 SUBTITLES; Apple's HLS authoring
+# specification: WebVTT as a subtitles rendition). A clip's captions are made by a companion
+# step after its ladder, so the stored master never names them: serving adds them
+# (relay/web/streaming.py).
+SUBTITLES_GROUP: Final = "subs"
+CAPTIONS_CHARACTERISTICS: Final = (
+    "public.accessibility.transcribes-spoken-dialog,public.accessibility.describes-music-and-sound"
+)
+"""Captions, not translated subtitles (Apple's HLS authoring specification): players list them
+as captions (hls.js makes ``<track kind="captions">``), as the page's own track is."""
+SUBTITLES_DIR: Final = "subtitles"
+"""``POST/ITEM/hls/subtitles/sv.m3u8``: a subtitles playlist made when asked, never stored
+(no rung is named so: handlers/ladder.py names them by height, and ``audio``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SubtitleTrack:
+    """One language of a clip's captions as the master names it."""
+
+    lang: str
+    """BCP 47 tag, ``und`` when unknown; also the playlist's file name."""
+    name: str
+    """Its label in a player's menu (unique in the group, as RFC 8216 requires)."""
+
+
+def _quoted(value: str) -> str:
+    """An attribute's quoted-string: no ``"``, CR or LF may be in one (RFC 8216 4.2)."""
+    return '"' + re.sub(r'["\r\n]', "", value) + '"'
+
+
+def with_subtitles(master: str, tracks: list[SubtitleTrack]) -> str:
+    """The master playlist with a SUBTITLES group of ``tracks`` (the first the default) and each
+    variant stream naming it; the master as it is without tracks."""
+    if not tracks:
+        return master
+    media = [
+        f"#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID={_quoted(SUBTITLES_GROUP)},"
+        f"NAME={_quoted(track.name)},LANGUAGE={_quoted(track.lang)},"
+        f"DEFAULT={'YES' if i == 0 else 'NO'},AUTOSELECT=YES,"
+        f"CHARACTERISTICS={_quoted(CAPTIONS_CHARACTERISTICS)},"
+        f"URI={_quoted(f'{SUBTITLES_DIR}/{track.lang}.m3u8')}"
+        for i, track in enumerate(tracks)
+    ]
+    out: list[str] = []
+    for line in master.splitlines():
+        if line.startswith("#EXT-X-STREAM-INF:") and "SUBTITLES=" not in line:
+            line += f",SUBTITLES={_quoted(SUBTITLES_GROUP)}"
+        if media and line.startswith(("#EXT-X-MEDIA:", "#EXT-X-STREAM-INF:")):
+            out += media  # with the other renditions, before the first variant stream
+            media = []
+        out.append(line)
+    return "\n".join(out + media) + "\n"
+
+
+def subtitles_playlist(vtt_url: str, duration: float) -> str:
+    """A VOD subtitles playlist of one segment: the whole WebVTT file for the clip's
+    ``duration``. EXT-X-TARGETDURATION is that duration rounded up: the segment's, rounded to the
+    nearest integer, may not exceed it (RFC 8216 4.3.3.1)."""
+    seconds = max(duration, 0.001)
+    return (
+        "#EXTM3U\n#EXT-X-VERSION:3\n"
+        f"#EXT-X-TARGETDURATION:{math.ceil(seconds)}\n"
+        "#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:VOD\n"
+        f"#EXTINF:{seconds:.3f},\n{vtt_url}\n#EXT-X-ENDLIST\n"
+    )

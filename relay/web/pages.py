@@ -128,9 +128,10 @@ POST_CSP = (
     "base-uri 'none'"
 )
 # A public video post plays HLS: its scripts from 'self', hls.js fetching playlists and
-# segments from wherever the store serves them, into a blob: (Media Source) URL.
+# segments from wherever the store serves them, into a blob: (Media Source) URL; the ladder's
+# captions become hls.js's own <track src="data:,WEBVTT"> elements, filled with cues by script.
 PLAYER_CSP = (
-    "default-src 'none'; img-src * data:; media-src * blob:; script-src 'self'; "
+    "default-src 'none'; img-src * data:; media-src * blob: data:; script-src 'self'; "
     "connect-src *; style-src 'self'; frame-ancestors *; base-uri 'none'"
 )
 # One address answers in the reader's language: shared caches keep one copy per language.

@@ -4,11 +4,29 @@
 // without them that plays HLS itself (Safari on older iPhones) gets the playlist as its src;
 // without either, or when hls.js gives up, the MP4 plays.
 // data-player says which one is playing, for people debugging (and for the browser tests).
+// Captions: the page's <track> elements caption the MP4; a ladder's master names the same
+// captions as its SUBTITLES group (relay/web/streaming.py), which hls.js (or the browser's own
+// HLS) makes text tracks of. Both would show each language twice, so while the playlist plays,
+// the <track> elements are set aside, and they come back if the MP4 plays after all.
 "use strict";
 
 (function () {
+  const setAside = new WeakMap(); // video -> its <track> elements while the playlist captions it
+
+  function takeTracks(video) {
+    const tracks = Array.from(video.querySelectorAll("track"));
+    tracks.forEach((track) => track.remove());
+    setAside.set(video, tracks);
+  }
+
+  function restoreTracks(video) {
+    (setAside.get(video) || []).forEach((track) => video.appendChild(track));
+    setAside.delete(video);
+  }
+
   function fallBack(video, mp4) {
     if (!mp4) return; // a live stream has no MP4 to fall back to: the page's link stays
+    restoreTracks(video);
     video.dataset.player = "mp4";
     if (video.getAttribute("src") !== mp4) video.src = mp4;
   }
@@ -24,6 +42,7 @@
       // iPhone). Chromium says "maybe" to HLS too, yet plays it only on some systems.
       if (video.canPlayType("application/vnd.apple.mpegurl")) {
         video.dataset.player = "native";
+        takeTracks(video);
         video.src = playlist;
         video.addEventListener("error", () => fallBack(video, mp4), { once: true });
       } else if (mp4) {
@@ -36,6 +55,8 @@
     video.dataset.player = "hls.js";
     hls.on(Hls.Events.MANIFEST_PARSED, (_event, data) => {
       video.dataset.levels = String(data.levels.length);
+      // A master without the captions (made before them, or a live one): the page's stay.
+      if (!(data.subtitleTracks || []).length) restoreTracks(video);
     });
     hls.on(Hls.Events.ERROR, (_event, data) => {
       if (!data.fatal) return;
@@ -44,6 +65,7 @@
       fallBack(video, mp4);
     });
     video.removeAttribute("src");
+    takeTracks(video);
     hls.loadSource(playlist);
     hls.attachMedia(video);
   }
