@@ -2,7 +2,8 @@
 the node that takes it in, relay/intake/live.py, or, on a shared store, from any node: the
 playlist read from the store with its segments made the store's URLs, as relay/web/streaming.py
 does for a VOD ladder, and a segment asked of this node redirected there), and the callbacks
-of nginx-rtmp for operators who ingest with it instead (``on_publish``/``on_publish_done``, see README "Going live")."""
+of nginx-rtmp for operators who ingest with it instead (``on_publish``/``on_publish_done``, see
+README "Going live")."""
 
 from __future__ import annotations
 
