@@ -14,6 +14,7 @@ from tests.contract.s3server import MotoS3
 from tests.e2e.test_live import add_key, live_posts, pushing, wait_for
 from tests.e2e.test_two_nodes import _node_env
 from tests.server import RelayServer
+from tests.tcpproxy import TcpProxy
 
 StartRelay = Callable[..., RelayServer]
 
@@ -89,3 +90,43 @@ def test_a_broadcast_taken_by_one_node_plays_from_another(
     # Once the replay is ready the live copy in the store has done its part.
     wait_for(lambda: not _live_objects(s3, bucket), 60, "live objects left in the store")
     assert httpx.get(f"{viewer.url}/live/{post_id}/index.m3u8", timeout=30).status_code == 404
+
+
+def test_a_store_away_mid_broadcast_delays_the_other_nodes_playlist_and_drops_nothing(
+    start_relay: StartRelay, postgres: str, s3: MotoS3, bucket: str, tmp_path: Path
+) -> None:
+    env = _node_env(postgres, bucket, s3.endpoint)
+    with TcpProxy(("127.0.0.1", s3.port)) as proxy:
+        # Node A reaches the bucket through a line the test cuts; node B (the viewer's) directly.
+        taker = start_relay(
+            tmp_path / "a", **{**env, "RELAY_S3_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}"}
+        )
+        viewer = start_relay(tmp_path / "b", **env)
+        token = taker.add_user("anna")["token"]
+        key = add_key(taker)
+        with pushing(key["rtmp_url"], 24) as sender:
+            [post] = wait_for(lambda: live_posts(viewer, token), message="no live post")
+            post_id = post["id"]
+            wait_for(lambda: _listed(viewer, post_id), 30, "no segment on node B")
+            proxy.cut()
+            before = _names(_listed(viewer, post_id))
+            # The taking node goes on making segments it cannot store: node B lags behind it.
+            wait_for(lambda: len(_listed(taker, post_id)) >= len(before) + 2, 30)
+            stale = _listed(viewer, post_id)
+            assert len(stale) < len(_listed(taker, post_id))
+            with httpx.Client(timeout=30) as client:  # what B lists is in the bucket
+                assert all(client.get(uri).status_code == 200 for uri in stale)
+            proxy.restore()
+            made = _names(_listed(taker, post_id))
+            caught_up = wait_for(lambda: len(_listed(viewer, post_id)) >= len(made), 30)
+            assert sender.poll() is None  # still live
+            names = _names(_listed(viewer, post_id))
+            # Every segment, none skipped: s00000.ts, s00001.ts, … as node A made them.
+            assert names[: len(made)] == made == [f"s{n:05d}.ts" for n in range(len(made))]
+            assert caught_up
+            with httpx.Client(timeout=30) as client:
+                for uri in _listed(viewer, post_id):
+                    _decodes(client.get(uri), tmp_path / "s.ts")
+            sender.wait(60)
+            assert sender.returncode == 0
+    assert "Traceback" not in taker.log.read_text()
