@@ -58,7 +58,7 @@ async def live_keys(store: Store, post_id: str) -> list[str]:
     if text is None:
         return [playlist]
     names = segment_names(text)
-    last = max((int(SEGMENT.match(n).group(1)) for n in names), default=-1)  # type: ignore[union-attr]
+    last = max((int(name[1:6]) for name in names), default=-1)  # sNNNNN.ts
     tail = [f"s{n:05d}.ts" for n in range(last + 1, last + 1 + UNLISTED_TAIL)]
     return [*(key_of(post_id, name) for name in [*names, *tail]), playlist]
 
