@@ -46,12 +46,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from relay.db import Database
+from relay.db import Database, queries
 from relay.db import live as db_live
 from relay.errors import CATALOG
 from relay.intake import rtmp
 from relay.intake.accept import LIVE_TEXT, Acceptor, SpooledFile, live_ended
 from relay.intake.live_upload import LiveUploader
+from relay.model import PostState
 from relay.spool import SpoolBackend
 from relay.storage import Store
 
@@ -130,7 +131,9 @@ class Broadcast:
         self.end_reason = "ended"
         self.uploader: LiveUploader | None = None
         if door.store is not None:
-            self.uploader = LiveUploader(door.store, post_id, self.dir, PLAYLIST)
+            self.uploader = LiveUploader(
+                door.store, post_id, self.dir, PLAYLIST, lambda: door.deleted(post_id)
+            )
             self.uploader.start()
 
     # --- connections ---------------------------------------------------------------------
@@ -594,6 +597,10 @@ class LiveDoor:
         for task in list(self._finishing):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+    async def deleted(self, post_id: str) -> bool:
+        row = await self.db.read(queries.post_row, post_id)
+        return row is None or row["state"] == PostState.DELETED.value
 
     def live_dir(self, post_id: str) -> Path | None:
         """The folder of a broadcast this node is taking in now (or just took)."""

@@ -6,9 +6,10 @@ whole, by a rename). The local playlist is therefore the queue of finished work:
 it, stores the segments it lists that are not stored yet (in order), and then stores that same
 text as the playlist, so the stored playlist never lists a segment the store lacks. A slow or
 failing store delays the stored playlist and drops nothing: the next round starts where the last
-one stopped. What this task holds is a set of names and one playlist text (bounded by the
-broadcast's limit on duration), and it takes no part in the RTMP door's reading or ffmpeg's
-writing; uploads run on the store's own threads.
+one stopped. A post deleted while it is live (its purge may have run already) stops the copying,
+and what was stored goes. What this task holds is a set of names and one playlist text (bounded
+by the broadcast's limit on duration), and it takes no part in the RTMP door's reading or
+ffmpeg's writing; uploads run on the store's own threads.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from relay.errors import StorageError
@@ -33,8 +35,16 @@ FINAL_ATTEMPTS = 5
 
 
 class LiveUploader:
-    def __init__(self, store: Store, post_id: str, folder: Path, playlist: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        post_id: str,
+        folder: Path,
+        playlist: str,
+        deleted: Callable[[], Awaitable[bool]],
+    ) -> None:
         self.store = store
+        self.deleted = deleted
         self.post_id = post_id
         self.folder = folder
         self.playlist = folder / playlist
@@ -42,6 +52,7 @@ class LiveUploader:
         """The text being stored (ffmpeg replaces the playlist at any moment)."""
         self.stored: set[str] = set()
         self.stored_text = ""
+        self.withdrawn = False
         self._ended = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -52,12 +63,6 @@ class LiveUploader:
         """ffmpeg has ended the playlist: store the rest, then stop."""
         self._ended.set()
         if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def cancel(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
@@ -74,9 +79,18 @@ class LiveUploader:
 
     async def _round(self) -> bool:
         """One pass; False when the store failed (the next pass tries again)."""
+        if self.withdrawn:
+            return True
         try:
             text = await asyncio.to_thread(self._read)
             if text is None or text == self.stored_text:
+                return True
+            if await self.deleted():
+                await stored.remove(self.store, self.post_id)
+                self.withdrawn = True
+                log.info(
+                    "live %s: the post is deleted: its live HLS is no longer stored", self.post_id
+                )
                 return True
             for name in stored.segment_names(text):
                 if name in self.stored:
@@ -99,6 +113,9 @@ class LiveUploader:
             return True
         except (StorageError, OSError) as exc:
             log.warning("live %s: storing the live HLS: %s", self.post_id, exc)
+            return False
+        except Exception:  # the database away, say: the next round tries again
+            log.exception("live %s: storing the live HLS", self.post_id)
             return False
 
     def _read(self) -> str | None:

@@ -130,3 +130,27 @@ def test_a_store_away_mid_broadcast_delays_the_other_nodes_playlist_and_drops_no
             sender.wait(60)
             assert sender.returncode == 0
     assert "Traceback" not in taker.log.read_text()
+
+
+def test_a_post_deleted_while_live_leaves_no_live_objects_in_the_store(
+    start_relay: StartRelay, postgres: str, s3: MotoS3, bucket: str, tmp_path: Path
+) -> None:
+    env = _node_env(postgres, bucket, s3.endpoint)
+    taker = start_relay(tmp_path / "a", **env)
+    viewer = start_relay(tmp_path / "b", **env)
+    token = taker.add_user("anna")["token"]
+    key = add_key(taker)
+    with pushing(key["rtmp_url"], 14) as sender:
+        [post] = wait_for(lambda: live_posts(viewer, token), message="no live post")
+        post_id = post["id"]
+        wait_for(lambda: _listed(viewer, post_id), 30, "no segment on node B")
+        assert _live_objects(s3, bucket)
+        with viewer.client(token) as client:
+            assert client.delete(f"/api/v1/posts/{post_id}").status_code in (200, 204)
+        # Gone at once from every node, and from the bucket, also what A makes after the delete.
+        assert httpx.get(f"{viewer.url}/live/{post_id}/index.m3u8", timeout=30).status_code == 404
+        sender.wait(60)
+    # Node A is done with the broadcast (nothing more will be stored): none of it is left.
+    wait_for(lambda: f"live {post_id}: over after" in taker.log.read_text(), 60)
+    wait_for(lambda: not _live_objects(s3, bucket), 60, "live objects left in the store")
+    assert "Traceback" not in taker.log.read_text()
