@@ -149,8 +149,12 @@ def test_a_post_deleted_while_live_leaves_no_live_objects_in_the_store(
             assert client.delete(f"/api/v1/posts/{post_id}").status_code in (200, 204)
         # Gone at once from every node, and from the bucket, also what A makes after the delete.
         assert httpx.get(f"{viewer.url}/live/{post_id}/index.m3u8", timeout=30).status_code == 404
+        # Node A stops copying the broadcast at once, the sender still sending.
+        wait_for(lambda: f"live {post_id}: the post is deleted" in taker.log.read_text(), 30)
+        assert sender.poll() is None
+        wait_for(lambda: not _live_objects(s3, bucket), 30, "live objects left in the store")
         sender.wait(60)
-    # Node A is done with the broadcast (nothing more will be stored): none of it is left.
+    # Node A is done with the broadcast: it stored nothing more after the delete.
     wait_for(lambda: f"live {post_id}: over after" in taker.log.read_text(), 60)
-    wait_for(lambda: not _live_objects(s3, bucket), 60, "live objects left in the store")
+    assert not _live_objects(s3, bucket)
     assert "Traceback" not in taker.log.read_text()
