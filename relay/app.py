@@ -229,6 +229,7 @@ async def _live_ctx(app: web.Application) -> AsyncIterator[None]:
     """The RTMP door (relay/intake/live.py), with the HTTP door that serves its HLS."""
     from relay.db import live as db_live
     from relay.intake.live import LiveDoor, LiveLimits
+    from relay.storage import live as live_store
     from relay.web.live import LIVE_DOOR
 
     relay = app[RELAY]
@@ -252,6 +253,7 @@ async def _live_ctx(app: web.Application) -> AsyncIterator[None]:
             max_per_user=settings.live_max_per_user,
             max_total=settings.live_max_broadcasts,
         ),
+        store=live_store.shared(relay.store),
     )
     app[LIVE_DOOR] = door
     # A process killed mid-broadcast: its recordings become their posts' videos, then go.

@@ -40,9 +40,10 @@ from sqlalchemy import Connection
 
 from relay import jobs
 from relay.db import Database, destinations, life, lock, queries
-from relay.errors import NotFound, RelayError
+from relay.errors import NotFound, RelayError, StorageError
 from relay.model import DeliveryStatus, PostState, PostStatus
 from relay.storage import Store, hls
+from relay.storage import live as live_store
 
 log = logging.getLogger("relay.lifecycle")
 
@@ -495,6 +496,8 @@ class Jobs:
             return
         # An HLS ladder is one key in the database; its playlists name the rest.
         keys = await hls.expand(self.store, keys)
+        if live_store.shared(self.store) is not None:  # a broadcast's live HLS, if any left
+            keys += await live_store.live_keys(self.store, job.ref)
         for key in keys:
             await self.store.delete(key)  # idempotent: a repeat after a crash is safe
         await self.db.run(_purged, job)
@@ -503,3 +506,12 @@ class Jobs:
     async def live_replay(self, job: jobs.Job) -> None:
         if not await self.db.run(run_live_replay, job):
             await self.db.run(jobs.postpone, job, WAIT_SECONDS)
+            return
+        # The replay is ready: the broadcast's live HLS in a shared store has done its part.
+        if live_store.shared(self.store) is not None:
+            try:
+                removed = await live_store.remove(self.store, job.ref)
+            except StorageError as exc:  # the post's purge removes them in the end
+                log.warning("post %s: removing the live HLS: %s", job.ref, exc)
+                return
+            log.info("post %s: the live HLS's %d stored object(s) removed", job.ref, removed)

@@ -27,9 +27,10 @@ A sender that drops (a phone switching networks) has ``live_reconnect_grace_seco
 back with the same key and continue the same post; timestamps continue where they stopped. An
 explicit end (``FCUnpublish``/``deleteStream``) ends the broadcast at once.
 
-The HLS files live on this node's disk (``DATA_DIR/live/POST_ID/``) while the broadcast runs:
-the node that takes a broadcast serves it live (several nodes: balance RTMP and
-``/live/`` to the same node, or run one ingest node).
+The HLS files live on this node's disk (``DATA_DIR/live/POST_ID/``) while the broadcast runs.
+On a shared store (S3), each finished segment and then the playlist are copied to it as well
+(relay/intake/live_upload.py, relay/storage/live.py), so every node serves the broadcast; on the
+embedded default only the node that takes it in does.
 """
 
 from __future__ import annotations
@@ -45,12 +46,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from relay.db import Database
+from relay.db import Database, queries
 from relay.db import live as db_live
 from relay.errors import CATALOG
 from relay.intake import rtmp
 from relay.intake.accept import LIVE_TEXT, Acceptor, SpooledFile, live_ended
+from relay.intake.live_upload import LiveUploader
+from relay.model import PostState
 from relay.spool import SpoolBackend
+from relay.storage import Store
 
 log = logging.getLogger("relay.live")
 
@@ -125,6 +129,12 @@ class Broadcast:
         self.grace: asyncio.Task[None] | None = None
         self.ended = False
         self.end_reason = "ended"
+        self.uploader: LiveUploader | None = None
+        if door.store is not None:
+            self.uploader = LiveUploader(
+                door.store, post_id, self.dir, PLAYLIST, lambda: door.deleted(post_id)
+            )
+            self.uploader.start()
 
     # --- connections ---------------------------------------------------------------------
 
@@ -307,13 +317,17 @@ class LiveDoor:
         root: Path,
         node: str,
         limits: LiveLimits,
+        store: Store | None = None,
     ) -> None:
+        """``store``: the shared store that other nodes serve the live HLS from (None: only
+        this node serves it)."""
         self.db = db
         self.acceptor = acceptor
         self.spool = spool
         self.root = root
         self.node = node
         self.limits = limits
+        self.store = store
         self.ffmpeg = shutil.which("ffmpeg") or "ffmpeg"
         self.by_key: dict[str, Broadcast] = {}
         self._connections: set[asyncio.Task[None]] = set()
@@ -505,6 +519,9 @@ class LiveDoor:
             if self.by_key.get(broadcast.key.id) is broadcast:
                 del self.by_key[broadcast.key.id]
             await broadcast.close_media()
+            if broadcast.uploader is not None:
+                # Before the replay is made: its being ready is what removes the stored HLS.
+                await broadcast.uploader.finish()
             seconds = round(broadcast.last / 1000, 3)
             code = reason if reason in CATALOG else "ended"
 
@@ -580,6 +597,10 @@ class LiveDoor:
         for task in list(self._finishing):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+    async def deleted(self, post_id: str) -> bool:
+        row = await self.db.read(queries.post_row, post_id)
+        return row is None or row["state"] == PostState.DELETED.value
 
     def live_dir(self, post_id: str) -> Path | None:
         """The folder of a broadcast this node is taking in now (or just took)."""

@@ -1,6 +1,9 @@
 """Live broadcasts over HTTP: the HLS a broadcast makes while it runs (``/live/{post}/…``, from
-the node that takes it in, relay/intake/live.py), and the callbacks of nginx-rtmp for operators
-who ingest with it instead (``on_publish``/``on_publish_done``, see README "Going live")."""
+the node that takes it in, relay/intake/live.py, or, on a shared store, from any node: the
+playlist read from the store with its segments made the store's URLs, as relay/web/streaming.py
+does for a VOD ladder, and a segment asked of this node redirected there), and the callbacks
+of nginx-rtmp for operators who ingest with it instead (``on_publish``/``on_publish_done``, see
+README "Going live")."""
 
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ from relay.db import live as db_live
 from relay.db import queries
 from relay.intake.live import PLAYLIST, LiveDoor
 from relay.model import Post, PostState
+from relay.storage import hls
+from relay.storage import live as stored
 
 LIVE_DOOR = web.AppKey("live_door", LiveDoor)
 
@@ -43,9 +48,14 @@ async def live_file(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound()
     folder = door.live_dir(post_id)
     relay = request.app[RELAY]
-    row = await relay.db.read(queries.post_row, post_id) if folder is not None else None
-    if folder is None or row is None or row["draft"] or row["state"] == PostState.DELETED.value:
+    shared = stored.shared(relay.store)
+    if folder is None and shared is None:
         raise web.HTTPNotFound()
+    row = await relay.db.read(queries.post_row, post_id)
+    if row is None or row["draft"] or row["state"] == PostState.DELETED.value:
+        raise web.HTTPNotFound()
+    if folder is None:
+        return await _from_store(relay, post_id, name, private=bool(row["private"]))
     path = folder / name
     playlist = name.endswith(".m3u8")
     if playlist:
@@ -66,6 +76,39 @@ async def live_file(request: web.Request) -> web.StreamResponse:
         "Cache-Control": "no-cache" if playlist else "public, max-age=86400, immutable",
     }
     return web.FileResponse(path, headers=headers)
+
+
+async def _from_store(relay: Relay, post_id: str, name: str, *, private: bool) -> web.Response:
+    """A broadcast another node takes in, from the shared store (relay/storage/live.py)."""
+    if name != PLAYLIST:
+        # A player that had the playlist from the taking node names segments relatively.
+        raise web.HTTPFound(relay.media_url(stored.key_of(post_id, name), private=private))
+    broadcast = await relay.db.read(db_live.broadcast_of_post, post_id)
+    if broadcast is None:
+        raise web.HTTPNotFound()
+    key = stored.key_of(post_id, PLAYLIST)
+    text = await hls.read_text(relay.store, key)
+    # As on the taking node: a player early for the first segment waits for it.
+    for _ in range(int(PLAYLIST_WAIT / 0.5)):
+        if text is not None or broadcast["state"] != "live":
+            break
+        await asyncio.sleep(0.5)
+        text = await hls.read_text(relay.store, key)
+    if text is None:
+        raise web.HTTPNotFound()
+    out = [
+        relay.media_url(stored.key_of(post_id, line), private=private)
+        if stored.SEGMENT.match(line)
+        else line
+        for line in (raw.strip() for raw in text.splitlines())
+        if line.startswith("#") or stored.SEGMENT.match(line)  # nothing else is passed on
+    ]
+    headers = {
+        "X-Content-Type-Options": "nosniff",
+        "Access-Control-Allow-Origin": "*",
+        "Cache-Control": stored.PLAYLIST_CACHE,  # it grows; its links are signed afresh
+    }
+    return web.Response(text="\n".join(out) + "\n", content_type=hls.PLAYLIST_MIME, headers=headers)
 
 
 async def on_publish(request: web.Request) -> web.Response:
