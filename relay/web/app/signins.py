@@ -126,6 +126,24 @@ def _connected(request: web.Request, destination_id: str) -> NoReturn:
     raise redirect
 
 
+async def _after_sign_in(
+    request: web.Request,
+    user: Signed,
+    service: str,
+    fetch: Callable[[web.Request, connect.Pending], Awaitable[T]],
+) -> T | web.Response:
+    """A callback's first part: the flow checked against its cookie, then what ``fetch`` gets
+    from the service with the code; or the page saying why not."""
+    pending = connect.finish(request, user.user_id, service, request.query.get("state"))
+    if pending is None:
+        return await _not_started_here(request, user)
+    try:
+        return await fetch(request, pending)
+    except (PublishError, connect.ConnectFailed) as exc:
+        log.info("connecting %s failed after sign-in: %s", service, exc)
+        return await _failed(request, user, problem_for(request, exc))
+
+
 def _offer_pick(
     request: web.Request,
     user: Signed,
@@ -173,14 +191,9 @@ async def _picked_nothing(request: web.Request, user: Signed) -> web.Response:
 async def callback(request: web.Request, user: Signed) -> web.StreamResponse:
     service = request.match_info["service"]
     _field, _start, complete = FLOWS[service]
-    pending = connect.finish(request, user.user_id, service, request.query.get("state"))
-    if pending is None:
-        return await _not_started_here(request, user)
-    try:
-        made = await complete(request, pending)
-    except (PublishError, connect.ConnectFailed) as exc:
-        log.info("connecting %s failed after sign-in: %s", service, exc)
-        return await _failed(request, user, problem_for(request, exc))
+    made = await _after_sign_in(request, user, service, complete)
+    if isinstance(made, web.Response):
+        return made
     _connected(request, await save_channel(request, user, service, made))
 
 
@@ -195,15 +208,10 @@ async def begin_facebook(request: web.Request, user: Signed) -> web.StreamRespon
 @signed_page
 async def facebook_callback(request: web.Request, user: Signed) -> web.StreamResponse:
     _ = gettext_for(request)
-    pending = connect.finish(request, user.user_id, "facebook", request.query.get("state"))
-    if pending is None:
-        return await _not_started_here(request, user)
-    try:
-        token = await meta.user_token(request)
-        pages = await meta.pages(request, token)
-    except (PublishError, connect.ConnectFailed) as exc:
-        log.info("connecting facebook failed after sign-in: %s", exc)
-        return await _failed(request, user, problem_for(request, exc))
+    found = await _after_sign_in(request, user, "facebook", _facebook_sign_in)
+    if isinstance(found, web.Response):
+        return found
+    token, pages = found
     if not pages:
         return await _failed(
             request, user, _("Your Facebook account manages no Page the relay may post to.")
@@ -231,6 +239,13 @@ async def facebook_pick(request: web.Request, user: Signed) -> web.StreamRespons
     if not added:
         return await _picked_nothing(request, user)
     _connected(request, added[0])
+
+
+async def _facebook_sign_in(
+    request: web.Request, _pending: connect.Pending
+) -> tuple[str, list[dict[str, Any]]]:
+    token = await meta.user_token(request)
+    return token, await meta.pages(request, token)
 
 
 async def _facebook_pages(request: web.Request, user_id: str, sealed: str) -> list[dict[str, Any]]:
@@ -263,14 +278,9 @@ async def _complete_own(
 ) -> web.StreamResponse:
     """The callback of a sign-in that ends in one channel (Threads, YouTube, X): the channel
     connected, or the one with the same ``same_by`` in its config signed in again."""
-    pending = connect.finish(request, user.user_id, service, request.query.get("state"))
-    if pending is None:
-        return await _not_started_here(request, user)
-    try:
-        made = await complete(request, pending)
-    except (PublishError, connect.ConnectFailed) as exc:
-        log.info("connecting %s failed after sign-in: %s", service, exc)
-        return await _failed(request, user, problem_for(request, exc))
+    made = await _after_sign_in(request, user, service, complete)
+    if isinstance(made, web.Response):
+        return made
     _connected(request, await save_or_renew(request, user, service, made, same_by))
 
 
@@ -304,15 +314,10 @@ async def begin_linkedin(request: web.Request, user: Signed) -> web.StreamRespon
 
 @signed_page
 async def linkedin_callback(request: web.Request, user: Signed) -> web.StreamResponse:
-    pending = connect.finish(request, user.user_id, "linkedin", request.query.get("state"))
-    if pending is None:
-        return await _not_started_here(request, user)
-    try:
-        grant = await linkedin.grant(request)
-        authors = await linkedin.authors(request, grant["token"])
-    except (PublishError, connect.ConnectFailed) as exc:
-        log.info("connecting linkedin failed after sign-in: %s", exc)
-        return await _failed(request, user, problem_for(request, exc))
+    found = await _after_sign_in(request, user, "linkedin", _linkedin_sign_in)
+    if isinstance(found, web.Response):
+        return found
+    grant, authors = found
     sealed = {"g": linkedin.seal(request, user.user_id, grant)}
     listed = {"authors": authors}
     return _offer_pick(request, user, "linkedin", "app/channels_linkedin.html", listed, sealed)
@@ -330,6 +335,13 @@ async def linkedin_pick(request: web.Request, user: Signed) -> web.StreamRespons
         return await _picked_nothing(request, user)
     made = linkedin.destination_for(request, chosen, grant)
     _connected(request, await save_or_renew(request, user, "linkedin", made, "author"))
+
+
+async def _linkedin_sign_in(
+    request: web.Request, _pending: connect.Pending
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    grant = await linkedin.grant(request)
+    return grant, await linkedin.authors(request, grant["token"])
 
 
 async def _linkedin_authors(
