@@ -6,6 +6,7 @@ import io
 from email.message import EmailMessage
 from email.policy import SMTP
 
+import pypdfium2 as pdfium
 from PIL import Image, ImageDraw
 
 GPS_IFD = 0x8825
@@ -33,6 +34,17 @@ def phone_jpeg(width: int = 4032, height: int = 3024, orientation: int = 6) -> b
     )
     out = io.BytesIO()
     image.save(out, "JPEG", quality=90, exif=exif.tobytes())
+    return out.getvalue()
+
+
+def blank_pdf(pages: int) -> bytes:
+    """A PDF of ``pages`` empty A4 pages (for page limits: pdfium writes hundreds at once)."""
+    document = pdfium.PdfDocument.new()
+    for _ in range(pages):
+        document.new_page(595, 842)
+    out = io.BytesIO()
+    document.save(out)
+    document.close()
     return out.getvalue()
 
 

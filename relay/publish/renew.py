@@ -52,6 +52,27 @@ def _expires_at(config: Mapping[str, Any]) -> float | None:
         return None
 
 
+def _ends_soon(config: Mapping[str, Any]) -> bool:
+    """Whether the token's known end (Threads, LinkedIn) is within ``RENEW_BEFORE``."""
+    expires_at = _expires_at(config)
+    return expires_at is not None and expires_at - time.time() <= RENEW_BEFORE
+
+
+async def _ask(http: Http, method: str, url: str, **kwargs: Any) -> tuple[int, Any]:
+    """The renewal's status, and its JSON answer when that is 200 (else None)."""
+    response = await http.request(method, url, **kwargs)
+    async with response:
+        status = response.status
+        answer = json.loads(await response.text(errors="replace")) if status == 200 else None
+    return status, answer
+
+
+def _lasts_until(answer: Mapping[str, Any]) -> float:
+    """When the new token ends: its ``expires_in`` from now, 60 days when not given."""
+    lasts = answer.get("expires_in")
+    return time.time() + (float(lasts) if isinstance(lasts, (int, float)) else 5184000)
+
+
 @dataclass(frozen=True, slots=True)
 class OAuthApp:
     """An OAuth client the relay is registered as, and where its tokens are renewed."""
@@ -91,19 +112,16 @@ async def fresh(
     if row["type"] != "threads" or not row["token"]:
         return row
     config = json.loads(row["config"] or "{}")
-    expires_at = _expires_at(config)
-    if expires_at is None or expires_at - time.time() > RENEW_BEFORE:
+    if not _ends_soon(config):
         return row
     base = (row["url"] or GRAPH).rstrip("/").removesuffix("/v1.0")
     try:
-        response = await http.request(
+        status, answer = await _ask(
+            http,
             "GET",
             base + "/refresh_access_token",
             params={"grant_type": "th_refresh_token", "access_token": row["token"]},
         )
-        async with response:
-            status = response.status
-            answer = json.loads(await response.text(errors="replace")) if status == 200 else None
     except Exception as exc:  # the renewal is a courtesy: the publish goes on with the old one
         # The class and code only: the request's query holds the token.
         said = getattr(exc, "code", "") or type(exc).__name__
@@ -113,11 +131,7 @@ async def fresh(
     if not token:
         log.warning("renewing the token of destination %s failed: %s", row["id"], status)
         return row
-    lasts = answer.get("expires_in")
-    renewed = {
-        **config,
-        EXPIRES_AT: time.time() + (float(lasts) if isinstance(lasts, (int, float)) else 5184000),
-    }
+    renewed = {**config, EXPIRES_AT: _lasts_until(answer)}
     await db.run(destinations.update_destination, row["id"], token=str(token), config=renewed)
     log.info("renewed the token of destination %s", row["id"])
     return await db.read(destinations.destination_row, row["id"]) or row
@@ -127,14 +141,14 @@ async def _linkedin(
     db: Database, http: Http, row: Mapping[str, Any], app: OAuthApp | None
 ) -> Mapping[str, Any]:
     config = json.loads(row["config"] or "{}")
-    expires_at = _expires_at(config)
-    if expires_at is None or expires_at - time.time() > RENEW_BEFORE:
+    if not _ends_soon(config):
         return row
     if app is None or not row["secret"]:
         log.info("destination %s: its LinkedIn token ends soon and cannot be renewed", row["id"])
         return row
     try:
-        response = await http.request(
+        status, answer = await _ask(
+            http,
             "POST",
             app.token_url,
             data={
@@ -144,9 +158,6 @@ async def _linkedin(
                 "client_secret": app.client_secret,
             },
         )
-        async with response:
-            status = response.status
-            answer = json.loads(await response.text(errors="replace")) if status == 200 else None
     except Exception as exc:  # the renewal is a courtesy: the publish goes on with the old one
         log.warning("renewing the token of destination %s failed: %r", row["id"], exc)
         return row
@@ -154,11 +165,7 @@ async def _linkedin(
     if not token:
         log.warning("renewing the token of destination %s failed: %s", row["id"], status)
         return row
-    lasts = answer.get("expires_in")
-    renewed = {
-        **config,
-        EXPIRES_AT: int(time.time() + (lasts if isinstance(lasts, (int, float)) else 5184000)),
-    }
+    renewed = {**config, EXPIRES_AT: int(_lasts_until(answer))}
     refresh = str(answer.get("refresh_token") or row["secret"])
     await db.run(
         destinations.update_destination, row["id"], token=str(token), secret=refresh,

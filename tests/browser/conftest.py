@@ -6,13 +6,14 @@ Playwright downloads. axe-core comes from npm by the lock file at the repo's roo
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from tests.server import RelayServer
 
@@ -87,6 +88,41 @@ def sign_in(page: Page, server: RelayServer, name: str = "anna", password: str =
     page.get_by_label("User name").fill(name)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
+
+
+def channel_relay(where: Path, password: str, **settings: str) -> Iterator[RelayServer]:
+    """For a channel's connect tests (``yield from`` in a fixture): a relay set up with the
+    fake service's app (``settings``) and user ``erik`` with a web password."""
+    server = RelayServer(where, RELAY_ALLOW_PRIVATE_DESTINATIONS="true", **settings)
+    server.start()
+    server.erik = server.add_user("erik")  # type: ignore[attr-defined]
+    set_password(server, "erik", password)
+    yield server
+    server.stop()
+
+
+def erik_destinations(server: RelayServer) -> list[dict]:
+    listed = server.cli("destination", "list", "--user", "erik", "--json").stdout
+    return json.loads(listed)["destinations"]
+
+
+def start_connecting(page: Page, server: RelayServer, password: str, service: str) -> None:
+    """Signed in as erik, on Channels, ``Connect <service>`` pressed: on to its sign-in."""
+    sign_in(page, server, "erik", password)
+    expect(page.get_by_role("heading", name="Your posts")).to_be_visible()
+    page.goto(server.url + "/channels")
+    page.get_by_role("button", name=f"Connect {service}").click()
+
+
+def cancelling_connects_nothing(
+    page: Page, server: RelayServer, password: str, service: str
+) -> None:
+    """Cancel pressed at the service's sign-in: the channels page says so, nothing is added."""
+    before = len(erik_destinations(server))
+    start_connecting(page, server, password, service)
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.get_by_role("alert")).to_contain_text("You did not allow the relay to post there")
+    assert len(erik_destinations(server)) == before
 
 
 def axe_violations(page: Page) -> list[dict]:

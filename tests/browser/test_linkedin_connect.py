@@ -4,14 +4,19 @@ page; the next post then reaches the person's feed and the Page, each as its own
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import axe_violations, set_password, sign_in
+from tests.browser.conftest import (
+    axe_violations,
+    cancelling_connects_nothing,
+    channel_relay,
+    erik_destinations,
+    sign_in,
+)
 from tests.fakes.linkedin import FakeLinkedIn
 from tests.server import RelayServer
 
@@ -28,24 +33,14 @@ def linkedin() -> Iterator[FakeLinkedIn]:
 def relay(
     tmp_path_factory: pytest.TempPathFactory, linkedin: FakeLinkedIn
 ) -> Iterator[RelayServer]:
-    server = RelayServer(
+    yield from channel_relay(
         tmp_path_factory.mktemp("linkedin"),
-        RELAY_ALLOW_PRIVATE_DESTINATIONS="true",
+        PASSWORD,
         RELAY_LINKEDIN_CLIENT_ID=linkedin.client_id,
         RELAY_LINKEDIN_CLIENT_SECRET=linkedin.client_secret,
         RELAY_LINKEDIN_API_URL=linkedin.url,
         RELAY_LINKEDIN_OAUTH_URL=linkedin.url,
     )
-    server.start()
-    server.erik = server.add_user("erik")  # type: ignore[attr-defined]
-    set_password(server, "erik", PASSWORD)
-    yield server
-    server.stop()
-
-
-def destinations(relay: RelayServer) -> list[dict]:
-    listed = relay.cli("destination", "list", "--user", "erik", "--json").stdout
-    return json.loads(listed)["destinations"]
 
 
 def settled(relay: RelayServer, post_id: str) -> list[dict]:
@@ -108,7 +103,7 @@ def test_linkedin_connects_the_person_then_a_page(
     connect(page, relay, "LinkedIn Page Kommunen")
     expect(page.get_by_role("status")).to_contain_text("Connected: LinkedIn, Kommunen")
     expect(page.locator(".channel-row")).to_have_count(2)
-    assert [d["type"] for d in destinations(relay)] == ["linkedin", "linkedin"]
+    assert [d["type"] for d in erik_destinations(relay)] == ["linkedin", "linkedin"]
 
     # The next post reaches the person's feed and the Page, each with its own token.
     post = relay.upload(relay.erik["token"], title="Hej", text="Från webben (test)")  # type: ignore[attr-defined]
@@ -122,14 +117,7 @@ def test_linkedin_connects_the_person_then_a_page(
 def test_a_cancelled_sign_in_connects_nothing(
     relay: RelayServer, linkedin: FakeLinkedIn, page: Page
 ) -> None:
-    before = len(destinations(relay))
-    sign_in(page, relay, "erik", PASSWORD)
-    expect(page.get_by_role("heading", name="Your posts")).to_be_visible()
-    page.goto(relay.url + "/channels")
-    page.get_by_role("button", name="Connect LinkedIn").click()
-    page.get_by_role("button", name="Cancel").click()
-    expect(page.get_by_role("alert")).to_contain_text("You did not allow the relay to post there")
-    assert len(destinations(relay)) == before
+    cancelling_connects_nothing(page, relay, PASSWORD, "LinkedIn")
 
 
 def test_a_revoked_token_asks_to_connect_again_and_a_new_sign_in_clears_it(
@@ -140,7 +128,7 @@ def test_a_revoked_token_asks_to_connect_again_and_a_new_sign_in_clears_it(
     connect(page, relay, "Me (Anna Lind)")
     expect(page.get_by_role("status")).to_contain_text("Connected: LinkedIn, Anna Lind")
     person = {"id": page.url.split("added=")[1]}
-    count = len(destinations(relay))
+    count = len(erik_destinations(relay))
     for token in list(linkedin.tokens):
         linkedin.revoke(token)
     post = relay.upload(relay.erik["token"], title="Hej", text="Återkallat")  # type: ignore[attr-defined]
@@ -155,7 +143,7 @@ def test_a_revoked_token_asks_to_connect_again_and_a_new_sign_in_clears_it(
     page.get_by_label("Me (Anna Lind)").check()
     page.get_by_role("button", name="Connect", exact=True).click()
     expect(page.locator(f"#channel-{person['id']}")).not_to_contain_text("Reconnect needed")
-    assert page.url.split("added=")[1] == person["id"] and len(destinations(relay)) == count
+    assert page.url.split("added=")[1] == person["id"] and len(erik_destinations(relay)) == count
 
     post = relay.upload(relay.erik["token"], title="Hej igen", text="Förnyat")  # type: ignore[attr-defined]
     delivered = {d["destination"]: d for d in settled(relay, post["id"])}[person["id"]]

@@ -4,14 +4,19 @@ relay's page; the next post then reaches both with the Page's token."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import axe_violations, set_password, sign_in
+from tests.browser.conftest import (
+    axe_violations,
+    cancelling_connects_nothing,
+    channel_relay,
+    erik_destinations,
+    sign_in,
+)
 from tests.fakes.meta import FakeMeta
 from tests.server import RelayServer
 
@@ -26,9 +31,9 @@ def meta() -> Iterator[FakeMeta]:
 
 @pytest.fixture(scope="module")
 def relay(tmp_path_factory: pytest.TempPathFactory, meta: FakeMeta) -> Iterator[RelayServer]:
-    server = RelayServer(
+    yield from channel_relay(
         tmp_path_factory.mktemp("meta"),
-        RELAY_ALLOW_PRIVATE_DESTINATIONS="true",
+        PASSWORD,
         RELAY_META_APP_ID=meta.app_id,
         RELAY_META_APP_SECRET=meta.app_secret,
         RELAY_META_GRAPH_URL=meta.facebook_url,
@@ -38,16 +43,6 @@ def relay(tmp_path_factory: pytest.TempPathFactory, meta: FakeMeta) -> Iterator[
         RELAY_THREADS_GRAPH_URL=meta.url + "/threads",
         RELAY_THREADS_AUTHORIZE_URL=meta.url + "/dialog/oauth",
     )
-    server.start()
-    server.erik = server.add_user("erik")  # type: ignore[attr-defined]
-    set_password(server, "erik", PASSWORD)
-    yield server
-    server.stop()
-
-
-def destinations(relay: RelayServer) -> list[dict]:
-    listed = relay.cli("destination", "list", "--user", "erik", "--json").stdout
-    return json.loads(listed)["destinations"]
 
 
 def test_facebook_login_connects_a_page_and_its_instagram(
@@ -78,7 +73,7 @@ def test_facebook_login_connects_a_page_and_its_instagram(
     assert len(meta.calls("oauth.token.post")) == 2 and meta.calls("oauth.token") == []
     [code] = meta.codes.values()
     assert code["used"] and code["redirect_uri"] == relay.url + "/channels/facebook/callback"
-    saved = {d["type"]: d for d in destinations(relay)}
+    saved = {d["type"]: d for d in erik_destinations(relay)}
     assert set(saved) == {"facebook", "instagram"}
 
     # The next post reaches the Page and the Instagram account, with the Page's token.
@@ -99,14 +94,7 @@ def test_facebook_login_connects_a_page_and_its_instagram(
 
 
 def test_a_denied_login_connects_nothing(relay: RelayServer, meta: FakeMeta, page: Page) -> None:
-    before = len(destinations(relay))
-    sign_in(page, relay, "erik", PASSWORD)
-    expect(page.get_by_role("heading", name="Your posts")).to_be_visible()
-    page.goto(relay.url + "/channels")
-    page.get_by_role("button", name="Connect Facebook").click()
-    page.get_by_role("button", name="Cancel").click()
-    expect(page.get_by_role("alert")).to_contain_text("You did not allow the relay to post there")
-    assert len(destinations(relay)) == before
+    cancelling_connects_nothing(page, relay, PASSWORD, "Facebook")
 
 
 def settled_deliveries(relay: RelayServer, post_id: str) -> dict[str, dict]:
@@ -130,7 +118,7 @@ def test_an_expired_page_token_asks_to_connect_again_and_a_new_login_clears_it(
     page.get_by_label("Facebook Page Kommunen").check()
     page.get_by_role("button", name="Connect the ticked ones").click()
     expect(page.get_by_role("status")).to_contain_text("Connected: Facebook, Kommunen")
-    [facebook] = [d for d in destinations(relay) if d["type"] == "facebook"]
+    [facebook] = [d for d in erik_destinations(relay) if d["type"] == "facebook"]
 
     meta.expire(meta.page_token)  # Meta: "Session has expired", code 190 subcode 463
     post = relay.upload(relay.erik["token"], title="Hej", text="Utgånget")  # type: ignore[attr-defined]
@@ -149,7 +137,9 @@ def test_an_expired_page_token_asks_to_connect_again_and_a_new_login_clears_it(
     page.get_by_role("button", name="Connect the ticked ones").click()
     expect(page.get_by_role("status")).to_contain_text("Connected: Facebook, Kommunen")
     expect(page.locator(f"#channel-{facebook['id']}")).not_to_contain_text("Reconnect needed")
-    assert [d["id"] for d in destinations(relay) if d["type"] == "facebook"] == [facebook["id"]]
+    assert [d["id"] for d in erik_destinations(relay) if d["type"] == "facebook"] == [
+        facebook["id"]
+    ]
 
     post = relay.upload(relay.erik["token"], title="Hej igen", text="Förnyat")  # type: ignore[attr-defined]
     delivered = settled_deliveries(relay, post["id"])[facebook["id"]]
@@ -176,7 +166,7 @@ def test_threads_login_connects_the_account(relay: RelayServer, meta: FakeMeta, 
     assert len(meta.calls("threads.oauth.exchange")) == 1
     code = next(c for c in meta.codes.values() if "threads_basic" in str(c["scope"]))
     assert code["used"] and code["redirect_uri"] == relay.url + "/channels/threads/callback"
-    [threads] = [d for d in destinations(relay) if d["type"] == "threads"]
+    [threads] = [d for d in erik_destinations(relay) if d["type"] == "threads"]
 
     post = relay.upload(relay.erik["token"], title="Tråden", text="Från Threads-inloggningen")  # type: ignore[attr-defined]
     delivered = settled_deliveries(relay, post["id"])[threads["id"]]

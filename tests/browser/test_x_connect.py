@@ -12,7 +12,13 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import axe_violations, set_password, sign_in
+from tests.browser.conftest import (
+    axe_violations,
+    cancelling_connects_nothing,
+    channel_relay,
+    erik_destinations,
+    sign_in,
+)
 from tests.fakes.x import FakeX
 from tests.server import RelayServer
 
@@ -27,24 +33,14 @@ def x() -> Iterator[FakeX]:
 
 @pytest.fixture(scope="module")
 def relay(tmp_path_factory: pytest.TempPathFactory, x: FakeX) -> Iterator[RelayServer]:
-    server = RelayServer(
+    yield from channel_relay(
         tmp_path_factory.mktemp("x"),
-        RELAY_ALLOW_PRIVATE_DESTINATIONS="true",
+        PASSWORD,
         RELAY_X_CLIENT_ID=x.client_id,
         RELAY_X_CLIENT_SECRET=x.client_secret,
         RELAY_X_API_URL=x.url,
         RELAY_X_AUTHORIZE_URL=x.url + "/i/oauth2/authorize",
     )
-    server.start()
-    server.erik = server.add_user("erik")  # type: ignore[attr-defined]
-    set_password(server, "erik", PASSWORD)
-    yield server
-    server.stop()
-
-
-def destinations(relay: RelayServer) -> list[dict]:
-    listed = relay.cli("destination", "list", "--user", "erik", "--json").stdout
-    return json.loads(listed)["destinations"]
 
 
 def delivered(relay: RelayServer, post_id: str) -> dict:
@@ -58,13 +54,7 @@ def delivered(relay: RelayServer, post_id: str) -> dict:
 
 
 def test_a_denied_authorization_connects_nothing(relay: RelayServer, x: FakeX, page: Page) -> None:
-    before = len(destinations(relay))
-    sign_in(page, relay, "erik", PASSWORD)
-    page.goto(relay.url + "/channels")
-    page.get_by_role("button", name="Connect X").click()
-    page.get_by_role("button", name="Cancel").click()
-    expect(page.get_by_role("alert")).to_contain_text("You did not allow the relay to post there")
-    assert len(destinations(relay)) == before
+    cancelling_connects_nothing(page, relay, PASSWORD, "X")
 
 
 def test_connect_x_then_choose_where_the_link_goes(
@@ -87,8 +77,8 @@ def test_connect_x_then_choose_where_the_link_goes(
     assert code["used"] and code["redirect_uri"] == relay.url + "/channels/x/callback"
     [token_call] = x.calls("oauth.token")
     assert token_call.headers["Authorization"].startswith("Basic ")
-    [channel] = [d for d in destinations(relay) if d["type"] == "x"]
-    assert x.refresh not in json.dumps(destinations(relay))  # the refresh token stays sealed
+    [channel] = [d for d in erik_destinations(relay) if d["type"] == "x"]
+    assert x.refresh not in json.dumps(erik_destinations(relay))  # the refresh token stays sealed
 
     # The link goes in a reply: X charges less for a post without one.
     row = page.locator(f"#channel-{channel['id']}")
@@ -120,7 +110,7 @@ def test_check_renews_a_lapsed_token_and_remove_gives_the_tokens_back(
     page.get_by_role("button", name="Connect X").click()
     page.get_by_role("button", name="Authorize app").click()
     expect(page.get_by_role("status")).to_contain_text("Connected: X, @kommunen")
-    [channel] = [d for d in destinations(relay) if d["type"] == "x"]
+    [channel] = [d for d in erik_destinations(relay) if d["type"] == "x"]
     lapsed, refresh = x.token, x.refresh
     x.expire(lapsed)
 

@@ -4,16 +4,22 @@ clip then becomes a video, and a sign-in Google refuses asks to connect again.""
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import axe_violations, set_password, sign_in
+from tests.browser.conftest import (
+    axe_violations,
+    cancelling_connects_nothing,
+    channel_relay,
+    erik_destinations,
+    sign_in,
+    start_connecting,
+)
 from tests.clips import web_ready_mp4
+from tests.fakes.life import wait_for
 from tests.fakes.youtube import FORCE_SSL, UPLOAD, FakeYouTube
 from tests.server import RelayServer
 
@@ -28,20 +34,15 @@ def youtube() -> Iterator[FakeYouTube]:
 
 @pytest.fixture(scope="module")
 def relay(tmp_path_factory: pytest.TempPathFactory, youtube: FakeYouTube) -> Iterator[RelayServer]:
-    server = RelayServer(
+    yield from channel_relay(
         tmp_path_factory.mktemp("youtube"),
-        RELAY_ALLOW_PRIVATE_DESTINATIONS="true",
+        PASSWORD,
         RELAY_YOUTUBE_CLIENT_ID=youtube.client_id,
         RELAY_YOUTUBE_CLIENT_SECRET=youtube.client_secret,
         RELAY_YOUTUBE_API_URL=youtube.url,
         RELAY_YOUTUBE_AUTHORIZE_URL=youtube.url + "/o/oauth2/v2/auth",
         RELAY_YOUTUBE_TOKEN_URL=youtube.url + "/token",
     )
-    server.start()
-    server.erik = server.add_user("erik")  # type: ignore[attr-defined]
-    set_password(server, "erik", PASSWORD)
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -50,16 +51,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 
 def youtube_channels(relay: RelayServer) -> list[dict[str, Any]]:
-    listed = relay.cli("destination", "list", "--user", "erik", "--json").stdout
-    return [d for d in json.loads(listed)["destinations"] if d["type"] == "youtube"]
-
-
-def wait_for(what: Callable[[], Any], describe: str, timeout: float = 90) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := what()):
-        assert time.monotonic() < deadline, f"no {describe} after {timeout} s"
-        time.sleep(0.2)
-    return found
+    return [d for d in erik_destinations(relay) if d["type"] == "youtube"]
 
 
 def delivery(relay: RelayServer, post_id: str, destination_id: str) -> dict[str, Any]:
@@ -70,14 +62,11 @@ def delivery(relay: RelayServer, post_id: str, destination_id: str) -> dict[str,
         found = [d for d in post["deliveries"] if d["destination"] == destination_id]
         return found[0] if found and found[0]["status"] != "pending" else None
 
-    return wait_for(settled, "settled delivery")
+    return wait_for(settled, "settled delivery", 90)
 
 
 def connect(page: Page, relay: RelayServer) -> None:
-    sign_in(page, relay, "erik", PASSWORD)
-    expect(page.get_by_role("heading", name="Your posts")).to_be_visible()
-    page.goto(relay.url + "/channels")
-    page.get_by_role("button", name="Connect YouTube").click()
+    start_connecting(page, relay, PASSWORD, "YouTube")
 
 
 def test_google_sign_in_connects_the_channel_and_the_next_clip_becomes_a_video(
@@ -115,17 +104,13 @@ def test_google_sign_in_connects_the_channel_and_the_next_clip_becomes_a_video(
     # The channel keeps the choice made when connecting: a post made private goes unlisted.
     with relay.client(token) as client:
         assert client.patch(f"/api/v1/posts/{post['id']}", json={"private": True}).is_success
-    wait_for(lambda: video["status"]["privacyStatus"] == "unlisted", "unlisted video")
+    wait_for(lambda: video["status"]["privacyStatus"] == "unlisted", "unlisted video", 90)
 
 
 def test_a_denied_sign_in_connects_nothing(
     relay: RelayServer, youtube: FakeYouTube, page: Page
 ) -> None:
-    before = len(youtube_channels(relay))
-    connect(page, relay)
-    page.get_by_role("button", name="Cancel").click()
-    expect(page.get_by_role("alert")).to_contain_text("You did not allow the relay to post there")
-    assert len(youtube_channels(relay)) == before
+    cancelling_connects_nothing(page, relay, PASSWORD, "YouTube")
 
 
 def test_a_refused_sign_in_asks_to_connect_again_and_a_new_one_clears_it(

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pypdfium2 as pdfium
 import pytest
 from PIL import Image
 
@@ -23,6 +22,7 @@ from relay.publish import Destination, Editor, Media, Outgoing, Remote, Retracto
 from relay.publish.linkedin import escape_little_text
 from relay.publish.net import Http
 from tests.fakes.linkedin import FakeLinkedIn
+from tests.media import blank_pdf
 
 PAGE = "http://relay.example/p/01JABC_x"
 
@@ -57,13 +57,7 @@ def photo(n: int = 1, alt: str = "") -> Media:
 
 
 def pdf(pages: int = 2) -> Media:
-    document = pdfium.PdfDocument.new()
-    for _ in range(pages):
-        document.new_page(595, 842)
-    out = io.BytesIO()
-    document.save(out)
-    document.close()
-    return _medium(9, "document", "application/pdf", out.getvalue())
+    return _medium(9, "document", "application/pdf", blank_pdf(pages))
 
 
 @pytest.fixture(scope="module")

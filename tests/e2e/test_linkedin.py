@@ -5,17 +5,16 @@ token near its end renewed with the refresh token before it is used."""
 
 from __future__ import annotations
 
-import io
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from email.message import EmailMessage
-from typing import Any
 
-import pypdfium2 as pdfium
 import pytest
 
+from tests.fakes.life import delete, edit, wait_for
 from tests.fakes.linkedin import ALL_SCOPES, FakeLinkedIn
+from tests.media import blank_pdf
 from tests.server import RelayServer, crossposting_relay
 
 
@@ -23,24 +22,6 @@ from tests.server import RelayServer, crossposting_relay
 def linkedin() -> Iterator[FakeLinkedIn]:
     with FakeLinkedIn() as fake:
         yield fake
-
-
-def _pdf(pages: int = 3) -> bytes:
-    document = pdfium.PdfDocument.new()
-    for _ in range(pages):
-        document.new_page(595, 842)
-    out = io.BytesIO()
-    document.save(out)
-    document.close()
-    return out.getvalue()
-
-
-def _until(check: Callable[[], Any], timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
-    return found
 
 
 def add_linkedin(server: RelayServer, fake: FakeLinkedIn, author: str, *extra: str) -> str:
@@ -66,15 +47,12 @@ def test_a_photo_with_alt_text_then_an_edit_then_a_delete(
     assert image["altText"] == "Två kor på torget" and image["data"][:3] == b"\xff\xd8\xff"
     assert delivery["remote_url"] == f"https://www.linkedin.com/feed/update/{copy['id']}/"
 
-    with server.client(token) as client:
-        changed = client.patch(f"/api/v1/posts/{post['id']}", json={"title": "Torget [rättat]"})
-        assert changed.status_code == 200, changed.text
-    _until(lambda: copy["revisions"] == 1)
+    edit(server, token, post["id"], title="Torget [rättat]")
+    wait_for(lambda: copy["revisions"] == 1, "the edit on LinkedIn")
     assert copy["shown"].startswith("Torget [rättat]\n\n")
 
-    with server.client(token) as client:
-        assert client.delete(f"/api/v1/posts/{post['id']}").status_code == 204
-    _until(lambda: linkedin.live() == [])
+    delete(server, token, post["id"])
+    wait_for(lambda: linkedin.live() == [], "the post deleted on LinkedIn")
     assert len(linkedin.calls("posts.delete")) == 1
 
 
@@ -84,7 +62,7 @@ def test_a_mailed_pdf_becomes_a_document_post_on_a_page(
     server = start_relay(RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
     anna = server.add_user("anna")
     add_linkedin(server, linkedin, linkedin.organization)
-    pdf = _pdf()
+    pdf = blank_pdf(3)
     message = EmailMessage()
     message["From"] = "anna@example.se"
     message["To"] = anna["address"]
@@ -107,7 +85,7 @@ def test_a_pdf_over_300_pages_is_left_out_before_any_upload(
     server, token = crossposting_relay(start_relay)
     add_linkedin(server, linkedin, linkedin.person)
     post = server.upload(
-        token, file=("rapport.pdf", _pdf(301), "application/pdf"), title="Årsrapporten"
+        token, file=("rapport.pdf", blank_pdf(301), "application/pdf"), title="Årsrapporten"
     )
     delivery = server.wait_delivery(token, post["id"], timeout=90)
     assert delivery["status"] == "delivered", delivery

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,20 +13,10 @@ from typing import Any
 import httpx
 from standardwebhooks import Webhook
 
+from tests.fakes.life import wait_for
 from tests.media import jpeg_part
 from tests.receivers import Received, Receiver, webhook_receiver
 from tests.server import RelayServer, crossposting_relay
-
-
-def wait_for(what: Callable[[], Any], describe: str, timeout: float = 60) -> Any:
-    """Poll until ``what()`` is truthy; a generous deadline only guards against a hang."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = what()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"never: {describe}"
-        time.sleep(0.1)
 
 
 def kinds(receiver: Receiver, secret: str) -> list[str]:

@@ -7,13 +7,13 @@ import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
 
 from tests.clips import rotated, web_ready_mp4
+from tests.fakes.life import delete, wait_for
 from tests.fakes.x import FakeX
 from tests.server import RelayServer
 
@@ -32,14 +32,6 @@ def relay_for(start_relay, x: FakeX) -> tuple[RelayServer, str]:
         RELAY_X_API_URL=x.url,
     )
     return server, server.add_user("anna")["token"]
-
-
-def until(check: Any, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
-    return found
 
 
 def test_a_photo_with_alt_text_becomes_a_post_with_that_image(start_relay, x: FakeX) -> None:
@@ -99,9 +91,8 @@ def test_deleting_the_post_deletes_it_on_x(start_relay, x: FakeX) -> None:
     post = server.upload(token, file=False, title="Tillfälligt")
     assert server.wait_delivery(token, post["id"], timeout=90)["status"] == "delivered"
     assert len(x.live()) == 2
-    with server.client(token) as client:
-        assert client.delete(f"/api/v1/posts/{post['id']}").status_code == 204
-    until(lambda: x.live() == [])
+    delete(server, token, post["id"])
+    wait_for(lambda: x.live() == [], "the post deleted on X")
     assert len(x.calls("tweets.delete")) == 2
 
 

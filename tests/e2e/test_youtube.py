@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ from PIL import Image
 
 from relay.publish.youtube import QUANTUM
 from tests.clips import web_ready_mp4
+from tests.fakes.life import wait_for
 from tests.fakes.youtube import FakeYouTube
 from tests.server import RelayServer, crossposting_relay
 
@@ -61,16 +61,6 @@ def connect(server: RelayServer, youtube: FakeYouTube, *options: str) -> str:
 
 def upload(server: RelayServer, token: str, clip: bytes, **fields: str) -> dict[str, Any]:
     return server.upload(token, file=("clip.mp4", clip, "video/mp4"), **fields)
-
-
-def wait_for(what: Callable[[], Any], describe: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = what()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"no {describe} after {timeout} s"
-        time.sleep(0.2)
 
 
 def test_a_clip_becomes_a_video_with_title_link_and_thumbnail(

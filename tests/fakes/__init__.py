@@ -16,9 +16,10 @@ Two ways of scripting a fake to misbehave on a named route:
 from __future__ import annotations
 
 import asyncio
+import html
 import socket
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
@@ -147,6 +148,33 @@ class FakeService:
 
 def error(status: int, body: dict[str, Any]) -> web.Response:
     return web.json_response(body, status=status)
+
+
+def consent_page(
+    query: Mapping[str, str],
+    fields: tuple[str, ...],
+    *,
+    title: str,
+    heading: str,
+    asked: str,
+    action: str,
+    allow: str = "Allow",
+    cancel: str = "deny",
+) -> web.Response:
+    """An OAuth consent screen (LinkedIn, Google, Facebook Login): what is ``asked``, and a form
+    that posts the flow's ``fields`` back to ``action`` with ``choice`` allow or ``cancel``."""
+    hidden = "".join(
+        f'<input type="hidden" name="{name}" value="{html.escape(query[name])}">'
+        for name in fields
+        if name in query
+    )
+    page = (
+        f"<!doctype html><html lang=en><title>{title}</title><h1>{heading}</h1>"
+        f'<p>{html.escape(asked)}</p><form method="post" action="{action}">{hidden}'
+        f'<button name="choice" value="allow">{allow}</button>'
+        f'<button name="choice" value="{cancel}">Cancel</button></form></html>'
+    )
+    return web.Response(text=page, content_type="text/html")
 
 
 # --- the WordPress and Micropub fakes ------------------------------------------------------------

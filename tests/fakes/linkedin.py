@@ -45,7 +45,6 @@ Routes for scripting (``fail``/``lose``): ``oauth.authorize``, ``oauth.approve``
 
 from __future__ import annotations
 
-import html
 import io
 import itertools
 import re
@@ -58,7 +57,7 @@ import pypdfium2 as pdfium
 from aiohttp import web
 from PIL import Image
 
-from tests.fakes import FakeService
+from tests.fakes import FakeService, consent_page
 
 MB = 1024 * 1024
 PART = 4 * MB
@@ -257,20 +256,15 @@ class FakeLinkedIn(FakeService):
         if query.get("response_type") != "code" or not query.get("scope"):
             page = "<!doctype html><title>Error</title><h1>Invalid request</h1>"
             return web.Response(text=page, status=400, content_type="text/html")
-        hidden = "".join(
-            f'<input type="hidden" name="{name}" value="{html.escape(query[name])}">'
-            for name in ("redirect_uri", "state", "scope")
-            if name in query
+        return consent_page(
+            query,
+            ("redirect_uri", "state", "scope"),
+            title="LinkedIn",
+            heading="Relay would like to access your LinkedIn account",
+            asked=query["scope"],
+            action="/oauth/v2/authorization",
+            cancel="cancel",
         )
-        page = (
-            "<!doctype html><html lang=en><title>LinkedIn</title>"
-            f"<h1>Relay would like to access your LinkedIn account</h1>"
-            f"<p>{html.escape(query['scope'])}</p>"
-            f'<form method="post" action="/oauth/v2/authorization">{hidden}'
-            '<button name="choice" value="allow">Allow</button>'
-            '<button name="choice" value="cancel">Cancel</button></form></html>'
-        )
-        return web.Response(text=page, content_type="text/html")
 
     async def approve(self, request: web.Request) -> web.Response:
         form = await request.post()

@@ -93,7 +93,6 @@ Routes for scripting (``fail``/``lose``): ``object.get``, ``object.update``, ``o
 from __future__ import annotations
 
 import asyncio
-import html
 import io
 import itertools
 import json
@@ -107,7 +106,7 @@ import aiohttp
 from aiohttp import web
 from PIL import Image
 
-from tests.fakes import FakeService
+from tests.fakes import FakeService, consent_page
 
 FB = "/v21.0"
 TH = "/threads/v1.0"
@@ -792,19 +791,15 @@ class FakeMeta(FakeService):
         if query.get("response_type", "code") != "code" or not query.get("state"):
             page = "<!doctype html><title>Error</title><h1>Invalid request</h1>"
             return web.Response(text=page, status=400, content_type="text/html")
-        hidden = "".join(
-            f'<input type="hidden" name="{name}" value="{html.escape(query[name])}">'
-            for name in ("redirect_uri", "state", "scope")
-            if name in query
+        return consent_page(
+            query,
+            ("redirect_uri", "state", "scope"),
+            title="Log in with Facebook",
+            heading="Relay is requesting access",
+            asked=query.get("scope", ""),
+            action="/dialog/oauth",
+            allow="Continue",
         )
-        page = (
-            "<!doctype html><html lang=en><title>Log in with Facebook</title>"
-            f"<h1>Relay is requesting access</h1><p>{html.escape(query.get('scope', ''))}</p>"
-            f'<form method="post" action="/dialog/oauth">{hidden}'
-            '<button name="choice" value="allow">Continue</button>'
-            '<button name="choice" value="deny">Cancel</button></form></html>'
-        )
-        return web.Response(text=page, content_type="text/html")
 
     async def approve(self, request: web.Request) -> web.Response:
         form = await request.post()

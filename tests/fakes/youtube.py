@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import html
 import io
 import json
 import re
@@ -62,7 +61,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from PIL import Image
 
-from tests.fakes import FakeService
+from tests.fakes import FakeService, consent_page
 
 UPLOAD = "https://www.googleapis.com/auth/youtube.upload"
 FORCE_SSL = "https://www.googleapis.com/auth/youtube.force-ssl"
@@ -559,18 +558,14 @@ class FakeYouTube(FakeService):
         ):
             page = "<!doctype html><title>Error</title><h1>Error 400: invalid_request</h1>"
             return web.Response(text=page, status=400, content_type="text/html")
-        hidden = "".join(
-            f'<input type="hidden" name="{name}" value="{html.escape(query[name])}">'
-            for name in ("redirect_uri", "state", "scope", "code_challenge")
+        return consent_page(
+            query,
+            ("redirect_uri", "state", "scope", "code_challenge"),
+            title="Sign in - Google Accounts",
+            heading="Relay wants access to your Google Account",
+            asked=" ".join(scopes),
+            action="/o/oauth2/v2/auth",
         )
-        page = (
-            "<!doctype html><html lang=en><title>Sign in - Google Accounts</title>"
-            f"<h1>Relay wants access to your Google Account</h1><p>{html.escape(' '.join(scopes))}"
-            f'</p><form method="post" action="/o/oauth2/v2/auth">{hidden}'
-            '<button name="choice" value="allow">Allow</button>'
-            '<button name="choice" value="deny">Cancel</button></form></html>'
-        )
-        return web.Response(text=page, content_type="text/html")
 
     async def approve(self, request: web.Request) -> web.Response:
         form = await request.post()

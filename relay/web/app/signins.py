@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -25,6 +25,7 @@ from relay.web.app.connect import x as x_connect
 from relay.web.app.page import Signed, gettext_for, read_form, render, signed_page
 
 log = logging.getLogger("relay.web.app.signins")
+T = TypeVar("T")
 
 Complete = Callable[[web.Request, connect.Pending], Awaitable[dict[str, Any]]]
 Begin = Callable[[web.Request, str, str], Awaitable[tuple[str, dict[str, Any]]]]
@@ -125,18 +126,74 @@ def _connected(request: web.Request, destination_id: str) -> NoReturn:
     raise redirect
 
 
-@signed_page
-async def callback(request: web.Request, user: Signed) -> web.StreamResponse:
-    service = request.match_info["service"]
-    _field, _start, complete = FLOWS[service]
+async def _after_sign_in(
+    request: web.Request,
+    user: Signed,
+    service: str,
+    fetch: Callable[[web.Request, connect.Pending], Awaitable[T]],
+) -> T | web.Response:
+    """A callback's first part: the flow checked against its cookie, then what ``fetch`` gets
+    from the service with the code; or the page saying why not."""
     pending = connect.finish(request, user.user_id, service, request.query.get("state"))
     if pending is None:
         return await _not_started_here(request, user)
     try:
-        made = await complete(request, pending)
+        return await fetch(request, pending)
     except (PublishError, connect.ConnectFailed) as exc:
         log.info("connecting %s failed after sign-in: %s", service, exc)
         return await _failed(request, user, problem_for(request, exc))
+
+
+def _offer_pick(
+    request: web.Request,
+    user: Signed,
+    service: str,
+    template: str,
+    listed: dict[str, Any],
+    sealed: dict[str, str],
+) -> web.Response:
+    """The page where the person picks what to connect (Facebook's Pages, LinkedIn's authors),
+    with the sign-in's grant ``sealed`` in the flow's cookie for the pick step."""
+    state = connect.new_state()
+    context = {"user": user, "room": "channels", "here": "/channels", "state": state}
+    response = render(request, template, {**context, **listed})
+    connect.remember(request, response, user.user_id, f"{service}-pick", state, sealed)
+    return response
+
+
+async def _back_from_pick(
+    request: web.Request,
+    user: Signed,
+    service: str,
+    key: str,
+    load: Callable[[web.Request, str, str], Awaitable[T]],
+) -> tuple[Any, T] | web.Response:
+    """The pick step's start: the form, and what ``load`` finds with the grant sealed under
+    ``key`` (asked of the service again, so only what the person may still post as is kept);
+    or the page saying why not, when the flow is not this one's or the service refuses."""
+    form = await read_form(request)
+    pending = connect.finish(request, user.user_id, f"{service}-pick", str(form.get("state", "")))
+    if pending is None:
+        return await _not_started_here(request, user)
+    try:
+        loaded = await load(request, user.user_id, str(pending.data.get(key, "")))
+    except (PublishError, connect.ConnectFailed) as exc:
+        return await _failed(request, user, problem_for(request, exc))
+    return form, loaded
+
+
+async def _picked_nothing(request: web.Request, user: Signed) -> web.Response:
+    _ = gettext_for(request)
+    return await _failed(request, user, _("You picked nothing, so nothing was connected."))
+
+
+@signed_page
+async def callback(request: web.Request, user: Signed) -> web.StreamResponse:
+    service = request.match_info["service"]
+    _field, _start, complete = FLOWS[service]
+    made = await _after_sign_in(request, user, service, complete)
+    if isinstance(made, web.Response):
+        return made
     _connected(request, await save_channel(request, user, service, made))
 
 
@@ -151,45 +208,26 @@ async def begin_facebook(request: web.Request, user: Signed) -> web.StreamRespon
 @signed_page
 async def facebook_callback(request: web.Request, user: Signed) -> web.StreamResponse:
     _ = gettext_for(request)
-    pending = connect.finish(request, user.user_id, "facebook", request.query.get("state"))
-    if pending is None:
-        return await _not_started_here(request, user)
-    try:
-        token = await meta.user_token(request)
-        pages = await meta.pages(request, token)
-    except (PublishError, connect.ConnectFailed) as exc:
-        log.info("connecting facebook failed after sign-in: %s", exc)
-        return await _failed(request, user, problem_for(request, exc))
+    found = await _after_sign_in(request, user, "facebook", _facebook_sign_in)
+    if isinstance(found, web.Response):
+        return found
+    token, pages = found
     if not pages:
         return await _failed(
             request, user, _("Your Facebook account manages no Page the relay may post to.")
         )
-    state = connect.new_state()
-    response = render(
-        request,
-        "app/channels_meta.html",
-        {"user": user, "room": "channels", "here": "/channels", "pages": pages, "state": state},
-    )
-    connect.remember(
-        request, response, user.user_id, "facebook-pick", state,
-        {"t": meta.seal(request, user.user_id, token)},
-    )  # fmt: skip
-    return response
+    sealed = {"t": meta.seal(request, user.user_id, token)}
+    listed = {"pages": pages}
+    return _offer_pick(request, user, "facebook", "app/channels_meta.html", listed, sealed)
 
 
 @signed_page
 async def facebook_pick(request: web.Request, user: Signed) -> web.StreamResponse:
-    form = await read_form(request)
-    _ = gettext_for(request)
-    pending = connect.finish(request, user.user_id, "facebook-pick", str(form.get("state", "")))
-    if pending is None:
-        return await _not_started_here(request, user)
+    step = await _back_from_pick(request, user, "facebook", "t", _facebook_pages)
+    if isinstance(step, web.Response):
+        return step
+    form, pages = step
     picked = set(form.getall("pick", []))
-    try:
-        token = meta.unseal(request, user.user_id, str(pending.data.get("t", "")))
-        pages = await meta.pages(request, token)
-    except (PublishError, connect.ConnectFailed) as exc:
-        return await _failed(request, user, problem_for(request, exc))
     added = []
     for page in pages:
         if f"facebook:{page['id']}" in picked:
@@ -199,8 +237,19 @@ async def facebook_pick(request: web.Request, user: Signed) -> web.StreamRespons
             made = meta.destinations_for(request, page, "instagram")
             added.append(await save_or_renew(request, user, "instagram", made, "ig_user_id"))
     if not added:
-        return await _failed(request, user, _("You picked nothing, so nothing was connected."))
+        return await _picked_nothing(request, user)
     _connected(request, added[0])
+
+
+async def _facebook_sign_in(
+    request: web.Request, _pending: connect.Pending
+) -> tuple[str, list[dict[str, Any]]]:
+    token = await meta.user_token(request)
+    return token, await meta.pages(request, token)
+
+
+async def _facebook_pages(request: web.Request, user_id: str, sealed: str) -> list[dict[str, Any]]:
+    return await meta.pages(request, meta.unseal(request, user_id, sealed))
 
 
 # --- Threads' own login (relay/web/app/connect/threads.py) ------------------------------------
@@ -213,15 +262,11 @@ async def begin_threads(request: web.Request, user: Signed) -> web.StreamRespons
 
 @signed_page
 async def threads_callback(request: web.Request, user: Signed) -> web.StreamResponse:
-    pending = connect.finish(request, user.user_id, "threads", request.query.get("state"))
-    if pending is None:
-        return await _not_started_here(request, user)
-    try:
-        made = await threads.complete(request)
-    except (PublishError, connect.ConnectFailed) as exc:
-        log.info("connecting threads failed after sign-in: %s", exc)
-        return await _failed(request, user, problem_for(request, exc))
-    _connected(request, await save_or_renew(request, user, "threads", made, "threads_user_id"))
+    return await _complete_own(request, user, "threads", _threads_complete, "threads_user_id")
+
+
+async def _threads_complete(request: web.Request, _pending: connect.Pending) -> dict[str, Any]:
+    return await threads.complete(request)  # Threads keeps nothing in the flow's cookie
 
 
 async def _complete_own(
@@ -231,16 +276,11 @@ async def _complete_own(
     complete: Complete,
     same_by: str,
 ) -> web.StreamResponse:
-    """The callback of a sign-in that ends in one channel (YouTube, X): the channel connected,
-    or the one with the same ``same_by`` in its config signed in again."""
-    pending = connect.finish(request, user.user_id, service, request.query.get("state"))
-    if pending is None:
-        return await _not_started_here(request, user)
-    try:
-        made = await complete(request, pending)
-    except (PublishError, connect.ConnectFailed) as exc:
-        log.info("connecting %s failed after sign-in: %s", service, exc)
-        return await _failed(request, user, problem_for(request, exc))
+    """The callback of a sign-in that ends in one channel (Threads, YouTube, X): the channel
+    connected, or the one with the same ``same_by`` in its config signed in again."""
+    made = await _after_sign_in(request, user, service, complete)
+    if isinstance(made, web.Response):
+        return made
     _connected(request, await save_or_renew(request, user, service, made, same_by))
 
 
@@ -274,48 +314,41 @@ async def begin_linkedin(request: web.Request, user: Signed) -> web.StreamRespon
 
 @signed_page
 async def linkedin_callback(request: web.Request, user: Signed) -> web.StreamResponse:
-    pending = connect.finish(request, user.user_id, "linkedin", request.query.get("state"))
-    if pending is None:
-        return await _not_started_here(request, user)
-    try:
-        grant = await linkedin.grant(request)
-        authors = await linkedin.authors(request, grant["token"])
-    except (PublishError, connect.ConnectFailed) as exc:
-        log.info("connecting linkedin failed after sign-in: %s", exc)
-        return await _failed(request, user, problem_for(request, exc))
-    state = connect.new_state()
-    response = render(
-        request,
-        "app/channels_linkedin.html",
-        {"user": user, "room": "channels", "here": "/channels", "authors": authors,
-         "state": state},
-    )  # fmt: skip
-    connect.remember(
-        request, response, user.user_id, "linkedin-pick", state,
-        {"g": linkedin.seal(request, user.user_id, grant)},
-    )  # fmt: skip
-    return response
+    found = await _after_sign_in(request, user, "linkedin", _linkedin_sign_in)
+    if isinstance(found, web.Response):
+        return found
+    grant, authors = found
+    sealed = {"g": linkedin.seal(request, user.user_id, grant)}
+    listed = {"authors": authors}
+    return _offer_pick(request, user, "linkedin", "app/channels_linkedin.html", listed, sealed)
 
 
 @signed_page
 async def linkedin_pick(request: web.Request, user: Signed) -> web.StreamResponse:
-    form = await read_form(request)
-    _ = gettext_for(request)
-    pending = connect.finish(request, user.user_id, "linkedin-pick", str(form.get("state", "")))
-    if pending is None:
-        return await _not_started_here(request, user)
+    step = await _back_from_pick(request, user, "linkedin", "g", _linkedin_authors)
+    if isinstance(step, web.Response):
+        return step
+    form, (grant, authors) = step
     picked = str(form.get("author", ""))
-    try:
-        grant = linkedin.unseal(request, user.user_id, str(pending.data.get("g", "")))
-        # Asked again with the person's token: only an author they may post as is kept.
-        authors = await linkedin.authors(request, grant["token"])
-    except (PublishError, connect.ConnectFailed) as exc:
-        return await _failed(request, user, problem_for(request, exc))
     chosen = next((a for a in authors if a["urn"] == picked), None)
     if chosen is None:
-        return await _failed(request, user, _("You picked nothing, so nothing was connected."))
+        return await _picked_nothing(request, user)
     made = linkedin.destination_for(request, chosen, grant)
     _connected(request, await save_or_renew(request, user, "linkedin", made, "author"))
+
+
+async def _linkedin_sign_in(
+    request: web.Request, _pending: connect.Pending
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    grant = await linkedin.grant(request)
+    return grant, await linkedin.authors(request, grant["token"])
+
+
+async def _linkedin_authors(
+    request: web.Request, user_id: str, sealed: str
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    grant = linkedin.unseal(request, user_id, sealed)
+    return grant, await linkedin.authors(request, grant["token"])
 
 
 # --- X: OAuth 2.0 with PKCE (relay/web/app/connect/x.py) ---------------------------------------

@@ -156,6 +156,17 @@ def callback_url(request: web.Request, service: str) -> str:
     return f"{request.app[RELAY].settings.public_url}/channels/{service}/callback"
 
 
+def granted_code(request: web.Request) -> str:
+    """The authorization code the service sent back to the callback (RFC 6749 4.1.2);
+    ``denied`` when the person said no (``error``), ``no-code`` when none came."""
+    if request.query.get("error"):
+        raise ConnectFailed("denied")
+    code = request.query.get("code", "")
+    if not code:
+        raise ConnectFailed("no-code")
+    return code
+
+
 async def read_json(client: Http, method: str, url: str, **kwargs: Any) -> tuple[int, Any, str]:
     """(status, parsed JSON or None, text) of one request through the guard."""
     response = await client.request(method, url, **kwargs)

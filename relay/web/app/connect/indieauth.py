@@ -127,11 +127,7 @@ async def begin(request: web.Request, site: str, state: str) -> tuple[str, dict[
 
 
 async def complete(request: web.Request, pending: connect.Pending) -> dict[str, Any]:
-    if request.query.get("error"):
-        raise connect.ConnectFailed("denied")
-    code = request.query.get("code", "")
-    if not code:
-        raise connect.ConnectFailed("no-code")
+    code = connect.granted_code(request)
     data = pending.data
     # The spec's mix-up defence: a server that announced an issuer names itself in ``iss``.
     if data.get("issuer") and request.query.get("iss") != data["issuer"]:

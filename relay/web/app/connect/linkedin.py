@@ -87,11 +87,7 @@ def authorize_url(request: web.Request, state: str) -> str:
 async def grant(request: web.Request) -> dict[str, Any]:
     """The tokens for the code that came back: ``token``, ``expires_at`` and, when LinkedIn
     gives one, ``refresh``."""
-    if request.query.get("error"):
-        raise connect.ConnectFailed("denied")
-    code = request.query.get("code", "")
-    if not code:
-        raise connect.ConnectFailed("no-code")
+    code = connect.granted_code(request)
     status, answer, text = await connect.read_json(
         connect.http(request),
         "POST",

@@ -61,11 +61,7 @@ async def begin(request: web.Request, instance: str, state: str) -> tuple[str, d
 async def complete(request: web.Request, pending: connect.Pending) -> dict[str, Any]:
     """Exchange the code; the new destination's fields (``url``, ``token``, ``secret``,
     ``config``, and ``account`` to show)."""
-    if request.query.get("error"):
-        raise connect.ConnectFailed("denied")
-    code = request.query.get("code", "")
-    if not code:
-        raise connect.ConnectFailed("no-code")
+    code = connect.granted_code(request)
     data = pending.data
     client = connect.http(request)
     status, token, _ = await connect.read_json(

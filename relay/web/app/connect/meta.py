@@ -81,11 +81,7 @@ async def _call(request: web.Request, method: str, path: str, **kwargs: Any) -> 
 
 async def user_token(request: web.Request) -> str:
     """The long-lived user token for the code that came back to the callback."""
-    if request.query.get("error"):
-        raise connect.ConnectFailed("denied")
-    code = request.query.get("code", "")
-    if not code:
-        raise connect.ConnectFailed("no-code")
+    code = connect.granted_code(request)
     app_id = request.app[RELAY].settings.meta_app_id
     short = await _call(
         request,

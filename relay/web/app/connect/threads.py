@@ -64,11 +64,7 @@ async def _call(request: web.Request, method: str, path: str, **kwargs: Any) -> 
 
 async def complete(request: web.Request) -> dict[str, Any]:
     """The new destination's fields for the code that came back to the callback."""
-    if request.query.get("error"):
-        raise connect.ConnectFailed("denied")
-    code = request.query.get("code", "")
-    if not code:
-        raise connect.ConnectFailed("no-code")
+    code = connect.granted_code(request)
     settings = request.app[RELAY].settings
     short = await _call(
         request,

@@ -64,11 +64,7 @@ def authorize_url(request: web.Request, state: str) -> str:
 
 async def complete(request: web.Request, pending: connect.Pending) -> dict[str, Any]:
     """The new destination's fields for the code that came back to the callback."""
-    if request.query.get("error"):
-        raise connect.ConnectFailed("denied")
-    code = request.query.get("code", "")
-    if not code:
-        raise connect.ConnectFailed("no-code")
+    code = connect.granted_code(request)
     settings = request.app[RELAY].settings
     client = connect.http(request)
     status, answer, _text = await connect.read_json(
