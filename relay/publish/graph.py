@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from relay.errors import PublishError, TransientPublishError
+from relay.publish import Published
 from relay.publish.net import Http
 
 log = logging.getLogger("relay.publish.graph")
@@ -179,6 +180,17 @@ class Graph:
                 f"{channel.lower()}: publishing quota used up",
                 f"{channel}: the limit of posts a day is reached; the relay posts when it allows",
             )
+
+    async def already_posted(self, edge: str, text_field: str, outgoing: Any) -> Published | None:
+        """On a retry, what a first try made before its answer was lost (``posted_with``), as
+        the delivery's result; None on a first try or when nothing was made."""
+        if outgoing.attempt <= 1:
+            return None
+        found = await self.posted_with(edge, text_field, outgoing.page_url)
+        if found is None:
+            return None
+        log.info("delivery %s: already posted as %s", outgoing.delivery_id, found["id"])
+        return Published(found.get("permalink"), str(found["id"]))
 
     async def posted_with(self, edge: str, text_field: str, page_url: str) -> dict[str, Any] | None:
         """Among the newest posts of ``edge`` (``/{id}/media``, ``/{id}/threads``), the one whose

@@ -172,13 +172,9 @@ class InstagramAdapter:
             log.info("instagram destination %s: left out: %s", self.destination_id, reason)
         for note in plan.notes:
             log.info("instagram destination %s: %s", self.destination_id, note)
-        if outgoing.attempt > 1:
-            found = await self.graph.posted_with(
-                f"/{self.user_id}/media", "caption", outgoing.page_url
-            )
-            if found is not None:
-                log.info("delivery %s: already posted as %s", outgoing.delivery_id, found["id"])
-                return Published(found.get("permalink"), str(found["id"]))
+        made = await self.graph.already_posted(f"/{self.user_id}/media", "caption", outgoing)
+        if made is not None:
+            return made
         await self.graph.require_quota(f"/{self.user_id}/content_publishing_limit", "Instagram")
         if len(plan.media) == 1:
             container = await self._container(plan.media[0], {"caption": plan.text})

@@ -118,13 +118,9 @@ class ThreadsAdapter:
         plan = self.preflight(outgoing)
         for reason in plan.left_out:
             log.info("threads destination %s: left out: %s", self.destination_id, reason)
-        if outgoing.attempt > 1:
-            found = await self.graph.posted_with(
-                f"/{self.user_id}/threads", "text", outgoing.page_url
-            )
-            if found is not None:
-                log.info("delivery %s: already posted as %s", outgoing.delivery_id, found["id"])
-                return Published(found.get("permalink"), str(found["id"]))
+        made = await self.graph.already_posted(f"/{self.user_id}/threads", "text", outgoing)
+        if made is not None:
+            return made
         await self.graph.require_quota(f"/{self.user_id}/threads_publishing_limit", "Threads")
         if not plan.media:
             container = await self._container({"media_type": "TEXT", "text": plan.text}, None)
