@@ -22,12 +22,11 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from relay import jobs
 from relay.config import Settings
-from relay.db import Database, destinations
-from relay.db.schema import posts, users
+from relay.db import Database, destinations, queries
 from relay.reply import one_line, permanent_refusal, reply_address, send, sender_address
 
 log = logging.getLogger("relay.notice")
@@ -53,19 +52,10 @@ def _load(conn: Connection, destination_id: str) -> dict[str, Any] | None:
     row = destinations.destination_row(conn, destination_id)
     if row is None:
         return None
-    user = conn.execute(
-        select(users.c.name, users.c.reply_to_sender, users.c.language).where(
-            users.c.id == row["user_id"]
-        )
-    ).first()
+    user = queries.reply_settings(conn, row["user_id"])
     if user is None:
         return None
-    senders = conn.execute(
-        select(posts.c.sender, posts.c.auth_results)
-        .where((posts.c.user_id == row["user_id"]) & posts.c.sender.is_not(None))
-        .order_by(posts.c.created_at.desc())
-        .limit(SENDERS_LOOKED_AT)
-    ).all()
+    senders = queries.recent_senders(conn, row["user_id"], SENDERS_LOOKED_AT)
     to = next(
         (a for a in (reply_address(s, r, user.name) for s, r in senders) if a is not None), None
     )

@@ -882,3 +882,22 @@ def stored_bytes(conn: Connection) -> int:
         .where(live)
     ).scalar()
     return int(originals or 0) + int(copies or 0)
+
+
+def reply_settings(conn: Connection, user_id: str) -> Any:
+    """A user's name, whether replies go to the sender, and language (notices: relay/notice.py)."""
+    return conn.execute(
+        select(users.c.name, users.c.reply_to_sender, users.c.language).where(users.c.id == user_id)
+    ).first()
+
+
+def recent_senders(conn: Connection, user_id: str, limit: int) -> list[Any]:
+    """The senders (and their Authentication-Results) of a user's newest mailed posts."""
+    return list(
+        conn.execute(
+            select(posts.c.sender, posts.c.auth_results)
+            .where((posts.c.user_id == user_id) & posts.c.sender.is_not(None))
+            .order_by(posts.c.created_at.desc())
+            .limit(limit)
+        ).all()
+    )
