@@ -15,6 +15,7 @@ from tests.browser.conftest import (
     cancelling_connects_nothing,
     channel_relay,
     erik_destinations,
+    screenshots,
     sign_in,
 )
 from tests.fakes.linkedin import FakeLinkedIn
@@ -88,6 +89,7 @@ def test_linkedin_connects_the_person_then_a_page(
         page.get_by_role("heading", name="Pick where the relay posts on LinkedIn")
     ).to_be_visible()
     assert axe_violations(page) == []
+    screenshots(page, "channels-linkedin-pick")
     assert not any(t in page.content() for t in linkedin.tokens)
     assert not any(r in page.content() for r in linkedin.refresh)
     page.set_viewport_size({"width": 390, "height": 844})

@@ -17,6 +17,7 @@ from tests.browser.conftest import (
     cancelling_connects_nothing,
     channel_relay,
     erik_destinations,
+    screenshots,
     sign_in,
 )
 from tests.fakes.x import FakeX
@@ -72,6 +73,7 @@ def test_connect_x_then_choose_where_the_link_goes(
 
     expect(page.get_by_role("status")).to_contain_text("Connected: X, @kommunen")
     assert axe_violations(page) == []
+    screenshots(page, "channels-x-connected")
     assert x.token not in page.content() and x.refresh not in page.content()
     [code] = x.codes.values()
     assert code["used"] and code["redirect_uri"] == relay.url + "/channels/x/callback"
