@@ -9,6 +9,7 @@ import functools
 import logging
 import shutil
 import signal
+import socket
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -205,11 +206,14 @@ async def _smtp_ctx(app: web.Application) -> AsyncIterator[None]:
         tls = tls_context(settings.smtp_tls_cert, settings.smtp_tls_key)
     # One for all connections: failures and open connections are counted per client IP.
     guard = FailureGuard(max_connections=settings.smtp_max_connections_per_client)
+    # Once, not per connection: aiosmtpd asks the resolver for the FQDN of every session
+    # it starts when it is given none.
+    hostname = settings.smtp_hostname or await asyncio.to_thread(socket.getfqdn)
     server = await asyncio.get_running_loop().create_server(
         lambda: smtp_factory(
             handler,
             settings.max_message_bytes,
-            settings.smtp_hostname,
+            hostname,
             tls=tls,
             require_tls=settings.smtp_require_tls,
             guard=guard,
