@@ -1,5 +1,7 @@
-"""Renewing a long-lived Threads token before it lapses, on use: a delivery to a Threads
-channel whose token ends within ``RENEW_BEFORE`` first asks
+"""Renewing channels' tokens before they lapse, on use: one ``Renewer`` per kind of channel
+(``RENEWERS``), run before each delivery.
+
+Threads: a delivery to a Threads channel whose token ends within ``RENEW_BEFORE`` first asks
 ``GET /refresh_access_token?grant_type=th_refresh_token&access_token=…`` (Threads API
 "Long-Lived Access Tokens", https://developers.facebook.com/docs/threads/get-started/long-lived-tokens/:
 a token at least a day old and not expired gets 60 more days), and saves the new token
@@ -30,7 +32,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +95,20 @@ class OAuthApp:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Apps:
+    """The relay's own apps at the services whose renewals need one."""
+
+    linkedin: OAuthApp | None = None
+    x: x.XClient | None = None
+
+
+Renewer = Callable[[Database, Http, Mapping[str, Any], Apps], Awaitable[Mapping[str, Any]]]
+"""Renews one kind of channel's token when it ends soon: the row as saved afterwards, or the
+row as it was when it needs nothing or the renewal fails (the publish then says whether the old
+token still works)."""
+
+
 async def fresh(
     db: Database,
     http: Http,
@@ -100,19 +116,28 @@ async def fresh(
     linkedin: OAuthApp | None = None,
     x_client: x.XClient | None = None,
 ) -> Mapping[str, Any]:
-    """The destination row, with its token renewed first when it is a Threads, LinkedIn, X or
-    YouTube token that ends soon (``linkedin`` and ``x_client`` are the relay's apps there); the
-    row as it was when it needs nothing or the renewal fails."""
-    if row["type"] == "youtube":  # Google's access tokens last an hour: relay/publish/google.py
-        return await google.fresh(db, http, row)
-    if row["type"] == "linkedin":
-        return await _linkedin(db, http, row, linkedin)
-    if row["type"] == "x":
-        return await _fresh_x(db, http, row, x_client)
-    if row["type"] != "threads" or not row["token"]:
+    """The destination row, with its token renewed first when it ends soon (``linkedin`` and
+    ``x_client`` are the relay's apps there); channels with no renewer come back as they were."""
+    renewer = RENEWERS.get(row["type"])
+    if renewer is None:
         return row
+    return await renewer(db, http, row, Apps(linkedin, x_client))
+
+
+async def _saved(
+    db: Database, row: Mapping[str, Any], what: str, **values: Any
+) -> Mapping[str, Any]:
+    """Keeps a renewed token (and what came with it) and reads the row back."""
+    await db.run(destinations.update_destination, row["id"], **values)
+    log.info("renewed the %s of destination %s", what, row["id"])
+    return await db.read(destinations.destination_row, row["id"]) or row
+
+
+async def _threads(
+    db: Database, http: Http, row: Mapping[str, Any], apps: Apps
+) -> Mapping[str, Any]:
     config = json.loads(row["config"] or "{}")
-    if not _ends_soon(config):
+    if not row["token"] or not _ends_soon(config):
         return row
     base = (row["url"] or GRAPH).rstrip("/").removesuffix("/v1.0")
     try:
@@ -132,14 +157,13 @@ async def fresh(
         log.warning("renewing the token of destination %s failed: %s", row["id"], status)
         return row
     renewed = {**config, EXPIRES_AT: _lasts_until(answer)}
-    await db.run(destinations.update_destination, row["id"], token=str(token), config=renewed)
-    log.info("renewed the token of destination %s", row["id"])
-    return await db.read(destinations.destination_row, row["id"]) or row
+    return await _saved(db, row, "Threads token", token=str(token), config=renewed)
 
 
 async def _linkedin(
-    db: Database, http: Http, row: Mapping[str, Any], app: OAuthApp | None
+    db: Database, http: Http, row: Mapping[str, Any], apps: Apps
 ) -> Mapping[str, Any]:
+    app = apps.linkedin
     config = json.loads(row["config"] or "{}")
     if not _ends_soon(config):
         return row
@@ -167,20 +191,14 @@ async def _linkedin(
         return row
     renewed = {**config, EXPIRES_AT: int(_lasts_until(answer))}
     refresh = str(answer.get("refresh_token") or row["secret"])
-    await db.run(
-        destinations.update_destination, row["id"], token=str(token), secret=refresh,
-        config=renewed,
-    )  # fmt: skip
-    log.info("renewed the LinkedIn token of destination %s", row["id"])
-    return await db.read(destinations.destination_row, row["id"]) or row
+    return await _saved(db, row, "LinkedIn token", token=str(token), secret=refresh, config=renewed)
 
 
 _x_locks: dict[str, asyncio.Lock] = {}
 
 
-async def _fresh_x(
-    db: Database, http: Http, row: Mapping[str, Any], client: x.XClient | None
-) -> Mapping[str, Any]:
+async def _x(db: Database, http: Http, row: Mapping[str, Any], apps: Apps) -> Mapping[str, Any]:
+    client = apps.x
     if not x.needs_renewal(json.loads(row["config"] or "{}")):
         return row
     if client is None:
@@ -212,6 +230,18 @@ async def _fresh_x(
             )
             return row
         renewed = x.renewed_config(config, answer)
-        await db.run(destinations.update_destination, row["id"], token=str(token), config=renewed)
-        log.info("renewed the X token of destination %s", row["id"])
-        return await db.read(destinations.destination_row, row["id"]) or row
+        return await _saved(db, row, "X token", token=str(token), config=renewed)
+
+
+async def _youtube(
+    db: Database, http: Http, row: Mapping[str, Any], apps: Apps
+) -> Mapping[str, Any]:
+    return await google.fresh(db, http, row)  # Google's tokens last an hour: its own module
+
+
+RENEWERS: dict[str, Renewer] = {
+    "threads": _threads,
+    "linkedin": _linkedin,
+    "x": _x,
+    "youtube": _youtube,
+}
