@@ -9,8 +9,10 @@ is what the door accepts, not the pipeline that unpacks the mail afterwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from bench import clients
@@ -63,7 +65,9 @@ def _source(port: int, count: int, size: int, recipient: str, timeout: float) ->
     return elapsed
 
 
-def _sink_rate(count: int, size: int, timeout: float) -> float:
+@contextlib.contextmanager
+def smtp_sink() -> Iterator[int]:
+    """Postfix's ``smtp-sink`` on a free port, accepting and discarding: its port."""
     port = free_port()
     sink = subprocess.Popen(
         [str(SMTP_SINK), "-u", "nobody", f"127.0.0.1:{port}", "256"],
@@ -72,10 +76,15 @@ def _sink_rate(count: int, size: int, timeout: float) -> float:
     )
     try:
         _wait_port(port)
-        return count / _source(port, count, size, "sink@bench.localhost", timeout)
+        yield port
     finally:
         sink.terminate()
         sink.wait(10)
+
+
+def _sink_rate(count: int, size: int, timeout: float) -> float:
+    with smtp_sink() as port:
+        return count / _source(port, count, size, "sink@bench.localhost", timeout)
 
 
 def _wait_port(port: int, seconds: float = 10) -> None:
