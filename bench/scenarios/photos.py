@@ -173,11 +173,17 @@ async def _mails(
     return [accepted for session in done for accepted in session]
 
 
-async def _uploads(
-    port: int, auth: dict[str, str], photos: Photos, count: int, first: int = 0
+async def upload_photos(
+    port: int,
+    auth: dict[str, str],
+    photos: Photos,
+    count: int,
+    first: int = 0,
+    path: str = "/api/v1/uploads",
 ) -> list[tuple[str, float]]:
     """Photos ``first`` to ``first + count - 1`` as raw uploads from ``UPLOADERS`` clients, each
-    taking the next photo when its last one is answered: (post id, time of 202)."""
+    taking the next photo when its last one is answered: (post id, time of 202). The id is
+    empty when the server gives none (the bare aiohttp baseline)."""
     numbers = iter(range(first, first + count))
     accepted: list[tuple[str, float]] = []
 
@@ -188,12 +194,10 @@ async def _uploads(
                 "Content-Type": "image/jpeg",
                 "Content-Disposition": f'attachment; filename="IMG_{number:04d}.jpeg"',
             }
-            answer = await clients.http_request(
-                port, "POST", "/api/v1/uploads", headers, photos.variant(number)
-            )
+            answer = await clients.http_request(port, "POST", path, headers, photos.variant(number))
             if answer.status != 202:
                 raise RuntimeError(f"upload answered {answer.status}: {answer.body[:300]!r}")
-            accepted.append((json.loads(answer.body)["id"], time.time()))
+            accepted.append((json.loads(answer.body).get("id", ""), time.time()))
 
     await asyncio.gather(*(uploader() for _ in range(UPLOADERS)))
     return accepted
@@ -211,10 +215,12 @@ def door_sender(door: str, relay: RelayServer, photos: Photos) -> Send:
             _mails(relay.smtp_port, address, photos, count, first)
         )
     auth = bench_user(relay)
-    return lambda count, first: asyncio.run(_uploads(relay.http_port, auth, photos, count, first))
+    return lambda count, first: asyncio.run(
+        upload_photos(relay.http_port, auth, photos, count, first)
+    )
 
 
-def _wait_ready(posts: PostsReader, post_ids: list[str]) -> dict[str, float]:
+def wait_ready(posts: PostsReader, post_ids: list[str]) -> dict[str, float]:
     deadline = time.monotonic() + WAIT
     while True:
         ready = posts.ready_at(post_ids)
@@ -255,7 +261,7 @@ def _relay(ctx: Context, photos: Photos, count: int, door: str, **env: str) -> _
             # Warm-up, as a relay that has been running is: the media workers started, their
             # libraries loaded. Numbers past ``count`` keep these photos apart from the run's.
             warm = send(WARM_UP, count)
-            _wait_ready(posts, [post for post, _ in warm])
+            wait_ready(posts, [post for post, _ in warm])
             with MemorySampler(relay_pid(relay)) as memory:
                 cpu, main = tree_cpu_seconds(relay_pid(relay)), cpu_seconds(relay_pid(relay))
                 started = time.time()
@@ -263,7 +269,7 @@ def _relay(ctx: Context, photos: Photos, count: int, door: str, **env: str) -> _
                 sent = time.time()
                 if not all(post for post, _ in accepted):
                     raise RuntimeError("an accepted photo has no post id in its answer")
-                ready = _wait_ready(posts, [post for post, _ in accepted])
+                ready = wait_ready(posts, [post for post, _ in accepted])
                 cpu = tree_cpu_seconds(relay_pid(relay)) - cpu
                 main = cpu_seconds(relay_pid(relay)) - main
             not_ready = posts.items_not_ready()
