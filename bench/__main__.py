@@ -29,7 +29,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--results", type=Path, default=DEFAULT_RESULTS, help="where to write the table"
     )
     parser.add_argument(
-        "--photos", type=int, metavar="N", help="mails in the end-to-end photo scenario (200)"
+        "--photos", type=int, metavar="N", help="photos in every photos-* scenario (200 or 100)"
     )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the rows as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")

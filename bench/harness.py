@@ -354,7 +354,8 @@ class Context:
     workdir: Path
     log: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))
     photos: int | None = None
-    """``--photos N``: how many mails the end-to-end photo scenario sends (default 200)."""
+    """``--photos N``: how many photos every ``photos-*`` scenario sends (by default 200 in
+    ``photos-mail`` and ``photos-http``, 100 in those that compare two relays)."""
 
     @property
     def rounds(self) -> int:

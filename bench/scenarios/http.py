@@ -10,7 +10,8 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable
 
-from bench import clients
+from bench import clients, media
+from bench.databases import PostsReader, postgres_database, relay_database_url
 from bench.harness import (
     GB,
     MB,
@@ -18,12 +19,15 @@ from bench.harness import (
     MemorySampler,
     Result,
     Target,
+    Unavailable,
     baseline_http,
     bench_user,
     relay_pid,
     relay_serve,
+    unavailable,
 )
 from bench.scenarios import Scenario
+from bench.scenarios.photos import UPLOADERS, WARM_UP, Photos, upload_photos, wait_ready
 
 Body = Callable[[], tuple[dict[str, str], Iterable[bytes | memoryview], int]]
 
@@ -63,9 +67,35 @@ async def _batch(port: int, path: str, auth: dict[str, str], body: Body, count: 
     return time.perf_counter() - started
 
 
+def _relay_batch(
+    ctx: Context, name: str, body: Body, clients_count: int, env: dict[str, str]
+) -> tuple[float, float]:
+    """One batch of uploads to a ``relay serve`` with ``env`` over its defaults: wall seconds,
+    and the growth of its memory."""
+    folder = ctx.scratch(f"{name}-relay")
+    try:
+        with relay_serve(folder, **env) as relay:
+            auth = bench_user(relay)
+            with MemorySampler(relay_pid(relay)) as memory:
+                took = asyncio.run(
+                    _batch(relay.http_port, "/api/v1/uploads", auth, body, clients_count)
+                )
+    finally:
+        ctx.drop(folder)
+    return took, memory.growth_mb
+
+
+INTAKE = {"RELAY_WORKERS": "0"}
+"""The intake rows' relay: the door alone, no pipeline taking CPU from it."""
+
+
+def _label(kind: str, clients_count: int) -> str:
+    return f"http {kind}, {clients_count} client{'s' if clients_count > 1 else ''}"
+
+
 def _throughput(kind: str, clients_count: int) -> Scenario:
     name = f"http-{kind}-{clients_count}"
-    label = f"http {kind}, {clients_count} client{'s' if clients_count > 1 else ''}"
+    label = _label(kind, clients_count)
 
     def run(ctx: Context) -> list[Result]:
         size = 100 * MB if ctx.quick else GB
@@ -82,18 +112,9 @@ def _throughput(kind: str, clients_count: int) -> Scenario:
             finally:
                 ctx.drop(folder)
             ctx.log(f"{name} round {round_ + 1}: relay")
-            folder = ctx.scratch(f"{name}-relay")
-            try:
-                with relay_serve(folder, RELAY_WORKERS="0") as relay:
-                    auth = bench_user(relay)
-                    with MemorySampler(relay_pid(relay)) as memory:
-                        took = asyncio.run(
-                            _batch(relay.http_port, "/api/v1/uploads", auth, body, clients_count)
-                        )
-                    rate = max(rate, total_mb / took)
-                    memory_mb = max(memory_mb, memory.growth_mb)
-            finally:
-                ctx.drop(folder)
+            took, growth = _relay_batch(ctx, name, body, clients_count, INTAKE)
+            rate = max(rate, total_mb / took)
+            memory_mb = max(memory_mb, growth)
         return [
             Result(
                 label,
@@ -108,6 +129,104 @@ def _throughput(kind: str, clients_count: int) -> Scenario:
 
     about = f"{kind} uploads, {clients_count} at once: relay vs bare aiohttp with fsync"
     return Scenario(name, "http", about, run)
+
+
+def _on_postgres(kind: str, clients_count: int) -> Scenario:
+    """The uploads of ``http-KIND-N`` to a relay on PostgreSQL and to one on SQLite
+    (``RELAY_WORKERS=0`` both), alternated, best of each; a database of its own per run."""
+    name = f"http-{kind}-{clients_count}-postgres"
+    label = f"{_label(kind, clients_count)}, PostgreSQL vs SQLite"
+
+    def run(ctx: Context) -> list[Result]:
+        size = 100 * MB if ctx.quick else GB
+        body = (raw_body if kind == "raw" else multipart_body)(size)
+        total_mb = size * clients_count / MB
+        sqlite = postgres = memory_mb = 0.0
+        try:
+            for round_ in range(ctx.rounds):
+                ctx.log(f"{name} round {round_ + 1}: relay on SQLite")
+                took, _ = _relay_batch(ctx, name, body, clients_count, INTAKE)
+                sqlite = max(sqlite, total_mb / took)
+                ctx.log(f"{name} round {round_ + 1}: relay on PostgreSQL")
+                with postgres_database() as url:
+                    env = {**INTAKE, "RELAY_DATABASE_URL": url}
+                    took, growth = _relay_batch(ctx, name, body, clients_count, env)
+                postgres = max(postgres, total_mb / took)
+                memory_mb = max(memory_mb, growth)
+        except Unavailable as exc:
+            return unavailable([(label, "MB/s")], str(exc))
+        return [
+            Result(
+                label,
+                "MB/s",
+                relay=postgres,
+                baseline=sqlite,
+                target=Target(">=", 0.8),
+                memory_mb=memory_mb,
+                note=f"{clients_count} × {size // MB} MB, fsync before 202; RELAY_WORKERS=0; "
+                f"best of {ctx.rounds}",
+            )
+        ]
+
+    about = f"http-{kind}-{clients_count} on PostgreSQL vs on SQLite, same run"
+    return Scenario(name, "http", about, run)
+
+
+BUSY_UPLOADS = 200
+
+
+def _busy(ctx: Context) -> list[Result]:
+    """Photos uploaded by ``UPLOADERS`` clients to a default relay whose workers process them as
+    they arrive, against the bare aiohttp server taking the same uploads."""
+    count = 40 if ctx.quick else BUSY_UPLOADS
+    photos = Photos(media.photo_jpeg())
+    size = len(photos.jpeg) / 1e6
+    baseline = rate = memory_mb = 0.0
+    for round_ in range(ctx.rounds):
+        ctx.log(f"http-busy round {round_ + 1}: baseline, {count} photos of {size:.1f} MB")
+        folder = ctx.scratch("http-busy-baseline")
+        try:
+            with baseline_http(folder) as (port, _):
+                asyncio.run(upload_photos(port, {}, photos, WARM_UP, count, path="/upload"))
+                started = time.perf_counter()
+                asyncio.run(upload_photos(port, {}, photos, count, path="/upload"))
+                baseline = max(baseline, count / (time.perf_counter() - started))
+        finally:
+            ctx.drop(folder)
+        ctx.log(f"http-busy round {round_ + 1}: relay (defaults, workers processing)")
+        folder = ctx.scratch("http-busy-relay")
+        try:
+            with (
+                relay_serve(folder) as relay,
+                PostsReader(relay_database_url(folder, {})) as posts,
+            ):
+                auth = bench_user(relay)
+                # Warm-up: the media workers started and their libraries loaded.
+                warm = asyncio.run(upload_photos(relay.http_port, auth, photos, WARM_UP, count))
+                wait_ready(posts, [post for post, _ in warm])
+                with MemorySampler(relay_pid(relay)) as memory:
+                    started = time.perf_counter()
+                    asyncio.run(upload_photos(relay.http_port, auth, photos, count))
+                    rate = max(rate, count / (time.perf_counter() - started))
+                memory_mb = max(memory_mb, memory.growth_mb)
+                held = posts.posts() - WARM_UP  # the workers consume the spool: count posts
+                if held != count:
+                    raise RuntimeError(f"{count} uploads answered 202, {held} posts")
+        finally:
+            ctx.drop(folder)
+    return [
+        Result(
+            f"http photos, {UPLOADERS} clients, workers busy",
+            "uploads/s",
+            relay=rate,
+            baseline=baseline,
+            target=Target(">=", 0.8),
+            memory_mb=memory_mb,
+            note=f"{count} raw uploads of a {size:.1f} MB 12 MP JPEG (distinct), {UPLOADERS} "
+            "clients; default relay serve, its workers processing what arrives; fsync before "
+            f"202; best of {ctx.rounds}",
+        )
+    ]
 
 
 def _memory(kind: str) -> Scenario:
@@ -141,8 +260,16 @@ def _memory(kind: str) -> Scenario:
 SCENARIOS = [
     _throughput("raw", 1),
     _throughput("raw", 4),
+    _on_postgres("raw", 4),
     _throughput("multipart", 1),
     _throughput("multipart", 4),
     _memory("raw"),
     _memory("multipart"),
+    Scenario(
+        "http-busy",
+        "http",
+        "raw uploads of a 12 MP photo, 4 clients, to a relay whose workers process them: "
+        "relay vs bare aiohttp",
+        _busy,
+    ),
 ]

@@ -34,6 +34,7 @@ import boto3
 from botocore.config import Config
 
 from bench import clients
+from bench.databases import postgres_database, server_url
 from bench.harness import MB, Context, Result, Target, bench_user, relay_serve
 from bench.scenarios import Scenario
 from tests.server import free_port
@@ -330,18 +331,20 @@ def _kinds(counts: dict[str, int], posts: int) -> str:
 
 def _database(ctx: Context) -> list[Result]:
     """Transactions a second of one idle node, and connections it holds under load."""
-    base = os.environ.get("BENCH_DATABASE_URL")
+    base = server_url(default=None)  # opt-in here: the intake rows need no database
     if not base:
         return []
+    with postgres_database(base, prefix="bench_nodes") as url:
+        return _database_load(ctx, base, url)
+
+
+def _database_load(ctx: Context, base: str, url: str) -> list[Result]:
     from sqlalchemy import create_engine, text
 
     from relay.db import normalise_url
 
-    name = f"bench_nodes_{uuid.uuid4().hex[:8]}"
+    name = url.rsplit("/", 1)[1]
     admin = create_engine(normalise_url(base), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = base.rsplit("/", 1)[0] + f"/{name}"
     folder = ctx.scratch("nodes-database")
     results: list[Result] = []
 
@@ -409,8 +412,6 @@ def _database(ctx: Context) -> list[Result]:
         )
     finally:
         ctx.drop(folder)
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
     return results
 

@@ -9,11 +9,14 @@ is what the door accepts, not the pipeline that unpacks the mail afterwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from bench import clients
+from bench.databases import PostsReader, postgres_database, relay_database_url
 from bench.harness import (
     GB,
     MB,
@@ -63,7 +66,9 @@ def _source(port: int, count: int, size: int, recipient: str, timeout: float) ->
     return elapsed
 
 
-def _sink_rate(count: int, size: int, timeout: float) -> float:
+@contextlib.contextmanager
+def smtp_sink() -> Iterator[int]:
+    """Postfix's ``smtp-sink`` on a free port, accepting and discarding: its port."""
     port = free_port()
     sink = subprocess.Popen(
         [str(SMTP_SINK), "-u", "nobody", f"127.0.0.1:{port}", "256"],
@@ -72,10 +77,15 @@ def _sink_rate(count: int, size: int, timeout: float) -> float:
     )
     try:
         _wait_port(port)
-        return count / _source(port, count, size, "sink@bench.localhost", timeout)
+        yield port
     finally:
         sink.terminate()
         sink.wait(10)
+
+
+def _sink_rate(count: int, size: int, timeout: float) -> float:
+    with smtp_sink() as port:
+        return count / _source(port, count, size, "sink@bench.localhost", timeout)
 
 
 def _wait_port(port: int, seconds: float = 10) -> None:
@@ -96,29 +106,58 @@ def _spooled(data_dir: Path) -> int:
     return sum(1 for _ in (data_dir / "spool" / "ready").iterdir())
 
 
-def _relay_rate(ctx: Context, label: str, count: int, size: int, timeout: float) -> Result:
-    data_dir = ctx.scratch(f"smtp-{label}")
+def _accepted(data_dir: Path, env: dict[str, str]) -> tuple[int, str]:
+    """How many messages the relay holds, and where they were counted: its spool when no
+    worker runs, else its posts (the workers consume the spool as the mail arrives)."""
+    if env.get("RELAY_WORKERS") == "0":
+        return _spooled(data_dir), "in the spool"
+    with PostsReader(relay_database_url(data_dir, env)) as posts:
+        return posts.posts(), "posts in the database"
+
+
+def _relay_rate(
+    ctx: Context, name: str, count: int, size: int, timeout: float, env: dict[str, str]
+) -> Result:
+    """smtp-source's rate against a ``relay serve`` with ``env`` over its defaults; a row of
+    scenario ``name`` to be labelled by the caller."""
+    data_dir = ctx.scratch(name)
     try:
-        with relay_serve(data_dir, RELAY_WORKERS="0") as relay:
+        with relay_serve(data_dir, **env) as relay:
             address = relay.add_user("bench")["address"]
             with MemorySampler(relay_pid(relay)) as memory:
                 rate = count / _source(relay.smtp_port, count, size, address, timeout)
-            spooled = _spooled(data_dir)
-            if spooled != count:  # every 250 must stand for a spooled message
-                raise RuntimeError(f"{count} messages answered 250, {spooled} in the spool")
+            held, where = _accepted(data_dir, env)
+            if held != count:  # every 250 must stand for a message the relay holds
+                raise RuntimeError(f"{count} messages answered 250, {held} {where}")
     finally:
         ctx.drop(data_dir)
-    return Result(f"smtp {label}", "msg/s", relay=rate, memory_mb=memory.growth_mb)
+    return Result(name, "msg/s", relay=rate, memory_mb=memory.growth_mb)
 
 
-def _throughput(label: str, size: int, full: int, quick: int, target: Target) -> Scenario:
-    name = f"smtp-{label}"
+INTAKE = {"RELAY_WORKERS": "0"}
+"""The intake rows' relay: the door alone, no pipeline taking CPU from it."""
+
+
+def _throughput(
+    label: str,
+    size: int,
+    full: int,
+    quick: int,
+    target: Target,
+    busy: bool = False,
+) -> Scenario:
+    """smtp-source against smtp-sink and against a relay, alternated, best of each. The relay
+    runs without workers, or with ``busy`` on its defaults, its workers processing every mail
+    that arrives."""
+    name = f"smtp-{label}-busy" if busy else f"smtp-{label}"
+    row = f"smtp {label}, workers busy" if busy else f"smtp {label}"
+    env = {} if busy else INTAKE
 
     def run(ctx: Context) -> list[Result]:
         try:
             ensure_postfix_tools()
         except Unavailable as exc:
-            return unavailable([(f"smtp {label}", "msg/s")], str(exc))
+            return unavailable([(row, "msg/s")], str(exc))
         count = quick if ctx.quick else full
         timeout = 600.0
         sink: list[float] = []
@@ -127,17 +166,61 @@ def _throughput(label: str, size: int, full: int, quick: int, target: Target) ->
             ctx.log(f"{name} round {round_ + 1}: smtp-sink, {count} messages of {size} bytes")
             sink.append(_sink_rate(count, size, timeout))
             ctx.log(f"{name} round {round_ + 1}: relay")
-            relay.append(_relay_rate(ctx, label, count, size, timeout))
+            relay.append(_relay_rate(ctx, name, count, size, timeout, env))
         result = max(relay, key=lambda r: r.relay or 0.0)
+        result.scenario = row
         result.memory_mb = max(r.memory_mb or 0.0 for r in relay)
         result.baseline = max(sink)
         result.target = target
         result.note = (
             f"{count} msgs, {SESSIONS} sessions; 250 after fsync + commit; best of {ctx.rounds}"
         )
+        if busy:
+            result.note += "; default relay serve, its workers processing every mail that arrives"
         return [result]
 
     about = f"{SESSIONS} sessions of {label} messages via smtp-source: relay vs smtp-sink"
+    if busy:
+        about = f"as smtp-{label}, the relay on defaults (its workers processing the mail)"
+    return Scenario(name, "smtp", about, run)
+
+
+def _on_postgres(label: str, size: int, full: int, quick: int) -> Scenario:
+    """smtp-source against a relay on PostgreSQL and one on SQLite (``RELAY_WORKERS=0`` both),
+    alternated, best of each; a database of its own for each PostgreSQL run."""
+    name = f"smtp-{label}-postgres"
+    row = f"smtp {label}, PostgreSQL vs SQLite"
+
+    def run(ctx: Context) -> list[Result]:
+        count = quick if ctx.quick else full
+        timeout = 600.0
+        sqlite: list[Result] = []
+        postgres: list[Result] = []
+        try:
+            ensure_postfix_tools()
+            for round_ in range(ctx.rounds):
+                ctx.log(f"{name} round {round_ + 1}: relay on SQLite, {count} × {size} bytes")
+                sqlite.append(_relay_rate(ctx, name, count, size, timeout, INTAKE))
+                ctx.log(f"{name} round {round_ + 1}: relay on PostgreSQL")
+                with postgres_database() as url:
+                    env = {**INTAKE, "RELAY_DATABASE_URL": url}
+                    postgres.append(_relay_rate(ctx, name, count, size, timeout, env))
+        except Unavailable as exc:
+            return unavailable([(row, "msg/s")], str(exc))
+        return [
+            Result(
+                row,
+                "msg/s",
+                relay=max(r.relay or 0.0 for r in postgres),
+                baseline=max(r.relay or 0.0 for r in sqlite),
+                target=Target(">=", 0.8),
+                memory_mb=max(r.memory_mb or 0.0 for r in postgres),
+                note=f"{count} msgs, {SESSIONS} sessions via smtp-source; 250 after fsync + "
+                f"commit; RELAY_WORKERS=0; best of {ctx.rounds}",
+            )
+        ]
+
+    about = f"smtp-{label} on PostgreSQL vs on SQLite, same run"
     return Scenario(name, "smtp", about, run)
 
 
@@ -172,6 +255,8 @@ def _memory(ctx: Context) -> list[Result]:
 
 SCENARIOS = [
     _throughput("1MB", 1_000_000, 2000, 200, Target(">=", 0.9)),
+    _throughput("1MB", 1_000_000, 2000, 200, Target(">=", 0.9), busy=True),
+    _on_postgres("1MB", 1_000_000, 2000, 200),
     _throughput("5MB", 5_000_000, 400, 40, Target(">=", 0.9)),
     _throughput("10KB", 10_000, 10000, 1000, Target(">=", 600, on="relay", unit="msg/s")),
     Scenario("smtp-memory", "smtp", "memory of relay serve during one 2 GB message", _memory),

@@ -29,6 +29,9 @@ def test_list_names_every_scenario() -> None:
     expected = {"smtp-1MB", "smtp-5MB", "smtp-10KB", "smtp-memory", "http-raw-1", "http-raw-4"}
     expected |= {"http-multipart-1", "http-multipart-4", "http-raw-memory", "tus", "tus-memory"}
     expected |= {"images", "video-h264", "video-hevc", "video-remux", "webhook"}
+    expected |= {"smtp-1MB-busy", "smtp-1MB-postgres", "http-raw-4-postgres", "http-busy"}
+    expected |= {"photos-mail", "photos-http", "photos-mail-postgres", "photos-http-postgres"}
+    expected |= {"photos-workers"}
     assert expected <= names
 
 
