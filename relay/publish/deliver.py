@@ -352,11 +352,12 @@ class Publisher:
             return post
         try:
             for item, (source, _) in wanted:
-                made = await self._padded(post.id, item.id, source)
+                # Bounded as a publish is: the job's lease must not run out on a stuck worker.
+                made = await asyncio.wait_for(self._padded(post.id, item.id, source), self.timeout)
                 if made is not None:
                     await self.db.run(queries.add_rendition, item.id, made)
             reread = await self.db.read(queries.load_post, post.id)
-        except Exception as exc:  # the store, the disk, the pool, a damaged "large": retried
+        except Exception as exc:  # the store, the disk, the pool, a damaged "large", too slow
             log.warning("post %s: padding a photo for Instagram failed: %r", post.id, exc)
             raise TransientPublishError(PADDING_FAILED, repr(exc)) from exc
         return reread if reread is not None else post
