@@ -96,3 +96,24 @@ async def extra_renditions(
     from handlers.companions import extra_renditions as make
 
     return await make(job, kind)
+
+
+# --- Instagram's padded form of a photo (relay/publish/deliver.py) -----------------------------
+
+
+def instagram_size(width: int, height: int) -> tuple[int, int] | None:
+    """The size an upright ``width`` × ``height`` photo is padded to for Instagram, by the
+    arithmetic that pads it (handlers/image.py ``instagram_pad``); None when Instagram takes its
+    shape as it is."""
+    from handlers.image import instagram_pad
+
+    pad = instagram_pad(width, height)
+    return None if pad is None else (pad.width, pad.height)
+
+
+def fit_instagram_file(source: Path, mime: str, workdir: Path) -> RenditionFile | None:
+    """The stored rendition ``source`` padded for Instagram into ``workdir`` (the blocking
+    work: run it in the worker pool); None when Instagram takes its shape."""
+    from handlers.image import fit_instagram_file as make
+
+    return make(source, mime, workdir)

@@ -11,9 +11,13 @@ still covers the largest rendition (shrink-on-load); the types libvips cannot re
 BMP) and those whose identifying metadata only Pillow reads for us (TIFF, AVIF) are decoded by
 Pillow and pillow-heif and handed over → 8-bit grey or sRGB, with alpha only where a pixel is
 transparent → "large" made once, upright, and held in memory; "medium" and "small" are derived
-from it. Renditions keep only the ICC profile. A photo whose shape Instagram refuses (narrower
-than 4:5, wider than 1.91:1) also gets "fit_instagram", padded from "large" (``instagram_fit``);
-other photos cost nothing more.
+from it. Renditions keep only the ICC profile.
+
+Instagram's padded form of a photo whose shape it refuses (narrower than 4:5, wider than 1.91:1)
+is not made here: it cost every such photo a third more CPU (every upright phone photo is one),
+whether or not its owner has an Instagram channel. ``fit_instagram_file`` makes it from the
+stored "large" when an Instagram delivery needs it (relay/publish/deliver.py), and
+``instagram_pad`` says what size it will have without making it (the channel preview).
 
 Then the served original. JPEG, PNG, WebP and GIF are cleaned at the container level: metadata
 segments are dropped or rewritten and everything else is copied byte for byte, so the pixels and
@@ -395,12 +399,10 @@ def _write_renditions(source: _Source, workdir: Path) -> tuple[list[_Written], b
     shrunk on load (which rounds its size up) gives the sizes a full decode would. "large" is
     turned upright by libvips' thumbnail (which then drops the orientation) and computed once
     into memory: the only decode; each smaller size is resampled from it. Each rendition is
-    encoded on a thread while the next one is made. A photo of a shape Instagram refuses also
-    gets ``fit_instagram``, padded from "large" (``instagram_fit``)."""
+    encoded on a thread while the next one is made."""
     upright = _upright_size(source)
     saving: list[Future[_Written]] = []
     current: pyvips.Image | None = None
-    large: pyvips.Image | None = None
     transparent = False
     for name, cap in RENDITIONS:
         width, height = _fit(*upright, cap)
@@ -409,22 +411,15 @@ def _write_renditions(source: _Source, workdir: Path) -> tuple[list[_Written], b
             current, transparent = _opaque_unless_transparent(current)
         elif (current.width, current.height) != (width, height):
             current = _resized(current, width, height).copy_memory()
-        if large is None:
-            large = current
         saving.append(_threads().submit(_save, current, workdir / name, name, transparent))
-    if large is not None:
-        fitted = instagram_fit(large)
-        if fitted is not None:
-            saving.append(
-                _threads().submit(_save, fitted, workdir / FIT_INSTAGRAM, FIT_INSTAGRAM, False)
-            )
     return [future.result() for future in saving], transparent
 
 
 # --- a rendition Instagram takes ---------------------------------------------------------------
 
 FIT_INSTAGRAM: Final = "fit_instagram"
-"""The rendition made only for a photo whose shape Instagram refuses: padded to fit."""
+"""A photo's rendition padded to a shape Instagram takes, made from "large" only when an
+Instagram delivery needs one (``fit_instagram_file``)."""
 INSTAGRAM_ASPECTS: Final = ((4, 5), (191, 100))
 """Instagram's narrowest (4:5) and widest (1.91:1) aspect ratios for a feed photo."""
 INSTAGRAM_WIDTHS: Final = (320, 1440)
@@ -432,6 +427,47 @@ INSTAGRAM_WIDTHS: Final = (320, 1440)
 _ASPECT_SLACK: Final = 0.005
 """The rounding a photo already at 4:5 or 1.91:1 may show (the adapter allows the same)."""
 _WHITE: Final = (255.0, 255.0, 255.0)
+_LARGE_PIXELS: Final = RENDITIONS[0][1] * RENDITIONS[0][1]
+"""The most pixels a "large" rendition can have: a stored file claiming more is not one."""
+
+
+@dataclass(frozen=True, slots=True)
+class InstagramPad:
+    """Where a picture goes on the canvas Instagram is sent: the arithmetic of
+    ``instagram_fit``, apart, so that the channel preview can say what it will make."""
+
+    width: int
+    height: int
+    """The canvas: 4:5 or 1.91:1, 320 to 1440 px wide."""
+    picture_width: int
+    picture_height: int
+    """The picture, scaled, in the middle of the canvas."""
+    wide: bool
+    """Padded to 1.91:1 (bands above and below); False: to 4:5 (bands left and right)."""
+
+
+def instagram_pad(width: int, height: int) -> InstagramPad | None:
+    """The canvas a ``width`` × ``height`` upright picture is padded to for Instagram; None when
+    Instagram shows its shape as it is."""
+    (tall_w, tall_h), (wide_w, wide_h) = INSTAGRAM_ASPECTS
+    ratio = width / height
+    if ratio > wide_w / wide_h + _ASPECT_SLACK:
+        aspect, canvas_w = (wide_w, wide_h), float(width)
+    elif ratio < tall_w / tall_h - _ASPECT_SLACK:
+        aspect, canvas_w = (tall_w, tall_h), height * tall_w / tall_h
+    else:
+        return None
+    low, high = INSTAGRAM_WIDTHS
+    scale = min(max(canvas_w, low), high) / canvas_w
+    out_w = min(max(round(canvas_w * scale), low), high)
+    out_h = round(out_w * aspect[1] / aspect[0])
+    return InstagramPad(
+        width=out_w,
+        height=out_h,
+        picture_width=min(out_w, max(1, round(width * scale))),
+        picture_height=min(out_h, max(1, round(height * scale))),
+        wide=aspect == (wide_w, wide_h),
+    )
 
 
 def instagram_fit(image: pyvips.Image) -> pyvips.Image | None:
@@ -442,31 +478,49 @@ def instagram_fit(image: pyvips.Image) -> pyvips.Image | None:
     what the person chose to show, so the picture is kept whole on a band of its own mean edge
     colour (white where it is transparent), as a print is mounted."""
     width, height = image.width, image.height
-    (tall_w, tall_h), (wide_w, wide_h) = INSTAGRAM_ASPECTS
-    ratio = width / height
-    if ratio > wide_w / wide_h + _ASPECT_SLACK:
-        aspect, canvas_w = (wide_w, wide_h), width
-    elif ratio < tall_w / tall_h - _ASPECT_SLACK:
-        aspect, canvas_w = (tall_w, tall_h), height * tall_w / tall_h
-    else:
+    pad = instagram_pad(width, height)
+    if pad is None:
         return None
-    low, high = INSTAGRAM_WIDTHS
-    scale = min(max(canvas_w, low), high) / canvas_w
-    out_w = min(max(round(canvas_w * scale), low), high)
-    out_h = round(out_w * aspect[1] / aspect[0])
-    picture_w = min(out_w, max(1, round(width * scale)))
-    picture_h = min(out_h, max(1, round(height * scale)))
     picture = _srgb_opaque(image)
-    if (picture_w, picture_h) != (width, height):
-        picture = picture.resize(picture_w / width, vscale=picture_h / height, kernel="lanczos3")
-    background = _edge_colour(picture, wide=aspect == (wide_w, wide_h))
+    if (pad.picture_width, pad.picture_height) != (width, height):
+        picture = picture.resize(
+            pad.picture_width / width, vscale=pad.picture_height / height, kernel="lanczos3"
+        )
+    background = _edge_colour(picture, wide=pad.wide)
     return picture.embed(
-        (out_w - picture_w) // 2,
-        (out_h - picture_h) // 2,
-        out_w,
-        out_h,
+        (pad.width - pad.picture_width) // 2,
+        (pad.height - pad.picture_height) // 2,
+        pad.width,
+        pad.height,
         extend="background",
         background=list(background),
+    )
+
+
+def fit_instagram_file(
+    source: Path, mime: str, workdir: Path, max_pixels: int = _LARGE_PIXELS
+) -> RenditionFile | None:
+    """A stored rendition (``source``, the "large" JPEG or PNG) padded for Instagram into
+    ``workdir``, as ``fit_instagram``: an sRGB JPEG saved as every rendition is (q85,
+    progressive, optimised, only the ICC profile kept). None when Instagram takes its shape.
+
+    Runs in the worker pool (plain picklable arguments and result). The size is checked against
+    ``max_pixels`` from the header, before any decoding, as the handler checks an original."""
+    if mime not in _VIPS_LOADERS:
+        raise MediaError("media.unsupported", f"no rendition loader for {mime}")
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        opened = _open_vips(source, mime, max_pixels, None)
+        # Renditions are stored upright; one that says otherwise is turned as the handler would.
+        image = opened.image.autorot() if _orientation(opened.image) != 1 else opened.image
+        fitted = instagram_fit(image)
+        if fitted is None:
+            return None
+        written = _save(fitted, workdir / FIT_INSTAGRAM, FIT_INSTAGRAM, False)
+    except _DAMAGED_ANYWHERE as exc:
+        raise MediaError("media.corrupt", f"{type(exc).__name__}: {exc}") from None
+    return RenditionFile(
+        written.name, written.path, written.mime, width=written.width, height=written.height
     )
 
 

@@ -109,6 +109,9 @@ def build(settings: Settings) -> Relay:
         max_age=settings.delivery_max_age_seconds,
         linkedin_app=renew.OAuthApp.linkedin(settings),
         x_client=x_client(settings),
+        # Instagram's padded photo is made when a delivery needs it, as the pipeline works.
+        pool=pool,
+        work_dir=settings.data_dir / "work",
     )
     workers.register(DELIVER, publisher.deliver, publisher.give_up)
     # The post's life: scheduled publishing, edits and removals on channels, media purge.

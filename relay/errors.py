@@ -256,6 +256,16 @@ _SPECS.append(
     )
 )
 
+# Instagram's padded photo is made when a delivery needs it (relay/publish/deliver.py).
+_SPECS.append(
+    ErrorSpec(
+        "publish.padding_failed",
+        "The relay could not make the padded copy of a photo that this channel needs; it tries"
+        " again.",
+        503,
+    )
+)
+
 # The web app's upload page (relay/web/app/upload.py): its script on the tus door.
 _SPECS.extend(
     [

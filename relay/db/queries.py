@@ -302,28 +302,45 @@ def set_item(conn: Connection, item_id: str, **values: Any) -> None:
     conn.execute(_UPDATE_ITEM, {"updated_at": time.time(), **values, "item_id": item_id})
 
 
+def _rendition_values(item_id: str, r: Rendition) -> dict[str, Any]:
+    return {
+        "item_id": item_id,
+        "name": r.name,
+        "key": r.key,
+        "mime": r.mime,
+        "bytes": r.bytes,
+        "width": r.width,
+        "height": r.height,
+        "duration": r.duration,
+        "lang": r.lang,
+        "loudness": json.dumps(r.loudness) if r.loudness is not None else None,
+        "pages": r.pages,
+    }
+
+
 def replace_renditions(conn: Connection, item_id: str, found: list[Rendition]) -> None:
     conn.execute(_DELETE_RENDITIONS, {"item_id": item_id})
     if found:
-        conn.execute(
-            renditions.insert(),
-            [
-                {
-                    "item_id": item_id,
-                    "name": r.name,
-                    "key": r.key,
-                    "mime": r.mime,
-                    "bytes": r.bytes,
-                    "width": r.width,
-                    "height": r.height,
-                    "duration": r.duration,
-                    "lang": r.lang,
-                    "loudness": json.dumps(r.loudness) if r.loudness is not None else None,
-                    "pages": r.pages,
-                }
-                for r in found
-            ],
-        )
+        conn.execute(renditions.insert(), [_rendition_values(item_id, r) for r in found])
+
+
+_RENDITION_NAMED = select(renditions.c.id).where(
+    renditions.c.item_id == _ITEM_ID, renditions.c.name == bindparam("name")
+)
+
+
+def add_rendition(conn: Connection, item_id: str, found: Rendition) -> bool:
+    """One more rendition of an item, beside the ones it has (Instagram's padded photo, made
+    when a delivery needs it: relay/publish/deliver.py). False, and nothing written, when the
+    item has one of that name already: two nodes, or a retry after a crash, may make the same
+    one twice, and the item must still list it once."""
+    # Two nodes' checks must not both see none: on PostgreSQL the second waits here for the
+    # first's commit (SQLite's writers queue anyway).
+    lock(conn, "rendition", item_id, found.name)
+    if conn.execute(_RENDITION_NAMED, {"item_id": item_id, "name": found.name}).first():
+        return False
+    conn.execute(renditions.insert(), _rendition_values(item_id, found))
+    return True
 
 
 _OPEN = (ItemStatus.QUEUED.value, ItemStatus.PROCESSING.value)

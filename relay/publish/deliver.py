@@ -5,23 +5,35 @@ A transient failure (network, 5xx, 429) is retried by the job queue with backoff
 attempts or ``RELAY_DELIVERY_MAX_AGE_SECONDS`` run out; a permanent one (401, 4xx) stops at once.
 The delivery id is the idempotency key, so an adapter can make a retry after a lost answer land
 on the same remote post instead of a second one.
+
+Instagram's padded photo (``fit_instagram``: a photo narrower than 4:5 or wider than 1.91:1 on
+bands of its own edge colour) is made here, by the first Instagram delivery that needs it, from
+the stored "large" in the worker pool; it is then stored and listed with the item's other
+renditions like them, so a retry or a second Instagram channel finds it made. Photos of people
+without an Instagram channel never pay for it. The preview says what it will be without
+making it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection
 
+import handlers
 from relay import jobs, lifecycle, notice
 from relay.db import Database, destinations, queries
 from relay.errors import PublishError, TransientPublishError
 from relay.lifecycle import ATTEMPTS, BACKOFF_CAP, DELIVER, settle
 from relay.model import DeliveryStatus, Item, ItemStatus, Kind, Post, Rendition
+from relay.pipeline import IMMUTABLE
 from relay.publish import (
     Captions,
     Destination,
@@ -34,9 +46,10 @@ from relay.publish import (
     renew,
     x,
 )
-from relay.publish.instagram import FIT_INSTAGRAM
+from relay.publish.instagram import FIT_INSTAGRAM, InstagramAdapter
 from relay.publish.net import Http
 from relay.storage import Store
+from relay.workpool import WorkPool
 
 log = logging.getLogger("relay.publish")
 
@@ -76,6 +89,30 @@ CAPTIONS = "captions"
 _SENT_RENDITION = {Kind.IMAGE: ("large", "medium"), Kind.VIDEO: ("mp4",), Kind.AUDIO: ("audio",)}
 # Documents sent as their original (LinkedIn's document posts).
 _SENT_DOCUMENTS = ("application/pdf",)
+PADDING_FAILED = "publish.padding_failed"
+"""Instagram's padded photo could not be made (or stored): the delivery retries."""
+
+
+def _sent(item: Item) -> Rendition | None:
+    """The rendition that stands for ``item`` when an adapter sends media."""
+    if item.kind not in _SENT_RENDITION:
+        return None
+    by_name = {r.name: r for r in item.renditions}
+    return next((by_name[n] for n in _SENT_RENDITION[item.kind] if n in by_name), None)
+
+
+def _to_pad(item: Item) -> tuple[Rendition, tuple[int, int]] | None:
+    """A ready photo Instagram refuses for its shape and has no ``fit_instagram`` yet: the
+    rendition it is padded from (the one sent) and the size it will have; None otherwise."""
+    if item.status != ItemStatus.READY or item.kind != Kind.IMAGE:
+        return None
+    if any(r.name == FIT_INSTAGRAM for r in item.renditions):
+        return None
+    chosen = _sent(item)
+    if chosen is None or not chosen.width or not chosen.height:
+        return None
+    size = handlers.instagram_size(chosen.width, chosen.height)
+    return None if size is None else (chosen, size)
 
 
 class Publisher:
@@ -89,7 +126,13 @@ class Publisher:
         timeout: float = 120.0,
         linkedin_app: renew.OAuthApp | None = None,
         x_client: x.XClient | None = None,
+        pool: WorkPool | None = None,
+        work_dir: Path | None = None,
     ) -> None:
+        self.pool = pool
+        """Where Instagram's padded photo is made (the pipeline's pool); None: a thread."""
+        self.work_dir = work_dir
+        """Scratch for it (the pipeline's work folder); None: the system's temporary folder."""
         self.x_client = x_client
         """The relay's X app, to renew X channels' two-hour tokens (relay/publish/renew.py)."""
         self.db = db
@@ -101,7 +144,9 @@ class Publisher:
         self.linkedin_app = linkedin_app
         """The LinkedIn app that renews LinkedIn tokens (relay/publish/renew.py)."""
 
-    def _media(self, post: Post, post_json: dict[str, Any]) -> list[Media]:
+    def _media(self, post: Post, post_json: dict[str, Any], planned: bool = False) -> list[Media]:
+        """``planned``: for the preview, a photo still to be padded for Instagram gets a stand-in
+        variant with the size it will have (``_variants``)."""
         found = []
         urls = {i["id"]: {r["name"]: r["url"] for r in i["renditions"]} for i in post_json["items"]}
         urls_original = {i["id"]: (i.get("original") or {}).get("url") for i in post_json["items"]}
@@ -113,8 +158,7 @@ class Publisher:
                 continue
             if item.status != ItemStatus.READY or item.kind not in _SENT_RENDITION:
                 continue
-            by_name = {r.name: r for r in item.renditions}
-            chosen = next((by_name[n] for n in _SENT_RENDITION[item.kind] if n in by_name), None)
+            chosen = _sent(item)
             if chosen is None:
                 continue
             found.append(
@@ -129,7 +173,7 @@ class Publisher:
                     duration=chosen.duration,
                     alt=item.alt or "",
                     read=lambda key=chosen.key: self.store.read(key),
-                    variants=self._variants(item, chosen, urls[item.id], post_json),
+                    variants=self._variants(item, chosen, urls[item.id], post_json, planned),
                     read_from=lambda start, key=chosen.key: self.store.read(key, start),
                     captions=self._captions(item, post_json),
                 )
@@ -137,11 +181,39 @@ class Publisher:
         return found
 
     def _variants(
-        self, item: Item, chosen: Rendition, urls: dict[str, str], post_json: dict[str, Any]
+        self,
+        item: Item,
+        chosen: Rendition,
+        urls: dict[str, str],
+        post_json: dict[str, Any],
+        planned: bool = False,
     ) -> dict[str, Media]:
         """A video's original and poster, for channels that take them (YouTube); a photo's
-        ``fit_instagram``, padded to a shape Instagram takes (handlers/image.py)."""
+        ``fit_instagram``, padded to a shape Instagram takes (handlers/image.py).
+
+        ``planned`` (the preview): a photo that an Instagram delivery will pad but none has yet
+        gets a stand-in ``fit_instagram`` of the size the padding will have, so the preview
+        says "padded to 4:5" before the file exists. Its URL and bytes are those of the
+        rendition it will be made from: nothing fetches or reads it, and a delivery never gets
+        it (the delivery makes the real one first)."""
         by_name = {r.name: r for r in item.renditions}
+        to_pad = _to_pad(item) if planned else None
+        if to_pad is not None:
+            source, (width, height) = to_pad
+            return {
+                FIT_INSTAGRAM: Media(
+                    item.id,
+                    "image",
+                    "image/jpeg",
+                    source.bytes,
+                    urls[source.name],
+                    width,
+                    height,
+                    None,
+                    item.alt or "",
+                    lambda key=source.key: self.store.read(key),
+                )  # fmt: skip
+            }
         if item.kind == Kind.IMAGE and FIT_INSTAGRAM in by_name:
             fitted = by_name[FIT_INSTAGRAM]
             return {
@@ -240,10 +312,13 @@ class Publisher:
             # The service said this sign-in is dead: asking again would only repeat that.
             await self._finish(job, error=PublishError(RECONNECT, "marked reconnect needed"))
             return
-        outgoing = self._outgoing(post, delivery["id"], delivery["id"], delivery["attempts"] + 1)
         try:
             row = await self.fresh_row(row)
             adapter = adapter_for(destination_from_row(row), self.http)
+            if row["type"] == InstagramAdapter.type:
+                post = await self._pad_for_instagram(post)
+            attempt = delivery["attempts"] + 1
+            outgoing = self._outgoing(post, delivery["id"], delivery["id"], attempt)
             published = await asyncio.wait_for(
                 adapter.publish(outgoing), self._timeout(adapter, outgoing)
             )
@@ -268,6 +343,54 @@ class Publisher:
                 error = PublishError("publish.expired", error.detail, error.remote)
             await self._finish(job, error=error)
 
+    async def _pad_for_instagram(self, post: Post) -> Post:
+        """The post, each of its photos that Instagram refuses for its shape padded first
+        (stored, and listed as the item's ``fit_instagram``); as it was when none needs it.
+        A failure is ``publish.padding_failed``, which the delivery retries."""
+        wanted = [(item, found) for item in post.items if (found := _to_pad(item)) is not None]
+        if not wanted:
+            return post
+        try:
+            for item, (source, _) in wanted:
+                # Bounded as a publish is: the job's lease must not run out on a stuck worker.
+                made = await asyncio.wait_for(self._padded(post.id, item.id, source), self.timeout)
+                if made is not None:
+                    await self.db.run(queries.add_rendition, item.id, made)
+            reread = await self.db.read(queries.load_post, post.id)
+        except Exception as exc:  # the store, the disk, the pool, a damaged "large", too slow
+            log.warning("post %s: padding a photo for Instagram failed: %r", post.id, exc)
+            raise TransientPublishError(PADDING_FAILED, repr(exc)) from exc
+        return reread if reread is not None else post
+
+    async def _padded(self, post_id: str, item_id: str, source: Rendition) -> Rendition | None:
+        """``source`` (a stored photo rendition) padded for Instagram and stored where the
+        pipeline would have stored it; None when its file turns out to need no padding."""
+        if self.work_dir is not None:
+            await asyncio.to_thread(self.work_dir.mkdir, parents=True, exist_ok=True)
+        # A folder of its own: the pipeline clears ``work/<item id>`` when it (re)processes one.
+        scratch = Path(await asyncio.to_thread(tempfile.mkdtemp, "", "instagram-", self.work_dir))
+        try:
+            local = scratch / f"{source.name}{Path(source.key).suffix}"
+            with local.open("wb") as out:
+                async for chunk in self.store.read(source.key):
+                    await asyncio.to_thread(out.write, chunk)
+            run = self.pool.run if self.pool is not None else asyncio.to_thread
+            made = await run(handlers.fit_instagram_file, local, source.mime, scratch)
+            if made is None:
+                return None
+            key = f"{post_id}/{item_id}/{FIT_INSTAGRAM}{made.path.suffix}"
+            await self.store.put_file(key, made.path, made.mime, cache_control=IMMUTABLE)
+            return Rendition(
+                name=FIT_INSTAGRAM,
+                key=key,
+                mime=made.mime,
+                bytes=made.path.stat().st_size,
+                width=made.width,
+                height=made.height,
+            )
+        finally:
+            await asyncio.to_thread(shutil.rmtree, scratch, True)
+
     def _timeout(self, adapter: Any, outgoing: Outgoing) -> float:
         """The publish's time limit: an adapter that uploads big media (a Page video) may ask
         for more than the default with ``timeout_for(outgoing)``."""
@@ -275,7 +398,9 @@ class Publisher:
         wanted = asked(outgoing) if callable(asked) else None
         return max(self.timeout, float(wanted)) if wanted else self.timeout
 
-    def _outgoing(self, post: Post, delivery_id: str, key: str, attempt: int) -> Outgoing:
+    def _outgoing(
+        self, post: Post, delivery_id: str, key: str, attempt: int, planned: bool = False
+    ) -> Outgoing:
         post_json = self.present(post)
         return Outgoing(
             delivery_id=delivery_id,
@@ -285,12 +410,13 @@ class Publisher:
             page_url=post_json["url"],
             title=post.title,
             text=post.text,
-            media=self._media(post, post_json),
+            media=self._media(post, post_json, planned),
         )
 
     def preview(self, post: Post) -> Outgoing:
-        """The post as a delivery would send it now (the web app's preview of each channel)."""
-        return self._outgoing(post, "preview", "preview", 1)
+        """The post as a delivery would send it now (the web app's preview of each channel),
+        with the photos an Instagram delivery will pad shown at their padded size."""
+        return self._outgoing(post, "preview", "preview", 1, planned=True)
 
     # --- edits and removals on channels (jobs ``edit`` and ``retract`` of relay/lifecycle) --
 

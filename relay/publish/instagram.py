@@ -10,7 +10,8 @@ Preflight (``preflight``), before anything is sent: Instagram takes no post with
 a video, photos only as JPEG with an aspect ratio between 4:5 and 1.91:1, Reels of 3 s to 15
 min, up to 10 media in a carousel, a caption of 2,200 characters with at most 30 hashtags.
 A photo of another shape goes as its ``fit_instagram`` rendition (handlers/image.py: padded,
-never cropped, to 4:5 or 1.91:1, 320-1440 px wide), and the preview says so. Media outside
+never cropped, to 4:5 or 1.91:1, 320-1440 px wide), which the delivery makes before this
+adapter runs (relay/publish/deliver.py), and the preview says so before it exists. Media outside
 those are left out; a post left with none is refused with a plain reason. The
 caption is cut to fit, the page link kept.
 
@@ -45,8 +46,8 @@ IMAGE_BYTES = 8 * MB
 MIN_RATIO, MAX_RATIO = 4 / 5, 1.91
 MIN_SECONDS, MAX_SECONDS = 3.0, 15 * 60.0
 FIT_INSTAGRAM = "fit_instagram"
-"""A photo's rendition padded to a shape Instagram takes, made only when it needs one
-(handlers/image.py); relay/publish/deliver.py hands it over as a variant."""
+"""A photo's rendition padded to a shape Instagram takes, made by the first Instagram delivery
+that needs it (relay/publish/deliver.py, handlers/image.py), which hands it over as a variant."""
 
 
 @dataclass(frozen=True, slots=True)

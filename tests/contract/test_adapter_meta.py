@@ -9,6 +9,7 @@ import dataclasses
 import inspect
 import io
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -445,7 +446,7 @@ def test_the_web_apps_preview_shows_each_channels_preflight(fake: FakeMeta) -> N
 
 
 def padded(panorama: Media, width: int, height: int) -> Media:
-    """``panorama`` with the ``fit_instagram`` rendition the image handler pads it to."""
+    """``panorama`` with the ``fit_instagram`` rendition an Instagram delivery pads it to."""
     number = int(panorama.item_id.removeprefix("item")) + 50
     fitted = dataclasses.replace(
         medium(number, width, height),
@@ -483,3 +484,55 @@ def test_instagram_preview_says_a_photo_is_padded(fake: FakeMeta) -> None:
     assert shown.refused == "" and shown.media == ["item4"]
     assert shown.notes == ["item4: the photo is padded to 4:5"]
     assert fake.seen == []
+
+
+def test_instagram_preview_says_a_photo_will_be_padded_before_it_is(
+    fake: FakeMeta, tmp_path: Path
+) -> None:
+    """The web app's preview of a post whose upright photo no delivery has padded yet: the
+    Publisher's preview stands in the size the padding will have, and makes nothing."""
+    from relay.model import Item, ItemStatus, Kind, Post, Rendition
+    from relay.publish.deliver import Publisher
+    from relay.storage.local import LocalStore
+    from relay.web.app.preview import channel_preview
+
+    def photo(item_id: str, width: int, height: int) -> Item:
+        return Item(
+            id=item_id, post_id="p", position=0, filename=f"{item_id}.jpg", declared_mime=None,
+            status=ItemStatus.READY, kind=Kind.IMAGE,
+            renditions=[
+                Rendition("large", f"p/{item_id}/large.jpg", "image/jpeg", 900_000, width, height)
+            ],
+        )  # fmt: skip
+
+    def present(post: Post) -> dict[str, Any]:
+        return {
+            "url": PAGE,
+            "items": [
+                {
+                    "id": i.id,
+                    "renditions": [
+                        {"name": r.name, "url": f"http://relay.example/m/{r.key}"}
+                        for r in i.renditions
+                    ],
+                }
+                for i in post.items
+            ],
+        }
+
+    store = LocalStore(tmp_path)
+    items = [photo("upright", 1536, 2048), photo("landscape", 2048, 1536)]
+    post = Post(id="p", user_id="u", title="Torget", text="Hej", items=items)
+    publisher = Publisher(None, store, None, present, max_age=60)  # type: ignore[arg-type]
+    out = publisher.preview(post)
+    upright, landscape = out.media
+    stand_in = upright.variants["fit_instagram"]
+    assert (stand_in.width, stand_in.height, stand_in.mime) == (1440, 1800, "image/jpeg")
+    assert landscape.variants == {}  # Instagram shows 4:3 as it is
+    shown = run(
+        destination(fake, "instagram"),
+        lambda a: channel_preview(destination(fake, "instagram"), a.graph.http, out),
+    )
+    assert shown.refused == "" and shown.media == ["upright", "landscape"]
+    assert shown.notes == ["upright: the photo is padded to 4:5"]
+    assert fake.seen == [] and list(tmp_path.rglob("*")) == []  # nothing asked, nothing made

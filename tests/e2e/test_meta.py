@@ -15,6 +15,7 @@ from PIL import Image
 from tests.clips import web_ready_mp4
 from tests.e2e.test_post_life import wait_for
 from tests.fakes.meta import FakeMeta
+from tests.media import jpeg_part
 from tests.server import RelayServer, crossposting_relay
 
 
@@ -300,6 +301,7 @@ def test_a_panorama_reaches_instagram_padded_to_1_91(start_relay, meta: FakeMeta
 
     shown = server.wait_settled(token, post["id"])
     [item] = shown["items"]
+    # made by the Instagram delivery, and listed with the item's other renditions since
     fitted = next(r for r in item["renditions"] if r["name"] == "fit_instagram")
     assert (fitted["width"], fitted["height"]) == (1440, 754)
     [container] = [c for c in meta.of_kind("ig_container") if c.get("media_type") == "IMAGE"]
@@ -315,3 +317,114 @@ def test_a_panorama_reaches_instagram_padded_to_1_91(start_relay, meta: FakeMeta
         assert all(abs(a - b) <= 3 for a, b in zip(*colours, strict=True)), colours
     # Threads fetched the photo as it is (the large rendition), not the padded one
     assert meta.fetched.count(fitted["url"]) == 1 and len(meta.fetched) == 2
+
+
+PASSWORD = "ett långt lösenord"
+
+
+def _names(server: RelayServer, token: str, post_id: str) -> list[str]:
+    [item] = server.wait_post(token, post_id)["items"]
+    return [r["name"] for r in item["renditions"]]
+
+
+def _stored(server: RelayServer, name: str) -> list[str]:
+    """The keys of the stored objects called ``name`` (the local store keeps each object's
+    headers beside it, under ``.meta``)."""
+    media = server.data_dir / "media"
+    found = [p.relative_to(media).as_posix() for p in media.rglob(f"{name}.*")]
+    return sorted(key for key in found if not key.startswith(".meta/"))
+
+
+def _publish(server: RelayServer, token: str, post_id: str) -> None:
+    with server.client(token) as client:
+        assert client.post(f"/api/v1/posts/{post_id}/publish").is_success
+
+
+def test_an_upright_photo_is_padded_once_when_instagram_gets_it(
+    start_relay, meta: FakeMeta
+) -> None:
+    """An upright phone photo (3:4) is processed as any photo; the web app's preview already
+    says Instagram gets it padded to 4:5; the Instagram delivery pads it, once, even when it
+    has to try again."""
+    from tests.e2e.test_web_users import _cli, _sign_in
+
+    server, token = crossposting_relay(start_relay)
+    assert _cli(server, "user", "password", "anna", password=PASSWORD).returncode == 0
+    ids = connect_all(server, meta)
+    post = server.upload(token, file=jpeg_part(900, 1200), title="Torget", draft="true")
+    assert _names(server, token, post["id"]) == ["large", "medium", "small"]
+    assert _stored(server, "fit_instagram") == []
+
+    # The preview, before any delivery: Instagram will get it padded; nothing is made for it.
+    asked = len(meta.seen)
+    browser = _sign_in(server, "anna", PASSWORD)
+    try:
+        page = browser.get(f"/posts/{post['id']}")
+    finally:
+        browser.close()
+    assert page.status_code == 200
+    assert "the photo is padded to 4:5" in page.text
+    assert meta.seen[asked:] == []
+    assert _names(server, token, post["id"]) == ["large", "medium", "small"]
+
+    meta.lose("ig.publish")  # the first try's answer is lost: the delivery tries again
+    _publish(server, token, post["id"])
+    deliveries = settled(server, token, post["id"])
+    assert all(d["status"] == "delivered" for d in deliveries.values()), deliveries
+    assert deliveries[ids["instagram"]]["attempts"] == 2
+
+    # Made once: one rendition listed, one object stored, and that is what Instagram fetched.
+    [item] = server.wait_post(token, post["id"])["items"]
+    [fitted] = [r for r in item["renditions"] if r["name"] == "fit_instagram"]
+    assert [r["name"] for r in item["renditions"]] == ["large", "medium", "small", "fit_instagram"]
+    assert (fitted["width"], fitted["height"], fitted["mime"]) == (960, 1200, "image/jpeg")
+    assert _stored(server, "fit_instagram") == [f"{post['id']}/{item['id']}/fit_instagram.jpg"]
+    [container] = [c for c in meta.of_kind("ig_container") if c.get("media_type") == "IMAGE"]
+    assert container["image_url"] == fitted["url"] and container["size"] == (960, 1200)
+    large = next(r for r in item["renditions"] if r["name"] == "large")
+    with server.client(token) as client:
+        received = client.get(fitted["url"])
+        as_large = client.get(large["url"])
+    assert received.headers["content-type"] == "image/jpeg"
+    # stored as the pipeline stores every rendition: served as long-lived as "large"
+    assert "immutable" in received.headers["cache-control"]
+    assert received.headers["cache-control"] == as_large.headers["cache-control"]
+    with Image.open(io.BytesIO(received.content)) as sent:
+        assert (sent.format, sent.size) == ("JPEG", (960, 1200)) and not sent.getexif()
+        # the 900 px wide photo between bands of 30 px: its red top-left corner just inside
+        r, g, b = sent.convert("RGB").getpixel((30 + 2, 1))
+        assert r > 200 and g < 60 and b < 60
+        r, g, b = sent.convert("RGB").getpixel((15, 1))
+        assert not (r > 200 and g < 60 and b < 60)
+    # Threads takes 3:4: it gets the photo as it is
+    assert meta.fetched.count(fitted["url"]) == 1 and large["url"] in meta.fetched
+
+
+def test_a_padding_that_fails_is_retried(start_relay, meta: FakeMeta) -> None:
+    """The photo to pad cannot be read (its stored "large" is away): the Instagram delivery
+    says why and tries again, and goes out once it can."""
+    server, token = crossposting_relay(start_relay)
+    server.add_destination(
+        "instagram", meta.facebook_url, meta.user_token, f"ig_user_id={meta.ig_user_id}"
+    )
+    post = server.upload(token, file=jpeg_part(900, 1200), title="Torget", draft="true")
+    [item] = server.wait_post(token, post["id"])["items"]
+    large = server.data_dir / "media" / post["id"] / item["id"] / "large.jpg"
+    aside = large.with_name("away.jpg")
+    large.rename(aside)
+    _publish(server, token, post["id"])
+
+    def failed_once() -> dict[str, Any] | None:
+        with server.client(token) as client:
+            [delivery] = client.get(f"/api/v1/posts/{post['id']}").json()["deliveries"]
+        return delivery if delivery["error"] else None
+
+    delivery = wait_for(failed_once, "the padding's failure")
+    assert delivery["status"] == "pending"  # tried again, not given up
+    assert delivery["error"]["code"] == "publish.padding_failed"
+    assert "padded copy of a photo" in delivery["error"]["message"]
+    assert meta.of_kind("ig_container") == []
+    aside.rename(large)
+    delivery = server.wait_delivery(token, post["id"], timeout=90)
+    assert (delivery["status"], delivery["error"]) == ("delivered", None), delivery
+    assert _names(server, token, post["id"]).count("fit_instagram") == 1

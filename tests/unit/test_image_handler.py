@@ -172,13 +172,8 @@ def test_corpus_photo_is_upright_at_every_size(
     expected = (
         {"large": (1800, 1200), "medium": (1024, 683), "small": (320, 213)}
         if landscape
-        # 2:3 is narrower than Instagram's 4:5: padded for it, and upright too
-        else {
-            "large": (1200, 1800),
-            "medium": (683, 1024),
-            "small": (213, 320),
-            "fit_instagram": (1440, 1800),
-        }
+        # 2:3 is narrower than Instagram's 4:5, but only an Instagram delivery pads it
+        else {"large": (1200, 1800), "medium": (683, 1024), "small": (213, 320)}
     )
     assert sizes(output) == expected
     reference = by_name(corpus_outputs[f"{shape}_1.jpg"])
@@ -212,21 +207,13 @@ def test_phone_photo_renditions_are_upright_and_clean(phone_jpeg: Path, tmp_path
     before = hashlib.sha256(phone_jpeg.read_bytes()).hexdigest()
     output = process(phone_jpeg, "image/jpeg", tmp_path / "work")
     assert hashlib.sha256(phone_jpeg.read_bytes()).hexdigest() == before, "source modified"
-    assert sizes(output) == {
-        "large": (1536, 2048),
-        "medium": (768, 1024),
-        "small": (240, 320),
-        "fit_instagram": (1440, 1800),  # 3:4 is narrower than Instagram's 4:5
-    }
+    # 3:4 is narrower than Instagram's 4:5: an Instagram delivery pads it, the handler does not
+    assert sizes(output) == {"large": (1536, 2048), "medium": (768, 1024), "small": (240, 320)}
     for rendition in output.renditions:
         assert rendition.mime == "image/jpeg"
         assert rendition.path.parent == tmp_path / "work"
         assert_no_metadata(rendition.path)
-        with Image.open(rendition.path) as opened:
-            # fit_instagram: the 1350 × 1800 photo between bands 45 px wide
-            image = (
-                opened.crop((45, 0, 1395, 1800)) if rendition.name == "fit_instagram" else opened
-            )
+        with Image.open(rendition.path) as image:
             w, h = image.size
             corner = w // 10
             assert near(mostly(image, (w - corner, 0, w, corner)), (255, 0, 0), 30), "top-right"
@@ -423,12 +410,7 @@ def test_small_images_are_never_upscaled(tmp_path: Path) -> None:
     source = tmp_path / "tiny.png"
     Image.new("RGB", (100, 50), (9, 9, 9)).save(source)
     output = process(source, "image/png", tmp_path / "work")
-    assert sizes(output) == {
-        "large": (100, 50),
-        "medium": (100, 50),
-        "small": (100, 50),
-        "fit_instagram": (320, 168),  # Instagram's narrowest width, and padded to 1.91:1
-    }
+    assert sizes(output) == {"large": (100, 50), "medium": (100, 50), "small": (100, 50)}
 
 
 @pytest.mark.parametrize(
@@ -803,11 +785,6 @@ def test_work_runs_in_a_spawned_process_pool(tmp_path: Path) -> None:
             return output, None
 
     output, error = asyncio.run(scenario())
-    assert sizes(output) == {
-        "large": (900, 1200),
-        "medium": (768, 1024),
-        "small": (240, 320),
-        "fit_instagram": (960, 1200),
-    }
+    assert sizes(output) == {"large": (900, 1200), "medium": (768, 1024), "small": (240, 320)}
     assert output.served_original is not None and leaks(output.served_original.read_bytes()) == []
     assert isinstance(error, LimitExceeded) and error.code == "media.too_many_pixels"
