@@ -268,7 +268,11 @@ class Broadcast:
             self.video, self.audio = self.ts.video, self.ts.audio
         else:
             self.passthrough = self.video in (rtmp.AVC, None) and self.audio in (rtmp.AAC, None)
-        return ["-hide_banner", "-nostats", "-loglevel", "error", "-f", self.source,
+        # A TS says its codecs in its PMT but not their parameters: ffmpeg reads 5 s of it by
+        # default to find them, which would hold the first segment back that long. One second
+        # has a phone's keyframe and audio; the playlist came ~3 s sooner with it.
+        probe = ["-analyzeduration", "1000000"] if self.source == "mpegts" else []
+        return ["-hide_banner", "-nostats", "-loglevel", "error", *probe, "-f", self.source,
                 "-i", "pipe:0", *hls_output_args(self.dir, self.passthrough)]  # fmt: skip
 
     async def _start_ffmpeg(self) -> None:
