@@ -201,7 +201,7 @@ class Library:
             function.argtypes = argtypes
         if lib.srt_startup() < 0:
             raise SrtUnavailable(f"srt_startup failed: {self.last_error()}")
-        lib.srt_setloglevel(3)  # LOG_ERR: libsrt's own warnings go to stderr otherwise
+        lib.srt_setloglevel(2)  # LOG_CRIT: libsrt logs to stderr, e.g. every accept a close ends
 
     @classmethod
     def load(cls) -> Library:

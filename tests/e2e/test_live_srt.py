@@ -184,4 +184,3 @@ def test_the_srt_address_is_null_with_the_srt_door_off(
     relay = live_relay(RELAY_SRT_LISTEN="off")
     assert add_key(relay)["srt_url"] is None
     assert "SRT on" not in relay.log.read_text()
-
