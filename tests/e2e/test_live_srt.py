@@ -184,3 +184,34 @@ def test_the_srt_address_is_null_with_the_srt_door_off(
     relay = live_relay(RELAY_SRT_LISTEN="off")
     assert add_key(relay)["srt_url"] is None
     assert "SRT on" not in relay.log.read_text()
+
+
+def test_the_web_app_shows_the_srt_address_with_its_qr_code(
+    live_relay: Callable[..., RelayServer],
+) -> None:
+    import re
+    import sys
+
+    relay = live_relay()
+    subprocess.run(
+        [sys.executable, "-m", "relay", "user", "password", "anna"],
+        env=relay.env, input="a good long password\n", text=True, check=True, timeout=60,
+    )  # fmt: skip
+    with httpx.Client(base_url=relay.url, timeout=30) as client:
+        csrf = client.get("/").cookies["relay_csrf"]
+        signed = client.post(
+            "/signin", data={"csrf_token": csrf, "name": "anna", "password": "a good long password"}
+        )
+        assert signed.status_code == 303, signed.text
+        page = client.post("/settings/stream-keys", data={"csrf_token": csrf, "title": ""}).text
+    [key] = re.findall(r'<code id="stream-key" class="secret">([^<]+)</code>', page)
+    [url] = re.findall(r'<code id="srt-url" class="secret">([^<]+)</code>', page)
+    assert url == f"srt://127.0.0.1:{relay.srt_port}?streamid=#!::r={key},m=publish"
+    assert re.search(
+        r'<img class="qr" src="data:image/svg\+xml;[^"]+" [^>]*alt="QR code of the SRT', page
+    )
+    # The address the page gave is a real one: a sender using it goes live.
+    with sending(url, 3) as sender:
+        wait_for(lambda: live_posts(relay, relay.anna["token"]), message="no live post")
+        sender.wait(60)
+    assert sender.returncode == 0
