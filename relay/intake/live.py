@@ -1,6 +1,7 @@
 """The live door: a phone (Larix, Streamlabs, OBS, ffmpeg) pushes RTMP to
-``rtmp://HOST:PORT/live/STREAM_KEY``; the relay makes a post, plays it live as HLS and keeps the
-recording as the post's video.
+``rtmp://HOST:PORT/live/STREAM_KEY`` (or MPEG-TS over SRT: relay/intake/srt.py, which hands its
+callers to ``LiveDoor.begin`` and their TS to ``Broadcast.feed_ts``); the relay makes a post,
+plays it live as HLS and keeps the recording as the post's video.
 
 How the key is checked before any media is taken, and why this way
 -------------------------------------------------------------------

@@ -32,6 +32,7 @@ drops what is too late, so memory stays bounded whatever the sender does.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import ctypes
 import ctypes.util
@@ -311,17 +312,24 @@ class Connection:
 
     def _put(self, item: bytes | Ended) -> bool:
         """Hand ``item`` to the loop, waiting while the queue is full; False once closed."""
-        while not self._closed.is_set():
-            try:
-                future = asyncio.run_coroutine_threadsafe(self.queue.put(item), self.loop)
-            except RuntimeError:
-                return False  # the loop is gone: shutting down
+        if self._closed.is_set():
+            return False
+        try:
+            future = asyncio.run_coroutine_threadsafe(self.queue.put(item), self.loop)
+        except RuntimeError:
+            return False  # the loop is gone: shutting down
+        while True:
             try:
                 future.result(timeout=1.0)
                 return True
             except TimeoutError:
-                future.cancel()
-        return False
+                # Still full. Not given up on while open: a put cancelled as it completes
+                # would be made twice.
+                if self._closed.is_set():
+                    future.cancel()
+                    return False
+            except concurrent.futures.CancelledError:
+                return False  # the loop cancelled it: shutting down
 
     def _end_here(self, ended: Ended) -> None:
         # On the loop: the end of a connection closed here (taken over, shutting down) wakes

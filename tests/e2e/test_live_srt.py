@@ -215,3 +215,38 @@ def test_the_web_app_shows_the_srt_address_with_its_qr_code(
         wait_for(lambda: live_posts(relay, relay.anna["token"]), message="no live post")
         sender.wait(60)
     assert sender.returncode == 0
+
+
+def test_one_broadcast_at_a_time_per_user_over_srt_too(
+    live_relay: Callable[..., RelayServer],
+) -> None:
+    relay = live_relay()  # RELAY_LIVE_MAX_PER_USER: 1
+    phone_key, camera_key = add_key(relay), add_key(relay)
+    with sending(phone_key["srt_url"], 20) as first:
+        wait_for(lambda: live_posts(relay, relay.anna["token"]), message="no live post")
+        refused(camera_key["srt_url"])  # at connect: the user is live already
+        assert first.poll() is None  # the first one goes on
+    assert len(live_posts(relay, relay.anna["token"])) == 1
+
+
+def test_an_srt_broadcast_over_its_length_is_ended_on_its_own_clock(
+    live_relay: Callable[..., RelayServer],
+) -> None:
+    relay = live_relay(RELAY_LIVE_MAX_DURATION_SECONDS="3")
+    token = relay.anna["token"]
+    key = add_key(relay)
+    with sending(key["srt_url"], 30) as sender:
+        sender.wait(60)  # the relay hangs up long before 30 s
+    [post] = live_posts(relay, token)
+
+    def replayed() -> dict[str, Any] | None:
+        found = relay.wait_post(token, post["id"], 120)
+        return found if found["text"] != "Live now." else None
+
+    final = wait_for(replayed, 120, "the post never said why it ended")
+    assert final["text"] == (
+        "Replay of a live broadcast. It was ended early: "
+        "The broadcast reached the longest a broadcast may last."
+    )
+    mp4 = next(r for r in final["items"][0]["renditions"] if r["name"] == "mp4")
+    assert abs(mp4["duration"] - 3.0) <= 1.0
