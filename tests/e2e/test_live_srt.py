@@ -250,3 +250,18 @@ def test_an_srt_broadcast_over_its_length_is_ended_on_its_own_clock(
     )
     mp4 = next(r for r in final["items"][0]["renditions"] if r["name"] == "mp4")
     assert abs(mp4["duration"] - 3.0) <= 1.0
+
+
+def test_srt_keys_are_checked_on_postgresql_too(
+    start_relay: Callable[..., RelayServer], postgres: str
+) -> None:
+    # libsrt's callback reads the key through the database's synchronous path, on its thread.
+    relay = start_relay(RELAY_DATABASE_URL=postgres)
+    token = relay.add_user("anna")["token"]
+    key = add_key(relay)
+    refused(f"srt://127.0.0.1:{relay.srt_port}?streamid=#!::r=live_nosuchkey,m=publish")
+    assert live_posts(relay, token) == []
+    with sending(key["srt_url"], 3) as sender:
+        wait_for(lambda: live_posts(relay, token), message="no live post")
+        sender.wait(60)
+    assert sender.returncode == 0
