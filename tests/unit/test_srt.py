@@ -214,3 +214,39 @@ def test_an_ffmpeg_ts_is_read_as_ffprobe_reads_it(tmp_path: Path) -> None:
     assert ts.feed(data) == data
     assert (ts.video, ts.audio, ts.passthrough) == (mpegts.H264, mpegts.AAC, True)
     assert abs(ts.elapsed_ms - 2000) <= 100
+
+
+# --- without libsrt ---------------------------------------------------------------------------
+
+
+def test_without_libsrt_the_door_is_off_with_one_warning_and_no_srt_url(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import ctypes.util
+
+    from relay.config import Settings
+    from relay.intake import srt
+    from relay.live_cli import key_urls
+
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
+    monkeypatch.setattr(srt, "LIBRARIES", ("libsrt-nowhere.so.0",))
+    monkeypatch.setattr(srt.Library, "_loaded", None)
+    settings = Settings(public_url="https://relay.example.org", srt_listen="0.0.0.0:8890")
+    assert key_urls(settings, KEY)["srt_url"] is None
+    with caplog.at_level("WARNING", logger="relay.live.srt"):
+        assert srt.start_door(object()) is None  # type: ignore[arg-type]
+    [warning] = caplog.records
+    assert warning.getMessage().startswith("SRT is off: libsrt not found")
+
+
+def test_the_srt_url_takes_the_public_host_when_listening_everywhere() -> None:
+    from relay.config import Settings
+
+    everywhere = Settings(public_url="https://relay.example.org", srt_listen="0.0.0.0:8890")
+    assert everywhere.srt_url(KEY) == (
+        f"srt://relay.example.org:8890?streamid=#!::r={KEY},m=publish"
+    )
+    assert Settings(srt_listen="[::1]:9000").srt_url(KEY) == (
+        f"srt://[::1]:9000?streamid=#!::r={KEY},m=publish"
+    )
+    assert Settings(srt_listen="off").srt_url(KEY) is None
