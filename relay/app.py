@@ -366,7 +366,11 @@ def _roles(smtp: bool, http: bool, workers: bool, settings: Settings) -> str:
     if http and settings.rtmp_on:
         said.append(f"RTMP on {settings.rtmp_listen}")
     if http and settings.srt_on:
-        said.append(f"SRT on {settings.srt_listen}")
+        from relay.intake import srt
+
+        # Without libsrt the door stays off (relay/intake/srt.py warns once): not said here.
+        if srt.available():
+            said.append(f"SRT on {settings.srt_listen}")
     said.append(f"{settings.workers} worker(s)" if workers else "no workers")
     return ", ".join(said)
 
