@@ -233,9 +233,11 @@ async def _smtp_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _live_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The RTMP door (relay/intake/live.py), with the HTTP door that serves its HLS."""
+    """The RTMP and SRT doors (relay/intake/live.py, srt.py), with the HTTP door that serves
+    their HLS."""
     from relay.db import live as db_live
-    from relay.intake.live import LiveDoor, LiveLimits
+    from relay.intake import srt
+    from relay.intake.live import IDLE_SECONDS, LiveDoor, LiveLimits
     from relay.storage import live as live_store
     from relay.web.live import LIVE_DOOR
 
@@ -269,13 +271,29 @@ async def _live_ctx(app: web.Application) -> AsyncIterator[None]:
         if left.is_dir():
             await door.salvage(left)
         await asyncio.to_thread(shutil.rmtree, left, True)
-    host, port = parse_listen(settings.rtmp_listen)
-    server = await asyncio.start_server(door.connection, host, port)
-    log.info("RTMP on %s:%d (%s/KEY)", host, port, settings.rtmp_url)
+    server = None
+    if settings.rtmp_on:
+        host, port = parse_listen(settings.rtmp_listen)
+        server = await asyncio.start_server(door.connection, host, port)
+        log.info("RTMP on %s:%d (%s/KEY)", host, port, settings.rtmp_url)
+    srt_door = srt.start_door(door) if settings.srt_on else None
+    if srt_door is not None:
+        host, port = parse_listen(settings.srt_listen)
+        try:
+            await srt_door.start(host, port, IDLE_SECONDS)
+        except OSError:
+            if server is not None:
+                server.close()
+            raise
+        log.info("SRT on %s:%d (streamid #!::r=KEY,m=publish)", host, port)
     yield
-    server.close()
+    if server is not None:
+        server.close()
+    if srt_door is not None:
+        await srt_door.close()  # no new callers; those connected end with the door below
     await door.close()
-    await server.wait_closed()
+    if server is not None:
+        await server.wait_closed()
     await asyncio.to_thread(shutil.rmtree, root, True)
 
 
@@ -313,7 +331,7 @@ def make_app(
     app.cleanup_ctx.append(tus_intake.tus_ctx)
     if smtp:
         app.cleanup_ctx.append(_smtp_ctx)
-    if live and settings.rtmp_on:
+    if live and (settings.rtmp_on or settings.srt_on):
         app.cleanup_ctx.append(_live_ctx)
     if workers:
         app.cleanup_ctx.append(_workers_ctx)
@@ -354,6 +372,12 @@ def _roles(smtp: bool, http: bool, workers: bool, settings: Settings) -> str:
         said.append(f"SMTP on {settings.smtp_listen}")
     if http and settings.rtmp_on:
         said.append(f"RTMP on {settings.rtmp_listen}")
+    if http and settings.srt_on:
+        from relay.intake import srt
+
+        # Without libsrt the door stays off (relay/intake/srt.py warns once): not said here.
+        if srt.available():
+            said.append(f"SRT on {settings.srt_listen}")
     said.append(f"{settings.workers} worker(s)" if workers else "no workers")
     return ", ".join(said)
 
@@ -366,7 +390,8 @@ def serve(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     host, port = parse_listen(settings.http_listen)
-    # The RTMP door goes with the HTTP door: the node that takes a broadcast serves its HLS.
+    # The RTMP and SRT doors go with the HTTP door: the node that takes a broadcast serves
+    # its HLS.
     app = make_app(settings, smtp=smtp, workers=workers, live=http)
     print(
         f"relay: {_roles(smtp, http, workers, settings)}, data in {settings.data_dir.resolve()}",

@@ -145,6 +145,7 @@ def _listen_variables(
         *([("RELAY_HTTP_LISTEN", settings.http_listen)] if http else []),
         *([("RELAY_SMTP_LISTEN", settings.smtp_listen)] if smtp else []),
         *([("RELAY_RTMP_LISTEN", settings.rtmp_listen)] if http and settings.rtmp_on else []),
+        *([("RELAY_SRT_LISTEN", settings.srt_listen)] if http and settings.srt_on else []),
     ]
 
 
@@ -178,12 +179,19 @@ def _preflight(settings: Settings, *, smtp: bool = True, http: bool = True) -> N
     starts or logs, so that the operator gets one line naming the setting to fix."""
     for variable, listen in _listen_variables(settings, smtp=smtp, http=http):
         host, port = parse_listen(listen)
+        udp = variable == "RELAY_SRT_LISTEN"  # SRT runs over UDP
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            infos = socket.getaddrinfo(
+                host,
+                port,
+                type=socket.SOCK_DGRAM if udp else socket.SOCK_STREAM,
+                flags=socket.AI_PASSIVE,
+            )
             for family, kind, proto, _name, address in infos:
                 with socket.socket(family, kind, proto) as sock:
-                    # As asyncio's create_server does: a port in TIME_WAIT is not "in use".
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    if not udp:
+                        # As asyncio's create_server does: a port in TIME_WAIT is not "in use".
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                     sock.bind(address)
         except OSError as exc:
             reason = _bind_reason(exc) if exc.errno else str(exc)

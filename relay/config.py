@@ -171,6 +171,8 @@ class Settings(BaseSettings):
     # The rtmp:// address senders are given (behind NAT or a balancer); unset: from
     # RTMP_LISTEN and PUBLIC_URL's host.
     rtmp_public_url: str = ""
+    # The SRT door (relay/intake/srt.py; "off": none): host:port of its UDP socket.
+    srt_listen: str = "127.0.0.1:8890"
     live_reconnect_grace_seconds: float = Field(default=30.0, ge=0)
     live_max_duration_seconds: float = Field(default=4 * 3600.0, gt=0)
     # Bits a second, averaged over 10 s; 20 Mbit/s is above what phones send at 1080p60.
@@ -186,7 +188,7 @@ class Settings(BaseSettings):
         parse_listen(value)
         return value
 
-    @field_validator("rtmp_listen")
+    @field_validator("rtmp_listen", "srt_listen")
     @classmethod
     def _rtmp_listen(cls, value: str) -> str:
         if value.strip().lower() != "off":
@@ -276,6 +278,24 @@ class Settings(BaseSettings):
     @property
     def rtmp_on(self) -> bool:
         return self.rtmp_listen.strip().lower() != "off"
+
+    @property
+    def srt_on(self) -> bool:
+        return self.srt_listen.strip().lower() != "off"
+
+    def srt_url(self, key: str) -> str | None:
+        """Where an SRT sender sends to, key included, in SRT's access control form
+        (``srt://HOST:PORT?streamid=#!::r=KEY,m=publish``); None with the SRT door off. HOST
+        as ``rtmp_url`` has it: PUBLIC_URL's host when the door listens on every address."""
+        if not self.srt_on:
+            return None
+        from urllib.parse import urlsplit
+
+        host, port = parse_listen(self.srt_listen)
+        if host in ("0.0.0.0", "::"):
+            host = urlsplit(self.public_url).hostname or "localhost"
+        shown = f"[{host}]" if ":" in host else host
+        return f"srt://{shown}:{port}?streamid=#!::r={key},m=publish"
 
     @property
     def rtmp_url(self) -> str:

@@ -15,12 +15,15 @@ if TYPE_CHECKING:
 def key_urls(settings: Settings, key: str) -> dict[str, Any]:
     """What a broadcasting app is given: the full push URL (key included, as Larix takes it),
     and the server and key apart (as OBS and Streamlabs take them)."""
+    from relay.intake import srt
+
     server = settings.rtmp_url
     return {
         "key": key,
         "server": server,
         "rtmp_url": f"{server}/{key}",
-        "srt_url": None,  # SRT is not taken in yet (README, "Going live")
+        # None with RELAY_SRT_LISTEN=off, or where libsrt is missing (the door is off then).
+        "srt_url": settings.srt_url(key) if srt.available() else None,
     }
 
 
@@ -31,7 +34,7 @@ def live() -> None:
 
 @live.group()
 def key() -> None:
-    """Stream keys: each lets one user go live (RTMP)."""
+    """Stream keys: each lets one user go live (RTMP or SRT)."""
 
 
 @key.command("add")
@@ -50,7 +53,7 @@ def key_add(ctx: Context, name: str, title: str, as_json: bool) -> None:
         as_json,
         urls,
         f"server: {urls['server']}\nkey:    {value}   (shown once; keep it)\n"
-        f"url:    {urls['rtmp_url']}",
+        f"url:    {urls['rtmp_url']}" + (f"\nsrt:    {urls['srt_url']}" if urls["srt_url"] else ""),
     )
 
 

@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
+# Debian's ffmpeg pulls in libsrt1.5-gnutls, which the relay's SRT door (relay/intake/srt.py)
+# loads with ctypes and tests/e2e/test_live_srt.py uses; with ffmpeg installed, it is there.
 command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
 [ -e /usr/lib/x86_64-linux-gnu/libmagic.so.1 ] || ldconfig -p 2>/dev/null | grep -q libmagic.so.1 \
   || need_apt+=(libmagic1)

@@ -27,18 +27,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_udp_port() -> int:
+    """For SRT, which runs over UDP."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class RelayServer:
     def __init__(self, data_dir: Path, **env: str) -> None:
         self.data_dir = data_dir
         self.http_port = free_port()
         self.smtp_port = free_port()
         self.rtmp_port = free_port()
+        self.srt_port = free_udp_port()
         self.env = {
             **os.environ,
             "RELAY_DATA_DIR": str(data_dir),
             "RELAY_HTTP_LISTEN": f"127.0.0.1:{self.http_port}",
             "RELAY_SMTP_LISTEN": f"127.0.0.1:{self.smtp_port}",
             "RELAY_RTMP_LISTEN": f"127.0.0.1:{self.rtmp_port}",
+            "RELAY_SRT_LISTEN": f"127.0.0.1:{self.srt_port}",
             "RELAY_WORKERS": "2",
             **env,
         }

@@ -150,6 +150,12 @@ class Database:
         fsyncs a file and then records it makes one trip to a thread, not two."""
         return self._call(True, fn, *args, **kwargs)
 
+    def read_here(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``read`` on the calling thread, for a thread that is not the event loop's and must
+        answer at once: libsrt's listen callback checks a stream key this way (relay/intake/
+        srt.py)."""
+        return self._call(False, fn, *args, **kwargs)
+
     async def _off_loop(
         self, write: bool, engine: Engine | None, fn: Callable[..., T], *args: Any, **kwargs: Any
     ) -> T:

@@ -1,6 +1,7 @@
 """The live door: a phone (Larix, Streamlabs, OBS, ffmpeg) pushes RTMP to
-``rtmp://HOST:PORT/live/STREAM_KEY``; the relay makes a post, plays it live as HLS and keeps the
-recording as the post's video.
+``rtmp://HOST:PORT/live/STREAM_KEY`` (or MPEG-TS over SRT: relay/intake/srt.py, which hands its
+callers to ``LiveDoor.begin`` and their TS to ``Broadcast.feed_ts``); the relay makes a post,
+plays it live as HLS and keeps the recording as the post's video.
 
 How the key is checked before any media is taken, and why this way
 -------------------------------------------------------------------
@@ -44,12 +45,12 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal, Protocol
 
 from relay.db import Database, queries
 from relay.db import live as db_live
 from relay.errors import CATALOG
-from relay.intake import rtmp
+from relay.intake import mpegts, rtmp
 from relay.intake.accept import LIVE_TEXT, Acceptor, SpooledFile, live_ended
 from relay.intake.live_upload import LiveUploader
 from relay.model import PostState
@@ -79,6 +80,21 @@ SEGMENT_SECONDS = 2
 PLAYLIST = "index.m3u8"
 KEEP_HLS_SECONDS = 600.0
 """A broadcast's HLS stays this long after its end (the page shows the replay by then)."""
+HOLD_TS_BYTES = 1 << 20
+"""TS held back while waiting for its PMT (the codecs) before ffmpeg starts; a TS sends its
+PMT every 100 ms or so."""
+
+Source = Literal["flv", "mpegts"]
+"""What a broadcast's sender sends: FLV tags (RTMP) or an MPEG-TS (SRT)."""
+RECORDING = {"flv": ("recording.flv", "live.flv", "video/x-flv"),
+             "mpegts": ("recording.ts", "live.ts", "video/mp2t")}  # fmt: skip
+"""Per source: the recording's file, its name in the spool, its type."""
+
+
+class Closable(Protocol):
+    """A sender's connection, as a broadcast sees it: closed when the sender comes back."""
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,16 +114,30 @@ class Refused(Exception):
 
 
 class Broadcast:
-    """One broadcast: one post, one ffmpeg, one recording, across reconnects of its key."""
+    """One broadcast: one post, one ffmpeg, one recording, across reconnects of its key.
 
-    def __init__(self, door: LiveDoor, key: db_live.StreamKey, post_id: str, broadcast_id: str):
+    Its sender sends FLV tags (RTMP: ``feed``) or an MPEG-TS (SRT: ``feed_ts``); either way
+    ffmpeg makes the HLS, the recording keeps what came in the sender's format, and the limits
+    are judged on the stream's own timestamps."""
+
+    def __init__(
+        self,
+        door: LiveDoor,
+        key: db_live.StreamKey,
+        post_id: str,
+        broadcast_id: str,
+        source: Source = "flv",
+    ):
         self.door = door
         self.key = key
         self.post_id = post_id
         self.broadcast_id = broadcast_id
+        self.source: Source = source
+        self.ts = mpegts.TsStream() if source == "mpegts" else None
+        self.held_bytes = 0
         self.dir = door.root / post_id
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.recording_path = self.dir / "recording.flv"
+        self.recording_path = self.dir / RECORDING[source][0]
         self.recording: BinaryIO = open(self.recording_path, "wb")  # noqa: SIM115
         self.ffmpeg: asyncio.subprocess.Process | None = None
         self.ffmpeg_log = self.dir / "ffmpeg.log"
@@ -125,7 +155,7 @@ class Broadcast:
         self.connected = False
         self.session = 0
         """Counts connections: a sender that comes back takes over from its old one."""
-        self.writer: asyncio.StreamWriter | None = None
+        self.writer: Closable | None = None
         self.grace: asyncio.Task[None] | None = None
         self.ended = False
         self.end_reason = "ended"
@@ -138,7 +168,7 @@ class Broadcast:
 
     # --- connections ---------------------------------------------------------------------
 
-    def connect(self, writer: asyncio.StreamWriter) -> int:
+    def connect(self, writer: Closable) -> int:
         """A sender (re)connected; its session number. A phone that switched networks comes
         back before its old connection times out: the old one is closed, the new one goes on."""
         if self.grace is not None:
@@ -152,6 +182,8 @@ class Broadcast:
         self.first = None
         # A reconnect continues a frame after the last one, so the timeline has no overlap.
         self.offset = self.last + 40 if self.tags else 0
+        if self.ts is not None:
+            self.ts.reconnect()  # its TS shifts its own clock the same way
         self.window.clear()
         self.window_bytes = 0
         return self.session
@@ -195,6 +227,24 @@ class Broadcast:
             await self._to_ffmpeg(tag)
         return self._over_limit(len(body), stamp)
 
+    async def feed_ts(self, data: bytes) -> str | None:
+        """MPEG-TS as it came (any size); an error code when a limit is passed."""
+        assert self.ts is not None
+        packets = self.ts.feed(data)
+        if not packets:
+            return None
+        self.tags += 1
+        self.last = self.ts.elapsed_ms
+        if self.ffmpeg is None:
+            self.held.append(packets)
+            self.held_bytes += len(packets)
+            if self.ts.codecs_known or self.held_bytes >= HOLD_TS_BYTES:
+                await self._start_ffmpeg()
+        else:
+            self.recording.write(packets)
+            await self._to_ffmpeg(packets)
+        return self._over_limit(len(packets), self.last)
+
     def _over_limit(self, size: int, stamp: int) -> str | None:
         limits = self.door.limits
         if stamp / 1000 > limits.max_duration:
@@ -214,9 +264,17 @@ class Broadcast:
         return None
 
     def ffmpeg_args(self) -> list[str]:
-        self.passthrough = self.video in (rtmp.AVC, None) and self.audio in (rtmp.AAC, None)
-        return ["-hide_banner", "-nostats", "-loglevel", "error", "-f", "flv", "-i", "pipe:0",
-                *hls_output_args(self.dir, self.passthrough)]  # fmt: skip
+        if self.ts is not None:
+            self.passthrough = self.ts.passthrough
+            self.video, self.audio = self.ts.video, self.ts.audio
+        else:
+            self.passthrough = self.video in (rtmp.AVC, None) and self.audio in (rtmp.AAC, None)
+        # A TS says its codecs in its PMT but not their parameters: ffmpeg reads 5 s of it by
+        # default to find them, which would hold the first segment back that long. One second
+        # has a phone's keyframe and audio; the playlist came ~3 s sooner with it.
+        probe = ["-analyzeduration", "1000000"] if self.source == "mpegts" else []
+        return ["-hide_banner", "-nostats", "-loglevel", "error", *probe, "-f", self.source,
+                "-i", "pipe:0", *hls_output_args(self.dir, self.passthrough)]  # fmt: skip
 
     async def _start_ffmpeg(self) -> None:
         args = self.ffmpeg_args()
@@ -236,10 +294,12 @@ class Broadcast:
             self.video,
             self.audio,
         )
-        header = rtmp.flv_header(audio=self.audio is not None, video=self.video is not None)
-        self.recording.write(header)
-        await self._to_ffmpeg(header)
+        if self.source == "flv":
+            header = rtmp.flv_header(audio=self.audio is not None, video=self.video is not None)
+            self.recording.write(header)
+            await self._to_ffmpeg(header)
         held, self.held = self.held, []
+        self.held_bytes = 0
         for tag in held:
             self.recording.write(tag)
             await self._to_ffmpeg(tag)
@@ -335,6 +395,11 @@ class LiveDoor:
         self._beginning = asyncio.Lock()
         self._hellos: collections.Counter[str] = collections.Counter()
 
+    def track(self, task: asyncio.Task[None]) -> None:
+        """A sender's connection task of another door (SRT): cancelled at shutdown, as RTMP's."""
+        self._connections.add(task)
+        task.add_done_callback(self._connections.discard)
+
     # --- the RTMP conversation -------------------------------------------------------------
 
     async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -361,7 +426,7 @@ class LiveDoor:
                 if self._hellos[client] <= 0:
                     del self._hellos[client]
             try:
-                broadcast, session = await self._begin(name, writer)
+                broadcast, session = await self.begin(name, writer, "flv")
             except Refused as refused:
                 log.info("live: refused a sender from %s: %s", peer and peer[0], refused.code)
                 message = CATALOG[refused.code].message
@@ -473,7 +538,7 @@ class LiveDoor:
 
     # --- broadcasts ------------------------------------------------------------------------
 
-    async def _begin(self, name: str, writer: asyncio.StreamWriter) -> tuple[Broadcast, int]:
+    async def begin(self, name: str, writer: Closable, source: Source) -> tuple[Broadcast, int]:
         """The broadcast the key starts or (within its grace) continues."""
         if not name or len(name) > 200:
             raise Refused("live.bad_key", "NetStream.Publish.BadName")
@@ -481,13 +546,17 @@ class LiveDoor:
         if key is None:
             raise Refused("live.bad_key", "NetStream.Publish.BadName")
         async with self._beginning:  # two connections with one key at once: one broadcast
-            return await self._begin_locked(key, writer)
+            return await self._begin_locked(key, writer, source)
 
     async def _begin_locked(
-        self, key: db_live.StreamKey, writer: asyncio.StreamWriter
+        self, key: db_live.StreamKey, writer: Closable, source: Source
     ) -> tuple[Broadcast, int]:
         current = self.by_key.get(key.id)
         if current is not None and not current.ended:
+            if current.source != source:
+                # Live over RTMP and now SRT (or the other way): one recording cannot hold
+                # both an FLV and a TS. The sender may try again once the other ends.
+                raise Refused("live.too_many", "NetStream.Publish.Rejected")
             # The key's owner again: back after a drop, or on a new network before the old
             # connection noticed it was gone. Only who holds the key can do this.
             session = current.connect(writer)
@@ -500,7 +569,7 @@ class LiveDoor:
         title = key.title or "Live"
         post = await self.acceptor.accept(key.user_id, title=title, text=LIVE_TEXT, source="live")
         broadcast_id = await self.db.run(db_live.start_broadcast, key, post.id, self.node)
-        broadcast = Broadcast(self, key, post.id, broadcast_id)
+        broadcast = Broadcast(self, key, post.id, broadcast_id, source)
         session = broadcast.connect(writer)
         self.by_key[key.id] = broadcast
         log.info("live %s: on the air", post.id)
@@ -532,7 +601,8 @@ class LiveDoor:
             if broadcast.tags:
                 spool_name = await self._spool_recording(broadcast)
                 size = self.spool.path(spool_name).stat().st_size
-                spooled = SpooledFile(spool_name, "live.flv", "video/x-flv", size)
+                _, name, mime = RECORDING[broadcast.source]
+                spooled = SpooledFile(spool_name, name, mime, size)
                 await self.acceptor.attach(
                     broadcast.post_id, broadcast.key.user_id, spooled, also=ended
                 )
@@ -555,16 +625,20 @@ class LiveDoor:
         from relay.auth import new_id
 
         salvaged = 0
-        for recording in sorted(folder.glob("*/recording.flv")):
-            if recording.stat().st_size <= len(rtmp.flv_header(True, True)):
+        recordings = [
+            p for p in sorted(folder.glob("*/recording.*")) if p.suffix in (".flv", ".ts")
+        ]
+        for recording in recordings:
+            if recording.stat().st_size <= max(len(rtmp.flv_header(True, True)), mpegts.PACKET):
                 continue
+            source: Source = "flv" if recording.suffix == ".flv" else "mpegts"
             found = await self.db.read(db_live.broadcast_of_post, recording.parent.name)
             if found is None or found["state"] != "ended":
                 continue
             await asyncio.to_thread(_fsync, recording)
             name = await asyncio.to_thread(self.spool.adopt, recording, new_id())
             size = self.spool.path(name).stat().st_size
-            spooled = SpooledFile(name, "live.flv", "video/x-flv", size)
+            spooled = SpooledFile(name, RECORDING[source][1], RECORDING[source][2], size)
             post_id = found["post_id"]
             await self.acceptor.attach(
                 post_id,

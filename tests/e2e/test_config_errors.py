@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server import free_port
+from tests.server import free_port, free_udp_port
 
 PASSWORD = "Hunter2-Sekret-Pw"
 
@@ -30,6 +30,7 @@ def _serve(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
             "RELAY_HTTP_LISTEN": f"127.0.0.1:{free_port()}",
             "RELAY_SMTP_LISTEN": f"127.0.0.1:{free_port()}",
             "RELAY_RTMP_LISTEN": f"127.0.0.1:{free_port()}",
+            "RELAY_SRT_LISTEN": f"127.0.0.1:{free_udp_port()}",
             "RELAY_OUTBOUND_SMTP_PASSWORD": PASSWORD,
             **env,
         },
@@ -104,6 +105,16 @@ def test_an_rtmp_port_in_use_names_the_variable(tmp_path: Path, busy_port: int) 
         _serve(tmp_path, RELAY_RTMP_LISTEN=f"127.0.0.1:{busy_port}"), "RELAY_RTMP_LISTEN"
     )
     assert str(busy_port) in line and "in use" in line
+
+
+def test_an_srt_port_in_use_names_the_variable(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        port = busy.getsockname()[1]
+        line = _assert_one_line(
+            _serve(tmp_path, RELAY_SRT_LISTEN=f"127.0.0.1:{port}"), "RELAY_SRT_LISTEN"
+        )
+    assert str(port) in line and "in use" in line
 
 
 def test_a_database_that_is_down_names_the_variable_and_hides_its_password(

@@ -1,5 +1,6 @@
 """``/settings`` → Stream keys: a user makes a key to go live from a phone (README "Going
-live"), sees it once with a QR code of its push address, and revokes keys.
+live"), sees it once with QR codes of its push addresses (RTMP, and SRT when the relay takes
+SRT), and revokes keys.
 
 The QR code is an SVG made on the server by segno (an ``<img>`` with a ``data:`` URI, which the
 web app's CSP allows for images): no script, and the key never leaves the page that shows it.
@@ -52,6 +53,7 @@ async def add_key(request: web.Request, user: Signed) -> web.Response:
             "key": urls,
             "title": title,
             "qr": qr_code(urls["rtmp_url"]),
+            "qr_srt": qr_code(urls["srt_url"]) if urls["srt_url"] else None,
         },
     )
 
