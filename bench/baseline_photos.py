@@ -21,8 +21,8 @@ from bench.baseline_vips import renditions
 
 
 def _start(outdir: Path) -> None:
-    # At nice 10, like the relay's media workers (relay/workpool.py) and the image baseline.
-    os.nice(10)
+    # At nice 19, like the relay's media workers (relay/workpool.py) and the image baseline.
+    os.nice(19)
     pyvips.cache_set_max(0)
 
 

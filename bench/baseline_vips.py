@@ -46,9 +46,9 @@ def _hwm_mb() -> float:
 
 
 def main() -> None:
-    # The relay's media workers run at nice 10 (relay/workpool.py); so does the baseline, or
+    # The relay's media workers run at nice 19 (relay/workpool.py); so does the baseline, or
     # on a shared machine the comparison would measure the scheduler, not the code.
-    os.nice(10)
+    os.nice(19)
     source, outdir = Path(sys.argv[1]), Path(sys.argv[2])
     outdir.mkdir(parents=True, exist_ok=True)
     pyvips.cache_set_max(0)  # every run decodes the file again, as the relay does

@@ -1,7 +1,7 @@
 """The one door to ffmpeg and ffprobe; the only module that imports ffmpeg-python.
 
 ffmpeg-python (unmaintained since 2019) is used only to build argument lists; running them is
-ours: an asyncio subprocess in a session of its own, at nice 10 under an address-space limit,
+ours: an asyncio subprocess in a session of its own, at nice 19 under an address-space limit,
 with a timeout, and the whole process group killed on timeout, on cancellation (the relay cancels
 its workers on shutdown) or on any error while we wait.
 
@@ -403,7 +403,8 @@ class _Result:
 
 def _limit_child(memory_bytes: int) -> None:
     # Runs in the forked child before exec: only two system calls, nothing that takes a lock.
-    os.nice(10)
+    # The lowest priority, as the media workers (relay/workpool.py MEDIA_NICE): the doors first.
+    os.nice(19)
     if memory_bytes > 0:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
 

@@ -499,7 +499,7 @@ def test_a_run_past_its_timeout_is_killed_with_its_group(tmp_path: Path, spawned
     assert caught.value.code == "media.timeout"
     [child] = spawned
     assert child["pgid"] == child["pid"] != os.getpgid(0)
-    assert child["nice"] >= 10 and child["address_space"] == str(300 << 20)
+    assert child["nice"] == 19 and child["address_space"] == str(300 << 20)
     assert_group_gone(child["pgid"])
 
 
