@@ -23,9 +23,17 @@ from tests.server import RelayServer
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf"
 
 
-def phone(url: str, seconds: float, *, video: str = "libx264", audio: str = "aac") -> list[str]:
+def phone(
+    url: str,
+    seconds: float,
+    *,
+    video: str = "libx264",
+    audio: str = "aac",
+    container: str = "flv",
+) -> list[str]:
     """An ffmpeg command that pushes ``seconds`` of a 30 fps picture (its own clock burned in)
-    and a tone to ``url`` in real time, H.264/AAC with a 2 s GOP as phone apps send."""
+    and a tone to ``url`` in real time, H.264/AAC with a 2 s GOP as phone apps send: FLV for
+    RTMP, ``container="mpegts"`` for SRT."""
     picture = "testsrc2=size=640x360:rate=30"
     if Path(FONT).exists():
         picture += f",drawtext=fontfile={FONT}:text='%{{pts\\:hms}}':fontsize=40:x=20:y=20"
@@ -35,7 +43,7 @@ def phone(url: str, seconds: float, *, video: str = "libx264", audio: str = "aac
     return [
         "ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
         "-f", "lavfi", "-i", picture, "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
-        "-t", str(seconds), *codecs, "-f", "flv", url,
+        "-t", str(seconds), *codecs, "-f", container, url,
     ]  # fmt: skip
 
 

@@ -3,10 +3,10 @@ picture with its time burned in and a tone as MPEG-TS over SRT, as Larix or OBS 
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,37 +14,15 @@ import httpx
 import pytest
 
 from tests.clips import probe, stream
-from tests.e2e.test_live import FONT, add_key, live_posts, segments, wait_for
+from tests.e2e.test_live import add_key, live_posts, pushing, segments, wait_for
 from tests.server import RelayServer
 
 
-def srt_phone(url: str, seconds: float, *, video: str = "libx264", audio: str = "aac") -> list[str]:
-    """An ffmpeg command that sends ``seconds`` of a 30 fps picture (its own clock burned in)
-    and a tone to ``url`` in real time as MPEG-TS, H.264/AAC with a 2 s GOP by default."""
-    picture = "testsrc2=size=640x360:rate=30"
-    if Path(FONT).exists():
-        picture += f",drawtext=fontfile={FONT}:text='%{{pts\\:hms}}':fontsize=40:x=20:y=20"
-    codecs = ["-c:v", video, "-g", "60", "-c:a", audio, "-ar", "44100"]
-    if video == "libx264":
-        codecs[2:2] = ["-preset", "veryfast", "-pix_fmt", "yuv420p"]
-    return [
-        "ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
-        "-f", "lavfi", "-i", picture, "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
-        "-t", str(seconds), *codecs, "-f", "mpegts", url,
-    ]  # fmt: skip
-
-
-@contextmanager
-def sending(url: str, seconds: float, **codecs: str) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(
-        srt_phone(url, seconds, **codecs), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(30)
+def sending(
+    url: str, seconds: float, **codecs: str
+) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    """The phone of tests/e2e/test_live.py, sending MPEG-TS over SRT."""
+    return pushing(url, seconds, container="mpegts", **codecs)
 
 
 @pytest.fixture
