@@ -142,6 +142,45 @@ def enqueue(
     return result.inserted_primary_key[0]
 
 
+def enqueue_many(conn: Connection, wanted: list[tuple[str, str, int, str]]) -> None:
+    """Queue jobs (kind, ref, max_attempts, owner) due now, in one insert, each placed in line
+    as ``enqueue`` places one: ``FAIR_SLOT`` behind its owner's last waiting job, counting the
+    ones before it here. One query per owner for where their line ends."""
+    now = time.time()
+    ends: dict[str, float | None] = {}
+    rows = []
+    for kind, ref, max_attempts, owner in wanted:
+        if owner not in ends:
+            ends[owner] = conn.execute(_LINE_END, {"owner": owner}).scalar()
+        end = ends[owner]
+        place = now if end is None else max(now, end + FAIR_SLOT)
+        ends[owner] = place
+        rows.append(
+            {
+                "kind": kind,
+                "ref": ref,
+                "status": QUEUED,
+                "attempts": 0,
+                "max_attempts": max_attempts,
+                "run_at": now,
+                "created_at": now,
+                "owner": owner,
+                "fair_at": place,
+            }
+        )
+    if rows:
+        conn.execute(jobs.insert(), rows)
+
+
+_LINE_END = (
+    select(jobs.c.fair_at)
+    .where(jobs.c.owner == bindparam("owner"), jobs.c.status.in_((QUEUED, RUNNING)))
+    .order_by(jobs.c.fair_at.desc())
+    .limit(1)
+)
+"""The owner's last place among waiting jobs (``enqueue_many``)."""
+
+
 def _due(now):  # noqa: ANN001, ANN202 - a time or a bind parameter; a SQLAlchemy clause
     return or_(
         and_(jobs.c.status == QUEUED, jobs.c.run_at <= now),

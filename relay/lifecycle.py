@@ -106,15 +106,21 @@ def created(
     state: str,
     publish_at: float | None,
     sender: str | None = None,
+    later: list[dict[str, Any]] | None = None,
 ) -> None:
     """A door's ``accept`` made the post: record it and, if it waits for a time, queue that.
-    ``sender``: a mail's From address, as claimed (the SMTP door checked what its policy asks)."""
+    ``sender``: a mail's From address, as claimed (the SMTP door checked what its policy asks).
+    ``later``: the event goes there, for the caller to write with others in one statement."""
     detail: dict[str, Any] = {"state": state}
     if sender:
         detail["sender"] = sender
     if publish_at is not None:
         detail["publish_at"] = _iso(publish_at)
-    record(conn, post_id, "created", actor, door, detail)
+    assert door in DOORS, door
+    if later is not None:
+        later.append(life.event_row(post_id, "created", actor, door, detail))
+    else:
+        record(conn, post_id, "created", actor, door, detail)
     if state == PostState.SCHEDULED.value and publish_at is not None:
         _enqueue_at(conn, PUBLISH, post_id, publish_at)
 

@@ -14,22 +14,32 @@ from relay.db.schema import items, post_events, posts, renditions
 from relay.model import PostState
 
 
+def event_row(
+    post_id: str, kind: str, actor: str | None, door: str, detail: dict[str, Any]
+) -> dict[str, Any]:
+    """An event of the post's record as its row."""
+    return {
+        "post_id": post_id,
+        "at": time.time(),
+        "kind": kind,
+        "actor": actor,
+        "door": door,
+        "detail": json.dumps(detail, ensure_ascii=False, default=str),
+    }
+
+
 def append_event(
     conn: Connection, post_id: str, kind: str, actor: str | None, door: str, detail: dict[str, Any]
 ) -> int:
     """One event at the end of the post's record (nothing updates or deletes it); its id."""
-    result = conn.execute(
-        post_events.insert(),
-        {
-            "post_id": post_id,
-            "at": time.time(),
-            "kind": kind,
-            "actor": actor,
-            "door": door,
-            "detail": json.dumps(detail, ensure_ascii=False, default=str),
-        },
-    )
+    result = conn.execute(post_events.insert(), event_row(post_id, kind, actor, door, detail))
     return result.inserted_primary_key[0]
+
+
+def append_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Events of ``event_row`` in one statement, in order."""
+    if rows:
+        conn.execute(post_events.insert(), rows)
 
 
 def events(conn: Connection, post_id: str) -> list[dict[str, Any]]:
