@@ -97,6 +97,10 @@ class Database:
         self.is_postgres = self.engine.dialect.name == "postgresql"
         # The event loop's own connection for read_by_key: never waits for one from the pool.
         self.inline = None if self.is_postgres else make_engine(url, one_per_thread=True)
+        # PostgreSQL's read_by_key is one statement: without a transaction around it, psycopg
+        # sends no BEGIN and no COMMIT, two of its four round trips (an SMTP RCPT's lookup).
+        autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.single_reads = autocommit if self.is_postgres else None
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="relay-db")
 
     @contextmanager
@@ -134,9 +138,10 @@ class Database:
         """``read`` for a lookup of a row or two by an indexed key, in the hot path. SQLite
         answers it from the page cache on this thread in ~0.1 ms, less than the event loop
         spends sending work to a thread and taking the answer back (readers never wait for the
-        writer in WAL mode); PostgreSQL answers over the network, so there it is ``read``."""
+        writer in WAL mode); PostgreSQL answers over the network, so there it runs on a
+        database thread, outside a transaction (``fn`` makes one statement)."""
         if self.inline is None:
-            return await self.read(fn, *args, **kwargs)
+            return await self._off_loop(False, self.single_reads, fn, *args, **kwargs)
         return self._call(False, fn, *args, engine=self.inline, **kwargs)
 
     async def run_volatile(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
