@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -22,9 +23,18 @@ TERMINAL = ("ready",)
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` TCP ports free now, all different: each socket is held until all are bound
+    (two calls of one at a time could be given the same port, and a relay then found its HTTP
+    and SMTP doors on one port)."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
 
 
 def free_udp_port() -> int:
@@ -37,9 +47,7 @@ def free_udp_port() -> int:
 class RelayServer:
     def __init__(self, data_dir: Path, **env: str) -> None:
         self.data_dir = data_dir
-        self.http_port = free_port()
-        self.smtp_port = free_port()
-        self.rtmp_port = free_port()
+        self.http_port, self.smtp_port, self.rtmp_port = free_ports(3)
         self.srt_port = free_udp_port()
         self.env = {
             **os.environ,
