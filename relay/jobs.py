@@ -29,8 +29,21 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, Float, Insert, and_, bindparam, case, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Float,
+    Insert,
+    Select,
+    and_,
+    bindparam,
+    case,
+    func,
+    or_,
+    select,
+    update,
+)
 
 from relay.db.schema import deliveries, items, jobs, posts
 
@@ -86,20 +99,27 @@ _OWNER_OF = select(posts.c.user_id).where(
 )
 
 
-def _placed_insert() -> Insert:
-    """The job's insert with its place in line found by the database in the same statement:
-    ``FAIR_SLOT`` behind the owner's last waiting job (a backward walk of (owner, fair_at) that
-    stops at the first waiting row), or when it is due if that is later. One round trip, not a
-    select and then an insert: on PostgreSQL each is a round trip, and a mail's commit made six
-    in a row."""
-    owner, run_at = bindparam("job_owner"), bindparam("job_run_at", type_=Float)
-    last = (
+def _line_end(owner: Any) -> Select[Any]:
+    """The owner's last place among waiting jobs: a backward walk of (owner, fair_at) that stops
+    at the first waiting row."""
+    return (
         select(jobs.c.fair_at)
         .where(jobs.c.owner == owner, jobs.c.status.in_((QUEUED, RUNNING)))
         .order_by(jobs.c.fair_at.desc())
         .limit(1)
-        .scalar_subquery()
     )
+
+
+_LINE_END = _line_end(bindparam("owner"))
+
+
+def _placed_insert() -> Insert:
+    """The job's insert with its place in line found by the database in the same statement:
+    ``FAIR_SLOT`` behind the owner's last waiting job, or when it is due if that is later. One
+    round trip, not a select and then an insert: on PostgreSQL each is a round trip, and a
+    mail's commit made six in a row."""
+    owner, run_at = bindparam("job_owner"), bindparam("job_run_at", type_=Float)
+    last = _line_end(owner).scalar_subquery()
     behind = last + FAIR_SLOT
     columns = ("kind", "ref", "status", "attempts", "max_attempts", "created_at")
     return jobs.insert().values(
@@ -113,6 +133,22 @@ def _placed_insert() -> Insert:
 _INSERT_PLACED = _placed_insert()
 
 
+def _row(
+    kind: str, ref: str, max_attempts: int, run_at: float, now: float, owner: str | None
+) -> dict[str, Any]:
+    """A queued job's row, but for its place in line (``fair_at``)."""
+    return {
+        "kind": kind,
+        "ref": ref,
+        "status": QUEUED,
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "run_at": run_at,
+        "created_at": now,
+        "owner": owner,
+    }
+
+
 def enqueue(
     conn: Connection,
     kind: str,
@@ -124,21 +160,11 @@ def enqueue(
     """Queue a job; ``owner`` (found from ``ref`` when not given) places it fairly in line."""
     now = time.time()
     owner = owner or owner_of(conn, ref)
-    run_at = now + delay
-    values = {
-        "kind": kind,
-        "ref": ref,
-        "status": QUEUED,
-        "attempts": 0,
-        "max_attempts": max_attempts,
-        "run_at": run_at,
-        "created_at": now,
-        "owner": owner,
-    }
+    row = _row(kind, ref, max_attempts, now + delay, now, owner)
     if owner is None:
-        result = conn.execute(jobs.insert(), {**values, "fair_at": run_at})
+        result = conn.execute(jobs.insert(), {**row, "fair_at": row["run_at"]})
     else:
-        result = conn.execute(_INSERT_PLACED, {f"job_{k}": v for k, v in values.items()})
+        result = conn.execute(_INSERT_PLACED, {f"job_{k}": v for k, v in row.items()})
     return result.inserted_primary_key[0]
 
 
@@ -155,30 +181,9 @@ def enqueue_many(conn: Connection, wanted: list[tuple[str, str, int, str]]) -> N
         end = ends[owner]
         place = now if end is None else max(now, end + FAIR_SLOT)
         ends[owner] = place
-        rows.append(
-            {
-                "kind": kind,
-                "ref": ref,
-                "status": QUEUED,
-                "attempts": 0,
-                "max_attempts": max_attempts,
-                "run_at": now,
-                "created_at": now,
-                "owner": owner,
-                "fair_at": place,
-            }
-        )
+        rows.append({**_row(kind, ref, max_attempts, now, now, owner), "fair_at": place})
     if rows:
         conn.execute(jobs.insert(), rows)
-
-
-_LINE_END = (
-    select(jobs.c.fair_at)
-    .where(jobs.c.owner == bindparam("owner"), jobs.c.status.in_((QUEUED, RUNNING)))
-    .order_by(jobs.c.fair_at.desc())
-    .limit(1)
-)
-"""The owner's last place among waiting jobs (``enqueue_many``)."""
 
 
 def _due(now):  # noqa: ANN001, ANN202 - a time or a bind parameter; a SQLAlchemy clause
