@@ -15,9 +15,12 @@ an MP4 appended, located from the end of the file by the XMP: ``Container:Direct
 
 from __future__ import annotations
 
+import io
+import os
 import re
+import shutil
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 from PIL import Image
 
@@ -122,7 +125,13 @@ async def clip_identifier(path: Path, *, timeout: float, memory_bytes: int) -> s
 
 def embedded_clip_start(data: bytes) -> int | None:
     """Where a Motion Photo's MP4 starts in ``data`` (a JPEG), or None when it is not one."""
-    xmp = _first_xmp(data)
+    return _clip_start(io.BytesIO(data), len(data))
+
+
+def _clip_start(f: BinaryIO, size: int) -> int | None:
+    """``embedded_clip_start`` of the ``size`` bytes of ``f``, reading its header's segments and
+    four bytes of its tail, not the whole file."""
+    xmp = _first_xmp(f)
     if xmp is None:
         return None
     length: int | None = None
@@ -135,37 +144,44 @@ def embedded_clip_start(data: bytes) -> int | None:
             length = int(attributes[b"Length"])
     if length is None and (match := _MICRO_VIDEO_OFFSET.search(xmp)):
         length = int(match.group(1))
-    if not length or length >= len(data):
+    if not length or length >= size:
         return None
-    start = len(data) - length
+    start = size - length
     # The appended file must be an ISO BMFF file (MP4 or QuickTime), whatever the XMP says.
-    return start if data[start + 4 : start + 8] == b"ftyp" else None
+    f.seek(start + 4)
+    return start if f.read(4) == b"ftyp" else None
 
 
-def _first_xmp(data: bytes) -> bytes | None:
+def _first_xmp(f: BinaryIO) -> bytes | None:
     """The XMP packet of a JPEG's APP1 segment, read from the header only."""
-    if not data.startswith(b"\xff\xd8"):
+    if f.read(2) != b"\xff\xd8":
         return None
-    pos = 2
-    while pos + 4 <= len(data) and data[pos] == 0xFF:
-        marker = data[pos + 1]
+    while len(segment := f.read(4)) == 4 and segment[0] == 0xFF:
+        marker = segment[1]
         if marker in (0xDA, 0xD9):  # image data begins: no metadata after it
             return None
-        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-        body = data[pos + 4 : pos + 2 + length]
-        if marker == 0xE1 and body.startswith(_XMP_HEADER):
-            return body[len(_XMP_HEADER) :]
-        pos += 2 + length
+        length = int.from_bytes(segment[2:4], "big")
+        if length < 2:
+            return None
+        if marker == 0xE1:
+            body = f.read(length - 2)
+            if body.startswith(_XMP_HEADER):
+                return body[len(_XMP_HEADER) :]
+        else:
+            f.seek(length - 2, os.SEEK_CUR)
     return None
 
 
 def split_motion_photo(source: Path, target: Path) -> bool:
-    """Write a Motion Photo's MP4 to ``target``; False when ``source`` is not one. Blocking."""
-    data = source.read_bytes()
-    start = embedded_clip_start(data)
-    if start is None:
-        return False
-    target.write_bytes(memoryview(data)[start:])
+    """Write a Motion Photo's MP4 to ``target``; False when ``source`` is not one. Blocking, but
+    a still that is no Motion Photo costs a read of its header only."""
+    with open(source, "rb") as f:
+        start = _clip_start(f, os.fstat(f.fileno()).st_size)
+        if start is None:
+            return False
+        f.seek(start)
+        with open(target, "wb") as out:
+            shutil.copyfileobj(f, out)
     return True
 
 

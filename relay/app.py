@@ -85,6 +85,7 @@ def build(settings: Settings) -> Relay:
         settings.data_dir / "work",
         limits,
         workers.wake,
+        media_slots=settings.workers,
         options={
             "video_crf": settings.video_crf,
             "video_preset": settings.video_preset,
@@ -299,10 +300,11 @@ async def _live_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
     relay = app[RELAY]
-    tasks = [
-        asyncio.create_task(relay.workers.run(n), name=f"worker-{n}")
-        for n in range(relay.settings.workers)
-    ]
+    # One job loop more than media processes: while a job stores what its media process made
+    # and commits (~25 ms of a photo's ~200), the next one's media work has started. The
+    # pipeline lets only ``workers`` jobs into the media step at once (Pipeline.media_slots).
+    loops = relay.settings.workers + 1 if relay.settings.workers else 0
+    tasks = [asyncio.create_task(relay.workers.run(n), name=f"worker-{n}") for n in range(loops)]
     relay.workers.tasks = tasks
     yield
     for task in tasks:

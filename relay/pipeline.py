@@ -35,6 +35,7 @@ from relay.model import (
     Kind,
     Limits,
     Rendition,
+    RenditionFile,
     StoredObject,
 )
 from relay.spool import SpoolBackend, sha256_file
@@ -82,6 +83,7 @@ class Pipeline:
         limits: Limits,
         wake: Callable[[], None],
         options: dict[str, Any] | None = None,
+        media_slots: int = 1,
     ) -> None:
         self.db = db
         self.spool = spool
@@ -92,6 +94,10 @@ class Pipeline:
         self.wake = wake
         """Called when unpacking a mail queued its items' jobs."""
         self.options = options or {}
+        self.media_slots = asyncio.Semaphore(max(1, media_slots))
+        """Jobs in their handler at once (libvips in the pool, ffmpeg as a child): as many as
+        the pool has processes, while the relay runs one job loop more (relay.app) to store
+        and commit one job as the next one's media work runs."""
         self._background: set[asyncio.Task[None]] = set()
 
     def register(self, workers: Workers) -> None:
@@ -253,13 +259,14 @@ class Pipeline:
             if kind in (Kind.VIDEO, Kind.AUDIO) and (missing := missing_media_tools()):
                 # The operator's to fix, not the item's; retrying would only loop until it is.
                 raise MediaError("media.ffmpeg_missing", f"{', '.join(missing)} not on PATH")
-            output = await asyncio.wait_for(
-                handler_for(kind).process(job_input), self.limits.timeout
-            )
-            # Captions, a Live Photo's or a Motion Photo's clip: never at the item's cost.
-            made, left_out = await asyncio.wait_for(
-                extra_renditions(job_input, kind), self.limits.timeout
-            )
+            async with self.media_slots:
+                output = await asyncio.wait_for(
+                    handler_for(kind).process(job_input), self.limits.timeout
+                )
+                # Captions, a Live Photo's or a Motion Photo's clip: never at the item's cost.
+                made, left_out = await asyncio.wait_for(
+                    extra_renditions(job_input, kind), self.limits.timeout
+                )
             output.renditions += made
         except MediaError as exc:
             # Keep the bytes (nothing acknowledged is lost) but serve nothing we could not check.
@@ -279,36 +286,39 @@ class Pipeline:
 
         served = output.served_original or source
         served_mime = output.served_original_mime or mime
-        original = await self._put_original(
-            f"{prefix}/original{safe_extension(filename, served_mime)}",
-            served,
-            served_mime,
-            filename,
+        # The original and every rendition go to the store at once: one after the other, their
+        # copies and fsyncs kept this job's media process idle for ~14 ms of a photo's ~200.
+        original, *renditions = await asyncio.gather(
+            self._put_original(
+                f"{prefix}/original{safe_extension(filename, served_mime)}",
+                served,
+                served_mime,
+                filename,
+            ),
+            *(self._put_rendition(prefix, r) for r in output.renditions),
         )
-        renditions = []
-        for r in output.renditions:
-            tagged = f"{r.name}.{r.lang}" if r.lang else r.name  # captions, one per language
-            key = f"{prefix}/{tagged}{safe_extension(r.path.name, r.mime)}"
-            size = r.path.stat().st_size
-            if r.files:
-                key, size = await self._put_folder(f"{prefix}/{r.name}", r.path, r.files)
-            else:
-                await self.store.put_file(key, r.path, r.mime, cache_control=IMMUTABLE)
-            renditions.append(
-                Rendition(
-                    name=r.name,
-                    key=key,
-                    mime=r.mime,
-                    bytes=size,
-                    width=r.width,
-                    height=r.height,
-                    duration=r.duration,
-                    lang=r.lang,
-                    loudness=r.loudness,
-                    pages=r.pages,
-                )
-            )
         return Outcome(kind, original, renditions, left_out=left_out)
+
+    async def _put_rendition(self, prefix: str, made: RenditionFile) -> Rendition:
+        tagged = f"{made.name}.{made.lang}" if made.lang else made.name  # captions, per language
+        key = f"{prefix}/{tagged}{safe_extension(made.path.name, made.mime)}"
+        size = made.path.stat().st_size
+        if made.files:
+            key, size = await self._put_folder(f"{prefix}/{made.name}", made.path, made.files)
+        else:
+            await self.store.put_file(key, made.path, made.mime, cache_control=IMMUTABLE)
+        return Rendition(
+            name=made.name,
+            key=key,
+            mime=made.mime,
+            bytes=size,
+            width=made.width,
+            height=made.height,
+            duration=made.duration,
+            lang=made.lang,
+            loudness=made.loudness,
+            pages=made.pages,
+        )
 
     async def _put_folder(
         self, folder: str, main: Path, files: tuple[Path, ...]
@@ -352,19 +362,17 @@ class Pipeline:
         return report
 
     async def _put_original(self, key: str, path: Path, mime: str, filename: str) -> StoredObject:
-        await self.store.put_file(
-            key,
-            path,
-            mime,
-            content_disposition=content_disposition(mime, filename),
-            cache_control=IMMUTABLE,
+        _, sha256 = await asyncio.gather(
+            self.store.put_file(
+                key,
+                path,
+                mime,
+                content_disposition=content_disposition(mime, filename),
+                cache_control=IMMUTABLE,
+            ),
+            asyncio.to_thread(sha256_file, path),
         )
-        return StoredObject(
-            key=key,
-            mime=mime,
-            bytes=path.stat().st_size,
-            sha256=await asyncio.to_thread(sha256_file, path),
-        )
+        return StoredObject(key=key, mime=mime, bytes=path.stat().st_size, sha256=sha256)
 
     # --- unpack_mail ----------------------------------------------------------------------------
 
