@@ -33,8 +33,22 @@ def lock(conn: Connection, *name: str) -> None:
     """Serialise transactions that take the same ``name`` until they end (PostgreSQL's
     transaction-scoped advisory lock); SQLite's writers queue anyway (BEGIN IMMEDIATE)."""
     if conn.dialect.name == "postgresql":
-        digest = hashlib.sha256("\0".join(name).encode()).hexdigest()
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": int(digest[:15], 16)})
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(name)})
+
+
+def lock_all(conn: Connection, names: list[tuple[str, ...]]) -> None:
+    """``lock`` on each of ``names`` in one statement (one round trip on PostgreSQL), in the
+    order of their keys, so that two transactions taking some of the same never deadlock."""
+    if conn.dialect.name == "postgresql" and names:
+        keys = sorted({_lock_key(name) for name in names})
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"),
+            {"keys": keys},
+        )
+
+
+def _lock_key(name: tuple[str, ...]) -> int:
+    return int(hashlib.sha256("\0".join(name).encode()).hexdigest()[:15], 16)
 
 
 def normalise_url(url: str) -> str:

@@ -24,13 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Row, bindparam, select
+from sqlalchemy import Connection, Row, bindparam, select, tuple_
 
 from relay import jobs, lifecycle, pairing
 from relay.auth import new_id
-from relay.db import Database, life, lock, queries
+from relay.db import Database, life, lock, lock_all, queries
 from relay.db.schema import posts
 from relay.lifecycle import LIVE_TEXT as LIVE_TEXT  # re-exported: the live door's, via accept
 from relay.lifecycle import live_ended as live_ended
@@ -82,10 +82,23 @@ class AlreadyAccepted(Exception):
 
 @dataclass(slots=True)
 class _Later:
-    """What a group commit writes once for all its mails (``Acceptor._commit_all``)."""
+    """What a group commit writes once for all its mails (``Acceptor._commit_all``), and what
+    it found of their Message-IDs."""
 
     events: list[dict[str, Any]] = field(default_factory=list)
     jobs: list[tuple[str, str, int, str]] = field(default_factory=list)
+    earlier: dict[tuple[str, str], list[_Earlier]] | None = None
+    """The posts with each mail's (user, Message-ID), read once for the group and added to as
+    its mails are inserted, so that a copy in the same group finds the first."""
+
+
+class _Earlier(NamedTuple):
+    """A post with a mail's Message-ID: the columns ``_SAME_MESSAGE`` reads."""
+
+    id: str
+    created_at: float
+    content_sha256: str | None
+    spool_name: str | None
 
 
 _Args = tuple[
@@ -274,8 +287,9 @@ class Acceptor:
 
     def _commit_all(self, conn: Connection, calls: list[_Args]) -> list[bool | Exception]:
         """The group's posts, then their mails' events and unpack jobs in one statement each:
-        on PostgreSQL every statement is a round trip, and each mail made five in a row."""
-        later = _Later()
+        on PostgreSQL every statement is a round trip, and each mail made five in a row. The
+        mails' copies are looked for once for the group, under one lock (``_earlier``)."""
+        later = _Later(earlier=self._earlier(conn, [(args[0].user_id, args[5]) for args in calls]))
         outcomes: list[bool | Exception] = [
             self._commit(conn, *args, later=later) for args in calls
         ]
@@ -297,13 +311,23 @@ class Acceptor:
         """``later``: a mail's event and unpack job are left there for ``_commit_all``."""
         extra = dict(extra or {})
         deferred = later if mail_spool_name is not None else None
+        earlier = later.earlier if later is not None else None
         if mail is not None and mail.message_id:
-            existing = self._same_message(conn, post.user_id, mail, extra)
+            existing = self._same_message(conn, post.user_id, mail, extra, earlier)
             if existing is not None:
                 raise AlreadyAccepted(existing)  # rolls the transaction back: nothing written
         if also is not None:
             also(conn, post)
         queries.insert_post(conn, post, spool_name=mail_spool_name, **extra)
+        if earlier is not None and mail is not None and mail.message_id:
+            earlier.setdefault((post.user_id, mail.message_id), []).append(
+                _Earlier(
+                    post.id,
+                    post.created_at.timestamp() if post.created_at else time.time(),
+                    extra.get("content_sha256"),
+                    mail_spool_name,
+                )
+            )
         # The first line of the post's record: who made it, through which door, in what state.
         # The owner made it (their token or their secret address); a mail's From line is
         # only a claim here, kept as such.
@@ -339,18 +363,44 @@ class Acceptor:
             return False
         return settle(conn, post.id)
 
+    @staticmethod
+    def _earlier(
+        conn: Connection, mails: list[tuple[str, MailMeta | None]]
+    ) -> dict[tuple[str, str], list[_Earlier]] | None:
+        """The posts that have the group's mails' (user, Message-ID) pairs, under a lock on
+        each pair taken in one statement; None when no mail of the group has a Message-ID."""
+        pairs = sorted({(user, m.message_id) for user, m in mails if m and m.message_id})
+        if not pairs:
+            return None
+        lock_all(conn, [("message", user_id, message_id) for user_id, message_id in pairs])
+        found: dict[tuple[str, str], list[_Earlier]] = {}
+        for row in conn.execute(_SAME_MESSAGES, {"pairs": pairs}):
+            found.setdefault((row.user_id, row.message_id), []).append(
+                _Earlier(row.id, row.created_at, row.content_sha256, row.spool_name)
+            )
+        return found
+
     def _same_message(
-        self, conn: Connection, user_id: str, mail: MailMeta, extra: dict[str, Any]
+        self,
+        conn: Connection,
+        user_id: str,
+        mail: MailMeta,
+        extra: dict[str, Any],
+        earlier: dict[tuple[str, str], list[_Earlier]] | None = None,
     ) -> str | None:
         """The oldest post of this user with this Message-ID and these bytes, if any; the
-        message's hash goes into ``extra`` when it had to be made."""
-        # Two copies committing at once: the second waits here until the first is visible.
-        lock(conn, "message", user_id, mail.message_id or "")
-        # The oldest is picked here, not with ORDER BY: with it SQLite walked the (user,
-        # created_at) index, every post the user ever had, for each mail.
-        same_id = conn.execute(
-            _SAME_MESSAGE, {"user_id": user_id, "message_id": mail.message_id}
-        ).all()
+        message's hash goes into ``extra`` when it had to be made. ``earlier``: the group's
+        reading (``_earlier``), taken under its lock; without it, this mail's own."""
+        if earlier is not None:
+            same_id: list[Any] = earlier.get((user_id, mail.message_id or ""), [])
+        else:
+            # Two copies committing at once: the second waits here until the first is visible.
+            lock(conn, "message", user_id, mail.message_id or "")
+            # The oldest is picked here, not with ORDER BY: with it SQLite walked the (user,
+            # created_at) index, every post the user ever had, for each mail.
+            same_id = conn.execute(
+                _SAME_MESSAGE, {"user_id": user_id, "message_id": mail.message_id}
+            ).all()
         if not same_id:
             return None
         digest = mail.content_sha256 or (mail.digest() if mail.digest else None)
@@ -373,6 +423,14 @@ class Acceptor:
 _SAME_MESSAGE = select(
     posts.c.id, posts.c.created_at, posts.c.content_sha256, posts.c.spool_name
 ).where(posts.c.user_id == bindparam("user_id"), posts.c.message_id == bindparam("message_id"))
+_SAME_MESSAGES = select(
+    posts.c.id,
+    posts.c.user_id,
+    posts.c.message_id,
+    posts.c.created_at,
+    posts.c.content_sha256,
+    posts.c.spool_name,
+).where(tuple_(posts.c.user_id, posts.c.message_id).in_(bindparam("pairs", expanding=True)))
 _DIGEST = select(posts.c.content_sha256).where(posts.c.id == bindparam("id"))
 
 

@@ -84,6 +84,44 @@ def test_copies_of_other_users_or_without_message_id_are_new_posts(database: Dat
     assert _count(database) == 4
 
 
+def test_a_group_commit_finds_earlier_copies_and_its_own(database: Database) -> None:
+    """Mails that arrive together are committed together, their Message-IDs looked for once:
+    a copy of a post stored before, and a copy of a mail of the same group, each find theirs;
+    the rest (another user's, another Message-ID, none) are new posts."""
+    anna, bob = _user(database, "anna"), _user(database, "bob")
+    acceptor = Acceptor(database, 5, lambda: None)
+    other = MailMeta(message_id="m2@example.org", content_sha256="ef" * 32)
+    no_id = MailMeta(content_sha256="cd" * 32)
+
+    async def together(group: list[tuple[str, str, MailMeta]]) -> list[object]:
+        return await asyncio.gather(
+            *(
+                acceptor.accept(user, mail_spool_name=name, source="smtp", mail=mail)
+                for user, name, mail in group
+            ),
+            return_exceptions=True,
+        )
+
+    async def run() -> tuple[str, list[object], list[object]]:
+        first = await acceptor.accept(anna, mail_spool_name="a", source="smtp", mail=META)
+        # A copy of ``first``, another user's mail with its Message-ID, a new one, none.
+        stored = await together(
+            [(anna, "b", META), (bob, "c", META), (anna, "d", other), (anna, "e", no_id)]
+        )
+        # A new Message-ID and its copy in the same group.
+        third = MailMeta(message_id="m3@example.org", content_sha256="12" * 32)
+        same_group = await together([(anna, "f", third), (anna, "g", third)])
+        return first.id, stored, same_group
+
+    first, stored, same_group = asyncio.run(run())
+    copy_of_first, *new = stored
+    assert isinstance(copy_of_first, AlreadyAccepted) and copy_of_first.post_id == first
+    assert not any(isinstance(made, BaseException) for made in new), new
+    made, copy = same_group
+    assert isinstance(copy, AlreadyAccepted) and copy.post_id == made.id  # type: ignore[union-attr]
+    assert _count(database) == 5
+
+
 def test_modes_are_stored(database: Database) -> None:
     user_id = _user(database)
     acceptor = Acceptor(database, 5, lambda: None)
