@@ -266,10 +266,16 @@ class Spool:
         )
 
     def adopt(self, source: Path, name: str) -> str:
-        """Move a complete file, already fsynced, into ``ready/`` as ``name`` (the tus door
-        records the name before the move). A rename where the spool shares the filesystem,
-        else a copy made durable the same way as a writer's."""
+        """Make a complete file durable and move it into ``ready/`` as ``name``. A rename where
+        the spool shares the filesystem, else a copy made durable the same way as a writer's.
+        The fsync is here, on the spool's syncing threads, not in whoever wrote the file: a
+        mail's parts are written by a media process, which would sit idle through it."""
         target = self.path(name)
+        fd = os.open(source, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         try:
             os.replace(source, target)
         except OSError as exc:

@@ -6,7 +6,6 @@ written (and fsynced) into the spool's scratch folder; the job then hands each t
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,8 +75,7 @@ def unpack_to_folder(source: str, folder: str) -> Unpacked:
 
 def _write(folder: Path, data: bytes) -> str:
     name = new_id()
-    with open(folder / name, "wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())  # adopt() moves it into a local spool as it is
+    # Not fsynced here, in a media process that would wait for the disk: the spool's adopt()
+    # makes it durable before the post's record names it.
+    (folder / name).write_bytes(data)
     return name
