@@ -24,27 +24,25 @@ class WorkerDied(RuntimeError):
     """Retried by the queue: a file that kills its worker every time ends ``failed``."""
 
 
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter numbers
-_M_ARENA_MAX = -8
-_MMAP_THRESHOLD = 1 << 20
+_M_ARENA_MAX = -8  # glibc's mallopt parameter number
 
 
-def _return_freed_memory() -> None:
-    """Serve allocations of 1 MiB and more with mmap, so that freeing them gives them back.
+def _one_arena() -> None:
+    """One malloc arena for all of a worker's threads.
 
-    glibc raises its mmap threshold after the first large free and from then on keeps freed
-    pixel buffers in its heaps, one per thread: an image worker kept ~60 MB of a finished job
-    resident, and its peak while making a 12 MP photo's renditions on several threads went
-    from 129 MB to 159 MB. A fixed threshold costs a few page faults per image (~5%).
+    libvips' threads (and the handler's encoders) each got an arena of their own, each keeping
+    its freed blocks: a 12 MP photo's renditions peaked at ~150 MB in a worker. With one they
+    peak at ~100-105 MB (a 24 MP photo's too), with far fewer page faults and less CPU (the
+    threads hardly allocate at the same moment).
 
-    One arena for all threads: libvips' threads (and the handler's encoders) each got an arena
-    of their own, each keeping its freed blocks under the threshold. With one, a 12 MP photo's
-    renditions peaked at ~100 MB instead of ~150 MB in a worker, with a third of the page
-    faults and ~15% less CPU (the threads hardly allocate at the same moment)."""
+    glibc's own mmap threshold is left to move: freed pixel buffers stay in the heap for the
+    next photo. A fixed 1 MiB threshold (every buffer mapped and unmapped, so given back at
+    once) cost ~4,000 page faults and ~7 ms of system time per 12 MP photo, and photos by upload
+    reached ``ready`` 4% slower (bench ``photos-http``: 180-182 against 183-191 ms of CPU a
+    photo); what it gave back was ~15 MB of an idle worker after 24 MP photos, none after 12 MP
+    ones, and the peak is the same."""
     with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to tune
-        libc = ctypes.CDLL(None)
-        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
-        libc.mallopt(_M_ARENA_MAX, 1)
+        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, 1)
 
 
 _HUGE_PAGES = "glibc.malloc.hugetlb=1"
@@ -55,8 +53,9 @@ def _forkserver() -> multiprocessing.context.BaseContext:
     ask for transparent huge pages for what it maps (``madvise``, which the kernel's default
     THP mode honours).
 
-    Each image job maps fresh pixel buffers (see above), and a 12 MP photo's touched them in
-    ~19k page faults, 15% of its CPU time; with 2 MiB pages it took ~7k. Tunables are read
+    The pixel buffers of an image job, where the heap grows to hold them or they are mapped,
+    were touched in ~19k page faults for a 12 MP photo, 15% of its CPU time; with 2 MiB pages
+    it took ~7k. Tunables are read
     when a process starts, so they go into the forkserver's environment, and only there.
     """
     context = multiprocessing.get_context("forkserver")
@@ -81,7 +80,7 @@ doors get ~97% of a core when they want it, and the workers all that the doors l
 
 def _limit_worker(memory_bytes: int) -> None:
     os.nice(MEDIA_NICE)
-    _return_freed_memory()
+    _one_arena()
     if memory_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
 
