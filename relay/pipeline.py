@@ -40,13 +40,11 @@ from relay.model import (
 )
 from relay.spool import SpoolBackend, sha256_file
 from relay.storage import Store, hls
-from relay.storage.media import content_disposition, safe_extension
+from relay.storage.media import IMMUTABLE, content_disposition, safe_extension
 from relay.worker import Workers
 from relay.workpool import WorkPool
 
 log = logging.getLogger("relay.pipeline")
-
-IMMUTABLE = "public, max-age=31536000, immutable"
 
 MEDIA_TOOLS = ("ffmpeg", "ffprobe")
 

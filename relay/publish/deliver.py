@@ -33,7 +33,6 @@ from relay.db import Database, destinations, queries
 from relay.errors import PublishError, TransientPublishError
 from relay.lifecycle import ATTEMPTS, BACKOFF_CAP, DELIVER, settle
 from relay.model import DeliveryStatus, Item, ItemStatus, Kind, Post, Rendition
-from relay.pipeline import IMMUTABLE
 from relay.publish import (
     Captions,
     Destination,
@@ -49,6 +48,7 @@ from relay.publish import (
 from relay.publish.instagram import FIT_INSTAGRAM, InstagramAdapter
 from relay.publish.net import Http
 from relay.storage import Store
+from relay.storage.media import IMMUTABLE
 from relay.workpool import WorkPool
 
 log = logging.getLogger("relay.publish")

@@ -20,6 +20,10 @@ from urllib.parse import quote
 
 from relay import detect
 
+IMMUTABLE = "public, max-age=31536000, immutable"
+"""The ``Cache-Control`` of a stored original or rendition: its key names one version, never
+written again."""
+
 
 def safe_extension(filename: str, mime: str) -> str:
     guessed = mimetypes.guess_extension(mime, strict=False) or ""

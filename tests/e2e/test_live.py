@@ -92,6 +92,31 @@ def segments(relay: RelayServer, post_id: str) -> list[str]:
     return [line for line in response.text.splitlines() if line and not line.startswith("#")]
 
 
+def passed_through(relay: RelayServer, post_id: str, segment: str, tmp_path: Path) -> dict:
+    """The ffprobe of a live segment, which is the phone's H.264/AAC as it was sent."""
+    answer = httpx.get(f"{relay.url}/live/{post_id}/{segment}")
+    assert answer.headers["content-type"] == "video/mp2t"
+    (tmp_path / "s.ts").write_bytes(answer.content)
+    info = probe(tmp_path / "s.ts")
+    assert stream(info, "video")["codec_name"] == "h264"  # type: ignore[index]
+    assert stream(info, "video")["width"] == 640  # type: ignore[index]
+    assert stream(info, "audio")["codec_name"] == "aac"  # type: ignore[index]
+    return info
+
+
+def one_recording(relay: RelayServer, token: str, post_id: str) -> float:
+    """A broadcast that dropped and came back ended once, in one replay: its duration."""
+    final = wait_for(
+        lambda: (p := relay.wait_post(token, post_id, 120))["items"] and p, 120, "no replay"
+    )
+    [item] = final["items"]
+    mp4 = next(r for r in item["renditions"] if r["name"] == "mp4")
+    with relay.client(token) as client:
+        events = client.get(f"/api/v1/posts/{post_id}/events").json()["events"]
+    assert [e["kind"] for e in events].count("live_ended") == 1
+    return float(mp4["duration"])
+
+
 def hooks_of(receiver: Receiver, kind: str) -> list[dict[str, Any]]:
     bodies = [json.loads(r.body) for r in list(receiver.requests)]
     return [b for b in bodies if b["type"] == kind]
@@ -148,13 +173,7 @@ def test_a_broadcast_is_a_live_post_then_its_replay(
             first = wait_for(listed, 30, "no segment in the live playlist")
             grown = wait_for(lambda: len(listed()) > len(first) and listed(), 30)
             assert grown[: len(first)] == first and sender.poll() is None  # live, still sending
-            segment = httpx.get(f"{relay.url}/live/{post['id']}/{first[0]}")
-            assert segment.headers["content-type"] == "video/mp2t"
-            (tmp_path / "s.ts").write_bytes(segment.content)
-            info = probe(tmp_path / "s.ts")
-            # H.264/AAC passes through: the phone's 640x360 H.264 as it was sent.
-            assert stream(info, "video")["codec_name"] == "h264"  # type: ignore[index]
-            assert stream(info, "audio")["codec_name"] == "aac"  # type: ignore[index]
+            info = passed_through(relay, post["id"], first[0], tmp_path)
             assert 1.5 <= float(info["format"]["duration"]) <= 2.6  # 2 s segments
             # The live post goes to the channels while the broadcast runs.
             [published] = wait_for(lambda: hooks_of(receiver, "post.published"), 30)
@@ -199,16 +218,8 @@ def test_a_sender_that_drops_and_comes_back_continues_the_same_post(
             assert third.returncode == 0, third.stderr.read() if third.stderr else ""
     [again] = live_posts(relay, token)
     assert again["id"] == post["id"]
-    final = wait_for(
-        lambda: (p := relay.wait_post(token, post["id"], 120))["items"] and p, 120, "no replay"
-    )
-    [item] = final["items"]
-    mp4 = next(r for r in item["renditions"] if r["name"] == "mp4")
     # All three parts are in the one recording: two segments' worth, more, then four seconds.
-    assert mp4["duration"] >= 4.0 + 4.0
-    with relay.client(token) as client:
-        events = client.get(f"/api/v1/posts/{post['id']}/events").json()["events"]
-    assert [e["kind"] for e in events].count("live_ended") == 1
+    assert one_recording(relay, token, post["id"]) >= 4.0 + 4.0
 
 
 @pytest.mark.parametrize(

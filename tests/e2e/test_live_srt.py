@@ -14,7 +14,15 @@ import httpx
 import pytest
 
 from tests.clips import probe, stream
-from tests.e2e.test_live import add_key, live_posts, pushing, segments, wait_for
+from tests.e2e.test_live import (
+    add_key,
+    live_posts,
+    one_recording,
+    passed_through,
+    pushing,
+    segments,
+    wait_for,
+)
 from tests.server import RelayServer
 
 
@@ -82,14 +90,7 @@ def test_an_srt_broadcast_is_a_live_post_then_its_replay(
         first = wait_for(listed, 30, "no segment in the live playlist")
         grown = wait_for(lambda: len(listed()) > len(first) and listed(), 30)
         assert grown[: len(first)] == first and sender.poll() is None  # live, still sending
-        (tmp_path / "s.ts").write_bytes(
-            httpx.get(f"{relay.url}/live/{post['id']}/{first[0]}").content
-        )
-        info = probe(tmp_path / "s.ts")
-        # H.264/AAC passes through: the phone's 640x360 H.264 as it was sent.
-        assert stream(info, "video")["codec_name"] == "h264"  # type: ignore[index]
-        assert stream(info, "video")["width"] == 640  # type: ignore[index]
-        assert stream(info, "audio")["codec_name"] == "aac"  # type: ignore[index]
+        passed_through(relay, post["id"], first[0], tmp_path)
         sender.wait(60)
         assert sender.returncode == 0
 
@@ -127,16 +128,8 @@ def test_an_srt_sender_that_drops_and_comes_back_continues_the_same_post(
         assert second.returncode == 0, second.stderr.read() if second.stderr else ""
     [again] = live_posts(relay, token)
     assert again["id"] == post["id"]
-    final = wait_for(
-        lambda: (p := relay.wait_post(token, post["id"], 120))["items"] and p, 120, "no replay"
-    )
-    [item] = final["items"]
-    mp4 = next(r for r in item["renditions"] if r["name"] == "mp4")
     # Both parts are in the one recording: two segments' worth, then five seconds.
-    assert mp4["duration"] >= 4.0 + 4.0
-    with relay.client(token) as client:
-        events = client.get(f"/api/v1/posts/{post['id']}/events").json()["events"]
-    assert [e["kind"] for e in events].count("live_ended") == 1
+    assert one_recording(relay, token, post["id"]) >= 4.0 + 4.0
 
 
 def test_an_srt_stream_that_is_not_h264_aac_is_transcoded(
