@@ -118,7 +118,9 @@ class Pipeline:
     # --- process_item ---------------------------------------------------------------------------
 
     async def process_item(self, job: jobs.Job) -> None:
-        row = await self.db.run(self._start_item, job)
+        # Volatile: an item marked processing, or a done job's row gone, that a power cut
+        # loses is found again as it was (the job runs again and finds its item).
+        row = await self.db.run_volatile(self._start_item, job)
         if row is None:
             return
         # From the object store when another node took it (or died before processing it).

@@ -74,7 +74,10 @@ class Workers:
         failures = 0
         while True:
             try:
-                job = await self.db.run(jobs.claim, worker, self.lease)
+                # A claim lost in a power cut harms nothing (the job is queued again, as when
+                # a lease runs out): its commit need not wait for the disk, nor hold SQLite's
+                # one writer through an fsync while a door waits to commit what it took.
+                job = await self.db.run_volatile(jobs.claim, worker, self.lease)
                 if job is None:
                     failures = 0
                     self.wakeup.clear()
@@ -138,7 +141,7 @@ class Workers:
         while True:
             await asyncio.sleep(self.lease / 3)
             try:
-                await self.db.run(jobs.extend, job, worker, self.lease)
+                await self.db.run_volatile(jobs.extend, job, worker, self.lease)
             except Exception as exc:  # the database is away: try again at the next turn
                 log.warning("extending the lease of job %s failed: %r", job.id, exc)
 
