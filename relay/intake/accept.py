@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Row, bindparam, select, tuple_
+from sqlalchemy import Connection, Row, bindparam, select
 
 from relay import jobs, lifecycle, pairing
 from relay.auth import new_id
@@ -369,15 +369,18 @@ class Acceptor:
     ) -> dict[tuple[str, str], list[_Earlier]] | None:
         """The posts that have the group's mails' (user, Message-ID) pairs, under a lock on
         each pair taken in one statement; None when no mail of the group has a Message-ID."""
-        pairs = sorted({(user, m.message_id) for user, m in mails if m and m.message_id})
+        pairs = {(user, m.message_id) for user, m in mails if m and m.message_id}
         if not pairs:
             return None
         lock_all(conn, [("message", user_id, message_id) for user_id, message_id in pairs])
         found: dict[tuple[str, str], list[_Earlier]] = {}
-        for row in conn.execute(_SAME_MESSAGES, {"pairs": pairs}):
-            found.setdefault((row.user_id, row.message_id), []).append(
-                _Earlier(row.id, row.created_at, row.content_sha256, row.spool_name)
-            )
+        users, message_ids = {user for user, _ in pairs}, {m for _, m in pairs}
+        for row in conn.execute(_SAME_MESSAGES, {"users": users, "message_ids": message_ids}):
+            pair = (row.user_id, row.message_id)
+            if pair in pairs:  # not another user's Message-ID among the group's
+                found.setdefault(pair, []).append(
+                    _Earlier(row.id, row.created_at, row.content_sha256, row.spool_name)
+                )
         return found
 
     def _same_message(
@@ -430,7 +433,12 @@ _SAME_MESSAGES = select(
     posts.c.created_at,
     posts.c.content_sha256,
     posts.c.spool_name,
-).where(tuple_(posts.c.user_id, posts.c.message_id).in_(bindparam("pairs", expanding=True)))
+).where(
+    # Two INs, not one IN of (user, Message-ID) pairs: SQLite walks the (user_id, message_id)
+    # index for these, and scanned every post for the pairs.
+    posts.c.user_id.in_(bindparam("users", expanding=True)),
+    posts.c.message_id.in_(bindparam("message_ids", expanding=True)),
+)
 _DIGEST = select(posts.c.content_sha256).where(posts.c.id == bindparam("id"))
 
 
