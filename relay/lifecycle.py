@@ -116,11 +116,11 @@ def created(
         detail["sender"] = sender
     if publish_at is not None:
         detail["publish_at"] = _iso(publish_at)
-    assert door in DOORS, door
-    if later is not None:
-        later.append(life.event_row(post_id, "created", actor, door, detail))
-    else:
+    if later is None:
         record(conn, post_id, "created", actor, door, detail)
+    else:
+        assert door in DOORS, door  # as record() asserts
+        later.append(life.event_row(post_id, "created", actor, door, detail))
     if state == PostState.SCHEDULED.value and publish_at is not None:
         _enqueue_at(conn, PUBLISH, post_id, publish_at)
 

@@ -15,7 +15,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -288,7 +288,7 @@ class Pipeline:
         served_mime = output.served_original_mime or mime
         # The original and every rendition go to the store at once: one after the other, their
         # copies and fsyncs kept this job's media process idle for ~14 ms of a photo's ~200.
-        original, *renditions = await asyncio.gather(
+        original, *renditions = await _all(
             self._put_original(
                 f"{prefix}/original{safe_extension(filename, served_mime)}",
                 served,
@@ -338,7 +338,7 @@ class Pipeline:
                 )
             return f"{folder}/{relative}"
 
-        await asyncio.gather(*(put(path) for path in files))
+        await _all(*(put(path) for path in files))
         key = await put(main)
         return key, sum(path.stat().st_size for path in (*files, main))
 
@@ -362,7 +362,7 @@ class Pipeline:
         return report
 
     async def _put_original(self, key: str, path: Path, mime: str, filename: str) -> StoredObject:
-        _, sha256 = await asyncio.gather(
+        _, sha256 = await _all(
             self.store.put_file(
                 key,
                 path,
@@ -388,7 +388,7 @@ class Pipeline:
         unpacked = await self.pool.run(unpack_to_folder, str(source), str(scratch))
         try:
             # At once: into the object store, each part is a request of its own.
-            await asyncio.gather(
+            await _all(
                 *(
                     self.spool.adopt_async(scratch / part.spool_name, part.spool_name)
                     for part in unpacked.parts
@@ -460,6 +460,17 @@ class Pipeline:
         await self.db.run(record)
         self.spool.remove(post["spool_name"])
         self.wake()
+
+
+async def _all(*steps: Awaitable[Any]) -> list[Any]:
+    """Each of ``steps`` at once, their answers in order; the first failure is raised once all
+    have ended, so that none is still reading a file its caller then removes (the work folder,
+    the unpacked parts) or fails later with no one to hear it."""
+    ended = await asyncio.gather(*steps, return_exceptions=True)
+    for outcome in ended:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return ended
 
 
 def _owner_language(conn: Connection, post_id: str) -> str | None:

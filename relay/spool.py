@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 SYNC_THREADS = 32
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+def fsync_path(path: Path) -> None:
+    """fsync of a file or a folder, by its path."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -67,7 +68,7 @@ class FolderSync:
                 try:
                     self._cond.release()
                     try:
-                        _fsync_dir(self.path)
+                        fsync_path(self.path)
                     finally:
                         self._cond.acquire()
                 finally:
@@ -271,11 +272,7 @@ class Spool:
         The fsync is here, on the spool's syncing threads, not in whoever wrote the file: a
         mail's parts are written by a media process, which would sit idle through it."""
         target = self.path(name)
-        fd = os.open(source, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(source)
         try:
             os.replace(source, target)
         except OSError as exc:

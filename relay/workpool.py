@@ -55,8 +55,8 @@ def _forkserver() -> multiprocessing.context.BaseContext:
 
     The pixel buffers of an image job, where the heap grows to hold them or they are mapped,
     were touched in ~19k page faults for a 12 MP photo, 15% of its CPU time; with 2 MiB pages
-    it took ~7k. Tunables are read
-    when a process starts, so they go into the forkserver's environment, and only there.
+    it took ~7k. Tunables are read when a process starts, so they go into the forkserver's
+    environment, and only there.
     """
     context = multiprocessing.get_context("forkserver")
     before = os.environ.get("GLIBC_TUNABLES")

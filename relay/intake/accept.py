@@ -26,11 +26,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Row, bindparam, select
+from sqlalchemy import Connection, bindparam, select
 
 from relay import jobs, lifecycle, pairing
 from relay.auth import new_id
-from relay.db import Database, life, lock, lock_all, queries
+from relay.db import Database, life, lock_all, queries
 from relay.db.schema import posts
 from relay.lifecycle import LIVE_TEXT as LIVE_TEXT  # re-exported: the live door's, via accept
 from relay.lifecycle import live_ended as live_ended
@@ -85,15 +85,15 @@ class _Later:
     """What a group commit writes once for all its mails (``Acceptor._commit_all``), and what
     it found of their Message-IDs."""
 
-    events: list[dict[str, Any]] = field(default_factory=list)
-    jobs: list[tuple[str, str, int, str]] = field(default_factory=list)
-    earlier: dict[tuple[str, str], list[_Earlier]] | None = None
+    earlier: dict[tuple[str, str], list[_Earlier]]
     """The posts with each mail's (user, Message-ID), read once for the group and added to as
     its mails are inserted, so that a copy in the same group finds the first."""
+    events: list[dict[str, Any]] = field(default_factory=list)
+    jobs: list[tuple[str, str, int, str]] = field(default_factory=list)
 
 
 class _Earlier(NamedTuple):
-    """A post with a mail's Message-ID: the columns ``_SAME_MESSAGE`` reads."""
+    """A post with a mail's Message-ID, as ``_SAME_MESSAGES`` reads it."""
 
     id: str
     created_at: float
@@ -281,7 +281,8 @@ class Acceptor:
 
     async def _commit_alone(self, args: _Args) -> bool | Exception:
         try:
-            return await self.db.run(self._commit, *args)
+            [outcome] = await self.db.run(self._commit_all, [args])
+            return outcome
         except Exception as exc:
             return exc
 
@@ -289,10 +290,8 @@ class Acceptor:
         """The group's posts, then their mails' events and unpack jobs in one statement each:
         on PostgreSQL every statement is a round trip, and each mail made five in a row. The
         mails' copies are looked for once for the group, under one lock (``_earlier``)."""
-        later = _Later(earlier=self._earlier(conn, [(args[0].user_id, args[5]) for args in calls]))
-        outcomes: list[bool | Exception] = [
-            self._commit(conn, *args, later=later) for args in calls
-        ]
+        later = _Later(self._earlier(conn, [(args[0].user_id, args[5]) for args in calls]))
+        outcomes: list[bool | Exception] = [self._commit(conn, *args, later) for args in calls]
         life.append_events(conn, later.events)
         jobs.enqueue_many(conn, later.jobs)
         return outcomes
@@ -303,24 +302,23 @@ class Acceptor:
         post: Post,
         files: list[tuple[SpooledFile, pairing.Entry]],
         mail_spool_name: str | None,
-        also: Callable[[Connection, Post], None] | None = None,
-        extra: dict[str, Any] | None = None,
-        mail: MailMeta | None = None,
-        later: _Later | None = None,
+        also: Callable[[Connection, Post], None] | None,
+        extra: dict[str, Any],
+        mail: MailMeta | None,
+        later: _Later,
     ) -> bool:
-        """``later``: a mail's event and unpack job are left there for ``_commit_all``."""
-        extra = dict(extra or {})
-        deferred = later if mail_spool_name is not None else None
-        earlier = later.earlier if later is not None else None
+        """One post of ``_commit_all``'s group; a mail's event and unpack job are left in
+        ``later`` for it to write."""
+        extra = dict(extra)
         if mail is not None and mail.message_id:
-            existing = self._same_message(conn, post.user_id, mail, extra, earlier)
+            existing = self._same_message(conn, post.user_id, mail, extra, later.earlier)
             if existing is not None:
                 raise AlreadyAccepted(existing)  # rolls the transaction back: nothing written
         if also is not None:
             also(conn, post)
         queries.insert_post(conn, post, spool_name=mail_spool_name, **extra)
-        if earlier is not None and mail is not None and mail.message_id:
-            earlier.setdefault((post.user_id, mail.message_id), []).append(
+        if mail is not None and mail.message_id:
+            later.earlier.setdefault((post.user_id, mail.message_id), []).append(
                 _Earlier(
                     post.id,
                     post.created_at.timestamp() if post.created_at else time.time(),
@@ -339,7 +337,8 @@ class Acceptor:
             extra.get("state") or "published",
             extra.get("publish_at"),
             sender=mail.sender if mail is not None else None,
-            later=deferred.events if deferred is not None else None,
+            # A mail's post is settled by its unpack job: its event may wait for the group's.
+            later=later.events if mail_spool_name is not None else None,
         )
         waiting = False
         for item, (spooled, entry) in zip(post.items, files, strict=True):
@@ -351,10 +350,8 @@ class Acceptor:
             jobs.enqueue(conn, PROCESS_ITEM, item.id, self.max_attempts, owner=post.user_id)
         if waiting:
             jobs.enqueue(conn, PAIR_ITEMS, post.id, self.max_attempts, owner=post.user_id)
-        if deferred is not None:
-            deferred.jobs.append((UNPACK_MAIL, post.id, self.max_attempts, post.user_id))
-        elif mail_spool_name is not None:
-            jobs.enqueue(conn, UNPACK_MAIL, post.id, self.max_attempts, owner=post.user_id)
+        if mail_spool_name is not None:
+            later.jobs.append((UNPACK_MAIL, post.id, self.max_attempts, post.user_id))
         if mail is not None and mail.reply:
             lifecycle.hold(conn, post.id, self.max_attempts)  # before settle, which may release it
         if mail_spool_name is not None:
@@ -366,12 +363,15 @@ class Acceptor:
     @staticmethod
     def _earlier(
         conn: Connection, mails: list[tuple[str, MailMeta | None]]
-    ) -> dict[tuple[str, str], list[_Earlier]] | None:
+    ) -> dict[tuple[str, str], list[_Earlier]]:
         """The posts that have the group's mails' (user, Message-ID) pairs, under a lock on
-        each pair taken in one statement; None when no mail of the group has a Message-ID."""
+        each pair taken in one statement, so that two copies committing at once make one post:
+        the second waits until the first is visible. The oldest is picked by the caller, not
+        with ORDER BY: with it SQLite walked the (user, created_at) index, every post the user
+        ever had, for each mail."""
         pairs = {(user, m.message_id) for user, m in mails if m and m.message_id}
         if not pairs:
-            return None
+            return {}
         lock_all(conn, [("message", user_id, message_id) for user_id, message_id in pairs])
         found: dict[tuple[str, str], list[_Earlier]] = {}
         users, message_ids = {user for user, _ in pairs}, {m for _, m in pairs}
@@ -389,21 +389,12 @@ class Acceptor:
         user_id: str,
         mail: MailMeta,
         extra: dict[str, Any],
-        earlier: dict[tuple[str, str], list[_Earlier]] | None = None,
+        earlier: dict[tuple[str, str], list[_Earlier]],
     ) -> str | None:
-        """The oldest post of this user with this Message-ID and these bytes, if any; the
-        message's hash goes into ``extra`` when it had to be made. ``earlier``: the group's
-        reading (``_earlier``), taken under its lock; without it, this mail's own."""
-        if earlier is not None:
-            same_id: list[Any] = earlier.get((user_id, mail.message_id or ""), [])
-        else:
-            # Two copies committing at once: the second waits here until the first is visible.
-            lock(conn, "message", user_id, mail.message_id or "")
-            # The oldest is picked here, not with ORDER BY: with it SQLite walked the (user,
-            # created_at) index, every post the user ever had, for each mail.
-            same_id = conn.execute(
-                _SAME_MESSAGE, {"user_id": user_id, "message_id": mail.message_id}
-            ).all()
+        """The oldest post of this user with this Message-ID and these bytes, if any, from
+        the group's reading (``_earlier``); the message's hash goes into ``extra`` when it had
+        to be made."""
+        same_id = earlier.get((user_id, mail.message_id or ""), [])
         if not same_id:
             return None
         digest = mail.content_sha256 or (mail.digest() if mail.digest else None)
@@ -413,7 +404,7 @@ class Acceptor:
         same = [row for row in same_id if self._digest_of(conn, row) == digest]
         return min(same, key=lambda row: row.created_at).id if same else None
 
-    def _digest_of(self, conn: Connection, row: Row[Any]) -> str | None:
+    def _digest_of(self, conn: Connection, row: _Earlier) -> str | None:
         if row.content_sha256 or not row.spool_name or self.spool is None:
             return row.content_sha256
         try:
@@ -423,9 +414,6 @@ class Acceptor:
             return conn.execute(_DIGEST, {"id": row.id}).scalar()
 
 
-_SAME_MESSAGE = select(
-    posts.c.id, posts.c.created_at, posts.c.content_sha256, posts.c.spool_name
-).where(posts.c.user_id == bindparam("user_id"), posts.c.message_id == bindparam("message_id"))
 _SAME_MESSAGES = select(
     posts.c.id,
     posts.c.user_id,

@@ -54,7 +54,7 @@ from relay.intake import mpegts, rtmp
 from relay.intake.accept import LIVE_TEXT, Acceptor, SpooledFile, live_ended
 from relay.intake.live_upload import LiveUploader
 from relay.model import PostState
-from relay.spool import SpoolBackend
+from relay.spool import SpoolBackend, fsync_path
 from relay.storage import Store
 
 log = logging.getLogger("relay.live")
@@ -357,11 +357,6 @@ def hls_output_args(folder: Path, passthrough: bool) -> list[str]:
     ]  # fmt: skip
 
 
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as file:
-        os.fsync(file.fileno())
-
-
 def _lower_priority() -> None:
     # Live media work yields to the doors, as the process pool's does (relay/workpool.py).
     with contextlib.suppress(OSError):
@@ -635,7 +630,7 @@ class LiveDoor:
             found = await self.db.read(db_live.broadcast_of_post, recording.parent.name)
             if found is None or found["state"] != "ended":
                 continue
-            await asyncio.to_thread(_fsync, recording)
+            await asyncio.to_thread(fsync_path, recording)
             name = await asyncio.to_thread(self.spool.adopt, recording, new_id())
             size = self.spool.path(name).stat().st_size
             spooled = SpooledFile(name, RECORDING[source][1], RECORDING[source][2], size)
