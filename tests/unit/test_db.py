@@ -265,3 +265,39 @@ def test_a_start_finds_the_processes_of_its_data_folder_that_are_gone(tmp_path: 
     finally:
         alive.kill()
         alive.wait()
+
+
+def test_postgres_connections_cut_while_idle_are_replaced_unseen(
+    postgres: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pooled connection idle past ``PING_IDLE_SECONDS`` is pinged before use: one the
+    server cut meanwhile (a restart, an idle timeout) is replaced and the caller never sees it.
+    One in steady use is not pinged: each ping was a round trip before every transaction."""
+    import relay.db as db_module
+
+    database = Database(postgres)
+    database.migrate()
+    dialect = database.engine.dialect
+    pings: list[object] = []
+    ping = dialect.do_ping
+    monkeypatch.setattr(dialect, "do_ping", lambda conn: pings.append(conn) or ping(conn))
+    try:
+        _user(database)
+
+        def backend() -> int:
+            with database.begin(write=False) as conn:
+                return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+        first = backend()
+        assert backend() == first  # the same pooled connection, in steady use
+        assert pings == []
+        with Database(postgres).engine.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+            other.commit()
+        monkeypatch.setattr(db_module, "PING_IDLE_SECONDS", 0.0)  # as if it sat idle a while
+        assert backend() != first  # the dead one was dropped, a new one taken, no error
+        assert pings
+        with database.begin(write=False) as conn:
+            assert queries.user_id_by_name(conn, "anna") is not None
+    finally:
+        database.close()
