@@ -206,23 +206,35 @@ def insert_post(
     """``columns``: more of the row (message_id, content_sha256, auth_results, …)."""
     # A plain insert() with the values as parameters: .values(...) built and cache-keyed a new
     # statement for every post, most of the Python time of an SMTP accept.
-    conn.execute(
-        posts.insert(),
-        {
-            **columns,
-            "id": post.id,
-            "user_id": post.user_id,
-            "title": post.title,
-            "text": post.text,
-            "status": post.status.value,
-            "source": post.source,
-            "spool_name": spool_name,
-            "private": post.private,
-            "draft": post.draft,
-            "tags": json.dumps(post.tags),
-            "created_at": post.created_at.timestamp() if post.created_at else time.time(),
-        },
-    )
+    conn.execute(posts.insert(), post_values(post, spool_name, **columns))
+
+
+def post_values(post: Post, spool_name: str | None = None, **columns: Any) -> dict[str, Any]:
+    """The row ``insert_post`` writes, for ``insert_posts``."""
+    return {
+        **columns,
+        "id": post.id,
+        "user_id": post.user_id,
+        "title": post.title,
+        "text": post.text,
+        "status": post.status.value,
+        "source": post.source,
+        "spool_name": spool_name,
+        "private": post.private,
+        "draft": post.draft,
+        "tags": json.dumps(post.tags),
+        "created_at": post.created_at.timestamp() if post.created_at else time.time(),
+    }
+
+
+def insert_posts(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Several ``post_values`` rows, one statement for each set of columns (on PostgreSQL one
+    round trip: SQLAlchemy sends an executemany of inserts as one multi-row INSERT)."""
+    by_columns: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for row in rows:
+        by_columns.setdefault(frozenset(row), []).append(row)
+    for same in by_columns.values():
+        conn.execute(posts.insert(), same)
 
 
 # Statements of every photo's path, built once: building one (its clauses, its cache key) cost

@@ -88,6 +88,8 @@ class _Later:
     earlier: dict[tuple[str, str], list[_Earlier]]
     """The posts with each mail's (user, Message-ID), read once for the group and added to as
     its mails are inserted, so that a copy in the same group finds the first."""
+    posts: list[dict[str, Any]] = field(default_factory=list)
+    """Mails' posts, inserted together: nothing else in the transaction reads them first."""
     events: list[dict[str, Any]] = field(default_factory=list)
     jobs: list[tuple[str, str, int, str]] = field(default_factory=list)
 
@@ -287,11 +289,12 @@ class Acceptor:
             return exc
 
     def _commit_all(self, conn: Connection, calls: list[_Args]) -> list[bool | Exception]:
-        """The group's posts, then their mails' events and unpack jobs in one statement each:
-        on PostgreSQL every statement is a round trip, and each mail made five in a row. The
+        """The group's posts, then their mails' posts, events and unpack jobs in one statement
+        each: on PostgreSQL every statement is a round trip, and each mail made five in a row. The
         mails' copies are looked for once for the group, under one lock (``_earlier``)."""
         later = _Later(self._earlier(conn, [(args[0].user_id, args[5]) for args in calls]))
         outcomes: list[bool | Exception] = [self._commit(conn, *args, later) for args in calls]
+        queries.insert_posts(conn, later.posts)  # before the events that name them
         life.append_events(conn, later.events)
         jobs.enqueue_many(conn, later.jobs)
         return outcomes
@@ -316,7 +319,12 @@ class Acceptor:
                 raise AlreadyAccepted(existing)  # rolls the transaction back: nothing written
         if also is not None:
             also(conn, post)
-        queries.insert_post(conn, post, spool_name=mail_spool_name, **extra)
+        if mail_spool_name is not None and not files:
+            # A message to unpack: no item names the post and nothing here reads it back (its
+            # unpack job settles it), so it goes in with the group's others, one statement.
+            later.posts.append(queries.post_values(post, spool_name=mail_spool_name, **extra))
+        else:
+            queries.insert_post(conn, post, spool_name=mail_spool_name, **extra)
         if mail is not None and mail.message_id:
             later.earlier.setdefault((post.user_id, mail.message_id), []).append(
                 _Earlier(
