@@ -7,14 +7,19 @@ the relay also commits the post. MB/s is all clients' bytes over the wall time o
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
+import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from bench import clients, media
 from bench.databases import PostsReader, postgres_database, relay_database_url
 from bench.harness import (
     GB,
     MB,
+    ROOT,
     Context,
     MemorySampler,
     Result,
@@ -22,6 +27,7 @@ from bench.harness import (
     Unavailable,
     baseline_http,
     bench_user,
+    ensure_pyvips,
     relay_pid,
     relay_serve,
     unavailable,
@@ -173,15 +179,56 @@ def _on_postgres(kind: str, clients_count: int) -> Scenario:
 
 
 BUSY_UPLOADS = 200
+BESIDE_PHOTOS = 80
+"""Photos the pyvips baseline works on beside the bare aiohttp server: more than it makes while
+the uploads go on."""
+
+
+@contextlib.contextmanager
+def _pyvips_working(python: str, ctx: Context, photos: Photos) -> Iterator[None]:
+    """pyvips (``bench.baseline_photos``) making renditions on all cores at nice 19, as the
+    relay's media workers do, in the bench's own session (so that its niceness weighs against
+    the server beside it, as the relay's workers' does against its doors)."""
+    folder = ctx.scratch("http-busy-pyvips")
+    source = folder / "in"
+    source.mkdir()
+    for number in range(BESIDE_PHOTOS):
+        (source / f"IMG_{number:04d}.jpeg").write_bytes(photos.variant(10_000 + number))
+    command = [python, "-m", "bench.baseline_photos", str(source), str(folder / "out")]
+    # A process group of its own, to stop its pool's processes with it; not a session of its
+    # own, which the kernel's autogroup would weigh as a peer of the bench's, nice or not.
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0
+    )
+    try:
+        time.sleep(PYVIPS_WARM_UP)  # its processes started, libvips loaded, the first photos
+        if process.poll() is not None:
+            raise RuntimeError(f"baseline_photos ended early ({process.returncode})")
+        yield
+        if process.poll() is not None:
+            raise RuntimeError("baseline_photos ended before the uploads did: give it more")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        ctx.drop(folder)
+
+
+PYVIPS_WARM_UP = 2.0
 
 
 def _busy(ctx: Context) -> list[Result]:
     """Photos uploaded by ``UPLOADERS`` clients to a default relay whose workers process them as
-    they arrive, against the bare aiohttp server taking the same uploads."""
+    they arrive, against the bare aiohttp server taking the same uploads on an idle machine, and
+    against the same server beside pyvips making renditions on all cores (what the machine
+    leaves a door while photos are processed)."""
     count = 40 if ctx.quick else BUSY_UPLOADS
     photos = Photos(media.photo_jpeg())
     size = len(photos.jpeg) / 1e6
-    baseline = rate = memory_mb = 0.0
+    try:
+        python, _ = ensure_pyvips(ctx.cache)
+    except Unavailable:
+        python = None
+    baseline = beside = rate = memory_mb = 0.0
     for round_ in range(ctx.rounds):
         ctx.log(f"http-busy round {round_ + 1}: baseline, {count} photos of {size:.1f} MB")
         folder = ctx.scratch("http-busy-baseline")
@@ -191,6 +238,12 @@ def _busy(ctx: Context) -> list[Result]:
                 started = time.perf_counter()
                 asyncio.run(upload_photos(port, {}, photos, count, path="/upload"))
                 baseline = max(baseline, count / (time.perf_counter() - started))
+                if python is not None:
+                    ctx.log(f"http-busy round {round_ + 1}: baseline beside pyvips")
+                    with _pyvips_working(python, ctx, photos):
+                        started = time.perf_counter()
+                        asyncio.run(upload_photos(port, {}, photos, count, count, "/upload"))
+                        beside = max(beside, count / (time.perf_counter() - started))
         finally:
             ctx.drop(folder)
         ctx.log(f"http-busy round {round_ + 1}: relay (defaults, workers processing)")
@@ -214,17 +267,37 @@ def _busy(ctx: Context) -> list[Result]:
                     raise RuntimeError(f"{count} uploads answered 202, {held} posts")
         finally:
             ctx.drop(folder)
-    return [
+    label = f"http photos, {UPLOADERS} clients, workers busy"
+    note = (
+        f"{count} raw uploads of a {size:.1f} MB 12 MP JPEG (distinct), {UPLOADERS} clients; "
+        f"default relay serve, its workers processing what arrives; fsync before 202; best of "
+        f"{ctx.rounds}"
+    )
+    results = [
         Result(
-            f"http photos, {UPLOADERS} clients, workers busy",
+            label,
             "uploads/s",
             relay=rate,
             baseline=baseline,
             target=Target(">=", 0.8),
             memory_mb=memory_mb,
-            note=f"{count} raw uploads of a {size:.1f} MB 12 MP JPEG (distinct), {UPLOADERS} "
-            "clients; default relay serve, its workers processing what arrives; fsync before "
-            f"202; best of {ctx.rounds}",
+            note=note,
+        )
+    ]
+    if python is None:
+        return results + unavailable(
+            [(f"{label}, vs bare aiohttp beside pyvips", "uploads/s")],
+            "pyvips-binary could not be installed",
+        )
+    return results + [
+        Result(
+            f"{label}, vs bare aiohttp beside pyvips",
+            "uploads/s",
+            relay=rate,
+            baseline=beside,
+            note=f"the same relay figure; baseline: the bare aiohttp server while pyvips "
+            f"(bench.baseline_photos, nice 19) makes the same renditions on all cores; "
+            f"idle, it took {baseline:.0f} uploads/s",
         )
     ]
 
