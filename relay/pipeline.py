@@ -133,7 +133,9 @@ class Pipeline:
         try:
             outcome = await self._process(row, source, workdir, companions)
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            # Off the event loop, like the spool's removals below: freeing a photo's megabytes
+            # took ~2 ms a file there, while the doors waited.
+            await asyncio.to_thread(shutil.rmtree, workdir, True)
         metrics.processing_seconds.labels(outcome.kind.value).observe(time.monotonic() - started)
 
         def record(conn: Connection) -> None:
@@ -161,15 +163,26 @@ class Pipeline:
 
         stored = {c.path: entry for c, entry in zip(companions, self._entries(row), strict=True)}
         await self.db.run(record)
-        self.spool.remove(row["spool_name"])
         kept = {stored[c.path]["spool_name"] for c in outcome.left_out}
-        for entry in self._entries(row):
-            if entry["spool_name"] not in kept:
-                self.spool.remove(entry["spool_name"])
+        await self._remove_spooled(
+            row["spool_name"],
+            *(e["spool_name"] for e in self._entries(row) if e["spool_name"] not in kept),
+        )
         if outcome.left_out:
             self.wake()
         status = "failed" if outcome.error_code else "ready"
         metrics.items_processed.labels(outcome.kind.value, status).inc()
+
+    async def _remove_spooled(self, *names: str) -> None:
+        """Spooled files that are done with, removed on a thread: unlinking a mail or a photo
+        of a few megabytes held the event loop ~2 ms (ext4 frees its blocks then), ~0.8 s in
+        all of 200 photo mails, with the doors waiting behind it."""
+
+        def remove() -> None:
+            for name in names:
+                self.spool.remove(name)
+
+        await asyncio.to_thread(remove)
 
     @staticmethod
     def _start_item(conn: Connection, job: jobs.Job) -> RowMapping | None:
@@ -458,8 +471,8 @@ class Pipeline:
             jobs.complete(conn, job)
 
         await self.db.run(record)
-        self.spool.remove(post["spool_name"])
         self.wake()
+        await self._remove_spooled(post["spool_name"])
 
 
 async def _all(*steps: Awaitable[Any]) -> list[Any]:
