@@ -39,7 +39,7 @@ from relay.model import (
     StoredObject,
 )
 from relay.spool import SpoolBackend, sha256_file
-from relay.storage import Store, hls
+from relay.storage import Store, hls, put_done_file
 from relay.storage.media import IMMUTABLE, content_disposition, safe_extension
 from relay.worker import Workers
 from relay.workpool import WorkPool
@@ -319,7 +319,8 @@ class Pipeline:
         if made.files:
             key, size = await self._put_folder(f"{prefix}/{made.name}", made.path, made.files)
         else:
-            await self.store.put_file(key, made.path, made.mime, cache_control=IMMUTABLE)
+            # Made in the work folder, which goes when the job ends: the store may keep it.
+            await put_done_file(self.store, key, made.path, made.mime, cache_control=IMMUTABLE)
         return Rendition(
             name=made.name,
             key=key,
@@ -346,8 +347,12 @@ class Pipeline:
             relative = path.relative_to(main.parent).as_posix()
             cache = hls.PLAYLIST_CACHE if hls.is_playlist(relative) else IMMUTABLE
             async with at_once:
-                await self.store.put_file(
-                    f"{folder}/{relative}", path, hls.mime_of(relative), cache_control=cache
+                await put_done_file(
+                    self.store,
+                    f"{folder}/{relative}",
+                    path,
+                    hls.mime_of(relative),
+                    cache_control=cache,
                 )
             return f"{folder}/{relative}"
 
@@ -376,7 +381,9 @@ class Pipeline:
 
     async def _put_original(self, key: str, path: Path, mime: str, filename: str) -> StoredObject:
         _, sha256 = await _all(
-            self.store.put_file(
+            # The spooled file (removed once the item is recorded) or one in the work folder.
+            put_done_file(
+                self.store,
                 key,
                 path,
                 mime,

@@ -1,7 +1,8 @@
 """Where originals and renditions live.
 
 ``Store`` is the small core every backend implements; optional capabilities are their own small
-protocols (``LocalPaths`` lets the relay hand a file to the kernel with sendfile). One module per
+protocols (``LocalPaths`` lets the relay hand a file to the kernel with sendfile; ``Adopter``
+takes a file its caller is done with without copying it). One module per
 backend; ``tests/contract/`` is the conformance suite every backend passes.
 """
 
@@ -58,6 +59,42 @@ class Store(Protocol):
 @runtime_checkable
 class LocalPaths(Protocol):
     def local_path(self, key: str) -> Path: ...
+
+
+@runtime_checkable
+class Adopter(Protocol):
+    async def adopt_file(
+        self,
+        key: str,
+        path: Path,
+        content_type: str,
+        *,
+        content_disposition: str | None = None,
+        cache_control: str | None = None,
+    ) -> None:
+        """``put_file`` for a file its caller will neither change nor write again (it may
+        remove its own name for it): the store may keep those very bytes rather than a copy."""
+        ...
+
+
+async def put_done_file(
+    store: Store,
+    key: str,
+    path: Path,
+    content_type: str,
+    *,
+    content_disposition: str | None = None,
+    cache_control: str | None = None,
+) -> None:
+    """``adopt_file`` where ``store`` can, ``put_file`` elsewhere."""
+    put = store.adopt_file if isinstance(store, Adopter) else store.put_file
+    await put(
+        key,
+        path,
+        content_type,
+        content_disposition=content_disposition,
+        cache_control=cache_control,
+    )
 
 
 def valid_key(key: str) -> str:

@@ -7,6 +7,7 @@ draft posts' media only at a signed, expiring one (``MediaSigner``), as S3 presi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -18,6 +19,31 @@ from relay.errors import StorageError
 from relay.storage import ObjectInfo, media, valid_key
 
 CHUNK = 256 * 1024
+
+
+def _umask() -> int:
+    # Read, not set and set back: another thread's file made meanwhile would get ours.
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # not Linux: at import, before the relay starts its threads
+    os.umask(mask)
+    return mask
+
+
+_NEW_FILE_MODE = 0o666 & ~_umask()
+"""What a copy gets (``open``'s default): a linked file is given it too, not its source's."""
+
+
+def _linked(source: Path, tmp: Path) -> bool:
+    tmp.unlink(missing_ok=True)  # a crash's leftover: a link never replaces a name
+    try:
+        os.link(source, tmp)
+    except OSError:  # another filesystem, or one without hard links: the caller copies
+        return False
+    os.chmod(tmp, _NEW_FILE_MODE)
+    return True
 
 
 class LocalStore:
@@ -35,11 +61,14 @@ class LocalStore:
     def _meta_path(self, key: str) -> Path:
         return self._meta / (valid_key(key) + ".json")
 
-    def _put_sync(self, key: str, source: Path, info: dict[str, str | None]) -> None:
+    def _put_sync(
+        self, key: str, source: Path, info: dict[str, str | None], link: bool = False
+    ) -> None:
         target = self.local_path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp")
-        shutil.copyfile(source, tmp)
+        if not (link and _linked(source, tmp)):
+            shutil.copyfile(source, tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         meta = self._meta_path(key)
@@ -58,6 +87,32 @@ class LocalStore:
         content_disposition: str | None = None,
         cache_control: str | None = None,
     ) -> None:
+        await self._put(key, path, content_type, content_disposition, cache_control, link=False)
+
+    async def adopt_file(
+        self,
+        key: str,
+        path: Path,
+        content_type: str,
+        *,
+        content_disposition: str | None = None,
+        cache_control: str | None = None,
+    ) -> None:
+        """A hard link to ``path`` when it is on the store's filesystem (the relay's defaults
+        keep the spool, the work folder and the store under one data folder), else a copy.
+        A photo's original and renditions were copied and then their sources removed: ~2 ms
+        of a photo's CPU, and twice its megabytes in the page cache."""
+        await self._put(key, path, content_type, content_disposition, cache_control, link=True)
+
+    async def _put(
+        self,
+        key: str,
+        path: Path,
+        content_type: str,
+        content_disposition: str | None,
+        cache_control: str | None,
+        link: bool,
+    ) -> None:
         info = {
             "content_type": content_type,
             # As given (the Store contract); /media/ decides inline or attachment by type.
@@ -65,7 +120,7 @@ class LocalStore:
             "cache_control": cache_control,
         }
         try:
-            await asyncio.to_thread(self._put_sync, key, path, info)
+            await asyncio.to_thread(self._put_sync, key, path, info, link)
         except OSError as exc:
             raise StorageError(detail=f"local store: {exc}") from exc
 

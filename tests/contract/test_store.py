@@ -24,7 +24,7 @@ import pytest
 
 from relay.config import Settings
 from relay.errors import StorageError
-from relay.storage import LocalPaths, Store, open_store, valid_key
+from relay.storage import LocalPaths, Store, open_store, put_done_file, valid_key
 from relay.storage.s3 import S3Store
 from tests.contract.s3server import AWS_ENV, MotoS3, moto_s3
 
@@ -199,6 +199,63 @@ def test_overwrite_replaces_the_headers_too(store: Store, tmp_path: Path) -> Non
         )
 
     asyncio.run(scenario())
+
+
+def test_a_file_handed_over_stays_whole_after_its_source_goes(store: Store, tmp_path: Path) -> None:
+    """``put_done_file``: the pipeline hands over what it made and removes its work folder; the
+    object is the bytes as they were, under the headers given, whatever the source does next
+    (LocalStore keeps the very file, other stores a copy)."""
+    data = os.urandom(300_000)
+    src = _file(tmp_path, data, "made")
+
+    async def scenario() -> None:
+        await put_done_file(
+            store, "p/i/large.jpg", src, "image/jpeg", cache_control="public, max-age=60"
+        )
+        src.unlink()  # the work folder goes
+        info = await store.stat("p/i/large.jpg")
+        assert info is not None
+        assert (info.size, info.content_type, info.cache_control) == (
+            len(data),
+            "image/jpeg",
+            "public, max-age=60",
+        )
+        assert await _read(store, "p/i/large.jpg") == data
+        # A second hand-over to the same key (a job run again) replaces the first.
+        await put_done_file(store, "p/i/large.jpg", _file(tmp_path, b"again", "again"), "a/b")
+        assert await _read(store, "p/i/large.jpg") == b"again"
+
+    asyncio.run(scenario())
+
+
+def test_local_store_links_what_it_is_handed_and_copies_across_filesystems(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On one filesystem (the relay's defaults) a handed-over file is linked, not copied, and
+    gets a new file's permissions rather than the spool's 0600; where a link cannot be made
+    (another filesystem), it is copied. ``put_file`` always copies: a live playlist is
+    rewritten in place after each put."""
+    import errno
+
+    from relay.storage import local
+
+    store = local.LocalStore(tmp_path / "media")
+    src = _file(tmp_path, b"photo", "spooled")
+    src.chmod(0o600)
+    asyncio.run(store.adopt_file("p/i/original.jpg", src, "image/jpeg"))
+    stored = store.local_path("p/i/original.jpg")
+    assert stored.stat().st_ino == src.stat().st_ino
+    assert stored.stat().st_mode & 0o777 == local._NEW_FILE_MODE
+    asyncio.run(store.put_file("p/i/copy.jpg", src, "image/jpeg"))
+    assert store.local_path("p/i/copy.jpg").stat().st_ino != src.stat().st_ino
+
+    def cross_device(source: object, target: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(local.os, "link", cross_device)
+    asyncio.run(store.adopt_file("p/i/other.jpg", src, "image/jpeg"))
+    other = store.local_path("p/i/other.jpg")
+    assert other.read_bytes() == b"photo" and other.stat().st_ino != src.stat().st_ino
 
 
 def test_empty_object(store: Store, tmp_path: Path) -> None:
