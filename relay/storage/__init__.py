@@ -2,8 +2,8 @@
 
 ``Store`` is the small core every backend implements; optional capabilities are their own small
 protocols (``LocalPaths`` lets the relay hand a file to the kernel with sendfile; ``Adopter``
-takes a file its caller is done with without copying it). One module per
-backend; ``tests/contract/`` is the conformance suite every backend passes.
+takes a file its caller is done with without copying it). One module per backend;
+``tests/contract/`` is the conformance suite every backend passes.
 """
 
 from __future__ import annotations
