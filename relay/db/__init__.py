@@ -105,14 +105,26 @@ PING_IDLE_SECONDS = 2.0
 
 
 def _ping_when_idle(engine: Engine) -> Engine:
-    """Ping a connection when it comes out of the pool only if it sat there a while.
+    """Ping a connection when it comes out of the pool only if it sat there a while, or if a
+    connection was found cut since it went in.
 
     ``pool_pre_ping`` pinged at every checkout: a round trip before each transaction, 16% of
     the database threads' time when SMTP intake ran on PostgreSQL (an RCPT's lookup made two
-    round trips instead of one). A connection that was used a moment ago is alive or was cut
-    with the others; a server restart or a firewall that drops idle connections is what the
-    ping is for, and those connections have been idle. A connection cut while busy fails its
-    transaction, as it did with the ping, and SQLAlchemy then renews the whole pool."""
+    round trips instead of one). A connection used a moment ago, with no trouble seen since,
+    is alive. A server restart or a firewall that drops idle connections is what the ping is
+    for: those connections have been idle. When the database goes away under load, the first
+    transaction that meets it fails (as it did with the ping); from then on every connection
+    that was in the pool meanwhile is pinged before use, so none fails after the database is
+    back."""
+    trouble = [0.0]
+    """When a connection of this engine was last found cut (or could not be made)."""
+
+    @event.listens_for(engine, "handle_error")
+    def _note_trouble(context: Any) -> None:
+        if context.is_disconnect or isinstance(
+            context.sqlalchemy_exception, exc.OperationalError | exc.InterfaceError
+        ):
+            trouble[0] = time.monotonic()
 
     @event.listens_for(engine, "checkin")
     def _idle_from(_dbapi_conn: Any, record: Any) -> None:
@@ -121,11 +133,14 @@ def _ping_when_idle(engine: Engine) -> Engine:
     @event.listens_for(engine, "checkout")
     def _ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
         since = record.info.get("idle_since")
-        if since is None or time.monotonic() - since < PING_IDLE_SECONDS:
+        if since is None:  # new: just connected
+            return
+        if since > trouble[0] and time.monotonic() - since < PING_IDLE_SECONDS:
             return
         try:
             engine.dialect.do_ping(dbapi_conn)
         except Exception as error:
+            trouble[0] = time.monotonic()
             # The pool drops this connection and checks out another (a new one if need be).
             raise exc.DisconnectionError(f"idle connection is gone: {error}") from error
 
