@@ -301,3 +301,31 @@ def test_postgres_connections_cut_while_idle_are_replaced_unseen(
             assert queries.user_id_by_name(conn, "anna") is not None
     finally:
         database.close()
+
+
+def test_posts_inserted_together_keep_each_its_own_columns(database: Database) -> None:
+    """A group commit writes its mails' posts in one statement per set of columns: a mail with
+    a Message-ID and one without, in one call, each keep what they were given."""
+    user_id = _user(database)
+    with_id = Post(id="p-with", user_id=user_id, title="a", text="")
+    without = Post(id="p-without", user_id=user_id, title="b", text="")
+    rows = [
+        queries.post_values(with_id, "mail-1", message_id="<1@example.se>", sender="a@b.se"),
+        queries.post_values(without, "mail-2"),
+    ]
+    with database.begin() as conn:
+        queries.insert_posts(conn, rows)
+        queries.insert_posts(conn, [])  # a group with no mail
+    with database.begin(write=False) as conn:
+        first, second = queries.post_row(conn, "p-with"), queries.post_row(conn, "p-without")
+    assert first is not None and second is not None
+    assert (first["message_id"], first["sender"], first["spool_name"]) == (
+        "<1@example.se>",
+        "a@b.se",
+        "mail-1",
+    )
+    assert (second["message_id"], second["sender"], second["spool_name"]) == (
+        None,
+        None,
+        "mail-2",
+    )
