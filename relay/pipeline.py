@@ -38,7 +38,7 @@ from relay.model import (
     RenditionFile,
     StoredObject,
 )
-from relay.spool import SpoolBackend, sha256_file
+from relay.spool import SpoolBackend, remove_spooled, sha256_file
 from relay.storage import Store, hls, put_done_file
 from relay.storage.media import IMMUTABLE, content_disposition, safe_extension
 from relay.worker import Workers
@@ -133,8 +133,8 @@ class Pipeline:
         try:
             outcome = await self._process(row, source, workdir, companions)
         finally:
-            # Off the event loop, like the spool's removals below: freeing a photo's megabytes
-            # took ~2 ms a file there, while the doors waited.
+            # Off the event loop, like the spool's removals (remove_spooled): freeing a photo's
+            # megabytes took ~2 ms a file there, while the doors waited.
             await asyncio.to_thread(shutil.rmtree, workdir, True)
         metrics.processing_seconds.labels(outcome.kind.value).observe(time.monotonic() - started)
 
@@ -164,7 +164,8 @@ class Pipeline:
         stored = {c.path: entry for c, entry in zip(companions, self._entries(row), strict=True)}
         await self.db.run(record)
         kept = {stored[c.path]["spool_name"] for c in outcome.left_out}
-        await self._remove_spooled(
+        await remove_spooled(
+            self.spool,
             row["spool_name"],
             *(e["spool_name"] for e in self._entries(row) if e["spool_name"] not in kept),
         )
@@ -172,17 +173,6 @@ class Pipeline:
             self.wake()
         status = "failed" if outcome.error_code else "ready"
         metrics.items_processed.labels(outcome.kind.value, status).inc()
-
-    async def _remove_spooled(self, *names: str) -> None:
-        """Spooled files that are done with, removed on a thread: unlinking a mail or a photo
-        of a few megabytes held the event loop ~2 ms (ext4 frees its blocks then), ~0.8 s in
-        all of 200 photo mails, with the doors waiting behind it."""
-
-        def remove() -> None:
-            for name in names:
-                self.spool.remove(name)
-
-        await asyncio.to_thread(remove)
 
     @staticmethod
     def _start_item(conn: Connection, job: jobs.Job) -> RowMapping | None:
@@ -479,7 +469,7 @@ class Pipeline:
 
         await self.db.run(record)
         self.wake()
-        await self._remove_spooled(post["spool_name"])
+        await remove_spooled(self.spool, post["spool_name"])
 
 
 async def _all(*steps: Awaitable[Any]) -> list[Any]:

@@ -313,20 +313,23 @@ class Acceptor:
         """One post of ``_commit_all``'s group; a mail's event and unpack job are left in
         ``later`` for it to write."""
         extra = dict(extra)
-        if mail is not None and mail.message_id:
+        # A message to unpack: its unpack job makes its items and settles it.
+        to_unpack = mail_spool_name is not None
+        message_id = mail.message_id if mail is not None else None
+        if mail is not None and message_id:
             existing = self._same_message(conn, post.user_id, mail, extra, later.earlier)
             if existing is not None:
                 raise AlreadyAccepted(existing)  # rolls the transaction back: nothing written
         if also is not None:
             also(conn, post)
-        if mail_spool_name is not None and not files:
-            # A message to unpack: no item names the post and nothing here reads it back (its
-            # unpack job settles it), so it goes in with the group's others, one statement.
+        if to_unpack and not files:
+            # No item names the post and nothing here reads it back, so it goes in with the
+            # group's others, one statement.
             later.posts.append(queries.post_values(post, spool_name=mail_spool_name, **extra))
         else:
             queries.insert_post(conn, post, spool_name=mail_spool_name, **extra)
-        if mail is not None and mail.message_id:
-            later.earlier.setdefault((post.user_id, mail.message_id), []).append(
+        if message_id:
+            later.earlier.setdefault((post.user_id, message_id), []).append(
                 _Earlier(
                     post.id,
                     post.created_at.timestamp() if post.created_at else time.time(),
@@ -346,7 +349,7 @@ class Acceptor:
             extra.get("publish_at"),
             sender=mail.sender if mail is not None else None,
             # A mail's post is settled by its unpack job: its event may wait for the group's.
-            later=later.events if mail_spool_name is not None else None,
+            later=later.events if to_unpack else None,
         )
         waiting = False
         for item, (spooled, entry) in zip(post.items, files, strict=True):
@@ -358,11 +361,11 @@ class Acceptor:
             jobs.enqueue(conn, PROCESS_ITEM, item.id, self.max_attempts, owner=post.user_id)
         if waiting:
             jobs.enqueue(conn, PAIR_ITEMS, post.id, self.max_attempts, owner=post.user_id)
-        if mail_spool_name is not None:
+        if to_unpack:
             later.jobs.append((UNPACK_MAIL, post.id, self.max_attempts, post.user_id))
         if mail is not None and mail.reply:
             lifecycle.hold(conn, post.id, self.max_attempts)  # before settle, which may release it
-        if mail_spool_name is not None:
+        if to_unpack:
             # A post whose message is still to be unpacked is never ready (settle_post says
             # so from its spool_name); the unpack job settles it. Asking cost a query per mail.
             return False

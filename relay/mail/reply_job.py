@@ -17,7 +17,7 @@ from relay.db import Database, queries
 from relay.errors import RelayError
 from relay.mail.replies import Reply, read_reply
 from relay.model import PostState
-from relay.spool import SpoolBackend
+from relay.spool import SpoolBackend, remove_spooled
 from relay.workpool import WorkPool
 
 log = logging.getLogger("relay.mail.replies")
@@ -93,8 +93,7 @@ class MailCommands:
                 outcome = exc.code
                 await self.db.run(jobs.complete, job)
         log.info("post %s: reply by mail: %s", post_id, outcome)
-        self.spool.remove(message)
-        self.spool.remove(meta)
+        await remove_spooled(self.spool, message, meta)
 
     def give_up(self, conn: Connection, job: jobs.Job, code: str, detail: str) -> None:
         log.warning("mail command %s given up: %s", job.ref, detail[:300])
