@@ -74,9 +74,8 @@ class LivePhotos:
             merged = set(pairs.values())
             post = queries.post_row(conn, job.ref)
             owner = post["user_id"] if post is not None else None
-            for row in rows:
-                if row["id"] not in merged:
-                    jobs.enqueue(conn, PROCESS_ITEM, row["id"], job.max_attempts, owner=owner)
+            wanted = [(PROCESS_ITEM, row["id"]) for row in rows if row["id"] not in merged]
+            jobs.hand_on(conn, job, wanted, owner)
             jobs.complete(conn, job)
 
         await self.db.run(record)
@@ -88,9 +87,12 @@ class LivePhotos:
         """Pairing failed for good: each file is processed as an item of its own."""
         post = queries.post_row(conn, job.ref)
         owner = post["user_id"] if post is not None else None
-        for row in queries.item_rows_of_post(conn, job.ref):
-            if _waiting(row):
-                jobs.enqueue(conn, PROCESS_ITEM, row["id"], job.max_attempts, owner=owner)
+        wanted = [
+            (PROCESS_ITEM, row["id"])
+            for row in queries.item_rows_of_post(conn, job.ref)
+            if _waiting(row)
+        ]
+        jobs.hand_on(conn, job, wanted, owner)
 
 
 def _waiting(row: Any) -> bool:  # noqa: ANN401 - a RowMapping

@@ -203,6 +203,7 @@ class Pipeline:
         post = queries.post_row(conn, row["post_id"])
         owner = post["user_id"] if post is not None else None
         position = len(queries.item_rows_of_post(conn, row["post_id"]))
+        handed_on = []
         for n, entry in enumerate(entries):
             item = Item(
                 id=new_id(),
@@ -212,7 +213,8 @@ class Pipeline:
                 declared_mime=None,
             )
             queries.insert_item(conn, item, entry["spool_name"])
-            jobs.enqueue(conn, PROCESS_ITEM, item.id, job.max_attempts, owner=owner)
+            handed_on.append((PROCESS_ITEM, item.id))
+        jobs.hand_on(conn, job, handed_on, owner)
 
     async def _companions(self, row: RowMapping) -> list[Companion]:
         """The files sent with the item that are part of it (relay/pairing.py); a captions
@@ -447,6 +449,7 @@ class Pipeline:
             # A clip's captions file is part of the clip's item; stills and MOVs may be Live
             # Photos, read by the pairing job before they are processed.
             entries = pairing.plan([(part.filename, part.spool_name) for part in unpacked.parts])
+            handed_on: list[tuple[str, str]] = []
             for position, entry in enumerate(entries):
                 part = unpacked.parts[entry.index]
                 item = Item(
@@ -459,11 +462,10 @@ class Pipeline:
                 )
                 queries.insert_item(conn, item, part.spool_name, entry.companions_json())
                 if not entry.waits:
-                    jobs.enqueue(
-                        conn, PROCESS_ITEM, item.id, job.max_attempts, owner=post["user_id"]
-                    )
+                    handed_on.append((PROCESS_ITEM, item.id))
             if any(entry.waits for entry in entries):
-                jobs.enqueue(conn, PAIR_ITEMS, post["id"], job.max_attempts, owner=post["user_id"])
+                handed_on.append((PAIR_ITEMS, post["id"]))
+            jobs.hand_on(conn, job, handed_on, post["user_id"])
             settle(conn, post["id"])
             jobs.complete(conn, job)
 

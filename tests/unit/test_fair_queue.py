@@ -43,6 +43,66 @@ def test_a_later_users_job_is_claimed_before_most_of_a_backlog(database: Databas
     assert [ref for ref in claimed if ref != photo[0]] == backlog  # anna's stay in order
 
 
+def _claim_all(database: Database, hand_on: dict[str, list[str]]) -> list[str]:
+    """Claim until none is left; a claimed job whose ref is in ``hand_on`` hands its work on
+    to process_item jobs for those refs, as unpacking a mail does."""
+    claimed = []
+    while (job := database.run_here(jobs.claim, "w:1:0", 60.0)) is not None:
+        claimed.append(job.ref)
+        with database.begin() as conn:
+            owner = jobs.owner_of(conn, job.ref)
+            wanted = [("process_item", ref) for ref in hand_on.get(job.ref, [])]
+            jobs.hand_on(conn, job, wanted, owner)
+            jobs.complete(conn, job)
+    return claimed
+
+
+def test_a_mails_photos_keep_the_mails_place_in_line(database: Database) -> None:
+    mails = []
+    for number in range(3):  # anna's three mails of two photos each
+        [first, second] = _post_with_items(database, f"anna{number}", 2)
+        mails.append((f"post-anna{number}", [first, second]))
+    with database.begin() as conn:
+        owner = queries.add_user(conn, "anna")
+        for post_id, _ in mails:
+            conn.execute(
+                text("UPDATE posts SET user_id = :u WHERE id = :p"), {"u": owner, "p": post_id}
+            )
+        for post_id, _ in mails:
+            jobs.enqueue(conn, "unpack_mail", post_id)
+
+    claimed = _claim_all(database, dict(mails))
+    # Each mail's photos before the mails sent after it, not behind all of them: the first
+    # photo is ready after one mail's unpacking, not after every mail's.
+    (m0, (a, b)), (m1, (c, d)), (m2, (e, f)) = mails
+    assert claimed.index(a) < claimed.index(m1)
+    assert claimed.index(c) < claimed.index(m2)
+    assert sorted(claimed) == sorted([m0, a, b, m1, c, d, m2, e, f])
+
+
+def test_a_later_users_job_goes_before_the_photos_of_a_backlog_of_mails(
+    database: Database,
+) -> None:
+    mails = [(f"post-anna{n}", _post_with_items(database, f"anna{n}", 1)) for n in range(50)]
+    photo = _post_with_items(database, "bert", 1)
+    with database.begin() as conn:
+        owner = queries.add_user(conn, "anna")
+        for post_id, _ in mails:
+            conn.execute(
+                text("UPDATE posts SET user_id = :u WHERE id = :p"), {"u": owner, "p": post_id}
+            )
+            jobs.enqueue(conn, "unpack_mail", post_id)
+    first = database.run_here(jobs.claim, "w:1:0", 60.0)
+    with database.begin() as conn:  # anna's first mail unpacked; then bert sends his photo
+        jobs.hand_on(conn, first, [("process_item", mails[0][1][0])], owner)
+        jobs.complete(conn, first)
+        jobs.enqueue(conn, "process_item", photo[0])
+
+    claimed = _claim_all(database, dict(mails))
+    assert len(claimed) == 50 - 1 + 50 + 1
+    assert claimed.index(photo[0]) <= 2, claimed[:5]
+
+
 def test_jobs_know_their_owner_from_their_ref(database: Database) -> None:
     [item_id] = _post_with_items(database, "anna", 1)
     with database.begin() as conn:
