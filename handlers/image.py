@@ -29,6 +29,7 @@ served as it came (``served_original`` stays None).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import struct
 import zlib
@@ -42,6 +43,7 @@ import pyvips
 from PIL import Image, ImageCms, ImageFile
 
 from handlers import hdr_still, scrub
+from relay.directio import write_once
 from relay.errors import LimitExceeded, MediaError
 from relay.model import HandlerInput, HandlerOutput, Kind, RenditionFile
 
@@ -123,7 +125,7 @@ class ImageHandler:
         except TimeoutError:
             raise MediaError("media.timeout", f"image over {job.limits.timeout}s") from None
         job.progress(1.0)
-        served, served_mime = outcome.served or (None, None)
+        served, served_mime, served_sha256 = outcome.served or (None, None, None)
         return HandlerOutput(
             renditions=[
                 RenditionFile(f.name, f.path, f.mime, width=f.width, height=f.height)
@@ -131,6 +133,7 @@ class ImageHandler:
             ],
             served_original=served,
             served_original_mime=served_mime,
+            served_original_sha256=served_sha256,
         )
 
 
@@ -146,8 +149,8 @@ class _Written:
 @dataclass(slots=True)
 class _Outcome:
     renditions: list[_Written] = field(default_factory=list)
-    served: tuple[Path, str] | None = None
-    """The cleaned original and its type."""
+    served: tuple[Path, str, str | None] | None = None
+    """The cleaned original, its type, and its SHA-256 when it was made from bytes in hand."""
 
 
 @dataclass(slots=True)
@@ -590,7 +593,7 @@ def _served_original(
     transparent: bool,
     cleaning: Future[bytes | None] | None,
     suffix: str,
-) -> tuple[Path, str] | None:
+) -> tuple[Path, str, str | None] | None:
     """``cleaning``: the container-level clean under way (None: the type has no cleaner)."""
     if cleaning is not None:
         try:
@@ -601,12 +604,14 @@ def _served_original(
             if cleaned is None:
                 return None
             path = workdir / f"original-clean{suffix}"
-            path.write_bytes(cleaned)
-            return path, mime
+            write_once(path, cleaned)  # the store keeps it; nothing reads it soon
+            # Hashed here, from the bytes in hand: read back for it, the file just written
+            # past the page cache would fill as much of it anew.
+            return path, mime, hashlib.sha256(cleaned).hexdigest()
     elif not opened.identifying:
         return None
     written = _reencode(source, mime, workdir, opened, transparent)
-    return written.path, written.mime
+    return written.path, written.mime, None
 
 
 def _reencode(

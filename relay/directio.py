@@ -145,3 +145,33 @@ def write_direct(path: Path, staged: Staged) -> bool:
         raise
     os.close(fd)
     return True
+
+
+_ONCE_POOL: StagePool | None = None
+
+
+def write_once(path: Path, data: bytes | bytearray | memoryview) -> None:
+    """``path.write_bytes(data)``, fsynced, past the page cache where the filesystem allows:
+    for a file written once and seldom read soon, such as a photo's cleaned original on its
+    way into the store.
+
+    On the VMs measured, memory that was freed and stood unused for ~2 s is handed back to the
+    host (the balloon's free page reporting), and the guest's next use of it costs ~5 ms a MB:
+    a 3.2 MB original put into the page cache cost 16-18 ms of CPU where reused memory costs
+    0.8 ms. The store keeps every original, so through the page cache each photo took that
+    much fresh memory; written with ``O_DIRECT`` from this process's reused buffers it takes
+    none. The buffers (1 MiB each, four kept) are this process's own: a media process writes
+    one file at a time."""
+    global _ONCE_POOL
+    if _ONCE_POOL is None:
+        _ONCE_POOL = StagePool(keep=4)
+    staged = Staged(_ONCE_POOL)
+    try:
+        if staged.append(data) and write_direct(path, staged):
+            return
+    finally:
+        staged.release()
+    with open(path, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())

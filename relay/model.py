@@ -202,3 +202,6 @@ class HandlerOutput:
     served_original: Path | None = None
     """A cleaned copy to serve instead of the source (e.g. location stripped), or None."""
     served_original_mime: str | None = None
+    served_original_sha256: str | None = None
+    """The served original's SHA-256 when the handler made it from bytes it held, so that it
+    is not read back for it; None: the pipeline hashes the file."""

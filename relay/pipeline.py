@@ -299,6 +299,7 @@ class Pipeline:
                 served,
                 served_mime,
                 filename,
+                output.served_original_sha256 if output.served_original else None,
             ),
             *(self._put_rendition(prefix, r) for r in output.renditions),
         )
@@ -371,19 +372,23 @@ class Pipeline:
 
         return report
 
-    async def _put_original(self, key: str, path: Path, mime: str, filename: str) -> StoredObject:
-        _, sha256 = await _all(
-            # The spooled file (removed once the item is recorded) or one in the work folder.
-            put_done_file(
-                self.store,
-                key,
-                path,
-                mime,
-                content_disposition=content_disposition(mime, filename),
-                cache_control=IMMUTABLE,
-            ),
-            asyncio.to_thread(sha256_file, path),
+    async def _put_original(
+        self, key: str, path: Path, mime: str, filename: str, sha256: str | None = None
+    ) -> StoredObject:
+        """``sha256``: the file's, when its maker knew it; else it is read for it."""
+        # The spooled file (removed once the item is recorded) or one in the work folder.
+        put = put_done_file(
+            self.store,
+            key,
+            path,
+            mime,
+            content_disposition=content_disposition(mime, filename),
+            cache_control=IMMUTABLE,
         )
+        if sha256 is None:
+            _, sha256 = await _all(put, asyncio.to_thread(sha256_file, path))
+        else:
+            await put
         return StoredObject(key=key, mime=mime, bytes=path.stat().st_size, sha256=sha256)
 
     # --- unpack_mail ----------------------------------------------------------------------------

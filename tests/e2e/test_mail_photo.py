@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import smtplib
 
@@ -43,6 +44,10 @@ def test_iphone_photo_becomes_an_upright_post_without_gps(relay: RelayServer) ->
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["content-type"] == "image/jpeg"
         assert_no_gps(response.content)
+    # The checksum the API gives is that of the cleaned original one downloads.
+    served = httpx.get(item["original"]["url"]).content
+    assert item["original"]["sha256"] == hashlib.sha256(served).hexdigest()
+    assert item["original"]["bytes"] == len(served)
 
     for rendition in item["renditions"]:
         image = Image.open(io.BytesIO(httpx.get(rendition["url"]).content))

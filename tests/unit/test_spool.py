@@ -197,3 +197,57 @@ def test_a_full_disk_at_commit_leaves_no_fd_and_no_file(tiny_fs: Path) -> None:
     small = spool.writer()  # and the spool takes the next one
     small.write(b"after")
     assert spool.path(small.commit_sync()).read_bytes() == b"after"
+
+
+def _resident_pages(path: Path) -> int:
+    """Pages of ``path`` in the page cache (mincore(2) on a mapping that touches none)."""
+    import ctypes
+    import mmap
+
+    size = path.stat().st_size
+    pages = -(-size // mmap.PAGESIZE)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]  # fmt: skip
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert address not in (None, ctypes.c_void_p(-1).value)
+        try:
+            vector = ctypes.create_string_buffer(pages)
+            assert libc.mincore(address, size, vector) == 0, ctypes.get_errno()
+            return sum(byte & 1 for byte in vector.raw)
+        finally:
+            libc.munmap(address, size)
+    finally:
+        os.close(fd)
+
+
+def test_a_file_written_once_is_whole_and_takes_no_page_cache(tmp_path: Path) -> None:
+    # A photo's cleaned original on its way into the store: 3.2 MB, no multiple of a block.
+    body = os.urandom(3 * StagePool.SIZE + 12345)
+    path = tmp_path / "original-clean.jpg"
+    directio.write_once(path, body)
+    assert _resident_pages(path) == 0
+    (tmp_path / "cached.jpg").write_bytes(body)  # what the page cache would hold of it
+    assert _resident_pages(tmp_path / "cached.jpg") == -(-len(body) // 4096)
+    assert path.read_bytes() == body
+
+
+def test_a_file_written_once_where_o_direct_is_refused_is_written_all_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_open = os.open
+
+    def refusing(path: str, flags: int, mode: int = 0o777) -> int:
+        if flags & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument", path)
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(directio.os, "open", refusing)
+    body = os.urandom(StagePool.SIZE + 3)
+    directio.write_once(tmp_path / "original-clean.jpg", body)
+    assert (tmp_path / "original-clean.jpg").read_bytes() == body
