@@ -141,23 +141,44 @@ def test_write_direct_closes_its_file_and_removes_it_on_any_error(
     real_pwrite = os.pwrite
     calls = []
 
-    def failing(fd: int, data: memoryview, offset: int) -> int:  # as a disk that fails
+    def failing(fd: int, buffers: list[memoryview], offset: int) -> int:  # a failing disk
         calls.append(offset)
         if offset:
             raise OSError(errno.EIO, "Input/output error")
-        return real_pwrite(fd, data, offset)
+        return real_pwrite(fd, buffers[0], offset)  # a short write: the first buffer alone
 
     spool = Spool(tmp_path)
     writer = _staged(spool, 2 * StagePool.SIZE + 5)
-    monkeypatch.setattr(directio.os, "pwrite", failing)
+    monkeypatch.setattr(directio.os, "pwritev", failing)
     before = _open_fds()
     with pytest.raises(OSError) as raised:
         writer.commit_sync()
-    assert raised.value.errno == errno.EIO and calls  # the error, not a fallback
+    # The short write was carried on from where it stopped; then the error, not a fallback.
+    assert raised.value.errno == errno.EIO and calls == [0, StagePool.SIZE]
     assert _open_fds() == before
     writer.abort()
     assert list(spool.tmp.iterdir()) == [] and list(spool.ready.iterdir()) == []
     assert spool.stage.lent == 0
+
+
+def test_short_direct_writes_are_carried_on_to_the_whole_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_pwrite = os.pwrite
+
+    def one_at_a_time(fd: int, buffers: list[memoryview], offset: int) -> int:
+        return real_pwrite(fd, buffers[0][:THIRD], offset)  # a third of one buffer at most
+
+    monkeypatch.setattr(directio.os, "pwritev", one_at_a_time)
+    spool = Spool(tmp_path)
+    body = os.urandom(2 * StagePool.SIZE + 4097)
+    writer = spool.writer()
+    writer.write(body)
+    assert spool.path(writer.commit_sync()).read_bytes() == body
+    assert spool.direct  # written with O_DIRECT, not through the cache after a refusal
+
+
+THIRD = StagePool.SIZE // 3 // directio.ALIGN * directio.ALIGN
 
 
 @pytest.fixture
