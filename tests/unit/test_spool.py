@@ -272,3 +272,19 @@ def test_a_file_written_once_where_o_direct_is_refused_is_written_all_the_same(
     body = os.urandom(StagePool.SIZE + 3)
     directio.write_once(tmp_path / "original-clean.jpg", body)
     assert (tmp_path / "original-clean.jpg").read_bytes() == body
+
+
+def test_a_bursts_buffers_serve_the_whole_burst_and_are_given_back_once_unused() -> None:
+    pool = StagePool(limit=100, keep=2, linger=60.0)
+    first = pool.take(10)
+    assert first is not None
+    pool.give(first)
+    again = pool.take(10)  # the burst goes on: the same buffers, not ten mapped anew
+    assert again is not None and {id(b) for b in again} == {id(b) for b in first}
+    pool.give(again)
+    pool.trim()  # not unused for a minute yet: all stay
+    assert pool.kept == 10
+    pool.linger = 0.0  # ... and now they have been
+    pool.trim()
+    assert pool.kept == 2
+    assert sum(buffer.closed for buffer in again) == 8  # unmapped, their memory given back
