@@ -192,7 +192,8 @@ def write_direct(path: Path, staged: Staged) -> bool:
     return True
 
 
-_ONCE_POOL: StagePool | None = None
+_ONCE_POOL: Final = StagePool(keep=4)
+"""``write_once``'s buffers: a media process writes one such file at a time."""
 
 
 def write_once(path: Path, data: bytes | bytearray | memoryview) -> None:
@@ -207,9 +208,6 @@ def write_once(path: Path, data: bytes | bytearray | memoryview) -> None:
     much fresh memory; written with ``O_DIRECT`` from this process's reused buffers it takes
     none. The buffers (1 MiB each, four kept) are this process's own: a media process writes
     one file at a time."""
-    global _ONCE_POOL
-    if _ONCE_POOL is None:
-        _ONCE_POOL = StagePool(keep=4)
     staged = Staged(_ONCE_POOL)
     try:
         if staged.append(data) and write_direct(path, staged):

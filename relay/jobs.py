@@ -74,6 +74,8 @@ class Job:
     claim: int | None = None
     """The job's ``claims`` when this worker claimed it: the fencing token of our writes.
     None only for a Job made by hand rather than by ``claim`` (tests, tools): unfenced."""
+    place: float | None = None
+    """Its place in line (``fair_at``) when claimed, for the jobs it hands on (``hand_on``)."""
 
     @property
     def exhausted(self) -> bool:
@@ -168,9 +170,6 @@ def enqueue(
     return result.inserted_primary_key[0]
 
 
-_PLACE = select(jobs.c.fair_at).where(jobs.c.id == bindparam("job_id"))
-
-
 def hand_on(conn: Connection, job: Job, wanted: list[tuple[str, str]], owner: str | None) -> None:
     """Queue the jobs (kind, ref) that carry ``job``'s work on (a mail's parts, a post's paired
     items) in ``job``'s own place in line and one ``FAIR_SLOT`` apart after it, as if they had
@@ -183,21 +182,19 @@ def hand_on(conn: Connection, job: Job, wanted: list[tuple[str, str]], owner: st
     this owner's work than before."""
     if not wanted:
         return
-    place = conn.execute(_PLACE, {"job_id": job.id}).scalar()
-    if place is None or owner is None:  # a job made by hand, or no one's: placed as any other
+    if job.place is None or owner is None:  # made by hand, or no one's: placed as any other
         for kind, ref in wanted:
             enqueue(conn, kind, ref, job.max_attempts, owner=owner)
         return
     now = time.time()
-    conn.execute(
-        jobs.insert(),
-        [
-            {**_row(kind, ref, job.max_attempts, now, now, owner), "fair_at": max(now, at)}
-            for at, (kind, ref) in zip(
-                (place + n * FAIR_SLOT for n in range(len(wanted))), wanted, strict=True
-            )
-        ],
-    )
+    rows = [
+        {
+            **_row(kind, ref, job.max_attempts, now, now, owner),
+            "fair_at": max(now, job.place + n * FAIR_SLOT),
+        }
+        for n, (kind, ref) in enumerate(wanted)
+    ]
+    conn.execute(jobs.insert(), rows)
 
 
 def enqueue_many(conn: Connection, wanted: list[tuple[str, str, int, str]]) -> None:
@@ -258,6 +255,7 @@ _CLAIM = (
         jobs.c.attempts,
         jobs.c.max_attempts,
         jobs.c.claims,
+        jobs.c.fair_at,
     )
 )
 
