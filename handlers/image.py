@@ -44,7 +44,14 @@ from PIL import Image, ImageCms, ImageFile
 
 from handlers import hdr_still, scrub
 from relay.directio import write_once
-from relay.errors import LimitExceeded, MediaError
+from relay.errors import (
+    NO_SPACE_TEXTS,
+    LimitExceeded,
+    MediaError,
+    RelayError,
+    StorageError,
+    out_of_space,
+)
 from relay.model import HandlerInput, HandlerOutput, Kind, RenditionFile
 
 pillow_heif.register_heif_opener()
@@ -184,8 +191,20 @@ def _process_image(source: Path, mime: str, workdir: Path, max_pixels: int) -> _
         renditions, transparent = _write_renditions(opened, workdir)
         served = _served_original(source, mime, workdir, opened, transparent, cleaning, suffix)
     except _DAMAGED_ANYWHERE as exc:
-        raise MediaError("media.corrupt", f"{type(exc).__name__}: {exc}") from None
+        raise _failure(exc) from None
     return _Outcome(renditions=renditions, served=served)
+
+
+def _failure(exc: BaseException) -> RelayError:
+    """What an error while reading or writing pictures means: our own disk full is an outage
+    the job waits out (``storage.full``, never the photo's fault); anything else, a picture
+    that cannot be read."""
+    detail = f"{type(exc).__name__}: {exc}"
+    if out_of_space(exc) or (
+        isinstance(exc, pyvips.Error) and any(text in str(exc) for text in NO_SPACE_TEXTS)
+    ):
+        return StorageError("storage.full", detail)
+    return MediaError("media.corrupt", detail)
 
 
 def _as_sdr(source: Path, mime: str, opened: _Source) -> _Source:
@@ -521,7 +540,7 @@ def fit_instagram_file(
             return None
         written = _save(fitted, workdir / FIT_INSTAGRAM, FIT_INSTAGRAM, False)
     except _DAMAGED_ANYWHERE as exc:
-        raise MediaError("media.corrupt", f"{type(exc).__name__}: {exc}") from None
+        raise _failure(exc) from None
     return RenditionFile(
         written.name, written.path, written.mime, width=written.width, height=written.height
     )

@@ -15,14 +15,19 @@ Exception tree::
     │   └── TooLarge              over a size limit (552 5.3.4 / 413)
     ├── MediaError                an item cannot be processed: the item ends `failed`
     │   └── LimitExceeded         pixels, duration, time: refused before decoding
-    ├── StorageError              the store cannot be reached (HTTP 503; jobs retry)
+    ├── StorageError              the store cannot be reached or our disk is full (HTTP 503
+    │                             or 507; jobs wait it out)
     └── PublishError              a destination did not take a post
         └── TransientPublishError the destination may take it later: the delivery retries
 """
 
 from __future__ import annotations
 
+import errno
+import os
 from dataclasses import dataclass
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,14 +384,21 @@ def public_error(code: str) -> dict[str, str]:
     return {"code": spec.code, "message": spec.message}
 
 
+NO_SPACE_TEXTS = tuple(os.strerror(number) for number in _NO_SPACE)
+"""How the system says it, for libraries that report a failed write in words (libvips)."""
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """Our own disk (or quota) is full: never the fault of the work that met it."""
+    return isinstance(exc, OSError) and exc.errno in _NO_SPACE
+
+
 def temporary_error(exc: BaseException) -> RelayError | None:
     """A stable error for a failure of the machine rather than of the request: a full disk
     (``storage.full``, 507) or a database that cannot be reached (``server.unavailable``, 503).
     None for anything else. Doors and the HTTP error middleware use it, so a full spool or a
     lost database is never a ``500 server.internal`` with a traceback."""
-    import errno
-
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+    if out_of_space(exc):
         return RelayError("storage.full", str(exc))
     from sqlalchemy import exc as sa  # lazily: handlers import this module in the pool
 

@@ -22,7 +22,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from relay import jobs, metrics
 from relay.db import Database
-from relay.errors import RelayError, StorageError
+from relay.errors import RelayError, StorageError, out_of_space
 
 log = logging.getLogger("relay.worker")
 
@@ -31,8 +31,8 @@ GiveUp = Callable[[Connection, jobs.Job, str, str], None]
 
 
 def is_outage(exc: BaseException) -> bool:
-    """Our own store or database was unreachable or full: never the job's fault."""
-    return isinstance(exc, StorageError | OperationalError | InterfaceError)
+    """Our own store or database was unreachable or full, or our disk: never the job's fault."""
+    return isinstance(exc, StorageError | OperationalError | InterfaceError) or out_of_space(exc)
 
 
 class Workers:

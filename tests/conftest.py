@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,28 @@ if not CORPORA.is_dir():
 def corpora() -> Path:
     assert CORPORA.is_dir(), f"test corpora not found at {CORPORA}"
     return CORPORA
+
+
+@pytest.fixture
+def small_fs() -> Iterator[Callable[[Path, str], Path]]:
+    """A factory: ``small_fs(folder, "300k")`` mounts a filesystem of that size on ``folder``
+    (made if missing), for a real ENOSPC; all are unmounted at the end. Mounting needs root,
+    which CI has."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mounted: list[Path] = []
+
+    def mount(folder: Path, size: str) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], check=True
+        )
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in reversed(mounted):
+        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 @pytest.fixture

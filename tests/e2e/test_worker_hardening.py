@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import subprocess
 import time
 import uuid
 
@@ -55,6 +56,27 @@ def test_workers_survive_a_full_disk_and_go_on_when_it_clears(start_relay, tmp_p
         done = server.wait_post(anna["token"], post["id"])
         assert [i["status"] for i in done["items"]] == ["ready"]
     assert list((server.data_dir / "spool" / "ready").iterdir()) == []
+
+
+def test_a_full_work_disk_is_waited_out_and_the_photo_is_not_called_damaged(
+    start_relay, tmp_path, small_fs
+) -> None:
+    """libvips' write of a rendition fails with ENOSPC: the photo waits for space, however
+    many tries that takes, and is processed once there is space; it is never \"corrupt\"."""
+    work = small_fs(tmp_path / "node" / "work", "300k")
+    server = start_relay(
+        tmp_path / "node", RELAY_JOB_MAX_ATTEMPTS="2", RELAY_JOB_BACKOFF_CAP_SECONDS="1"
+    )
+    anna = server.add_user("anna")
+    post = server.upload(anna["token"], file=("IMG_0001.jpg", phone_jpeg(), "image/jpeg"))
+    _wait_for_log(server, "storage.full", 3)  # more tries than RELAY_JOB_MAX_ATTEMPTS
+    with server.client(anna["token"]) as client:
+        seen = client.get(f"/api/v1/posts/{post['id']}").json()
+    assert [item["status"] for item in seen["items"]] != ["failed"], seen
+    subprocess.run(["mount", "-o", "remount,size=64m", str(work)], check=True)
+    done = server.wait_post(anna["token"], post["id"])
+    assert [item["status"] for item in done["items"]] == ["ready"], done
+    assert {r["name"] for r in done["items"][0]["renditions"]} >= {"large", "medium", "small"}
 
 
 def test_an_object_store_outage_is_waited_out(start_relay, tmp_path) -> None:

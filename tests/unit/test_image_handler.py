@@ -22,8 +22,9 @@ from PIL import Image, ImageChops, ImageCms, ImageDraw, ImageStat, PngImagePlugi
 
 from handlers import handler_for
 from handlers.image import MIMES, ImageHandler
-from relay.errors import LimitExceeded, MediaError
+from relay.errors import LimitExceeded, MediaError, StorageError
 from relay.model import HandlerInput, HandlerOutput, Kind, Limits
+from relay.worker import is_outage
 from tests.handlers_support import run_handler
 
 GPS_IFD = 0x8825
@@ -756,6 +757,24 @@ def test_slow_work_times_out(tmp_path: Path) -> None:
 def test_registry_hands_out_the_image_handler() -> None:
     assert isinstance(handler_for(Kind.IMAGE), ImageHandler)
     assert ImageHandler.kind is Kind.IMAGE
+
+
+@pytest.mark.parametrize(
+    "size", ["300k", "1200k"], ids=["a rendition's write (libvips)", "the original's write"]
+)
+def test_a_full_disk_is_storage_full_never_a_damaged_photo(
+    phone_jpeg: Path, tmp_path: Path, small_fs: Callable[[Path, str], Path], size: str
+) -> None:
+    """The work folder runs out of space at two places: libvips says so in words, our own
+    write raises ENOSPC. Both are an outage the job waits out (the worker's ``is_outage``),
+    not ``media.corrupt``, which would fail a good photo for good."""
+    work = small_fs(tmp_path / "work", size)
+    with pytest.raises(StorageError) as raised:
+        process(phone_jpeg, "image/jpeg", work / "job")
+    assert raised.value.code == "storage.full"
+    assert is_outage(raised.value)
+    # With space, the same photo is processed.
+    assert set(sizes(process(phone_jpeg, "image/jpeg", tmp_path / "roomy"))) >= {"large", "small"}
 
 
 def test_work_runs_in_a_spawned_process_pool(tmp_path: Path) -> None:

@@ -3,9 +3,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -182,17 +181,8 @@ THIRD = StagePool.SIZE // 3 // directio.ALIGN * directio.ALIGN
 
 
 @pytest.fixture
-def tiny_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MB filesystem: a real ENOSPC. Mounting needs root (CI runs as root)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    path = tmp_path / "tiny"
-    path.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], check=True)
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
+def tiny_fs(small_fs: Callable[[Path, str], Path], tmp_path: Path) -> Path:
+    return small_fs(tmp_path / "tiny", "1m")
 
 
 def test_a_full_disk_at_commit_leaves_no_fd_and_no_file(tiny_fs: Path) -> None:
