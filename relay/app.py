@@ -20,6 +20,7 @@ from relay.config import Settings, parse_listen
 from relay.context import RELAY, Relay
 from relay.db import Database, queries
 from relay.db.migrations import SchemaTooNew
+from relay.doors_first import DoorsFirst
 from relay.errors import StorageError
 from relay.intake import http as http_intake
 from relay.intake import tus as tus_intake
@@ -77,6 +78,7 @@ def build(settings: Settings) -> Relay:
         timeout=settings.processing_timeout_seconds,
     )
     workers = Workers(db, settings.job_lease_seconds, settings.job_backoff_cap_seconds, node)
+    doors_first = DoorsFirst(settings.doors_first_seconds)
     pipeline = Pipeline(
         db,
         spool,
@@ -86,6 +88,7 @@ def build(settings: Settings) -> Relay:
         limits,
         workers.wake,
         media_slots=settings.workers,
+        doors_first=doors_first,
         options={
             "video_crf": settings.video_crf,
             "video_preset": settings.video_preset,
@@ -98,7 +101,7 @@ def build(settings: Settings) -> Relay:
     )
     pipeline.register(workers)
     LivePhotos(db, spool, pool, workers.wake, pipeline.options).register(workers)
-    acceptor = Acceptor(db, settings.job_max_attempts, workers.wake, spool)
+    acceptor = Acceptor(db, settings.job_max_attempts, workers.wake, spool, doors_first)
     relay = Relay(
         settings, db, spool, store, pool, workers, acceptor, node_lock=node_lock, gone=gone
     )

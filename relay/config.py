@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     # (relay/web/client.py). Empty: no header is believed and the client is the peer.
     trusted_proxies: str = ""
     workers: int = Field(default=2, ge=0)
+    # While the doors take in a burst (over 16 MB/s), new media work waits up to this long, so
+    # that uploads are answered at the door's own speed (relay/doors_first.py); 0: never.
+    doors_first_seconds: float = Field(default=5.0, ge=0)
     allow_private_destinations: bool = False
     max_image_pixels: int = 80_000_000
     max_duration_seconds: float = 4 * 3600.0

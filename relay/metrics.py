@@ -18,6 +18,11 @@ smtp_recipients_refused = Counter(
 http_uploads = Counter(
     "relay_http_uploads", "Upload requests, by outcome", ["outcome"], registry=registry
 )
+doors_first_held = Counter(
+    "relay_doors_first_held_seconds",
+    "Seconds media jobs waited while the doors took in a burst (RELAY_DOORS_FIRST_SECONDS)",
+    registry=registry,
+)
 accepted_bytes = Counter(
     "relay_accepted_bytes", "Bytes spooled and acknowledged", ["door"], registry=registry
 )

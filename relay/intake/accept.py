@@ -28,10 +28,11 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, select
 
-from relay import jobs, lifecycle, pairing
+from relay import jobs, lifecycle, metrics, pairing
 from relay.auth import new_id
 from relay.db import Database, life, lock_all, queries
 from relay.db.schema import posts
+from relay.doors_first import DoorsFirst
 from relay.lifecycle import LIVE_TEXT as LIVE_TEXT  # re-exported: the live door's, via accept
 from relay.lifecycle import live_ended as live_ended
 from relay.lifecycle import settle
@@ -134,9 +135,12 @@ class Acceptor:
         max_attempts: int,
         wake: Callable[[], None],
         spool: SpoolBackend | None = None,
+        doors_first: DoorsFirst | None = None,
     ) -> None:
         self.db = db
         self.spool = spool
+        self.doors_first = doors_first
+        """Told of every burst the doors take in, to hold media work meanwhile."""
         """Where a message not unpacked yet is read to hash it, when a copy arrives."""
         self.max_attempts = max_attempts
         self.wake = wake
@@ -213,6 +217,12 @@ class Acceptor:
             post.status = PostStatus.READY  # text alone is ready at once
         self.wake()
         return post
+
+    def took(self, door: str, size: int) -> None:
+        """``door`` acknowledged ``size`` bytes: counted, and told to the doors-first hold."""
+        metrics.accepted_bytes.labels(door).inc(size)
+        if self.doors_first is not None:
+            self.doors_first.took(size)
 
     async def attach(
         self,

@@ -156,6 +156,7 @@ async def upload(request: web.Request) -> web.Response:
             filename = content_disposition_filename(params, "filename") if disposition else None
             writer = relay.spool.writer(limit=limit, reread=False)
             name = await _stream(writer, lambda: request.content.read(CHUNK))
+            received = writer.size
             files.append(SpooledFile(name, clean_filename(filename, mime, 0), mime, writer.size))
             for name in fields:
                 fields[name] = request.query.get(name, "").strip()
@@ -186,7 +187,7 @@ async def upload(request: web.Request) -> web.Response:
         metrics.http_uploads.labels(outcome).inc()
         raise
     metrics.http_uploads.labels("accepted").inc()
-    metrics.accepted_bytes.labels("http").inc(received)
+    relay.acceptor.took("http", received)
     return web.json_response(post_json(relay, post), status=202)
 
 

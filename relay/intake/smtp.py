@@ -726,7 +726,7 @@ class MailHandler:
             metrics.smtp_messages.labels("temporary_error").inc()
             return TEMPORARY
         metrics.smtp_messages.labels("accepted").inc()
-        metrics.accepted_bytes.labels("smtp").inc(writer.size)
+        self.acceptor.took("smtp", writer.size)
         return f"250 2.0.0 OK queued as {post.id}"
 
     async def _verdict(

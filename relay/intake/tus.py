@@ -782,7 +782,7 @@ class TusDoor:
         )
         if self.parts is not None:
             await tus_s3.after_accept(self, row)
-        metrics.accepted_bytes.labels("tus").inc(row["length"])
+        self.relay.acceptor.took("tus", row["length"])
         log.info("tus upload %s became post %s", row["id"], post.id)
         return {**row, "post_id": post.id}
 
@@ -881,7 +881,7 @@ class TusDoor:
 
                 for row in rows:
                     await tus_s3.after_accept(self, row)
-        metrics.accepted_bytes.labels("tus").inc(sum(row["length"] for row in rows))
+        self.relay.acceptor.took("tus", sum(row["length"] for row in rows))
         log.info("tus uploads %s became post %s", ",".join(r["id"] for r in rows), made.id)
         return made
 

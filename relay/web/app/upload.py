@@ -168,6 +168,7 @@ async def upload_send(request: web.Request, user: Signed) -> web.StreamResponse:
             made = await request.app[TUS].join(user.user_id, [u.strip() for u in uploads], **post)
         else:
             made = await relay.acceptor.accept(user.user_id, files=files, source="http", **post)
+            relay.acceptor.took("http", sum(spooled.size for spooled in files))
     except BaseException as exc:
         for spooled in files:
             relay.spool.remove(spooled.spool_name)
