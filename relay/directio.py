@@ -25,6 +25,7 @@ ALIGN: Final = 4096
 """Alignment of ``O_DIRECT`` writes: a multiple of every common logical block size."""
 
 _DIRECT: Final = getattr(os, "O_DIRECT", 0)
+_HUGE: Final = getattr(mmap, "MADV_HUGEPAGE", None)
 
 
 def _buffer(size: int) -> mmap.mmap:
@@ -40,9 +41,6 @@ def _buffer(size: int) -> mmap.mmap:
     if _HUGE is not None:
         buffer.madvise(_HUGE)
     return buffer
-
-
-_HUGE: Final = getattr(mmap, "MADV_HUGEPAGE", None)
 
 
 class StagePool:

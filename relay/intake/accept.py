@@ -139,9 +139,9 @@ class Acceptor:
     ) -> None:
         self.db = db
         self.spool = spool
-        self.doors_first = doors_first
-        """Told of every burst the doors take in, to hold media work meanwhile."""
         """Where a message not unpacked yet is read to hash it, when a copy arrives."""
+        self.doors_first = doors_first
+        """Told of every byte the doors accept, to hold media work during a burst."""
         self.max_attempts = max_attempts
         self.wake = wake
         self._waiting: list[tuple[_Args, asyncio.Future[bool]]] = []

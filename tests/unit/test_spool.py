@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import errno
 import os
 import time
@@ -278,3 +279,35 @@ def test_a_bursts_buffers_serve_the_whole_burst_and_are_given_back_once_unused()
     pool.trim()
     assert pool.kept == 2
     assert sum(buffer.closed for buffer in again) == 8  # unmapped, their memory given back
+
+
+def _huge_pages_offered() -> bool:
+    try:
+        setting = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return False
+    return "[never]" not in setting
+
+
+def _huge_kib() -> int:
+    """``AnonHugePages`` of this whole process, in KiB."""
+    for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
+        if line.startswith("AnonHugePages:"):
+            return int(line.split()[1])
+    raise AssertionError("no AnonHugePages in smaps_rollup")
+
+
+def test_staging_buffers_are_each_one_huge_page() -> None:
+    """One huge page is one segment of a disk request; 4 KiB pages were ~9 requests a 3.2 MB
+    file from four writers, and the door took uploads at 0.63-0.78x of the bare server."""
+    if not _huge_pages_offered():
+        pytest.skip("transparent huge pages are off on this kernel")
+    pool = StagePool(limit=2, keep=2)
+    before = _huge_kib()
+    buffers = pool.take(2)
+    assert buffers is not None
+    for buffer in buffers:
+        buffer[:] = b"\x01" * len(buffer)  # the first touch maps the page
+        assert ctypes.addressof(ctypes.c_char.from_buffer(buffer)) % StagePool.SIZE == 0
+    assert _huge_kib() - before >= 2 * StagePool.SIZE // 1024
+    pool.give(buffers)
