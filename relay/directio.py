@@ -50,9 +50,9 @@ class StagePool:
     costs a fault a page, and on a VM that hands free memory back to its host, ~5 ms a MB more
     (bench/README.md, "Memory the VM hands back"). ``keep`` of them stay for good; the rest
     are unmapped once unused for ``linger`` seconds, so that a burst's buffers serve the whole
-    burst and an idle relay gives them back. With only 16 kept, 20 SMTP sessions of 4.4 MB
-    mails mapped and unmapped most of theirs anew for every mail: the door took 8.3-10 ms of
-    CPU a mail, against 6.0-6.7 ms with all 160 kept."""
+    burst and an idle relay gives them back. With only 16 MiB kept (then 16 buffers of 1 MiB;
+    now 8 of 2 MiB), 20 SMTP sessions of 4.4 MB mails mapped and unmapped most of theirs anew
+    for every mail: the door took 8.3-10 ms of CPU a mail, against 6.0-6.7 ms with all kept."""
 
     SIZE: Final = 2 << 20
     """A huge page (``_buffer``)."""

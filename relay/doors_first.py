@@ -36,7 +36,7 @@ class DoorsFirst:
         self.rate = rate
         """Bytes a second taken in by the doors above which media work waits."""
         self.hold = hold
-        """The longest a burst holds media work, in seconds; 0: never."""
+        """The longest a burst holds media work, in seconds; 0: never (and nothing is kept)."""
         self._clock = clock
         self._taken: deque[tuple[float, int]] = deque()
         self._in_window = 0

@@ -98,13 +98,9 @@ class Pipeline:
         """Jobs in their handler at once (libvips in the pool, ffmpeg as a child): as many as
         the pool has processes, while the relay runs one job loop more (relay.app) to store
         and commit one job as the next one's media work runs."""
-        self.doors_first = doors_first
+        self.doors_first = doors_first or DoorsFirst(hold=0.0)
         """Media work (a handler, a mail's unpacking) waits while the doors take in a burst."""
         self._background: set[asyncio.Task[None]] = set()
-
-    async def _doors_first(self) -> None:
-        if self.doors_first is not None:
-            await self.doors_first.wait()
 
     def register(self, workers: Workers) -> None:
         workers.register(PROCESS_ITEM, self.process_item, self.fail_item)
@@ -273,7 +269,7 @@ class Pipeline:
                 # The operator's to fix, not the item's; retrying would only loop until it is.
                 raise MediaError("media.ffmpeg_missing", f"{', '.join(missing)} not on PATH")
             async with self.media_slots:
-                await self._doors_first()
+                await self.doors_first.wait()
                 output = await asyncio.wait_for(
                     handler_for(kind).process(job_input), self.limits.timeout
                 )
@@ -411,7 +407,7 @@ class Pipeline:
             return
         source = await self.spool.local(post["spool_name"])
         scratch = self.spool.scratch
-        await self._doors_first()
+        await self.doors_first.wait()
         unpacked = await self.pool.run(unpack_to_folder, str(source), str(scratch))
         try:
             # At once: into the object store, each part is a request of its own.

@@ -140,7 +140,7 @@ class Acceptor:
         self.db = db
         self.spool = spool
         """Where a message not unpacked yet is read to hash it, when a copy arrives."""
-        self.doors_first = doors_first
+        self.doors_first = doors_first or DoorsFirst(hold=0.0)
         """Told of every byte the doors accept, to hold media work during a burst."""
         self.max_attempts = max_attempts
         self.wake = wake
@@ -221,8 +221,7 @@ class Acceptor:
     def took(self, door: str, size: int) -> None:
         """``door`` acknowledged ``size`` bytes: counted, and told to the doors-first hold."""
         metrics.accepted_bytes.labels(door).inc(size)
-        if self.doors_first is not None:
-            self.doors_first.took(size)
+        self.doors_first.took(size)
 
     async def attach(
         self,
