@@ -33,7 +33,8 @@ import hashlib
 import io
 import struct
 import zlib
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -186,10 +187,17 @@ def _process_image(source: Path, mime: str, workdir: Path, max_pixels: int) -> _
             opened = _open_pillow(source, mime, max_pixels)
         opened = _as_sdr(source, mime, opened)
         # The container-level clean of the original needs only the file's bytes: it runs on a
-        # thread while libvips decodes and resizes (which releases the GIL).
-        cleaning = _threads().submit(cleaner, source.read_bytes()) if cleaner else None
-        renditions, transparent = _write_renditions(opened, workdir)
-        served = _served_original(source, mime, workdir, opened, transparent, cleaning, suffix)
+        # thread while libvips decodes and resizes (which releases the GIL), and so does the
+        # wait for the disk to take the cleaned file.
+        cleaned = workdir / f"original-clean{suffix}"
+        cleaning = _threads().submit(_clean_original, cleaner, source, cleaned) if cleaner else None
+        try:
+            renditions, transparent = _write_renditions(opened, workdir)
+        except BaseException:
+            if cleaning is not None:
+                wait([cleaning])  # not writing into the work folder as the job's end clears it
+            raise
+        served = _served_original(source, mime, workdir, opened, transparent, cleaning, cleaned)
     except _DAMAGED_ANYWHERE as exc:
         raise _failure(exc) from None
     return _Outcome(renditions=renditions, served=served)
@@ -604,29 +612,46 @@ def _save(
 # --- the served original -----------------------------------------------------------------------
 
 
+_UNCLEANABLE: Final = "uncleanable"
+
+
+def _clean_original(
+    cleaner: Callable[[bytes], bytes | None], source: Path, target: Path
+) -> str | None:
+    """The original cleaned at the container level into ``target``: its SHA-256; None when
+    there was nothing to remove; ``_UNCLEANABLE`` for a structure the cleaner does not follow.
+    Reading or writing errors are raised as they are (a full disk is not the photo's fault)."""
+    data = source.read_bytes()
+    try:
+        cleaned = cleaner(data)
+    except _UNFOLLOWED:
+        return _UNCLEANABLE
+    if cleaned is None:
+        return None
+    write_once(target, cleaned)  # the store keeps it; nothing reads it soon
+    # Hashed here, from the bytes in hand: read back for it, the file just written past the
+    # page cache would fill as much of it anew.
+    return hashlib.sha256(cleaned).hexdigest()
+
+
 def _served_original(
     source: Path,
     mime: str,
     workdir: Path,
     opened: _Source,
     transparent: bool,
-    cleaning: Future[bytes | None] | None,
-    suffix: str,
+    cleaning: Future[str | None] | None,
+    cleaned: Path,
 ) -> tuple[Path, str, str | None] | None:
-    """``cleaning``: the container-level clean under way (None: the type has no cleaner)."""
+    """``cleaning``: ``_clean_original`` under way into ``cleaned`` (None: the type has no
+    cleaner)."""
     if cleaning is not None:
-        try:
-            cleaned = cleaning.result()
-        except _UNFOLLOWED:
-            pass  # decodable, but not a structure we can clean safely: re-encode it
-        else:
-            if cleaned is None:
-                return None
-            path = workdir / f"original-clean{suffix}"
-            write_once(path, cleaned)  # the store keeps it; nothing reads it soon
-            # Hashed here, from the bytes in hand: read back for it, the file just written
-            # past the page cache would fill as much of it anew.
-            return path, mime, hashlib.sha256(cleaned).hexdigest()
+        sha256 = cleaning.result()
+        if sha256 is None:
+            return None
+        if sha256 != _UNCLEANABLE:
+            return cleaned, mime, sha256
+        # decodable, but not a structure we can clean safely: re-encoded below
     elif not opened.identifying:
         return None
     written = _reencode(source, mime, workdir, opened, transparent)

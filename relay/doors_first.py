@@ -27,6 +27,10 @@ WINDOW = 0.5
 RATE = 16e6
 """Bytes a second above which the doors are taking in a burst: a few photos at once over a
 local network; a phone on a mobile network sends a few MB a second at most."""
+QUIET = 0.15
+"""Seconds without a post taken in after which a burst is over, whatever the window holds:
+kept to the window's end, the cores stood idle for most of half a second after every burst
+(half of them also while it ran: a burst waits on the disk as much as on the cores)."""
 
 
 class DoorsFirst:
@@ -39,6 +43,7 @@ class DoorsFirst:
         """The longest a burst holds media work, in seconds; 0: never (and nothing is kept)."""
         self._clock = clock
         self._taken: deque[tuple[float, int]] = deque()
+        self._last = float("-inf")
         self._in_window = 0
         self._holding_since: float | None = None
 
@@ -48,17 +53,19 @@ class DoorsFirst:
             return
         if not self.busy():
             self._holding_since = None  # the doors were quiet: whatever comes is a new burst
-        self._taken.append((self._clock(), size))
+        self._last = self._clock()
+        self._taken.append((self._last, size))
         self._in_window += size
         if self._holding_since is None and self.busy():
             self._holding_since = self._clock()  # the burst's hold runs from its start
 
     def busy(self) -> bool:
-        """The doors took in more than ``rate`` over the last ``WINDOW`` seconds."""
-        since = self._clock() - WINDOW
-        while self._taken and self._taken[0][0] < since:
+        """The doors took in more than ``rate`` over the last ``WINDOW`` seconds, and took
+        something in within the last ``QUIET`` seconds."""
+        now = self._clock()
+        while self._taken and self._taken[0][0] < now - WINDOW:
             self._in_window -= self._taken.popleft()[1]
-        return self._in_window > self.rate * WINDOW
+        return self._in_window > self.rate * WINDOW and now - self._last < QUIET
 
     def _holding(self) -> bool:
         """Whether to hold now: the doors busy, and this burst not yet held for ``hold``."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from relay import metrics
-from relay.doors_first import RATE, WINDOW, DoorsFirst
+from relay.doors_first import QUIET, RATE, WINDOW, DoorsFirst
 
 PHOTO = 3_200_000
 
@@ -38,10 +38,15 @@ def test_a_burst_holds_media_work_until_the_doors_are_quiet() -> None:
         waiting = _started(doors)
         await _settle()
         assert not waiting.done()
-        clock.now += WINDOW / 2  # still inside the window
+        clock.now += QUIET / 2
+        doors.took(PHOTO)  # the burst goes on
         await _settle()
         assert not waiting.done()
-        clock.now += WINDOW  # the burst is over
+        clock.now += QUIET / 2
+        await _settle()
+        assert not waiting.done()
+        clock.now += QUIET  # nothing came for a moment: the burst is over...
+        assert clock.now - 1000.0 < WINDOW  # ...though it is all still in the window
         await _settle()
         assert waiting.done()
         assert metrics.doors_first_held._value.get() > before
