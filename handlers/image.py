@@ -612,20 +612,22 @@ def _save(
 # --- the served original -----------------------------------------------------------------------
 
 
-_UNCLEANABLE: Final = "uncleanable"
+class _Uncleanable(Exception):
+    """The original decodes, but its structure is not one the cleaner follows safely: it is
+    re-encoded instead."""
 
 
 def _clean_original(
     cleaner: Callable[[bytes], bytes | None], source: Path, target: Path
 ) -> str | None:
     """The original cleaned at the container level into ``target``: its SHA-256; None when
-    there was nothing to remove; ``_UNCLEANABLE`` for a structure the cleaner does not follow.
+    there was nothing to remove; ``_Uncleanable`` when the cleaner does not follow it.
     Reading or writing errors are raised as they are (a full disk is not the photo's fault)."""
     data = source.read_bytes()
     try:
         cleaned = cleaner(data)
-    except _UNFOLLOWED:
-        return _UNCLEANABLE
+    except _UNFOLLOWED as exc:
+        raise _Uncleanable from exc
     if cleaned is None:
         return None
     write_once(target, cleaned)  # the store keeps it; nothing reads it soon
@@ -646,12 +648,12 @@ def _served_original(
     """``cleaning``: ``_clean_original`` under way into ``cleaned`` (None: the type has no
     cleaner)."""
     if cleaning is not None:
-        sha256 = cleaning.result()
-        if sha256 is None:
-            return None
-        if sha256 != _UNCLEANABLE:
-            return cleaned, mime, sha256
-        # decodable, but not a structure we can clean safely: re-encoded below
+        try:
+            sha256 = cleaning.result()
+        except _Uncleanable:
+            pass  # re-encoded below
+        else:
+            return None if sha256 is None else (cleaned, mime, sha256)
     elif not opened.identifying:
         return None
     written = _reencode(source, mime, workdir, opened, transparent)

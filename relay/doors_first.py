@@ -57,7 +57,7 @@ class DoorsFirst:
         self._taken.append((self._last, size))
         self._in_window += size
         if self._holding_since is None and self.busy():
-            self._holding_since = self._clock()  # the burst's hold runs from its start
+            self._holding_since = self._last  # the burst's hold runs from its start
 
     def busy(self) -> bool:
         """The doors took in more than ``rate`` over the last ``WINDOW`` seconds, and took

@@ -20,7 +20,7 @@ import pillow_heif
 import pytest
 from PIL import Image, ImageChops, ImageCms, ImageDraw, ImageStat, PngImagePlugin
 
-from handlers import handler_for
+from handlers import handler_for, scrub
 from handlers.image import MIMES, ImageHandler
 from relay.errors import LimitExceeded, MediaError, StorageError
 from relay.model import HandlerInput, HandlerOutput, Kind, Limits
@@ -261,6 +261,25 @@ def test_phone_photo_original_is_served_without_position_losslessly(
         assert image.tobytes() == original.tobytes()
     # The compressed image data itself is copied, not re-encoded.
     assert data[data.index(b"\xff\xda") :] == source[source.index(b"\xff\xda") :]
+
+
+def test_an_original_the_cleaner_cannot_follow_is_served_re_encoded_without_position(
+    phone_jpeg: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A structure the container-level cleaner gives up on (ValueError and the like) is not
+    served as it came: it is re-encoded, upright, without its location."""
+
+    def gives_up(data: bytes) -> bytes | None:
+        raise ValueError("segment 0xe1 overruns the file")
+
+    monkeypatch.setitem(scrub.CLEANERS, "image/jpeg", (gives_up, ".jpg"))
+    output = process(phone_jpeg, "image/jpeg", tmp_path)
+    served = output.served_original
+    assert served is not None and output.served_original_mime == "image/jpeg"
+    assert output.served_original_sha256 is None  # hashed when stored, not from bytes in hand
+    assert leaks(served.read_bytes()) == []
+    with Image.open(served) as image:
+        assert image.size == (3024, 4032)  # turned upright: no orientation tag to say how
 
 
 # --- colour, transparency and modes ------------------------------------------------------------
