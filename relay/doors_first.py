@@ -28,9 +28,10 @@ RATE = 16e6
 """Bytes a second above which the doors are taking in a burst: a few photos at once over a
 local network; a phone on a mobile network sends a few MB a second at most."""
 QUIET = 0.15
-"""Seconds without a post taken in after which a burst is over, whatever the window holds:
-kept to the window's end, the cores stood idle for most of half a second after every burst
-(half of them also while it ran: a burst waits on the disk as much as on the cores)."""
+"""Seconds without a post taken in after which media work may start, whatever the window
+holds: held to the window's end, the cores stood idle for most of half a second after every
+burst (half of them also while it ran: a burst waits on the disk as much as on the cores).
+The burst itself goes on while the window holds it, so its ``hold`` keeps counting."""
 
 
 class DoorsFirst:
@@ -60,21 +61,22 @@ class DoorsFirst:
             self._holding_since = self._last  # the burst's hold runs from its start
 
     def busy(self) -> bool:
-        """The doors took in more than ``rate`` over the last ``WINDOW`` seconds, and took
-        something in within the last ``QUIET`` seconds."""
-        now = self._clock()
-        while self._taken and self._taken[0][0] < now - WINDOW:
+        """The doors took in more than ``rate`` over the last ``WINDOW`` seconds."""
+        since = self._clock() - WINDOW
+        while self._taken and self._taken[0][0] < since:
             self._in_window -= self._taken.popleft()[1]
-        return self._in_window > self.rate * WINDOW and now - self._last < QUIET
+        return self._in_window > self.rate * WINDOW
 
     def _holding(self) -> bool:
-        """Whether to hold now: the doors busy, and this burst not yet held for ``hold``."""
+        """Whether to hold now: the doors busy and taking something in this moment
+        (``QUIET``), and this burst not yet held for ``hold``."""
         if not self.busy():
             self._holding_since = None
             return False
+        now = self._clock()
         if self._holding_since is None:
-            self._holding_since = self._clock()
-        return self._clock() - self._holding_since < self.hold
+            self._holding_since = now
+        return now - self._holding_since < self.hold and now - self._last < QUIET
 
     async def wait(self, poll: float = 0.05) -> None:
         """Return when media work may start."""

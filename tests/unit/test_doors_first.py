@@ -103,6 +103,30 @@ def test_a_stream_longer_than_the_hold_is_processed_beside_it_then_held_again() 
     asyncio.run(scenario())
 
 
+def test_pauses_within_a_stream_do_not_restart_its_hold() -> None:
+    """A stream with pauses longer than QUIET between its posts (one big file every 0.2 s):
+    media work starts in the pauses, and once the stream has gone on for ``hold`` seconds it
+    is not held after its posts either, as any stream past the hold."""
+
+    async def scenario() -> None:
+        clock = Clock()
+        doors = DoorsFirst(hold=2.0, clock=clock)
+        step = 0.2
+        assert QUIET < step < WINDOW and 3 * PHOTO > RATE * WINDOW  # each post a burst
+        for n in range(15):  # 3 s of it
+            doors.took(3 * PHOTO)
+            after_a_post = _started(doors)
+            await _settle()
+            assert after_a_post.done() == (clock.now - 1000.0 >= 2.0), n
+            clock.now += QUIET + 0.01
+            in_the_pause = _started(doors)
+            await _settle()
+            assert in_the_pause.done(), n
+            clock.now += step - QUIET - 0.01
+
+    asyncio.run(scenario())
+
+
 def test_with_the_hold_off_nothing_waits() -> None:
     async def scenario() -> None:
         doors = DoorsFirst(hold=0.0, clock=Clock())
